@@ -1,0 +1,3 @@
+from judge_rl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""``judge-rl overopt``: not implemented yet (placeholder so the command table is complete)."""
+
+from __future__ import annotations
+
+import argparse
+
+from judge_rl.errors import JudgeRLError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("overopt", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise JudgeRLError("`judge-rl overopt` is not implemented yet")

@@ -1,0 +1,62 @@
+"""Rich console and progress bars for the CLI (library code logs; only the CLI prints)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+_console: Console | None = None
+_err: Console | None = None
+
+
+def _kwargs(stream: Any) -> dict[str, Any]:
+    no_color = bool(os.environ.get("NO_COLOR")) or not getattr(stream, "isatty", lambda: False)()
+    kw: dict[str, Any] = {"file": stream, "no_color": no_color, "highlight": False}
+    if no_color:
+        kw["color_system"] = None
+    return kw
+
+
+def console() -> Console:
+    """The stdout console: no colour when not a TTY or when ``NO_COLOR`` is set."""
+    global _console
+    if _console is None or _console.file is not sys.stdout:
+        _console = Console(**_kwargs(sys.stdout))
+    return _console
+
+
+def err_console() -> Console:
+    """The stderr console (errors, warnings, progress)."""
+    global _err
+    if _err is None or _err.file is not sys.stderr:
+        _err = Console(**_kwargs(sys.stderr))
+    return _err
+
+
+def progress(*extra: Any, transient: bool = False) -> Progress:
+    """A progress bar on stderr with count, rate-friendly columns and ETA; ``extra`` columns
+    (e.g. ``TextColumn("{task.fields[cost]}")``) are appended."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        *extra,
+        console=err_console(),
+        transient=transient,
+        disable=bool(os.environ.get("JUDGE_RL_NO_PROGRESS")),
+    )

