@@ -224,6 +224,17 @@ class PreferenceRecord(_Record):
         return row
 
 
+class PromptItem(_Record):
+    """One prompt of a prompt set (for generation, PPO and tournaments)."""
+
+    prompt_id: str
+    prompt: Prompt
+    reference: str | None = None
+    """Reference answer (GSM8K final answer, MT-Bench reference) when the set has one."""
+    category: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 class Battle(_Record):
     """One head-to-head result: the input of every rating."""
 
@@ -249,6 +260,7 @@ __all__ = [
     "Origin",
     "PreferenceRecord",
     "Prompt",
+    "PromptItem",
     "Score",
     "Verdict",
     "prompt_text",
