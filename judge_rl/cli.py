@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except JudgeRLError as e:
-        err_console().print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escape: messages quote user data (labels, paths) that may look like rich markup
+        err_console().print(
+            f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True
+        )
         return e.exit_code
     except KeyboardInterrupt:
         err_console().print("interrupted; finished work is saved")
