@@ -1,16 +1,234 @@
-"""``judge-rl data``: not implemented yet (placeholder so the command table is complete)."""
+"""``judge-rl data``: inspect and convert preference, candidate and prompt files.
+
+``judge-rl data inspect FILE``   detected format, rows, length statistics, label balance,
+                                  duplicates and skipped rows, as a table.
+``judge-rl data convert IN OUT``  any supported format -> TRL-ready JSONL/Parquet/CSV.
+``judge-rl data formats``         the supported formats.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from judge_rl.errors import JudgeRLError
+COLUMN_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--prompt-col", "prompt", "column holding the prompt"),
+    ("--chosen-col", "chosen", "column holding the preferred response"),
+    ("--rejected-col", "rejected", "column holding the dispreferred response"),
+    ("--response-a-col", "response_a", "pairwise: first response"),
+    ("--response-b-col", "response_b", "pairwise: second response"),
+    ("--label-col", "winner", "pairwise: label (a/b/tie, P(a) or 1/2)"),
+    ("--response-col", "response", "thumbs/ratings/candidates: the response"),
+    ("--rating-col", "rating", "ratings: the numeric rating"),
+    ("--thumbs-col", "thumbs", "thumbs: up/down"),
+    ("--responses-col", "responses", "ranked: list of responses, best first"),
+    ("--id-col", "prompt_id", "prompt id (groups thumbs/ratings rows)"),
+    ("--source-col", "source", "model/source name"),
+)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        dest="fmt",
+        metavar="FMT",
+        help="force the input format (see `judge-rl data formats`)",
+    )
+    g = p.add_argument_group("column mapping (your column name for each of ours)")
+    for flag, ours, help_ in COLUMN_FLAGS:
+        g.add_argument(flag, dest=f"col_{ours}", metavar="NAME", help=help_)
+    g.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="OURS=THEIRS",
+        help="any column, e.g. --map chosen=good (repeatable)",
+    )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip bad rows and report how many and why (default: stop at the first, exit 2)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("data", help="(not implemented yet)")
-    p.set_defaults(func=run)
+    p = sub.add_parser(
+        "data",
+        help="inspect and convert preference / candidate / prompt files",
+        description="Inspect and convert preference, candidate and prompt files "
+        "(TRL, HH-RLHF, pairwise, ranked, thumbs, ratings, AlpacaEval, MT-Bench, GSM8K).",
+    )
+    p.set_defaults(func=run, data_command=None)
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    pi = dsub.add_parser("inspect", help="format, rows, lengths, label balance, duplicates")
+    pi.add_argument("file", help="JSONL (.gz), JSON, CSV/TSV or Parquet file")
+    pi.add_argument(
+        "--show-skipped",
+        type=int,
+        default=5,
+        metavar="N",
+        help="list the N most common skip reasons",
+    )
+    _add_common(pi)
+    pc = dsub.add_parser("convert", help="convert to TRL-ready rows (prompt, chosen, rejected)")
+    pc.add_argument("input", help="input file, any supported format")
+    pc.add_argument("output", help="output file: .jsonl, .jsonl.gz, .json, .parquet or .csv")
+    _add_common(pc)
+    dsub.add_parser("formats", help="list the supported input formats")
+
+
+def _columns(args: argparse.Namespace) -> dict[str, str]:
+    from judge_rl.errors import ConfigError
+
+    cols: dict[str, str] = {}
+    for _, ours, _ in COLUMN_FLAGS:
+        v = getattr(args, f"col_{ours}", None)
+        if v:
+            cols[ours] = v
+    for item in getattr(args, "map", []) or []:
+        ours, sep, theirs = item.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise ConfigError(f"expected OURS=THEIRS, got {item!r}", setting="--map")
+        cols[ours.strip()] = theirs.strip()
+    return cols
 
 
 def run(args: argparse.Namespace) -> int:
-    raise JudgeRLError("`judge-rl data` is not implemented yet")
+    from judge_rl.errors import EXIT_USER_ERROR
+
+    action = getattr(args, "data_command", None)
+    if action == "inspect":
+        return _inspect(args)
+    if action == "convert":
+        return _convert(args)
+    if action == "formats":
+        return _formats()
+    from judge_rl.console import err_console
+
+    err_console().print(
+        "usage: judge-rl data {inspect,convert,formats} ... (see judge-rl data --help)"
+    )
+    return EXIT_USER_ERROR
+
+
+def _fmt_num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {n:,}" if isinstance(n, int) else f"{k}: {n}" for k, n in v.items())
+    return str(v)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from judge_rl.console import console
+    from judge_rl.data import FORMATS
+    from judge_rl.data._inspect import summarize
+
+    s = summarize(args.file, fmt=args.fmt, columns=_columns(args), skip_invalid=args.skip_invalid)
+    unit = {"preferences": "pairs", "candidates": "candidates", "prompts": "prompts"}.get(
+        s.kind, "items"
+    )
+    t = Table(title=escape(args.file), show_header=False, title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    desc = FORMATS[s.format].summary if s.format in FORMATS else ""
+    t.add_row("format", f"{s.format}" + (f"  ({escape(desc)})" if desc else ""))
+    t.add_row("rows", _fmt_num(s.rows))
+    t.add_row(unit, _fmt_num(s.items))
+    t.add_row("skipped rows", _fmt_num(len(s.skipped)))
+    for name, v in s.counts.items():
+        t.add_row(escape(name), escape(_fmt_num(v)))
+    console().print(t)
+    if s.lengths:
+        lt = Table(title="length (characters)", title_justify="left")
+        for col in ("field", "mean", "median", "min", "max"):
+            lt.add_column(col, justify="left" if col == "field" else "right")
+        for name, ls in s.lengths.items():
+            lt.add_row(name, f"{ls.mean:,.0f}", f"{ls.median:,.0f}", f"{ls.min:,}", f"{ls.max:,}")
+        console().print(lt)
+    if s.skipped:
+        st = Table(
+            title=f"skipped rows: {len(s.skipped):,} (most common reasons)", title_justify="left"
+        )
+        st.add_column("reason")
+        st.add_column("rows", justify="right")
+        st.add_column("first line", justify="right")
+        first: dict[str, int] = {}
+        for line, reason in s.skipped:
+            first.setdefault(reason, line)
+        for reason, n in s.skip_reasons(args.show_skipped):
+            st.add_row(escape(reason), f"{n:,}", str(first[reason]))
+        console().print(st)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from judge_rl.console import console
+    from judge_rl.data import (
+        FORMATS,
+        detect_format,
+        read_candidates,
+        read_preferences,
+        read_prompts,
+        write_candidates,
+        write_preferences,
+        write_prompts,
+    )
+    from judge_rl.errors import DataError
+
+    cols = _columns(args)
+    fmt = args.fmt or detect_format(args.input, columns=cols)
+    if fmt == "empty":
+        raise DataError("no rows to convert", file=args.input)
+    kind = FORMATS[fmt].kind if fmt in FORMATS else "preferences"
+    skipped: list[tuple[int, str]] = []
+    if kind == "preferences":
+        res = read_preferences(args.input, fmt=fmt, columns=cols, skip_invalid=args.skip_invalid)
+        write_preferences(res.records, args.output)
+        n, unit, skipped = len(res.records), "pairs", res.skipped
+    elif kind == "candidates":
+        cands = read_candidates(
+            args.input, fmt=fmt, columns=cols, skip_invalid=args.skip_invalid, skipped=skipped
+        )
+        write_candidates(cands, args.output)
+        n, unit = len(cands), "candidates"
+    else:
+        items = read_prompts(
+            args.input, columns=cols, skip_invalid=args.skip_invalid, skipped=skipped
+        )
+        write_prompts(items, args.output)
+        n, unit = len(items), "prompts"
+    console().print(f"wrote {n:,} {unit} ({fmt} -> {escape(args.output)})")
+    if skipped:
+        from collections import Counter
+
+        console().print(f"skipped {len(skipped):,} invalid rows:")
+        for reason, k in Counter(r for _, r in skipped).most_common(5):
+            console().print(f"  {k:,} x {escape(reason)}")
+    return 0
+
+
+def _formats() -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from judge_rl.console import console
+    from judge_rl.data import FORMATS
+
+    t = Table(
+        title="input formats (detected from the columns; force with --format)", title_justify="left"
+    )
+    t.add_column("format")
+    t.add_column("reads into")
+    t.add_column("columns")
+    for f in FORMATS.values():
+        t.add_row(f.name, f.kind, escape(f.summary))
+    console().print(t)
+    return 0

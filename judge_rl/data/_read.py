@@ -106,6 +106,7 @@ def detect_format(
     'pairwise'
     """
     if isinstance(source, str | os.PathLike):
+        source = _resolve_prompts(source)
         coll = _Collector(source, skip_invalid=True)
         for line, row in _dict_rows(source, columns, coll):
             return _detect(row, source, line)
@@ -182,7 +183,7 @@ def read_preferences(
         records.extend(F.pair_units(units, str(path), found or ""))
     rows += len(coll.skipped)
     if coll.skipped:
-        log.warning("%s: skipped %d invalid rows", path, len(coll.skipped))
+        log.info("%s: skipped %d invalid rows", path, len(coll.skipped))
     return ReadResult(records, found or "empty", coll.skipped, str(path), rows)
 
 
@@ -429,6 +430,7 @@ def read_candidates(
     columns: Mapping[str, str] | None = None,
     skip_invalid: bool = False,
     questions: PathLike | None = None,
+    skipped: list[tuple[int, str]] | None = None,
 ) -> list[Candidate]:
     """Read candidates: MT-Bench answer files (a file or a folder of them), candidate JSONL
     (as written by :func:`write_candidates` / ``judge-rl generate``), or rated responses.
@@ -438,6 +440,8 @@ def read_candidates(
     ``metadata["turns"]``. The prompt text comes from ``questions`` (an MT-Bench question file),
     else from a ``question.jsonl`` found beside the file or one folder up (FastChat's layout);
     without one, ``prompt`` is empty and ``metadata["question_id"]`` identifies it.
+    With ``skip_invalid``, ``(line, reason)`` of each skipped row is appended to ``skipped``
+    when a list is given.
 
     Raises:
         DataError: naming ``file:line`` and field for a bad row (unless ``skip_invalid``).
@@ -456,7 +460,12 @@ def read_candidates(
         for f in files:
             out.extend(
                 read_candidates(
-                    f, fmt=fmt, columns=columns, skip_invalid=skip_invalid, questions=questions
+                    f,
+                    fmt=fmt,
+                    columns=columns,
+                    skip_invalid=skip_invalid,
+                    questions=questions,
+                    skipped=skipped,
                 )
             )
         return out
@@ -482,7 +491,9 @@ def read_candidates(
         except F.RowError as e:
             coll.bad(line, e.reason, e.field)
     if coll.skipped:
-        log.warning("%s: skipped %d invalid rows", p, len(coll.skipped))
+        log.info("%s: skipped %d invalid rows", p, len(coll.skipped))
+        if skipped is not None:
+            skipped.extend(coll.skipped)
     return out
 
 
@@ -559,8 +570,16 @@ def _candidate_row(row: Mapping[str, Any], ctx: F.Ctx) -> Candidate:
     )
 
 
+def _require_jsonl(path: PathLike) -> None:
+    if not Path(path).name.lower().endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        raise DataError(
+            "candidates and prompt sets are written as .jsonl or .jsonl.gz", file=str(path)
+        )
+
+
 def write_candidates(cands: Iterable[Candidate], path: PathLike) -> Path:
     """Write candidates as JSONL (one ``Candidate`` per line; ``.gz`` compresses), atomically."""
+    _require_jsonl(path)
     return write_jsonl((c.model_dump(mode="json") for c in cands), path)
 
 
@@ -591,6 +610,7 @@ def read_prompts(
     *,
     columns: Mapping[str, str] | None = None,
     skip_invalid: bool = False,
+    skipped: list[tuple[int, str]] | None = None,
 ) -> list[PromptItem]:
     """Read a prompt set: JSONL/JSON/CSV/Parquet rows with ``prompt``, ``question``,
     ``instruction`` or ``turns``; or a built-in set by name (``"builtin:gsm8k-demo"``,
@@ -600,6 +620,8 @@ def read_prompts(
     answer (commas removed) and the worked solution in ``metadata["solution"]``. MT-Bench
     question rows use the first turn as the prompt (all turns in ``metadata["turns"]``, the
     reference answer when present). Rows without an id get a content hash of the prompt.
+    With ``skip_invalid``, ``(line, reason)`` of each skipped row is appended to ``skipped``
+    when a list is given.
 
     Raises:
         DataError: naming ``file:line`` and field for a bad row (unless ``skip_invalid``).
@@ -620,7 +642,9 @@ def read_prompts(
         except F.RowError as e:
             coll.bad(line, e.reason, e.field)
     if coll.skipped:
-        log.warning("%s: skipped %d invalid rows", p, len(coll.skipped))
+        log.info("%s: skipped %d invalid rows", p, len(coll.skipped))
+        if skipped is not None:
+            skipped.extend(coll.skipped)
     return out
 
 
@@ -682,6 +706,7 @@ def _prompt_row(row: Mapping[str, Any], ctx: F.Ctx) -> PromptItem:
 
 def write_prompts(items: Iterable[PromptItem], path: PathLike) -> Path:
     """Write a prompt set as JSONL (``read_prompts`` reads it back), atomically."""
+    _require_jsonl(path)
     return write_jsonl((i.model_dump(mode="json", exclude_none=True) for i in items), path)
 
 
