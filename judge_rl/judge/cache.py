@@ -1,0 +1,452 @@
+"""The judgment cache: SQLite in WAL mode, shared by every command and every process.
+
+Key: the judge's fingerprint key + a content hash of what the judge was shown (prompt, the
+response shown first, the response shown second, reference) — so the two orders of one pair are
+two entries, and the same pair under other candidate ids (another run, another file) is a hit.
+Values are the :class:`~judge_rl.types.Judgment` / :class:`~judge_rl.types.Score` JSON; on a hit
+the record is re-bound to the caller's candidate ids and its calls are marked ``cached``.
+
+What is cached: successes, and failures whose kind is in ``cache_errors`` (by default ``parse``:
+a deterministic judge answers the same unparseable text again). Transport failures (timeouts,
+rate limits, server errors) and budget refusals are not, so a re-run retries them.
+
+Two processes at once: each claims the keys it is about to judge (a ``claims`` table, one
+transaction). A key claimed by a live process is not judged again: the second process waits for
+its result and takes it from the cache; a claim whose owner died (``kill -9``) or expired is taken
+over. Writes are ``INSERT OR IGNORE`` on the key, so nothing finished is ever duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from judge_rl._io import content_hash
+from judge_rl.judge._common import POINTWISE_KINDS, compare_by_scores, report
+from judge_rl.judge.budget import Estimate
+from judge_rl.types import Candidate, Comparison, JudgeFingerprint, Judgment, Score
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS judgments (
+    key TEXT PRIMARY KEY,
+    judge TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
+
+def default_cache_path() -> Path:
+    """``$JUDGE_RL_CACHE/judgments.sqlite`` (``~/.cache/judge_rl/judgments.sqlite``)."""
+    from judge_rl.models import cache_root
+
+    return cache_root() / "judgments.sqlite"
+
+
+def compare_key(fp: JudgeFingerprint, c: Comparison) -> str:
+    """Cache key of ``c`` judged by ``fp`` with ``a`` shown first."""
+    return content_hash(
+        ["compare", fp.key, c.prompt, c.a.response, c.b.response, c.reference], n=32
+    )
+
+
+def score_key(fp: JudgeFingerprint, cand: Candidate) -> str:
+    """Cache key of ``cand`` scored by ``fp``."""
+    return content_hash(
+        ["score", fp.key, cand.prompt, cand.response, cand.metadata.get("reference")], n=32
+    )
+
+
+class JudgmentCache:
+    """A SQLite (WAL) store of finished judgments and scores.
+
+    Args:
+        path: Database file; default :func:`default_cache_path`. Parent folders are created.
+        claim_ttl_s: A claim older than this is taken over even if its owner looks alive.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, claim_ttl_s: float = 900.0):
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.claim_ttl_s = claim_ttl_s
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.hits = 0
+        self.writes = 0
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            from judge_rl.errors import ConfigError
+
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(SCHEMA)
+            except (sqlite3.DatabaseError, OSError) as e:
+                raise ConfigError(
+                    f"cannot open the judgment cache: {e}", file=str(self.path)
+                ) from None
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> JudgmentCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- values -------------------------------------------------------------------------------
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """The stored values of those ``keys`` that are present."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, str] = {}
+        with self._lock:
+            db = self._db()
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for k, v in db.execute(
+                    f"SELECT key, value FROM judgments WHERE key IN ({marks})", chunk
+                ):
+                    out[k] = v
+        return out
+
+    def put_many(self, items: Sequence[tuple[str, str, str, str]]) -> None:
+        """Store ``(key, judge_key, kind, value)`` rows (first writer wins) and drop their claims."""
+        if not items:
+            return
+        now = time.time()
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for key, judge, kind, value in items:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO judgments(key, judge, kind, value, created) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (key, judge, kind, value, now),
+                    )
+                    self.writes += cur.rowcount
+                    db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db().execute("SELECT COUNT(*) FROM judgments").fetchone()[0])
+
+    # --- claims -------------------------------------------------------------------------------
+
+    def claim(self, keys: Sequence[str]) -> tuple[set[str], set[str], dict[str, str]]:
+        """Try to claim ``keys``. Returns ``(acquired, busy, done)``: keys now ours, keys a live
+        process is judging, and keys already finished (with their values)."""
+        acquired: set[str] = set()
+        busy: set[str] = set()
+        done: dict[str, str] = {}
+        now = time.time()
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for key in dict.fromkeys(keys):
+                    row = db.execute("SELECT value FROM judgments WHERE key = ?", (key,)).fetchone()
+                    if row is not None:
+                        done[key] = row[0]
+                        continue
+                    c = db.execute(
+                        "SELECT owner, host, pid, expires FROM claims WHERE key = ?", (key,)
+                    ).fetchone()
+                    if (
+                        c is not None
+                        and c[0] != self.owner
+                        and c[3] > now
+                        and self._alive(c[1], c[2])
+                    ):
+                        busy.add(key)
+                        continue
+                    db.execute(
+                        "INSERT OR REPLACE INTO claims(key, owner, host, pid, expires) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (key, self.owner, self.host, os.getpid(), now + self.claim_ttl_s),
+                    )
+                    acquired.add(key)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return acquired, busy, done
+
+    def release(self, keys: Iterable[str]) -> None:
+        """Drop our claims on ``keys`` (their judging failed and was not cached)."""
+        keys = list(keys)
+        if not keys:
+            return
+        with self._lock:
+            db = self._db()
+            db.executemany(
+                "DELETE FROM claims WHERE key = ? AND owner = ?", [(k, self.owner) for k in keys]
+            )
+
+    def _alive(self, host: str, pid: int) -> bool:
+        if host != self.host:
+            return True  # cannot tell; the claim's expiry decides
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class CachedJudge:
+    """Wrap a judge with the cache; also the layer that hands work to the judge in chunks.
+
+    Misses go to the inner judge in chunks of ``inner.batch_size`` (all chunks in flight at
+    once: the backend's own concurrency limit paces them), and each chunk is written to the
+    cache the moment it finishes, so an interrupted run loses at most the calls in flight.
+    Identical items within one batch are judged once.
+
+    Args:
+        inner: Any judge with ``fingerprint``, ``compare`` and/or ``score``.
+        cache: A :class:`JudgmentCache`, or None to only chunk (``--no-cache``).
+        cache_errors: Failure kinds that are cached like verdicts.
+        poll_s: How often to look for results another process is producing.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        cache: JudgmentCache | None,
+        *,
+        cache_errors: Sequence[str] = ("parse",),
+        poll_s: float = 0.2,
+    ) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.cache_errors = tuple(cache_errors)
+        self.poll_s = poll_s
+
+    @property
+    def fingerprint(self) -> JudgeFingerprint:
+        return self.inner.fingerprint  # type: ignore[no-any-return]
+
+    @property
+    def name(self) -> str:
+        return self.fingerprint.name
+
+    @property
+    def batch_size(self) -> int:
+        return max(1, int(getattr(self.inner, "batch_size", 1) or 1))
+
+    # --- compare ------------------------------------------------------------------------------
+
+    async def compare(self, comparisons: Sequence[Comparison]) -> list[Judgment]:
+        fp = self.fingerprint
+        if fp.kind in POINTWISE_KINDS:
+            return await compare_by_scores(
+                self.score,
+                comparisons,
+                fp,
+                tie_margin=float(getattr(self.inner, "tie_margin", 0.0)),
+                probability="bt" if fp.kind == "reward_model" else None,
+            )
+        keys = [compare_key(fp, c) for c in comparisons]
+        values = await self._run(
+            keys,
+            list(comparisons),
+            self.inner.compare,
+            kind="judgment",
+        )
+        return [
+            _rebind_judgment(Judgment.model_validate_json(v), c, cached)
+            for (v, cached), c in zip(values, comparisons, strict=True)
+        ]
+
+    async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        fp = self.fingerprint
+        keys = [score_key(fp, c) for c in candidates]
+        values = await self._run(keys, list(candidates), self.inner.score, kind="score")
+        out = []
+        for (v, cached), cand in zip(values, candidates, strict=True):
+            s = Score.model_validate_json(v)
+            out.append(
+                s.model_copy(
+                    update={
+                        "candidate_id": cand.id,
+                        "prompt_id": cand.prompt_id,
+                        "cached": cached or s.cached,
+                    }
+                )
+            )
+        return out
+
+    def estimate(self, comparisons: Sequence[Comparison]) -> Estimate:
+        """Calls still to make for ``comparisons``, after cache hits."""
+        fp = self.fingerprint
+        fn = getattr(self.inner, "estimate", None)
+        if fp.kind in POINTWISE_KINDS:
+            cands = _unique_by(
+                [c for comp in comparisons for c in (comp.a, comp.b)], lambda x: score_key(fp, x)
+            )
+            hits = self.cache.get_many(score_key(fp, c) for c in cands) if self.cache else {}
+            misses = [c for c in cands if score_key(fp, c) not in hits]
+            est_fn = getattr(self.inner, "estimate_scores", None)
+            est = est_fn(misses) if est_fn else Estimate()
+            est.cached += len(hits) * (est.calls // max(1, len(misses)) if misses else 1)
+            est.comparisons = len(comparisons)
+            return est
+        uniq = _unique_by(list(comparisons), lambda x: compare_key(fp, x))
+        hits = self.cache.get_many(compare_key(fp, c) for c in uniq) if self.cache else {}
+        misses = [c for c in uniq if compare_key(fp, c) not in hits]
+        est = fn(misses) if fn else Estimate()
+        est.cached += len(hits)
+        est.comparisons = len(comparisons)
+        return est
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+    # --- the engine ---------------------------------------------------------------------------
+
+    def _cacheable(self, rec: Judgment | Score) -> bool:
+        if rec.error is None:
+            return True
+        return rec.error.split(":", 1)[0].strip() in self.cache_errors
+
+    async def _run(
+        self, keys: list[str], items: list[Any], fn: Any, *, kind: str
+    ) -> list[tuple[str, bool]]:
+        """Values (JSON) for every key, in order, with whether each came from the cache."""
+        by_key: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            by_key.setdefault(k, []).append(i)
+        result: dict[str, tuple[str, bool]] = {}
+        judge_key = self.fingerprint.key
+
+        def finish(key: str, value: str, cached: bool, rec: Any = None) -> None:
+            result[key] = (value, cached)
+            for _ in by_key[key]:
+                report(kind, rec if rec is not None else _parse(kind, value))
+
+        async def judge_keys(todo: list[str]) -> None:
+            chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+
+            async def one(chunk: list[str]) -> None:
+                try:
+                    recs = await fn([items[by_key[k][0]] for k in chunk])
+                except BaseException:
+                    if self.cache is not None:
+                        self.cache.release(chunk)
+                    raise
+                rows, failed = [], []
+                for k, rec in zip(chunk, recs, strict=True):
+                    value = rec.model_dump_json()
+                    if self._cacheable(rec):
+                        rows.append((k, judge_key, kind, value))
+                    else:
+                        failed.append(k)
+                    finish(k, value, False, rec)
+                if self.cache is not None:
+                    self.cache.put_many(rows)
+                    self.cache.release(failed)
+
+            await asyncio.gather(*(one(ch) for ch in chunks))
+
+        unique = list(by_key)
+        if self.cache is None:
+            await judge_keys(unique)
+        else:
+            pending = unique
+            while pending:
+                acquired, busy, done = self.cache.claim(pending)
+                for k, v in done.items():
+                    self.cache.hits += len(by_key[k])
+                    finish(k, v, True)
+                if acquired:
+                    await judge_keys([k for k in pending if k in acquired])
+                pending = [k for k in pending if k in busy]
+                if pending:
+                    log.info("waiting for %d judgments another process is making", len(pending))
+                    await asyncio.sleep(self.poll_s)
+        return [result[k] for k in keys]
+
+
+def _parse(kind: str, value: str) -> Judgment | Score:
+    return (
+        Judgment.model_validate_json(value)
+        if kind == "judgment"
+        else Score.model_validate_json(value)
+    )
+
+
+def _rebind_judgment(j: Judgment, c: Comparison, cached: bool) -> Judgment:
+    """Re-bind a judgment of the same content to ``c``'s ids (by position: same content order)."""
+    ids = {j.a_id: c.a.id, j.b_id: c.b.id}
+    calls = [
+        call.model_copy(
+            update={
+                "first_id": ids.get(call.first_id, call.first_id),
+                "cached": cached or call.cached,
+            }
+        )
+        for call in j.calls
+    ]
+    members = [_rebind_judgment(m, c, cached) for m in j.members]
+    return j.model_copy(
+        update={
+            "comparison_id": c.id,
+            "prompt_id": c.prompt_id,
+            "a_id": c.a.id,
+            "b_id": c.b.id,
+            "calls": calls,
+            "members": members,
+        }
+    )
+
+
+def _unique_by(items: list[Any], key: Any) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for x in items:
+        seen.setdefault(key(x), x)
+    return list(seen.values())
+
+
+__all__ = ["CachedJudge", "JudgmentCache", "compare_key", "default_cache_path", "score_key"]

@@ -1,0 +1,158 @@
+"""Position-bias control by identity: ``order = fixed | random | both``.
+
+:class:`OrderedJudge` wraps any pairwise judge (anything with ``compare``). It never does
+arithmetic on verdict labels: to show ``b`` first it hands the inner judge the comparison with
+``a`` and ``b`` exchanged and maps the verdict back by candidate id (:func:`relabel`). Each
+:class:`~judge_rl.types.JudgeCall` keeps the id of the candidate actually shown first.
+
+- ``fixed``: ``a`` first, one call.
+- ``random``: one call; which candidate goes first is a coin flip seeded by ``seed`` and the
+  comparison id (so re-runs and cache hits see the same order, whatever the batch).
+- ``both``: two calls, one per order. Agreeing verdicts give that verdict; disagreeing ones give
+  a tie (``inconsistent="tie"``, the MT-Bench rule, Zheng et al. 2023 §3.4) or the verdict of the
+  averaged probability (``inconsistent="average"``). ``Judgment.consistent`` records which.
+  If either half fails the judgment fails with that half's error: a failure is never flipped
+  into an answer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from judge_rl.errors import ConfigError
+from judge_rl.judge._common import POINTWISE_KINDS, relabel, swapped
+from judge_rl.judge.budget import Estimate
+from judge_rl.types import Candidate, Comparison, JudgeFingerprint, Judgment, Score
+
+ORDERS = ("fixed", "random", "both")
+INCONSISTENT = ("tie", "average")
+
+
+class OrderedJudge:
+    """Wrap a pairwise judge with position control.
+
+    Args:
+        inner: The judge; it must show ``a`` first (every judge in this package does).
+        order: ``fixed``, ``random`` or ``both``.
+        seed: Seed of the ``random`` order.
+        inconsistent: ``both`` only: what two disagreeing orders give, ``tie`` or ``average``.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        order: Literal["fixed", "random", "both"] = "both",
+        *,
+        seed: int = 0,
+        inconsistent: Literal["tie", "average"] = "tie",
+    ) -> None:
+        if order not in ORDERS:
+            raise ConfigError(
+                f"order must be one of {', '.join(ORDERS)}, not {order!r}", setting="order"
+            )
+        if inconsistent not in INCONSISTENT:
+            raise ConfigError(
+                f"inconsistent must be one of {', '.join(INCONSISTENT)}, not {inconsistent!r}",
+                setting="inconsistent",
+            )
+        self.inner = inner
+        self.order = order
+        self.seed = int(seed)
+        self.inconsistent = inconsistent
+
+    @property
+    def fingerprint(self) -> JudgeFingerprint:
+        return self.inner.fingerprint  # type: ignore[no-any-return]
+
+    @property
+    def name(self) -> str:
+        return self.fingerprint.name
+
+    def swap_first(self, c: Comparison) -> bool:
+        """``random`` order: whether ``b`` is shown first for this comparison."""
+        rng = random.Random(f"{self.seed}:{c.id}")
+        return rng.random() < 0.5
+
+    def shown(self, comparisons: Sequence[Comparison]) -> list[tuple[int, Comparison]]:
+        """The (index, comparison as shown) list the inner judge receives."""
+        if self.fingerprint.kind in POINTWISE_KINDS or self.order == "fixed":
+            return list(enumerate(comparisons))
+        if self.order == "random":
+            return [(i, swapped(c) if self.swap_first(c) else c) for i, c in enumerate(comparisons)]
+        return [(i, c) for i, c in enumerate(comparisons)] + [
+            (i, swapped(c)) for i, c in enumerate(comparisons)
+        ]
+
+    async def compare(self, comparisons: Sequence[Comparison]) -> list[Judgment]:
+        plan = self.shown(comparisons)
+        results = await self.inner.compare([c for _, c in plan])
+        if self.fingerprint.kind in POINTWISE_KINDS:
+            return list(results)
+        mapped: list[list[Judgment]] = [[] for _ in comparisons]
+        for (i, _), j in zip(plan, results, strict=True):
+            mapped[i].append(relabel(j, comparisons[i]))
+        if self.order != "both":
+            return [m[0].model_copy(update={"order": self.order}) for m in mapped]
+        return [combine_orders(m[0], m[1], self.inconsistent) for m in mapped]
+
+    async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
+        return await self.inner.score(candidates)  # type: ignore[no-any-return]
+
+    def estimate(self, comparisons: Sequence[Comparison]) -> Estimate:
+        fn = getattr(self.inner, "estimate", None)
+        if fn is None:
+            return Estimate(comparisons=len(comparisons))
+        est: Estimate = fn([c for _, c in self.shown(comparisons)])
+        est.comparisons = len(comparisons)
+        return est
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def combine_orders(first: Judgment, second: Judgment, inconsistent: str = "tie") -> Judgment:
+    """Combine the ``a``-first and ``b``-first judgments of one comparison (both already mapped
+    back to the comparison's labels by id)."""
+    calls = [*first.calls, *second.calls]
+    usage = {
+        "prompt_tokens": first.prompt_tokens + second.prompt_tokens,
+        "completion_tokens": first.completion_tokens + second.completion_tokens,
+        "cost": first.cost + second.cost,
+        "latency_s": first.latency_s + second.latency_s,
+    }
+    base = first.model_copy(update={"order": "both", "calls": calls, "members": [], **usage})
+    bad = first if not first.ok else (second if not second.ok else None)
+    if bad is not None:
+        return base.model_copy(
+            update={
+                "winner": None,
+                "p_a": None,
+                "consistent": None,
+                "error": bad.error or "backend: no verdict",
+            }
+        )
+    p_a = _mean_p(first.p_a, second.p_a)
+    if first.winner == second.winner:
+        return base.model_copy(update={"winner": first.winner, "p_a": p_a, "consistent": True})
+    if inconsistent == "average":
+        p = p_a if p_a is not None else (_verdict_p(first.winner) + _verdict_p(second.winner)) / 2
+        winner = "a" if p > 0.5 + 1e-9 else ("b" if p < 0.5 - 1e-9 else "tie")
+        return base.model_copy(update={"winner": winner, "p_a": p, "consistent": False})
+    return base.model_copy(update={"winner": "tie", "p_a": p_a, "consistent": False})
+
+
+def _mean_p(p: float | None, q: float | None) -> float | None:
+    if p is None or q is None:
+        return None
+    return (p + q) / 2
+
+
+def _verdict_p(w: str | None) -> float:
+    return {"a": 1.0, "b": 0.0}.get(w or "", 0.5)
+
+
+__all__ = ["INCONSISTENT", "ORDERS", "OrderedJudge", "combine_orders"]

@@ -1,0 +1,562 @@
+"""Judges as data: ``judges/<name>/judge.yaml`` plus a Jinja2 prompt template beside it.
+
+Search order for a name (:func:`find_spec`): an explicit path (a ``judge.yaml`` or the folder
+holding one), then each folder in ``$JUDGE_RL_JUDGES`` (an ``os.pathsep`` list), then
+``./judges``, then the ``judges/`` folder shipped with judge_rl. Specs are validated on load:
+an unknown key, a bad value or a template variable the judge cannot supply is a
+:class:`~judge_rl.errors.ConfigError` naming the file and the key.
+
+A full spec (kind ``pairwise``)::
+
+    version: "1"                  # recorded in every judgment's fingerprint
+    kind: pairwise                # pairwise | reference | pointwise | rubric | verifier | human |
+                                  #   jury | reward_model
+    description: General helpfulness, MT-Bench style.
+    backend: openai               # openai | hf | vllm | mock
+    model: gpt-4o-mini
+    base_urls: [https://api.openai.com/v1]
+    api_key_env: OPENAI_API_KEY   # the NAME of the variable; the key itself never enters a spec
+    prices: {input: 0.15, output: 0.60}   # USD per million tokens
+    template: prompt.j2           # relative to this file
+    system: You are an impartial judge.
+    max_tokens: 512
+    temperature: 0
+    order: both                   # fixed | random | both
+    inconsistent: tie             # tie | average
+    hardened: true                # fence candidates as data (injection hardening)
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from judge_rl.errors import ConfigError
+from judge_rl.judge.budget import Budget
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "judge.yaml"
+KINDS = (
+    "pairwise",
+    "reference",
+    "pointwise",
+    "rubric",
+    "verifier",
+    "human",
+    "jury",
+    "reward_model",
+)
+
+_COMMON = {"name", "version", "kind", "description"}
+_ORDER = {"order", "inconsistent", "order_seed"}
+_BACKEND = {
+    "backend",
+    "model",
+    "base_url",
+    "base_urls",
+    "api_key_env",
+    "concurrency",
+    "timeout_s",
+    "max_retries",
+    "prices",
+    "backend_options",
+}
+_LLM = (
+    _BACKEND
+    | _ORDER
+    | {
+        "template",
+        "system",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "label_probs",
+        "hardened",
+        "expected_completion_tokens",
+    }
+)
+KEYS: dict[str, set[str]] = {
+    "pairwise": _COMMON | _LLM,
+    "reference": _COMMON | _LLM,
+    "pointwise": _COMMON | _LLM | {"scale", "tie_margin"},
+    "rubric": _COMMON | _LLM | {"criteria", "rubric_mode", "tie_margin"},
+    "verifier": _COMMON | {"mode", "tolerance", "timeout_s"},
+    "human": _COMMON | _ORDER | {"path", "format"},
+    "jury": _COMMON | _ORDER | {"members", "aggregate", "quorum"},
+    "reward_model": _COMMON | {"path", "device", "batch_size", "max_length", "tie_margin"},
+}
+"""Allowed keys per kind; anything else is an error."""
+
+CRITERION_KEYS = {"name", "question", "type", "weight", "good"}
+
+OVERRIDE_KEYS = _LLM | {"path", "device", "batch_size", "mode", "tolerance", "aggregate"}
+"""Keys the CLI (``--model``, ``--backend``, ``--base-url``, ``--concurrency``, ``--order``) and
+callers may override; an override that does not apply to the judge's kind is ignored for jury
+members' own keys but checked against the kind otherwise."""
+
+_DEFAULT = object()
+
+
+# --- finding specs ----------------------------------------------------------------------------
+
+
+def search_path() -> list[Path]:
+    """Folders searched for ``<name>/judge.yaml``, in order."""
+    dirs: list[Path] = []
+    env = os.environ.get("JUDGE_RL_JUDGES")
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(Path.cwd() / "judges")
+    pkg = Path(__file__).resolve().parents[1]
+    dirs.append(pkg.parent / "judges")  # a source checkout
+    dirs.append(pkg / "_builtin" / "judges")  # a wheel with the specs as package data
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def find_spec(name_or_path: str | os.PathLike[str]) -> Path:
+    """The ``judge.yaml`` for a judge name or path.
+
+    Raises:
+        ConfigError: no such judge (the message lists the available names).
+    """
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if p.is_dir() and (p / SPEC_FILE).is_file():
+        return p / SPEC_FILE
+    name = str(name_or_path)
+    if os.sep not in name and "/" not in name:
+        for d in search_path():
+            cand = d / name / SPEC_FILE
+            if cand.is_file():
+                return cand
+    known = ", ".join(list_judges()) or "none found"
+    raise ConfigError(f"unknown judge {name!r} (known: {known})", setting="judge")
+
+
+def list_judges() -> list[str]:
+    """Names of every judge on the search path (first occurrence wins)."""
+    names: list[str] = []
+    for d in search_path():
+        if d.is_dir():
+            for sub in sorted(d.iterdir()):
+                if (sub / SPEC_FILE).is_file() and sub.name not in names:
+                    names.append(sub.name)
+    return sorted(names)
+
+
+# --- reading and validating -------------------------------------------------------------------
+
+
+def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a ``judge.yaml`` (keys and value types; templates are checked when the
+    judge is built). Returns the spec with ``name`` filled from the folder when absent."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read judge spec: {e}", file=str(path)) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"not valid YAML{where}: {getattr(e, 'problem', e)}", file=str(path)
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a judge spec must be a mapping of keys to values", file=str(path))
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(
+            f"kind must be one of {', '.join(KINDS)}, not {kind!r}", file=str(path), setting="kind"
+        )
+    check_keys(data, kind, file=str(path))
+    if "version" not in data:
+        raise ConfigError("every judge spec needs a version", file=str(path), setting="version")
+    data["version"] = str(data["version"])
+    data.setdefault("name", path.parent.name)
+    _check_values(data, file=str(path))
+    return data
+
+
+def check_keys(data: Mapping[str, Any], kind: str, *, file: str | None = None) -> None:
+    """Unknown keys are errors, named with the file."""
+    allowed = KEYS[kind]
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key for a {kind} judge (allowed: {', '.join(sorted(allowed))})",
+                file=file,
+                setting=str(key),
+            )
+
+
+def _check_values(data: dict[str, Any], *, file: str) -> None:
+    def bad(key: str, msg: str) -> ConfigError:
+        return ConfigError(msg, file=file, setting=key)
+
+    if "order" in data and data["order"] not in ("fixed", "random", "both"):
+        raise bad("order", f"must be fixed, random or both, not {data['order']!r}")
+    if "inconsistent" in data and data["inconsistent"] not in ("tie", "average"):
+        raise bad("inconsistent", f"must be tie or average, not {data['inconsistent']!r}")
+    if "backend" in data:
+        from judge_rl.backends.base import BACKENDS
+
+        if data["backend"] not in BACKENDS and ":" not in str(data["backend"]):
+            raise bad(
+                "backend",
+                f"unknown backend {data['backend']!r} (known: {', '.join(sorted(BACKENDS))})",
+            )
+    for key in ("max_tokens", "concurrency", "max_retries", "quorum", "batch_size", "max_length"):
+        if key in data and (
+            not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 1
+        ):
+            raise bad(key, f"must be a positive integer, not {data[key]!r}")
+    for key in ("temperature", "top_p", "tolerance", "timeout_s", "tie_margin"):
+        if key in data and (isinstance(data[key], bool) or not isinstance(data[key], (int, float))):
+            raise bad(key, f"must be a number, not {data[key]!r}")
+    for key in ("label_probs", "hardened"):
+        if key in data and not isinstance(data[key], bool):
+            raise bad(key, f"must be true or false, not {data[key]!r}")
+    if "prices" in data:
+        prices = data["prices"]
+        if not isinstance(prices, dict) or set(prices) - {"input", "output"}:
+            raise bad("prices", "must be {input: USD per 1M tokens, output: USD per 1M tokens}")
+    if "backend_options" in data and not isinstance(data["backend_options"], dict):
+        raise bad("backend_options", "must be a mapping of backend arguments")
+    if "scale" in data:
+        s = data["scale"]
+        if not (
+            isinstance(s, list)
+            and len(s) == 2
+            and all(isinstance(x, int) for x in s)
+            and s[0] < s[1]
+        ):
+            raise bad("scale", f"must be [low, high] integers with low < high, not {s!r}")
+    if "criteria" in data:
+        crits = data["criteria"]
+        if not isinstance(crits, list) or not crits:
+            raise bad("criteria", "must be a non-empty list of criteria")
+        for i, c in enumerate(crits):
+            where = f"criteria[{i}]"
+            if not isinstance(c, dict):
+                raise bad(where, "must be a mapping with name and question")
+            for k in c:
+                if k not in CRITERION_KEYS:
+                    raise bad(
+                        f"{where}.{k}",
+                        f"unknown key (allowed: {', '.join(sorted(CRITERION_KEYS))})",
+                    )
+            for k in ("name", "question"):
+                if not isinstance(c.get(k), str) or not c.get(k):
+                    raise bad(f"{where}.{k}", "is required (a string)")
+            if c.get("type", "yesno") not in ("yesno", "scale5"):
+                raise bad(f"{where}.type", f"must be yesno or scale5, not {c.get('type')!r}")
+            good = c.get("good", "yes" if c.get("type", "yesno") == "yesno" else "high")
+            allowed = ("yes", "no") if c.get("type", "yesno") == "yesno" else ("high", "low")
+            if good not in allowed:
+                raise bad(f"{where}.good", f"must be {' or '.join(allowed)}, not {good!r}")
+    if "rubric_mode" in data and data["rubric_mode"] not in ("joint", "per_criterion"):
+        raise bad("rubric_mode", f"must be joint or per_criterion, not {data['rubric_mode']!r}")
+    if data["kind"] in ("pairwise", "reference", "pointwise", "rubric"):
+        for key in ("template", "backend", "model"):
+            if key not in data:
+                raise bad(key, f"is required for a {data['kind']} judge")
+    if data["kind"] == "jury":
+        members = data.get("members")
+        if (
+            not isinstance(members, list)
+            or not members
+            or not all(isinstance(m, str) for m in members)
+        ):
+            raise bad("members", "must be a non-empty list of judge names or paths")
+        if data.get("aggregate", "majority") not in ("majority", "mean"):
+            raise bad("aggregate", f"must be majority or mean, not {data.get('aggregate')!r}")
+    if data["kind"] == "reward_model" and "path" not in data:
+        raise bad("path", "is required for a reward_model judge")
+
+
+# --- building judges --------------------------------------------------------------------------
+
+
+def load_judge(
+    name_or_path: str | os.PathLike[str],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    cache: Any = None,
+    budget: Budget | None = None,
+) -> Any:
+    """Build a judge from its spec.
+
+    Args:
+        name_or_path: A judge name on the search path, or a ``judge.yaml`` / its folder.
+        overrides: Spec keys to replace (``model``, ``backend``, ``base_urls``, ``concurrency``,
+            ``order``, …); ``None`` values are ignored.
+        cache: A :class:`~judge_rl.judge.cache.JudgmentCache`, a path to one, ``"default"`` for
+            the shared cache (``$JUDGE_RL_CACHE/judgments.sqlite``), or None for no cache.
+        budget: A :class:`Budget` shared by every model call, or None.
+
+    Returns:
+        A judge implementing :class:`~judge_rl.judge.base.Judge`. LLM judges come wrapped:
+        ``OrderedJudge(CachedJudge(LLMJudge))``.
+
+    Raises:
+        ConfigError: unknown judge, unknown key, bad value, template problems, backend problems.
+    """
+    path = find_spec(name_or_path)
+    spec = read_spec(path)
+    return build_judge(spec, path, overrides=overrides, cache=_as_cache(cache), budget=budget)
+
+
+def _as_cache(cache: Any) -> Any:
+    if cache is None or cache is False:
+        return None
+    from judge_rl.judge.cache import JudgmentCache
+
+    if isinstance(cache, JudgmentCache):
+        return cache
+    if cache == "default" or cache is True:
+        return JudgmentCache()
+    return JudgmentCache(cache)
+
+
+def build_judge(
+    spec: dict[str, Any],
+    path: Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    cache: Any = None,
+    budget: Budget | None = None,
+) -> Any:
+    """Build a judge from an already validated spec (see :func:`load_judge`)."""
+    spec = dict(spec)
+    kind = spec["kind"]
+    file = str(path)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in OVERRIDE_KEYS:
+            raise ConfigError(f"cannot override {key!r}", setting=key)
+        if key in KEYS[kind] or kind == "jury":
+            spec[key] = value
+    if overrides:
+        _check_values(spec, file=file)
+    name = str(spec["name"])
+    version = str(spec["version"])
+
+    if kind in ("pairwise", "reference", "pointwise", "rubric"):
+        from judge_rl.judge.cache import CachedJudge
+        from judge_rl.judge.order import OrderedJudge
+
+        llm = _build_llm(spec, path, budget)
+        wrapped = CachedJudge(llm, cache)
+        return OrderedJudge(
+            wrapped,
+            spec.get("order", "fixed"),
+            seed=int(spec.get("order_seed", 0)),
+            inconsistent=spec.get("inconsistent", "tie"),
+        )
+    if kind == "verifier":
+        from judge_rl.judge.verify import VerifierJudge
+
+        kw: dict[str, Any] = {"name": name, "version": version}
+        for key in ("mode", "tolerance", "timeout_s"):
+            if key in spec:
+                kw[key] = spec[key]
+        return VerifierJudge(**kw)
+    if kind == "human":
+        from judge_rl.judge.human import HumanFileJudge
+
+        fpath = spec.get("path")
+        resolved = None if fpath is None else _relative(path, fpath)
+        if resolved is not None and not resolved.exists():
+            raise ConfigError(
+                f"preference file {resolved} does not exist", file=file, setting="path"
+            )
+        return HumanFileJudge(resolved, fmt=spec.get("format"), name=name, version=version)
+    if kind == "jury":
+        from judge_rl.judge.jury import Jury
+
+        member_over = dict(overrides or {})
+        for key in ("order", "inconsistent", "order_seed"):
+            if key in spec:
+                member_over[key] = spec[key]
+        members = []
+        for m in spec["members"]:
+            mpath = _relative(path, m) if ("/" in m or m.endswith(".yaml")) else m
+            if str(mpath) == str(path) or m == name:
+                raise ConfigError("a jury cannot contain itself", file=file, setting="members")
+            mspec_path = find_spec(mpath)
+            mspec = read_spec(mspec_path)
+            members.append(
+                build_judge(mspec, mspec_path, overrides=member_over, cache=cache, budget=budget)
+            )
+        return Jury(
+            members,
+            aggregate=spec.get("aggregate", "majority"),
+            name=name,
+            version=version,
+            quorum=int(spec.get("quorum", 1)),
+        )
+    if kind == "reward_model":
+        from judge_rl.judge.cache import CachedJudge
+        from judge_rl.judge.rm import RewardModelJudge
+
+        kw = {k: spec[k] for k in ("device", "batch_size", "max_length", "tie_margin") if k in spec}
+        return CachedJudge(
+            RewardModelJudge(_relative(path, spec["path"]), name=name, version=version, **kw), cache
+        )
+    raise ConfigError(f"unknown kind {kind!r}", file=file, setting="kind")  # pragma: no cover
+
+
+def _relative(spec_path: Path, value: str | os.PathLike[str]) -> Path:
+    p = Path(os.path.expanduser(str(value)))
+    if p.is_absolute() or p.exists():
+        return p
+    return spec_path.parent / p
+
+
+def _build_llm(spec: dict[str, Any], path: Path, budget: Budget | None) -> Any:
+    from judge_rl.judge.llm import Criterion, LLMJudge
+
+    file = str(path)
+    tmpl = str(spec["template"])
+    if "\n" in tmpl or "{{" in tmpl:
+        template_text, template_file = tmpl, file
+    else:
+        tpath = _relative(path, tmpl)
+        try:
+            template_text = tpath.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read template: {e}", file=file, setting="template") from None
+        template_file = str(tpath)
+    criteria = [
+        Criterion(
+            name=c["name"],
+            question=c["question"],
+            type=c.get("type", "yesno"),
+            weight=float(c.get("weight", 1.0)),
+            good=c.get("good", "yes" if c.get("type", "yesno") == "yesno" else "high"),
+        )
+        for c in spec.get("criteria", [])
+    ]
+    backend = make_backend(spec, file=file)
+    try:
+        return LLMJudge(
+            backend,
+            template_text,
+            name=str(spec["name"]),
+            kind=spec["kind"],
+            version=str(spec["version"]),
+            system=spec.get("system"),
+            template_file=template_file,
+            max_tokens=int(spec.get("max_tokens", 512)),
+            temperature=float(spec.get("temperature", 0.0)),
+            top_p=float(spec.get("top_p", 1.0)),
+            seed=spec.get("seed"),
+            label_probs=bool(spec.get("label_probs", False)),
+            hardened=bool(spec.get("hardened", False)),
+            scale=tuple(spec.get("scale", (1, 10))),  # type: ignore[arg-type]
+            criteria=criteria,
+            rubric_mode=spec.get("rubric_mode", "joint"),
+            tie_margin=float(spec.get("tie_margin", 0.0)),
+            prices=spec.get("prices"),
+            expected_completion_tokens=spec.get("expected_completion_tokens"),
+            budget=budget,
+        )
+    except ConfigError as e:
+        if e.file:
+            raise
+        raise ConfigError(str(e).split(": ", 1)[-1], file=file, setting=e.setting) from None
+
+
+def make_backend(spec: Mapping[str, Any], *, file: str | None = None) -> Any:
+    """Instantiate the spec's backend with the arguments it accepts.
+
+    ``backend_options`` are passed as given (an argument the backend does not take is an error);
+    the generic keys (``base_urls``, ``api_key_env``, ``concurrency``, ``timeout_s``,
+    ``max_retries``, ``prices``) are passed when the backend takes them.
+    """
+    from judge_rl.backends.base import BACKENDS, load_backend
+
+    name = str(spec["backend"])
+    target = BACKENDS.get(name, name)
+    cls = _backend_class(target, file)
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs: dict[str, Any] = {"model": spec["model"]}
+    generic: dict[str, Any] = {}
+    urls = spec.get("base_urls", spec.get("base_url"))
+    if urls is not None:
+        generic["base_urls"] = [urls] if isinstance(urls, str) else list(urls)
+    for key in ("api_key_env", "concurrency", "timeout_s", "max_retries", "prices"):
+        if key in spec:
+            generic[key] = spec[key]
+    for key, value in generic.items():
+        if takes_any or key in params:
+            kwargs[key] = value
+        else:
+            log.warning("backend %s takes no %r; ignored", name, key)
+    for key, value in (spec.get("backend_options") or {}).items():
+        if not (takes_any or key in params):
+            raise ConfigError(
+                f"backend {name!r} takes no argument {key!r} "
+                f"(it takes: {', '.join(k for k in params if k != 'self')})",
+                file=file,
+                setting=f"backend_options.{key}",
+            )
+        kwargs[key] = value
+    try:
+        return load_backend(name, **kwargs)
+    except ConfigError as e:
+        if e.file or file is None:
+            raise
+        raise ConfigError(
+            str(e).split(": ", 1)[-1], file=file, setting=e.setting or "backend"
+        ) from None
+    except TypeError as e:
+        raise ConfigError(f"bad backend arguments: {e}", file=file, setting="backend") from None
+
+
+def _backend_class(target: str, file: str | None) -> Any:
+    import importlib
+
+    if ":" not in target:
+        raise ConfigError(f"unknown backend {target!r}", file=file, setting="backend")
+    mod_name, cls_name = target.split(":", 1)
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ConfigError(
+            f"backend {target!r} is not available: {e}", file=file, setting="backend"
+        ) from None
+    return getattr(mod, cls_name)
+
+
+__all__ = [
+    "KEYS",
+    "KINDS",
+    "SPEC_FILE",
+    "build_judge",
+    "check_keys",
+    "find_spec",
+    "list_judges",
+    "load_judge",
+    "make_backend",
+    "read_spec",
+    "search_path",
+]
