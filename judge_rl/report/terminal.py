@@ -1,0 +1,512 @@
+"""The terminal report: a rich summary of a run log that fits an 80-column terminal.
+
+``print_report(log, console)`` prints the sections the run has; ``render_text(log, width=80)``
+returns the same as plain text (the snapshot tests use it). Colour follows the console: none when
+stdout is not a TTY or ``NO_COLOR`` is set (see :mod:`judge_rl.console`). Every string that came
+from a model or a file is printed as plain text (never as rich markup) after
+:func:`~judge_rl.report._common.neutralize`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from judge_rl.report._common import (
+    as_metric,
+    clip,
+    evidence_text,
+    fcost,
+    fmetric,
+    fnum,
+    fsecs,
+    fstep,
+    is_num,
+    label_summary,
+    metric_label,
+    neutralize,
+    present_keys,
+    series,
+    sparkline,
+)
+from judge_rl.runlog import (
+    AuditSection,
+    LabelSection,
+    OveroptSection,
+    PPOSection,
+    RewardModelSection,
+    RunLog,
+    TournamentSection,
+)
+
+WIDTH = 80
+SPARK_W = 24
+
+
+def _t(text: Any, style: str = "") -> Text:
+    """Data as a rich Text: never parsed as markup."""
+    return Text(neutralize(text), style=style)
+
+
+def _table(*cols: str, title: str | None = None, **kw: Any) -> Table:
+    t = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        **kw,
+    )
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    return t
+
+
+def _heading(console: Console, title: str) -> None:
+    console.print()
+    console.rule(Text(title, style="bold cyan"), align="left", style="cyan")
+
+
+def header(log: RunLog) -> RenderableType:
+    """Run name, command, date, judges."""
+    lines = [Text.assemble(("judge_rl report: ", "bold"), _t(log.run, "bold"))]
+    lines.append(
+        Text.assemble(
+            "command ", _t(log.command), "  created ", _t(log.created[:19]), f"  log v{log.version}"
+        )
+    )
+    for j in log.judges:
+        lines.append(
+            Text.assemble(
+                "judge ",
+                _t(j.name, "bold"),
+                _t(f" v{j.version}"),
+                _t(f" {j.kind}" if j.kind else ""),
+                _t(f" {j.backend}:{j.model}" if j.model else ""),
+                _t(f" tpl {j.template_hash[:8]}" if j.template_hash else ""),
+            )
+        )
+    return Group(*lines)
+
+
+def label(sec: LabelSection) -> RenderableType:
+    """Verdicts, ties, failures by kind, position consistency, tokens, cost."""
+    s = label_summary(sec)
+    n = s.get("n") or 0
+    v = s.get("verdicts") or {}
+    f = s.get("failures") or {}
+    t = _table("", "count", "share")
+    t.columns[1].justify = t.columns[2].justify = "right"
+
+    def share(k: Any) -> str:
+        return f"{100 * k / n:.1f}%" if is_num(k) and n else ""
+
+    for key, name in (("a", "a wins"), ("b", "b wins"), ("tie", "ties")):
+        t.add_row(name, fnum(v.get(key, 0)), share(v.get(key, 0)))
+    nfail = sum(x for x in f.values() if is_num(x))
+    t.add_row("failed", fnum(nfail), share(nfail), style="red" if nfail else "")
+    for kind, k in sorted(f.items(), key=lambda kv: -kv[1] if is_num(kv[1]) else 0):
+        t.add_row(_t(f"  {kind}"), fnum(k), share(k))
+    t.add_row(Text("total", style="bold"), fnum(n), "")
+    info = _table("", "")
+    info.show_header = False
+    pc = s.get("position_consistency")
+    info.add_row("position consistency", f"{100 * pc:.1f}%" if is_num(pc) else "–")
+    for key, name in (("calls", "judge calls"), ("cached", "served from cache")):
+        if key in s:
+            info.add_row(name, fnum(s[key]))
+    if "prompt_tokens" in s or "completion_tokens" in s:
+        info.add_row(
+            "tokens in / out",
+            f"{fnum(s.get('prompt_tokens'))} / {fnum(s.get('completion_tokens'))}",
+        )
+    info.add_row("cost", fcost(s.get("cost")))
+    if "time_s" in s:
+        info.add_row("time", fsecs(s.get("time_s")))
+    if sec.output:
+        info.add_row("preferences", _t(sec.output))
+    grid = Table.grid(padding=(0, 4))
+    grid.add_row(t, info)
+    return grid
+
+
+def audit(sec: AuditSection) -> RenderableType:
+    """Metrics with CIs, the confusion matrix, variants side by side, jury agreement."""
+    parts: list[RenderableType] = [
+        Text.assemble("judge ", _t(sec.judge or "?", "bold"), f"  {sec.n_pairs} pairs")
+    ]
+    t = _table("metric", "value [95% CI]", "n", "skipped")
+    t.columns[2].justify = t.columns[3].justify = "right"
+    for key, m in sec.metrics.items():
+        met = as_metric(m)
+        t.add_row(
+            _t(metric_label(key)),
+            _t(fmetric(met)),
+            fnum(met.n if met else None),
+            fnum(met.skipped if met else None),
+        )
+    if sec.metrics:
+        parts.append(t)
+    if sec.confusion:
+        labels = ["a", "b", "tie"]
+        extra = sorted({k for row in sec.confusion.values() for k in row} - set(labels))
+        cols = labels + extra
+        c = _table("human \\ judge", *cols, title="confusion (counts)")
+        for col in c.columns[1:]:
+            col.justify = "right"
+        for h in [x for x in labels if x in sec.confusion] + sorted(
+            set(sec.confusion) - set(labels)
+        ):
+            c.add_row(_t(h), *(fnum(sec.confusion[h].get(k, 0)) for k in cols))
+        parts.append(c)
+    if sec.by_category:
+        keys = present_keys(
+            [{k: 0.0 for k in ms} for ms in sec.by_category.values()], ["accuracy"]
+        )[:3]
+        c = _table("category", *(metric_label(k) for k in keys), title="by category")
+        for cat, ms in sec.by_category.items():
+            c.add_row(_t(cat), *(_t(fmetric(ms.get(k), ci=False)) for k in keys))
+        parts.append(c)
+    if sec.variants:
+        keys: list[str] = []
+        for var in sec.variants:
+            for k in var.get("metrics") or {}:
+                if k not in keys:
+                    keys.append(k)
+        keys = keys[:3]
+        v = _table("variant", *(metric_label(k) for k in keys), title="variants side by side")
+        for var in sec.variants:
+            ms = var.get("metrics") or {}
+            v.add_row(_t(var.get("label", "?")), *(_t(fmetric(ms.get(k))) for k in keys))
+        parts.append(v)
+    if sec.jury:
+        items = [f"{neutralize(k)}={fnum(x)}" for k, x in sec.jury.items() if is_num(x)]
+        members = sec.jury.get("members")
+        if isinstance(members, dict):
+            items += [f"{neutralize(k)}={fnum(x)}" for k, x in members.items()]
+        parts.append(Text("jury: " + ", ".join(items)))
+    return Group(*parts)
+
+
+def _curves(rows: Sequence[dict[str, Any]], keys: Iterable[str]) -> Table:
+    t = _table("metric", "curve", "first", "last", "min", "max")
+    for col in t.columns[2:]:
+        col.justify = "right"
+    t.columns[0].no_wrap = True
+    t.columns[0].min_width = 15
+    t.columns[1].no_wrap = True
+    for k in keys:
+        ys = series(rows, k)
+        got = [y for y in ys if y is not None]
+        if not got:
+            continue
+        t.add_row(
+            _t(clip(k, 16)),
+            sparkline(ys, SPARK_W),
+            fnum(got[0]),
+            fnum(got[-1]),
+            fnum(min(got)),
+            fnum(max(got)),
+        )
+    return t
+
+
+def reward_model(sec: RewardModelSection) -> RenderableType:
+    """Sizes, final metrics, learning curves, chosen/rejected reward means."""
+    parts: list[RenderableType] = [
+        Text.assemble(
+            "model ",
+            _t(sec.model or "?", "bold"),
+            f"  train {sec.n_train}  eval {sec.n_eval}",
+            f"  truncated {sec.truncated}",
+        )
+    ]
+    if sec.output_dir:
+        parts.append(Text.assemble("saved to ", _t(sec.output_dir)))
+    if sec.final:
+        parts.append(
+            Text("final: " + ", ".join(f"{neutralize(k)}={fnum(v)}" for k, v in sec.final.items()))
+        )
+    if sec.train:
+        parts.append(Text("training", style="bold"))
+        parts.append(
+            _curves(
+                sec.train,
+                present_keys(sec.train, ["loss", "accuracy"], skip=("step", "lr", "pairs_per_s")),
+            )
+        )
+    if sec.evals:
+        parts.append(Text("held-out evaluation", style="bold"))
+        parts.append(_curves(sec.evals, present_keys(sec.evals, ["accuracy", "margin", "ece"])))
+    samples = {k: [x for x in v if is_num(x)] for k, v in sec.reward_samples.items()}
+    if samples:
+        parts.append(
+            Text(
+                "held-out rewards: "
+                + "; ".join(
+                    f"{neutralize(k)} mean {fnum(sum(v) / len(v)) if v else '–'} (n={len(v)})"
+                    for k, v in samples.items()
+                )
+            )
+        )
+    return Group(*parts)
+
+
+PPO_KEYS = [
+    "reward_mean",
+    "reward_std",
+    "kl",
+    "entropy",
+    "response_length",
+    "kl_coef",
+    "policy_loss",
+    "value_loss",
+    "clip_frac",
+    "approx_kl",
+    "samples_per_s",
+]
+
+
+def ppo(sec: PPOSection) -> RenderableType:
+    """Per-step curves as sparklines, checkpoints, early stop, last samples."""
+    parts: list[RenderableType] = [
+        Text.assemble(
+            "policy ",
+            _t(sec.policy or "?", "bold"),
+            "  reward ",
+            _t(sec.reward or "?", "bold"),
+            f"  {len(sec.steps)} steps",
+        )
+    ]
+    if sec.steps:
+        keys = present_keys(
+            sec.steps, PPO_KEYS, skip=("step", "time_generate", "time_score", "time_train")
+        )
+        parts.append(_curves(sec.steps, keys[:10]))
+    if sec.stopped_early:
+        parts.append(Text.assemble(("stopped early: ", "bold yellow"), _t(sec.stopped_early)))
+    if sec.checkpoints:
+        parts.append(
+            Text("checkpoints: " + ", ".join(f"{fstep(c.get('step'))}" for c in sec.checkpoints))
+        )
+    for smp in sec.samples[-2:]:
+        parts.append(
+            Text.assemble(
+                f"sample @ step {fstep(smp.get('step'))} (reward {fnum(smp.get('reward'))}): ",
+                _t(clip(smp.get("response"), 120), "italic"),
+            )
+        )
+    return Group(*parts)
+
+
+def overopt(sec: OveroptSection) -> RenderableType:
+    """Alarms with their evidence, gold vs proxy curves, fit, best checkpoint, probes."""
+    parts: list[RenderableType] = [
+        Text.assemble(
+            "gold ",
+            _t(sec.gold or "?", "bold"),
+            "  proxy ",
+            _t(sec.proxy or "?", "bold"),
+            f"  {len(sec.points)} points",
+        )
+    ]
+    if sec.alarms:
+        for a in sec.alarms:
+            parts.append(
+                Text.assemble(
+                    ("ALARM ", "bold red"),
+                    f"step {fstep(a.get('step'))} ",
+                    _t(a.get("kind", "?"), "bold"),
+                    ": ",
+                    _t(a.get("message", "")),
+                )
+            )
+            ev = evidence_text(a.get("evidence"))
+            if ev:
+                parts.append(Text.assemble("  evidence: ", _t(ev)))
+            for ex in (a.get("examples") or [])[:2]:
+                parts.append(Text.assemble("  example: ", _t(clip(ex, 68), "italic")))
+    else:
+        parts.append(Text("no over-optimisation alarm", style="green"))
+    if sec.points:
+        parts.append(
+            _curves(
+                sec.points,
+                present_keys(
+                    sec.points,
+                    ["proxy_mean", "gold_mean", "kl"],
+                    skip=("step", "proxy_lo", "proxy_hi", "gold_lo", "gold_hi"),
+                ),
+            )
+        )
+    if sec.fit:
+        parts.append(
+            Text(
+                "fit (Gao et al. 2022): "
+                + ", ".join(
+                    f"{neutralize(k)}={fnum(v) if is_num(v) else clip(v, 40)}"
+                    for k, v in sec.fit.items()
+                )
+            )
+        )
+    if sec.best_checkpoint:
+        b = sec.best_checkpoint
+        parts.append(
+            Text.assemble(
+                ("best checkpoint: ", "bold"),
+                f"step {fstep(b.get('step'))} ",
+                _t(b.get("path", "")),
+                f" gold {fnum(b.get('gold'))}",
+                _t(f" ({b['reason']})" if b.get("reason") else ""),
+            )
+        )
+    flagged = [d for d in sec.degeneration if d.get("flags")]
+    for d in flagged[-3:]:
+        parts.append(
+            Text.assemble(
+                f"degeneration @ step {fstep(d.get('step'))}: ",
+                _t(", ".join(map(str, d.get("flags") or []))),
+            )
+        )
+    probes = [p for p in sec.probes if p.get("flagged")]
+    for p in probes[:4]:
+        parts.append(
+            Text.assemble(
+                "probe ",
+                _t(p.get("name", "?"), "bold"),
+                f" scored {fnum(p.get('score'))} vs real median ",
+                f"{fnum(p.get('median_real'))}: ",
+                _t(clip(p.get("text"), 36), "italic"),
+            )
+        )
+    return Group(*parts)
+
+
+def tournament(sec: TournamentSection) -> RenderableType:
+    """Leaderboard with CIs and rank intervals; win rates vs a baseline; warnings."""
+    parts: list[RenderableType] = [
+        Text(
+            f"method {neutralize(sec.method)}  pairing {neutralize(sec.pairing) or '–'}  "
+            f"{len(sec.battles)} battles  {sec.calls} judge calls"
+        )
+    ]
+    if sec.leaderboard:
+        t = _table("rank", "model", "rating [95% CI]", "W-T-L", "win%")
+        t.columns[0].justify = t.columns[3].justify = t.columns[4].justify = "right"
+        for r in sec.leaderboard:
+            rank = fnum(r.get("rank"))
+            if is_num(r.get("rank_lo")) and is_num(r.get("rank_hi")):
+                rank += f" ({fnum(r['rank_lo'])}-{fnum(r['rank_hi'])})"
+            rating = fnum(r.get("rating"))
+            if is_num(r.get("lo")) and is_num(r.get("hi")):
+                rating += f" [{fnum(r['lo'])}, {fnum(r['hi'])}]"
+            wtl = "-".join(fnum(r.get(k)) for k in ("wins", "ties", "losses"))
+            wr = r.get("win_rate")
+            t.add_row(
+                rank,
+                _t(clip(r.get("model", "?"), 28)),
+                rating,
+                wtl,
+                f"{100 * wr:.0f}%" if is_num(wr) else "–",
+            )
+        parts.append(t)
+    if sec.winrates:
+        t = _table("model", "vs", "win%", "LC win%", "W-D-L", title="win rate vs baseline")
+        for col in t.columns[2:]:
+            col.justify = "right"
+        for w in sec.winrates:
+            pct = [
+                f"{100 * w[k]:.1f}" if is_num(w.get(k)) else "–"
+                for k in ("win_rate", "lc_win_rate")
+            ]
+            t.add_row(
+                _t(clip(w.get("model", "?"), 24)),
+                _t(clip(w.get("baseline", "?"), 16)),
+                *pct,
+                "-".join(fnum(w.get(k)) for k in ("wins", "draws", "losses")),
+            )
+        parts.append(t)
+    for w in sec.warnings:
+        parts.append(Text.assemble(("warning: ", "yellow"), _t(w)))
+    return Group(*parts)
+
+
+def footer(log: RunLog) -> list[RenderableType]:
+    """Notes, timings and cost."""
+    parts: list[RenderableType] = []
+    if log.timings:
+        parts.append(
+            Text(
+                "time: " + ", ".join(f"{neutralize(k)} {fsecs(v)}" for k, v in log.timings.items())
+            )
+        )
+    if log.cost:
+        parts.append(
+            Text("cost: " + ", ".join(f"{neutralize(k)} {fcost(v)}" for k, v in log.cost.items()))
+        )
+    for n in log.notes:
+        parts.append(Text.assemble(("note: ", "bold"), _t(n)))
+    return parts
+
+
+RENDERERS = {
+    "label": ("Labelling", label),
+    "audit": ("Judge audit", audit),
+    "reward_model": ("Reward model", reward_model),
+    "ppo": ("PPO", ppo),
+    "overopt": ("Over-optimisation", overopt),
+    "tournament": ("Leaderboard", tournament),
+}
+
+
+def print_report(log: RunLog, console: Console) -> None:
+    """Print every section ``log`` has to ``console``."""
+    console.print(header(log))
+    for name, (title, fn) in RENDERERS.items():
+        sec = getattr(log, name)
+        if sec is not None:
+            _heading(console, title)
+            console.print(fn(sec))
+    foot = footer(log)
+    if foot:
+        _heading(console, "Run")
+        for p in foot:
+            console.print(p)
+
+
+def print_comparison(logs: Sequence[RunLog], console: Console) -> None:
+    """One table with the headline figures of several runs."""
+    from judge_rl.report._compare import headline_rows
+
+    cols, rows = headline_rows(logs)
+    t = _table("figure", *(clip(c, 14) for c in cols))
+    for name, vals in rows:
+        t.add_row(name, *(_t(v) for v in vals))
+    _heading(console, "Runs compared")
+    console.print(t)
+
+
+def render_text(log: RunLog, width: int = WIDTH, compare: Sequence[RunLog] = ()) -> str:
+    """The terminal report as plain text ``width`` columns wide (no colour)."""
+    buf = io.StringIO()
+    con = Console(
+        file=buf,
+        width=width,
+        color_system=None,
+        no_color=True,
+        highlight=False,
+        force_terminal=False,
+        legacy_windows=False,
+        emoji=False,
+    )
+    print_report(log, con)
+    if compare:
+        print_comparison([log, *compare], con)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
