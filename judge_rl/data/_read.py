@@ -57,6 +57,8 @@ class _Collector:
         self.file = str(path)
         self.skip_invalid = skip_invalid
         self.skipped: list[tuple[int, str]] = []
+        self.rows = 0
+        """Input rows seen, valid or not."""
 
     def bad(self, line: int, reason: str, field: str | None = None) -> None:
         if not self.skip_invalid:
@@ -68,6 +70,7 @@ def _dict_rows(
     path: PathLike, columns: Mapping[str, str] | None, coll: _Collector
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     for raw in iter_raw_rows(path):
+        coll.rows += 1
         if raw.error is not None:
             coll.bad(raw.line, raw.error)
         elif not isinstance(raw.value, dict):
@@ -162,11 +165,9 @@ def read_preferences(
     coll = _Collector(path, skip_invalid)
     records: list[PreferenceRecord] = []
     units: list[F.Unit] = []
-    rows = 0
     found: str | None = fmt
     tabular = file_kind(path) in ("csv", "tsv")
     for line, row in _dict_rows(path, columns, coll):
-        rows += 1
         if found is None:
             found = _detect(row, path, line)
         if F.FORMATS[found].kind != "preferences":
@@ -181,10 +182,9 @@ def read_preferences(
             coll.bad(line, e.reason, e.field)
     if units:
         records.extend(F.pair_units(units, str(path), found or ""))
-    rows += len(coll.skipped)
     if coll.skipped:
         log.info("%s: skipped %d invalid rows", path, len(coll.skipped))
-    return ReadResult(records, found or "empty", coll.skipped, str(path), rows)
+    return ReadResult(records, found or "empty", coll.skipped, str(path), coll.rows)
 
 
 def read_comparisons(
@@ -362,6 +362,11 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # from_pylist infers the columns from the first row only: give every row every column.
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    rows = [{c: r.get(c) for c in cols} for r in rows]
     try:
         table = (
             pa.Table.from_pylist(rows)
