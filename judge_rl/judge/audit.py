@@ -243,7 +243,12 @@ async def audit_judge(
             by_cat[cat] = {
                 k: v
                 for k, v in core_metrics(
-                    rs, primary, rounds=max(100, cfg.bootstrap // 5), seed=cfg.seed, level=cfg.level
+                    rs,
+                    primary,
+                    rounds=max(100, cfg.bootstrap // 5),
+                    seed=cfg.seed,
+                    level=cfg.level,
+                    with_length_coef=False,
                 ).items()
                 if k
                 in (

@@ -419,8 +419,10 @@ def core_metrics(
     rounds: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    with_length_coef: bool = True,
 ) -> dict[str, Metric]:
-    """Every per-pair metric of the audit, for one order policy."""
+    """Every per-pair metric of the audit, for one order policy (the logistic length coefficient,
+    the slowest, only when ``with_length_coef``)."""
     kw = dict(rounds=rounds, seed=seed, level=level)
     parts: dict[str, Parts] = {
         "accuracy": _parts_vs_human(rows, order, "accuracy"),
@@ -441,11 +443,13 @@ def core_metrics(
         for name, p in parts.items()
     }
     out["kappa"] = bootstrap_kappa(rows, order, **kw)
+    if not with_length_coef:
+        return out
     # The logistic fit is the slowest estimator: fewer rounds.
     out["length_coef"] = bootstrap_metric(
         rows,
         lambda r: length_coef(r, order),
-        rounds=max(50, rounds // 5),
+        rounds=max(100, rounds // 5),
         seed=seed,
         level=level,
         note_if_none="needs ≥ 8 decided pairs with different lengths",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from judge_rl.errors import JudgeRLError
-from judge_rl.judge.audit import INJECTIONS, AuditConfig, audit_judge
+from judge_rl.judge.audit import INJECTIONS, AuditConfig, audit_judge, build_rows, swapped
 from judge_rl.judge.audit_stats import (
     AuditRow,
     bootstrap_ratio,
@@ -145,19 +145,19 @@ def test_planted_accuracy_and_position_bias_recovered_within_ci():
 
 
 def test_planted_ci_coverage_over_seeds():
+    """The reported 95% intervals cover the planted truth most of the time over fresh draws.
+    The judging path is the real one (build_rows on the judge's calls in both orders); only the
+    metrics checked are computed, to keep 20 repetitions fast."""
     covered_acc = covered_pos = 0
-    seeds = range(20)
-    for s in seeds:
-        sec = run(
-            PlantedJudge(seed=100 + s),
-            human_pairs(400, seed=200 + s),
-            bootstrap=400,
-            injection=False,
-            seed=s,
-        )
-        fixed = {v["label"]: v["metrics"] for v in sec.variants}["order=fixed"]
-        covered_acc += fixed["accuracy"].lo <= 0.8 <= fixed["accuracy"].hi
-        covered_pos += fixed["p_first_wins"].lo <= 0.6 <= fixed["p_first_wins"].hi
+    for s in range(20):
+        comps = human_pairs(400, seed=200 + s)
+        judge = PlantedJudge(seed=100 + s)
+        ab = asyncio.run(judge.compare(comps))
+        ba = asyncio.run(judge.compare([swapped(c) for c in comps]))
+        rows = build_rows(comps, ab, ba)
+        m = core_metrics(rows, "fixed", rounds=500, seed=s, with_length_coef=False)
+        covered_acc += m["accuracy"].lo <= 0.8 <= m["accuracy"].hi
+        covered_pos += m["p_first_wins"].lo <= 0.6 <= m["p_first_wins"].hi
     # Nominal 95%; with 20 draws, ≥ 16 keeps a false failure rare (binomial tail < 2%).
     assert covered_acc >= 16 and covered_pos >= 16, (covered_acc, covered_pos)
 
