@@ -1,0 +1,338 @@
+"""A local OpenAI-compatible chat server with a fixed latency and injected faults.
+
+For reliability tests and the throughput benchmark (127.0.0.1 only, bounded run). It answers
+``POST /v1/chat/completions`` with a verdict-like text (``... [[A]]``), logprobs when asked, and
+usage; ``GET /v1/models`` lists one model; ``GET /stats`` returns hit counts per request content.
+
+Faults are chosen per request *content* (a hash of the messages), so the same comparison meets
+the same fault on every run, and per attempt (``*_once`` faults hit only the first attempt):
+
+* ``rate_limit_once``: 429 with ``Retry-After`` on the first attempt, then a normal answer;
+* ``server_once``: 500 on the first attempt;
+* ``hang_once``: no answer for ``hang_s`` on the first attempt (past the client's timeout);
+* ``server_always``, ``hang_always``, ``rate_limit_always``: every attempt;
+* ``malformed``: 200 with a body that is not JSON;
+* ``empty``: 200 with ``choices: []``;
+* ``unparseable``: 200 with a text that holds no verdict.
+
+Run in a thread (:func:`start_in_thread`) or as a process::
+
+    python -m judge_rl.backends._fakeserver --latency 0.05 --max-seconds 300
+
+which prints ``PORT <n>`` once listening and exits after ``--max-seconds`` or when its stdin
+closes. aiohttp is needed (a test/bench dependency, not a runtime one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULTS = (
+    "rate_limit_once",
+    "server_once",
+    "hang_once",
+    "server_always",
+    "hang_always",
+    "rate_limit_always",
+    "malformed",
+    "empty",
+    "unparseable",
+)
+
+
+def content_key(messages: Any) -> str:
+    """Hash of a request's messages: what "the same request" means for hit counting."""
+    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def fault_for(key: str, faults: dict[str, float]) -> str | None:
+    """The fault assigned to a content key: buckets of ``[0, 1)`` in ``FAULTS`` order.
+
+    >>> fault_for("0000000000000000", {"server_once": 0.1}) == "server_once"
+    True
+    >>> fault_for("ffffffffffffffff", {"server_once": 0.1}) is None
+    True
+    """
+    u = int(key[:8], 16) / 0x1_0000_0000
+    edge = 0.0
+    for name in FAULTS:
+        edge += faults.get(name, 0.0)
+        if u < edge:
+            return name
+    return None
+
+
+def verdict_for(key: str) -> str:
+    """A deterministic verdict letter per content (so tests can check mapping by identity)."""
+    return "ABC"[int(key[8:12], 16) % 3]
+
+
+@dataclass
+class ServerState:
+    """Counters shared by the server and the test that reads them."""
+
+    hits: Counter[str] = field(default_factory=Counter)
+    """Requests received per content key (every attempt)."""
+    answered: Counter[str] = field(default_factory=Counter)
+    """200 responses per content key."""
+    statuses: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "hits": dict(self.hits),
+            "answered": dict(self.answered),
+            "statuses": dict(self.statuses),
+            "max_in_flight": self.max_in_flight,
+        }
+
+
+class FakeServer:
+    """The aiohttp application and its state."""
+
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.0,
+        faults: dict[str, float] | None = None,
+        hang_s: float = 30.0,
+        retry_after: str = "0.05",
+        reply: str = "verdict",
+        model: str = "fake-judge",
+    ) -> None:
+        unknown = set(faults or {}) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+        self.latency_s = latency_s
+        self.faults = dict(faults or {})
+        self.hang_s = hang_s
+        self.retry_after = retry_after
+        self.reply = reply
+        self.model = model
+        self.state = ServerState()
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/stats", self.stats)
+        return app
+
+    async def models(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response(
+            {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+        )
+
+    async def stats(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response(self.state.snapshot())
+
+    async def chat(self, request: Any) -> Any:
+        from aiohttp import web
+
+        st = self.state
+        body = await request.json()
+        key = content_key(body.get("messages"))
+        st.hits[key] += 1
+        attempt = st.hits[key]
+        st.in_flight += 1
+        st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        try:
+            fault = fault_for(key, self.faults) if self.faults else None
+            if fault in ("hang_always",) or (fault == "hang_once" and attempt == 1):
+                await asyncio.sleep(self.hang_s)
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            if fault == "rate_limit_always" or (fault == "rate_limit_once" and attempt == 1):
+                st.statuses["429"] += 1
+                return web.json_response(
+                    {"error": {"message": "rate limited", "type": "rate_limit"}},
+                    status=429,
+                    headers={"Retry-After": self.retry_after},
+                )
+            if fault == "server_always" or (fault == "server_once" and attempt == 1):
+                st.statuses["500"] += 1
+                return web.json_response({"error": {"message": "boom"}}, status=500)
+            st.statuses["200"] += 1
+            st.answered[key] += 1
+            if fault == "malformed":
+                return web.Response(text='{"choices": [ {"mess', content_type="application/json")
+            if fault == "empty":
+                return web.json_response({"id": "x", "object": "chat.completion", "choices": []})
+            return web.Response(
+                body=json.dumps(self.completion(body, key, unparseable=fault == "unparseable")),
+                content_type="application/json",
+            )
+        finally:
+            st.in_flight -= 1
+
+    def completion(self, body: dict[str, Any], key: str, *, unparseable: bool) -> dict[str, Any]:
+        letter = verdict_for(key)
+        if unparseable:
+            text = "Both answers have merits and I cannot decide."
+        elif self.reply == "echo":
+            last = (body.get("messages") or [{}])[-1].get("content", "")
+            text = f"echo: {str(last)[:40]}"
+        else:
+            text = f"Comparing the two answers carefully. [[{letter}]]"
+        n = int(body.get("n") or 1)
+        choices = []
+        for i in range(n):
+            ch: dict[str, Any] = {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+            if body.get("logprobs") and not unparseable:
+                ch["logprobs"] = {"content": _logprobs(letter)}
+            choices.append(ch)
+        return {
+            "id": "chatcmpl-" + key,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", self.model),
+            "choices": choices,
+            "usage": {"prompt_tokens": 100, "completion_tokens": 12, "total_tokens": 112},
+        }
+
+
+def _logprobs(letter: str) -> list[dict[str, Any]]:
+    import math
+
+    probs = {"A": 0.1, "B": 0.1, "C": 0.1}
+    probs[letter] = 0.8
+    top = [{"token": k, "logprob": math.log(v)} for k, v in probs.items()]
+    return [
+        {"token": "[[", "logprob": 0.0, "top_logprobs": [{"token": "[[", "logprob": 0.0}]},
+        {"token": letter, "logprob": math.log(0.8), "top_logprobs": top},
+        {"token": "]]", "logprob": 0.0, "top_logprobs": [{"token": "]]", "logprob": 0.0}]},
+    ]
+
+
+class RunningServer:
+    """A server running in a background thread; ``url`` ends in ``/v1``."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def state(self) -> ServerState:
+        return self.server.state
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake server did not start")
+        if self._error:
+            raise RuntimeError(f"fake server failed: {self._error}")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as e:  # surfaced by start()
+            self._error = e
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        self._stop = asyncio.Event()
+        runner = web.AppRunner(self.server.app(), access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(5)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_in_thread(**kwargs: Any) -> RunningServer:
+    """Start a :class:`FakeServer` on a free port of 127.0.0.1 in a daemon thread."""
+    return RunningServer(FakeServer(**kwargs)).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    p.add_argument("--faults", default="", help="name=fraction,… e.g. server_once=0.05")
+    p.add_argument("--hang", type=float, default=30.0)
+    p.add_argument("--max-seconds", type=float, default=600.0, help="exit after this long")
+    args = p.parse_args(argv)
+    faults = {}
+    for part in filter(None, args.faults.split(",")):
+        name, _, frac = part.partition("=")
+        faults[name.strip()] = float(frac)
+    server = FakeServer(latency_s=args.latency, faults=faults, hang_s=args.hang)
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_serve_forever(server, args.port, args.max_seconds))
+    return 0
+
+
+async def _serve_forever(server: FakeServer, port: int, max_seconds: float) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(server.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    await site.start()
+    print(f"PORT {runner.addresses[0][1]}", flush=True)
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stdin_closed, max_seconds)
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,628 @@
+"""OpenAI-compatible chat backend: OpenAI, ``vllm serve``, Ollama, llama.cpp server, any proxy.
+
+The ``openai`` package's :class:`~openai.AsyncOpenAI` is the protocol layer (base URL, auth
+header, error classes). Around it this module adds what a judging run needs:
+
+* one shared client per base URL and per event loop (never one per request), with an HTTP
+  connection pool as large as the concurrency limit, kept alive between requests;
+* several base URLs spread across by least-loaded choice (round robin among equals);
+* a concurrency semaphore;
+* its own retries (the client's are switched off so every attempt is counted): exponential
+  backoff with jitter on 429, 5xx, timeouts and connection errors, honouring ``Retry-After``;
+* per-request failures returned as ``ChatResult.error`` = ``kind: detail``, never raised;
+* ``top_logprobs`` turned into ``label_probs`` when the request asks for labels;
+* usage tokens and cost from a price table (USD per 1M input / output tokens).
+
+Speed: the request body is serialised once per request with :mod:`json` and posted as bytes
+through ``client.post(..., cast_to=httpx.Response)``, which skips the typed-parameter transform
+of ``chat.completions.create`` and the pydantic model of its response; the response JSON is read
+straight from the bytes. That halves the client CPU per call (see ``docs/backends.md``).
+
+The API key is read from the environment variable named by ``api_key_env`` and lives only inside
+the client: it is not an attribute of the backend, not in :meth:`OpenAIBackend.describe`, and
+never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from judge_rl.backends.base import ChatRequest, ChatResult
+from judge_rl.errors import ConfigError, JudgeRLError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_RETRY_AFTER_S = 120.0
+"""Longest server-directed wait honoured; a longer ``Retry-After`` ends the request."""
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+@dataclass
+class _Endpoint:
+    """One base URL: its client (for the current event loop) and its in-flight count."""
+
+    url: str
+    client: Any = None
+    inflight: int = 0
+    ok: int = 0
+    """Successful responses so far."""
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def redact_url(url: str) -> str:
+    """A URL without user info or query string (safe for logs, fingerprints and reports).
+
+    >>> redact_url("https://user:secret@host:8000/v1?key=abc")
+    'https://host:8000/v1'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or HTTP date).
+
+    >>> parse_retry_after({"retry-after": "2"})
+    2.0
+    >>> parse_retry_after({"retry-after-ms": "150"})
+    0.15
+    >>> parse_retry_after({}) is None
+    True
+    """
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random.
+
+    Delay = d/2 + U(0, d/2) with d = min(max_s, base_s * 2**attempt) (AWS Architecture Blog,
+    "Exponential Backoff And Jitter", 2015).
+
+    >>> 0.5 <= backoff_delay(0, 1.0, 30.0, random.Random(0)) <= 1.0
+    True
+    """
+    d = min(max_s, base_s * (2.0**attempt))
+    return d / 2 + rng.uniform(0, d / 2)
+
+
+def label_probs_from_logprobs(
+    content: list[dict[str, Any]] | None, labels: Sequence[str], prefix: str | None = None
+) -> dict[str, float] | None:
+    """Normalised label probabilities at the first generated token that is a label.
+
+    ``content`` is a choice's ``logprobs.content`` (one entry per generated token, each with
+    ``token``, ``logprob`` and ``top_logprobs``). Tokens are compared after stripping spaces, so
+    ``" A"`` counts for ``A``. With ``prefix`` (e.g. ``"[["``), only a position right after that
+    text counts. Labels missing from ``top_logprobs`` get probability 0.
+
+    >>> tok = lambda t, lp, top: {"token": t, "logprob": lp, "top_logprobs": [
+    ...     {"token": k, "logprob": v} for k, v in top.items()]}
+    >>> c = [tok("[[", 0.0, {"[[": 0.0}), tok("A", -0.2, {"A": -0.2, "B": -1.8, "x": -5})]
+    >>> p = label_probs_from_logprobs(c, ["A", "B", "C"])
+    >>> round(p["A"], 3), round(p["B"], 3), p["C"]
+    (0.832, 0.168, 0.0)
+    >>> label_probs_from_logprobs([tok("hi", 0.0, {})], ["A"]) is None
+    True
+    """
+    if not content:
+        return None
+    wanted = set(labels)
+    text = ""
+    for entry in content:
+        token = entry.get("token") or ""
+        if token.strip() in wanted and (prefix is None or text.rstrip().endswith(prefix)):
+            mass = dict.fromkeys(labels, 0.0)
+            for alt in entry.get("top_logprobs") or [
+                {"token": token, "logprob": entry.get("logprob")}
+            ]:
+                key = (alt.get("token") or "").strip()
+                lp = alt.get("logprob")
+                if key in mass and lp is not None:
+                    mass[key] += math.exp(lp)
+            total = sum(mass.values())
+            if total <= 0:
+                return None
+            return {k: v / total for k, v in mass.items()}
+        text += token
+    return None
+
+
+class OpenAIBackend:
+    """Async client for any OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Args:
+        model: Model name sent in each request (e.g. ``gpt-4o-mini``, the name ``vllm serve``
+            was started with, an Ollama tag).
+        base_urls: One URL or a list (``http://host:8000/v1``); requests go to the least-loaded.
+            Default: ``$OPENAI_BASE_URL`` or the OpenAI API.
+        api_key_env: Name of the environment variable holding the API key. Local endpoints work
+            without one; the OpenAI API needs it.
+        concurrency: Requests in flight at most (over all base URLs).
+        timeout_s: Seconds per attempt before it counts as a timeout.
+        max_retries: Retries after the first attempt on 429 / 5xx / timeout / connection error.
+        prices: ``{"input": usd_per_1m_tokens, "output": usd_per_1m_tokens}`` for the cost.
+        backoff_base_s: First backoff delay; doubles per retry.
+        backoff_max_s: Longest backoff delay.
+        top_logprobs: How many alternatives to ask for when a request wants ``label_probs``
+            (OpenAI allows at most 20).
+        max_tokens_field: ``max_tokens`` (vLLM, Ollama, llama.cpp) or ``max_completion_tokens``
+            (newer OpenAI models).
+        check_connection: Before the first request, check that each base URL accepts a TCP
+            connection; an endpoint that refuses every attempt is a :class:`JudgeRLError`.
+        transport: HTTP transport under the openai client: ``aiohttp`` (openai's own
+            ``DefaultAioHttpClient``), ``httpx``, or ``auto`` (aiohttp when installed).
+        base_url: Alias of ``base_urls`` for a single URL.
+        **extra: Extra request-body fields sent with every request (e.g. ``top_k`` for vLLM).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_urls: str | Sequence[str] | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 64,
+        timeout_s: float = 60.0,
+        max_retries: int = 6,
+        prices: dict[str, float] | None = None,
+        *,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        top_logprobs: int = 20,
+        max_tokens_field: str = "max_tokens",
+        check_connection: bool = True,
+        transport: str = "auto",
+        base_url: str | None = None,
+        seed: int | None = None,
+        **extra: Any,
+    ) -> None:
+        if not model:
+            raise ConfigError("an OpenAI-compatible backend needs a model name", setting="model")
+        urls = _as_list(base_urls if base_urls is not None else base_url)
+        if not urls:
+            urls = [os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL]
+        for u in urls:
+            parts = urlsplit(u)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"not an http(s) URL: {redact_url(u)!r}", setting="base_url")
+        if concurrency < 1:
+            raise ConfigError(f"must be >= 1, got {concurrency}", setting="concurrency")
+        if max_retries < 0:
+            raise ConfigError(f"must be >= 0, got {max_retries}", setting="max_retries")
+        if not api_key_env or not api_key_env.replace("_", "").isalnum():
+            raise ConfigError(
+                f"must name an environment variable, got {api_key_env!r}", setting="api_key_env"
+            )
+        self.model = model
+        self.base_urls = [u.rstrip("/") for u in urls]
+        self.api_key_env = api_key_env
+        self.concurrency = int(concurrency)
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.prices = _check_prices(prices)
+        self.backoff_base_s = float(backoff_base_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.top_logprobs = int(top_logprobs)
+        self.max_tokens_field = max_tokens_field
+        self.check_connection = check_connection
+        if transport not in ("auto", "aiohttp", "httpx"):
+            raise ConfigError(
+                f"must be auto, aiohttp or httpx, got {transport!r}", setting="transport"
+            )
+        self.transport = transport
+        self.extra_body = dict(extra)
+        self._rng = random.Random(seed)
+        if self._api_key() is None and not all(_is_local(u) for u in self.base_urls):
+            raise ConfigError(
+                f"set the environment variable {api_key_env} to the API key for "
+                f"{', '.join(redact_url(u) for u in self.base_urls)}",
+                setting="api_key_env",
+            )
+        self._endpoints = [_Endpoint(u) for u in self.base_urls]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._checked = False
+        self._rr = 0
+        self.stats: dict[str, int] = {"requests": 0, "attempts": 0, "retries": 0}
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_urls={self.describe()['base_urls']!r})"
+
+    # ---------------------------------------------------------------------------------------
+    # Public surface
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies this backend in a fingerprint or report (never the API key)."""
+        return {
+            "backend": self.name,
+            "model": self.model,
+            "base_urls": [redact_url(u) for u in self.base_urls],
+        }
+
+    async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """One result per request, in order; at most ``concurrency`` in flight."""
+        self._bind_loop()
+        if not self._checked:
+            await self._check_endpoints()
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients of the current event loop."""
+        for ep in self._endpoints:
+            if ep.client is not None:
+                # A client of a finished event loop may fail to close; nothing is lost.
+                with contextlib.suppress(Exception):
+                    await ep.client.close()
+                ep.client = None
+        self._loop = None
+
+    def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for the given token counts with this backend's prices (0 without prices)."""
+        if not self.prices:
+            return 0.0
+        return (
+            prompt_tokens * self.prices["input"] + completion_tokens * self.prices["output"]
+        ) / 1e6
+
+    # ---------------------------------------------------------------------------------------
+    # Clients, one per base URL and event loop
+
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        # A new event loop (e.g. a second asyncio.run): connection pools cannot cross loops.
+        from openai import AsyncOpenAI
+
+        httpx2 = _httpx()
+
+        key = self._api_key() or "EMPTY"
+        timeout = httpx2.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
+        limits = httpx2.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+        )
+        for ep in self._endpoints:
+            http = _http_client(limits, timeout, self.transport)
+            ep.client = AsyncOpenAI(
+                api_key=key, base_url=ep.url, max_retries=0, timeout=timeout, http_client=http
+            )
+        self._sem = asyncio.Semaphore(self.concurrency)
+        self._loop = loop
+
+    def _pick(self) -> _Endpoint:
+        """Least-loaded endpoint; ties broken round robin."""
+        eps = self._endpoints
+        if len(eps) == 1:
+            return eps[0]
+        n = len(eps)
+        start = self._rr
+        self._rr = (self._rr + 1) % n
+        best = eps[start]
+        for i in range(1, n):
+            ep = eps[(start + i) % n]
+            if ep.inflight < best.inflight:
+                best = ep
+        return best
+
+    async def _check_endpoints(self) -> None:
+        """Fail fast on endpoints that refuse connections; drop the dead ones among several."""
+        self._checked = True
+        if not self.check_connection:
+            return
+        results = await asyncio.gather(*(_probe_tcp(ep.url) for ep in self._endpoints))
+        dead = [(ep, err) for ep, err in zip(self._endpoints, results, strict=True) if err]
+        if len(dead) == len(self._endpoints):
+            ep, err = dead[0]
+            others = f" (and {len(dead) - 1} more base URLs)" if len(dead) > 1 else ""
+            raise JudgeRLError(
+                f"base_url: cannot reach {redact_url(ep.url)}{others}: {err}; "
+                "is the server running and the URL right?"
+            )
+        for ep, err in dead:
+            log.warning("dropping unreachable base URL %s: %s", redact_url(ep.url), err)
+        self._endpoints = [ep for ep in self._endpoints if all(ep is not d for d, _ in dead)]
+
+    # ---------------------------------------------------------------------------------------
+    # One request: body, attempts, parsing
+
+    def _body(self, req: ChatRequest) -> bytes:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": req.messages,
+            self.max_tokens_field: req.max_tokens,
+            "temperature": req.temperature,
+        }
+        if req.top_p != 1.0:
+            body["top_p"] = req.top_p
+        if req.n != 1:
+            body["n"] = req.n
+        if req.seed is not None:
+            body["seed"] = req.seed
+        if req.stop:
+            body["stop"] = req.stop
+        if req.label_probs:
+            body["logprobs"] = True
+            body["top_logprobs"] = self.top_logprobs
+        if self.extra_body:
+            body.update(self.extra_body)
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+    async def _one(self, req: ChatRequest) -> ChatResult:
+        import openai
+
+        assert self._sem is not None
+        content = self._body(req)
+        options = {"headers": {"Content-Type": "application/json"}}
+        self.stats["requests"] += 1
+        t0 = time.perf_counter()
+        error = "backend: no attempt made"
+        async with self._sem:
+            for attempt in range(self.max_retries + 1):
+                ep = self._pick()
+                ep.inflight += 1
+                self.stats["attempts"] += 1
+                retry_after: float | None = None
+                try:
+                    resp = await ep.client.post(
+                        "/chat/completions",
+                        cast_to=_response_type(),
+                        content=content,
+                        options=options,
+                    )
+                except openai.APITimeoutError:
+                    error = f"timeout: no answer within {self.timeout_s:g}s"
+                except openai.APIConnectionError as e:
+                    error = f"connection: {_cause(e)}"
+                except openai.APIStatusError as e:
+                    status = e.status_code
+                    detail = _status_detail(e)
+                    if status == 429:
+                        error = f"rate_limit: HTTP 429 {detail}".rstrip()
+                        retry_after = parse_retry_after(e.response.headers)
+                    elif status >= 500 or status in (408, 409):
+                        error = f"server: HTTP {status} {detail}".rstrip()
+                        retry_after = parse_retry_after(e.response.headers)
+                    else:  # 4xx: the request itself is wrong; retrying will not help
+                        ep.inflight -= 1
+                        return self._fail(f"backend: HTTP {status} {detail}".rstrip(), t0)
+                else:
+                    ep.inflight -= 1
+                    ep.ok += 1
+                    return self._parse(resp.content, req, t0)
+                ep.inflight -= 1
+                kind = error.split(":", 1)[0]
+                ep.failures[kind] = ep.failures.get(kind, 0) + 1
+                if attempt == self.max_retries:
+                    break
+                if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+                    error += f" (Retry-After {retry_after:g}s is too long)"
+                    break
+                delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, self._rng)
+                if retry_after is not None:
+                    delay = max(retry_after, 0.0)
+                self.stats["retries"] += 1
+                log.debug("retrying in %.2fs after %s", delay, error)
+                await asyncio.sleep(delay)
+        if self.max_retries:
+            error += f" (after {self.max_retries + 1} attempts)"
+        return self._fail(error, t0)
+
+    def _fail(self, error: str, t0: float) -> ChatResult:
+        return ChatResult(error=error, latency_s=time.perf_counter() - t0)
+
+    def _parse(self, raw: bytes, req: ChatRequest, t0: float) -> ChatResult:
+        latency = time.perf_counter() - t0
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            snippet = raw[:60].decode("utf-8", "replace")
+            return ChatResult(
+                error=f"malformed: response is not JSON: {snippet!r}", latency_s=latency
+            )
+        if not isinstance(data, dict):
+            return ChatResult(error="malformed: response is not a JSON object", latency_s=latency)
+        usage = data.get("usage") or {}
+        pt = _int(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0
+        ct = _int(usage.get("completion_tokens")) if isinstance(usage, dict) else 0
+        base = {
+            "prompt_tokens": pt,
+            "completion_tokens": ct,
+            "cost": self.cost_of(pt, ct),
+            "latency_s": latency,
+        }
+        choices = data.get("choices")
+        if choices is None and "error" in data:
+            return ChatResult(error=f"server: {str(data['error'])[:200]}", **base)
+        if not isinstance(choices, list):
+            return ChatResult(error="malformed: response has no 'choices' list", **base)
+        if not choices:
+            return ChatResult(error="empty: response has no choices", **base)
+        texts: list[str] = []
+        finish: list[str] = []
+        for ch in choices:
+            msg = ch.get("message") if isinstance(ch, dict) else None
+            if not isinstance(msg, dict):
+                return ChatResult(error="malformed: a choice has no 'message' object", **base)
+            text = msg.get("content")
+            if text is None:
+                return ChatResult(error="empty: a choice has no content", **base)
+            if not isinstance(text, str):
+                return ChatResult(error="malformed: message content is not a string", **base)
+            texts.append(text)
+            finish.append(str(ch.get("finish_reason") or ""))
+        probs = None
+        if req.label_probs:
+            lp = choices[0].get("logprobs")
+            if isinstance(lp, dict):
+                try:
+                    probs = label_probs_from_logprobs(
+                        lp.get("content"), req.label_probs, req.metadata.get("label_prefix")
+                    )
+                except (AttributeError, TypeError, ValueError):
+                    probs = None
+        return ChatResult(texts=texts, finish_reasons=finish, label_probs=probs, **base)
+
+
+# -------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _http_client(limits: Any, timeout: Any, transport: str) -> Any:
+    """The HTTP client under AsyncOpenAI: aiohttp's transport when installed (several times less
+    CPU per request than httpx's own connection pool), else httpx's."""
+    httpx2 = _httpx()
+    if transport in ("auto", "aiohttp"):
+        try:
+            import aiohttp  # noqa: F401
+            from openai import DefaultAioHttpClient
+
+            return DefaultAioHttpClient(limits=limits, timeout=timeout)
+        except (ImportError, RuntimeError):
+            if transport == "aiohttp":
+                raise ConfigError(
+                    "the aiohttp transport needs aiohttp (pip install 'openai[aiohttp]')",
+                    setting="transport",
+                ) from None
+    return httpx2.AsyncClient(limits=limits, timeout=timeout)
+
+
+def _httpx() -> Any:
+    """The HTTP library under the installed openai package (``httpx2`` in openai 3, else httpx)."""
+    try:
+        import httpx2
+
+        return httpx2
+    except ImportError:
+        import httpx
+
+        return httpx
+
+
+def _response_type() -> Any:
+    return _httpx().Response
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value if str(v).strip()]
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in _LOCAL_HOSTS or host.endswith(".local") or host.startswith("127.")
+
+
+def _check_prices(prices: dict[str, float] | None) -> dict[str, float] | None:
+    if not prices:
+        return None
+    aliases = {"input": "input", "prompt": "input", "output": "output", "completion": "output"}
+    out: dict[str, float] = {}
+    for k, v in prices.items():
+        if k not in aliases:
+            raise ConfigError(
+                f"unknown price key {k!r} (use input and output, USD per 1M tokens)",
+                setting="prices",
+            )
+        try:
+            out[aliases[k]] = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{k}: not a number: {v!r}", setting="prices") from None
+    out.setdefault("input", 0.0)
+    out.setdefault("output", 0.0)
+    return out
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _cause(e: BaseException) -> str:
+    inner = e.__cause__ or e.__context__
+    text = str(inner) if inner is not None and str(inner) else str(e)
+    return (text or type(e).__name__)[:200]
+
+
+def _status_detail(e: Any) -> str:
+    try:
+        body = e.response.text
+    except Exception:
+        body = ""
+    return " ".join(body.split())[:160]
+
+
+async def _probe_tcp(url: str, attempts: int = 3, timeout_s: float = 3.0) -> str | None:
+    """``None`` when ``url``'s host accepts a TCP connection, else why not (after retries)."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxies = urllib.request.getproxies()
+    if proxies.get(parts.scheme) and not urllib.request.proxy_bypass(host):
+        return None  # reached through a proxy: the direct check says nothing
+    err = ""
+    for i in range(attempts):
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except ConnectionRefusedError:
+            err = "connection refused"
+        except TimeoutError:
+            err = f"no TCP connection within {timeout_s:g}s"
+        except OSError as e:
+            err = e.strerror or str(e) or type(e).__name__
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return None
+        if i + 1 < attempts:
+            await asyncio.sleep(0.25 * 2**i)
+    return err
+
+
+__all__ = ["OpenAIBackend", "backoff_delay", "label_probs_from_logprobs", "parse_retry_after"]
