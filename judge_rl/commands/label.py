@@ -1,16 +1,423 @@
-"""``judge-rl label``: not implemented yet (placeholder so the command table is complete)."""
+"""``judge-rl label``: turn comparisons or candidates into a TRL-ready preference file with a judge.
+
+Input: a pair file (any preference or pairwise format ``judge_rl.data`` reads) or a candidates
+file / folder (MT-Bench answers, ``judge-rl generate`` output), paired within each prompt (all
+pairs, or each candidate against ``--baseline SOURCE``). Output: the preference file (ties as
+``p_chosen=0.5``; failures left out and counted) and ``reports/<run>/log.json`` with a ``label``
+section holding every comparison and judgment (raw outputs included) and a summary.
+
+Resumable: finished judgments are in the cache, so the same command after an interruption judges
+only what is missing.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from judge_rl.errors import JudgeRLError
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("label", help="(not implemented yet)")
+    from judge_rl.judge.cli_options import add_judge_options
+
+    p = sub.add_parser(
+        "label",
+        help="label comparisons or candidates with a judge -> preference file",
+        description="Judge comparisons (pairs) or candidates (paired within each prompt) and "
+        "write a TRL-ready preference file plus the run log. Re-running the same command resumes "
+        "from the judgment cache.",
+    )
+    p.add_argument(
+        "--input", required=True, metavar="FILE", help="pair file or candidates file/folder"
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="preference file (.jsonl/.json/.parquet/.csv)",
+    )
+    p.add_argument(
+        "--input-format",
+        default=None,
+        metavar="FMT",
+        help="force the input format (see `judge-rl data formats`)",
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="SOURCE",
+        help="candidates: compare each candidate with this source's answer to the same prompt "
+        "(default: all pairs within a prompt)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="judge only the first N comparisons"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for side assignment of candidate pairs"
+    )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip bad input rows (listed) instead of failing",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the estimate and stop")
+    p.add_argument("--run", default=None, metavar="NAME", help="run name: reports/NAME/log.json")
+    add_judge_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise JudgeRLError("`judge-rl label` is not implemented yet")
+    import asyncio
+
+    return asyncio.run(_run(args))
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def read_input(args: argparse.Namespace) -> tuple[list[Any], str, list[tuple[int, str]]]:
+    """``(comparisons, description, skipped rows)`` from ``--input``."""
+    from pathlib import Path
+
+    from judge_rl.data import FORMATS, detect_format, read_candidates, read_comparisons
+    from judge_rl.errors import DataError
+
+    path = Path(args.input)
+    if not path.exists():
+        raise DataError("no such file or folder", file=str(path))
+    skipped: list[tuple[int, str]] = []
+    kind = "candidates" if path.is_dir() else None
+    fmt = args.input_format
+    if kind is None:
+        found = fmt or detect_format(path)
+        if found == "empty":
+            return [], "empty file", skipped
+        kind = FORMATS[found].kind if found in FORMATS else "preferences"
+        fmt = found
+    if kind == "candidates":
+        cands = read_candidates(path, fmt=fmt, skip_invalid=args.skip_invalid, skipped=skipped)
+        comps = pair_candidates(cands, baseline=args.baseline, seed=args.seed)
+        how = f"vs baseline {args.baseline!r}" if args.baseline else "all pairs within each prompt"
+        return (
+            comps,
+            f"{len(cands)} candidates ({fmt or 'folder'}) -> {len(comps)} comparisons, {how}",
+            skipped,
+        )
+    if kind == "prompts":
+        raise DataError(
+            "this is a prompt file, not comparisons or candidates: generate candidates first "
+            "(`judge-rl generate --prompts FILE ...`)",
+            file=str(path),
+        )
+    if args.baseline:
+        raise DataError("--baseline applies to candidate files, not to pair files", file=str(path))
+    comps = read_comparisons(path, fmt=fmt, skip_invalid=args.skip_invalid, seed=args.seed)
+    return comps, f"{len(comps)} comparisons ({fmt})", skipped
+
+
+def pair_candidates(cands: list[Any], *, baseline: str | None = None, seed: int = 0) -> list[Any]:
+    """Comparisons within each prompt: every pair, or each candidate vs the ``baseline`` source.
+
+    Which candidate is ``a`` is a seeded coin flip per pair, so ``--order fixed`` does not
+    systematically show one source first. The reference answer comes from either candidate's
+    ``metadata["reference"]``.
+    """
+    import random
+
+    from judge_rl.errors import DataError
+    from judge_rl.types import Comparison
+
+    groups: dict[str, list[Any]] = {}
+    for c in cands:
+        groups.setdefault(c.prompt_id, []).append(c)
+    if baseline is not None and not any(c.source == baseline for c in cands):
+        sources = sorted({c.source for c in cands})
+        raise DataError(f"no candidate has source {baseline!r} (sources: {', '.join(sources)})")
+    out = []
+    for pid, group in groups.items():
+        # One candidate per (source, response): exact duplicates would make empty comparisons.
+        uniq: dict[tuple[str, str], Any] = {}
+        for c in group:
+            uniq.setdefault((c.source, str(c.response)), c)
+        group = list(uniq.values())
+        if baseline is not None:
+            base = next((c for c in group if c.source == baseline), None)
+            if base is None:
+                continue
+            pairs = [(c, base) for c in group if c is not base]
+        else:
+            pairs = [
+                (group[i], group[j]) for i in range(len(group)) for j in range(i + 1, len(group))
+            ]
+        for x, y in pairs:
+            if str(x.response) == str(y.response):
+                continue
+            if random.Random(f"{seed}:{pid}:{x.id}:{y.id}").random() < 0.5:
+                x, y = y, x
+            ref = x.metadata.get("reference") or y.metadata.get("reference")
+            out.append(
+                Comparison(
+                    prompt_id=pid,
+                    prompt=x.prompt,
+                    a=x,
+                    b=y,
+                    reference=None if ref is None else str(ref),
+                    metadata={
+                        k: v for k, v in {"category": x.metadata.get("category")}.items() if v
+                    },
+                )
+            )
+    return out
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def to_records(comparisons: list[Any], judgments: list[Any]) -> list[Any]:
+    """Preference records for the judgments that did not fail (ties with ``p_chosen=0.5``)."""
+    from judge_rl.types import PreferenceRecord
+
+    kind = judgments[0].judge.kind if judgments else ""
+    origin = {"verifier": "verifier", "human": "human"}.get(kind, "judge")
+    out = []
+    for c, j in zip(comparisons, judgments, strict=True):
+        if not j.ok:
+            continue
+        if j.winner == "b":
+            chosen, rejected = c.b, c.a
+            p = 1.0 - j.p_a if j.p_a is not None else 1.0
+        else:
+            chosen, rejected = c.a, c.b
+            p = j.p_a if j.p_a is not None else 1.0
+            if j.winner == "tie":
+                p = 0.5
+        prov: dict[str, Any] = {
+            "judge": j.judge.name,
+            "judge_key": j.judge.key,
+            "comparison_id": c.id,
+            "chosen_id": chosen.id,
+            "rejected_id": rejected.id,
+            "chosen_source": chosen.source,
+            "rejected_source": rejected.source,
+            "order": j.order,
+        }
+        if j.consistent is not None:
+            prov["consistent"] = j.consistent
+        if c.metadata.get("category"):
+            prov["category"] = c.metadata["category"]
+        out.append(
+            PreferenceRecord(
+                prompt=c.prompt,
+                chosen=chosen.response,
+                rejected=rejected.response,
+                prompt_id=c.prompt_id,
+                p_chosen=max(0.5, min(1.0, p)) if j.winner != "tie" else 0.5,
+                origin=origin,  # type: ignore[arg-type]
+                provenance=prov,
+            )
+        )
+    return out
+
+
+def summarize(judgments: list[Any], time_s: float) -> dict[str, Any]:
+    """The run log's ``label.summary``."""
+    from collections import Counter
+
+    verdicts = Counter(j.winner for j in judgments if j.ok)
+    failures = Counter(j.error_kind for j in judgments if not j.ok)
+    both = [j.consistent for j in judgments if j.consistent is not None]
+    calls = [call for j in judgments for call in _all_calls(j)]
+    return {
+        "n": len(judgments),
+        "verdicts": {k: verdicts.get(k, 0) for k in ("a", "b", "tie")},
+        "ties": verdicts.get("tie", 0),
+        "failures": dict(failures),
+        "failed": sum(failures.values()),
+        "position_consistency": (sum(both) / len(both)) if both else None,
+        "position_checked": len(both),
+        "prompt_tokens": sum(j.prompt_tokens for j in judgments),
+        "completion_tokens": sum(j.completion_tokens for j in judgments),
+        "cost": sum(c.cost for c in calls if not c.cached),
+        "time_s": time_s,
+        "calls": sum(1 for c in calls if not c.cached),
+        "cached": sum(1 for c in calls if c.cached),
+    }
+
+
+def _all_calls(j: Any) -> list[Any]:
+    if j.members:
+        return [c for m in j.members for c in _all_calls(m)]
+    return list(j.calls)
+
+
+def _fingerprints(judge: Any) -> list[Any]:
+    fps = [judge.fingerprint]
+    for m in getattr(judge, "members", []) or []:
+        fps += _fingerprints(m)
+    return fps
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+async def _run(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.progress import TextColumn
+
+    from judge_rl.console import console, err_console, progress
+    from judge_rl.data import write_preferences
+    from judge_rl.judge import estimate, progress_hook
+    from judge_rl.judge.cli_options import judge_from_args
+    from judge_rl.judge.specs import validate_spec
+    from judge_rl.runlog import LabelSection, new_log, run_dir
+
+    err = err_console()
+    validate_spec(args.judge)  # spec problems before reading a large input
+    comparisons, described, skipped = read_input(args)
+    if args.limit is not None:
+        comparisons = comparisons[: max(0, args.limit)]
+    if skipped:
+        err.print(
+            f"skipped {len(skipped)} invalid input rows (first: line {skipped[0][0]}: {skipped[0][1]})"
+        )
+    judge, budget, cache = judge_from_args(args)
+    fp = judge.fingerprint
+    est = estimate(judge, comparisons)
+    err.print(
+        f"[bold]{fp.name}[/] v{fp.version} ({fp.kind}, {fp.backend or '-'} {fp.model or ''}): {described}"
+    )
+    err.print(_estimate_line(est, budget))
+    if args.dry_run:
+        await _close(judge)
+        return 0
+
+    state = {"done": 0, "failed": 0, "cost": 0.0, "fresh": 0}
+    t0 = time.perf_counter()
+    total = max(est.units, 1) if est.units else len(comparisons)
+    cols = (TextColumn("{task.fields[stats]}"),)
+    with progress(*cols) as bar:
+        task = bar.add_task(f"judging with {fp.name}", total=total, stats="")
+
+        def hook(event: str, rec: Any) -> None:
+            state["done"] += 1
+            calls = getattr(rec, "calls", None)
+            fresh = not (getattr(rec, "cached", False) or (calls and all(c.cached for c in calls)))
+            if fresh:
+                state["fresh"] += 1
+                state["cost"] += float(getattr(rec, "cost", 0.0) or 0.0)
+            if getattr(rec, "error", None):
+                state["failed"] += 1
+            rate = state["fresh"] / max(1e-9, time.perf_counter() - t0)
+            bar.update(
+                task,
+                advance=1,
+                stats=f"{rate:.1f}/s  ${state['cost']:.4f}  failed {state['failed']}",
+            )
+
+        token = progress_hook.set(hook)
+        try:
+            judgments = await judge.compare(comparisons)
+        finally:
+            progress_hook.reset(token)
+            await _close(judge)
+        bar.update(task, completed=total)
+    elapsed = time.perf_counter() - t0
+
+    records = to_records(comparisons, judgments)
+    out_path = write_preferences(records, args.output)
+    summary = summarize(judgments, elapsed)
+    summary["written"] = len(records)
+    summary["budget_refused"] = budget.refused
+    rdir = run_dir(args.run)
+    log = new_log(
+        "label",
+        rdir.name,
+        config={
+            "judge": args.judge,
+            "input": str(args.input),
+            "output": str(args.output),
+            "order": judgments[0].order if judgments else None,
+            "overrides": {
+                k: v
+                for k, v in vars(args).items()
+                if k
+                in (
+                    "model",
+                    "backend",
+                    "base_urls",
+                    "concurrency",
+                    "order",
+                    "inconsistent",
+                    "hardened",
+                )
+                and v is not None
+            },
+            "max_cost": args.max_cost,
+            "max_calls": args.max_calls,
+            "baseline": args.baseline,
+            "seed": args.seed,
+        },
+    )
+    for f in _fingerprints(judge):
+        log.add_judge(f)
+    log.label = LabelSection(
+        comparisons=comparisons, judgments=judgments, summary=summary, output=str(out_path)
+    )
+    log.timings["label"] = elapsed
+    log.cost["label"] = summary["cost"]
+    log_path = log.save(rdir)
+    console().print(_summary_table(fp.name, summary))
+    console().print(f"wrote {len(records)} preferences to {out_path}; run log {log_path}")
+    if cache is not None:
+        cache.close()
+    budget.check()  # exit 2 with a clear message when the budget stopped the run
+    return 0
+
+
+async def _close(judge: Any) -> None:
+    close = getattr(judge, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _estimate_line(est: Any, budget: Any) -> str:
+    parts = [f"estimate: {est.calls} calls"]
+    if est.cached:
+        parts.append(f"{est.cached} cached")
+    if est.calls:
+        parts.append(
+            f"~{est.prompt_tokens:,} prompt + ≤{est.completion_tokens:,} completion tokens"
+        )
+        parts.append(f"≤ ${est.cost:.4f}" if est.priced else "cost unknown (no price table)")
+    if budget.max_calls is not None or budget.max_cost is not None:
+        limits = []
+        if budget.max_calls is not None:
+            limits.append(f"{budget.max_calls} calls")
+        if budget.max_cost is not None:
+            limits.append(f"${budget.max_cost:g}")
+        parts.append("budget " + " / ".join(limits))
+    return ", ".join(parts)
+
+
+def _summary_table(name: str, s: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"label: {name}", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    v = s["verdicts"]
+    t.add_row("comparisons", str(s["n"]))
+    t.add_row("verdicts", f"a {v['a']}  b {v['b']}  tie {v['tie']}")
+    fails = ", ".join(f"{k} {n}" for k, n in sorted(s["failures"].items())) or "none"
+    t.add_row("failures", f"{s['failed']} ({fails})")
+    pc = s["position_consistency"]
+    t.add_row(
+        "position consistency",
+        f"{pc:.1%} of {s['position_checked']}" if pc is not None else "n/a (single order)",
+    )
+    t.add_row("calls", f"{s['calls']} made, {s['cached']} from cache")
+    t.add_row("tokens", f"{s['prompt_tokens']:,} prompt, {s['completion_tokens']:,} completion")
+    t.add_row("cost", f"${s['cost']:.4f}")
+    t.add_row("time", f"{s['time_s']:.1f} s")
+    t.add_row("written", str(s.get("written", 0)))
+    return t

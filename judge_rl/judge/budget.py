@@ -60,6 +60,8 @@ class Estimate:
     cost: float = 0.0
     priced: bool = True
     """False when some call's backend has no price table (its cost counts as 0)."""
+    units: int = 0
+    """Records the progress hook will report (one per judged item, cache hits included)."""
 
     def __add__(self, other: Estimate) -> Estimate:
         return Estimate(
@@ -70,6 +72,7 @@ class Estimate:
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost=self.cost + other.cost,
             priced=self.priced and other.priced,
+            units=self.units + other.units,
         )
 
 

@@ -330,6 +330,7 @@ class CachedJudge:
             est = est_fn(misses) if est_fn else Estimate()
             est.cached += len(hits) * (est.calls // max(1, len(misses)) if misses else 1)
             est.comparisons = len(comparisons)
+            est.units = 2 * len(comparisons)
             return est
         uniq = _unique_by(list(comparisons), lambda x: compare_key(fp, x))
         hits = self.cache.get_many(compare_key(fp, c) for c in uniq) if self.cache else {}
@@ -337,6 +338,7 @@ class CachedJudge:
         est = fn(misses) if fn else Estimate()
         est.cached += len(hits)
         est.comparisons = len(comparisons)
+        est.units = len(comparisons)
         return est
 
     async def aclose(self) -> None:

@@ -81,9 +81,8 @@ class OrderedJudge:
             return list(enumerate(comparisons))
         if self.order == "random":
             return [(i, swapped(c) if self.swap_first(c) else c) for i, c in enumerate(comparisons)]
-        return [(i, c) for i, c in enumerate(comparisons)] + [
-            (i, swapped(c)) for i, c in enumerate(comparisons)
-        ]
+        # Interleaved, so that a budget stop leaves whole pairs rather than half of every pair.
+        return [(i, x) for i, c in enumerate(comparisons) for x in (c, swapped(c))]
 
     async def compare(self, comparisons: Sequence[Comparison]) -> list[Judgment]:
         plan = self.shown(comparisons)

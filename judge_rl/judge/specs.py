@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from judge_rl._io import canonical_json
 from judge_rl.errors import ConfigError
 from judge_rl.judge.budget import Budget
 
@@ -287,6 +288,37 @@ def _check_values(data: dict[str, Any], *, file: str) -> None:
         raise bad("path", "is required for a reward_model judge")
 
 
+def validate_spec(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Everything :func:`load_judge` checks except building the backend (no model is loaded, no
+    endpoint contacted): keys, values, template variables, jury members, files named."""
+    path = find_spec(name_or_path)
+    spec = read_spec(path)
+    kind = spec["kind"]
+    if kind in ("pairwise", "reference", "pointwise", "rubric"):
+        from judge_rl.judge.llm import compile_template
+
+        tmpl = str(spec["template"])
+        if "\n" in tmpl or "{{" in tmpl:
+            text, tfile = tmpl, str(path)
+        else:
+            tpath = _relative(path, tmpl)
+            try:
+                text = tpath.read_text(encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot read template: {e}", file=str(path), setting="template"
+                ) from None
+            tfile = str(tpath)
+        compile_template(text, kind, file=tfile, mode=spec.get("rubric_mode", "joint"))
+    elif kind == "jury":
+        for m in spec["members"]:
+            mpath = _relative(path, m) if ("/" in m or m.endswith(".yaml")) else m
+            if m == spec["name"]:
+                raise ConfigError("a jury cannot contain itself", file=str(path), setting="members")
+            validate_spec(mpath)
+    return spec
+
+
 # --- building judges --------------------------------------------------------------------------
 
 
@@ -338,8 +370,11 @@ def build_judge(
     overrides: Mapping[str, Any] | None = None,
     cache: Any = None,
     budget: Budget | None = None,
+    pool: dict[str, Any] | None = None,
 ) -> Any:
-    """Build a judge from an already validated spec (see :func:`load_judge`)."""
+    """Build a judge from an already validated spec (see :func:`load_judge`). ``pool`` shares
+    backends between jury members that use the same model."""
+    pool = {} if pool is None else pool
     spec = dict(spec)
     kind = spec["kind"]
     file = str(path)
@@ -359,7 +394,7 @@ def build_judge(
         from judge_rl.judge.cache import CachedJudge
         from judge_rl.judge.order import OrderedJudge
 
-        llm = _build_llm(spec, path, budget)
+        llm = _build_llm(spec, path, budget, pool)
         wrapped = CachedJudge(llm, cache)
         return OrderedJudge(
             wrapped,
@@ -400,7 +435,9 @@ def build_judge(
             mspec_path = find_spec(mpath)
             mspec = read_spec(mspec_path)
             members.append(
-                build_judge(mspec, mspec_path, overrides=member_over, cache=cache, budget=budget)
+                build_judge(
+                    mspec, mspec_path, overrides=member_over, cache=cache, budget=budget, pool=pool
+                )
             )
         return Jury(
             members,
@@ -427,7 +464,9 @@ def _relative(spec_path: Path, value: str | os.PathLike[str]) -> Path:
     return spec_path.parent / p
 
 
-def _build_llm(spec: dict[str, Any], path: Path, budget: Budget | None) -> Any:
+def _build_llm(
+    spec: dict[str, Any], path: Path, budget: Budget | None, pool: dict[str, Any] | None = None
+) -> Any:
     from judge_rl.judge.llm import Criterion, LLMJudge
 
     file = str(path)
@@ -451,7 +490,7 @@ def _build_llm(spec: dict[str, Any], path: Path, budget: Budget | None) -> Any:
         )
         for c in spec.get("criteria", [])
     ]
-    backend = make_backend(spec, file=file)
+    backend = make_backend(spec, file=file, pool=pool)
     try:
         return LLMJudge(
             backend,
@@ -481,7 +520,9 @@ def _build_llm(spec: dict[str, Any], path: Path, budget: Budget | None) -> Any:
         raise ConfigError(str(e).split(": ", 1)[-1], file=file, setting=e.setting) from None
 
 
-def make_backend(spec: Mapping[str, Any], *, file: str | None = None) -> Any:
+def make_backend(
+    spec: Mapping[str, Any], *, file: str | None = None, pool: dict[str, Any] | None = None
+) -> Any:
     """Instantiate the spec's backend with the arguments it accepts.
 
     ``backend_options`` are passed as given (an argument the backend does not take is an error);
@@ -507,7 +548,7 @@ def make_backend(spec: Mapping[str, Any], *, file: str | None = None) -> Any:
         if key in spec:
             generic[key] = spec[key]
     for key, value in generic.items():
-        if takes_any or key in params:
+        if key in params:
             kwargs[key] = value
         else:
             log.warning("backend %s takes no %r; ignored", name, key)
@@ -520,8 +561,14 @@ def make_backend(spec: Mapping[str, Any], *, file: str | None = None) -> Any:
                 setting=f"backend_options.{key}",
             )
         kwargs[key] = value
+    pool_key = canonical_json([name, kwargs])
+    if pool is not None and pool_key in pool:
+        return pool[pool_key]  # jury members on the same model share one loaded backend
     try:
-        return load_backend(name, **kwargs)
+        backend = load_backend(name, **kwargs)
+        if pool is not None:
+            pool[pool_key] = backend
+        return backend
     except ConfigError as e:
         if e.file or file is None:
             raise
@@ -559,4 +606,5 @@ __all__ = [
     "make_backend",
     "read_spec",
     "search_path",
+    "validate_spec",
 ]

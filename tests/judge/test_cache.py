@@ -1,0 +1,165 @@
+"""The judgment cache: hits, re-binding, what is cached, and two real processes at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from judge_rl.backends.mock import MockBackend
+from judge_rl.judge import CachedJudge, JudgmentCache, LLMJudge, OrderedJudge, compare_sync
+from judge_rl.types import Candidate, Comparison
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cached_judge(cache, template, **mock):
+    backend = MockBackend(**mock)
+    return OrderedJudge(CachedJudge(LLMJudge(backend, template), cache), "both"), backend
+
+
+def test_rerun_hits_cache(comparisons, pairwise_template, cache_path):
+    cache = JudgmentCache(cache_path)
+    judge, backend = cached_judge(cache, pairwise_template)
+    first = compare_sync(judge, comparisons)
+    assert backend.calls == 12 and len(cache) == 12
+    judge2, backend2 = cached_judge(JudgmentCache(cache_path), pairwise_template)
+    second = compare_sync(judge2, comparisons)
+    assert backend2.calls == 0
+    assert [j.winner for j in first] == [j.winner for j in second]
+    assert all(c.cached for j in second for c in j.calls)
+    assert judge2.estimate(comparisons).calls == 0
+
+
+def test_same_content_other_ids_rebinds(comparisons, pairwise_template, cache_path):
+    judge, _ = cached_judge(JudgmentCache(cache_path), pairwise_template)
+    compare_sync(judge, comparisons[:1])
+    c = comparisons[0]
+    other = Comparison(
+        prompt_id="elsewhere",
+        prompt=c.prompt,
+        a=Candidate(prompt_id="elsewhere", prompt=c.prompt, response=c.a.response, source="m1"),
+        b=Candidate(prompt_id="elsewhere", prompt=c.prompt, response=c.b.response, source="m2"),
+    )
+    judge2, backend2 = cached_judge(JudgmentCache(cache_path), pairwise_template)
+    (j,) = compare_sync(judge2, [other])
+    assert backend2.calls == 0
+    assert (j.comparison_id, j.a_id, j.b_id) == (other.id, other.a.id, other.b.id)
+    assert [call.first_id for call in j.calls] == [other.a.id, other.b.id]
+
+
+def test_swapped_pair_reuses_both_orders(comparisons, pairwise_template, cache_path):
+    judge, _ = cached_judge(JudgmentCache(cache_path), pairwise_template)
+    (j1,) = compare_sync(judge, comparisons[:1])
+    c = comparisons[0]
+    swapped = c.model_copy(update={"a": c.b, "b": c.a, "id": "swapped"})
+    judge2, backend2 = cached_judge(JudgmentCache(cache_path), pairwise_template)
+    (j2,) = compare_sync(judge2, [swapped])
+    assert backend2.calls == 0 and j2.winner == "b" and j1.winner == "a"
+
+
+def test_transport_errors_not_cached_parse_errors_are(comparisons, pairwise_template, cache_path):
+    cache = JudgmentCache(cache_path)
+    judge, _ = cached_judge(cache, pairwise_template, faults={"timeout": 1.0})
+    assert all(j.error_kind == "timeout" for j in compare_sync(judge, comparisons))
+    assert len(cache) == 0
+    judge, _ = cached_judge(cache, pairwise_template, text="undecided")
+    assert all(j.error_kind == "parse" for j in compare_sync(judge, comparisons))
+    assert len(cache) == 12
+
+
+def test_duplicates_in_one_batch_judged_once(comparisons, pairwise_template, cache_path):
+    judge, backend = cached_judge(JudgmentCache(cache_path), pairwise_template)
+    js = compare_sync(judge, [comparisons[0]] * 5)
+    assert backend.calls == 2 and len(js) == 5 and len({j.winner for j in js}) == 1
+    judge, backend = cached_judge(None, pairwise_template)  # --no-cache still de-duplicates
+    compare_sync(judge, [comparisons[0]] * 5)
+    assert backend.calls == 2
+
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from judge_rl.backends.mock import MockBackend
+    from judge_rl.judge import CachedJudge, JudgmentCache, LLMJudge, OrderedJudge, compare_sync
+    from judge_rl.types import Candidate, Comparison
+
+    cache_path, n, latency = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    comps = []
+    for i in range(n):
+        p = f"prompt {i}"
+        comps.append(Comparison(prompt_id=str(i), prompt=p,
+            a=Candidate(prompt_id=str(i), prompt=p, response="x" * (i % 7 + 1)),
+            b=Candidate(prompt_id=str(i), prompt=p, response="y" * 4)))
+    backend = MockBackend(latency_s=latency, concurrency=8)
+    tmpl = "{{ prompt }} A: {{ response_a }} B: {{ response_b }}"
+    judge = OrderedJudge(CachedJudge(LLMJudge(backend, tmpl), JudgmentCache(cache_path)), "both")
+    js = compare_sync(judge, comps)
+    print(json.dumps({"calls": backend.calls, "ok": sum(j.ok for j in js), "n": len(js)}))
+    """
+)
+
+
+def _worker(tmp_path, cache_path, n, latency):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(cache_path), str(n), str(latency)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_two_processes_share_work(tmp_path, cache_path):
+    n = 60
+    procs = [_worker(tmp_path, cache_path, n, 0.02) for _ in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(o["ok"] == n and o["n"] == n for o in outs)
+    assert sum(o["calls"] for o in outs) == 2 * n  # no call made twice
+    db = sqlite3.connect(cache_path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == 2 * n
+    assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_killed_process_claims_are_taken_over(tmp_path, cache_path):
+    n = 40
+    p = _worker(tmp_path, cache_path, n, 0.3)  # 80 calls, 8 at a time: ~3 s
+    deadline = time.time() + 30
+    done = 0
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if cache_path.exists():
+            try:
+                done = (
+                    sqlite3.connect(cache_path)
+                    .execute("SELECT COUNT(*) FROM judgments")
+                    .fetchone()[0]
+                )
+            except sqlite3.OperationalError:
+                continue
+            if done >= 8:
+                break
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    done = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    assert 0 < done < 2 * n
+    q = _worker(tmp_path, cache_path, n, 0.0)
+    out, err = q.communicate(timeout=60)
+    assert q.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["ok"] == n
+    assert res["calls"] == 2 * n - done  # finished work was not redone
