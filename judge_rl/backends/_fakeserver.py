@@ -89,6 +89,8 @@ class ServerState:
     statuses: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
+    auth: set[str] = field(default_factory=set)
+    """Authorization headers seen (to check the API key is sent, in tests only)."""
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -149,6 +151,8 @@ class FakeServer:
         from aiohttp import web
 
         st = self.state
+        if "Authorization" in request.headers:
+            st.auth.add(request.headers["Authorization"])
         body = await request.json()
         key = content_key(body.get("messages"))
         st.hits[key] += 1
@@ -159,6 +163,9 @@ class FakeServer:
             fault = fault_for(key, self.faults) if self.faults else None
             if fault in ("hang_always",) or (fault == "hang_once" and attempt == 1):
                 await asyncio.sleep(self.hang_s)
+                # The client has given up by now: this answer is never read, so not counted.
+                st.statuses["hung"] += 1
+                return web.json_response({"error": {"message": "too late"}}, status=504)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             if fault == "rate_limit_always" or (fault == "rate_limit_once" and attempt == 1):

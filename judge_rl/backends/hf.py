@@ -94,6 +94,13 @@ class HFBackend:
         """What identifies this backend in a fingerprint or report."""
         return {"backend": self.name, "model": self.model}
 
+    def fingerprint_params(self) -> dict[str, Any]:
+        """Backend settings that change outputs."""
+        out: dict[str, Any] = {"max_length": self.max_length}
+        if self.max_new_tokens:
+            out["max_new_tokens"] = self.max_new_tokens
+        return out
+
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """One result per request, in order (run in a worker thread)."""
         if not requests:

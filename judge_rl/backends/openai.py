@@ -275,6 +275,10 @@ class OpenAIBackend:
             "base_urls": [redact_url(u) for u in self.base_urls],
         }
 
+    def fingerprint_params(self) -> dict[str, Any]:
+        """Backend settings that change verdicts (extra body fields); never URLs or keys."""
+        return {"extra_body": self.extra_body} if self.extra_body else {}
+
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """One result per request, in order; at most ``concurrency`` in flight."""
         self._bind_loop()

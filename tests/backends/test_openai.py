@@ -1,0 +1,201 @@
+"""OpenAIBackend against a local fault-injecting OpenAI-compatible server (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+pytest.importorskip("aiohttp")
+
+from judge_rl.backends._fakeserver import content_key, fault_for, start_in_thread, verdict_for
+from judge_rl.backends.base import ChatRequest, load_backend
+from judge_rl.backends.openai import OpenAIBackend
+from judge_rl.errors import ConfigError, JudgeRLError
+
+FAULTS = {
+    "rate_limit_once": 0.08,
+    "server_once": 0.08,
+    "hang_once": 0.04,
+    "server_always": 0.04,
+    "hang_always": 0.03,
+    "rate_limit_always": 0.03,
+    "malformed": 0.04,
+    "empty": 0.04,
+    "unparseable": 0.04,
+}
+EXPECTED_ERROR = {
+    "server_always": "server",
+    "hang_always": "timeout",
+    "rate_limit_always": "rate_limit",
+    "malformed": "malformed",
+    "empty": "empty",
+}
+
+
+def _backend(url: str | list[str], **kw) -> OpenAIBackend:
+    opts = dict(concurrency=32, timeout_s=0.5, max_retries=2, backoff_base_s=0.01, seed=0)
+    opts.update(kw)
+    return OpenAIBackend("fake-judge", base_urls=url, **opts)
+
+
+def _req(i: int, **kw) -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": f"question {i}"}], max_tokens=16, **kw)
+
+
+def _run(backend, requests):
+    """chat() then aclose() in one event loop."""
+
+    async def go():
+        try:
+            return await backend.chat(requests)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def faulty():
+    srv = start_in_thread(faults=FAULTS, hang_s=2.0, retry_after="0.05")
+    yield srv
+    srv.stop()
+
+
+def test_every_request_ends_as_answer_or_error_of_the_right_kind(faulty):
+    reqs = [_req(i) for i in range(300)]
+    backend = _backend(faulty.url)
+    results = _run(backend, reqs)
+    assert len(results) == len(reqs)
+    seen_faults = set()
+    for req, res in zip(reqs, results, strict=True):
+        key = content_key(req.messages)
+        fault = fault_for(key, FAULTS)
+        seen_faults.add(fault)
+        if fault in EXPECTED_ERROR:
+            assert res.error is not None and res.error.startswith(EXPECTED_ERROR[fault] + ":"), (
+                fault,
+                res.error,
+            )
+            assert res.texts == []
+        else:
+            assert res.error is None, (fault, res.error)
+            assert len(res.texts) == 1
+            if fault == "unparseable":
+                assert "[[" not in res.texts[0]
+            else:
+                assert res.texts[0].endswith(f"[[{verdict_for(key)}]]")
+                assert res.prompt_tokens == 100 and res.completion_tokens == 12
+        # A 200 answer is final: never requested again.
+        assert faulty.state.answered[key] <= 1
+        hits = faulty.state.hits[key]
+        if fault in ("rate_limit_once", "server_once", "hang_once"):
+            assert hits == 2, (fault, hits)
+        elif fault in ("server_always", "hang_always", "rate_limit_always"):
+            assert hits == 3, (fault, hits)  # 1 + max_retries
+        else:
+            assert hits == 1, (fault, hits)
+    assert set(FAULTS) <= seen_faults  # every fault was exercised
+    assert backend.stats["retries"] > 0
+
+
+def test_retry_after_is_honoured():
+    with start_in_thread(faults={"rate_limit_once": 1.0}, retry_after="0.4") as srv:
+        backend = _backend(srv.url, backoff_base_s=0.001)
+        t0 = time.perf_counter()
+        [res] = _run(backend, [_req(0)])
+        assert res.error is None
+        assert time.perf_counter() - t0 >= 0.4
+        assert srv.state.statuses["429"] == 1 and srv.state.statuses["200"] == 1
+
+
+def test_concurrency_limit_and_shared_connections():
+    with start_in_thread(latency_s=0.02) as srv:
+        backend = _backend(srv.url, concurrency=8)
+        results = _run(backend, [_req(i) for i in range(60)])
+        assert all(r.error is None for r in results)
+        assert srv.state.max_in_flight == 8
+
+
+def test_several_base_urls_share_the_load():
+    with start_in_thread(latency_s=0.01) as s1, start_in_thread(latency_s=0.01) as s2:
+        backend = _backend([s1.url, s2.url], concurrency=8)
+        results = _run(backend, [_req(i) for i in range(80)])
+        assert all(r.error is None for r in results)
+        n1, n2 = sum(s1.state.hits.values()), sum(s2.state.hits.values())
+        assert n1 + n2 == 80 and n1 >= 20 and n2 >= 20
+
+
+def test_dead_url_among_live_ones_is_dropped(free_port):
+    with start_in_thread() as srv:
+        backend = _backend([f"http://127.0.0.1:{free_port}/v1", srv.url])
+        results = _run(backend, [_req(i) for i in range(10)])
+        assert all(r.error is None for r in results)
+        assert backend.base_urls[1] == srv.url
+
+
+def test_label_probs_from_top_logprobs():
+    with start_in_thread() as srv:
+        backend = _backend(srv.url)
+        reqs = [_req(i, label_probs=["A", "B", "C"]) for i in range(6)]
+        for req, res in zip(reqs, _run(backend, reqs), strict=True):
+            letter = verdict_for(content_key(req.messages))
+            assert res.label_probs is not None
+            assert res.label_probs[letter] == pytest.approx(0.8)
+            assert sum(res.label_probs.values()) == pytest.approx(1.0)
+
+
+def test_cost_from_prices_and_n_samples():
+    with start_in_thread(reply="echo") as srv:
+        backend = _backend(srv.url, prices={"input": 2.0, "output": 10.0})
+        [res] = _run(backend, [_req(1, n=3)])
+        assert len(res.texts) == 3 and res.texts[0].startswith("echo: question 1")
+        assert res.cost == pytest.approx((100 * 2.0 + 12 * 10.0) / 1e6)
+
+
+def test_survives_a_second_event_loop():
+    with start_in_thread() as srv:
+        backend = _backend(srv.url)
+        assert asyncio.run(backend.chat([_req(1)]))[0].error is None  # loop 1, not closed
+        assert _run(backend, [_req(2)])[0].error is None  # loop 2
+
+
+def test_unreachable_endpoint_is_a_user_error_naming_the_url(free_port):
+    url = f"http://127.0.0.1:{free_port}/v1"
+    backend = _backend(url)
+    with pytest.raises(JudgeRLError, match=f"127.0.0.1:{free_port}/v1.*connection refused"):
+        _run(backend, [_req(0)])
+
+
+def test_api_key_is_sent_but_never_exposed(monkeypatch):
+    secret = "sk-test-DO-NOT-LEAK-1234567890"
+    monkeypatch.setenv("JUDGE_RL_TEST_KEY", secret)
+    with start_in_thread() as srv:
+        backend = _backend(srv.url, api_key_env="JUDGE_RL_TEST_KEY")
+        assert _run(backend, [_req(0)])[0].error is None
+        assert srv.state.auth == {f"Bearer {secret}"}
+        exposed = repr(backend) + repr(backend.describe()) + repr(backend.fingerprint_params())
+        exposed += repr(vars(backend))
+        assert secret not in exposed
+
+
+def test_bad_settings_are_config_errors(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        OpenAIBackend("gpt-4o-mini", base_urls="https://api.openai.com/v1")
+    with pytest.raises(ConfigError, match="base_url"):
+        OpenAIBackend("m", base_urls="ftp://x")
+    with pytest.raises(ConfigError, match="prices"):
+        OpenAIBackend("m", base_urls="http://127.0.0.1:1/v1", prices={"inptu": 1})
+    assert isinstance(
+        load_backend("openai", model="m", base_urls="http://127.0.0.1:1/v1"), OpenAIBackend
+    )
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
