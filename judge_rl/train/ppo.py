@@ -1,0 +1,1100 @@
+"""PPO for language models: optimise a policy against a reward model, a judge or a verifier.
+
+The algorithm, one step (read top to bottom; each formula has its source beside it):
+
+1. Rollout: the policy samples a response to each of ``B`` prompts (:mod:`judge_rl.train.rollout`).
+2. Score: the reward source gives one scalar per response; a missing EOS costs
+   ``missing_eos_penalty``; failed scores (NaN) drop that sample from the update.
+3. Old log-probabilities of the response tokens under the policy and the frozen reference, and the
+   values, in one no-grad forward pass.
+4. Per-token reward: ``-kl_coef * KL_t`` at every token and the score added at the last token
+   (:func:`compute_rewards`; Ziegler et al. 2019, eq. 2), KL estimated per token with k1 or k3
+   (:func:`kl_penalty`; Schulman, "Approximating KL divergence").
+5. Advantages by GAE (:func:`compute_gae`; Schulman et al. 2016), whitened (:func:`whiten`).
+6. ``ppo_epochs`` passes over shuffled minibatches: clipped surrogate loss (:func:`policy_loss`;
+   Schulman et al. 2017, eq. 7) plus ``vf_coef`` times the clipped value loss
+   (:func:`value_loss`), minus ``ent_coef`` times the entropy.
+7. The KL coefficient adapts toward ``target_kl`` (:class:`AdaptiveKLController`; Ziegler et al.
+   2019, section 2.2) or stays fixed.
+
+Names follow CleanRL's ``ppo.py``: batch-wide tensors start with ``b_``, minibatch ones with ``mb_``;
+shapes are commented ``# (B, R)`` (``B`` samples, ``P`` prompt tokens, ``R`` response tokens,
+``V`` vocabulary).
+
+The trainer (:class:`PPOTrainer`) runs on one CPU, one GPU, or several processes under
+``accelerate launch`` (DDP); it logs every step into the run log's ``ppo`` section, saves
+checkpoints as model folders, resumes from them, and calls :class:`judge_rl.train.callbacks.Callback`
+hooks after every step (it is their :class:`~judge_rl.train.callbacks.PolicyHandle`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from judge_rl.errors import ConfigError
+from judge_rl.train.callbacks import Callback, Samples, StepInfo
+from judge_rl.train.rewards import RewardQuery, RewardSource
+from judge_rl.types import Prompt, PromptItem, prompt_text
+
+if TYPE_CHECKING:
+    from judge_rl.runlog import PPOSection, RunLog
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+VALUE_FILE = "value.pt"
+
+
+# =============================================================================================
+# Configuration
+
+
+@dataclass
+class PPOConfig:
+    """Every PPO setting; the CLI flags and ``--config`` YAML keys have the same names."""
+
+    policy: str = "embedded"
+    """Policy model: a folder, or ``embedded`` (SmolLM2-135M-Instruct)."""
+    reward: str = ""
+    """Reward source spec, e.g. ``verifier:gsm8k``, ``rm:PATH``, ``judge:NAME``,
+    ``0.7*rm:PATH+0.3*verifier`` (see :func:`judge_rl.train.reward_sources.make_reward_source`)."""
+    prompts: str = ""
+    """Prompt file or built-in set (``builtin:gsm8k-demo``)."""
+    output: str = ""
+    """Folder for checkpoints (``checkpoint-000010/``: model folder + trainer state) and ``final/``."""
+    run: str | None = None
+    """Run name: the run log goes to ``reports/<run>/log.json`` (timestamp when unset)."""
+    steps: int = 20
+    """PPO steps (one rollout batch and its updates each)."""
+    batch_size: int = 16
+    """Prompts per rollout batch, per process."""
+    mini_batch_size: int = 8
+    """Samples per gradient step (``batch_size`` must be a multiple)."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch."""
+    lr: float = 1e-5
+    """AdamW learning rate (policy and value)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip (0 disables)."""
+    kl_coef: float = 0.05
+    """Initial coefficient of the per-token KL penalty (fixed unless ``target_kl`` is set)."""
+    target_kl: float | None = None
+    """Adaptive KL: target KL per sample (sum over tokens, nats); None keeps ``kl_coef`` fixed."""
+    kl_horizon: int = 10000
+    """Adaptive KL horizon in samples (Ziegler et al. 2019)."""
+    kl_estimator: str = "k1"
+    """Per-token KL estimator in the reward: ``k1`` (log-ratio) or ``k3`` (unbiased, >= 0)."""
+    gamma: float = 1.0
+    """GAE discount."""
+    lam: float = 0.95
+    """GAE lambda."""
+    cliprange: float = 0.2
+    """Policy ratio clip epsilon."""
+    cliprange_value: float = 0.2
+    """Value clip around the rollout's values."""
+    vf_coef: float = 0.1
+    """Weight of the value loss."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight (0: entropy is only logged)."""
+    whiten_advantages: bool = True
+    """Normalise advantages to mean 0, std 1 over the batch's response tokens."""
+    max_new_tokens: int = 64
+    """Response budget in tokens."""
+    temperature: float = 1.0
+    """Sampling temperature (log-probabilities use the same temperature)."""
+    top_k: int = 0
+    """Top-k sampling (0: off; PPO assumes the full distribution, so leave it off)."""
+    top_p: float = 1.0
+    """Nucleus sampling (1.0: off)."""
+    missing_eos_penalty: float | None = None
+    """Subtracted from the score of a response that hit ``max_new_tokens`` without EOS."""
+    max_prompt_length: int | None = None
+    """Longest prompt in tokens; default: the model's context minus ``max_new_tokens``. Longer
+    prompts are an error."""
+    chat_template: bool = True
+    """Wrap text prompts as a user message with the tokenizer's chat template (when it has one)."""
+    value_model: str = "policy"
+    """Value function: ``policy`` (separate copy of the policy's body + head), ``head`` (a head on
+    the policy, shared body) or a reward-model folder (body and head from ``train-rm``)."""
+    rollout: str = "hf"
+    """Rollout engine: ``hf`` (transformers generate) or ``vllm`` (GPU, optional extra)."""
+    lora_r: int = 0
+    """LoRA rank (needs peft); 0 trains all weights. With LoRA the reference is the policy with
+    adapters disabled (no copy)."""
+    save_every: int = 0
+    """Checkpoint every N steps (0: only at the end)."""
+    log_samples: int = 2
+    """Samples per step stored in the run log."""
+    seed: int = 0
+    """Seed for prompt order, sampling and head initialisation."""
+    device: str | None = None
+    """``cpu`` or ``cuda``; default: what accelerate picks (CUDA when present)."""
+    resume: str | None = None
+    """Resume from a checkpoint folder, or ``latest`` (the newest under ``output``)."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad setting."""
+        def bad(setting: str, msg: str) -> ConfigError:
+            return ConfigError(msg, setting=setting)
+
+        for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise bad(name, f"must be a positive integer, got {v!r}")
+        if self.batch_size % self.mini_batch_size:
+            raise bad("mini_batch_size", f"{self.mini_batch_size} does not divide batch_size "
+                      f"{self.batch_size}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise bad("lr", f"must be positive, got {self.lr}")
+        if self.kl_coef < 0 or not math.isfinite(self.kl_coef):
+            raise bad("kl_coef", f"must be >= 0, got {self.kl_coef}")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise bad("target_kl", f"must be positive, got {self.target_kl}")
+        if self.kl_estimator not in ("k1", "k3"):
+            raise bad("kl_estimator", f"must be k1 or k3, got {self.kl_estimator!r}")
+        if not 0 <= self.gamma <= 1:
+            raise bad("gamma", f"must be in [0, 1], got {self.gamma}")
+        if not 0 <= self.lam <= 1:
+            raise bad("lam", f"must be in [0, 1], got {self.lam}")
+        for name in ("cliprange", "cliprange_value"):
+            if not getattr(self, name) > 0:
+                raise bad(name, f"must be positive, got {getattr(self, name)}")
+        if self.vf_coef < 0:
+            raise bad("vf_coef", f"must be >= 0, got {self.vf_coef}")
+        if not self.temperature > 0:
+            raise bad("temperature", f"must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise bad("top_p", f"must be in (0, 1], got {self.top_p}")
+        if self.save_every < 0:
+            raise bad("save_every", f"must be >= 0, got {self.save_every}")
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise bad("max_prompt_length", f"must be positive, got {self.max_prompt_length}")
+        if self.rollout not in ("hf", "vllm"):
+            raise bad("rollout", f"must be hf or vllm, got {self.rollout!r}")
+        if self.lora_r < 0:
+            raise bad("lora_r", f"must be >= 0, got {self.lora_r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def config_fields() -> dict[str, dataclasses.Field[Any]]:
+    """The settings by name (for the CLI and YAML validation)."""
+    return {f.name: f for f in dataclasses.fields(PPOConfig)}
+
+
+# =============================================================================================
+# Algorithm steps (importable, tested against values computed by hand)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``x`` where ``mask`` is 1 (0 when the mask is empty)."""
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance of ``x`` where ``mask`` is 1 (Bessel-corrected by default)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    n = mask.sum()
+    if unbiased and n > 1:
+        var = var * n / (n - 1)
+    return var
+
+
+def whiten(
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """Normalise ``x`` to mean 0 and variance 1 over the masked entries (advantage whitening, as
+    in OpenAI's baselines and Ziegler et al.'s ``lm-human-preferences``).
+
+    >>> import torch
+    >>> whiten(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1, 1, 0]])).tolist()
+    [[-0.7071067690849304, 0.7071067690849304, 0.0]]
+    """
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)  # (B, T)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log π(label) for each position. logits (B, T, V), labels (B, T) -> (B, T)."""
+    logits = logits.float()
+    picked = torch.gather(logits, 2, labels.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return picked - torch.logsumexp(logits, dim=-1)  # (B, T)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of each position's distribution, H = logsumexp(z) - Σ softmax(z)·z. (B, T, V) ->
+    (B, T)."""
+    logits = logits.float()
+    p = torch.softmax(logits, dim=-1)  # (B, T, V)
+    return torch.logsumexp(logits, dim=-1) - (p * logits).sum(-1)  # (B, T)
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(π‖π_ref) from tokens sampled from π.
+
+    With ``log r = log π_ref(t) - log π(t)`` (Schulman, "Approximating KL divergence",
+    http://joschu.net/blog/kl-approx.html):
+
+    - ``k1 = -log r``: unbiased, can be negative per token;
+    - ``k3 = (r - 1) - log r``: unbiased and always >= 0, lower variance.
+
+    >>> import torch
+    >>> lp, ref = torch.tensor([-1.0]), torch.tensor([-2.0])
+    >>> round(kl_penalty(lp, ref, "k1").item(), 4), round(kl_penalty(lp, ref, "k3").item(), 4)
+    (1.0, 0.3679)
+    """
+    log_ratio = logprobs - ref_logprobs  # (B, T): log π - log π_ref = -log r
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio  # (r - 1) - log r
+    raise ConfigError(f"unknown KL estimator {estimator!r} (k1, k3)", setting="kl_estimator")
+
+
+class FixedKLController:
+    """A constant KL coefficient."""
+
+    def __init__(self, kl_coef: float):
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])
+
+
+class AdaptiveKLController(FixedKLController):
+    """Adaptive KL coefficient (Ziegler et al. 2019, "Fine-Tuning Language Models from Human
+    Preferences", section 2.2): ``e = clip(KL / target - 1, -0.2, 0.2)``,
+    ``β ← β (1 + K_β e)`` with ``K_β = n_steps / horizon``.
+
+    >>> c = AdaptiveKLController(0.1, target=6.0, horizon=10000)
+    >>> c.update(12.0, n_steps=1000); round(c.value, 6)
+    0.102
+    """
+
+    def __init__(self, kl_coef: float, target: float, horizon: int):
+        super().__init__(kl_coef)
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        if not math.isfinite(current_kl):
+            return
+        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + proportional_error * n_steps / self.horizon
+
+
+def compute_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    estimator: str = "k1",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards: ``r_t = -β KL_t``, plus the score at the last response token
+    (Ziegler et al. 2019, eq. 2: ``R(x, y) = r(x, y) - β log(π(y|x) / ρ(y|x))``).
+
+    Args:
+        scores: (B,) sequence scores (after penalties).
+        logprobs, ref_logprobs: (B, R) under the rollout policy and the reference.
+        mask: (B, R) response mask.
+
+    Returns:
+        ``(rewards, kl)``, both (B, R) and zero outside the mask.
+    """
+    kl = kl_penalty(logprobs, ref_logprobs, estimator) * mask  # (B, R)
+    rewards = -kl_coef * kl  # (B, R)
+    last = (mask.sum(1) - 1).clamp(min=0).long()  # (B,) index of the last response token
+    has_tokens = (mask.sum(1) > 0).to(rewards.dtype)  # (B,)
+    rewards[torch.arange(rewards.shape[0]), last] += scores * has_tokens
+    return rewards, kl
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016, "High-Dimensional Continuous
+    Control Using Generalized Advantage Estimation", eq. 16):
+    ``δ_t = r_t + γ V(s_{t+1}) - V(s_t)``, ``A_t = δ_t + γλ A_{t+1}``; ``V`` is 0 after the last
+    response token (the episode ends there).
+
+    Args:
+        rewards, values, mask: (B, R).
+
+    Returns:
+        ``(advantages, returns)``, (B, R), with ``returns = advantages + values``.
+
+    >>> import torch
+    >>> adv, ret = compute_gae(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.5, 0.2]]),
+    ...                        torch.tensor([[1, 1]]), gamma=1.0, lam=1.0)
+    >>> [round(v, 4) for v in adv[0].tolist()], [round(v, 4) for v in ret[0].tolist()]
+    ([0.5, 0.8], [1.0, 1.0])
+    """
+    values = values * mask  # (B, R)
+    rewards = rewards * mask  # (B, R)
+    T = rewards.shape[1]
+    advantages_reversed = []
+    lastgaelam = torch.zeros_like(rewards[:, 0])  # (B,)
+    for t in reversed(range(T)):
+        nextvalues = values[:, t + 1] if t < T - 1 else torch.zeros_like(values[:, 0])  # (B,)
+        delta = rewards[:, t] + gamma * nextvalues - values[:, t]  # (B,)
+        lastgaelam = delta + gamma * lam * lastgaelam
+        advantages_reversed.append(lastgaelam)
+    advantages = torch.stack(advantages_reversed[::-1], dim=1) * mask  # (B, R)
+    returns = advantages + values  # (B, R)
+    return advantages, returns
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clipped surrogate objective (Schulman et al. 2017, "Proximal Policy Optimization
+    Algorithms", eq. 7), as a loss to minimise:
+    ``max(-A ρ, -A clip(ρ, 1-ε, 1+ε))`` with ``ρ = π / π_old``, averaged over response tokens.
+
+    Returns:
+        ``(loss, clip_frac, approx_kl)``; ``approx_kl`` is the k3 estimate of KL(π_old‖π)
+        (http://joschu.net/blog/kl-approx.html), as in CleanRL.
+    """
+    log_ratio = logprobs - old_logprobs  # (B, R)
+    ratio = torch.exp(log_ratio)  # (B, R)
+    pg_losses = -advantages * ratio  # (B, R)
+    pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)  # (B, R)
+    loss = masked_mean(torch.max(pg_losses, pg_losses2), mask)
+    with torch.no_grad():
+        clip_frac = masked_mean((pg_losses2 > pg_losses).float(), mask)
+        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
+    return loss, clip_frac, approx_kl
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange_value: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss (OpenAI baselines' PPO2; Ziegler et al. 2019):
+    ``½ max((V - R)², (V_old + clip(V - V_old, -ε, ε) - R)²)``, averaged over response tokens.
+
+    Returns:
+        ``(loss, clip_frac)``.
+    """
+    values_clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    vf_losses1 = (values - returns) ** 2  # (B, R)
+    vf_losses2 = (values_clipped - returns) ** 2  # (B, R)
+    loss = 0.5 * masked_mean(torch.max(vf_losses1, vf_losses2), mask)
+    with torch.no_grad():
+        clip_frac = masked_mean((vf_losses2 > vf_losses1).float(), mask)
+    return loss, clip_frac
+
+
+# =============================================================================================
+# Trainer
+
+
+def _as_items(prompts: Sequence[Any]) -> list[PromptItem]:
+    items = []
+    for i, p in enumerate(prompts):
+        if isinstance(p, PromptItem):
+            items.append(p)
+        elif isinstance(p, dict) and "prompt" in p:
+            items.append(PromptItem(prompt_id=str(p.get("prompt_id", i)), prompt=p["prompt"],
+                                    reference=p.get("reference")))
+        else:
+            items.append(PromptItem(prompt_id=str(i), prompt=p))
+    return items
+
+
+@dataclass
+class _Batch:
+    """One rollout batch, everything the updates need. B samples, P prompt, R response tokens."""
+
+    items: list[PromptItem]
+    query_ids: torch.Tensor  # (B, P)
+    query_mask: torch.Tensor  # (B, P)
+    response_ids: torch.Tensor  # (B, R)
+    response_mask: torch.Tensor  # (B, R)
+    ended: torch.Tensor  # (B,)
+    texts: list[str]
+    scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # (B,)
+
+
+class PPOTrainer:
+    """PPO on a causal LM against any reward source.
+
+    Args:
+        config: settings (:class:`PPOConfig`); ``policy``/``reward``/``prompts`` strings in it are
+            only used when the matching argument is not given.
+        policy: a ``PreTrainedModel`` or a name/folder (``embedded``).
+        tokenizer: its tokenizer (loaded from ``policy`` when None and ``policy`` is a name).
+        reward_source: a :class:`~judge_rl.train.rewards.RewardSource` or a spec string.
+        prompts: :class:`~judge_rl.types.PromptItem` s, plain prompts, or dicts with ``prompt``
+            (and ``reference``).
+        callbacks: :class:`~judge_rl.train.callbacks.Callback` s, called on the main process.
+        ref_policy: the frozen reference (default: a copy of ``policy`` at start).
+        value_model: a value module (``ValueModel``) overriding ``config.value_model``.
+        run_log: the run log to fill (``ppo`` section) and save after every step in ``run_dir``.
+        run_dir: where ``log.json`` goes.
+
+    Example (a toy run on a tiny model)::
+
+        trainer = PPOTrainer(PPOConfig(steps=10, batch_size=16, lr=3e-3), model, tok,
+                             make_reward_source("contains:a"), ["say a"] * 32)
+        section = trainer.train()
+    """
+
+    def __init__(
+        self,
+        config: PPOConfig,
+        policy: Any = None,
+        tokenizer: Any = None,
+        reward_source: RewardSource | str | None = None,
+        prompts: Sequence[Any] | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        ref_policy: Any = None,
+        value_model: Any = None,
+        run_log: RunLog | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
+    ):
+        from accelerate import Accelerator
+
+        from judge_rl.runlog import PPOSection
+        from judge_rl.train._ppo_models import (
+            PolicyAndValue,
+            frozen_copy,
+            value_from_policy,
+            value_from_reward_model,
+        )
+
+        config.validate()
+        self.config = c = config
+        self.callbacks = list(callbacks)
+        self.run_log = run_log
+        self.run_dir = Path(run_dir) if run_dir else None
+
+        # 1. Models --------------------------------------------------------------------------
+        if policy is None or isinstance(policy, str):
+            from judge_rl.models import load_causal_lm, load_tokenizer
+
+            name = policy or c.policy
+            policy = load_causal_lm(name)
+            tokenizer = tokenizer or load_tokenizer(name)
+        if tokenizer is None:
+            raise ConfigError("a tokenizer is needed with a model object", setting="policy")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        self.accelerator = Accelerator(cpu=(c.device == "cpu"))
+        acc = self.accelerator
+        self.device = acc.device
+        torch.manual_seed(c.seed)  # value head init: identical on every rank
+
+        self._peft = False
+        if c.lora_r > 0:
+            policy = self._add_lora(policy)
+        if ref_policy is None and not self._peft:
+            ref_policy = frozen_copy(policy)
+        self.ref_policy = ref_policy.to(self.device) if ref_policy is not None else None
+
+        if value_model is None and c.value_model == "policy":
+            value_model = value_from_policy(policy)
+        elif value_model is None and c.value_model != "head":
+            value_model = value_from_reward_model(c.value_model)
+        policy.eval()
+        joint = PolicyAndValue(policy, value_model).to(self.device)
+        joint.eval()  # no dropout: rollout and update log-probabilities must agree
+        params = [p for p in joint.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-5)
+        self.model, self.optimizer = acc.prepare(joint, optimizer)
+        self._params = params
+
+        # 2. Reward, prompts, rollout engine -------------------------------------------------
+        if reward_source is None or isinstance(reward_source, str):
+            from judge_rl.train.reward_sources import make_reward_source
+
+            spec = reward_source or c.reward
+            if not spec:
+                raise ConfigError("no reward source given (e.g. --reward verifier:gsm8k)",
+                                  setting="reward")
+            reward_source = make_reward_source(spec)
+        self.reward_source = reward_source
+        if prompts is None:
+            if not c.prompts:
+                raise ConfigError("no prompts given", setting="prompts")
+            from judge_rl.data import read_prompts
+
+            prompts = read_prompts(c.prompts)
+        self.items = _as_items(prompts)
+        if not self.items:
+            raise ConfigError("the prompt set is empty", setting="prompts")
+        self._encoded = self._encode_prompts(self.items, self.unwrapped.policy)
+        self.engine = self._make_engine()
+
+        # 3. State ---------------------------------------------------------------------------
+        self.kl_ctl: FixedKLController = (
+            AdaptiveKLController(c.kl_coef, c.target_kl, c.kl_horizon)
+            if c.target_kl is not None
+            else FixedKLController(c.kl_coef)
+        )
+        self._step = 0
+        self._epoch = 0
+        self._cursor = 0
+        self.section: PPOSection = PPOSection(
+            policy=str(c.policy) if isinstance(c.policy, str) else "",
+            reward=getattr(reward_source, "name", str(c.reward)),
+        )
+        if run_log is not None:
+            run_log.ppo = self.section
+        torch.manual_seed(c.seed + acc.process_index)  # sampling streams differ across ranks
+        if c.resume:
+            self._load_checkpoint(self._resolve_resume(c.resume))
+
+    # -- properties -----------------------------------------------------------------------------
+
+    @property
+    def unwrapped(self) -> Any:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def policy(self) -> Any:
+        """The policy being trained (a ``PreTrainedModel``)."""
+        return self.unwrapped.policy
+
+    @property
+    def step(self) -> int:
+        """Steps completed (counted over resumes)."""
+        return self._step
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    # -- set-up helpers -------------------------------------------------------------------------
+
+    def _add_lora(self, policy: Any) -> Any:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise ConfigError("LoRA needs peft (pip install peft)", setting="lora_r") from None
+        self._peft = True
+        cfg = LoraConfig(r=self.config.lora_r, lora_alpha=2 * self.config.lora_r,
+                         target_modules="all-linear", task_type="CAUSAL_LM")
+        return get_peft_model(policy, cfg)
+
+    def _encode_prompts(self, items: Sequence[PromptItem], model: Any) -> list[list[int]]:
+        from judge_rl.train.rollout import encode_prompt
+
+        c = self.config
+        ctx = getattr(model.config, "max_position_embeddings", None) or 10**9
+        limit = c.max_prompt_length or (ctx - c.max_new_tokens)
+        if limit < 1:
+            raise ConfigError(f"max_new_tokens {c.max_new_tokens} leaves no room for a prompt in "
+                              f"the model's context of {ctx} tokens", setting="max_new_tokens")
+        out = []
+        for it in items:
+            ids = encode_prompt(self.tokenizer, it.prompt, chat=c.chat_template)
+            if len(ids) > limit:
+                raise ConfigError(
+                    f"prompt {it.prompt_id!r} is {len(ids)} tokens; the limit is {limit} "
+                    f"(context {ctx} - max_new_tokens {c.max_new_tokens}"
+                    + (f", max_prompt_length {c.max_prompt_length})" if c.max_prompt_length else ")"),
+                    setting="prompts",
+                )
+            if not ids:
+                raise ConfigError(f"prompt {it.prompt_id!r} is empty", setting="prompts")
+            out.append(ids)
+        return out
+
+    def _make_engine(self) -> Any:
+        from judge_rl.train.rollout import HFRolloutEngine, VLLMRolloutEngine
+
+        c = self.config
+        kw = {"max_new_tokens": c.max_new_tokens, "temperature": c.temperature, "top_k": c.top_k,
+              "top_p": c.top_p}
+        if c.rollout == "vllm":
+            out = Path(c.output or "ppo-output") / "_vllm_init"
+            if self.is_main:
+                self.policy.save_pretrained(out)
+                self.tokenizer.save_pretrained(out)
+            self.accelerator.wait_for_everyone()
+            return VLLMRolloutEngine(str(out), self.tokenizer, seed=c.seed, **kw)
+        return HFRolloutEngine(self.policy, self.tokenizer, **kw)
+
+    # -- prompt order ---------------------------------------------------------------------------
+
+    def _permutation(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.items), generator=g).tolist()
+
+    def _next_indices(self) -> list[int]:
+        """This rank's slice of the next global batch; the same permutation on every rank."""
+        B, world, rank = (self.config.batch_size, self.accelerator.num_processes,
+                          self.accelerator.process_index)
+        need = B * world
+        out: list[int] = []
+        while len(out) < need:
+            perm = self._permutation(self._epoch)
+            take = perm[self._cursor : self._cursor + need - len(out)]
+            out.extend(take)
+            self._cursor += len(take)
+            if self._cursor >= len(perm):
+                self._epoch, self._cursor = self._epoch + 1, 0
+        return out[rank * B : (rank + 1) * B]
+
+    # -- forward passes -------------------------------------------------------------------------
+
+    def _inputs(
+        self, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor,
+        response_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        input_ids = torch.cat([query_ids, response_ids], dim=1).to(self.device)  # (B, P+R)
+        attention_mask = torch.cat([query_mask, response_mask], dim=1).to(self.device)  # (B, P+R)
+        # Left padding: positions count real tokens only, as generate() did.
+        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)  # (B, P+R)
+        return input_ids, attention_mask, position_ids
+
+    def _logprobs(self, model: Any, batch: _Batch, rows: slice | torch.Tensor,
+                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """log π(response tokens) under a plain causal LM (the reference). (b, R)."""
+        R = batch.response_ids.shape[1]
+        ids, am, pos = self._inputs(batch.query_ids[rows], batch.query_mask[rows],
+                                    batch.response_ids[rows], batch.response_mask[rows])
+        kw: dict[str, Any] = {"input_ids": ids, "attention_mask": am, "position_ids": pos,
+                              "use_cache": False}
+        from judge_rl.train._ppo_models import accepts_logits_to_keep
+
+        if accepts_logits_to_keep(model):
+            kw["logits_to_keep"] = R + 1
+        logits = model(**kw).logits[:, -(R + 1) : -1] / self.config.temperature  # (b, R, V)
+        lp = logprobs_from_logits(logits, batch.response_ids[rows].to(self.device))  # (b, R)
+        ent = entropy_from_logits(logits) if with_entropy else None
+        return lp, ent
+
+    def _joint(self, batch: _Batch, rows: slice | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Policy logits -> (log-probs, entropy-ready logits) and values of the response. (b, R)."""
+        R = batch.response_ids.shape[1]
+        ids, am, pos = self._inputs(batch.query_ids[rows], batch.query_mask[rows],
+                                    batch.response_ids[rows], batch.response_mask[rows])
+        logits, values = self.model(ids, am, pos, keep=R + 1)  # (b, R+1, V), (b, P+R)
+        logits = logits[:, :-1] / self.config.temperature  # (b, R, V)
+        lp = logprobs_from_logits(logits, batch.response_ids[rows].to(self.device))  # (b, R)
+        vpred = values[:, -(R + 1) : -1]  # (b, R): V of the state before each response token
+        return lp, vpred, logits
+
+    def _ref_logprobs(self, batch: _Batch, rows: slice) -> torch.Tensor:
+        if self.ref_policy is not None:
+            return self._logprobs(self.ref_policy, batch, rows)[0]
+        with self.policy.disable_adapter():  # peft: the reference is the base model
+            return self._logprobs(self.policy, batch, rows)[0]
+
+    # -- one PPO step ---------------------------------------------------------------------------
+
+    def _rollout(self, items: list[PromptItem], encoded: list[list[int]], *, greedy: bool = False,
+                 max_new_tokens: int | None = None, model: Any = None) -> _Batch:
+        from judge_rl.train.rollout import left_pad
+
+        query_ids, query_mask = left_pad(encoded, int(self.tokenizer.pad_token_id))  # (B, P)
+        r = self.engine.generate(query_ids, query_mask, greedy=greedy,
+                                 max_new_tokens=max_new_tokens, model=model)
+        width = max(1, int(r.response_mask.sum(1).max()))  # trim columns nobody uses
+        return _Batch(items, r.query_ids, r.query_mask, r.response_ids[:, :width],
+                      r.response_mask[:, :width], r.ended_with_eos, r.texts)
+
+    def _score(self, batch: _Batch) -> torch.Tensor:
+        queries = [RewardQuery(prompt=it.prompt, response=t, prompt_id=it.prompt_id,
+                               reference=it.reference, metadata=dict(it.metadata))
+                   for it, t in zip(batch.items, batch.texts, strict=True)]
+        scores = [float(s) for s in self.reward_source(queries)]
+        if len(scores) != len(queries):
+            raise RuntimeError(f"reward source returned {len(scores)} scores for {len(queries)}")
+        return torch.tensor(scores, dtype=torch.float32)  # (B,)
+
+    def train_step(self) -> dict[str, float]:
+        """Run one PPO step (rollout, score, updates); returns its statistics."""
+        c, acc = self.config, self.accelerator
+        t0 = time.perf_counter()
+
+        # 1. Rollout -----------------------------------------------------------------------------
+        idx = self._next_indices()
+        items = [self.items[i] for i in idx]
+        batch = self._rollout(items, [self._encoded[i] for i in idx])
+        t_gen = time.perf_counter()
+
+        # 2. Score; a failed score (NaN) drops the sample from the update ------------------------
+        b_raw_scores = self._score(batch)  # (B,)
+        failed = torch.isnan(b_raw_scores)  # (B,)
+        b_scores = torch.nan_to_num(b_raw_scores, nan=0.0)  # (B,)
+        if c.missing_eos_penalty is not None:
+            b_scores = b_scores - c.missing_eos_penalty * (~batch.ended).float()
+        batch.scores = b_raw_scores
+        b_mask = batch.response_mask.float() * (~failed).float()[:, None]  # (B, R)
+        b_mask = b_mask.to(self.device)
+        t_score = time.perf_counter()
+
+        # 3. Old log-probabilities, reference log-probabilities, values --------------------------
+        B, R = batch.response_ids.shape
+        b_logprobs = torch.zeros(B, R, device=self.device)  # (B, R)
+        b_ref_logprobs = torch.zeros(B, R, device=self.device)  # (B, R)
+        b_values = torch.zeros(B, R, device=self.device)  # (B, R)
+        b_entropy = torch.zeros(B, R, device=self.device)  # (B, R)
+        fb = c.mini_batch_size
+        with torch.no_grad():
+            for s in range(0, B, fb):
+                rows = slice(s, s + fb)
+                lp, v, logits = self._joint(batch, rows)
+                b_logprobs[rows], b_values[rows] = lp, v
+                b_entropy[rows] = entropy_from_logits(logits)
+                b_ref_logprobs[rows] = self._ref_logprobs(batch, rows)
+
+            # 4. Per-token rewards: KL penalty everywhere, score at the last token -----------------
+            b_scores_d = b_scores.to(self.device)
+            b_rewards, b_kl = compute_rewards(b_scores_d, b_logprobs, b_ref_logprobs, b_mask,
+                                              self.kl_ctl.value, c.kl_estimator)  # (B, R)
+            # 5. Advantages (GAE) and returns --------------------------------------------------
+            b_advantages, b_returns = compute_gae(b_rewards, b_values, b_mask, c.gamma, c.lam)
+            if c.whiten_advantages:
+                b_advantages = whiten(b_advantages, b_mask)  # (B, R)
+
+        # 6. PPO epochs over shuffled minibatches ----------------------------------------------
+        stats: dict[str, list[torch.Tensor]] = {k: [] for k in (
+            "policy_loss", "value_loss", "clip_frac", "value_clip_frac", "approx_kl", "loss")}
+        for _epoch in range(c.ppo_epochs):
+            b_inds = torch.randperm(B)
+            for s in range(0, B, c.mini_batch_size):
+                mb_inds = b_inds[s : s + c.mini_batch_size]
+                mb_mask = b_mask[mb_inds]  # (b, R)
+                new_logprobs, vpred, logits = self._joint(batch, mb_inds)  # (b, R)
+                pg_loss, clip_frac, approx_kl = policy_loss(
+                    new_logprobs, b_logprobs[mb_inds], b_advantages[mb_inds], mb_mask, c.cliprange)
+                vf_loss, vf_clip_frac = value_loss(
+                    vpred, b_values[mb_inds], b_returns[mb_inds], mb_mask, c.cliprange_value)
+                loss = pg_loss + c.vf_coef * vf_loss
+                if c.ent_coef:
+                    loss = loss - c.ent_coef * masked_mean(entropy_from_logits(logits), mb_mask)
+                self.optimizer.zero_grad(set_to_none=True)
+                acc.backward(loss)
+                if c.max_grad_norm:
+                    acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                for k, v in (("policy_loss", pg_loss), ("value_loss", vf_loss),
+                             ("clip_frac", clip_frac), ("value_clip_frac", vf_clip_frac),
+                             ("approx_kl", approx_kl), ("loss", loss)):
+                    stats[k].append(v.detach())
+        self.engine.sync_weights(self.policy)
+        t_train = time.perf_counter()
+
+        # 7. Statistics (gathered over ranks), KL controller -----------------------------------
+        b_kl_k1 = ((b_logprobs - b_ref_logprobs) * b_mask).sum(1)  # (B,) k1 sum per sample
+        b_kl_pen = b_kl.sum(1)  # (B,) the estimator used in the reward
+        b_len = batch.response_mask.sum(1).float().to(self.device)  # (B,)
+        per_sample = torch.stack([
+            b_raw_scores.to(self.device), b_kl_k1, b_kl_pen, b_len,
+            batch.ended.float().to(self.device), failed.float().to(self.device),
+            masked_mean(b_entropy, b_mask, dim=1),
+            (-self.kl_ctl.value * b_kl).sum(1),
+        ], dim=1)  # (B, 8)
+        g = acc.gather(per_sample) if acc.num_processes > 1 else per_sample  # (world*B, 8)
+        ok = g[:, 5] == 0
+        raw = g[ok, 0]
+        losses = {k: torch.stack(v).mean() for k, v in stats.items()}
+        if acc.num_processes > 1:
+            losses = {k: acc.reduce(v, "mean") for k, v in losses.items()}
+        kl_mean = float(g[ok, 1].mean()) if ok.any() else float("nan")
+        n_global = int(g.shape[0])
+        out = {
+            "step": float(self._step + 1),
+            "reward_mean": float(raw.mean()) if ok.any() else float("nan"),
+            "reward_std": float(raw.std(unbiased=False)) if ok.any() else float("nan"),
+            "reward_failures": float((~ok).sum()),
+            "kl": kl_mean,
+            "kl_penalty": float(g[ok, 2].mean()) if ok.any() else float("nan"),
+            "kl_coef": float(self.kl_ctl.value),
+            "non_score_reward": float(g[ok, 7].mean()) if ok.any() else float("nan"),
+            "entropy": float(g[ok, 6].mean()) if ok.any() else float("nan"),
+            "response_length": float(g[:, 3].mean()),
+            "eos_frac": float(g[:, 4].mean()),
+            "policy_loss": float(losses["policy_loss"]),
+            "value_loss": float(losses["value_loss"]),
+            "clip_frac": float(losses["clip_frac"]),
+            "value_clip_frac": float(losses["value_clip_frac"]),
+            "approx_kl": float(losses["approx_kl"]),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "time_generate": t_gen - t0,
+            "time_score": t_score - t_gen,
+            "time_train": t_train - t_score,
+            "samples_per_s": n_global / max(t_train - t0, 1e-9),
+        }
+        self.kl_ctl.update(kl_mean, n_global)
+        self._step += 1
+        self._last_batch = batch
+        return out
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def train(self) -> PPOSection:
+        """Run until ``config.steps`` steps are done (counted over resumes) or a callback stops
+        training; returns the run log's ``ppo`` section."""
+        from accelerate.utils import broadcast
+
+        c = self.config
+        if self.is_main:
+            for cb in self.callbacks:
+                cb.on_train_start(self)
+        while self._step < c.steps:
+            stats = self.train_step()
+            batch = self._last_batch
+            self.section.steps.append(stats)
+            if self.is_main:
+                for it, text, sc in list(zip(batch.items, batch.texts, batch.scores.tolist(),
+                                             strict=True))[: c.log_samples]:
+                    self.section.samples.append({"step": self._step,
+                                                 "prompt": prompt_text(it.prompt),
+                                                 "response": text, "reward": sc})
+            stop_flag = torch.zeros(1, device=self.device)
+            if self.is_main:
+                info = StepInfo(step=self._step, prompts=[it.prompt for it in batch.items],
+                                responses=list(batch.texts), rewards=batch.scores.tolist(),
+                                stats=dict(stats),
+                                prompt_ids=[it.prompt_id for it in batch.items],
+                                references=[it.reference for it in batch.items])
+                for cb in self.callbacks:
+                    if cb.on_step(info, self):
+                        stop_flag[0] = 1
+                        if self.section.stopped_early is None:
+                            self.section.stopped_early = (
+                                f"step {self._step}: stopped by {type(cb).__name__}")
+            if self.accelerator.num_processes > 1:
+                stop_flag = broadcast(stop_flag, from_process=0)
+            stop = bool(stop_flag.item())
+            if c.save_every and self._step % c.save_every == 0 and self._step < c.steps:
+                self._save_full()
+            self._save_log()
+            if stop:
+                break
+        if c.output:
+            self._save_full()
+        if self.is_main:
+            for cb in self.callbacks:
+                cb.on_train_end(self)
+        self._save_log()
+        return self.section
+
+    def _save_log(self) -> None:
+        if not self.is_main or self.run_log is None:
+            return
+        from judge_rl.runlog import RunLog
+
+        fields = set(RunLog.model_fields)
+        for cb in self.callbacks:
+            fn = getattr(cb, "log_section", None)
+            data = fn() if fn else None
+            if not data:
+                continue
+            if set(data) <= fields - {"version", "run", "command", "created"}:
+                for k, v in data.items():  # {"overopt": {...}}: whole sections
+                    sec_type = RunLog.model_fields[k].annotation
+                    setattr(self.run_log, k, v if not isinstance(v, dict) else _coerce(sec_type, v))
+            else:
+                self.run_log.extra[type(cb).__name__] = data
+        self.run_log.ppo = self.section
+        if self.run_dir is not None:
+            self.run_log.save(self.run_dir)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _write_policy(self, path: Path) -> None:
+        self.policy.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    def save_checkpoint(self, tag: str | None = None) -> str:
+        """Save the policy now as a model folder (tokenizer too); returns the folder.
+
+        Part of the :class:`~judge_rl.train.callbacks.PolicyHandle` protocol: no trainer state,
+        so it is not a resume point (see :meth:`_save_full`).
+        """
+        name = f"checkpoint-{tag}" if tag else f"checkpoint-{self._step:06d}"
+        path = Path(self.config.output or "ppo-output") / name
+        if self.is_main:
+            tmp = path.with_name(path.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._write_policy(tmp)
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+            self.section.checkpoints.append({"step": self._step, "path": str(path),
+                                             "tag": tag or ""})
+        return str(path)
+
+    def _save_full(self) -> str:
+        """A resume point: policy folder + value weights + optimiser, KL controller, RNG, log."""
+        path = Path(self.config.output or "ppo-output") / f"checkpoint-{self._step:06d}"
+        if path.exists() and (path / STATE_FILE).exists():
+            return str(path)
+        if self.is_main:
+            tmp = path.with_name(path.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._write_policy(tmp)
+            torch.save(self.unwrapped.value_state(), tmp / VALUE_FILE)
+            state = {
+                "step": self._step, "epoch": self._epoch, "cursor": self._cursor,
+                "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
+                "rng": torch.get_rng_state(), "section": self.section.model_dump(mode="json"),
+                "config": self.config.to_dict(),
+            }
+            torch.save(state, tmp / STATE_FILE)
+            (tmp / "ppo_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+            self.section.checkpoints.append({"step": self._step, "path": str(path)})
+        self.accelerator.wait_for_everyone()
+        return str(path)
+
+    def _resolve_resume(self, resume: str) -> Path:
+        if resume != "latest":
+            p = Path(resume)
+            if not (p / STATE_FILE).exists():
+                raise ConfigError(f"{p}: not a PPO checkpoint (no {STATE_FILE})", setting="resume")
+            return p
+        root = Path(self.config.output or "ppo-output")
+        found = sorted(p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists())
+        if not found:
+            raise ConfigError(f"{root}: no checkpoint to resume from", setting="resume")
+        return found[-1]
+
+    def _load_checkpoint(self, path: Path) -> None:
+        from transformers import AutoModelForCausalLM
+
+        from judge_rl.runlog import PPOSection
+
+        log.info("resuming from %s", path)
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        if self._peft:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict(self.policy, load_file(str(path / "adapter_model.safetensors")))
+        else:
+            saved = AutoModelForCausalLM.from_pretrained(str(path))
+            self.policy.load_state_dict(saved.state_dict())
+            del saved
+        self.unwrapped.load_value_state(torch.load(path / VALUE_FILE, map_location="cpu"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self._step, self._epoch, self._cursor = state["step"], state["epoch"], state["cursor"]
+        self.section = PPOSection.model_validate(state["section"])
+        if self.run_log is not None:
+            self.run_log.ppo = self.section
+        rng = state["rng"]
+        if self.accelerator.process_index == 0:
+            torch.set_rng_state(rng)
+        else:  # other ranks: a distinct stream derived from the step
+            torch.manual_seed(self.config.seed + self.accelerator.process_index + 7919 * self._step)
+        self.engine.sync_weights(self.policy)
+
+    # -- PolicyHandle: sampling for callbacks ---------------------------------------------------
+
+    def sample(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        greedy: bool = False,
+        max_new_tokens: int | None = None,
+        reference: bool = False,
+    ) -> Samples:
+        """Sample the policy (or the reference) on ``prompts``; fills ``kl`` (k1 sum per sample)
+        and ``ref_logprob`` (mean per token). Leaves training's RNG streams untouched."""
+        items = _as_items(list(prompts))
+        encoded = self._encode_prompts(items, self.policy)
+        out = Samples(prompts=list(prompts), responses=[])
+        mb = max(self.config.mini_batch_size, 1)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(self.config.seed + 104729 * (self._step + 1))
+            for s in range(0, len(items), self.config.batch_size):
+                sl = slice(s, s + self.config.batch_size)
+                model = None
+                if reference and self.ref_policy is not None:
+                    model = self.ref_policy
+                if reference and self._peft:
+                    with self.policy.disable_adapter():
+                        batch = self._rollout(items[sl], encoded[sl], greedy=greedy,
+                                              max_new_tokens=max_new_tokens)
+                else:
+                    batch = self._rollout(items[sl], encoded[sl], greedy=greedy,
+                                          max_new_tokens=max_new_tokens, model=model)
+                B = batch.response_ids.shape[0]
+                mask = batch.response_mask.float().to(self.device)  # (B, R)
+                for r in range(0, B, mb):
+                    rows = slice(r, r + mb)
+                    lp = self._logprobs(self.policy, batch, rows)[0]  # (b, R)
+                    ref = self._ref_logprobs(batch, rows)  # (b, R)
+                    m = mask[rows]
+                    out.kl.extend(((lp - ref) * m).sum(1).tolist())
+                    out.ref_logprob.extend(masked_mean(ref, m, dim=1).tolist())
+                out.responses.extend(batch.texts)
+                out.response_tokens.extend(
+                    ids[: int(k)].tolist()
+                    for ids, k in zip(batch.response_ids, batch.response_mask.sum(1), strict=True))
+                out.ended_with_eos.extend(bool(e) for e in batch.ended)
+        return out
+
+
+def _coerce(annotation: Any, value: dict[str, Any]) -> Any:
+    """Validate a callback's dict into the run log's section model."""
+    import typing
+
+    for arg in typing.get_args(annotation) or (annotation,):
+        if isinstance(arg, type) and hasattr(arg, "model_validate"):
+            return arg.model_validate(value)
+    return value
+
+
+__all__ = [
+    "AdaptiveKLController",
+    "FixedKLController",
+    "PPOConfig",
+    "PPOTrainer",
+    "compute_gae",
+    "compute_rewards",
+    "config_fields",
+    "entropy_from_logits",
+    "kl_penalty",
+    "logprobs_from_logits",
+    "masked_mean",
+    "masked_var",
+    "policy_loss",
+    "value_loss",
+    "whiten",
+]
