@@ -1,0 +1,1143 @@
+"""Bradley-Terry reward models: train one on preference pairs, and score responses with it.
+
+A reward model is a causal LM with a scalar head (``AutoModelForSequenceClassification``,
+``num_labels=1``) that reads a prompt and a response and returns one number ``r``; it is trained
+so that ``r(chosen) > r(rejected)``. The training loop, top to bottom:
+
+1. tokenise every pair once (:mod:`judge_rl.train.rm_data`), split off a held-out set;
+2. each optimizer step takes ``grad_accum`` length-grouped micro-batches of the *global* batch
+   (``batch_size × processes`` pairs); each process takes its slice of each;
+3. chosen and rejected run through the model in ONE forward pass, concatenated along the batch,
+   right-padded with no attention mask (causal attention never looks at the trailing pads);
+4. the per-pair loss (:func:`pair_loss`): Bradley-Terry with optional margin, soft labels, and the
+   centre-reward penalty; summed and divided by the pairs in the whole step, so 1 process and N
+   processes (DDP averages gradients) take the same step;
+5. clip, step, schedule; one host sync per step for the progress line and the NaN check;
+6. every ``eval_every`` steps: held-out accuracy, margin, ECE, reward distributions into the run
+   log; every ``save_every`` steps: a checkpoint folder that ``from_pretrained`` loads, plus the
+   optimizer, scheduler, RNG state and the step (which fixes the data position).
+
+Scoring (:class:`RewardModelScorer`) formats text the same way and reads the reward at each
+sequence's last token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from judge_rl.errors import ConfigError, DataError, JudgeRLError
+from judge_rl.train.rm_data import (
+    TokenizedPairs,
+    encode_many,
+    length_grouped_batches,
+    pad_right,
+    split_eval,
+    tokenize_pairs,
+)
+from judge_rl.types import PreferenceRecord, Prompt
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from judge_rl.runlog import RewardModelSection, RunLog
+    from judge_rl.train.rewards import RewardQuery
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+META_FILE = "reward_model.json"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class TrainingDiverged(JudgeRLError):
+    """The loss or gradient became NaN/inf; the last checkpoint on disk is intact."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class RewardModelConfig:
+    """Settings of ``judge-rl train-rm`` (each one is a CLI option of the same name)."""
+
+    data: str = ""
+    """Preference file (JSONL/JSON/CSV/Parquet, TRL's ``prompt/chosen/rejected`` format)."""
+    model: str = "embedded"
+    """Backbone: a transformers model folder or hub name, or ``embedded`` (SmolLM2-135M)."""
+    output: str = ""
+    """Folder for the trained model (``from_pretrained``-loadable) and its checkpoints."""
+    epochs: int = 1
+    """Passes over the training pairs."""
+    lr: float = 5e-5
+    """Peak learning rate of AdamW (linear warm-up, then linear decay to 0)."""
+    batch_size: int = 8
+    """Pairs per micro-batch per process (the global batch is this × processes)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    max_length: int = 1024
+    """Token limit of prompt + response; longer pairs are dropped or cut (``truncation``)."""
+    truncation: Literal["drop", "left"] = "drop"
+    """``drop`` over-long pairs (as TRL does) or ``left``-cut them (keep the responses' ends)."""
+    soft_labels: bool = False
+    """Train on ``p_chosen`` as a soft target; otherwise round it to 1, 0.5 (tie) or 0."""
+    margin: bool = False
+    """Subtract each record's ``margin`` inside the Bradley-Terry sigmoid (Llama 2)."""
+    center_coef: float = 0.0
+    """Weight of the centre-reward penalty ``(r_c + r_r)^2`` (0 = off; TRL suggests 0.01)."""
+    eval_split: float = 0.1
+    """Fraction of pairs held out for evaluation (0 = no held-out set)."""
+    eval_every: int = 100
+    """Evaluate every N optimizer steps (and always at the end); 0 = only at the end."""
+    save_every: int = 200
+    """Checkpoint every N optimizer steps (and always at the end); 0 = only at the end."""
+    keep_checkpoints: int = 2
+    """How many step checkpoints to keep (oldest removed first)."""
+    seed: int = 0
+    """Seeds the split, the data order and the new head's initialisation."""
+    resume: bool = False
+    """Continue from the newest checkpoint in ``output`` (same data order)."""
+    run: str | None = None
+    """Run name: the run log goes to ``reports/<run>/log.json``."""
+    bf16: Literal["auto", "on", "off"] = "auto"
+    """bf16 autocast: ``auto`` = on where the hardware has native bf16 (CUDA, AVX512-BF16/AMX)."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps in total (0 = run all epochs)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.0
+    """Fraction of the steps spent warming the learning rate up from 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 = no clipping)."""
+    log_every: int = 10
+    """Record loss/accuracy/pairs-per-second in the run log every N steps."""
+    threads: int = 0
+    """CPU threads for torch (0 = the cores available divided among local processes)."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:1``…; default: CUDA when present (the local rank's GPU)."""
+    eval_batch_size: int = 0
+    """Pairs per evaluation batch (0 = 2 × batch_size)."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad setting."""
+        positive = ("epochs", "batch_size", "grad_accum", "max_length")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"must be at least 1, got {getattr(self, name)}", setting=name)
+        for name in ("eval_every", "save_every", "max_steps", "threads", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"must be >= 0, got {getattr(self, name)}", setting=name)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"must be a positive number, got {self.lr}", setting="lr")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.warmup_ratio}", setting="warmup_ratio")
+        if self.center_coef < 0:
+            raise ConfigError(f"must be >= 0, got {self.center_coef}", setting="center_coef")
+        if self.bf16 not in ("auto", "on", "off"):
+            raise ConfigError(f"must be auto, on or off, got {self.bf16!r}", setting="bf16")
+        if not self.output:
+            raise ConfigError("an output folder is required", setting="output")
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses (one function per term; per pair, so the caller chooses the normalisation)
+
+
+def bradley_terry_loss(
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-pair ``-log σ(r_c − r_r − m)``.
+
+    Bradley-Terry preference likelihood as the reward-model loss: Ouyang et al. 2022,
+    "Training language models to follow instructions with human feedback" (InstructGPT), eq. 1.
+    The margin ``m`` (a known preference strength) is from Touvron et al. 2023, "Llama 2",
+    §3.2.2, eq. 2. Shapes: all ``(B,)``.
+    """
+    import torch.nn.functional as F
+
+    delta = r_chosen - r_rejected  # (B,)
+    if margin is not None:
+        delta = delta - margin
+    return -F.logsigmoid(delta)  # (B,)
+
+
+def soft_label_loss(
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    p_chosen: torch.Tensor,
+    margin: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-pair ``−[p·log σ(Δ) + (1−p)·log σ(−Δ)]`` with ``Δ = r_c − r_r − m``.
+
+    Cross-entropy of the Bradley-Terry probability ``σ(Δ)`` against a soft label ``p`` (a judge's
+    probability; a tie is ``p = 0.5``): its minimum is at ``Δ = log(p / (1−p))``. This is the
+    label-smoothed / soft-target form of the InstructGPT loss, as used for AI-feedback labels in
+    Bai et al. 2022, "Constitutional AI" §4.1 (soft preference targets from a feedback model).
+    ``p = 1`` reduces to :func:`bradley_terry_loss`. Shapes: all ``(B,)``.
+    """
+    import torch.nn.functional as F
+
+    delta = r_chosen - r_rejected  # (B,)
+    if margin is not None:
+        delta = delta - margin
+    return -(p_chosen * F.logsigmoid(delta) + (1.0 - p_chosen) * F.logsigmoid(-delta))  # (B,)
+
+
+def center_rewards_penalty(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Per-pair ``(r_c + r_r)^2``: pulls the mean reward toward 0 so rewards of different models
+    (or runs) are on a comparable scale, which the BT loss alone leaves free.
+
+    Eisenstein et al. 2023, "Helping or Herding? Reward Model Ensembles Mitigate but do not
+    Eliminate Reward Hacking", eq. 2 (auxiliary loss); the same term as TRL's
+    ``center_rewards_coefficient``. Shapes: all ``(B,)``.
+    """
+    return (r_chosen + r_rejected) ** 2  # (B,)
+
+
+def pair_loss(
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    p_chosen: torch.Tensor,
+    margin: torch.Tensor | None,
+    center_coef: float = 0.0,
+) -> torch.Tensor:
+    """The full per-pair training loss ``(B,)``: soft-label BT (= plain BT when ``p = 1``) plus
+    ``center_coef ×`` the centre penalty."""
+    loss = soft_label_loss(r_chosen, r_rejected, p_chosen, margin)  # (B,)
+    if center_coef:
+        loss = loss + center_coef * center_rewards_penalty(r_chosen, r_rejected)
+    return loss
+
+
+def expected_calibration_error(
+    conf: Sequence[float], target: Sequence[float], n_bins: int = 10
+) -> float:
+    """ECE (Guo et al. 2017, "On Calibration of Modern Neural Networks", eq. 3): the
+    count-weighted mean over equal-width confidence bins of ``|mean(target) − mean(conf)|``.
+
+    ``target`` may be soft (a judge's probability) or 0/1.
+
+    >>> round(expected_calibration_error([0.9, 0.9, 0.1, 0.1], [1, 1, 0, 0]), 3)
+    0.1
+    >>> expected_calibration_error([], [])
+    0.0
+    """
+    n = len(conf)
+    if n == 0:
+        return 0.0
+    bins: list[list[tuple[float, float]]] = [[] for _ in range(n_bins)]
+    for c, t in zip(conf, target, strict=True):
+        bins[min(int(c * n_bins), n_bins - 1)].append((c, t))
+    total = 0.0
+    for b in bins:
+        if b:
+            gap = sum(t for _, t in b) / len(b) - sum(c for c, _ in b) / len(b)
+            total += len(b) / n * abs(gap)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+def _quiet_transformers() -> Any:
+    """Silence the expected 'newly initialised score head' warnings while loading."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    return level
+
+
+def load_reward_model(
+    name_or_path: str, *, seed: int = 0, device: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal-LM backbone with a fresh scalar head (or a trained reward model) and its
+    tokenizer, with the pad token set on both.
+
+    ``name_or_path``: a model folder, a hub name, or an embedded alias (``embedded``).
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    from judge_rl.models import load_tokenizer, resolve_model
+
+    path = resolve_model(name_or_path)
+    tok = load_tokenizer(name_or_path, padding_side="right")
+    torch.manual_seed(seed)  # the new head's initialisation
+    level = _quiet_transformers()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"cannot load {name_or_path!r} as a reward model: {e}", setting="model"
+        ) from None
+    finally:
+        hf_logging.set_verbosity(level)
+    model.config.pad_token_id = tok.pad_token_id
+    if device:
+        model.to(device)
+    return model, tok
+
+
+def sequence_rewards(
+    model: PreTrainedModel, input_ids: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """Reward of each right-padded sequence, read at its last real token. Returns ``(N,)``
+    float32.
+
+    The backbone runs without an attention mask: with right padding, causal attention never lets
+    a real token see a pad, so the rewards do not depend on how much padding a batch has. The
+    head runs on the N last hidden states only, not on all N×T positions.
+    """
+    import torch
+
+    backbone = getattr(model, model.base_model_prefix, None)
+    head = getattr(model, "score", None)
+    n = input_ids.shape[0]
+    if backbone is None or head is None:  # unusual architecture: let it pool itself
+        mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None] < lengths[:, None]
+        out = model(input_ids=input_ids, attention_mask=mask.long())
+        return out.logits.squeeze(-1).float()  # (N,)
+    hidden = backbone(input_ids=input_ids, use_cache=False).last_hidden_state  # (N, T, H)
+    last = hidden[torch.arange(n, device=hidden.device), lengths - 1]  # (N, H)
+    return head(last).squeeze(-1).float()  # (N,)
+
+
+def _reward_module(model: PreTrainedModel) -> torch.nn.Module:
+    """Wrap the model so DDP sees a forward that takes (ids, lengths) and returns rewards."""
+    import torch
+
+    class RewardForward(torch.nn.Module):
+        def __init__(self, m: PreTrainedModel) -> None:
+            super().__init__()
+            self.model = m
+
+        def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            return sequence_rewards(self.model, input_ids, lengths)
+
+    return RewardForward(model)
+
+
+def cpu_supports_bf16() -> bool:
+    """Native bf16 matmuls on this CPU (AVX512-BF16 or AMX), as oneDNN reports it."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def resolve_bf16(setting: str, device: str) -> bool:
+    """``on``/``off`` as given; ``auto``: CUDA with bf16 support, or a CPU with native bf16."""
+    import torch
+
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    return cpu_supports_bf16()
+
+
+def _autocast(device: str, enabled: bool) -> Any:
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(
+        device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed set-up (torchrun / accelerate launch set RANK, WORLD_SIZE, LOCAL_RANK)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    initialised_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def _init_dist(device: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    d = _Dist(
+        rank=int(os.environ.get("RANK", "0")),
+        world=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+    )
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        d.initialised_here = True
+    return d
+
+
+def auto_threads(local_world: int = 1) -> int:
+    """CPU threads per process: the idle cores (cores minus the 1-minute load average) shared
+    among the local processes, at least 1.
+
+    On a busy machine more threads than idle cores make every OpenMP barrier wait for a
+    descheduled thread; measured here, 2 threads on 2 busy cores ran a step 8× slower than 1.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    try:
+        idle = cores - os.getloadavg()[0]
+    except OSError:
+        idle = cores
+    return max(1, min(cores, int(idle + 0.5)) // max(1, local_world))
+
+
+def _set_threads(threads: int, local_world: int) -> int:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(auto_threads(local_world))
+    return torch.get_num_threads()
+
+
+# ---------------------------------------------------------------------------------------------
+# Events for progress bars and tests
+
+
+@dataclass
+class RMEvent:
+    """What the trainer reports to hooks: ``start``, ``step``, ``eval``, ``save``, ``end``."""
+
+    kind: str
+    step: int
+    total_steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
+    model: Any = None
+    """The (unwrapped) model, for hooks that inspect or fault-inject."""
+
+
+Hook = Callable[[RMEvent], None]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_reward_model` returns."""
+
+    output_dir: Path
+    section: RewardModelSection
+    steps: int
+    final: dict[str, float]
+    time_s: float
+    pairs_per_s: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def _schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warm-up to 1 over ``warmup`` steps, then linear decay to 0 at ``total`` (the
+    schedule of HF's ``get_linear_schedule_with_warmup``, TRL's default)."""
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return f
+
+
+def _fingerprint(cfg: RewardModelConfig, train: TokenizedPairs, world_batch: int) -> dict[str, Any]:
+    """What a resumed run must share with the original for the same data order."""
+    from judge_rl._io import content_hash
+
+    return {
+        "data": content_hash([train.lengths, train.p_chosen, train.margin]),
+        "global_batch": world_batch,
+        "grad_accum": cfg.grad_accum,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+    }
+
+
+def latest_checkpoint(output: str | os.PathLike[str]) -> Path | None:
+    """The newest complete ``checkpoint-<step>`` folder in ``output``, if any."""
+    out = Path(output)
+    if not out.is_dir():
+        return None
+    best: tuple[int, Path] | None = None
+    for p in out.iterdir():
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / STATE_FILE).exists():
+            try:
+                step = int(p.name[len(CHECKPOINT_PREFIX) :])
+            except ValueError:
+                continue
+            if best is None or step > best[0]:
+                best = (step, p)
+    return best[1] if best else None
+
+
+def _read_records(cfg: RewardModelConfig) -> list[PreferenceRecord]:
+    if not cfg.data:
+        raise ConfigError("a preference file is required", setting="data")
+    if not Path(cfg.data).exists():
+        raise ConfigError(f"{cfg.data}: no such file", setting="data")
+    from judge_rl.data import read_preferences
+
+    return list(read_preferences(cfg.data).records)
+
+
+class _Trainer:
+    """State of one training run; methods are the steps of the loop in the module docstring."""
+
+    def __init__(
+        self,
+        cfg: RewardModelConfig,
+        records: Sequence[PreferenceRecord],
+        model: PreTrainedModel | None,
+        tokenizer: PreTrainedTokenizerBase | None,
+        hooks: Sequence[Hook],
+        run_log: RunLog | None,
+        log_dir: Path | None,
+    ) -> None:
+        import torch
+
+        from judge_rl.runlog import RewardModelSection
+
+        self.cfg = cfg
+        self.hooks = list(hooks)
+        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dist = _init_dist(self.device)
+        if self.device == "cuda" and self.dist.world > 1:
+            self.device = f"cuda:{self.dist.local_rank}"
+        self.threads = _set_threads(cfg.threads, self.dist.local_world)
+        self.bf16 = resolve_bf16(cfg.bf16, self.device)
+        self.out = Path(cfg.output)
+        self.run_log = run_log
+        self.log_dir = log_dir
+
+        resume_from = latest_checkpoint(self.out) if cfg.resume else None
+        if cfg.resume and resume_from is None:
+            log.info("no checkpoint in %s: starting from scratch", self.out)
+        self.resume_from = resume_from
+        if resume_from is not None:
+            model, tokenizer = load_reward_model(str(resume_from), seed=cfg.seed)
+        elif model is None or tokenizer is None:
+            model, tokenizer = load_reward_model(cfg.model, seed=cfg.seed)
+        else:
+            tokenizer.padding_side = "right"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model.config.pad_token_id = tokenizer.pad_token_id
+        self.model = model.to(self.device)
+        self.tok = tokenizer
+
+        # 1. tokenise once, split
+        if not records:
+            raise DataError("no preference pairs to train on", file=cfg.data or None)
+        pairs = tokenize_pairs(
+            records,
+            tokenizer,
+            max_length=cfg.max_length,
+            soft_labels=cfg.soft_labels,
+            use_margin=cfg.margin,
+            truncation=cfg.truncation,
+            file=cfg.data or None,
+        )
+        if len(pairs) == 0:
+            longest = max(
+                len(x)
+                for x in encode_many(
+                    tokenizer, [r.prompt for r in records[:50]], [r.chosen for r in records[:50]]
+                )
+            )
+            raise DataError(
+                f"all {len(records)} pairs are longer than --max-length {cfg.max_length} tokens "
+                f"(e.g. {longest} tokens); raise --max-length or use --truncation left",
+                file=cfg.data or None,
+            )
+        tr, ev = split_eval(len(pairs), cfg.eval_split, cfg.seed)
+        self.train = pairs.subset(tr)
+        self.eval = pairs.subset(ev)
+        self.truncated = pairs.truncated
+        if pairs.truncated:
+            log.warning(
+                "%d of %d pairs exceed max_length=%d (%s)",
+                pairs.truncated,
+                len(records),
+                cfg.max_length,
+                "dropped" if cfg.truncation == "drop" else "cut from the left",
+            )
+        self.global_batch = cfg.batch_size * self.dist.world
+        if len(self.train) < self.dist.world:
+            raise DataError(
+                f"{len(self.train)} training pairs cannot be shared among "
+                f"{self.dist.world} processes",
+                file=cfg.data or None,
+            )
+        self.lengths = self.train.lengths
+        n_batches = len(self._batches(0))
+        self.steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        # optimiser and schedule
+        self.module = _reward_module(self.model)
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.dist.local_rank] if self.device.startswith("cuda") else None
+            self.forward: torch.nn.Module = DDP(self.module, device_ids=ids)
+        else:
+            self.forward = self.module
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warmup = int(cfg.warmup_ratio * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _schedule(warmup, self.total_steps)
+        )
+        self.fingerprint = _fingerprint(cfg, self.train, self.global_batch)
+        self.step = 0
+        self.section = RewardModelSection(
+            model=cfg.model,
+            output_dir=str(self.out),
+            n_train=len(self.train),
+            n_eval=len(self.eval),
+            truncated=self.truncated,
+        )
+        self.section.model_extra["bf16"] = self.bf16  # type: ignore[index]
+        self.section.model_extra["processes"] = self.dist.world  # type: ignore[index]
+        self.section.model_extra["threads"] = self.threads  # type: ignore[index]
+        if resume_from is not None:
+            self._load_state(resume_from)
+
+    # -- data order --------------------------------------------------------------------------
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        """The epoch's global batches; a last batch too small to give every process a pair is
+        dropped (only possible with several processes)."""
+        b = length_grouped_batches(self.lengths, self.global_batch, seed=self.cfg.seed, epoch=epoch)
+        if self.dist.world > 1:
+            b = [x for x in b if len(x) >= self.dist.world]
+        return b
+
+    def _step_batches(self, step: int) -> list[list[int]]:
+        """The micro-batches of optimizer step ``step`` (fixed by the step number alone)."""
+        epoch, k = divmod(step, self.steps_per_epoch)
+        ga = self.cfg.grad_accum
+        return self._batches(epoch)[k * ga : (k + 1) * ga]
+
+    def _tensors(self, idx: Sequence[int], data: TokenizedPairs) -> tuple[torch.Tensor, ...]:
+        """Chosen then rejected, right-padded into one ``(2B, T)`` batch."""
+        import torch
+
+        seqs = [data.chosen[i] for i in idx] + [data.rejected[i] for i in idx]
+        ids, lengths = pad_right(seqs, self.tok.pad_token_id)  # (2B, T), (2B,)
+        p = torch.tensor([data.p_chosen[i] for i in idx], dtype=torch.float32)  # (B,)
+        m = torch.tensor([data.margin[i] for i in idx], dtype=torch.float32)  # (B,)
+        dev = self.device
+        return ids.to(dev), lengths.to(dev), p.to(dev), m.to(dev)
+
+    # -- one optimizer step ------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        import torch
+
+        cfg, d = self.cfg, self.dist
+        micro = self._step_batches(self.step)
+        n_step = sum(len(b) for b in micro)  # pairs in the whole (global) step
+        stats = torch.zeros(4, device=self.device)  # loss_sum, correct, decided, pairs
+        for mi, batch in enumerate(micro):
+            local = batch[d.rank :: d.world]
+            ids, lengths, p, m = self._tensors(local, self.train)
+            sync = mi == len(micro) - 1 or d.world == 1
+            ctx = contextlib.nullcontext() if sync else self.forward.no_sync()  # type: ignore[operator]
+            with ctx:
+                with _autocast(self.device, self.bf16):
+                    r = self.forward(ids, lengths)  # (2B,)
+                b = len(local)
+                r_c, r_r = r[:b], r[b:]  # (B,), (B,)
+                loss_vec = pair_loss(r_c, r_r, p, m if cfg.margin else None, cfg.center_coef)
+                # Sum over local pairs / pairs in the global step, × world because DDP averages:
+                # every process count takes the same step.
+                (loss_vec.sum() * (d.world / n_step)).backward()
+            with torch.no_grad():
+                delta = r_c - r_r
+                decided = (p - 0.5).abs() > 1e-6
+                correct = ((delta > 0) == (p > 0.5)) & decided
+                stats += torch.stack(
+                    [
+                        loss_vec.sum(),
+                        correct.sum(),
+                        decided.sum(),
+                        torch.tensor(float(b), device=self.device),
+                    ]
+                )
+        if cfg.max_grad_norm > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        else:
+            gnorm = torch.zeros((), device=self.device)
+        if d.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(stats)
+        loss_sum, correct, decided, pairs, gn = (*stats.tolist(), float(gnorm))  # one sync
+        if not (math.isfinite(loss_sum) and math.isfinite(gn)):
+            self.optimizer.zero_grad(set_to_none=True)
+            last = latest_checkpoint(self.out)
+            where = f"the last checkpoint, {last}, is intact" if last else "no checkpoint yet"
+            raise TrainingDiverged(
+                f"loss became non-finite at step {self.step + 1} (loss sum {loss_sum}, "
+                f"gradient norm {gn}); stopped before updating the weights; {where}. "
+                "Lower --lr, check the data's margins/labels, or try --bf16 off"
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {
+            "loss": loss_sum / max(pairs, 1),
+            "accuracy": correct / decided if decided else float("nan"),
+            "pairs": pairs,
+            "grad_norm": gn,
+        }
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _unwrap(m: Any) -> Any:
+        return m.module if hasattr(m, "module") and not hasattr(m, "config") else m
+
+    def rewards_of(self, data: TokenizedPairs) -> tuple[list[float], list[float]]:
+        """Rewards of every pair's chosen and rejected side (no grad, length-sorted batches)."""
+        import torch
+
+        bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
+        order = sorted(range(len(data)), key=lambda i: -data.lengths[i])
+        rc = [0.0] * len(data)
+        rr = [0.0] * len(data)
+        self.model.eval()
+        with torch.no_grad(), _autocast(self.device, self.bf16):
+            for s in range(0, len(order), bs):
+                idx = order[s : s + bs]
+                ids, lengths, _, _ = self._tensors(idx, data)
+                r = sequence_rewards(self.model, ids, lengths).tolist()
+                for k, i in enumerate(idx):
+                    rc[i], rr[i] = r[k], r[k + len(idx)]
+        self.model.train()
+        return rc, rr
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out accuracy, oriented mean margin, ECE, loss and reward distributions."""
+        import torch
+
+        data = self.eval
+        rc, rr = self.rewards_of(data)
+        p = data.p_chosen
+        delta = [c - r for c, r in zip(rc, rr, strict=True)]
+        loss = (
+            pair_loss(
+                torch.tensor(rc),
+                torch.tensor(rr),
+                torch.tensor(p),
+                torch.tensor(data.margin) if self.cfg.margin else None,
+            )
+            .mean()
+            .item()
+        )
+        decided = [i for i in range(len(data)) if abs(p[i] - 0.5) > 1e-6]
+        acc = (
+            sum((delta[i] > 0) == (p[i] > 0.5) for i in decided) / len(decided)
+            if decided
+            else float("nan")
+        )
+        oriented = [delta[i] if p[i] > 0.5 else -delta[i] for i in decided]
+        # Symmetrised: each pair counts in both orientations, so an all-"chosen wins" label set
+        # does not make the reliability diagram one-sided.
+        conf = [1 / (1 + math.exp(-x)) for x in delta]
+        ece = expected_calibration_error(conf + [1 - c for c in conf], p + [1 - x for x in p])
+
+        def _mean(xs: Sequence[float]) -> float:
+            return sum(xs) / len(xs) if xs else float("nan")
+
+        def _std(xs: Sequence[float]) -> float:
+            mu = _mean(xs)
+            return math.sqrt(sum((x - mu) ** 2 for x in xs) / len(xs)) if xs else float("nan")
+
+        self.section.reward_samples = {
+            "chosen": [round(x, 5) for x in rc[:500]],
+            "rejected": [round(x, 5) for x in rr[:500]],
+        }
+        return {
+            "step": float(self.step),
+            "accuracy": acc,
+            "margin": _mean(oriented),
+            "ece": ece,
+            "loss": loss,
+            "chosen_mean": _mean(rc),
+            "rejected_mean": _mean(rr),
+            "chosen_std": _std(rc),
+            "rejected_std": _std(rr),
+            "n": float(len(data)),
+            "ties": float(len(data) - len(decided)),
+        }
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def _save_model(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+        self.tok.save_pretrained(folder)
+        meta = {
+            "format": "judge_rl.reward_model",
+            "version": 1,
+            "base_model": self.cfg.model,
+            "max_length": self.cfg.max_length,
+            "truncation": self.cfg.truncation,
+            "soft_labels": self.cfg.soft_labels,
+            "step": self.step,
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+    def save_checkpoint(self) -> Path:
+        """``output/checkpoint-<step>``: model folder + optimizer/scheduler/RNG/step, written to a
+        temp folder and renamed, so a kill mid-save never leaves a half checkpoint."""
+        import torch
+
+        final = self.out / f"{CHECKPOINT_PREFIX}{self.step}"
+        if self.dist.main:
+            tmp = self.out / f".tmp-{CHECKPOINT_PREFIX}{self.step}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self._save_model(tmp)
+            state = {
+                "step": self.step,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+                "fingerprint": self.fingerprint,
+                "section": self.section.model_dump(mode="json"),
+            }
+            torch.save(state, tmp / STATE_FILE)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            self.section.checkpoints.append({"step": self.step, "path": str(final)})
+            self._prune()
+        self.dist.barrier()
+        return final
+
+    def _prune(self) -> None:
+        keep = self.cfg.keep_checkpoints
+        ckpts = sorted(
+            (p for p in self.out.glob(f"{CHECKPOINT_PREFIX}*") if (p / STATE_FILE).exists()),
+            key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]),
+        )
+        for p in ckpts[: max(0, len(ckpts) - max(keep, 1))]:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def _load_state(self, folder: Path) -> None:
+        import torch
+
+        from judge_rl.runlog import RewardModelSection
+
+        state = torch.load(folder / STATE_FILE, map_location=self.device, weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            diff = sorted(
+                k for k in self.fingerprint if state["fingerprint"].get(k) != self.fingerprint[k]
+            )
+            raise ConfigError(
+                f"{folder} was written by a run with different {', '.join(diff)}; resume with "
+                "the same data and settings, or use a new --output",
+                setting="resume",
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        random.setstate(state["rng"]["python"])
+        self.step = int(state["step"])
+        prev = RewardModelSection.model_validate(state["section"])
+        prev.checkpoints = [c for c in prev.checkpoints if c["step"] <= self.step]
+        self.section = prev
+        self.section.model_extra["resumed_from"] = str(folder)  # type: ignore[index]
+        log.info("resumed from %s at step %d", folder, self.step)
+
+    # -- run log, hooks --------------------------------------------------------------------------
+
+    def _emit(
+        self, kind: str, metrics: dict[str, float] | None = None, path: str | None = None
+    ) -> None:
+        ev = RMEvent(kind, self.step, self.total_steps, metrics or {}, path, self.model)
+        for h in self.hooks:
+            h(ev)
+
+    def _write_log(self) -> None:
+        if self.run_log is not None and self.log_dir is not None and self.dist.main:
+            self.run_log.reward_model = self.section
+            self.run_log.save(self.log_dir)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        import torch
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed + 1 + self.step)
+        self.model.train()
+        self._emit("start")
+        t_train = 0.0
+        pairs_done = 0.0
+        window: list[dict[str, float]] = []
+        t_win = time.perf_counter()
+        try:
+            while self.step < self.total_steps:
+                t0 = time.perf_counter()
+                m = self.train_step()
+                dt = time.perf_counter() - t0
+                t_train += dt
+                pairs_done += m["pairs"]
+                window.append(m)
+                m["lr"] = self.scheduler.get_last_lr()[0]
+                m["pairs_per_s"] = m["pairs"] / dt if dt > 0 else 0.0
+                self._emit("step", m)
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    span = time.perf_counter() - t_win
+                    accs = [w["accuracy"] for w in window if not math.isnan(w["accuracy"])]
+                    self.section.train.append(
+                        {
+                            "step": float(self.step),
+                            "epoch": round(self.step / self.steps_per_epoch, 4),
+                            "loss": sum(w["loss"] for w in window) / len(window),
+                            "accuracy": sum(accs) / len(accs) if accs else float("nan"),
+                            "pairs_per_s": sum(w["pairs"] for w in window) / span if span else 0.0,
+                            "lr": m["lr"],
+                        }
+                    )
+                    window, t_win = [], time.perf_counter()
+                last = self.step == self.total_steps
+                if len(self.eval) and (
+                    last or (cfg.eval_every and self.step % cfg.eval_every == 0)
+                ):
+                    self._do_eval()
+                    t_win = time.perf_counter()
+                if not last and cfg.save_every and self.step % cfg.save_every == 0:
+                    path = self.save_checkpoint()
+                    self._emit("save", path=str(path))
+                    self._write_log()
+                    t_win = time.perf_counter()
+            path = self.save_checkpoint()
+            self._emit("save", path=str(path))
+            final = dict(self.section.evals[-1]) if self.section.evals else {}
+            final["train_loss"] = (
+                self.section.train[-1]["loss"] if self.section.train else float("nan")
+            )
+            final["steps"] = float(self.step)
+            final["time_s"] = round(t_train, 3)
+            final["pairs_per_s"] = pairs_done / t_train if t_train else 0.0
+            self.section.final = final
+            if self.dist.main:
+                self._save_model(self.out)
+            self._write_log()
+            self.dist.barrier()
+            self._emit("end", final)
+            return TrainResult(
+                self.out, self.section, self.step, final, t_train, final["pairs_per_s"]
+            )
+        except BaseException:
+            self._write_log()
+            raise
+
+    def _do_eval(self) -> None:
+        if self.dist.main:
+            ev = self.evaluate()
+            self.section.evals.append(ev)
+            self._write_log()
+            self._emit("eval", ev)
+        self.dist.barrier()
+
+    def close(self) -> None:
+        if self.dist.initialised_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def train_reward_model(
+    config: RewardModelConfig,
+    *,
+    records: Sequence[PreferenceRecord] | None = None,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    hooks: Sequence[Hook] = (),
+    run_log: RunLog | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+) -> TrainResult:
+    """Train a Bradley-Terry reward model; see the module docstring for the steps.
+
+    Args:
+        config: the settings (``config.data`` is read when ``records`` is None).
+        records: preference pairs to use instead of reading ``config.data``.
+        model: a ``*ForSequenceClassification`` model (num_labels=1) to train instead of loading
+            ``config.model``; needs ``tokenizer`` too. Ignored when resuming.
+        tokenizer: the model's tokenizer.
+        hooks: callables receiving :class:`RMEvent` s (progress bars, tests; may raise to stop).
+        run_log: a run log whose ``reward_model`` section is filled and saved each eval.
+        log_dir: the folder ``run_log`` is saved to.
+
+    Raises:
+        ConfigError: a bad setting or a checkpoint from different settings.
+        DataError: no pairs, or all pairs longer than ``max_length``.
+        TrainingDiverged: non-finite loss; the last checkpoint is left intact.
+    """
+    config.validate()
+    recs = list(records) if records is not None else _read_records(config)
+    if not recs:
+        raise DataError("no preference pairs to train on", file=config.data or None)
+    trainer = _Trainer(
+        config, recs, model, tokenizer, hooks, run_log, Path(log_dir) if log_dir else None
+    )
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+def config_dict(config: RewardModelConfig) -> dict[str, Any]:
+    """The config as JSON-able data for the run log."""
+    return asdict(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+class RewardModelScorer:
+    """Score (prompt, response) pairs with a trained reward model folder.
+
+    Also a :class:`judge_rl.train.rewards.RewardSource` (``name`` and ``__call__(queries)``).
+
+    Args:
+        path: a folder written by ``judge-rl train-rm`` (or any ``*ForSequenceClassification``
+            model folder with one label).
+        device: ``cpu``/``cuda``; default CUDA when present.
+        batch_size: sequences per forward pass.
+        max_length: longer inputs are cut from the left (the response's end is kept).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        device: str | None = None,
+        batch_size: int = 16,
+        max_length: int = 1024,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        p = Path(path)
+        if not (p / "config.json").exists():
+            raise ConfigError(
+                f"{p} is not a reward model folder (no config.json)", setting="reward_model"
+            )
+        if batch_size < 1:
+            raise ConfigError(f"must be at least 1, got {batch_size}", setting="batch_size")
+        self.path = p
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.name = f"reward_model:{p.name}"
+        meta_file = p / META_FILE
+        self.meta: dict[str, Any] = (
+            json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
+        )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(p))
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(p))
+        except (OSError, ValueError) as e:
+            raise ConfigError(
+                f"cannot load reward model {p}: {e}", setting="reward_model"
+            ) from None
+        if getattr(self.model.config, "num_labels", 1) != 1:
+            raise ConfigError(
+                f"{p} has {self.model.config.num_labels} labels, a reward model has one",
+                setting="reward_model",
+            )
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.to(self.device).eval()
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        """One reward per (prompt, response), in input order."""
+        import torch
+
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if not prompts:
+            return []
+        ids = [x[-self.max_length :] for x in encode_many(self.tokenizer, prompts, responses)]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = [0.0] * len(ids)
+        with torch.no_grad():
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                t, lengths = pad_right([ids[i] for i in idx], self.tokenizer.pad_token_id)
+                r = sequence_rewards(self.model, t.to(self.device), lengths.to(self.device))
+                for k, i in enumerate(idx):
+                    out[i] = float(r[k])
+        return out
+
+    def __call__(self, queries: Sequence[RewardQuery]) -> list[float]:
+        """RewardSource protocol: score each query's (prompt, response)."""
+        return self.score([q.prompt for q in queries], [q.response for q in queries])
+
+
+__all__ = [
+    "RMEvent",
+    "RewardModelConfig",
+    "RewardModelScorer",
+    "TrainResult",
+    "TrainingDiverged",
+    "bradley_terry_loss",
+    "center_rewards_penalty",
+    "expected_calibration_error",
+    "latest_checkpoint",
+    "load_reward_model",
+    "pair_loss",
+    "sequence_rewards",
+    "soft_label_loss",
+    "train_reward_model",
+]
