@@ -220,10 +220,11 @@ def _check_values(data: dict[str, Any], *, file: str) -> None:
                 f"unknown backend {data['backend']!r} (known: {', '.join(sorted(BACKENDS))})",
             )
     for key in ("max_tokens", "concurrency", "max_retries", "quorum", "batch_size", "max_length"):
+        low = 0 if key == "max_retries" else 1
         if key in data and (
-            not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 1
+            not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < low
         ):
-            raise bad(key, f"must be a positive integer, not {data[key]!r}")
+            raise bad(key, f"must be an integer >= {low}, not {data[key]!r}")
     for key in ("temperature", "top_p", "tolerance", "timeout_s", "tie_margin"):
         if key in data and (isinstance(data[key], bool) or not isinstance(data[key], (int, float))):
             raise bad(key, f"must be a number, not {data[key]!r}")
