@@ -16,6 +16,7 @@ atomically. Safety rules, all enforced here:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any
 from judge_rl._io import atomic_write_text
 from judge_rl.report import svg
 from judge_rl.report._common import (
+    _BIDI_RE,
     as_metric,
     clip,
     evidence_text,
@@ -62,15 +64,17 @@ PAGE_SIZE = 20
 
 
 def json_for_script(obj: Any) -> str:
-    """JSON that is safe inside ``<script type="application/json">``.
+    r"""JSON that is safe inside ``<script type="application/json">``.
 
-    ``<``, ``>`` and ``&`` become ``\\u003c`` etc. (so ``</script>`` and ``<!--`` cannot appear),
-    and U+2028/U+2029 are escaped too (they end lines in older JS parsers).
+    ``<``, ``>`` and ``&`` become ``\u003c`` etc. (so ``</script>`` and ``<!--`` cannot appear),
+    U+2028/U+2029 are escaped too (they end lines in older JS parsers), and direction controls
+    are neutralised (one pass over the whole text: no per-string cost for 10k rows).
 
-    >>> json_for_script({"x": "</script><b>&"})
-    '{"x":"\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e\\\\u0026"}'
+    >>> json_for_script({"x": "</script><b>&\u202e"})
+    '{"x":"\\u003c/script\\u003e\\u003cb\\u003e\\u0026[U+202E]"}'
     """
     s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+    s = _BIDI_RE.sub(lambda m: f"[U+{ord(m.group()):04X}]", s)
     return (
         s.replace("<", "\\u003c")
         .replace(">", "\\u003e")
@@ -162,8 +166,8 @@ def browser_rows(log: RunLog) -> dict[str, Any]:
             else:
                 r["w"] = j.winner if j.ok else "fail"
                 r["j"] = j.judge.name
-                if j.p_a is not None:
-                    r["pa"] = round(j.p_a, 4)
+                if is_num(j.p_a):
+                    r["pa"] = round(float(j.p_a), 4)
                 if j.consistent is not None:
                     r["k"] = j.consistent
                 if j.error:
@@ -178,7 +182,8 @@ def browser_rows(log: RunLog) -> dict[str, Any]:
         for cid, c in comps.items():
             if cid not in seen:
                 rows.append(row(c, None))
-    return _clean({"models": sorted(models), "rows": rows, "page": PAGE_SIZE})
+    # strings are neutralised by json_for_script in one pass over the serialised text
+    return {"models": sorted(models), "rows": rows, "page": PAGE_SIZE}
 
 
 # ---------------------------------------------------------------- section contexts
@@ -662,6 +667,7 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1)
 def _env() -> Any:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
 SNAPSHOTS = HERE / "snapshots"
 ARTEFACTS = Path(
-    os.environ.get("JUDGE_RL_TEST_ARTEFACTS", HERE.parents[1] / "test-artefacts" / "report")
+    os.environ.get("JUDGE_RL_TEST_ARTEFACTS", HERE.parents[1] / "test-artifacts" / "report")
 )
 
 
@@ -267,6 +267,18 @@ def browser():
 
 @pytest.fixture(scope="session")
 def artefacts() -> Path:
-    """Where screenshots are kept (``test-artefacts/report``; override JUDGE_RL_TEST_ARTEFACTS)."""
+    """Where screenshots are kept (``test-artifacts/report``, gitignored; override JUDGE_RL_TEST_ARTEFACTS)."""
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     return ARTEFACTS
+
+
+@pytest.fixture(scope="session")
+def large_report(factory, tmp_path_factory):
+    """A 10k-comparison labelling log rendered once: (log, html path, render seconds)."""
+    from judge_rl.report.html import write_report
+
+    log = factory.large(10_000)
+    path = tmp_path_factory.mktemp("large") / "report.html"
+    t0 = time.perf_counter()
+    write_report(log, path)
+    return log, path, time.perf_counter() - t0
