@@ -29,7 +29,6 @@ hooks after every step (it is their :class:`~judge_rl.train.callbacks.PolicyHand
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from judge_rl.errors import ConfigError
+from judge_rl.train._ppo_config import PPOConfig, config_fields
 from judge_rl.train.callbacks import Callback, Samples, StepInfo
 from judge_rl.train.rewards import RewardQuery, RewardSource
 from judge_rl.types import Prompt, PromptItem, prompt_text
@@ -55,146 +55,6 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
 VALUE_FILE = "value.pt"
-
-
-# =============================================================================================
-# Configuration
-
-
-@dataclass
-class PPOConfig:
-    """Every PPO setting; the CLI flags and ``--config`` YAML keys have the same names."""
-
-    policy: str = "embedded"
-    """Policy model: a folder, or ``embedded`` (SmolLM2-135M-Instruct)."""
-    reward: str = ""
-    """Reward source spec, e.g. ``verifier:gsm8k``, ``rm:PATH``, ``judge:NAME``,
-    ``0.7*rm:PATH+0.3*verifier`` (see :func:`judge_rl.train.reward_sources.make_reward_source`)."""
-    prompts: str = ""
-    """Prompt file or built-in set (``builtin:gsm8k-demo``)."""
-    output: str = ""
-    """Folder for checkpoints (``checkpoint-000010/``: model folder + trainer state) and ``final/``."""
-    run: str | None = None
-    """Run name: the run log goes to ``reports/<run>/log.json`` (timestamp when unset)."""
-    steps: int = 20
-    """PPO steps (one rollout batch and its updates each)."""
-    batch_size: int = 16
-    """Prompts per rollout batch, per process."""
-    mini_batch_size: int = 8
-    """Samples per gradient step (``batch_size`` must be a multiple)."""
-    ppo_epochs: int = 4
-    """Passes over each rollout batch."""
-    lr: float = 1e-5
-    """AdamW learning rate (policy and value)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip (0 disables)."""
-    kl_coef: float = 0.05
-    """Initial coefficient of the per-token KL penalty (fixed unless ``target_kl`` is set)."""
-    target_kl: float | None = None
-    """Adaptive KL: target KL per sample (sum over tokens, nats); None keeps ``kl_coef`` fixed."""
-    kl_horizon: int = 10000
-    """Adaptive KL horizon in samples (Ziegler et al. 2019)."""
-    kl_estimator: str = "k1"
-    """Per-token KL estimator in the reward: ``k1`` (log-ratio) or ``k3`` (unbiased, >= 0)."""
-    gamma: float = 1.0
-    """GAE discount."""
-    lam: float = 0.95
-    """GAE lambda."""
-    cliprange: float = 0.2
-    """Policy ratio clip epsilon."""
-    cliprange_value: float = 0.2
-    """Value clip around the rollout's values."""
-    vf_coef: float = 0.1
-    """Weight of the value loss."""
-    ent_coef: float = 0.0
-    """Entropy bonus weight (0: entropy is only logged)."""
-    whiten_advantages: bool = True
-    """Normalise advantages to mean 0, std 1 over the batch's response tokens."""
-    max_new_tokens: int = 64
-    """Response budget in tokens."""
-    temperature: float = 1.0
-    """Sampling temperature (log-probabilities use the same temperature)."""
-    top_k: int = 0
-    """Top-k sampling (0: off; PPO assumes the full distribution, so leave it off)."""
-    top_p: float = 1.0
-    """Nucleus sampling (1.0: off)."""
-    missing_eos_penalty: float | None = None
-    """Subtracted from the score of a response that hit ``max_new_tokens`` without EOS."""
-    max_prompt_length: int | None = None
-    """Longest prompt in tokens; default: the model's context minus ``max_new_tokens``. Longer
-    prompts are an error."""
-    chat_template: bool = True
-    """Wrap text prompts as a user message with the tokenizer's chat template (when it has one)."""
-    value_model: str = "policy"
-    """Value function: ``policy`` (separate copy of the policy's body + head), ``head`` (a head on
-    the policy, shared body) or a reward-model folder (body and head from ``train-rm``)."""
-    rollout: str = "hf"
-    """Rollout engine: ``hf`` (transformers generate) or ``vllm`` (GPU, optional extra)."""
-    lora_r: int = 0
-    """LoRA rank (needs peft); 0 trains all weights. With LoRA the reference is the policy with
-    adapters disabled (no copy)."""
-    save_every: int = 0
-    """Checkpoint every N steps (0: only at the end)."""
-    log_samples: int = 2
-    """Samples per step stored in the run log."""
-    seed: int = 0
-    """Seed for prompt order, sampling and head initialisation."""
-    device: str | None = None
-    """``cpu`` or ``cuda``; default: what accelerate picks (CUDA when present)."""
-    resume: str | None = None
-    """Resume from a checkpoint folder, or ``latest`` (the newest under ``output``)."""
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad setting."""
-        def bad(setting: str, msg: str) -> ConfigError:
-            return ConfigError(msg, setting=setting)
-
-        for name in ("steps", "batch_size", "mini_batch_size", "ppo_epochs", "max_new_tokens"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise bad(name, f"must be a positive integer, got {v!r}")
-        if self.batch_size % self.mini_batch_size:
-            raise bad("mini_batch_size", f"{self.mini_batch_size} does not divide batch_size "
-                      f"{self.batch_size}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise bad("lr", f"must be positive, got {self.lr}")
-        if self.kl_coef < 0 or not math.isfinite(self.kl_coef):
-            raise bad("kl_coef", f"must be >= 0, got {self.kl_coef}")
-        if self.target_kl is not None and not self.target_kl > 0:
-            raise bad("target_kl", f"must be positive, got {self.target_kl}")
-        if self.kl_estimator not in ("k1", "k3"):
-            raise bad("kl_estimator", f"must be k1 or k3, got {self.kl_estimator!r}")
-        if not 0 <= self.gamma <= 1:
-            raise bad("gamma", f"must be in [0, 1], got {self.gamma}")
-        if not 0 <= self.lam <= 1:
-            raise bad("lam", f"must be in [0, 1], got {self.lam}")
-        for name in ("cliprange", "cliprange_value"):
-            if not getattr(self, name) > 0:
-                raise bad(name, f"must be positive, got {getattr(self, name)}")
-        if self.vf_coef < 0:
-            raise bad("vf_coef", f"must be >= 0, got {self.vf_coef}")
-        if not self.temperature > 0:
-            raise bad("temperature", f"must be positive, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise bad("top_p", f"must be in (0, 1], got {self.top_p}")
-        if self.save_every < 0:
-            raise bad("save_every", f"must be >= 0, got {self.save_every}")
-        if self.max_prompt_length is not None and self.max_prompt_length < 1:
-            raise bad("max_prompt_length", f"must be positive, got {self.max_prompt_length}")
-        if self.rollout not in ("hf", "vllm"):
-            raise bad("rollout", f"must be hf or vllm, got {self.rollout!r}")
-        if self.lora_r < 0:
-            raise bad("lora_r", f"must be >= 0, got {self.lora_r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def config_fields() -> dict[str, dataclasses.Field[Any]]:
-    """The settings by name (for the CLI and YAML validation)."""
-    return {f.name: f for f in dataclasses.fields(PPOConfig)}
 
 
 # =============================================================================================
@@ -509,9 +369,11 @@ class PPOTrainer:
         if policy is None or isinstance(policy, str):
             from judge_rl.models import load_causal_lm, load_tokenizer
 
-            name = policy or c.policy
+            name = policy_name = policy or c.policy
             policy = load_causal_lm(name)
             tokenizer = tokenizer or load_tokenizer(name)
+        else:
+            policy_name = str(getattr(policy.config, "_name_or_path", "") or type(policy).__name__)
         if tokenizer is None:
             raise ConfigError("a tokenizer is needed with a model object", setting="policy")
         if tokenizer.pad_token_id is None:
@@ -573,7 +435,7 @@ class PPOTrainer:
         self._epoch = 0
         self._cursor = 0
         self.section: PPOSection = PPOSection(
-            policy=str(c.policy) if isinstance(c.policy, str) else "",
+            policy=policy_name,
             reward=getattr(reward_source, "name", str(c.reward)),
         )
         if run_log is not None:
