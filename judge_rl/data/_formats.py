@@ -566,6 +566,24 @@ def _record_extras(row: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
     return out
 
 
+def harmonise(
+    prompt: Prompt, chosen: str | list[Message], rejected: str | list[Message]
+) -> tuple[Prompt, str | list[Message], str | list[Message]]:
+    """TRL wants all three text or all three messages: when any is a message list, wrap the text
+    ones (the prompt as a user turn, a response as an assistant turn).
+
+    >>> harmonise("hi", [{"role": "assistant", "content": "yo"}], "no")[0]
+    [{'role': 'user', 'content': 'hi'}]
+    """
+    if not any(isinstance(x, list) for x in (prompt, chosen, rejected)):
+        return prompt, chosen, rejected
+
+    def wrap(x: Any, role: str) -> list[Message]:
+        return x if isinstance(x, list) else [{"role": role, "content": x}]
+
+    return wrap(prompt, "user"), wrap(chosen, "assistant"), wrap(rejected, "assistant")
+
+
 def _make(
     prompt: Prompt,
     chosen: str | list[Message],
@@ -578,9 +596,8 @@ def _make(
     prompt_id: str = "",
     provenance: dict[str, Any] | None = None,
 ) -> PreferenceRecord:
+    prompt, chosen, rejected = harmonise(prompt, chosen, rejected)
     check_distinct(chosen, rejected)
-    if isinstance(prompt, list) != isinstance(chosen, list) and isinstance(prompt, list):
-        raise RowError("prompt is conversational but the responses are text", "chosen")
     prov = dict(provenance or {})
     # A file written by write_preferences carries the original file/line/format: keep them.
     for k, v in ctx.provenance().items():
@@ -601,22 +618,24 @@ def convert_trl(row: Mapping[str, Any], ctx: Ctx) -> list[PreferenceRecord]:
     """TRL standard / conversational rows (with or without a prompt column)."""
     chosen = response_field(row, "chosen", ctx)
     rejected = response_field(row, "rejected", ctx)
-    if isinstance(chosen, list) != isinstance(rejected, list):
-        raise RowError("chosen and rejected must both be text or both be messages", "rejected")
     if "prompt" in row and row["prompt"] is not None:
         prompt = prompt_field(row, "prompt", ctx)
     elif isinstance(chosen, list) and isinstance(rejected, list):
         prompt, chosen, rejected = split_implicit_messages(chosen, rejected)
         if not prompt:
             raise RowError("no prompt column and no shared leading messages", "prompt")
-    else:
-        assert isinstance(chosen, str) and isinstance(rejected, str)
+    elif isinstance(chosen, str) and isinstance(rejected, str):
         prompt, chosen, rejected = split_implicit_text(chosen, rejected)
         if not prompt.strip():
             raise RowError(
                 "no prompt column and chosen/rejected share no prefix (map one with --prompt-col)",
                 "prompt",
             )
+    else:
+        raise RowError(
+            "without a prompt column, chosen and rejected must both be text or both be messages",
+            "rejected",
+        )
     kw = _record_extras(row, ctx)
     prov = dict(kw.pop("provenance", {}))
     prov.update(extras(row, _TRL_KNOWN))

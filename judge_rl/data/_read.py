@@ -117,8 +117,8 @@ def detect_format(
             line, reason = coll.skipped[0]
             raise DataError(reason, file=str(source), line=line)
         return "empty"
-    for i, row in enumerate(source, start=1):
-        return _detect(F.apply_columns(row, columns), "<rows>", i)
+    for i, item in enumerate(source, start=1):
+        return _detect(F.apply_columns(item, columns), "<rows>", i)
     return "empty"
 
 

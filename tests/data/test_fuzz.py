@@ -102,6 +102,26 @@ value = st.recursive(
     max_leaves=8,
 )
 row = st.dictionaries(st.sampled_from(KEYS), value, max_size=6)
+# Each format's own columns, with arbitrary values (and maybe one stray column).
+KEYSETS = [
+    ("chosen", "rejected"),
+    ("prompt", "chosen", "rejected"),
+    ("prompt", "response_a", "response_b", "winner"),
+    ("question", "response_a", "response_b", "p_a", "model_a"),
+    ("prompt", "responses"),
+    ("prompt", "response", "thumbs"),
+    ("prompt", "response", "rating", "prompt_id"),
+    ("instruction", "output_1", "output_2", "preference"),
+    ("question_id", "model_id", "choices"),
+    ("question_id", "turns", "category"),
+    ("question", "answer"),
+    ("prompt_id", "prompt", "response", "source", "metadata"),
+]
+shaped_row = st.sampled_from(KEYSETS).flatmap(
+    lambda ks: st.fixed_dictionaries(
+        {k: value for k in ks}, optional={"provenance": value, "p_chosen": leaf}
+    )
+)
 
 
 def _check(path: Path) -> None:
@@ -136,7 +156,7 @@ def test_arbitrary_gzipped_bytes(data):
 
 
 @FUZZ
-@given(rows=st.lists(st.one_of(row, value), min_size=1, max_size=5))
+@given(rows=st.lists(st.one_of(shaped_row, shaped_row, row, value), min_size=1, max_size=5))
 def test_arbitrary_json_rows(rows):
     with tempfile.TemporaryDirectory() as d:
         jl = Path(d) / "fuzz.jsonl"

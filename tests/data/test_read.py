@@ -248,3 +248,23 @@ def test_prompt_skip_invalid_reports(tmp_path):
     assert [line for line, _ in skipped] == [2, 3]
     with pytest.raises(DataError, match=r"p.jsonl:2: prompt: empty"):
         read_prompts(f)
+
+
+def test_mixed_text_and_messages_are_harmonised_for_trl(tmp_path):
+    f = _lines(
+        tmp_path / "mix.jsonl",
+        {
+            "prompt": "hi",
+            "chosen": [{"role": "assistant", "content": "hello"}],
+            "rejected": "go away",
+        },
+        {
+            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            "rejected": "b",
+        },
+    )
+    res = read_preferences(f, skip_invalid=True)
+    r = res.records[0]
+    assert r.prompt == [{"role": "user", "content": "hi"}]
+    assert r.rejected == [{"role": "assistant", "content": "go away"}]
+    assert res.skipped and "both be text or both be messages" in res.skipped[0][1]
