@@ -167,6 +167,15 @@ def summarize(
         DataError: as the readers do (first bad row, unless ``skip_invalid``).
     """
     path = _resolve_prompts(path)
+    if path.is_dir():  # a folder of candidate files (e.g. MT-Bench model_answer/)
+        skipped_dir: list[tuple[int, str]] = []
+        cands = read_candidates(
+            path, fmt=fmt, columns=columns, skip_invalid=skip_invalid, skipped=skipped_dir
+        )
+        kind_fmt = fmt or detect_format(path)
+        return _candidate_summary(
+            str(path), kind_fmt, cands, skipped_dir, len(cands) + len(skipped_dir)
+        )
     found = fmt or detect_format(path, columns=columns)
     if found == "empty":
         return Summary(str(path), "empty", "empty", 0, 0)

@@ -110,6 +110,8 @@ def detect_format(
     """
     if isinstance(source, str | os.PathLike):
         source = _resolve_prompts(source)
+        if source.is_dir():  # a folder of candidate files: its first file decides
+            return detect_format(_folder_files(source)[0], columns=columns)
         coll = _Collector(source, skip_invalid=True)
         for line, row in _dict_rows(source, columns, coll):
             return _detect(row, source, line)
@@ -428,6 +430,17 @@ def _find_questions(path: Path) -> Path | None:
     return None
 
 
+def _folder_files(folder: Path) -> list[Path]:
+    files = sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file() and f.name.lower().endswith((".jsonl", ".jsonl.gz", ".json"))
+    )
+    if not files:
+        raise DataError("no .jsonl or .json files in this folder", file=str(folder))
+    return files
+
+
 def read_candidates(
     path: PathLike,
     *,
@@ -454,13 +467,7 @@ def read_candidates(
     _check_fmt(fmt)
     p = Path(path)
     if p.is_dir():
-        files = sorted(
-            f
-            for f in p.iterdir()
-            if f.is_file() and f.name.lower().endswith((".jsonl", ".jsonl.gz", ".json"))
-        )
-        if not files:
-            raise DataError("no .jsonl files in this folder", file=str(p))
+        files = _folder_files(p)
         out: list[Candidate] = []
         for f in files:
             out.extend(
