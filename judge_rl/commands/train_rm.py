@@ -83,7 +83,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --output"
     )
-    p.add_argument("--run", default=None, metavar="NAME", help="run name (reports/NAME/)")
+    p.add_argument(
+        "--run",
+        "--run-name",
+        dest="run",
+        default=None,
+        metavar="NAME",
+        help="run name (reports/NAME/); under torchrun spell it --run-name",
+    )
     p.add_argument(
         "--bf16",
         choices=["auto", "on", "off"],
