@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge_rl._io import atomic_write_text
 from judge_rl.errors import JudgeRLError
@@ -32,6 +32,15 @@ DEFAULT_ROOT = "reports"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+def _null_to_nan(v: Any) -> Any:
+    """NaN is written to JSON as ``null``; read it back as NaN so such a log loads again."""
+    if isinstance(v, list):
+        return [_null_to_nan(x) for x in v]
+    if isinstance(v, dict):
+        return {k: float("nan") if x is None else x for k, x in v.items()}
+    return v
 
 
 class Metric(BaseModel):
@@ -101,6 +110,8 @@ class RewardModelSection(_Section):
     """{"chosen": [...], "rejected": [...]} held-out rewards for the distribution plot."""
     checkpoints: list[dict[str, Any]] = Field(default_factory=list)
 
+    null_is_nan = field_validator("train", "evals", "final", mode="before")(_null_to_nan)
+
 
 class PPOSection(_Section):
     """``judge-rl ppo``."""
@@ -116,6 +127,8 @@ class PPOSection(_Section):
     checkpoints: list[dict[str, Any]] = Field(default_factory=list)
     """step, path."""
     stopped_early: str | None = None
+
+    null_is_nan = field_validator("steps", mode="before")(_null_to_nan)
 
 
 class OveroptSection(_Section):
