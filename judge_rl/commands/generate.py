@@ -1,16 +1,372 @@
-"""``judge-rl generate``: not implemented yet (placeholder so the command table is complete)."""
+"""``judge-rl generate``: sample K responses per prompt with any backend and write Candidates.
+
+Input: a prompt set (JSONL/JSON/CSV/Parquet, or ``builtin:<name>``) read by
+:func:`judge_rl.data.read_prompts`. Output: candidates JSONL, one :class:`~judge_rl.types.Candidate`
+per line, with the sampling parameters, token counts, finish reason and the prompt's reference
+answer (``metadata["reference"]``) in ``metadata``; plus ``reports/<run>/log.json``.
+
+Resumable: prompts whose K samples are already in the output are skipped; each batch is appended
+with one write and flushed to disk, and a line cut short by a crash is dropped on the next run.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from judge_rl.errors import JudgeRLError
+from pathlib import Path
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("generate", help="(not implemented yet)")
+    p = sub.add_parser(
+        "generate",
+        help="sample responses to prompts with a model -> candidates file",
+        description="Sample --n responses per prompt with a local model (hf, vllm) or an "
+        "OpenAI-compatible endpoint (openai) and write candidates JSONL. Re-running the same "
+        "command skips prompts already in the output.",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME_OR_PATH",
+        help="model folder, 'embedded', or the endpoint's model name",
+    )
+    p.add_argument(
+        "--prompts",
+        required=True,
+        metavar="FILE",
+        help="prompt file or builtin:NAME (e.g. builtin:gsm8k-demo)",
+    )
+    p.add_argument("--output", required=True, metavar="FILE", help="candidates .jsonl")
+    p.add_argument("--n", type=int, default=1, metavar="K", help="samples per prompt (default 1)")
+    p.add_argument(
+        "--backend",
+        choices=("hf", "vllm", "openai"),
+        default="hf",
+        help="hf (transformers, default), vllm (offline engine, GPU), openai "
+        "(any OpenAI-compatible server)",
+    )
+    p.add_argument(
+        "--base-url",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="openai backend: endpoint base URL, e.g. http://127.0.0.1:8000/v1 "
+        "(repeat to spread across several)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="openai backend: name of the environment variable holding the API key",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="openai backend: requests in flight (default 64)",
+    )
+    p.add_argument("--temperature", type=float, default=0.7, help="default 0.7 (0 = greedy)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="prompts per generate call (hf, vllm) and per flush to disk",
+    )
+    p.add_argument(
+        "--source",
+        default=None,
+        metavar="NAME",
+        help="name recorded as each candidate's source (default: the model's name)",
+    )
+    p.add_argument("--system", default=None, metavar="TEXT", help="system message for every prompt")
+    p.add_argument("--device", default=None, help="hf backend: cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--dtype", default=None, help="hf/vllm: float32, bfloat16, float16")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
+    p.add_argument("--run", default=None, metavar="NAME", help="run name: reports/NAME/log.json")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise JudgeRLError("`judge-rl generate` is not implemented yet")
+    import asyncio
+
+    return asyncio.run(_run(args))
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject bad settings before anything is loaded."""
+    from judge_rl.errors import ConfigError
+
+    if args.n < 1:
+        raise ConfigError(f"must be >= 1, got {args.n}", setting="--n")
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"must be >= 1, got {args.max_new_tokens}", setting="--max-new-tokens")
+    if args.batch_size < 1:
+        raise ConfigError(f"must be >= 1, got {args.batch_size}", setting="--batch-size")
+    if args.temperature < 0:
+        raise ConfigError(f"must be >= 0, got {args.temperature}", setting="--temperature")
+    if not 0 < args.top_p <= 1:
+        raise ConfigError(f"must be in (0, 1], got {args.top_p}", setting="--top-p")
+    if args.base_url and args.backend != "openai":
+        raise ConfigError("--base-url needs --backend openai", setting="--base-url")
+    out = Path(args.output)
+    if out.suffix not in (".jsonl",):
+        raise ConfigError(f"{out}: candidates are written as .jsonl", setting="--output")
+
+
+def default_source(model: str) -> str:
+    """A readable source name for a model argument.
+
+    >>> default_source("embedded")
+    'smollm2-135m-instruct'
+    >>> default_source("runs/ppo/checkpoint-40/")
+    'checkpoint-40'
+    """
+    from judge_rl.models import EMBEDDED_NAME, is_embedded
+
+    if is_embedded(model):
+        return EMBEDDED_NAME
+    return Path(model.rstrip("/")).name or model
+
+
+def load_done(path: Path, source: str, n: int) -> tuple[set[str], int]:
+    """Prompt ids with ``n`` samples from ``source`` already in ``path``; number of lines kept.
+
+    A last line cut short by a crash is removed (the file is rewritten atomically without it).
+    """
+    import json
+    from collections import Counter
+
+    from judge_rl._io import atomic_write_text
+    from judge_rl.errors import DataError
+
+    if not path.exists():
+        return set(), 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    good: list[str] = []
+    counts: Counter[str] = Counter()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if i == len(lines):  # a partial last line from an interrupted run
+                continue
+            raise DataError(
+                "not JSON (is this a candidates file?)", file=str(path), line=i
+            ) from None
+        if not isinstance(row, dict) or "prompt_id" not in row:
+            raise DataError("not a candidate row", file=str(path), line=i, field="prompt_id")
+        good.append(line)
+        if row.get("source") == source:
+            counts[str(row["prompt_id"])] += 1
+    if len(good) != sum(1 for ln in lines if ln.strip()):
+        atomic_write_text(path, "".join(ln + "\n" for ln in good))
+    return {pid for pid, c in counts.items() if c >= n}, len(good)
+
+
+def make_backend(args: argparse.Namespace) -> Any:
+    """The backend named by ``--backend`` with the options that apply to it."""
+    from judge_rl.backends.base import load_backend
+
+    if args.backend == "hf":
+        return load_backend(
+            "hf",
+            model=args.model,
+            device=args.device,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+        )
+    if args.backend == "vllm":
+        return load_backend("vllm", model=args.model, dtype=args.dtype or "auto")
+    return load_backend(
+        "openai",
+        model=args.model,
+        base_urls=args.base_url,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+    )
+
+
+def to_messages(item: Any, system: str | None) -> list[dict[str, str]]:
+    """The chat messages of a prompt item (plain text becomes one user turn)."""
+    msgs = (
+        [{"role": "user", "content": item.prompt}]
+        if isinstance(item.prompt, str)
+        else [dict(m) for m in item.prompt]
+    )
+    if system and not (msgs and msgs[0].get("role") == "system"):
+        msgs.insert(0, {"role": "system", "content": system})
+    return msgs
+
+
+def to_candidates(item: Any, res: Any, source: str, sampling: dict[str, Any]) -> list[Any]:
+    """One Candidate per sample of a successful result."""
+    from judge_rl._io import content_hash
+    from judge_rl.types import Candidate
+
+    out = []
+    for k, text in enumerate(res.texts):
+        meta: dict[str, Any] = {
+            "sample": k,
+            "sampling": sampling,
+            "finish_reason": res.finish_reasons[k] if k < len(res.finish_reasons) else "",
+            "prompt_tokens": res.prompt_tokens,
+            "completion_tokens": res.completion_tokens,
+        }
+        if item.reference is not None:
+            meta["reference"] = item.reference
+        if item.category:
+            meta["category"] = item.category
+        if item.metadata:
+            meta["prompt_metadata"] = item.metadata
+        cid = "c-" + content_hash([item.prompt_id, source, k, text])
+        out.append(
+            Candidate(
+                id=cid,
+                prompt_id=item.prompt_id,
+                prompt=item.prompt,
+                response=text,
+                source=source,
+                metadata=meta,
+            )
+        )
+    return out
+
+
+def append_batch(path: Path, cands: list[Any]) -> None:
+    """Append candidates with one write, then flush and fsync (a crash loses at most this batch)."""
+    import os
+
+    if not cands:
+        return
+    data = "".join(c.model_dump_json() + "\n" for c in cands).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def _run(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.progress import TextColumn
+
+    from judge_rl.backends.base import ChatRequest
+    from judge_rl.console import console, err_console, progress
+    from judge_rl.data import read_prompts
+    from judge_rl.runlog import new_log, run_dir
+
+    check_args(args)
+    items = list(read_prompts(args.prompts))
+    if args.limit is not None:
+        items = items[: args.limit]
+    source = args.source or default_source(args.model)
+    out = Path(args.output)
+    done, kept = load_done(out, source, args.n)
+    todo = [it for it in items if it.prompt_id not in done]
+    err = err_console()
+    if done:
+        err.print(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {out}")
+    sampling = {
+        "backend": args.backend,
+        "model": args.model,
+        "n": args.n,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens,
+        "seed": args.seed,
+    }
+    rdir = run_dir(args.run)
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    log = new_log("generate", rdir.name, config)
+    stats = {
+        "prompts": len(items),
+        "skipped_done": len(items) - len(todo),
+        "generated": 0,
+        "candidates": 0,
+        "failed": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+    }
+    failures: list[dict[str, str]] = []
+    t0 = time.perf_counter()
+    backend = make_backend(args) if todo else None
+    chunk = args.batch_size if args.backend != "openai" else max(args.batch_size, args.concurrency)
+    try:
+        with progress(TextColumn("{task.fields[rate]}")) as bar:
+            task = bar.add_task(f"generate {source}", total=len(todo), rate="")
+            for s in range(0, len(todo), chunk):
+                batch = todo[s : s + chunk]
+                reqs = [
+                    ChatRequest(
+                        messages=to_messages(it, args.system),
+                        max_tokens=args.max_new_tokens,
+                        temperature=args.temperature,
+                        top_p=args.top_p,
+                        n=args.n,
+                        seed=args.seed,
+                    )
+                    for it in batch
+                ]
+                results = await backend.chat(reqs)  # type: ignore[union-attr]
+                cands = []
+                for it, res in zip(batch, results, strict=True):
+                    if res.error is not None:
+                        stats["failed"] += 1
+                        failures.append({"prompt_id": it.prompt_id, "error": res.error})
+                        continue
+                    stats["generated"] += 1
+                    stats["prompt_tokens"] += res.prompt_tokens
+                    stats["completion_tokens"] += res.completion_tokens
+                    cands += to_candidates(it, res, source, sampling)
+                append_batch(out, cands)
+                stats["candidates"] += len(cands)
+                dt = time.perf_counter() - t0
+                bar.update(
+                    task,
+                    advance=len(batch),
+                    rate=f"{stats['completion_tokens'] / max(dt, 1e-9):.0f} tok/s",
+                )
+    finally:
+        if backend is not None:
+            await backend.aclose()
+        elapsed = time.perf_counter() - t0
+        stats["time_s"] = round(elapsed, 3)
+        stats["tokens_per_s"] = round(stats["completion_tokens"] / max(elapsed, 1e-9), 2)
+        log.timings["generate"] = elapsed
+        log.extra["generate"] = {
+            "output": str(out),
+            "source": source,
+            "sampling": sampling,
+            "summary": stats,
+            "failures": failures[:100],
+        }
+        describe = getattr(backend, "describe", None)
+        if callable(describe):
+            log.extra["generate"]["backend"] = describe()
+        log.save(rdir)
+    console().print(
+        f"wrote {stats['candidates']} candidates for {stats['generated']} prompts to {out} "
+        f"({stats['skipped_done']} already there, {stats['failed']} failed; "
+        f"{stats['completion_tokens']} tokens in {elapsed:.1f}s); run log {rdir / 'log.json'}"
+    )
+    if failures:
+        kinds: dict[str, int] = {}
+        for f in failures:
+            kind = f["error"].split(":", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        err.print(
+            f"{len(failures)} prompts failed ({', '.join(f'{k}: {v}' for k, v in kinds.items())}); "
+            "re-run the same command to retry them",
+            markup=False,
+        )
+        return 1
+    return 0
