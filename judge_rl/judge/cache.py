@@ -412,11 +412,13 @@ class CachedJudge:
 
 
 def _parse(kind: str, value: str) -> Judgment | Score:
-    return (
-        Judgment.model_validate_json(value)
-        if kind == "judgment"
-        else Score.model_validate_json(value)
-    )
+    """A cached record, marked as coming from the cache (for progress reporting)."""
+    if kind == "judgment":
+        j = Judgment.model_validate_json(value)
+        return j.model_copy(
+            update={"calls": [c.model_copy(update={"cached": True}) for c in j.calls]}
+        )
+    return Score.model_validate_json(value).model_copy(update={"cached": True})
 
 
 def _rebind_judgment(j: Judgment, c: Comparison, cached: bool) -> Judgment:
