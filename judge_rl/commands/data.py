@@ -73,6 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     pc = dsub.add_parser("convert", help="convert to TRL-ready rows (prompt, chosen, rejected)")
     pc.add_argument("input", help="input file, any supported format")
     pc.add_argument("output", help="output file: .jsonl, .jsonl.gz, .json, .parquet or .csv")
+    pc.add_argument(
+        "--drop-ties",
+        action="store_true",
+        help="leave out ties (p_chosen = 0.5): TRL's trainers ignore p_chosen and would learn them "
+        "as preferences",
+    )
     _add_common(pc)
     dsub.add_parser("formats", help="list the supported input formats")
 
@@ -191,8 +197,11 @@ def _convert(args: argparse.Namespace) -> int:
     skipped: list[tuple[int, str]] = []
     if kind == "preferences":
         res = read_preferences(args.input, fmt=fmt, columns=cols, skip_invalid=args.skip_invalid)
-        write_preferences(res.records, args.output)
-        n, unit, skipped = len(res.records), "pairs", res.skipped
+        recs = [r for r in res.records if not (args.drop_ties and r.is_tie)]
+        write_preferences(recs, args.output)
+        n, unit, skipped = len(recs), "pairs", res.skipped
+        if len(recs) < len(res.records):
+            console().print(f"left out {len(res.records) - len(recs):,} ties (--drop-ties)")
     elif kind == "candidates":
         cands = read_candidates(
             args.input, fmt=fmt, columns=cols, skip_invalid=args.skip_invalid, skipped=skipped

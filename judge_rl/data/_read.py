@@ -329,7 +329,8 @@ def write_preferences(records: Iterable[PreferenceRecord], path: PathLike) -> Pa
     The format follows the extension: ``.jsonl`` (``.gz`` compresses), ``.json`` (an array),
     ``.parquet``, ``.csv`` (message lists and provenance as JSON text). TRL's RewardTrainer and
     DPOTrainer read the JSONL/Parquet output unchanged (``datasets.load_dataset("json"|"parquet")``);
-    a ``margin`` column is used by RewardTrainer's loss when present.
+    a ``margin`` column is used by RewardTrainer's loss when present, so when some records have a
+    margin, those without one are written with margin 0 (the same loss).
 
     Raises:
         DataError: for an unsupported extension or rows Parquet cannot hold in one column type
@@ -337,6 +338,10 @@ def write_preferences(records: Iterable[PreferenceRecord], path: PathLike) -> Pa
     """
     p = Path(path)
     recs = list(records)
+    if any(r.margin is not None for r in recs) and any(r.margin is None for r in recs):
+        # TRL's RewardTrainer collates ``margin`` for every row when the column exists (a None
+        # fails); margin 0 is exactly the plain Bradley-Terry loss, -log sigmoid(r_c - r_r).
+        recs = [r if r.margin is not None else r.model_copy(update={"margin": 0.0}) for r in recs]
     kind = file_kind(p)
     name = p.name.lower()
     if kind == "jsonl" and not (name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))):

@@ -123,3 +123,16 @@ def test_formats_lists_every_format(capsys):
     assert rc == 0
     for name in FORMATS:
         assert name in out
+
+
+def test_convert_drop_ties(capsys, data_dir, tmp_path):
+    rc, out, _ = _run(
+        capsys,
+        "data",
+        "convert",
+        str(data_dir / "formats/pairwise.csv"),
+        str(tmp_path / "o.jsonl"),
+        "--drop-ties",
+    )
+    assert rc == 0 and "left out 1 ties" in out and "wrote 5 pairs" in out
+    assert not any(r.is_tie for r in read_preferences(tmp_path / "o.jsonl"))

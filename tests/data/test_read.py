@@ -148,7 +148,8 @@ def test_forced_format(tmp_path):
 
 
 def _key(r: PreferenceRecord):
-    return (r.prompt, r.chosen, r.rejected, r.p_chosen, r.margin, r.origin, r.prompt_id)
+    # a missing margin is written as 0 when other rows have one (TRL needs the column full)
+    return (r.prompt, r.chosen, r.rejected, r.p_chosen, r.margin or None, r.origin, r.prompt_id)
 
 
 ROUND_TRIP_SOURCES = [
