@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from judge_rl.runlog import LabelSection, Metric, RunLog
 from judge_rl.types import Judgment
@@ -56,7 +56,7 @@ def clip(text: Any, n: int) -> str:
     return s if len(s) <= n else s[: max(n - 1, 0)] + "…"
 
 
-def is_num(x: Any) -> bool:
+def is_num(x: Any) -> TypeGuard[float]:
     """A finite int/float (bools excluded)."""
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -272,15 +272,49 @@ def metric_label(key: str) -> str:
     return AUDIT_LABELS.get(key, key.replace("_", " "))
 
 
-def evidence_text(evidence: Any, limit: int = 6) -> str:
-    """``key=value, …`` for an alarm's evidence dict (at most ``limit`` items).
+def flatten(obj: Any, prefix: str = "", skip: Sequence[str] = ()) -> list[tuple[str, Any]]:
+    """``(dotted key, leaf)`` pairs of nested dicts; lists of scalars are joined.
 
-    >>> evidence_text({"gold_peak": 0.86, "p": 0.01})
-    'gold_peak=0.860, p=0.010'
+    >>> flatten({"a": 1, "b": {"c": 2, "d": [1, 2]}, "e": [{"x": 1}]})
+    [('a', 1), ('b.c', 2), ('b.d', '1, 2'), ('e', '[1 item]')]
+    """
+    out: list[tuple[str, Any]] = []
+    if not isinstance(obj, Mapping):
+        return [(prefix, obj)] if prefix else []
+    for k, v in obj.items():
+        if k in skip:
+            continue
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out += flatten(v, key)
+        elif isinstance(v, list | tuple):
+            if all(isinstance(x, str | int | float | bool) or x is None for x in v):
+                out.append((key, ", ".join(fnum(x) if is_num(x) else str(x) for x in v)))
+            else:
+                out.append((key, f"[{len(v)} item{'s' if len(v) != 1 else ''}]"))
+        else:
+            out.append((key, v))
+    return out
+
+
+def evidence_text(evidence: Any, limit: int = 8) -> str:
+    """``key=value, …`` for an alarm's evidence (nested dicts flattened; ``examples`` left out:
+    they are shown on their own; at most ``limit`` items).
+
+    >>> evidence_text({"gold_peak": 0.86, "test": {"p": 0.01}, "examples": ["x"]})
+    'gold_peak=0.860, test.p=0.010'
     """
     if isinstance(evidence, Mapping):
-        items = list(evidence.items())[:limit]
-        return ", ".join(
-            f"{neutralize(k)}={fnum(v) if is_num(v) else clip(v, 40)}" for k, v in items
+        items = flatten(evidence, skip=("examples",))
+        more = len(items) - limit
+        text = ", ".join(
+            f"{neutralize(k)}={fnum(v) if is_num(v) or v is None else clip(v, 40)}"
+            for k, v in items[:limit]
         )
+        return text + (f", … (+{more})" if more > 0 else "")
     return clip(evidence, 120) if evidence else ""
+
+
+def extras(section: Any) -> dict[str, Any]:
+    """Keys a stage recorded beyond the documented ones (sections allow extras)."""
+    return dict(getattr(section, "model_extra", None) or {})

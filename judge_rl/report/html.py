@@ -31,7 +31,9 @@ from judge_rl.report._common import (
     as_metric,
     clip,
     evidence_text,
+    extras,
     fcost,
+    flatten,
     fmetric,
     fnum,
     fsecs,
@@ -300,7 +302,7 @@ def audit_ctx(sec: AuditSection) -> dict[str, Any]:
         for k in v.get("metrics") or {}:
             if k not in vkeys:
                 vkeys.append(k)
-    variants = {
+    variants: dict[str, Any] = {
         "cols": [clip(v.get("label", f"variant {i + 1}"), 40) for i, v in enumerate(sec.variants)],
         "rows": [
             (metric_label(k), [fmetric((v.get("metrics") or {}).get(k)) for v in sec.variants])
@@ -323,7 +325,15 @@ def audit_ctx(sec: AuditSection) -> dict[str, Any]:
     for k, v in sec.jury.items():
         if isinstance(v, dict):
             jury += [
-                (f"{k}: {mk}", fnum(mv) if is_num(mv) else clip(mv, 60)) for mk, mv in v.items()
+                (
+                    f"{k}: {mk}",
+                    fmetric(mv)
+                    if isinstance(mv, dict)
+                    else fnum(mv)
+                    if is_num(mv)
+                    else clip(mv, 60),
+                )
+                for mk, mv in v.items()
             ]
         else:
             jury.append((k, fnum(v) if is_num(v) else clip(v, 60)))
@@ -423,6 +433,11 @@ def ppo_ctx(sec: PPOSection, markers: list[svg.Marker]) -> dict[str, Any]:
     return {"charts": charts, "others": others, "samples": samples, "checkpoints": ckpts}
 
 
+def _band(rows: Sequence[dict[str, Any]], key: str) -> tuple[Any, Any]:
+    lo, hi = series(rows, f"{key}_lo"), series(rows, f"{key}_hi")
+    return (lo, hi) if any(v is not None for v in lo) else (None, None)
+
+
 def overopt_ctx(sec: OveroptSection, markers: list[svg.Marker]) -> dict[str, Any]:
     charts = []
     if sec.points:
@@ -451,11 +466,15 @@ def overopt_ctx(sec: OveroptSection, markers: list[svg.Marker]) -> dict[str, Any
         kl = series(sec.points, "kl")
         if any(v is not None for v in kl):
             charts.append(
-                svg.line_chart([svg.Series("kl", xs, kl)], title="KL to reference", markers=markers)
+                svg.line_chart(
+                    [svg.Series("kl", xs, kl, *_band(sec.points, "kl"))],
+                    title="KL to reference",
+                    markers=markers,
+                )
             )
             # Gao et al. (2022) plot rewards against d = sqrt(KL)
-            d = [v**0.5 if v is not None and v >= 0 else None for v in kl]
-            pairs = sorted((x, i) for i, x in enumerate(d) if x is not None)
+            sq = [v**0.5 if v is not None and v >= 0 else None for v in kl]
+            pairs = sorted((x, i) for i, x in enumerate(sq) if x is not None)
             if len(pairs) > 1:
                 dx = [x for x, _ in pairs]
                 ss2 = [
@@ -471,7 +490,7 @@ def overopt_ctx(sec: OveroptSection, markers: list[svg.Marker]) -> dict[str, Any
             "step": fstep(a.get("step")),
             "kind": a.get("kind", "alarm"),
             "message": a.get("message", ""),
-            "evidence": evidence_text(a.get("evidence"), 12),
+            "evidence": evidence_text(a.get("evidence"), 24),
             "examples": [neutralize(x) for x in (a.get("examples") or [])[:5]],
         }
         for a in sec.alarms
@@ -620,6 +639,27 @@ def compare_ctx(logs: Sequence[RunLog]) -> dict[str, Any]:
     return {"cols": cols, "rows": rows, "charts": charts}
 
 
+def extras_ctx(sec: Any) -> dict[str, Any]:
+    """A section's extra keys: string lists as lists, flat values as a table, nested as JSON."""
+    lists, kv, nested = [], [], []
+    for key, val in extras(sec).items():
+        if isinstance(val, list) and all(isinstance(x, str) for x in val):
+            if val:
+                lists.append((key, val[:50]))
+        elif isinstance(val, dict | list):
+            items = flatten(val) if isinstance(val, dict) else []
+            if isinstance(val, dict) and len(items) <= 12:
+                kv += [
+                    (f"{key}.{k}", fnum(v) if is_num(v) or v is None else clip(v, 200))
+                    for k, v in items
+                ]
+            else:
+                nested.append((key, _pretty(val)))
+        else:
+            kv.append((key, fnum(val) if is_num(val) or val is None else clip(val, 200)))
+    return {"lists": lists, "kv": kv, "nested": nested}
+
+
 def build_context(log: RunLog, compare: Sequence[RunLog] = ()) -> dict[str, Any]:
     """Everything the template shows, as display-ready values (pure)."""
     markers = _alarm_markers(log)
@@ -647,6 +687,7 @@ def build_context(log: RunLog, compare: Sequence[RunLog] = ()) -> dict[str, Any]
         "cost": [(k, fcost(v)) for k, v in log.cost.items()],
         "extra": _pretty(log.extra) if log.extra else "",
         "compare": compare_ctx([log, *compare]) if compare else None,
+        "extras": {name: extras_ctx(getattr(log, name)) for name in secs},
     }
     return ctx
 

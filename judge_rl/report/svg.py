@@ -174,8 +174,8 @@ def line_chart(
             if len(seg) > 1:
                 out.append(f'<polyline class="line s{k % 6}"{dash} points="{" ".join(seg)}"/>')
             elif len(seg) == 1:
-                x, y = seg[0].split(",")
-                out.append(f'<circle class="dot s{k % 6}" cx="{x}" cy="{y}" r="2.5"/>')
+                cx, cy = seg[0].split(",")
+                out.append(f'<circle class="dot s{k % 6}" cx="{cx}" cy="{cy}" r="2.5"/>')
     for m in markers:
         x = sx(m.x)
         out.append(
@@ -187,7 +187,7 @@ def line_chart(
             f"{_esc(m.label[:18])}</text>"
         )
     # legend
-    lx = PAD_L + 6
+    lx = PAD_L + 6.0
     for k, s in enumerate(series):
         if len(series) < 2:
             break
@@ -253,10 +253,10 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], *, 
                     f"<title>{_esc(name)}: never met</title></rect>"
                 )
     for j in range(n):
-        x = left + j * cell + cell / 2
-        y = top + n * cell + 6
+        xc = left + j * cell + cell / 2
+        yc = top + n * cell + 6
         out.append(
-            f'<text class="tick" transform="translate({x:.1f} {y}) rotate(45)" '
+            f'<text class="tick" transform="translate({xc:.1f} {yc}) rotate(45)" '
             f'text-anchor="start">{_esc(neutralize(labels[j])[:14])}</text>'
         )
     out.append("</svg>")
@@ -382,19 +382,19 @@ def histogram(
         f'<text class="axis" x="{PAD_L + iw / 2:.0f}" y="{H - 6}" '
         f'text-anchor="middle">{_esc(xlabel)}</text>'
     )
-    for k, (name, c) in enumerate(counts.items()):
+    for idx, (name, cnts) in enumerate(counts.items()):
         d = [f"M{sx(x0):.1f},{sy(0):.1f}"]
-        for b, cnt in enumerate(c):
+        for b, cnt in enumerate(cnts):
             d.append(
                 f"L{sx(x0 + b * width):.1f},{sy(cnt):.1f}L{sx(x0 + (b + 1) * width):.1f},"
                 f"{sy(cnt):.1f}"
             )
         d.append(f"L{sx(x1):.1f},{sy(0):.1f}Z")
         out.append(
-            f'<path class="hist s{k % 6}" d="{"".join(d)}"><title>{_esc(name)}</title></path>'
+            f'<path class="hist s{idx % 6}" d="{"".join(d)}"><title>{_esc(name)}</title></path>'
         )
         out.append(
-            f'<text class="legend s{k % 6}t" x="{PAD_L + 8}" y="{PAD_T + 14 + 14 * k}">'
+            f'<text class="legend s{idx % 6}t" x="{PAD_L + 8}" y="{PAD_T + 14 + 14 * idx}">'
             f"{_esc(name)} (n={len(clean[name])})</text>"
         )
     out.append("</svg>")

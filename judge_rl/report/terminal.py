@@ -10,11 +10,12 @@ from a model or a file is printed as plain text (never as rich markup) after
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -22,7 +23,9 @@ from judge_rl.report._common import (
     as_metric,
     clip,
     evidence_text,
+    extras,
     fcost,
+    flatten,
     fmetric,
     fnum,
     fsecs,
@@ -96,6 +99,20 @@ def header(log: RunLog) -> RenderableType:
     return Group(*lines)
 
 
+LABEL_KNOWN = {
+    "n",
+    "verdicts",
+    "failures",
+    "position_consistency",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "time_s",
+    "calls",
+    "cached",
+}
+
+
 def label(sec: LabelSection) -> RenderableType:
     """Verdicts, ties, failures by kind, position consistency, tokens, cost."""
     s = label_summary(sec)
@@ -134,7 +151,21 @@ def label(sec: LabelSection) -> RenderableType:
         info.add_row("preferences", _t(sec.output))
     grid = Table.grid(padding=(0, 4))
     grid.add_row(t, info)
-    return grid
+    extra = [
+        (k, v) for k, v in s.items() if k not in LABEL_KNOWN and not isinstance(v, dict | list)
+    ]
+    if not extra:
+        return grid
+    lines: list[RenderableType] = [grid]
+    if extra:
+        lines.append(
+            Text(
+                ", ".join(
+                    f"{neutralize(k)}={fnum(v) if is_num(v) else clip(v, 30)}" for k, v in extra
+                )
+            )
+        )
+    return Group(*lines)
 
 
 def audit(sec: AuditSection) -> RenderableType:
@@ -175,24 +206,49 @@ def audit(sec: AuditSection) -> RenderableType:
             c.add_row(_t(cat), *(_t(fmetric(ms.get(k), ci=False)) for k in keys))
         parts.append(c)
     if sec.variants:
-        keys: list[str] = []
+        vkeys: list[str] = []
         for var in sec.variants:
             for k in var.get("metrics") or {}:
-                if k not in keys:
-                    keys.append(k)
-        keys = keys[:3]
-        v = _table("variant", *(metric_label(k) for k in keys), title="variants side by side")
+                if k not in vkeys:
+                    vkeys.append(k)
+        vkeys = vkeys[:3]
+        v = _table("variant", *(metric_label(k) for k in vkeys), title="variants side by side")
         for var in sec.variants:
             ms = var.get("metrics") or {}
-            v.add_row(_t(var.get("label", "?")), *(_t(fmetric(ms.get(k))) for k in keys))
+            v.add_row(_t(var.get("label", "?")), *(_t(fmetric(ms.get(k))) for k in vkeys))
         parts.append(v)
     if sec.jury:
         items = [f"{neutralize(k)}={fnum(x)}" for k, x in sec.jury.items() if is_num(x)]
         members = sec.jury.get("members")
         if isinstance(members, dict):
-            items += [f"{neutralize(k)}={fnum(x)}" for k, x in members.items()]
+            items += [f"{neutralize(k)}={fmetric(x, ci=False)}" for k, x in members.items()]
         parts.append(Text("jury: " + ", ".join(items)))
     return Group(*parts)
+
+
+def _extras(sec: Any, limit: int = 8) -> list[RenderableType]:
+    """Extra keys a stage recorded: notes-like string lists in full, other values flattened."""
+    out: list[RenderableType] = []
+    for key, val in extras(sec).items():
+        if isinstance(val, list) and all(isinstance(x, str) for x in val):
+            out += [Text.assemble((f"{neutralize(key)}: ", "bold"), _t(x)) for x in val[:10]]
+        elif isinstance(val, dict):
+            items = flatten(val)
+            if items:
+                shown = ", ".join(
+                    f"{neutralize(k)}={fnum(v) if is_num(v) or v is None else clip(v, 30)}"
+                    for k, v in items[:limit]
+                )
+                more = f", … (+{len(items) - limit})" if len(items) > limit else ""
+                out.append(Text.assemble((f"{neutralize(key)}: ", "bold"), _t(shown + more)))
+        elif val is not None and not isinstance(val, list):
+            out.append(
+                Text.assemble(
+                    (f"{neutralize(key)}: ", "bold"),
+                    _t(fnum(val) if is_num(val) else clip(val, 70)),
+                )
+            )
+    return out
 
 
 def _curves(rows: Sequence[dict[str, Any]], keys: Iterable[str]) -> Table:
@@ -330,22 +386,16 @@ def overopt(sec: OveroptSection) -> RenderableType:
             )
             ev = evidence_text(a.get("evidence"))
             if ev:
-                parts.append(Text.assemble("  evidence: ", _t(ev)))
+                parts.append(Padding(Text.assemble("evidence: ", _t(ev)), (0, 0, 0, 2)))
             for ex in (a.get("examples") or [])[:2]:
-                parts.append(Text.assemble("  example: ", _t(clip(ex, 68), "italic")))
+                parts.append(
+                    Padding(Text.assemble("example: ", _t(clip(ex, 140), "italic")), (0, 0, 0, 2))
+                )
     else:
         parts.append(Text("no over-optimisation alarm", style="green"))
     if sec.points:
-        parts.append(
-            _curves(
-                sec.points,
-                present_keys(
-                    sec.points,
-                    ["proxy_mean", "gold_mean", "kl"],
-                    skip=("step", "proxy_lo", "proxy_hi", "gold_lo", "gold_hi"),
-                ),
-            )
-        )
+        keys = ["proxy_mean", "gold_mean", "kl", "response_length"]
+        parts.append(_curves(sec.points, [k for k in keys if k in present_keys(sec.points, keys)]))
     if sec.fit:
         parts.append(
             Text(
@@ -433,8 +483,8 @@ def tournament(sec: TournamentSection) -> RenderableType:
                 "-".join(fnum(w.get(k)) for k in ("wins", "draws", "losses")),
             )
         parts.append(t)
-    for w in sec.warnings:
-        parts.append(Text.assemble(("warning: ", "yellow"), _t(w)))
+    for warn in sec.warnings:
+        parts.append(Text.assemble(("warning: ", "yellow"), _t(warn)))
     return Group(*parts)
 
 
@@ -456,7 +506,7 @@ def footer(log: RunLog) -> list[RenderableType]:
     return parts
 
 
-RENDERERS = {
+RENDERERS: dict[str, tuple[str, Callable[[Any], RenderableType]]] = {
     "label": ("Labelling", label),
     "audit": ("Judge audit", audit),
     "reward_model": ("Reward model", reward_model),
@@ -474,6 +524,8 @@ def print_report(log: RunLog, console: Console) -> None:
         if sec is not None:
             _heading(console, title)
             console.print(fn(sec))
+            for line in _extras(sec):
+                console.print(line)
     foot = footer(log)
     if foot:
         _heading(console, "Run")
