@@ -346,6 +346,23 @@ def _optional_str(row: Mapping[str, Any], name: str) -> str:
 # prefix splitting (HH-RLHF and TRL's implicit prompt)
 
 
+def common_prefix_len(a: str, b: str) -> int:
+    """Length of the longest common prefix (binary search on slices: C-speed comparisons,
+    unlike ``os.path.commonprefix``'s per-character loop).
+
+    >>> common_prefix_len("abcd", "abxy"), common_prefix_len("", "a"), common_prefix_len("ab", "ab")
+    (2, 0, 2)
+    """
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def split_hh(chosen: str, rejected: str) -> tuple[str, str, str, bool]:
     """Split two HH-RLHF transcripts into (prompt, chosen reply, rejected reply, differs_earlier).
 
@@ -360,7 +377,7 @@ def split_hh(chosen: str, rejected: str) -> tuple[str, str, str, bool]:
     >>> split_hh("\\n\\nHuman: hi\\n\\nAssistant: hello", "\\n\\nHuman: hi\\n\\nAssistant: go away")
     ('\\n\\nHuman: hi\\n\\nAssistant:', ' hello', ' go away', False)
     """
-    n = len(os.path.commonprefix([chosen, rejected]))
+    n = common_prefix_len(chosen, rejected)
     cut = chosen.rfind(ASSISTANT, 0, n)
     if cut < 0:
         raise RowError('chosen and rejected share no "\\n\\nAssistant:" turn', "chosen")
@@ -381,7 +398,7 @@ def split_implicit_text(chosen: str, rejected: str) -> tuple[str, str, str]:
     >>> split_implicit_text("The sky is blue.", "The sky is green.")
     ('The sky is', ' blue.', ' green.')
     """
-    n = len(os.path.commonprefix([chosen, rejected]))
+    n = common_prefix_len(chosen, rejected)
     if n == len(chosen) or n == len(rejected):
         # one is a prefix of the other: back off to the last space so both keep a completion
         n = max(chosen.rfind(" ", 0, n), 0)
