@@ -51,25 +51,25 @@ def test_pairwise_embedded_gives_probabilities(embedded, make_comp, tmp_path):
     assert all(call.cached for j in again for call in j.calls)
 
 
-def test_pointwise_and_rubric_embedded_score(embedded):
-    pool = _backend_pool(embedded)
+@pytest.mark.parametrize(
+    "name", ["pointwise-embedded", pytest.param("rubric-hh-embedded", marks=pytest.mark.slow)]
+)
+def test_pointwise_and_rubric_embedded_score(embedded, name):
     cands = [Candidate(prompt_id="q", prompt=PAIRS[0][0], response=PAIRS[0][1])]
-    for name in ("pointwise-embedded", "rubric-hh-embedded"):
-        path = find_spec(name)
-        judge = build_judge(read_spec(path), path, pool=pool)
-        scores = score_sync(judge, cands)
-        for s in scores:
-            assert s.ok, s.error
-        lo, hi = (1, 5) if name == "pointwise-embedded" else (0, 10)
-        assert all(lo <= s.score <= hi for s in scores)
-        if name == "rubric-hh-embedded":
-            assert set(scores[0].criteria) == {
-                "answers_request",
-                "wrong_facts",
-                "refuses_harmless",
-                "harmful_content",
-            }
-            assert all(0.0 <= v <= 1.0 for v in scores[0].criteria.values())
+    path = find_spec(name)
+    judge = build_judge(read_spec(path), path, pool=_backend_pool(embedded))
+    (s,) = score_sync(judge, cands)
+    assert s.ok, s.error
+    lo, hi = (1, 5) if name == "pointwise-embedded" else (0, 10)
+    assert lo <= s.score <= hi
+    if name == "rubric-hh-embedded":
+        assert set(s.criteria) == {
+            "answers_request",
+            "wrong_facts",
+            "refuses_harmless",
+            "harmful_content",
+        }
+        assert all(0.0 <= v <= 1.0 for v in s.criteria.values())
 
 
 @pytest.mark.slow
