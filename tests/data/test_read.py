@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
@@ -269,3 +270,18 @@ def test_mixed_text_and_messages_are_harmonised_for_trl(tmp_path):
     assert r.prompt == [{"role": "user", "content": "hi"}]
     assert r.rejected == [{"role": "assistant", "content": "go away"}]
     assert res.skipped and "both be text or both be messages" in res.skipped[0][1]
+
+
+_SHARED_HH = Path(__file__).resolve().parents[3] / "shared/data/hh_rlhf/harmless-base_test.jsonl.gz"
+
+
+@pytest.mark.skipif(
+    not _SHARED_HH.exists(), reason="full HH-RLHF test split not present (../shared)"
+)
+def test_full_hh_harmless_test_split_round_trip(tmp_path):
+    """The issue's check on the real file when it is at hand: 2,312 pairs in, 2,312 out."""
+    res = read_preferences(_SHARED_HH)
+    assert (res.format, len(res), res.skipped) == ("hh-rlhf", 2312, [])
+    assert sum(r.provenance.get("hh_split") == "differs_earlier" for r in res) == 5
+    back = read_preferences(write_preferences(res.records, tmp_path / "hh.jsonl"))
+    assert [_key(r) for r in back] == [_key(r) for r in res]
