@@ -110,7 +110,7 @@ async def compare_by_scores(
     for i, c in enumerate(comparisons):
         sa, sb = scores[2 * i], scores[2 * i + 1]
         calls = [_score_call(s) for s in (sa, sb)]
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": sa.prompt_tokens + sb.prompt_tokens,
             "completion_tokens": sa.completion_tokens + sb.completion_tokens,
             "cost": sa.cost + sb.cost,

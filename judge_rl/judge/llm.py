@@ -625,7 +625,12 @@ class LLMJudge:
             values: dict[str, float] = {}
             raws: list[str] = []
             error: str | None = None
-            usage = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "latency_s": 0.0}
+            usage: dict[str, Any] = {
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cost": 0.0,
+                "latency_s": 0.0,
+            }
             for crit, res in zip(self.criteria, chunk, strict=True):
                 assert res is not None
                 for key, val in _usage(res).items():
@@ -638,7 +643,11 @@ class LLMJudge:
                     values[crit.name] = self._criterion_value(crit, res)
                 except ParseError as e:
                     error = error or f"parse: {crit.name}: {e}"
-            base = {"candidate_id": cand.id, "prompt_id": cand.prompt_id, "judge": self._fp}
+            base: dict[str, Any] = {
+                "candidate_id": cand.id,
+                "prompt_id": cand.prompt_id,
+                "judge": self._fp,
+            }
             if error is not None:
                 out.append(
                     Score(error=error, criteria=values, raw="\n".join(raws), **base, **usage)

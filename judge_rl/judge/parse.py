@@ -301,7 +301,7 @@ def parse_rubric(text: str, criteria: Sequence[tuple[str, str]]) -> dict[str, fl
     answers: dict[str, Any] = {}
     obj = _last_json_object(text)
     if obj is not None:
-        inner = obj.get("criteria") if isinstance(obj.get("criteria"), dict) else obj
+        inner: dict[str, Any] = obj["criteria"] if isinstance(obj.get("criteria"), dict) else obj
         answers = {_norm_key(k): v for k, v in inner.items()}
     else:
         for line in text.splitlines():

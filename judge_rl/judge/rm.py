@@ -92,7 +92,7 @@ class RewardModelJudge:
         per = (time.perf_counter() - t0) / len(candidates)
         out = []
         for cand, v in zip(candidates, values, strict=True):
-            base = {
+            base: dict[str, Any] = {
                 "candidate_id": cand.id,
                 "prompt_id": cand.prompt_id,
                 "judge": self._fp,
