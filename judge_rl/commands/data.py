@@ -117,6 +117,20 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_USER_ERROR
 
 
+def _status(message: str) -> Any:
+    """A transient spinner on stderr while a file is read (off with JUDGE_RL_NO_PROGRESS)."""
+    import contextlib
+    import os
+
+    from rich.markup import escape
+
+    from judge_rl.console import err_console
+
+    if os.environ.get("JUDGE_RL_NO_PROGRESS") or not err_console().is_terminal:
+        return contextlib.nullcontext()
+    return err_console().status(escape(message))
+
+
 def _fmt_num(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.1f}"
@@ -135,7 +149,10 @@ def _inspect(args: argparse.Namespace) -> int:
     from judge_rl.data import FORMATS
     from judge_rl.data._inspect import summarize
 
-    s = summarize(args.file, fmt=args.fmt, columns=_columns(args), skip_invalid=args.skip_invalid)
+    with _status(f"reading {args.file}"):
+        s = summarize(
+            args.file, fmt=args.fmt, columns=_columns(args), skip_invalid=args.skip_invalid
+        )
     unit = {"preferences": "pairs", "candidates": "candidates", "prompts": "prompts"}.get(
         s.kind, "items"
     )
@@ -174,6 +191,12 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    cols = _columns(args)
+    with _status(f"converting {args.input}"):
+        return _convert_file(args, cols)
+
+
+def _convert_file(args: argparse.Namespace, cols: dict[str, str]) -> int:
     from rich.markup import escape
 
     from judge_rl.console import console
@@ -189,7 +212,6 @@ def _convert(args: argparse.Namespace) -> int:
     )
     from judge_rl.errors import DataError
 
-    cols = _columns(args)
     fmt = args.fmt or detect_format(args.input, columns=cols)
     if fmt == "empty":
         raise DataError("no rows to convert", file=args.input)

@@ -57,7 +57,7 @@ FORMATS: dict[str, FormatInfo] = {
         FormatInfo(
             "hh-rlhf",
             "preferences",
-            "Anthropic HH-RLHF transcripts (\\n\\nHuman: / \\n\\nAssistant:)",
+            "Anthropic HH-RLHF: chosen, rejected as Human:/Assistant: transcripts",
         ),
         FormatInfo(
             "pairwise", "preferences", "prompt, response_a, response_b, winner (a/b/tie or P(a))"
