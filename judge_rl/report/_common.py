@@ -267,6 +267,12 @@ AUDIT_LABELS: dict[str, str] = {
 """Readable names of the audit metrics the audit section documents (others keep their key)."""
 
 
+def ordered_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Audit metrics in the documented order (agreement first), then any others as recorded."""
+    known = [(k, metrics[k]) for k in AUDIT_LABELS if k in metrics]
+    return known + [(k, v) for k, v in metrics.items() if k not in AUDIT_LABELS]
+
+
 def metric_label(key: str) -> str:
     """Human name of an audit metric key."""
     return AUDIT_LABELS.get(key, key.replace("_", " "))

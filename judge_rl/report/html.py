@@ -42,6 +42,7 @@ from judge_rl.report._common import (
     label_summary,
     metric_label,
     neutralize,
+    ordered_metrics,
     present_keys,
     sections_of,
     series,
@@ -260,7 +261,7 @@ def label_ctx(sec: LabelSection) -> dict[str, Any]:
 def audit_ctx(sec: AuditSection) -> dict[str, Any]:
     metrics = []
     rate_rows = []
-    for key, m in sec.metrics.items():
+    for key, m in ordered_metrics(sec.metrics):
         met = as_metric(m)
         metrics.append(
             {
@@ -276,7 +277,7 @@ def audit_ctx(sec: AuditSection) -> dict[str, Any]:
             met
             and met.value is not None
             and -1 <= met.value <= 1
-            and key not in ("cost", "latency_s", "tokens", "length_coef")
+            and not any(w in key for w in ("cost", "latency", "token", "length_coef"))
         ):
             rate_rows.append(svg.Interval(metric_label(key), met.value, met.lo, met.hi))
     chart = (
@@ -302,6 +303,7 @@ def audit_ctx(sec: AuditSection) -> dict[str, Any]:
         for k in v.get("metrics") or {}:
             if k not in vkeys:
                 vkeys.append(k)
+    vkeys = [k for k, _ in ordered_metrics(dict.fromkeys(vkeys))]
     variants: dict[str, Any] = {
         "cols": [clip(v.get("label", f"variant {i + 1}"), 40) for i, v in enumerate(sec.variants)],
         "rows": [

@@ -34,6 +34,7 @@ from judge_rl.report._common import (
     label_summary,
     metric_label,
     neutralize,
+    ordered_metrics,
     present_keys,
     series,
     sparkline,
@@ -168,6 +169,16 @@ def label(sec: LabelSection) -> RenderableType:
     return Group(*lines)
 
 
+VARIANT_FIRST = [
+    "accuracy",
+    "kappa",
+    "position_consistency",
+    "p_first_wins",
+    "injection_flip_rate",
+    "p_longer_wins_judge",
+]
+
+
 def audit(sec: AuditSection) -> RenderableType:
     """Metrics with CIs, the confusion matrix, variants side by side, jury agreement."""
     parts: list[RenderableType] = [
@@ -175,7 +186,7 @@ def audit(sec: AuditSection) -> RenderableType:
     ]
     t = _table("metric", "value [95% CI]", "n", "skipped")
     t.columns[2].justify = t.columns[3].justify = "right"
-    for key, m in sec.metrics.items():
+    for key, m in ordered_metrics(sec.metrics):
         met = as_metric(m)
         t.add_row(
             _t(metric_label(key)),
@@ -206,17 +217,36 @@ def audit(sec: AuditSection) -> RenderableType:
             c.add_row(_t(cat), *(_t(fmetric(ms.get(k), ci=False)) for k in keys))
         parts.append(c)
     if sec.variants:
+        # metrics as rows, variants as columns (as in the HTML report); 3 variants fit 80 columns
         vkeys: list[str] = []
         for var in sec.variants:
             for k in var.get("metrics") or {}:
                 if k not in vkeys:
                     vkeys.append(k)
-        vkeys = vkeys[:3]
-        v = _table("variant", *(metric_label(k) for k in vkeys), title="variants side by side")
-        for var in sec.variants:
-            ms = var.get("metrics") or {}
-            v.add_row(_t(var.get("label", "?")), *(_t(fmetric(ms.get(k))) for k in vkeys))
+        vkeys = [k for k in VARIANT_FIRST if k in vkeys] + [
+            k for k in vkeys if k not in VARIANT_FIRST
+        ]
+        shown = sec.variants[:3]
+        v = _table(
+            "metric",
+            *(clip(var.get("label", "?"), 20) for var in shown),
+            title="variants side by side",
+        )
+        for k in vkeys[:10]:
+            v.add_row(
+                _t(metric_label(k)),
+                *(_t(fmetric((var.get("metrics") or {}).get(k))) for var in shown),
+            )
         parts.append(v)
+        hidden = len(sec.variants) - len(shown)
+        if hidden > 0 or len(vkeys) > 10:
+            parts.append(
+                Text(
+                    f"(+{max(hidden, 0)} variants, +{max(len(vkeys) - 10, 0)} metrics "
+                    "in the HTML report)",
+                    style="dim",
+                )
+            )
     if sec.jury:
         items = [f"{neutralize(k)}={fnum(x)}" for k, x in sec.jury.items() if is_num(x)]
         members = sec.jury.get("members")
@@ -234,13 +264,21 @@ def _extras(sec: Any, limit: int = 8) -> list[RenderableType]:
             out += [Text.assemble((f"{neutralize(key)}: ", "bold"), _t(x)) for x in val[:10]]
         elif isinstance(val, dict):
             items = flatten(val)
-            if items:
-                shown = ", ".join(
-                    f"{neutralize(k)}={fnum(v) if is_num(v) or v is None else clip(v, 30)}"
-                    for k, v in items[:limit]
+            if not items:
+                continue
+            if len(items) > limit:
+                out.append(
+                    Text.assemble(
+                        (f"{neutralize(key)}: ", "bold"),
+                        f"{len(items)} values (in the HTML report)",
+                    )
                 )
-                more = f", … (+{len(items) - limit})" if len(items) > limit else ""
-                out.append(Text.assemble((f"{neutralize(key)}: ", "bold"), _t(shown + more)))
+                continue
+            shown = ", ".join(
+                f"{neutralize(k)}={fnum(v) if is_num(v) or v is None else clip(v, 70)}"
+                for k, v in items
+            )
+            out.append(Text.assemble((f"{neutralize(key)}: ", "bold"), _t(shown)))
         elif val is not None and not isinstance(val, list):
             out.append(
                 Text.assemble(
