@@ -190,8 +190,9 @@ def detect_row(row: Mapping[str, Any]) -> str | None:
         return "trl-implicit"
     if {"response_a", "response_b"} <= keys:
         return "pairwise"
-    if _first_key(row, RANKED_KEYS) and isinstance(
-        row.get(_first_key(row, RANKED_KEYS) or ""), list
+    rk = _first_key(row, RANKED_KEYS)
+    if rk is not None and (
+        isinstance(row[rk], list) or (isinstance(row[rk], str) and row[rk].lstrip().startswith("["))
     ):
         return "ranked"
     resp = _first_key(row, RESPONSE_KEYS)
@@ -235,12 +236,23 @@ def as_text(value: Any, name: str) -> str:
     return value
 
 
-def _decode_cell(value: Any, ctx: Ctx) -> Any:
+def _decode_cell(value: Any, ctx: Ctx, *, any_list: bool = False) -> Any:
+    """CSV cells are text: decode a JSON list of messages (or, with ``any_list``, any JSON list)
+    written there; other text, such as a prompt "[1, 2] sorted?", stays text.
+
+    >>> c = Ctx("f.csv", 2, "trl", tabular=True)
+    >>> _decode_cell('[{"role": "user", "content": "hi"}]', c), _decode_cell("[1, 2] sorted?", c)
+    ([{'role': 'user', 'content': 'hi'}], '[1, 2] sorted?')
+    """
     if ctx.tabular and isinstance(value, str) and value.lstrip().startswith("["):
         try:
-            return json.loads(value)
-        except ValueError:
+            decoded = json.loads(value)
+        except (ValueError, RecursionError):
             return value
+        if isinstance(decoded, list) and (
+            any_list or (decoded and all(isinstance(m, dict) for m in decoded))
+        ):
+            return decoded
     return value
 
 
@@ -569,7 +581,7 @@ def _record_extras(row: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
             raise RowError(f"origin must be one of {', '.join(_ORIGINS)}", "origin")
         out["origin"] = row["origin"]
     out["prompt_id"] = _optional_str(row, "prompt_id")
-    prov = _decode_cell(row.get("provenance"), Ctx(ctx.file, ctx.line, ctx.fmt, tabular=True))
+    prov = row.get("provenance")
     if prov not in (None, ""):
         if not isinstance(prov, dict):
             if isinstance(prov, str):
@@ -780,7 +792,7 @@ def convert_ranked(row: Mapping[str, Any], ctx: Ctx) -> list[PreferenceRecord]:
     Ouyang et al. 2022, sec. 3.5: all K(K-1)/2 comparisons of a prompt)."""
     pkey, prompt = _pair_prompt(row, ctx)
     rkey = _first_key(row, RANKED_KEYS) or "responses"
-    value = _decode_cell(require(row, rkey), ctx)
+    value = _decode_cell(require(row, rkey), ctx, any_list=True)
     if not isinstance(value, list):
         raise RowError(f"expected a list of responses, got {type_name(value)}", rkey)
     if len(value) < 2:

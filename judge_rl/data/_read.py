@@ -132,7 +132,7 @@ def _kind_error(path: PathLike, line: int, fmt: str, want: str) -> DataError:
         "prompts": "read it with read_prompts",
     }[kind]
     return DataError(
-        f"this is a {fmt} file ({kind}), not {want}; {hint}", file=str(path), line=line
+        f"this file is in the {fmt} format ({kind}), not {want}; {hint}", file=str(path), line=line
     )
 
 

@@ -285,3 +285,13 @@ def test_full_hh_harmless_test_split_round_trip(tmp_path):
     assert sum(r.provenance.get("hh_split") == "differs_earlier" for r in res) == 5
     back = read_preferences(write_preferences(res.records, tmp_path / "hh.jsonl"))
     assert [_key(r) for r in back] == [_key(r) for r in res]
+
+
+def test_csv_text_that_looks_like_json_stays_text(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text('prompt,chosen,rejected\n"[1, 2] sorted?","[1, 2]","[2, 1]"\n')
+    r = read_preferences(f).records[0]
+    assert (r.prompt, r.chosen, r.rejected) == ("[1, 2] sorted?", "[1, 2]", "[2, 1]")
+    g = tmp_path / "r.csv"
+    g.write_text('prompt,responses\nq,"[""best"", ""worst""]"\n')
+    assert read_preferences(g).records[0].chosen == "best"
