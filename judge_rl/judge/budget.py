@@ -104,6 +104,9 @@ class Budget:
     def reserve(self, est_cost: float = 0.0) -> bool:
         """Claim room for one call of worst-case cost ``est_cost``; False when it would not fit."""
         with self._lock:
+            if self.refused:  # once stopped, stay stopped: the run ends cleanly, not patchily
+                self.refused += 1
+                return False
             if (
                 self.max_calls is not None
                 and self.calls + self._reserved_calls + 1 > self.max_calls

@@ -274,6 +274,11 @@ class CachedJudge:
     def batch_size(self) -> int:
         return max(1, int(getattr(self.inner, "batch_size", 1) or 1))
 
+    @property
+    def max_in_flight(self) -> int:
+        """Chunks handed to the inner judge at once (its ``max_in_flight``, default 64)."""
+        return max(1, int(getattr(self.inner, "max_in_flight", 64) or 64))
+
     # --- compare ------------------------------------------------------------------------------
 
     async def compare(self, comparisons: Sequence[Comparison]) -> list[Judgment]:
@@ -370,10 +375,14 @@ class CachedJudge:
 
         async def judge_keys(todo: list[str]) -> None:
             chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+            # Bounded chunks in flight: enough to keep the backend saturated, few enough that the
+            # budget is checked call by call with costs seen so far (not all reserved at t=0).
+            sem = asyncio.Semaphore(self.max_in_flight)
 
             async def one(chunk: list[str]) -> None:
                 try:
-                    recs = await fn([items[by_key[k][0]] for k in chunk])
+                    async with sem:
+                        recs = await fn([items[by_key[k][0]] for k in chunk])
                 except BaseException:
                     if self.cache is not None:
                         self.cache.release(chunk)
