@@ -89,6 +89,8 @@ class ServerState:
     statuses: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
+    texts: dict[str, str] = field(default_factory=dict)
+    """Content key -> the request's last message text (to map requests back to items)."""
     auth: set[str] = field(default_factory=set)
     """Authorization headers seen (to check the API key is sent, in tests only)."""
 
@@ -156,6 +158,9 @@ class FakeServer:
         body = await request.json()
         key = content_key(body.get("messages"))
         st.hits[key] += 1
+        if key not in st.texts:
+            msgs = body.get("messages") or [{}]
+            st.texts[key] = str(msgs[-1].get("content", "")) if isinstance(msgs[-1], dict) else ""
         attempt = st.hits[key]
         st.in_flight += 1
         st.max_in_flight = max(st.max_in_flight, st.in_flight)

@@ -286,6 +286,12 @@ class OpenAIBackend:
             await self._check_endpoints()
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
+    async def check(self) -> None:
+        """Raise :class:`JudgeRLError` now if no base URL accepts connections (``chat`` does
+        this itself before its first request; call it to fail before any other work)."""
+        if not self._checked:
+            await self._check_endpoints()
+
     async def aclose(self) -> None:
         """Close the HTTP clients of the current event loop."""
         for ep in self._endpoints:

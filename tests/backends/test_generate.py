@@ -1,0 +1,182 @@
+"""``judge-rl generate``: tiny saved model (CLI, resume), OpenAI-compatible endpoint, embedded model."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from judge_rl.errors import ConfigError
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_generate_tiny_model_writes_candidates_and_resumes(cli, tiny_model_dir, tmp_path):
+    out = tmp_path / "cands.jsonl"
+    common = [
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--prompts",
+        "builtin:gsm8k-demo",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--output",
+        str(out),
+        "--source",
+        "tiny",
+        "--run",
+        str(tmp_path / "run"),
+    ]
+    r = cli(*common, "--limit", "3")
+    assert r.returncode == 0, r.stderr
+    rows = _rows(out)
+    assert len(rows) == 6
+    assert {row["source"] for row in rows} == {"tiny"}
+    assert len({row["id"] for row in rows}) == 6
+    first = rows[0]["metadata"]
+    assert first["reference"]  # GSM8K final answer carried from the prompt item
+    assert first["sampling"]["temperature"] == 0.7 and first["sampling"]["n"] == 2
+    assert first["completion_tokens"] > 0
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert log["command"] == "generate" and log["extra"]["generate"]["summary"]["candidates"] == 6
+
+    # A crash mid-write leaves a partial line; the next run drops it and does only what is missing.
+    with out.open("a") as f:
+        f.write('{"id": "c-partial", "prompt_id": "gsm8k')
+    r = cli(*common, "--limit", "4")
+    assert r.returncode == 0, r.stderr
+    assert "resuming: 3 of 4" in r.stderr
+    rows2 = _rows(out)
+    assert len(rows2) == 8 and rows2[:6] == rows
+    assert len({row["prompt_id"] for row in rows2}) == 4
+
+    from judge_rl.data import read_candidates
+
+    assert len(read_candidates(out)) == 8  # the data layer reads what generate writes
+
+
+def test_generate_through_openai_endpoint_keeps_the_key_secret(cli, tmp_path):
+    pytest.importorskip("aiohttp")
+    from judge_rl.backends._fakeserver import start_in_thread
+
+    secret = "sk-generate-SECRET-0987654321"
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "prompt": f"say {i}"}) + "\n" for i in range(5))
+    )
+    out = tmp_path / "out.jsonl"
+    with start_in_thread(reply="echo") as srv:
+        r = cli(
+            "generate",
+            "--backend",
+            "openai",
+            "--base-url",
+            srv.url,
+            "--model",
+            "fake",
+            "--api-key-env",
+            "MY_TEST_KEY",
+            "--prompts",
+            str(prompts),
+            "--n",
+            "2",
+            "--output",
+            str(out),
+            "--run",
+            str(tmp_path / "run"),
+            env={"MY_TEST_KEY": secret},
+        )
+        assert srv.state.auth == {f"Bearer {secret}"}
+    assert r.returncode == 0, r.stderr
+    rows = _rows(out)
+    assert len(rows) == 10 and rows[0]["response"].startswith("echo: say")
+    for path in [out, tmp_path / "run" / "log.json"]:
+        assert secret not in path.read_text()
+    assert secret not in r.stdout + r.stderr
+
+
+def test_generate_unreachable_endpoint_exits_2_with_one_line(cli, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = cli(
+        "generate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--model",
+        "m",
+        "--prompts",
+        "builtin:gsm8k-demo",
+        "--limit",
+        "2",
+        "--output",
+        str(tmp_path / "o.jsonl"),
+        "--run",
+        str(tmp_path / "run"),
+    )
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"127.0.0.1:{port}/v1" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_settings_are_rejected_before_loading():
+    from judge_rl.cli import build_parser
+    from judge_rl.commands.generate import check_args
+
+    base = ["generate", "--model", "m", "--prompts", "p", "--output", "o.jsonl"]
+    for extra, setting in [
+        (["--n", "0"], "--n"),
+        (["--top-p", "0"], "--top-p"),
+        (["--base-url", "http://x/v1"], "--base-url"),
+    ]:
+        args = build_parser().parse_args(base + extra)
+        with pytest.raises(ConfigError, match=setting):
+            check_args(args)
+
+
+def test_generate_with_the_embedded_model(embedded, tmp_path, monkeypatch):
+    from judge_rl.backends.hf import HFBackend
+    from judge_rl.cli import build_parser
+    from judge_rl.commands import generate
+
+    model, tok = embedded
+    monkeypatch.setattr(
+        generate,
+        "make_backend",
+        lambda args: HFBackend("embedded", model_object=model, tokenizer=tok, batch_size=2),
+    )
+    out = tmp_path / "emb.jsonl"
+    args = build_parser().parse_args(
+        [
+            "generate",
+            "--model",
+            "embedded",
+            "--prompts",
+            "builtin:gsm8k-demo",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--temperature",
+            "0",
+            "--output",
+            str(out),
+            "--run",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert generate.run(args) == 0
+    rows = _rows(out)
+    assert len(rows) == 2 and rows[0]["source"] == "smollm2-135m-instruct"
+    assert all(row["response"].strip() for row in rows)
+    assert rows[0]["metadata"]["sampling"]["temperature"] == 0.0
