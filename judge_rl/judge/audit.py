@@ -302,10 +302,14 @@ async def audit_judge(
             inj[label] = await _injection(j, comps, rows, cfg, both_orders, progress)
         section.injection = inj  # type: ignore[attr-defined]
         main = inj["judge"]
+        by_label = {v["label"]: v["metrics"] for v in section.variants}
         if "overall_fixed" in main:
             section.metrics["injection_flip_rate"] = Metric(**main["overall_fixed"])
+            by_label["order=fixed"]["injection_flip_rate"] = Metric(**main["overall_fixed"])
         if "overall_both" in main:
             section.metrics["injection_flip_rate_both"] = Metric(**main["overall_both"])
+            if "order=both" in by_label:
+                by_label["order=both"]["injection_flip_rate"] = Metric(**main["overall_both"])
         for label, res in inj.items():
             if label != "judge" and "overall_fixed" in res:
                 section.variants.append(
