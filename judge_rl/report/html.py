@@ -753,7 +753,7 @@ def render_html(log: RunLog, compare: Sequence[RunLog] = ()) -> str:
     ctx["css"] = Markup(css)
     ctx["csp"] = (
         f"default-src 'none'; script-src '{_csp_hash(script)}'; "
-        "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+        f"style-src '{_csp_hash(css)}'; img-src data:; base-uri 'none'; form-action 'none'"
     )
     return _env().get_template("report.html.j2").render(**ctx)
 

@@ -182,9 +182,11 @@ def line_chart(
             f'<line class="{_esc(m.kind)}" x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T}" '
             f'y2="{PAD_T + ih}"><title>{_esc(m.label)}</title></line>'
         )
+        right = x > PAD_L + 0.65 * iw  # label on the left of a marker near the right edge
         out.append(
-            f'<text class="alarmtxt" x="{x + 3:.1f}" y="{PAD_T + 10 + 11 * (markers.index(m) % 3)}">'
-            f"{_esc(m.label[:18])}</text>"
+            f'<text class="alarmtxt" x="{x - 3 if right else x + 3:.1f}" '
+            f'y="{PAD_T + 10 + 11 * (markers.index(m) % 3)}" '
+            f'text-anchor="{"end" if right else "start"}">{_esc(m.label[:18])}</text>'
         )
     # legend
     lx = PAD_L + 6.0

@@ -61,6 +61,9 @@ def test_combined_report_interactive(browser, tmp_path, artefacts, capsys):
         load_s = await page.open(path, width=1280, height=900)
         r = {"load_s": load_s, "items": await page.eval(ITEMS), "count": await page.eval(COUNT)}
         r["svgs"] = await page.eval("document.querySelectorAll('svg.chart').length")
+        # the stylesheet applied (the CSP allows it by hash)
+        r["styled"] = await page.eval(
+            "getComputedStyle(document.querySelector('main > section')).borderTopLeftRadius")
         await page.screenshot(artefacts / "report.png")
         await page.screenshot(artefacts / "report-full.png", full=True)
         await _set(page, "cb-verdict", "fail")
@@ -104,7 +107,7 @@ def test_combined_report_interactive(browser, tmp_path, artefacts, capsys):
 
     r = browser.run(scenario)
     assert r["items"] == 20 and r["count"] == f"({n} of {n})"
-    assert r["svgs"] >= 10
+    assert r["svgs"] >= 10 and r["styled"] == "8px"
     assert r["fail_count"] == f"({n_fail} of {n})"
     assert r["dis_pills"] and r["model_ok"]
     assert 1 <= r["search_items"] < 20

@@ -114,6 +114,9 @@ def test_one_offline_file():
         a["content"] for t, a in tags.tags if a.get("http-equiv") == "Content-Security-Policy"
     )
     assert f"'sha256-{digest}'" in csp and "default-src 'none'" in csp
+    css = (TEMPLATES / "report.css").read_text()
+    css_digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    assert f"style-src 'sha256-{css_digest}'" in csp and "unsafe-inline" not in csp
 
 
 def test_rows_embedded_once_and_round_trip():
