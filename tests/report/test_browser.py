@@ -63,7 +63,8 @@ def test_combined_report_interactive(browser, tmp_path, artefacts, capsys):
         r["svgs"] = await page.eval("document.querySelectorAll('svg.chart').length")
         # the stylesheet applied (the CSP allows it by hash)
         r["styled"] = await page.eval(
-            "getComputedStyle(document.querySelector('main > section')).borderTopLeftRadius")
+            "getComputedStyle(document.querySelector('main > section')).borderTopLeftRadius"
+        )
         await page.screenshot(artefacts / "report.png")
         await page.screenshot(artefacts / "report-full.png", full=True)
         await _set(page, "cb-verdict", "fail")
