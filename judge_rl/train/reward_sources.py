@@ -128,6 +128,9 @@ class RewardModelReward:
     def __init__(self, path: str, *, device: str | None = None, batch_size: int = 16):
         if not Path(path).exists():
             raise ConfigError(f"reward model folder {path} does not exist", setting="reward")
+        if not (Path(path) / "config.json").exists():
+            raise ConfigError(f"{path} is not a reward model folder (no config.json)",
+                              setting="reward")
         self.path = path
         self.device = device
         self.batch_size = batch_size
@@ -289,14 +292,15 @@ def parse_spec(spec: str) -> list[tuple[float, str, str]]:
         raise ConfigError("empty reward spec", setting="reward")
     # Split on '+' that starts a new term (not a sign right after '*' or at the start).
     parts, cur = [], ""
-    for i, ch in enumerate(spec):
-        if ch == "+" and cur.strip() and not cur.rstrip().endswith("*") and (
-            i + 1 < len(spec)):
+    for ch in spec:
+        if ch == "+" and cur.strip() and not cur.rstrip().endswith("*"):
             parts.append(cur)
             cur = ""
         else:
             cur += ch
     parts.append(cur)
+    if any(not p.strip() for p in parts):
+        raise ConfigError(f"empty term in reward spec {spec!r}", setting="reward")
     out = []
     for part in parts:
         m = _TERM_RE.match(part)
