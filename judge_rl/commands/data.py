@@ -69,6 +69,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="N",
         help="list the N most common skip reasons",
     )
+    pi.add_argument(
+        "--run",
+        default=None,
+        metavar="NAME",
+        help="also write the summary to reports/NAME/log.json (inspect writes nothing by default)",
+    )
     _add_common(pi)
     pc = dsub.add_parser("convert", help="convert to TRL-ready rows (prompt, chosen, rejected)")
     pc.add_argument("input", help="input file, any supported format")
@@ -78,6 +84,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="store_true",
         help="leave out ties (p_chosen = 0.5): TRL's trainers ignore p_chosen and would learn them "
         "as preferences",
+    )
+    pc.add_argument(
+        "--run",
+        default=None,
+        metavar="NAME",
+        help="run name: reports/NAME/log.json (default: a timestamp)",
     )
     _add_common(pc)
     dsub.add_parser("formats", help="list the supported input formats")
@@ -174,6 +186,8 @@ def _inspect(args: argparse.Namespace) -> int:
         for name, ls in s.lengths.items():
             lt.add_row(name, f"{ls.mean:,.0f}", f"{ls.median:,.0f}", f"{ls.min:,}", f"{ls.max:,}")
         console().print(lt)
+    if args.run:
+        _write_log(args, "data inspect", _summary_dict(s))
     if s.skipped:
         st = Table(
             title=f"skipped rows: {len(s.skipped):,} (most common reasons)", title_justify="left"
@@ -237,6 +251,19 @@ def _convert_file(args: argparse.Namespace, cols: dict[str, str]) -> int:
         write_prompts(items, args.output)
         n, unit = len(items), "prompts"
     console().print(f"wrote {n:,} {unit} ({fmt} -> {escape(args.output)})")
+    from collections import Counter
+
+    info = {
+        "input": str(args.input),
+        "output": str(args.output),
+        "format": fmt,
+        "kind": kind,
+        "written": n,
+        "skipped": len(skipped),
+        "skip_reasons": dict(Counter(r for _, r in skipped).most_common(20)),
+        "columns": cols,
+    }
+    _write_log(args, "data convert", info)
     if skipped:
         from collections import Counter
 
@@ -244,6 +271,38 @@ def _convert_file(args: argparse.Namespace, cols: dict[str, str]) -> int:
         for reason, k in Counter(r for _, r in skipped).most_common(5):
             console().print(f"  {k:,} x {escape(reason)}")
     return 0
+
+
+def _summary_dict(s: Any) -> dict[str, Any]:
+    from collections import Counter
+    from dataclasses import asdict
+
+    return {
+        "input": s.path,
+        "format": s.format,
+        "kind": s.kind,
+        "rows": s.rows,
+        "items": s.items,
+        "skipped": len(s.skipped),
+        "skip_reasons": dict(Counter(r for _, r in s.skipped).most_common(20)),
+        "lengths": {k: asdict(v) for k, v in s.lengths.items()},
+        "counts": s.counts,
+    }
+
+
+def _write_log(args: argparse.Namespace, command: str, info: dict[str, Any]) -> None:
+    """``reports/<run>/log.json`` with the data summary under ``extra["data"]``."""
+    from rich.markup import escape
+
+    from judge_rl.console import console
+    from judge_rl.runlog import new_log, run_dir
+
+    rdir = run_dir(args.run)
+    config = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+    log = new_log(command, rdir.name, config)
+    log.extra["data"] = info
+    path = log.save(rdir)
+    console().print(f"log: {escape(str(path))}")
 
 
 def _formats() -> int:

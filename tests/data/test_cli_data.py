@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ from judge_rl.data import read_preferences
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:
+    if len(args) > 1 and args[1] == "convert" and "--run" not in args and len(args) > 3:
+        args = (*args, "--run", str(Path(args[3]).parent / "run"))
     rc = main(list(args))
     out, err = capsys.readouterr()
     return rc, out, err
@@ -136,3 +139,30 @@ def test_convert_drop_ties(capsys, data_dir, tmp_path):
     )
     assert rc == 0 and "left out 1 ties" in out and "wrote 5 pairs" in out
     assert not any(r.is_tie for r in read_preferences(tmp_path / "o.jsonl"))
+
+
+def test_convert_writes_a_run_log(capsys, data_dir, tmp_path):
+    from judge_rl.runlog import load
+
+    rc, out, _ = _run(
+        capsys,
+        "data",
+        "convert",
+        str(data_dir / "formats/ratings.csv"),
+        str(tmp_path / "o.jsonl"),
+        "--run",
+        str(tmp_path / "conv"),
+    )
+    assert rc == 0 and "log:" in out
+    log = load(tmp_path / "conv")
+    assert log.command == "data convert"
+    assert log.extra["data"]["written"] == 3 and log.extra["data"]["format"] == "ratings"
+    rc, out, _ = _run(
+        capsys,
+        "data",
+        "inspect",
+        str(data_dir / "formats/ratings.csv"),
+        "--run",
+        str(tmp_path / "ins"),
+    )
+    assert rc == 0 and load(tmp_path / "ins").extra["data"]["items"] == 3
