@@ -406,22 +406,42 @@ def to_ratings(theta: np.ndarray, models: Sequence[str], anchor: str | None) -> 
     return ELO_PER_UNIT * (theta - ref) + BASE_RATING
 
 
+def _closure(adj: np.ndarray) -> np.ndarray:
+    """Reachability (reflexive-transitive closure) of a boolean adjacency matrix.  # (n, n)
+
+    Repeated squaring: ``log2(n)`` boolean matrix products, fine for the few hundred contestants
+    of a leaderboard (and no scipy import on the CLI path).
+    """
+    r = adj | np.eye(len(adj), dtype=bool)
+    for _ in range(max(1, int(np.ceil(np.log2(max(len(adj), 2)))))):
+        r2 = (r.astype(np.float32) @ r.astype(np.float32)) > 0
+        if np.array_equal(r2, r):
+            break
+        r = r2
+    return r
+
+
+def _components(und: np.ndarray) -> np.ndarray:
+    """Connected-component label of each node of an undirected boolean graph.  # (n,)"""
+    reach = _closure(und)
+    return np.argmax(reach, axis=1)  # the smallest node index each node reaches
+
+
 def diagnose(counts: PairCounts) -> list[str]:
     """Warnings about a comparison graph on which the plain MLE does not exist or is weak.
 
     Ford (1957): the Bradley-Terry MLE exists iff the directed graph with an edge ``i -> j``
     whenever ``i`` scored against ``j`` (a win or a tie) is strongly connected.
     """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = counts.n_models
     out: list[str] = []
     if n == 0:
         return out
     tot = counts.cells.sum(axis=1)
-    und = csr_matrix((np.ones(len(counts.i)), (counts.i, counts.j)), shape=(n, n))
-    n_comp, labels = connected_components(und, directed=False)
+    und = np.zeros((n, n), dtype=bool)
+    und[counts.i, counts.j] = und[counts.j, counts.i] = True
+    labels = _components(und)
+    n_comp = len(set(labels.tolist()))
     if n_comp > 1:
         groups: dict[int, list[str]] = {}
         for m, lab in zip(counts.models, labels, strict=True):
@@ -444,8 +464,10 @@ def diagnose(counts: PairCounts) -> list[str]:
         scored_j = (counts.cells[:, 1] + counts.cells[:, 2]) > 0
         rows = np.concatenate([counts.i[scored_i], counts.j[scored_j]])
         cols = np.concatenate([counts.j[scored_i], counts.i[scored_j]])
-        dg = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-        n_scc, _ = connected_components(dg, directed=True, connection="strong")
+        dg = np.zeros((n, n), dtype=bool)
+        dg[rows, cols] = True
+        reach = _closure(dg)
+        n_scc = len({tuple(np.flatnonzero(reach[k] & reach[:, k])) for k in range(n)})
         if n_scc > 1 and not any("every battle" in w for w in out):
             out.append(
                 "some group of models never lost to the rest (the win graph is not strongly "
@@ -613,7 +635,7 @@ def leaderboard(
     model's rank over the bootstrap rounds (or, without a bootstrap, 1 + the number of models
     whose interval lies wholly above / the number not wholly below).
     """
-    from scipy.stats import norm
+    from statistics import NormalDist
 
     f = fit(counts, ties=ties, anchor=anchor, prior=prior)
     n = counts.n_models
@@ -630,7 +652,7 @@ def leaderboard(
         rank_lo = np.floor(np.quantile(ranks, alpha, axis=0)).astype(int)
         rank_hi = np.ceil(np.quantile(ranks, 1 - alpha, axis=0)).astype(int)
     else:
-        z = float(norm.ppf(1 - alpha))
+        z = NormalDist().inv_cdf(1 - alpha)
         if anchor is None:
             # Variance of theta_i - mean(theta): (I - J/n) Cov (I - J/n).
             c = np.eye(n) - 1.0 / n

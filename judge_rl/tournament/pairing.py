@@ -269,7 +269,7 @@ class Adaptive:
     def targets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rating differences that decide the top-k order and are still uncertain.
 
-        Pairs with one member in the top-k (or at rank k+1) whose intervals overlap at the chosen
+        Pairs with a member in the top k (so the (k, k+1) gap is included) whose intervals overlap at the chosen
         confidence, weighted by the chance their current order is wrong divided by the variance
         of the difference (so a verdict is valued by the relative uncertainty it removes).
         Returns ``(i, j, weight)``, each ``(T,)``.
@@ -279,7 +279,7 @@ class Adaptive:
         rank = np.empty(n, dtype=int)
         rank[order] = np.arange(n)
         iu, ju = np.triu_indices(n, 1)
-        keep = np.minimum(rank[iu], rank[ju]) <= self.top_k
+        keep = np.minimum(rank[iu], rank[ju]) < self.top_k  # a member in the top k
         iu, ju = iu[keep], ju[keep]
         v = np.maximum(self.cov[iu, iu] + self.cov[ju, ju] - 2 * self.cov[iu, ju], 1e-12)
         d = np.abs(self.theta[iu] - self.theta[ju])
@@ -352,16 +352,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _norm_cdf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import ndtr
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
 
-    return ndtr(x)
+
+def _norm_cdf(x: np.ndarray) -> np.ndarray:
+    """Standard normal CDF, ``erfc(-x / sqrt 2) / 2`` (no scipy import on the CLI path)."""
+    return 0.5 * _ERFC(-np.asarray(x, float) / math.sqrt(2.0)).astype(float)
 
 
 def _norm_ppf(q: float) -> float:
-    from scipy.special import ndtri
+    from statistics import NormalDist
 
-    return float(ndtri(q))
+    return NormalDist().inv_cdf(q)
 
 
 def make_pairing(

@@ -35,11 +35,11 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str = "", level: float 
 
     t = Table(title=title or None, title_justify="left")
     t.add_column("rank", justify="right", no_wrap=True)
-    t.add_column("model")
+    t.add_column("model", no_wrap=True, min_width=12)
     t.add_column("rating", justify="right")
     t.add_column(f"{level:.0%} CI", justify="right")
     t.add_column("battles", justify="right")
-    t.add_column("W / T / L", justify="right", no_wrap=True)
+    t.add_column("W/T/L", justify="right", no_wrap=True)
     t.add_column("win rate", justify="right")
     for r in rows:
         rank = str(r.get("rank", ""))
@@ -48,9 +48,9 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str = "", level: float 
         ci = (
             "–"
             if r.get("lo") is None
-            else f"{r['lo'] - r['rating']:+.0f} / {r['hi'] - r['rating']:+.0f}"
+            else f"{r['lo'] - r['rating']:+.0f}/{r['hi'] - r['rating']:+.0f}"
         )
-        wtl = f"{_num(r.get('wins'))} / {_num(r.get('ties'))} / {_num(r.get('losses'))}"
+        wtl = f"{_num(r.get('wins'))}/{_num(r.get('ties'))}/{_num(r.get('losses'))}"
         t.add_row(
             rank,
             escape(str(r["model"])),
