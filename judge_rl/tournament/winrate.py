@@ -86,8 +86,7 @@ def _rows_of(path: Path) -> Iterable[tuple[int, Any]]:
         import csv
         import io
 
-        for k, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
-            yield k, row
+        yield from enumerate(csv.DictReader(io.StringIO(text)), start=2)
         return
     try:
         data = json.loads(text)
@@ -347,7 +346,7 @@ def lc_winrates(rows: Sequence[PrefRow]) -> dict[str, dict[str, Any]]:
     m_idx = {m: k for k, m in enumerate(models)}
     mi = np.array([m_idx[r.model] for r in use])
     length = np.zeros(len(use))
-    for m, k in m_idx.items():  # per contestant: tanh(delta / sd of that contestant's deltas)
+    for k in m_idx.values():  # per contestant: tanh(delta / sd of that contestant's deltas)
         sel = mi == k
         lm = np.array([use[t].len_model for t in np.flatnonzero(sel)], dtype=float)
         lb = np.array([use[t].len_baseline for t in np.flatnonzero(sel)], dtype=float)
