@@ -556,7 +556,13 @@ def _mt_bench_answer(
 
 
 def _candidate_row(row: Mapping[str, Any], ctx: F.Ctx) -> Candidate:
-    pkey, prompt = F._pair_prompt(row, ctx)
+    pkey: str
+    prompt: Any
+    if row.get("prompt") == "" and F._optional_str(row, "prompt_id"):
+        # a candidate known only by its prompt id (MT-Bench answers read without questions)
+        pkey, prompt = "prompt", ""
+    else:
+        pkey, prompt = F._pair_prompt(row, ctx)
     rkey = F._first_key(row, F.RESPONSE_KEYS) or "response"
     response = F.require(row, rkey)
     if isinstance(response, list):

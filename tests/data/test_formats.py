@@ -12,6 +12,7 @@ from judge_rl.data import (
     read_preferences,
     read_prompts,
     split_hh,
+    write_candidates,
 )
 from judge_rl.data._formats import (
     RowError,
@@ -212,6 +213,8 @@ def test_mt_bench_answers_without_questions(data_dir, tmp_path):
     cands = read_candidates(f)
     assert len(cands) == 10 and all(c.prompt == "" for c in cands)
     assert cands[0].metadata["question_id"] == 81
+    write_candidates(cands, tmp_path / "c.jsonl")
+    assert read_candidates(tmp_path / "c.jsonl") == cands
     with_q = read_candidates(f, questions=data_dir / "mt_bench/question.jsonl")
     assert with_q[0].prompt.startswith("Compose")
 
