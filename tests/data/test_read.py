@@ -295,3 +295,11 @@ def test_csv_text_that_looks_like_json_stays_text(tmp_path):
     g = tmp_path / "r.csv"
     g.write_text('prompt,responses\nq,"[""best"", ""worst""]"\n')
     assert read_preferences(g).records[0].chosen == "best"
+
+
+def test_prompt_sets_round_trip(data_dir, tmp_path):
+    from judge_rl.data import write_prompts
+
+    for src in ("builtin:gsm8k-demo", "builtin:open-demo", data_dir / "mt_bench/question.jsonl"):
+        items = read_prompts(src)
+        assert read_prompts(write_prompts(items, tmp_path / "p.jsonl")) == items
