@@ -247,6 +247,43 @@ def label_summary(sec: LabelSection) -> dict[str, Any]:
     return s
 
 
+LABEL_KNOWN = frozenset(
+    {
+        "n",
+        "verdicts",
+        "failures",
+        "position_consistency",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "time_s",
+        "calls",
+        "cached",
+        "ties",
+        "failed",
+    }
+)
+"""Summary keys the label panels show in their own rows (the rest are listed after them)."""
+
+
+def score_summary(sec: LabelSection) -> list[tuple[str, str]]:
+    """Pointwise scores of a label section: count, mean, range, failures (empty when none)."""
+    if not sec.scores:
+        return []
+    ok = [s.score for s in sec.scores if s.ok and is_num(s.score)]
+    failed = len(sec.scores) - len(ok)
+    rows = [("pointwise scores", str(len(sec.scores)))]
+    if ok:
+        rows.append(
+            (
+                "score mean [min, max]",
+                f"{fnum(sum(ok) / len(ok))} [{fnum(min(ok))}, {fnum(max(ok))}]",
+            )
+        )
+    rows.append(("scores failed", str(failed)))
+    return rows
+
+
 AUDIT_LABELS: dict[str, str] = {
     "accuracy": "agreement with humans",
     "accuracy_with_ties": "agreement (ties count)",

@@ -28,6 +28,7 @@ from judge_rl._io import atomic_write_text
 from judge_rl.report import svg
 from judge_rl.report._common import (
     _BIDI_RE,
+    LABEL_KNOWN,
     as_metric,
     clip,
     evidence_text,
@@ -44,6 +45,7 @@ from judge_rl.report._common import (
     neutralize,
     ordered_metrics,
     present_keys,
+    score_summary,
     sections_of,
     series,
     steps_of,
@@ -238,18 +240,8 @@ def label_ctx(sec: LabelSection) -> dict[str, Any]:
         info.append(("time", fsecs(s["time_s"])))
     if sec.output:
         info.append(("preference file", sec.output))
-    known = {
-        "n",
-        "verdicts",
-        "failures",
-        "position_consistency",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost",
-        "time_s",
-        "calls",
-        "cached",
-    }
+    info += score_summary(sec)
+    known = LABEL_KNOWN
     info += [
         (k, fnum(v) if is_num(v) else clip(v, 80))
         for k, v in s.items()

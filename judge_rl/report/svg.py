@@ -12,6 +12,7 @@ import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from judge_rl.report._common import fnum, is_num, neutralize
 
@@ -82,6 +83,30 @@ def _svg_open(title: str, w: int = W, h: int = H, cls: str = "chart") -> list[st
     ]
 
 
+MAX_POINTS = 600
+
+
+def _thin(s: Series, limit: int = MAX_POINTS) -> Series:
+    """Every k-th point of a long series (and its band), keeping the last one.
+
+    >>> len(_thin(Series("x", list(range(10_000)), list(range(10_000)))).xs)
+    590
+    """
+    n = len(s.xs)
+    if n <= limit:
+        return s
+    idx = list(range(0, n, -(-n // limit)))
+    if idx[-1] != n - 1:
+        idx.append(n - 1)
+
+    def pick(v: Sequence[Any] | None) -> list[Any] | None:
+        return None if v is None else [v[i] for i in idx if i < len(v)]
+
+    return Series(
+        s.name, [s.xs[i] for i in idx], pick(s.ys) or [], pick(s.lo), pick(s.hi), s.dashed
+    )
+
+
 def line_chart(
     series: Sequence[Series],
     *,
@@ -92,7 +117,12 @@ def line_chart(
     w: int = W,
     h: int = H,
 ) -> str:
-    """A line chart of several series with optional CI bands and vertical alarm markers."""
+    """A line chart of several series with optional CI bands and vertical alarm markers.
+
+    Series longer than :data:`MAX_POINTS` are thinned (every k-th point, the last kept): the chart
+    is ~480 px wide, so more points add bytes, not detail.
+    """
+    series = [_thin(s) for s in series]
     pts = [
         (x, y) for s in series for x, y in zip(s.xs, s.ys, strict=False) if is_num(y) and is_num(x)
     ]

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from judge_rl.report._common import (
+    LABEL_KNOWN,
     as_metric,
     clip,
     evidence_text,
@@ -36,6 +37,7 @@ from judge_rl.report._common import (
     neutralize,
     ordered_metrics,
     present_keys,
+    score_summary,
     series,
     sparkline,
 )
@@ -58,8 +60,16 @@ def _t(text: Any, style: str = "") -> Text:
     return Text(neutralize(text), style=style)
 
 
+class _PlainTable(Table):
+    """A rich Table whose string cells are never parsed as markup (data may contain ``[...]``)."""
+
+    def add_row(self, *renderables: Any, **kw: Any) -> None:
+        cells = [Text(neutralize(r)) if isinstance(r, str) else r for r in renderables]
+        super().add_row(*cells, **kw)
+
+
 def _table(*cols: str, title: str | None = None, **kw: Any) -> Table:
-    t = Table(
+    t = _PlainTable(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         show_edge=False,
@@ -100,20 +110,6 @@ def header(log: RunLog) -> RenderableType:
     return Group(*lines)
 
 
-LABEL_KNOWN = {
-    "n",
-    "verdicts",
-    "failures",
-    "position_consistency",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost",
-    "time_s",
-    "calls",
-    "cached",
-}
-
-
 def label(sec: LabelSection) -> RenderableType:
     """Verdicts, ties, failures by kind, position consistency, tokens, cost."""
     s = label_summary(sec)
@@ -150,6 +146,8 @@ def label(sec: LabelSection) -> RenderableType:
         info.add_row("time", fsecs(s.get("time_s")))
     if sec.output:
         info.add_row("preferences", _t(sec.output))
+    for k, v in score_summary(sec):
+        info.add_row(_t(k), _t(v))
     grid = Table.grid(padding=(0, 4))
     grid.add_row(t, info)
     extra = [

@@ -64,6 +64,7 @@ def test_combined_has_every_section_and_the_facts():
     # labelling: verdicts, failures by kind, consistency, cost
     assert re.search(r"a wins\s+9\s+37\.5%", text)
     assert re.search(r"^\s+timeout\s+1", text, re.M) and "position consistency" in text
+    assert re.search(r"score mean \[min, max\]\s+1.500 \[0.000, 3.000\]", text)
     # audit: CI, skipped count, a missing metric's reason, variants side by side
     assert "0.712 [0.662, 0.762]" in text and "judge model is not among" in text
     assert "order=both" in text and "jury(3)" in text
@@ -80,6 +81,7 @@ def test_hostile_text_is_inert(factory):
     assert not re.search("[\u202a-\u202e\u2066-\u2069]", text)
     assert "[U+202E]" in text
     assert "[bold red]markup[/]" in text  # rich markup in data is printed, not interpreted
+    assert "[link=" in text and "\x1b]8" not in text  # no terminal hyperlink escape
 
 
 def test_missing_and_extra_keys_are_tolerated():
