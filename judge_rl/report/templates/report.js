@@ -114,6 +114,7 @@
   }
   var timer = null;
   q.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(filter, 150); });
+  q.addEventListener("change", function () { clearTimeout(timer); filter(); });  // Enter / blur
   [fm, fv, fd, fs].forEach(function (s) { s.addEventListener("change", filter); });
   $("cb-prev").addEventListener("click", function () { page--; draw(); list.scrollIntoView(); });
   $("cb-next").addEventListener("click", function () { page++; draw(); list.scrollIntoView(); });
