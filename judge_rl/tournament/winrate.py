@@ -17,7 +17,8 @@
 
 Input rows (:class:`PrefRow`) come from AlpacaEval annotation files as they are
 (``instruction, output_1, output_2, generator_1, generator_2, preference``), judge_rl run logs
-(label section: comparisons + judgments), or battle-style rows
+(label section: comparisons + judgments), judge_rl preference files written by ``judge-rl label``
+(``chosen, rejected, p_chosen, provenance.chosen_source/rejected_source``), or battle-style rows
 (``model_a, model_b, winner`` with optional ``output_a, output_b``).
 """
 
@@ -137,6 +138,12 @@ def _from_runlog(data: dict[str, Any], path: Path) -> list[tuple[int, dict[str, 
     return out
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "\n".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return str(value or "")
+
+
 def read_pref_rows(path: str | Path, baseline: str) -> tuple[list[PrefRow], list[str]]:
     """Rows against ``baseline`` (either side), and the generators seen.
 
@@ -165,6 +172,27 @@ def read_pref_rows(path: str | Path, baseline: str) -> tuple[list[PrefRow], list
                 o1, o2 = str(row.get("output_1") or ""), str(row.get("output_2") or "")
                 pid = str(row.get("instruction", row.get("prompt_id", ln)))
                 sides = (g1, g2, None if p2 is None else 1 - p2, o1, o2)
+            elif "chosen" in row and "rejected" in row:  # judge_rl preference files (label)
+                prov = row.get("provenance") or {}
+                if isinstance(prov, str):
+                    prov = json.loads(prov or "{}")
+                ga, gb = str(prov.get("chosen_source", "")), str(prov.get("rejected_source", ""))
+                if not ga or not gb:
+                    raise DataError(
+                        "preference row without provenance.chosen_source/rejected_source "
+                        "(written by `judge-rl label`)",
+                        file=str(p),
+                        line=ln,
+                    )
+                pc = row.get("p_chosen", 1.0)
+                pid = str(row.get("prompt_id") or ln)
+                sides = (
+                    ga,
+                    gb,
+                    1.0 if pc is None else float(pc),
+                    _text(row["chosen"]),
+                    _text(row["rejected"]),
+                )
             elif "model_a" in row:
                 ga, gb = str(row.get("model_a", "")), str(row.get("model_b", ""))
                 if "p_a" in row:

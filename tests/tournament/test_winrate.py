@@ -102,3 +102,30 @@ def test_cli(cli, tmp_path):
     from judge_rl.cli import main
 
     assert main(["winrate", str(path), "--baseline", "nobody", "--run", str(tmp_path / "wr2")]) == 2
+
+
+def test_judge_rl_label_outputs(tmp_path):
+    # preference rows as `judge-rl label` writes them (TRL columns + provenance with sources)
+    rows = [
+        {
+            "prompt": "q",
+            "chosen": "long answer",
+            "rejected": "short",
+            "p_chosen": 0.8,
+            "prompt_id": "1",
+            "provenance": {"chosen_source": "m", "rejected_source": "base"},
+        },
+        {
+            "prompt": "q2",
+            "chosen": "x",
+            "rejected": "y",
+            "p_chosen": 0.5,
+            "prompt_id": "2",
+            "provenance": {"chosen_source": "base", "rejected_source": "m"},
+        },
+    ]
+    p = tmp_path / "prefs.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (res,) = winrates(read_pref_rows(p, "base")[0])
+    assert res["mean_pref"] == pytest.approx((0.8 + 0.5) / 2)
+    assert (res["wins"], res["draws"], res["losses"]) == (1, 1, 0)
