@@ -217,6 +217,9 @@ def run(args: argparse.Namespace, callbacks: list[Any] | None = None) -> int:
 
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bar shows progress; theirs would interleave
 
     from judge_rl.console import console
     from judge_rl.runlog import new_log, run_dir

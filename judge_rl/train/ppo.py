@@ -829,6 +829,7 @@ class PPOTrainer:
             shutil.rmtree(tmp, ignore_errors=True)
             self._write_policy(tmp)
             torch.save(self.unwrapped.value_state(), tmp / VALUE_FILE)
+            self.section.checkpoints.append({"step": self._step, "path": str(path)})
             state = {
                 "step": self._step, "epoch": self._epoch, "cursor": self._cursor,
                 "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
@@ -839,7 +840,6 @@ class PPOTrainer:
             (tmp / "ppo_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
-            self.section.checkpoints.append({"step": self._step, "path": str(path)})
         self.accelerator.wait_for_everyone()
         return str(path)
 
