@@ -552,8 +552,8 @@ def tournament_ctx(sec: TournamentSection) -> dict[str, Any]:
                 "model": r.get("model", "?"),
                 "rating": fnum(r.get("rating")),
                 "ci": f"[{fnum(r.get('lo'))}, {fnum(r.get('hi'))}]" if is_num(r.get("lo")) else "",
-                "battles": fnum(r.get("battles")),
-                "wtl": "-".join(fnum(r.get(k)) for k in ("wins", "ties", "losses")),
+                "battles": fstep(r.get("battles")),
+                "wtl": "-".join(fstep(r.get(k)) for k in ("wins", "ties", "losses")),
                 "win_rate": f"{100 * wr:.1f}%" if is_num(wr) else "–",
             }
         )
@@ -573,12 +573,23 @@ def tournament_ctx(sec: TournamentSection) -> dict[str, Any]:
     )
     heat = []
     n = len(sec.models)
+    # rows and columns in leaderboard order (best first), models without a row at the end
+    ranked = [r.get("model") for r in sec.leaderboard]
+    order = [sec.models.index(m) for m in ranked if m in sec.models]
+    order += [i for i in range(n) if i not in order]
+    labels = [sec.models[i] for i in order]
+
+    def permuted(mat: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        return [[mat[i][j] if j < len(mat[i]) else None for j in order] for i in order]
+
     if sec.models and len(sec.win_matrix) == n:
         heat.append(
-            svg.heatmap(sec.models, sec.win_matrix, title="observed win rate (row vs column)")
+            svg.heatmap(labels, permuted(sec.win_matrix), title="observed win rate (row vs column)")
         )
     if sec.models and len(sec.predicted) == n:
-        heat.append(svg.heatmap(sec.models, sec.predicted, title="predicted win rate (model)"))
+        heat.append(
+            svg.heatmap(labels, permuted(sec.predicted), title="predicted win rate (model)")
+        )
     winrates = [
         {
             "model": w.get("model", "?"),
@@ -586,7 +597,7 @@ def tournament_ctx(sec: TournamentSection) -> dict[str, Any]:
             "win_rate": f"{100 * w['win_rate']:.1f}%" if is_num(w.get("win_rate")) else "–",
             "lc": f"{100 * w['lc_win_rate']:.1f}%" if is_num(w.get("lc_win_rate")) else "–",
             "se": fnum(w.get("se")),
-            "wdl": "-".join(fnum(w.get(k)) for k in ("wins", "draws", "losses")),
+            "wdl": "-".join(fstep(w.get(k)) for k in ("wins", "draws", "losses")),
         }
         for w in sec.winrates
     ]

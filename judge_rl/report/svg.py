@@ -252,7 +252,7 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float | None]], *, 
     left = 150
     top = 34 + 0
     w = left + n * cell + 10
-    h = top + n * cell + 96
+    h = top + n * cell + 76
     out = _svg_open(title, w, h, cls="chart heat")
     show_val = cell >= 30
     for i in range(n):

@@ -493,7 +493,7 @@ def tournament(sec: TournamentSection) -> RenderableType:
             rating = fnum(r.get("rating"))
             if is_num(r.get("lo")) and is_num(r.get("hi")):
                 rating += f" [{fnum(r['lo'])}, {fnum(r['hi'])}]"
-            wtl = "-".join(fnum(r.get(k)) for k in ("wins", "ties", "losses"))
+            wtl = "-".join(fstep(r.get(k)) for k in ("wins", "ties", "losses"))
             wr = r.get("win_rate")
             t.add_row(
                 rank,
@@ -516,7 +516,7 @@ def tournament(sec: TournamentSection) -> RenderableType:
                 _t(clip(w.get("model", "?"), 24)),
                 _t(clip(w.get("baseline", "?"), 16)),
                 *pct,
-                "-".join(fnum(w.get(k)) for k in ("wins", "draws", "losses")),
+                "-".join(fstep(w.get(k)) for k in ("wins", "draws", "losses")),
             )
         parts.append(t)
     for warn in sec.warnings:
