@@ -10,38 +10,62 @@
 Everything here imports quickly; backends and torch load only when a judge needs them.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import Any
 
-from judge_rl.judge._common import progress_hook
-from judge_rl.judge.base import Judge, compare_sync, score_sync
-from judge_rl.judge.budget import Budget, Estimate
-from judge_rl.judge.cache import CachedJudge, JudgmentCache, default_cache_path
-from judge_rl.judge.human import HumanFileJudge
-from judge_rl.judge.jury import Jury
-from judge_rl.judge.llm import Criterion, LLMJudge
-from judge_rl.judge.order import OrderedJudge, combine_orders
-from judge_rl.judge.parse import ParseError
-from judge_rl.judge.rm import RewardModelJudge
-from judge_rl.judge.specs import find_spec, list_judges, load_judge, read_spec
+# Lazy re-exports (PEP 562): `import judge_rl.judge.cli_options` from a command's argparse set-up
+# must not pull in asyncio, sqlite and the judges, so `judge-rl --help` stays fast.
+_EXPORTS: dict[str, str] = {
+    "progress_hook": "judge_rl.judge._common",
+    "Judge": "judge_rl.judge.base",
+    "compare_sync": "judge_rl.judge.base",
+    "score_sync": "judge_rl.judge.base",
+    "Budget": "judge_rl.judge.budget",
+    "Estimate": "judge_rl.judge.budget",
+    "CachedJudge": "judge_rl.judge.cache",
+    "JudgmentCache": "judge_rl.judge.cache",
+    "default_cache_path": "judge_rl.judge.cache",
+    "HumanFileJudge": "judge_rl.judge.human",
+    "Jury": "judge_rl.judge.jury",
+    "Criterion": "judge_rl.judge.llm",
+    "LLMJudge": "judge_rl.judge.llm",
+    "OrderedJudge": "judge_rl.judge.order",
+    "combine_orders": "judge_rl.judge.order",
+    "ParseError": "judge_rl.judge.parse",
+    "RewardModelJudge": "judge_rl.judge.rm",
+    "find_spec": "judge_rl.judge.specs",
+    "list_judges": "judge_rl.judge.specs",
+    "load_judge": "judge_rl.judge.specs",
+    "read_spec": "judge_rl.judge.specs",
+    "validate_spec": "judge_rl.judge.specs",
+    "VerifierJudge": "judge_rl.judge.verify",
+}
 
 
-def estimate(judge: Any, comparisons: Any) -> Estimate:
-    """Calls, tokens and cost ``judge`` will need for ``comparisons`` (cache hits excluded).
+def estimate(judge: Any, comparisons: Any) -> Any:
+    """Calls, tokens and cost ``judge`` will need for ``comparisons`` (cache hits excluded), an
+    :class:`Estimate`. Judges that make no model calls (verifier, human file) estimate zero."""
+    from judge_rl.judge.budget import Estimate
 
-    Judges that make no model calls (verifier, human file) estimate zero calls.
-    """
     fn = getattr(judge, "estimate", None)
     if fn is None:
         return Estimate(comparisons=len(comparisons))
-    return fn(comparisons)  # type: ignore[no-any-return]
+    return fn(comparisons)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "VerifierJudge":
-        from judge_rl.judge.verify import VerifierJudge
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'judge_rl.judge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(target), name)
+    globals()[name] = value
+    return value
 
-        return VerifierJudge
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = [
@@ -68,4 +92,5 @@ __all__ = [
     "progress_hook",
     "read_spec",
     "score_sync",
+    "validate_spec",
 ]
