@@ -586,11 +586,17 @@ class PPOTrainer:
 
     def _rollout(self, items: list[PromptItem], encoded: list[list[int]], *, greedy: bool = False,
                  max_new_tokens: int | None = None, model: Any = None) -> _Batch:
-        from judge_rl.train.rollout import left_pad
+        from judge_rl.train.rollout import HFRolloutEngine, left_pad
 
         query_ids, query_mask = left_pad(encoded, int(self.tokenizer.pad_token_id))  # (B, P)
-        r = self.engine.generate(query_ids, query_mask, greedy=greedy,
-                                 max_new_tokens=max_new_tokens, model=model)
+        engine = self.engine
+        if model is not None and not isinstance(engine, HFRolloutEngine):
+            # another model than the policy (the reference): sample it with transformers
+            c = self.config
+            engine = HFRolloutEngine(model, self.tokenizer, max_new_tokens=c.max_new_tokens,
+                                     temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
+        r = engine.generate(query_ids, query_mask, greedy=greedy,
+                            max_new_tokens=max_new_tokens, model=model)
         width = max(1, int(r.response_mask.sum(1).max()))  # trim columns nobody uses
         return _Batch(items, r.query_ids, r.query_mask, r.response_ids[:, :width],
                       r.response_mask[:, :width], r.ended_with_eos, r.texts)
