@@ -414,6 +414,12 @@ def ppo_ctx(sec: PPOSection, markers: list[svg.Marker]) -> dict[str, Any]:
         if ss:
             charts.append(svg.line_chart(ss, title=title, markers=markers))
     others = [k for k in present_keys(sec.steps, []) if k not in used]
+    # every other per-step metric gets a small chart too (collapsed; timings stay a list)
+    more = [
+        svg.line_chart([svg.Series(k, xs, series(sec.steps, k))], title=k, markers=markers)
+        for k in others
+        if not k.startswith("time_")
+    ][:24]
     samples = [
         {
             "step": fstep(s.get("step")),
@@ -424,7 +430,13 @@ def ppo_ctx(sec: PPOSection, markers: list[svg.Marker]) -> dict[str, Any]:
         for s in sec.samples[-50:]
     ]
     ckpts = [(fstep(c.get("step")), c.get("path", "")) for c in sec.checkpoints]
-    return {"charts": charts, "others": others, "samples": samples, "checkpoints": ckpts}
+    return {
+        "charts": charts,
+        "more": more,
+        "others": [k for k in others if k.startswith("time_")],
+        "samples": samples,
+        "checkpoints": ckpts,
+    }
 
 
 def _band(rows: Sequence[dict[str, Any]], key: str) -> tuple[Any, Any]:
@@ -749,6 +761,8 @@ def render_html(log: RunLog, compare: Sequence[RunLog] = ()) -> str:
     for sec in ("rm", "ppo", "overopt", "compare"):
         if ctx[sec]:
             ctx[sec]["charts"] = [Markup(c) for c in ctx[sec]["charts"]]
+            if "more" in ctx[sec]:
+                ctx[sec]["more"] = [Markup(c) for c in ctx[sec]["more"]]
     if ctx["tournament"]:
         ctx["tournament"]["heat"] = [Markup(c) for c in ctx["tournament"]["heat"]]
     ctx["data_json"] = Markup(ctx["data_json"])

@@ -65,6 +65,23 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return ticks
 
 
+def _tick_label(t: float, ticks: Sequence[float]) -> str:
+    """A tick value with just enough decimals to tell neighbouring ticks apart.
+
+    >>> [_tick_label(t, [5.551, 5.552, 5.553]) for t in (5.551, 5.552)]
+    ['5.551', '5.552']
+    >>> _tick_label(200.0, [0.0, 100.0, 200.0])
+    '200'
+    """
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(t) or 1.0
+    if abs(t) < step * 1e-9:
+        t = 0.0
+    if max(abs(x) for x in ticks) >= 1e5 or 0 < step < 1e-4:
+        return f"{t:.2g}"
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 2
+    return f"{t:.{decimals}f}"
+
+
 def _extent(vals: Sequence[float], pad: float = 0.05) -> tuple[float, float]:
     lo, hi = min(vals), max(vals)
     if hi == lo:
@@ -152,18 +169,20 @@ def line_chart(
         return PAD_T + (1 - (y - y0) / (y1 - y0)) * ih
 
     # axes and grid
-    for t in _nice_ticks(y0, y1):
+    yt = _nice_ticks(y0, y1)
+    for t in yt:
         out.append(
             f'<line class="grid" x1="{PAD_L}" x2="{w - PAD_R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}"/>'
         )
         out.append(
             f'<text class="tick" x="{PAD_L - 4}" y="{sy(t) + 3:.1f}" '
-            f'text-anchor="end">{_esc(fnum(t, 2))}</text>'
+            f'text-anchor="end">{_esc(_tick_label(t, yt))}</text>'
         )
-    for t in _nice_ticks(x0, x1, 6):
+    xt = _nice_ticks(x0, x1, 6)
+    for t in xt:
         out.append(
             f'<text class="tick" x="{sx(t):.1f}" y="{h - PAD_B + 14}" '
-            f'text-anchor="middle">{_esc(fnum(t, 2))}</text>'
+            f'text-anchor="middle">{_esc(_tick_label(t, xt))}</text>'
         )
     out.append(f'<rect class="frame" x="{PAD_L}" y="{PAD_T}" width="{iw}" height="{ih}"/>')
     out.append(
@@ -335,11 +354,12 @@ def forest(
         return left + (min(max(x, x0), x1) - x0) / (x1 - x0) * iw
 
     base = 30 + row_h * len(rows)
-    for t in _nice_ticks(x0, x1, 5):
+    ft = _nice_ticks(x0, x1, 5)
+    for t in ft:
         out.append(f'<line class="grid" x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="28" y2="{base}"/>')
         out.append(
             f'<text class="tick" x="{sx(t):.1f}" y="{base + 14}" '
-            f'text-anchor="middle">{_esc(fnum(t, 2))}</text>'
+            f'text-anchor="middle">{_esc(_tick_label(t, ft))}</text>'
         )
     if ref is not None:
         out.append(f'<line class="ref" x1="{sx(ref):.1f}" x2="{sx(ref):.1f}" y1="28" y2="{base}"/>')
@@ -400,10 +420,11 @@ def histogram(
         return PAD_T + (1 - y / ymax) * ih
 
     out.append(f'<rect class="frame" x="{PAD_L}" y="{PAD_T}" width="{iw}" height="{ih}"/>')
-    for t in _nice_ticks(x0, x1, 6):
+    ht = _nice_ticks(x0, x1, 6)
+    for t in ht:
         out.append(
             f'<text class="tick" x="{sx(t):.1f}" y="{H - PAD_B + 14}" '
-            f'text-anchor="middle">{_esc(fnum(t, 2))}</text>'
+            f'text-anchor="middle">{_esc(_tick_label(t, ht))}</text>'
         )
     for t in _nice_ticks(0, ymax, 4):
         out.append(
