@@ -186,6 +186,10 @@ class OpenAIBackend:
             connection; an endpoint that refuses every attempt is a :class:`JudgeRLError`.
         transport: HTTP transport under the openai client: ``aiohttp`` (openai's own
             ``DefaultAioHttpClient``), ``httpx``, or ``auto`` (aiohttp when installed).
+        fast_path: Build each chat request from a template the SDK built once (same URL,
+            headers and timeout; new body, idempotency key and retry count) instead of running
+            the SDK's generic request builder every time. Checked against the SDK's own build
+            on the second request and switched off if they differ.
         base_url: Alias of ``base_urls`` for a single URL.
         **extra: Extra request-body fields sent with every request (e.g. ``top_k`` for vLLM).
     """
@@ -208,6 +212,7 @@ class OpenAIBackend:
         max_tokens_field: str = "max_tokens",
         check_connection: bool = True,
         transport: str = "auto",
+        fast_path: bool = True,
         base_url: str | None = None,
         seed: int | None = None,
         **extra: Any,
@@ -246,6 +251,7 @@ class OpenAIBackend:
                 f"must be auto, aiohttp or httpx, got {transport!r}", setting="transport"
             )
         self.transport = transport
+        self.fast_path = bool(fast_path)
         self.extra_body = dict(extra)
         self._rng = random.Random(seed)
         if self._api_key() is None and not all(_is_local(u) for u in self.base_urls):
@@ -321,8 +327,7 @@ class OpenAIBackend:
         if loop is self._loop:
             return
         # A new event loop (e.g. a second asyncio.run): connection pools cannot cross loops.
-        from openai import AsyncOpenAI
-
+        AsyncOpenAI = _client_class(self.fast_path)  # noqa: N806
         httpx2 = _httpx()
 
         key = self._api_key() or "EMPTY"
@@ -412,12 +417,7 @@ class OpenAIBackend:
                 self.stats["attempts"] += 1
                 retry_after: float | None = None
                 try:
-                    resp = await ep.client.post(
-                        "/chat/completions",
-                        cast_to=_response_type(),
-                        content=content,
-                        options=options,
-                    )
+                    raw = await self._send(ep.client, content, options)
                 except openai.APITimeoutError:
                     error = f"timeout: no answer within {self.timeout_s:g}s"
                 except openai.APIConnectionError as e:
@@ -437,7 +437,7 @@ class OpenAIBackend:
                 else:
                     ep.inflight -= 1
                     ep.ok += 1
-                    return self._parse(resp.content, req, t0)
+                    return self._parse(raw, req, t0)
                 ep.inflight -= 1
                 kind = error.split(":", 1)[0]
                 ep.failures[kind] = ep.failures.get(kind, 0) + 1
@@ -455,6 +455,38 @@ class OpenAIBackend:
         if self.max_retries:
             error += f" (after {self.max_retries + 1} attempts)"
         return self._fail(error, t0)
+
+    async def _send(self, client: Any, content: bytes, options: dict[str, Any]) -> bytes:
+        """POST ``/chat/completions``; the body of a 2xx answer, else the SDK's exception.
+
+        With ``fast_path`` the SDK builds and checks the request and maps errors (its
+        ``_build_request``, ``_make_status_error_from_response``) but its generic request loop
+        (option copies, retry bookkeeping we do not use: its retries are off) is skipped.
+        """
+        if self.fast_path and _direct_ok(client):
+            import openai
+            from openai._models import FinalRequestOptions
+
+            httpx2 = _httpx()
+            opts = FinalRequestOptions.construct(
+                method="post", url="/chat/completions", content=content, headers=options["headers"]
+            )
+            opts = await client._prepare_options(opts)
+            request = client._build_request(opts)
+            await client._prepare_request(request)
+            try:
+                response = await client._client.send(request)
+            except httpx2.TimeoutException as e:
+                raise openai.APITimeoutError(request=request) from e
+            except httpx2.RequestError as e:
+                raise openai.APIConnectionError(request=request) from e
+            if response.status_code >= 300:
+                raise client._make_status_error_from_response(response)
+            return bytes(response.content)
+        resp = await client.post(
+            "/chat/completions", cast_to=_response_type(), content=content, options=options
+        )
+        return bytes(resp.content)
 
     def _fail(self, error: str, t0: float) -> ChatResult:
         return ChatResult(error=error, latency_s=time.perf_counter() - t0)
@@ -533,6 +565,101 @@ def _http_client(limits: Any, timeout: Any, transport: str) -> Any:
                     setting="transport",
                 ) from None
     return httpx2.AsyncClient(limits=limits, timeout=timeout)
+
+
+_CLIENT_CLASSES: dict[bool, Any] = {}
+
+
+def _client_class(fast: bool) -> Any:
+    """``AsyncOpenAI``, or a subclass whose chat requests reuse a template (see ``fast_path``)."""
+    from openai import AsyncOpenAI
+
+    if not fast:
+        return AsyncOpenAI
+    if True in _CLIENT_CLASSES:
+        return _CLIENT_CLASSES[True]
+    httpx2 = _httpx()
+    per_request = {"content-length", "x-stainless-retry-count", "idempotency-key"}
+
+    class _TemplateClient(AsyncOpenAI):  # type: ignore[misc,valid-type]
+        """Builds ``POST`` requests with raw ``content`` from a template built by the SDK.
+
+        The SDK's ``_build_request`` merges auth, default and custom headers, parses the base
+        URL and the path and serialises the body on every call: about half of the client CPU
+        per judgment. For our one request shape everything but the body, the idempotency key
+        and the retry count is the same each time, so the SDK builds it once and we reuse it.
+        """
+
+        _jr_template: Any = None
+        _jr_state: bool | None = None  # None: not verified yet; False: fast path off
+
+        def _build_request(self, options: Any, *, retries_taken: int = 0) -> Any:
+            simple = (
+                self._jr_state is not False
+                and options.method == "post"
+                and isinstance(options.content, bytes)
+                and options.files is None
+                and options.json_data is None
+                and options.extra_json is None
+                and not options.params
+            )
+            if not simple:
+                return super()._build_request(options, retries_taken=retries_taken)
+            if self._jr_template is None or self._jr_template[0] != options.url:
+                req = super()._build_request(options, retries_taken=retries_taken)
+                headers = [
+                    (k, v) for k, v in req.headers.multi_items() if k.lower() not in per_request
+                ]
+                self._jr_template = (options.url, req.url, headers, dict(req.extensions))
+                return req
+            fast = self._jr_fast(options, retries_taken)
+            if self._jr_state is None:  # verify once against the SDK's own build
+                ref = super()._build_request(options, retries_taken=retries_taken)
+                self._jr_state = _same_request(ref, fast)
+                if not self._jr_state:
+                    log.debug("openai fast path disabled: template differs from the SDK's build")
+                    return ref
+            return fast
+
+        def _jr_fast(self, options: Any, retries_taken: int) -> Any:
+            _, url, headers, ext = self._jr_template
+            h = list(headers)
+            h.append(("x-stainless-retry-count", str(retries_taken)))
+            if options.idempotency_key and self._idempotency_header:
+                h.append((self._idempotency_header, options.idempotency_key))
+            return httpx2.Request("POST", url, headers=h, content=options.content, extensions=ext)
+
+    _CLIENT_CLASSES[True] = _TemplateClient
+    return _TemplateClient
+
+
+def _direct_ok(client: Any) -> bool:
+    """Whether the SDK has the internals the fast path uses (else the public ``post``)."""
+    return all(
+        hasattr(client, name)
+        for name in (
+            "_build_request",
+            "_client",
+            "_make_status_error_from_response",
+            "_prepare_options",
+            "_prepare_request",
+        )
+    )
+
+
+def _same_request(a: Any, b: Any) -> bool:
+    """Same method, URL, headers (as a multiset, case-insensitive), body and timeout."""
+
+    def norm(r: Any) -> Any:
+        return sorted((k.lower(), v) for k, v in r.headers.multi_items())
+
+    return (
+        a.method == b.method
+        and str(a.url) == str(b.url)
+        and norm(a) == norm(b)
+        and a.content == b.content
+        and a.extensions.get("timeout") == b.extensions.get("timeout")
+    )
 
 
 def _httpx() -> Any:

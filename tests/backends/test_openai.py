@@ -199,3 +199,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_fast_path_matches_the_sdk_and_the_public_path_still_works():
+    faults = {"server_once": 0.3, "malformed": 0.2, "rate_limit_once": 0.2}
+    with start_in_thread(faults=faults, retry_after="0.01") as srv:
+        reqs = [_req(i) for i in range(40)]
+        fast = _backend(srv.url)
+
+        async def go():
+            out = await fast.chat(reqs)
+            state = fast._endpoints[0].client._jr_state
+            await fast.aclose()
+            return out, state
+
+        fast_results, state = asyncio.run(go())
+        assert state is True  # the request template equals the SDK's own build
+        slow_results = _run(_backend(srv.url, fast_path=False), reqs)
+        for a, b in zip(fast_results, slow_results, strict=True):
+            assert (a.error or "").split(":")[0] == (b.error or "").split(":")[0]
+            assert a.texts == b.texts
