@@ -205,6 +205,7 @@ def _alarm_markers(log: RunLog) -> list[svg.Marker]:
 
 
 def label_ctx(sec: LabelSection) -> dict[str, Any]:
+    """Verdict counts/shares, failures by kind and the run facts of a label section."""
     s = label_summary(sec)
     n = s.get("n") or 0
     verdicts = s.get("verdicts") or {}
@@ -251,6 +252,7 @@ def label_ctx(sec: LabelSection) -> dict[str, Any]:
 
 
 def audit_ctx(sec: AuditSection) -> dict[str, Any]:
+    """Audit metrics (table + CI chart), confusion, per category, variants, jury."""
     metrics = []
     rate_rows = []
     for key, m in ordered_metrics(sec.metrics):
@@ -343,6 +345,7 @@ def audit_ctx(sec: AuditSection) -> dict[str, Any]:
 
 
 def rm_ctx(sec: RewardModelSection) -> dict[str, Any]:
+    """Reward-model facts, final metrics, checkpoints and learning-curve/reward charts."""
     charts = []
     if sec.train:
         xs = steps_of(sec.train)
@@ -388,6 +391,7 @@ PPO_CHARTS = [
 
 
 def ppo_ctx(sec: PPOSection, markers: list[svg.Marker]) -> dict[str, Any]:
+    """PPO step charts (alarm markers included), extra per-step charts, samples, checkpoints."""
     charts = []
     xs = steps_of(sec.steps)
     used: set[str] = {"step", "reward_std"}
@@ -445,6 +449,7 @@ def _band(rows: Sequence[dict[str, Any]], key: str) -> tuple[Any, Any]:
 
 
 def overopt_ctx(sec: OveroptSection, markers: list[svg.Marker]) -> dict[str, Any]:
+    """Gold vs proxy / KL charts, alarms with evidence, fit, best checkpoint, degeneration, probes."""
     charts = []
     if sec.points:
         xs = steps_of(sec.points)
@@ -547,6 +552,7 @@ def overopt_ctx(sec: OveroptSection, markers: list[svg.Marker]) -> dict[str, Any
 
 
 def tournament_ctx(sec: TournamentSection) -> dict[str, Any]:
+    """Leaderboard rows, rating CI chart, observed/predicted heatmaps, vs-baseline win rates."""
     board = []
     rows = []
     for r in sec.leaderboard:
@@ -634,6 +640,7 @@ def _pretty(obj: Any) -> str:
 
 
 def compare_ctx(logs: Sequence[RunLog]) -> dict[str, Any]:
+    """Headline figures of several runs and their PPO/gold curves overlaid."""
     from judge_rl.report._compare import headline_rows
 
     cols, rows = headline_rows(logs)
@@ -645,14 +652,14 @@ def compare_ctx(logs: Sequence[RunLog]) -> dict[str, Any]:
             if g.ppo and g.ppo.steps
         ]
         if len(ss) > 0 and any(v is not None for s in ss for v in s.ys):
-            charts.append(svg.line_chart(ss, title=title))
+            charts.append(svg.line_chart(ss, title=title, legend=True))
     ss = [
         svg.Series(g.run, steps_of(g.overopt.points), series(g.overopt.points, "gold_mean"))
         for g in logs
         if g.overopt and g.overopt.points
     ]
     if ss and any(v is not None for s in ss for v in s.ys):
-        charts.append(svg.line_chart(ss, title="gold reward across runs"))
+        charts.append(svg.line_chart(ss, title="gold reward across runs", legend=True))
     return {"cols": cols, "rows": rows, "charts": charts}
 
 

@@ -133,6 +133,7 @@ def line_chart(
     markers: Sequence[Marker] = (),
     w: int = W,
     h: int = H,
+    legend: bool | None = None,
 ) -> str:
     """A line chart of several series with optional CI bands and vertical alarm markers.
 
@@ -240,7 +241,7 @@ def line_chart(
     # legend
     lx = PAD_L + 6.0
     for k, s in enumerate(series):
-        if len(series) < 2:
+        if not (legend if legend is not None else len(series) > 1):
             break
         out.append(
             f'<line class="line s{k % 6}" x1="{lx}" x2="{lx + 14}" y1="{PAD_T - 12}" '
