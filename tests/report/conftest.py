@@ -260,7 +260,12 @@ def browser():
         if required:
             pytest.fail("aiohttp (dev dependency) is needed to drive Chromium")
         pytest.skip("aiohttp (dev dependency) is needed to drive Chromium")
-    b = Browser(exe)
+    try:
+        b = Browser(exe)
+    except RuntimeError as e:
+        if required:
+            pytest.fail(f"{exe} could not start: {e}")
+        pytest.skip(f"{exe} could not start: {e}")
     yield b
     b.close()
 
