@@ -357,7 +357,8 @@ _ERFC = np.frompyfunc(math.erfc, 1, 1)
 
 def _norm_cdf(x: np.ndarray) -> np.ndarray:
     """Standard normal CDF, ``erfc(-x / sqrt 2) / 2`` (no scipy import on the CLI path)."""
-    return 0.5 * _ERFC(-np.asarray(x, float) / math.sqrt(2.0)).astype(float)
+    out = _ERFC(-np.asarray(x, float) / math.sqrt(2.0))
+    return 0.5 * np.asarray(out, dtype=float)
 
 
 def _norm_ppf(q: float) -> float:
@@ -441,7 +442,11 @@ def _trajectory(
 ) -> list[float]:
     """Top-k accuracy of a Bradley-Terry fit on the verdicts so far, at each checkpoint."""
     own = isinstance(pairing, Adaptive)
-    tracker = pairing if own else Adaptive(models, ["p"], top_k=k, confidence=None, warmup=0)
+    tracker: Adaptive = (
+        pairing
+        if isinstance(pairing, Adaptive)
+        else Adaptive(models, ["p"], top_k=k, confidence=None, warmup=0)
+    )
     acc: list[float] = []
     done = 0
     cps = list(checkpoints)

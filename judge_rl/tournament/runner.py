@@ -392,7 +392,7 @@ def run_tournament(
             judgments.append(j)
             calls += max(1, len(j.calls))
             cached += sum(1 for x in j.calls if x.cached)
-            if j.ok and j.a_id == c.a.id and j.b_id == c.b.id:
+            if j.ok and j.winner is not None and j.a_id == c.a.id and j.b_id == c.b.id:
                 verdicts.append((m, j.winner))
                 battles.append(
                     Battle(
@@ -447,7 +447,15 @@ def tournament_section(result: TournamentResult) -> Any:
             "skipped failed judgments: "
             + ", ".join(f"{k} {v}" for k, v in sorted(result.failures.items()))
         )
+    extra: dict[str, Any] = {  # extra keys (the section allows them); the reports ignore them
+        "stop_reason": result.stop_reason,
+        "comparisons": result.comparisons,
+        "cached_calls": result.cached_calls,
+        "prompts": result.prompts,
+        "failures": result.failures,
+    }
     return TournamentSection(
+        **extra,
         method="bt",
         leaderboard=lb.rows,
         models=counts.models,
@@ -457,11 +465,6 @@ def tournament_section(result: TournamentResult) -> Any:
         warnings=warnings,
         calls=result.judge_calls,
         pairing=result.pairing,
-        stop_reason=result.stop_reason,
-        comparisons=result.comparisons,
-        cached_calls=result.cached_calls,
-        prompts=result.prompts,
-        failures=result.failures,
     )
 
 

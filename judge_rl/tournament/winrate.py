@@ -297,7 +297,7 @@ def fit_lc_glm(
         g_theta = np.bincount(model_idx, r, m)
         g_phi = np.bincount(model_idx, r * length, m) + l2_phi * phi
         parts = [g_theta, g_phi]
-        if x:
+        if x and prompt_idx is not None:
             parts.append(np.bincount(prompt_idx, r, x) + l2_gamma * gamma)
         val = (
             nll
