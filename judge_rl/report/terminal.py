@@ -256,9 +256,14 @@ def audit(sec: AuditSection) -> RenderableType:
 
 def _extras(sec: Any, limit: int = 8) -> list[RenderableType]:
     """Extra keys a stage recorded: notes-like string lists in full, other values flattened."""
+    return _extra_lines(extras(sec), limit)
+
+
+def _extra_lines(values: dict[str, Any], limit: int = 8) -> list[RenderableType]:
+    """One line per key of ``values`` (string lists: one line per item; big dicts summarised)."""
     out: list[RenderableType] = []
-    for key, val in extras(sec).items():
-        if isinstance(val, list) and all(isinstance(x, str) for x in val):
+    for key, val in values.items():
+        if isinstance(val, list) and val and all(isinstance(x, str) for x in val):
             out += [Text.assemble((f"{neutralize(key)}: ", "bold"), _t(x)) for x in val[:10]]
         elif isinstance(val, dict):
             items = flatten(val)
@@ -277,7 +282,16 @@ def _extras(sec: Any, limit: int = 8) -> list[RenderableType]:
                 for k, v in items
             )
             out.append(Text.assemble((f"{neutralize(key)}: ", "bold"), _t(shown)))
-        elif val is not None and not isinstance(val, list):
+        elif isinstance(val, list):
+            scalars = [x for x in val if isinstance(x, str | int | float | bool)]
+            text = (
+                ", ".join(fnum(x) if is_num(x) else clip(x, 30) for x in val[:limit])
+                if len(scalars) == len(val)
+                else f"{len(val)} items (in the HTML report)"
+            )
+            if val:
+                out.append(Text.assemble((f"{neutralize(key)}: ", "bold"), _t(text)))
+        elif val is not None:
             out.append(
                 Text.assemble(
                     (f"{neutralize(key)}: ", "bold"),
@@ -525,7 +539,7 @@ def tournament(sec: TournamentSection) -> RenderableType:
 
 
 def footer(log: RunLog) -> list[RenderableType]:
-    """Notes, timings and cost."""
+    """Timings, cost, notes and the log's free-form ``extra`` values."""
     parts: list[RenderableType] = []
     if log.timings:
         parts.append(
@@ -539,6 +553,8 @@ def footer(log: RunLog) -> list[RenderableType]:
         )
     for n in log.notes:
         parts.append(Text.assemble(("note: ", "bold"), _t(n)))
+    if log.extra:
+        parts += _extra_lines(log.extra)
     return parts
 
 

@@ -92,6 +92,7 @@ def test_missing_and_extra_keys_are_tolerated():
             "command": "x",
             "version": 1,
             "label": {"summary": {}, "new_field": 1},
+            "extra": {"seed_sweep": [1, 2], "rows": [{"a": 1}]},
             "audit": {
                 "metrics": {
                     "accuracy": {"value": None, "note": "no human labels"},
@@ -120,6 +121,7 @@ def test_missing_and_extra_keys_are_tolerated():
     )
     text = render_text(log)
     assert "brand new" in text and "no human labels" in text and "custom" in text
+    assert "new_field: 1" in text and "seed_sweep: 1, 2" in text
     from judge_rl.report.html import render_html
 
     html = render_html(log)
