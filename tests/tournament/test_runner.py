@@ -190,3 +190,32 @@ def test_shipped_specs_validate():
         find_spec(spec.judge)  # the judge it names exists
     spec, base = load_spec(ROOT / "evals" / "tournament-mtbench.yaml")
     assert spec.judge == "pairwise-embedded" and len(build_field(spec, base).prompts) == 10
+
+
+def test_generated_contestant_on_the_fly(tmp_path):
+    # A checkpoint generated through a backend (here the mock backend with a fixed, very long
+    # reply) joins two file contestants; the length-loving mock judge must put it first.
+    body = f"""
+version: 1
+contestants:
+  - file: {SAMPLE}/model_answer/alpaca-13b.jsonl
+  - file: {SAMPLE}/model_answer/llama-13b.jsonl
+  - name: verbose-policy
+    model: mock-policy
+    generation: {{backend: mock, text: "{"very long answer " * 400}", max_tokens: 64}}
+prompts: {SAMPLE}/question.jsonl
+max_prompts: 4
+judge: mock-pairwise
+cache: none
+bootstrap: 20
+"""
+    spec, base = load_spec(_spec(tmp_path, body))
+    field = build_field(spec, base)
+    assert set(field.candidates) == {"alpaca-13b", "llama-13b", "verbose-policy"}
+    assert len(field.prompts) == 4
+    gen = field.candidates["verbose-policy"][field.prompts[0].prompt_id]
+    assert gen.response.startswith("very long answer") and gen.source == "verbose-policy"
+    from judge_rl.judge import load_judge
+
+    res = run_tournament(load_judge("mock-pairwise"), field, bootstrap=20)
+    assert res.leaderboard.rows[0]["model"] == "verbose-policy"
