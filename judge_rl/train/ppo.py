@@ -483,7 +483,7 @@ class PPOTrainer:
         ctx = getattr(model.config, "max_position_embeddings", None) or 10**9
         limit = c.max_prompt_length or (ctx - c.max_new_tokens)
         if limit < 1:
-            raise ConfigError(f"max_new_tokens {c.max_new_tokens} leaves no room for a prompt in "
+            raise ConfigError(f"{c.max_new_tokens} leaves no room for a prompt in "
                               f"the model's context of {ctx} tokens", setting="max_new_tokens")
         out = []
         for it in items:

@@ -72,20 +72,8 @@ def test_cli_runs_checkpoints_and_resumes(tmp_path, tiny_model_dir, prompts, cap
         assert (ckpt / "trainer_state.pt").exists()
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--lr", "-0.1"], "lr: must be positive"),
-        (
-            ["--reward", "rm:/no/such/folder"],
-            "reward: reward model folder /no/such/folder does not exist",
-        ),
-        (["--reward", "magic:1"], "reward: unknown reward kind 'magic'"),
-        (["--max-prompt-length", "4"], "prompts: prompt "),
-        (["--mini-batch-size", "3"], "mini_batch_size: 3 does not divide batch_size 4"),
-    ],
-)
-def test_bad_config_exits_2_with_one_clear_line(tmp_path, tiny_model_dir, prompts, extra, message):
+def test_bad_config_exits_2_with_one_clear_line(tmp_path, tiny_model_dir, prompts):
+    """The real subprocess: exit status 2, one line, no traceback."""
     r = run_cli(
         "ppo",
         "--policy",
@@ -96,27 +84,57 @@ def test_bad_config_exits_2_with_one_clear_line(tmp_path, tiny_model_dir, prompt
         str(prompts),
         "--output",
         str(tmp_path / "o"),
-        "--batch-size",
-        "4",
-        "--mini-batch-size",
-        "2",
-        *extra,
+        "--lr",
+        "-0.1",
         cwd=tmp_path,
     )
     assert r.returncode == 2, (r.stdout, r.stderr)
-    assert message in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "error: lr: must be positive, got -0.1"
 
 
-def test_missing_reward_and_bad_yaml_exit_2(tmp_path, prompts):
-    r = run_cli("ppo", "--prompts", str(prompts), "--output", "o", cwd=tmp_path)
-    assert r.returncode == 2 and "reward: missing" in r.stderr
-    cfg = tmp_path / "ppo.yaml"
-    cfg.write_text("reward: contains:a\nprompts: p.jsonl\noutput: o\nlearning_rate: 0.1\n")
-    r = run_cli("ppo", "--config", str(cfg), cwd=tmp_path)
-    assert r.returncode == 2 and f"{cfg}: learning_rate: unknown setting" in r.stderr
-    cfg.write_text("reward: contains:a\nprompts: p.jsonl\noutput: o\nsteps: many\n")
-    r = run_cli("ppo", "--config", str(cfg), cwd=tmp_path)
-    assert r.returncode == 2 and "steps: must be an integer" in r.stderr
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--reward", "rm:/no/such/folder"],
+            "reward: reward model folder /no/such/folder does not exist",
+        ),
+        (["--reward", "magic:1"], "reward: unknown reward kind 'magic'"),
+        (["--max-prompt-length", "4"], "prompts: prompt "),
+        (["--max-new-tokens", "600"], "max_new_tokens: 600 leaves no room for a prompt"),
+        (["--mini-batch-size", "3"], "mini_batch_size: 3 does not divide batch_size 4"),
+        (["--kl-estimator", "k2"], "kl_estimator: must be k1 or k3"),
+        (["--prompts", "/no/prompts.jsonl"], "/no/prompts.jsonl"),
+    ],
+)
+def test_bad_settings_exit_2(tmp_path, tiny_model_dir, prompts, extra, message, capsys):
+    """In-process through ``judge_rl.cli.main`` (the same code path, without an interpreter
+    start-up per case)."""
+    from judge_rl.cli import main
+
+    rc = main(
+        [
+            "ppo",
+            "--policy",
+            str(tiny_model_dir),
+            "--reward",
+            "contains:a",
+            "--prompts",
+            str(prompts),
+            "--output",
+            str(tmp_path / "o"),
+            "--batch-size",
+            "4",
+            "--mini-batch-size",
+            "2",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err and "Traceback" not in err
 
 
 def test_config_file_merges_with_flags(tmp_path):
