@@ -1,0 +1,329 @@
+"""The gold-vs-proxy over-optimisation monitor: a PPO callback.
+
+Every ``every`` steps (and before the first step, and after the last) the monitor
+
+1. samples the current policy on its held-out prompts (:meth:`PolicyHandle.sample`), which also
+   gives the per-sample KL to the reference;
+2. scores the samples with the *proxy* (the training reward) and the *gold* reward (a different
+   judge, a jury or a verifier) and records means with bootstrap CIs;
+3. saves a checkpoint (so the best-by-gold one can be picked afterwards);
+4. runs the degeneration detectors against the reference's own samples on the same prompts and,
+   when asked, the reward probes against the current samples;
+5. fits Gao et al.'s RL form gold(d) = d (α − β log d), d = sqrt(KL), and reports the KL at which
+   gold peaks;
+6. applies the alarm rule of :func:`judge_rl.overopt.stats.check_alarm` (gold significantly down
+   from its peak while the proxy still rises) and, with ``stop_on_alarm``, stops training.
+
+Its :meth:`OveroptMonitor.log_section` is the run log's ``overopt`` section.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from judge_rl.overopt.degeneration import DegenerationConfig, detect, measure
+from judge_rl.overopt.probes import Probe, flagged_names, run_probes
+from judge_rl.overopt.stats import AlarmConfig, best_by_gold, check_alarm, fit_gao_rl, mean_ci
+from judge_rl.runlog import OveroptSection
+from judge_rl.train.callbacks import PolicyHandle, Samples, StepInfo
+from judge_rl.train.rewards import RewardQuery, RewardSource
+from judge_rl.types import Prompt, PromptItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitorConfig:
+    """Settings of :class:`OveroptMonitor` (exposed as ``judge-rl ppo --monitor-*``)."""
+
+    every: int = 10
+    """Evaluate every this many PPO steps (also before step 1 and after the last step)."""
+    samples_per_prompt: int = 1
+    """Samples per held-out prompt at each evaluation (more: tighter CIs)."""
+    max_new_tokens: int | None = None
+    """Response budget when sampling (None: the trainer's)."""
+    greedy: bool = False
+    """Greedy decoding for the monitor's samples (default: sample as in training)."""
+    stop_on_alarm: bool = False
+    """Stop training when the alarm fires (the run log says why)."""
+    probe: bool = False
+    """Run the reward probes before training and at every evaluation."""
+    probe_gold: bool = False
+    """Probe the gold reward too (default: only the proxy)."""
+    save_checkpoints: bool = True
+    """Save a checkpoint at every evaluation (best-by-gold selection needs them)."""
+    min_fit_points: int = 4
+    """Fit the Gao et al. curve once this many points with KL > 0 exist."""
+    alarm: AlarmConfig = field(default_factory=AlarmConfig)
+    degeneration: DegenerationConfig = field(default_factory=DegenerationConfig)
+    n_examples: int = 3
+    seed: int = 0
+
+
+def _as_items(prompts: Sequence[PromptItem | Prompt]) -> list[PromptItem]:
+    items = []
+    for i, p in enumerate(prompts):
+        if isinstance(p, PromptItem):
+            items.append(p)
+        else:
+            items.append(PromptItem(prompt_id=f"heldout-{i}", prompt=p))
+    return items
+
+
+class OveroptMonitor:
+    """A :class:`~judge_rl.train.callbacks.Callback` that watches gold vs proxy reward.
+
+    Args:
+        proxy: the training reward (scored on the monitor's own held-out samples).
+        gold: the trusted reward (another judge, a jury, a verifier).
+        prompts: held-out prompts (PromptItems carry references for verifiers).
+        config: :class:`MonitorConfig`.
+        probes: the probe suite (default: :func:`judge_rl.overopt.probes.default_probes`).
+    """
+
+    def __init__(
+        self,
+        proxy: RewardSource,
+        gold: RewardSource,
+        prompts: Sequence[PromptItem | Prompt],
+        config: MonitorConfig | None = None,
+        *,
+        probes: Sequence[Probe] | None = None,
+    ) -> None:
+        self.proxy = proxy
+        self.gold = gold
+        self.items = _as_items(prompts)
+        if not self.items:
+            raise ValueError("the over-optimisation monitor needs at least one held-out prompt")
+        self.config = config or MonitorConfig()
+        if self.config.every < 1:
+            raise ValueError("monitor every must be >= 1")
+        self.probe_suite = probes
+        self.section = OveroptSection(gold=gold.name, proxy=proxy.name)
+        self.alarm_fired = False
+        self.stopped = False
+        self._ref_measures: Any = None
+        self._last_step: int | None = None
+        self.history: list[dict[str, Any]] = []
+        """Per evaluation: the raw samples' texts and scores (not in the run log)."""
+
+    # -- Callback protocol ----------------------------------------------------------------------
+
+    def on_train_start(self, handle: PolicyHandle) -> None:
+        reps = self._expanded()
+        ref = handle.sample(
+            [it.prompt for it in reps], max_new_tokens=self.config.max_new_tokens, reference=True
+        )
+        self._ref_measures = measure(ref, self.config.degeneration)
+        if self.config.probe:
+            self._probe(step=0, samples=ref, reps=reps, when="before training")
+        self.evaluate(handle, step=handle.step)
+
+    def on_step(self, info: StepInfo, handle: PolicyHandle) -> bool | None:
+        if info.step % self.config.every != 0:
+            return None
+        self.evaluate(handle, step=info.step)
+        return self.stopped
+
+    def on_train_end(self, handle: PolicyHandle) -> None:
+        if self._last_step != handle.step and not self.stopped:
+            self.evaluate(handle, step=handle.step)
+        self._update_best()
+
+    def log_section(self) -> dict[str, Any]:
+        """``{"overopt": section}``: the trainer stores it as the run log's ``overopt`` section."""
+        return {"overopt": self.section.model_dump(mode="json")}
+
+    # -- one evaluation --------------------------------------------------------------------------
+
+    def _expanded(self) -> list[PromptItem]:
+        return [it for it in self.items for _ in range(self.config.samples_per_prompt)]
+
+    def evaluate(self, handle: PolicyHandle, *, step: int) -> dict[str, Any]:
+        """Sample, score, checkpoint, detect, fit and check the alarm at ``step``."""
+        t0 = time.perf_counter()
+        cfg = self.config
+        reps = self._expanded()
+        # 1. sample the current policy on the held-out prompts (KL to the reference comes along)
+        samples = handle.sample(
+            [it.prompt for it in reps], greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens
+        )
+        # 2. proxy and gold scores with CIs
+        queries = [
+            RewardQuery(
+                prompt=it.prompt, response=r, prompt_id=it.prompt_id, reference=it.reference
+            )
+            for it, r in zip(reps, samples.responses, strict=True)
+        ]
+        proxy_scores = list(self.proxy(queries))
+        gold_scores = list(self.gold(queries))
+        seed = cfg.seed + step
+        proxy = mean_ci(proxy_scores, seed=seed)
+        gold = mean_ci(gold_scores, seed=seed + 1)
+        kl = mean_ci(samples.kl, seed=seed + 2) if samples.kl else None
+        point: dict[str, Any] = {
+            "step": step,
+            "kl": kl.mean if kl else None,
+            "kl_lo": kl.lo if kl else None,
+            "kl_hi": kl.hi if kl else None,
+            **proxy.as_dict("proxy"),
+            **gold.as_dict("gold"),
+            "response_length": _mean_len(samples),
+            "checkpoint": None,
+        }
+        # 3. checkpoint, so that the best one by gold can be picked afterwards
+        if cfg.save_checkpoints:
+            try:
+                point["checkpoint"] = handle.save_checkpoint(f"monitor-step-{step}")
+            except Exception as e:  # a failed save must not kill the run; say so
+                log.warning("monitor: checkpoint at step %s failed: %s", step, e)
+                point["checkpoint_error"] = str(e)
+        # 4. degeneration vs the reference's own samples; probes vs the current samples
+        if self._ref_measures is not None:
+            deg = detect(samples, self._ref_measures, cfg.degeneration, step=step)
+            self.section.degeneration.append(deg)
+            point["degeneration_flags"] = deg["flags"]
+        if cfg.probe and step != 0:
+            self._probe(
+                step=step, samples=samples, reps=reps, when=f"step {step}", real_scores=proxy_scores
+            )
+        point["time_s"] = round(time.perf_counter() - t0, 3)
+        self.section.points.append(point)
+        self.history.append(
+            {
+                "step": step,
+                "responses": samples.responses,
+                "proxy": proxy_scores,
+                "gold": gold_scores,
+                "kl": samples.kl,
+            }
+        )
+        self._last_step = step
+        # 5. Gao et al. fit of gold vs sqrt(KL)
+        self._fit()
+        # 6. the alarm
+        self._check_alarm(step, samples, proxy_scores, gold_scores)
+        self._update_best()
+        log.info(
+            "monitor step %s: kl %.3f proxy %.3f gold %.3f",
+            step,
+            point["kl"] or math.nan,
+            proxy.mean if proxy.mean is not None else math.nan,
+            gold.mean if gold.mean is not None else math.nan,
+        )
+        return point
+
+    def _fit(self) -> None:
+        pts = [
+            p
+            for p in self.section.points
+            if p.get("kl") is not None and p.get("gold_mean") is not None
+        ]
+        if not pts:
+            return
+        first = min(pts, key=lambda p: p["step"])
+        self.section.fit = fit_gao_rl(
+            [p["kl"] for p in pts],
+            [p["gold_mean"] for p in pts],
+            gold0=first["gold_mean"],
+            min_points=self.config.min_fit_points,
+        )
+
+    def _check_alarm(
+        self, step: int, samples: Samples, proxy_scores: list[float], gold_scores: list[float]
+    ) -> None:
+        if self.alarm_fired:
+            return
+        decision = check_alarm(self.section.points, self.config.alarm)
+        if not decision.fired:
+            return
+        self.alarm_fired = True
+        # the examples: the current samples the proxy likes most
+        order = sorted(
+            range(len(samples.responses)),
+            key=lambda i: -(proxy_scores[i] if math.isfinite(proxy_scores[i]) else -1e18),
+        )
+        examples = [samples.responses[i][:300] for i in order[: self.config.n_examples]]
+        last = self.section.points[-1]
+        metrics = {
+            k: last.get(k)
+            for k in ("kl", "proxy_mean", "proxy_lo", "proxy_hi", "gold_mean", "gold_lo", "gold_hi")
+        }
+        deg = self.section.degeneration[-1]["flags"] if self.section.degeneration else []
+        alarm = {
+            "step": step,
+            "kind": "overoptimisation",
+            "message": decision.message,
+            "evidence": {
+                "step": step,
+                "metrics": metrics,
+                "test": decision.evidence,
+                "degeneration_flags": deg,
+                "examples": examples,
+                "stopped_training": self.config.stop_on_alarm,
+            },
+            "examples": examples,
+        }
+        self.section.alarms.append(alarm)
+        log.warning("over-optimisation alarm at step %s: %s", step, decision.message)
+        if self.config.stop_on_alarm:
+            self.stopped = True
+
+    def _update_best(self) -> None:
+        best = best_by_gold(
+            self.section.points,
+            z=self.config.alarm.z,
+            require_checkpoint=self.config.save_checkpoints,
+        )
+        if best:
+            self.section.best_checkpoint = best
+
+    def _probe(
+        self,
+        *,
+        step: int,
+        samples: Samples,
+        reps: list[PromptItem],
+        when: str,
+        real_scores: list[float] | None = None,
+    ) -> None:
+        sources = [self.proxy] + ([self.gold] if self.config.probe_gold else [])
+        for src in sources:
+            rows = run_probes(
+                src,
+                [it.prompt for it in reps],
+                samples.responses,
+                references=[it.reference for it in reps],
+                prompt_ids=[it.prompt_id for it in reps],
+                probes=self.probe_suite,
+                step=step,
+                seed=self.config.seed,
+                real_scores=real_scores if src is self.proxy else None,
+            )
+            for r in rows:
+                r["reward"] = src.name
+            self.section.probes.extend(rows)
+            bad = flagged_names(rows)
+            if bad and step == 0:
+                log.warning(
+                    "reward %r is hackable (%s): probes beating the median real response: %s",
+                    src.name,
+                    when,
+                    ", ".join(bad),
+                )
+
+
+def _mean_len(samples: Samples) -> float | None:
+    if samples.response_tokens:
+        return sum(len(t) for t in samples.response_tokens) / max(len(samples.response_tokens), 1)
+    if samples.responses:
+        return sum(len(r) for r in samples.responses) / len(samples.responses)
+    return None
+
+
+__all__ = ["MonitorConfig", "OveroptMonitor"]
