@@ -48,7 +48,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", help="YAML file of PPOConfig fields (flags override)"
     )
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
-    docs = field_docs()
+    import re
+
+    docs = {
+        k: re.sub(r":\w+:`([^`]*)`", r"\1", v).replace("``", "") for k, v in field_docs().items()
+    }
+    metavars = {
+        "policy": "NAME",
+        "reward": "SPEC",
+        "prompts": "FILE",
+        "output": "DIR",
+        "run": "NAME",
+        "kl_estimator": "{k1,k3}",
+        "value_model": "{policy,head,PATH}",
+        "rollout": "{hf,vllm}",
+        "device": "{cpu,cuda}",
+    }
     main = p.add_argument_group("PPO settings (all also YAML keys of --config)")
     for name, f in config_fields().items():
         flag = "--" + name.replace("_", "-")
@@ -63,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         elif kind is bool:
             main.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
-            metavar = name.upper() if kind is str else None
+            metavar = metavars.get(name) or {int: "N", float: "X"}.get(kind, name.upper())
             main.add_argument(flag, type=kind, default=None, help=help_, metavar=metavar)
     add_monitor_arguments(p)
 

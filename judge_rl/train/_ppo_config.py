@@ -26,9 +26,9 @@ class PPOConfig:
     prompts: str = ""
     """Prompt file or built-in set (``builtin:gsm8k-demo``)."""
     output: str = ""
-    """Folder for checkpoints (``checkpoint-000010/``: model folder + trainer state) and ``final/``."""
+    """Folder for checkpoints (``checkpoint-000010/``: model folder + trainer state)."""
     run: str | None = None
-    """Run name: the run log goes to ``reports/<run>/log.json`` (timestamp when unset)."""
+    """Run name: the run log goes to ``reports/<run>/log.json`` (default: ppo-<output folder name>)."""
     steps: int = 20
     """PPO steps (one rollout batch and its updates each)."""
     batch_size: int = 16
