@@ -538,20 +538,32 @@ def fit(
     )
 
 
-def resample_cells(counts: PairCounts, rounds: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap on counts: resampling all N battles with replacement is one multinomial draw
-    over the ``(pair, outcome)`` cells with probabilities ``count / N`` (Efron 1979), which is
-    what re-sampling a battles table row by row does, at the cost of ``O(P)`` instead of ``O(N)``.
-    Weighted battles keep their cell's mean weight.  # (rounds, P, 3)
+def resample_cells(
+    counts: PairCounts, rounds: int, rng: np.random.Generator, *, by: str = "battles"
+) -> np.ndarray:
+    """Bootstrap resamples of the counts, without ever expanding them into battles.  # (R, P, 3)
+
+    ``by="battles"``: resampling all N battles with replacement is one multinomial draw over the
+    ``(pair, outcome)`` cells with probabilities ``count / N`` (Efron 1979) — what re-sampling a
+    battles table row by row does (FastChat's ``get_bootstrap_result``), at ``O(P)`` per round.
+    ``by="pairs"``: one multinomial per pair with that pair's number of battles fixed — the
+    stratified bootstrap for a designed tournament, where the pairing chose how often each pair
+    met. Weighted battles keep their cell's mean weight.
     """
     flat = counts.counts.reshape(-1)  # (3P,)
-    total = int(flat.sum())
-    probs = flat / max(total, 1)
-    draws = rng.multinomial(total, probs, size=rounds).astype(float)  # (R, 3P)
     mean_w = np.divide(
         counts.cells.reshape(-1), flat, out=np.zeros(flat.shape, float), where=flat > 0
-    )
-    return (draws * mean_w).reshape(rounds, -1, 3)
+    ).reshape(-1, 3)  # (P, 3)
+    if by == "pairs":
+        n_p = counts.counts.sum(axis=1)  # (P,)
+        probs = counts.counts / np.maximum(n_p, 1)[:, None]  # (P, 3)
+        draws = rng.multinomial(n_p, probs, size=(rounds, len(n_p))).astype(float)  # (R, P, 3)
+        return draws * mean_w
+    if by != "battles":
+        raise JudgeRLError(f"bootstrap resampling must be 'battles' or 'pairs' (got {by!r})")
+    total = int(flat.sum())
+    draws = rng.multinomial(total, flat / max(total, 1), size=rounds).astype(float)  # (R, 3P)
+    return draws.reshape(rounds, -1, 3) * mean_w
 
 
 def bootstrap(
@@ -564,6 +576,7 @@ def bootstrap(
     x0: np.ndarray | None = None,
     h0: np.ndarray | None = None,
     chunk: int = 100,
+    by: str = "battles",
 ) -> np.ndarray:
     """Strengths (natural-log units, mean zero) of ``rounds`` bootstrap resamples.  # (R, n)
 
@@ -579,7 +592,7 @@ def bootstrap(
     out = []
     for start in range(0, rounds, chunk):
         r = min(chunk, rounds - start)
-        cells = resample_cells(counts, r, rng)
+        cells = resample_cells(counts, r, rng, by=by)
         if x0 is not None and h0 is not None:
             x, done = chord(cells, inc, ties=ties, prior=prior, x0=x0, h0=h0)
             if not done.all():  # finish the stragglers with full Newton steps
@@ -627,13 +640,16 @@ def leaderboard(
     bootstrap_rounds: int = 100,
     level: float = 0.95,
     seed: int = 0,
+    resample: str = "battles",
 ) -> Leaderboard:
     """Fit, bootstrap and tabulate: the one call behind ``judge-rl ratings``.
 
     Intervals are bootstrap percentiles at ``level``; with ``bootstrap_rounds=0`` they come from
     the Laplace approximation (normal, +/- z * SE). Rank intervals are the percentiles of each
     model's rank over the bootstrap rounds (or, without a bootstrap, 1 + the number of models
-    whose interval lies wholly above / the number not wholly below).
+    whose interval lies wholly above / the number not wholly below). ``resample``: ``"battles"``
+    (resample all battles, as FastChat does) or ``"pairs"`` (per-pair counts fixed, for designed
+    tournaments); see :func:`resample_cells`.
     """
     from statistics import NormalDist
 
@@ -643,7 +659,14 @@ def leaderboard(
     boot = None
     if bootstrap_rounds > 0:
         th = bootstrap(
-            counts, bootstrap_rounds, ties=ties, prior=f.prior, seed=seed, x0=f.params, h0=f.hess
+            counts,
+            bootstrap_rounds,
+            ties=ties,
+            prior=f.prior,
+            seed=seed,
+            x0=f.params,
+            h0=f.hess,
+            by=resample,
         )
         boot = to_ratings(th, counts.models, anchor)  # (R, n)
         lo = np.quantile(boot, alpha, axis=0)

@@ -418,7 +418,8 @@ def run_tournament(
             + ")"
         )
     counts = bt.aggregate(battles, models=models)  # indices follow `models`
-    lb = bt.leaderboard(counts, ties=ties, bootstrap_rounds=bootstrap, seed=seed)  # type: ignore[arg-type]
+    # The pairing fixed how often each pair met: resample within pairs (stratified bootstrap).
+    lb = bt.leaderboard(counts, ties=ties, bootstrap_rounds=bootstrap, seed=seed, resample="pairs")  # type: ignore[arg-type]
     return TournamentResult(
         battles=battles,
         judgments=judgments,

@@ -147,3 +147,7 @@ def test_bootstrap_on_counts_matches_resampling_rows():
     cells = bt.resample_cells(counts, 400, rng)  # (R, P, 3)
     assert cells.sum(axis=(1, 2)) == pytest.approx(np.full(400, 3000.0))
     np.testing.assert_allclose(cells.mean(axis=0), counts.cells, rtol=0.1, atol=3)
+    # per-pair resampling keeps each pair's number of battles
+    strat = bt.resample_cells(counts, 50, rng, by="pairs")
+    np.testing.assert_allclose(strat.sum(axis=2), np.tile(counts.counts.sum(axis=1), (50, 1)))
+    np.testing.assert_allclose(strat.mean(axis=0), counts.cells, rtol=0.15, atol=3)
