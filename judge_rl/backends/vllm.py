@@ -1,0 +1,217 @@
+"""vLLM offline engine backend (GPU): ``LLM.chat`` with one ``SamplingParams`` per request.
+
+vLLM is an optional extra (``pip install 'judge_rl[vllm]'``) imported only when this backend is
+chosen. Requests are handed to the engine all at once (it batches continuously); chat templates
+are applied by ``LLM.chat``. When a request asks for ``label_probs``, the engine returns the top
+``logprobs`` alternatives of each generated token and the label probabilities are read at the
+first generated token that is a label, exactly as for OpenAI-compatible servers
+(:func:`judge_rl.backends.openai.label_probs_from_logprobs`). For a server, run
+``vllm serve MODEL`` and use the ``openai`` backend with ``--base-url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from judge_rl.backends.base import ChatRequest, ChatResult
+from judge_rl.backends.openai import label_probs_from_logprobs
+from judge_rl.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'judge_rl[vllm]' (needs a CUDA GPU)"
+
+
+def require_vllm() -> Any:
+    """Import vLLM, or raise :class:`ConfigError` saying what is missing (package or GPU)."""
+    try:
+        import vllm
+    except ImportError as e:
+        raise ConfigError(
+            f"the vllm backend needs the vllm package ({e}); install it with: {INSTALL_HINT}, "
+            "or use --backend hf on a CPU",
+            setting="backend",
+        ) from None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "the vllm backend needs a CUDA GPU and none is visible; use --backend hf on a CPU",
+            setting="backend",
+        )
+    return vllm
+
+
+class VLLMBackend:
+    """vLLM's offline ``LLM`` behind the :class:`~judge_rl.backends.base.Backend` protocol.
+
+    Args:
+        model: A model folder, hub name or ``embedded``.
+        tensor_parallel_size: GPUs to shard the model over.
+        gpu_memory_utilization: Fraction of GPU memory vLLM may take.
+        dtype: ``auto``, ``bfloat16``, ``float16``, ``float32``.
+        max_model_len: Context length cap (saves memory), or None for the model's.
+        seed: Engine seed (requests with their own ``seed`` use it).
+        top_logprobs: Alternatives per token returned when ``label_probs`` is asked for.
+        **engine_kwargs: Passed to ``vllm.LLM`` (e.g. ``enforce_eager=True``).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        seed: int = 0,
+        top_logprobs: int = 20,
+        **engine_kwargs: Any,
+    ) -> None:
+        vllm = require_vllm()
+        from judge_rl.models import resolve_model
+
+        self.model = str(model)
+        self.top_logprobs = int(top_logprobs)
+        kwargs: dict[str, Any] = {
+            "model": resolve_model(self.model),
+            "tensor_parallel_size": int(tensor_parallel_size),
+            "gpu_memory_utilization": float(gpu_memory_utilization),
+            "dtype": dtype,
+            "seed": int(seed),
+        }
+        if max_model_len:
+            kwargs["max_model_len"] = int(max_model_len)
+        kwargs.update(engine_kwargs)
+        self._engine_kwargs = {k: v for k, v in kwargs.items() if k != "model"}
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"vLLM cannot load {self.model!r}: {e}", setting="model") from None
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model}
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        return {"dtype": self._engine_kwargs.get("dtype")}
+
+    async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        if not requests:
+            return []
+        return await asyncio.to_thread(self.chat_sync, list(requests))
+
+    async def aclose(self) -> None:
+        return None
+
+    def chat_sync(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        """All requests in one engine call per prompt shape (plain / with an answer prefix)."""
+        results: list[ChatResult | None] = [None] * len(requests)
+        plain = [i for i, r in enumerate(requests) if not r.metadata.get("label_prefix")]
+        prefixed = [i for i, r in enumerate(requests) if r.metadata.get("label_prefix")]
+        with self._lock:
+            for idx, prefix in ((plain, False), (prefixed, True)):
+                if not idx:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    outs = self._generate([requests[i] for i in idx], prefix)
+                except Exception as e:  # one failed engine call fails its requests only
+                    log.exception("vllm generate failed")
+                    outs = [ChatResult(error=f"backend: {type(e).__name__}: {e}") for _ in idx]
+                dt = (time.perf_counter() - t0) / len(idx)
+                for i, res in zip(idx, outs, strict=True):
+                    res.latency_s = dt
+                    results[i] = res
+        return [r if r is not None else ChatResult(error="backend: not run") for r in results]
+
+    def sampling_params(self, req: ChatRequest) -> Any:
+        from vllm import SamplingParams
+
+        kw: dict[str, Any] = {
+            "n": req.n,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "max_tokens": req.max_tokens,
+        }
+        if req.seed is not None:
+            kw["seed"] = req.seed
+        if req.stop:
+            kw["stop"] = list(req.stop)
+        if req.label_probs:
+            kw["logprobs"] = self.top_logprobs
+        return SamplingParams(**kw)
+
+    def _generate(self, batch: list[ChatRequest], prefixed: bool) -> list[ChatResult]:
+        convs = []
+        for r in batch:
+            msgs = [dict(m) for m in r.messages]
+            if prefixed:
+                msgs.append({"role": "assistant", "content": str(r.metadata["label_prefix"])})
+            convs.append(msgs)
+        outs = self.llm.chat(
+            convs,
+            sampling_params=[self.sampling_params(r) for r in batch],
+            use_tqdm=False,
+            add_generation_prompt=not prefixed,
+            continue_final_message=prefixed,
+        )
+        return [to_result(r, o) for r, o in zip(batch, outs, strict=True)]
+
+
+def to_result(req: ChatRequest, out: Any) -> ChatResult:
+    """A vLLM ``RequestOutput`` as a :class:`ChatResult` (label probabilities included)."""
+    texts = [c.text for c in out.outputs]
+    finish = [str(c.finish_reason or "") for c in out.outputs]
+    probs = None
+    if req.label_probs and out.outputs and out.outputs[0].logprobs:
+        first = out.outputs[0]
+        probs = label_probs_from_logprobs(
+            openai_style_logprobs(first.logprobs, list(first.token_ids)), req.label_probs
+        )
+    return ChatResult(
+        texts=texts,
+        finish_reasons=finish,
+        label_probs=probs,
+        prompt_tokens=len(out.prompt_token_ids or []),
+        completion_tokens=sum(len(c.token_ids) for c in out.outputs),
+    )
+
+
+def openai_style_logprobs(
+    positions: Sequence[dict[int, Any]], token_ids: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """vLLM's per-position ``{token_id: Logprob}`` as OpenAI's ``logprobs.content`` list.
+
+    ``token_ids`` are the generated tokens (the sampled one at each position, which need not be
+    the most likely); without them the most likely token stands in.
+
+    >>> from types import SimpleNamespace as L
+    >>> pos = [{5: L(logprob=-0.1, rank=1, decoded_token="A"), 6: L(logprob=-2.4, rank=2,
+    ...         decoded_token="B")}]
+    >>> openai_style_logprobs(pos)[0]["token"], openai_style_logprobs(pos, [6])[0]["token"]
+    ('A', 'B')
+    """
+    content = []
+    for i, pos in enumerate(positions):
+        ranked = sorted(
+            pos.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30
+        )
+        top = [{"token": lp.decoded_token or "", "logprob": float(lp.logprob)} for _, lp in ranked]
+        chosen_id = token_ids[i] if token_ids is not None and i < len(token_ids) else None
+        if chosen_id in pos:
+            lp = pos[chosen_id]
+            chosen = {"token": lp.decoded_token or "", "logprob": float(lp.logprob)}
+        else:
+            chosen = top[0] if top else {"token": "", "logprob": 0.0}
+        content.append({**chosen, "top_logprobs": top})
+    return content
+
+
+__all__ = ["VLLMBackend", "openai_style_logprobs", "require_vllm", "to_result"]
