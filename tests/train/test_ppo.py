@@ -280,3 +280,40 @@ def test_embedded_model_ppo_step_on_gsm8k_style_prompts(embedded):
     assert math.isfinite(s["policy_loss"]) and math.isfinite(s["value_loss"])
     assert abs(s["kl"]) < 1e-3  # first step: policy == reference
     assert section.samples[0]["response"]
+
+
+def test_reward_model_reward_and_value_model_from_the_reward_model(tmp_path):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tok = tiny_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    rm = LlamaForSequenceClassification(cfg)
+    rm.save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=1)
+    ppo = PPOConfig(
+        steps=1,
+        batch_size=4,
+        mini_batch_size=4,
+        ppo_epochs=1,
+        max_new_tokens=4,
+        value_model=str(tmp_path / "rm"),
+        device="cpu",
+        output=str(tmp_path / "o"),
+    )
+    trainer = PPOTrainer(ppo, model, tok, f"rm:{tmp_path / 'rm'}", ["a", "b", "c", "d"])
+    vm = trainer.unwrapped.value_model
+    assert torch.equal(vm.score.weight, rm.score.weight)  # head taken from the reward model
+    s = trainer.train().steps[0]
+    assert math.isfinite(s["reward_mean"]) and s["reward_std"] > 0
+    assert (tmp_path / "o" / "checkpoint-000001" / "value.pt").exists()
