@@ -272,6 +272,7 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.runlog import LabelSection, new_log, run_dir
 
     err = err_console()
+    check_output(args.output)
     validate_spec(args.judge)  # spec problems before reading a large input
     comparisons, described, skipped = read_input(args)
     if args.limit is not None:
@@ -337,21 +338,7 @@ async def _run(args: argparse.Namespace) -> int:
             "input": str(args.input),
             "output": str(args.output),
             "order": judgments[0].order if judgments else None,
-            "overrides": {
-                k: v
-                for k, v in vars(args).items()
-                if k
-                in (
-                    "model",
-                    "backend",
-                    "base_urls",
-                    "concurrency",
-                    "order",
-                    "inconsistent",
-                    "hardened",
-                )
-                and v is not None
-            },
+            "overrides": _safe_overrides(args),
             "max_cost": args.max_cost,
             "max_calls": args.max_calls,
             "baseline": args.baseline,
@@ -372,6 +359,43 @@ async def _run(args: argparse.Namespace) -> int:
         cache.close()
     budget.check()  # exit 2 with a clear message when the budget stopped the run
     return 0
+
+
+OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".parquet", ".csv")
+
+
+def check_output(path: str) -> None:
+    """Refuse an output extension ``write_preferences`` cannot write, before any judging."""
+    from judge_rl.errors import ConfigError
+
+    if not str(path).lower().endswith(OUTPUT_SUFFIXES):
+        raise ConfigError(
+            f"cannot write {path!r}: use one of {', '.join(OUTPUT_SUFFIXES)}", setting="--output"
+        )
+
+
+def redact_url(url: str) -> str:
+    """A URL without credentials, query or fragment (for the run log).
+
+    >>> redact_url("https://user:secret@host:8000/v1?key=abc")
+    'https://host:8000/v1'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _safe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from judge_rl.judge.cli_options import judge_overrides
+
+    over = judge_overrides(args)
+    if "base_urls" in over:
+        over["base_urls"] = [redact_url(u) for u in over["base_urls"]]
+    return over
 
 
 async def _close(judge: Any) -> None:

@@ -244,3 +244,32 @@ def test_verifier_labels_gsm8k_style(label, tmp_path):
     got = rows(out)
     assert len(got) == 2 and all(x["provenance"]["chosen_source"] == "good" for x in got)
     assert all(x["origin"] == "verifier" for x in got)
+
+
+def test_bad_output_extension_fails_before_judging(label, tmp_path):
+    inp = write_pairs(tmp_path / "pairs.jsonl")
+    rc, _, err = label(
+        "--judge", "mock-pairwise", "--input", str(inp), "--output", str(tmp_path / "o.txt")
+    )
+    assert rc == 2 and "--output" in err and "judging" not in err
+
+
+def test_secrets_in_urls_stay_out_of_the_run_log(label, tmp_path):
+    inp = write_pairs(tmp_path / "pairs.jsonl")
+    rc, _, err = label(
+        "--judge",
+        "mock-pairwise",
+        "--input",
+        str(inp),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+        "--no-cache",
+        "--base-url",
+        "http://user:hunter2@127.0.0.1:8000/v1?api_key=sk-zzz",
+        "--run",
+        str(tmp_path / "run"),
+    )
+    assert rc == 0, err
+    text = (tmp_path / "run" / "log.json").read_text()
+    assert "hunter2" not in text and "sk-zzz" not in text
+    assert "http://127.0.0.1:8000/v1" in text
