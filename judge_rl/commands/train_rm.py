@@ -111,6 +111,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default=0,
         help="CPU threads per process (0 = idle cores / local processes)",
     )
+    p.add_argument(
+        "--attn",
+        choices=["auto", "eager", "sdpa", "flash_attention_2"],
+        default="auto",
+        help="attention kernel (auto: eager on CPU, sdpa on CUDA)",
+    )
+    p.add_argument(
+        "--no-shared-prefix",
+        dest="shared_prefix",
+        action="store_false",
+        help="run chosen and rejected in full even where they share a prefix",
+    )
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if present)")
     p.set_defaults(func=run)
 
@@ -142,6 +154,8 @@ def _config(args: argparse.Namespace) -> Any:
         warmup_ratio=args.warmup_ratio,
         weight_decay=args.weight_decay,
         threads=args.threads,
+        attn=args.attn,
+        shared_prefix=args.shared_prefix,
         device=args.device,
     )
 

@@ -244,13 +244,75 @@ def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
     return ids, lengths
 
 
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Tokens shared at the start of ``a`` and ``b``, leaving at least one token of each.
+
+    >>> common_prefix_len([1, 2, 3, 4], [1, 2, 5])
+    2
+    >>> common_prefix_len([1, 2], [1, 2, 3])
+    1
+    """
+    n = min(len(a), len(b)) - 1
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return max(k, 0)
+
+
+def shared_prefix_tensors(
+    chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]], pad_id: int
+) -> tuple[Any, ...]:
+    """Split each pair into its shared prefix and two suffixes (the suffix rows interleaved:
+    chosen 0, rejected 0, chosen 1, …).
+
+    Returns ``prefix (B, Tp)``, ``prefix_len (B,)``, ``suffix (2B, Ts)``, ``suffix_len (2B,)``,
+    ``mask (2B, 1, Ts, Tp + Ts)`` (bool, True = may attend: the pair's real prefix tokens and
+    the causal part of its own suffix) and ``positions (2B, Ts)``.
+    """
+    import torch
+
+    k = [common_prefix_len(c, r) for c, r in zip(chosen, rejected, strict=True)]
+    prefix, prefix_len = pad_right([c[:n] for c, n in zip(chosen, k, strict=True)], pad_id)
+    suffixes = []
+    for c, r, n in zip(chosen, rejected, k, strict=True):
+        suffixes += [c[n:], r[n:]]
+    suffix, suffix_len = pad_right(suffixes, pad_id)  # (2B, Ts), (2B,)
+    tp, ts = prefix.shape[1], suffix.shape[1]
+    plen = prefix_len.repeat_interleave(2)  # (2B,)
+    key_prefix = torch.arange(tp)[None, None, :] < plen[:, None, None]  # (2B, 1, Tp)
+    key_prefix = key_prefix.expand(-1, ts, -1)  # (2B, Ts, Tp)
+    causal = torch.ones(ts, ts, dtype=torch.bool).tril()[None].expand(len(suffixes), -1, -1)
+    mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (2B, 1, Ts, Tp + Ts)
+    positions = plen[:, None] + torch.arange(ts)[None, :]  # (2B, Ts)
+    return prefix, prefix_len, suffix, suffix_len, mask, positions
+
+
+def shared_prefix_saving(
+    chosen: Sequence[Sequence[int]], rejected: Sequence[Sequence[int]]
+) -> float:
+    """Padded token positions of the shared-prefix layout ÷ those of the plain (2B, T) layout.
+
+    >>> shared_prefix_saving([[1, 2, 3, 4]], [[1, 2, 3, 5]])
+    0.625
+    """
+    k = [common_prefix_len(c, r) for c, r in zip(chosen, rejected, strict=True)]
+    b = len(k)
+    tp = max(k)
+    ts = max(max(len(c) - n, len(r) - n) for c, r, n in zip(chosen, rejected, k, strict=True))
+    t = max(max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True))
+    return (b * tp + 2 * b * ts) / (2 * b * t)
+
+
 __all__ = [
     "TokenizedPairs",
+    "common_prefix_len",
     "encode_many",
     "format_text",
     "label_of",
     "length_grouped_batches",
     "pad_right",
+    "shared_prefix_saving",
+    "shared_prefix_tensors",
     "split_eval",
     "tokenize_pairs",
 ]

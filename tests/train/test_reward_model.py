@@ -314,3 +314,27 @@ def test_cli_errors_exit_2(cli, tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_shared_prefix_forward_equals_plain_forward_and_gradients():
+    from judge_rl.train.reward_model import sequence_rewards, shared_prefix_rewards
+    from judge_rl.train.rm_data import pad_right, shared_prefix_tensors, tokenize_pairs
+
+    model, tok = rm_helpers.tiny_reward_model(seed=3, hidden_size=32, num_layers=2)
+    recs = rm_helpers.planted_records(6, seed=8)
+    pairs = tokenize_pairs(recs, tok, max_length=256)
+    c, r = pairs.chosen, pairs.rejected
+
+    ids, lengths = pad_right(c + r, tok.pad_token_id)
+    plain = sequence_rewards(model, ids, lengths)
+    (plain[:6] - plain[6:]).pow(2).sum().backward()
+    g_plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    prefix, plen, suffix, slen, mask, pos = shared_prefix_tensors(c, r, tok.pad_token_id)
+    assert prefix.shape[1] > 10 and suffix.shape[1] < ids.shape[1]  # the prompt is shared
+    sc, sr = shared_prefix_rewards(model, prefix, suffix, slen, mask, pos)
+    assert torch.allclose(sc, plain[:6], atol=1e-5) and torch.allclose(sr, plain[6:], atol=1e-5)
+    (sc - sr).pow(2).sum().backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, g_plain[n], atol=1e-5, rtol=1e-4), n
