@@ -263,7 +263,7 @@ def _load_judge(name: str) -> Any:
         from judge_rl.judge import load_judge
     except ImportError:
         raise ConfigError("the judge layer is not available in this install", setting="reward") from None
-    return load_judge(name)
+    return load_judge(name, cache="default")  # the shared judgment cache
 
 
 # ---------------------------------------------------------------------------------------------

@@ -118,3 +118,20 @@ def test_reward_model_source(tmp_path):
     assert mixed([q("hello")])[0] == pytest.approx(0.5 * a[0] + 1.0, abs=1e-5)
     with pytest.raises(ConfigError, match="not a reward model folder"):
         make_reward_source(f"rm:{tmp_path}")
+
+
+def test_judges_by_name_use_the_judge_layer_and_its_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUDGE_RL_CACHE", str(tmp_path / "cache"))
+    point = make_reward_source("judge:gsm8k-exact")  # a verifier judge spec, no model
+    assert point([q("so #### 18", "18"), q("#### 17", "18")]) == [1.0, 0.0]
+    pair = make_reward_source("pairwise:mock-pairwise")  # scripted judge: the longer one wins
+    out = pair(
+        [
+            q("a much longer answer than the reference", "short"),
+            q("x", "a longer reference"),
+            q("y"),
+        ]
+    )
+    assert out[:2] == [1.0, 0.0] and math.isnan(out[2])
+    assert pair.fingerprints[0].name == "mock-pairwise"
+    assert pair([q("a much longer answer than the reference", "short")]) == [1.0]  # cached
