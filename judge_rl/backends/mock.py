@@ -113,13 +113,16 @@ class MockBackend:
         self.requests: list[ChatRequest] = []
         """Every request seen, in arrival order."""
         self._sem: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random(seed)
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         if self.unreachable:
             raise JudgeRLError(f"mock backend {self.model!r} is unreachable (unreachable: true)")
-        if self._sem is None:
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:  # a semaphore belongs to one event loop
             self._sem = asyncio.Semaphore(max(1, self.concurrency))
+            self._loop = loop
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
     async def aclose(self) -> None:

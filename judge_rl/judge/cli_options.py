@@ -37,9 +37,10 @@ def add_judge_options(p: argparse.ArgumentParser, *, judge_required: bool = True
     g.add_argument(
         "--base-url",
         dest="base_urls",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="URL",
-        help="OpenAI-compatible endpoint (repeat to spread requests over several servers)",
+        help="OpenAI-compatible endpoint(s); several spread the requests over several servers",
     )
     g.add_argument("--model", default=None, help="model name or path (overrides the spec)")
     g.add_argument("--backend", default=None, help="openai | hf | vllm | mock (overrides the spec)")

@@ -177,3 +177,10 @@ def test_prices_give_cost(comparisons, pairwise_template):
     judge = LLMJudge(MockBackend(), pairwise_template, prices={"input": 1.0, "output": 2.0})
     (j,) = compare_sync(judge, comparisons[:1])
     assert j.cost == pytest.approx((j.prompt_tokens * 1.0 + j.completion_tokens * 2.0) / 1e6)
+
+
+def test_backend_reused_across_event_loops(comparisons, pairwise_template):
+    """compare_sync runs a fresh event loop each time; the backend must survive that."""
+    judge = LLMJudge(MockBackend(concurrency=2, latency_s=0.001), pairwise_template)
+    for _ in range(2):
+        assert all(j.ok for j in compare_sync(judge, comparisons))
