@@ -15,10 +15,17 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_generate_tiny_model_writes_candidates_and_resumes(cli, tiny_model_dir, tmp_path):
+def _generate(argv: list[str]) -> int:
+    """Run ``judge-rl generate ARGV`` in this process (the model libraries are loaded already)."""
+    from judge_rl.cli import build_parser
+
+    args = build_parser().parse_args(["generate", *argv])
+    return int(args.func(args))
+
+
+def test_generate_tiny_model_writes_candidates_and_resumes(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "cands.jsonl"
     common = [
-        "generate",
         "--model",
         str(tiny_model_dir),
         "--prompts",
@@ -34,8 +41,7 @@ def test_generate_tiny_model_writes_candidates_and_resumes(cli, tiny_model_dir, 
         "--run",
         str(tmp_path / "run"),
     ]
-    r = cli(*common, "--limit", "3")
-    assert r.returncode == 0, r.stderr
+    assert _generate([*common, "--limit", "3"]) == 0
     rows = _rows(out)
     assert len(rows) == 6
     assert {row["source"] for row in rows} == {"tiny"}
@@ -50,9 +56,9 @@ def test_generate_tiny_model_writes_candidates_and_resumes(cli, tiny_model_dir, 
     # A crash mid-write leaves a partial line; the next run drops it and does only what is missing.
     with out.open("a") as f:
         f.write('{"id": "c-partial", "prompt_id": "gsm8k')
-    r = cli(*common, "--limit", "4")
-    assert r.returncode == 0, r.stderr
-    assert "resuming: 3 of 4" in r.stderr
+    capsys.readouterr()
+    assert _generate([*common, "--limit", "4"]) == 0
+    assert "resuming: 3 of 4" in capsys.readouterr().err
     rows2 = _rows(out)
     assert len(rows2) == 8 and rows2[:6] == rows
     assert len({row["prompt_id"] for row in rows2}) == 4
@@ -62,44 +68,46 @@ def test_generate_tiny_model_writes_candidates_and_resumes(cli, tiny_model_dir, 
     assert len(read_candidates(out)) == 8  # the data layer reads what generate writes
 
 
-def test_generate_through_openai_endpoint_keeps_the_key_secret(cli, tmp_path):
+def test_generate_through_openai_endpoint_keeps_the_key_secret(tmp_path, monkeypatch, capsys):
     pytest.importorskip("aiohttp")
     from judge_rl.backends._fakeserver import start_in_thread
 
     secret = "sk-generate-SECRET-0987654321"
+    monkeypatch.setenv("MY_TEST_KEY", secret)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
         "".join(json.dumps({"id": f"p{i}", "prompt": f"say {i}"}) + "\n" for i in range(5))
     )
     out = tmp_path / "out.jsonl"
     with start_in_thread(reply="echo") as srv:
-        r = cli(
-            "generate",
-            "--backend",
-            "openai",
-            "--base-url",
-            srv.url,
-            "--model",
-            "fake",
-            "--api-key-env",
-            "MY_TEST_KEY",
-            "--prompts",
-            str(prompts),
-            "--n",
-            "2",
-            "--output",
-            str(out),
-            "--run",
-            str(tmp_path / "run"),
-            env={"MY_TEST_KEY": secret},
+        rc = _generate(
+            [
+                "--backend",
+                "openai",
+                "--base-url",
+                srv.url,
+                "--model",
+                "fake",
+                "--api-key-env",
+                "MY_TEST_KEY",
+                "--prompts",
+                str(prompts),
+                "--n",
+                "2",
+                "--output",
+                str(out),
+                "--run",
+                str(tmp_path / "run"),
+            ]
         )
         assert srv.state.auth == {f"Bearer {secret}"}
-    assert r.returncode == 0, r.stderr
+    assert rc == 0
     rows = _rows(out)
     assert len(rows) == 10 and rows[0]["response"].startswith("echo: say")
     for path in [out, tmp_path / "run" / "log.json"]:
         assert secret not in path.read_text()
-    assert secret not in r.stdout + r.stderr
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
 
 
 def test_generate_unreachable_endpoint_exits_2_with_one_line(cli, tmp_path):
