@@ -10,10 +10,10 @@ What is cached: successes, and failures whose kind is in ``cache_errors`` (by de
 a deterministic judge answers the same unparseable text again). Transport failures (timeouts,
 rate limits, server errors) and budget refusals are not, so a re-run retries them.
 
-Two processes at once: each claims the keys it is about to judge (a ``claims`` table, one
-transaction). A key claimed by a live process is not judged again: the second process waits for
-its result and takes it from the cache; a claim whose owner died (``kill -9``) or expired is taken
-over. Writes are ``INSERT OR IGNORE`` on the key, so nothing finished is ever duplicated.
+Two processes at once: each claims a chunk of keys just before judging it (a ``claims`` table,
+one transaction). A key claimed by a live process is not judged again: the other process moves on
+and, at the end, waits for that result and takes it from the cache — so two processes on the same
+input split the work. A claim whose owner died (``kill -9``) or expired is taken over. Writes are ``INSERT OR IGNORE`` on the key, so nothing finished is ever duplicated.
 """
 
 from __future__ import annotations
@@ -373,20 +373,36 @@ class CachedJudge:
             for _ in by_key[key]:
                 report(kind, rec if rec is not None else _parse(kind, value))
 
-        async def judge_keys(todo: list[str]) -> None:
+        def hit(key: str, value: str) -> None:
+            if self.cache is not None:
+                self.cache.hits += len(by_key[key])
+            finish(key, value, True)
+
+        async def judge_keys(todo: list[str]) -> list[str]:
+            """Judge ``todo`` chunk by chunk; returns the keys another process is judging."""
             chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
             # Bounded chunks in flight: enough to keep the backend saturated, few enough that the
             # budget is checked call by call with costs seen so far (not all reserved at t=0).
             sem = asyncio.Semaphore(self.max_in_flight)
+            busy_keys: list[str] = []
 
             async def one(chunk: list[str]) -> None:
-                try:
-                    async with sem:
-                        recs = await fn([items[by_key[k][0]] for k in chunk])
-                except BaseException:
+                async with sem:
                     if self.cache is not None:
-                        self.cache.release(chunk)
-                    raise
+                        # Claim just before judging, so processes on the same input split it.
+                        acquired, busy, done = self.cache.claim(chunk)
+                        for k, v in done.items():
+                            hit(k, v)
+                        busy_keys.extend(k for k in chunk if k in busy)
+                        chunk = [k for k in chunk if k in acquired]
+                    if not chunk:
+                        return
+                    try:
+                        recs = await fn([items[by_key[k][0]] for k in chunk])
+                    except BaseException:
+                        if self.cache is not None:
+                            self.cache.release(chunk)
+                        raise
                 rows, failed = [], []
                 for k, rec in zip(chunk, recs, strict=True):
                     value = rec.model_dump_json()
@@ -400,23 +416,20 @@ class CachedJudge:
                     self.cache.release(failed)
 
             await asyncio.gather(*(one(ch) for ch in chunks))
+            return busy_keys
 
-        unique = list(by_key)
-        if self.cache is None:
-            await judge_keys(unique)
-        else:
-            pending = unique
-            while pending:
-                acquired, busy, done = self.cache.claim(pending)
-                for k, v in done.items():
-                    self.cache.hits += len(by_key[k])
-                    finish(k, v, True)
-                if acquired:
-                    await judge_keys([k for k in pending if k in acquired])
-                pending = [k for k in pending if k in busy]
-                if pending:
-                    log.info("waiting for %d judgments another process is making", len(pending))
-                    await asyncio.sleep(self.poll_s)
+        pending = list(by_key)
+        if self.cache is not None:
+            found = self.cache.get_many(pending)
+            for k, v in found.items():
+                hit(k, v)
+            pending = [k for k in pending if k not in found]
+        while pending:
+            busy_set = set(await judge_keys(pending))
+            pending = [k for k in pending if k in busy_set]
+            if pending:
+                log.info("waiting for %d judgments another process is making", len(pending))
+                await asyncio.sleep(self.poll_s)
         return [result[k] for k in keys]
 
 
