@@ -146,21 +146,27 @@ class JudgmentCache:
 
     def put_many(self, items: Sequence[tuple[str, str, str, str]]) -> None:
         """Store ``(key, judge_key, kind, value)`` rows (first writer wins) and drop their claims."""
-        if not items:
+        self.store(items, ())
+
+    def store(self, items: Sequence[tuple[str, str, str, str]], release: Iterable[str]) -> None:
+        """One transaction: store finished rows, drop their claims and release ``release``."""
+        drop = [(k, self.owner) for k in [*(it[0] for it in items), *release]]
+        if not drop:
             return
         now = time.time()
         with self._lock:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                for key, judge, kind, value in items:
-                    cur = db.execute(
+                if items:
+                    before = db.total_changes
+                    db.executemany(
                         "INSERT OR IGNORE INTO judgments(key, judge, kind, value, created) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        (key, judge, kind, value, now),
+                        [(key, judge, kind, value, now) for key, judge, kind, value in items],
                     )
-                    self.writes += cur.rowcount
-                    db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+                    self.writes += db.total_changes - before
+                db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", drop)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -292,24 +298,27 @@ class CachedJudge:
                 probability="bt" if fp.kind == "reward_model" else None,
             )
         keys = [compare_key(fp, c) for c in comparisons]
-        values = await self._run(
-            keys,
-            list(comparisons),
-            self.inner.compare,
-            kind="judgment",
-        )
-        return [
-            _rebind_judgment(Judgment.model_validate_json(v), c, cached)
-            for (v, cached), c in zip(values, comparisons, strict=True)
-        ]
+        values = await self._run(keys, list(comparisons), self.inner.compare, kind="judgment")
+        out = []
+        for (rec, cached), c in zip(values, comparisons, strict=True):
+            same = (rec.a_id, rec.b_id, rec.comparison_id, rec.prompt_id) == (
+                c.a.id,
+                c.b.id,
+                c.id,
+                c.prompt_id,
+            )
+            out.append(rec if same else _rebind_judgment(rec, c, cached))
+        return out
 
     async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
         fp = self.fingerprint
         keys = [score_key(fp, c) for c in candidates]
         values = await self._run(keys, list(candidates), self.inner.score, kind="score")
         out = []
-        for (v, cached), cand in zip(values, candidates, strict=True):
-            s = Score.model_validate_json(v)
+        for (s, cached), cand in zip(values, candidates, strict=True):
+            if s.candidate_id == cand.id and s.prompt_id == cand.prompt_id:
+                out.append(s)
+                continue
             out.append(
                 s.model_copy(
                     update={
@@ -360,67 +369,97 @@ class CachedJudge:
 
     async def _run(
         self, keys: list[str], items: list[Any], fn: Any, *, kind: str
-    ) -> list[tuple[str, bool]]:
-        """Values (JSON) for every key, in order, with whether each came from the cache."""
+    ) -> list[tuple[Any, bool]]:
+        """``(record, from_cache)`` for every key, in order.
+
+        Steps: (1) one bulk lookup of finished keys; (2) the rest in chunks of ``batch_size``,
+        at most ``max_in_flight`` at once, each claimed shortly before it runs (claims are taken
+        ``max_in_flight`` chunks at a time, one transaction) and written the moment it finishes
+        (writes of chunks finishing together share one transaction); (3) keys another live
+        process claimed are polled until its results land (or its claims lapse).
+        """
         by_key: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
             by_key.setdefault(k, []).append(i)
-        result: dict[str, tuple[str, bool]] = {}
+        result: dict[str, tuple[Any, bool]] = {}
         judge_key = self.fingerprint.key
+        cache = self.cache
 
-        def finish(key: str, value: str, cached: bool, rec: Any = None) -> None:
-            result[key] = (value, cached)
+        def finish(key: str, rec: Any, cached: bool) -> None:
+            result[key] = (rec, cached)
             for _ in by_key[key]:
-                report(kind, rec if rec is not None else _parse(kind, value))
+                report(kind, rec)
 
         def hit(key: str, value: str) -> None:
-            if self.cache is not None:
-                self.cache.hits += len(by_key[key])
-            finish(key, value, True)
+            if cache is not None:
+                cache.hits += len(by_key[key])
+            finish(key, _parse(kind, value), True)
 
         async def judge_keys(todo: list[str]) -> list[str]:
-            """Judge ``todo`` chunk by chunk; returns the keys another process is judging."""
-            chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+            """Judge ``todo``; returns the keys another process is judging."""
+            size = self.batch_size
+            chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
             # Bounded chunks in flight: enough to keep the backend saturated, few enough that the
             # budget is checked call by call with costs seen so far (not all reserved at t=0).
             sem = asyncio.Semaphore(self.max_in_flight)
+            status: dict[str, str] = {}
+            claimed_upto = 0
             busy_keys: list[str] = []
+            rows: list[tuple[str, str, str, str]] = []
+            released: list[str] = []
 
-            async def one(chunk: list[str]) -> None:
+            def claim_from(ci: int) -> None:
+                # Claim chunk ci and the next ones (one transaction): processes on the same input
+                # split the work instead of one of them claiming everything up front.
+                nonlocal claimed_upto
+                assert cache is not None
+                end = max(ci + 1, claimed_upto + self.max_in_flight)
+                group = [k for ch in chunks[claimed_upto:end] for k in ch]
+                claimed_upto = min(end, len(chunks))
+                acquired, busy, done = cache.claim(group)
+                for k in group:
+                    status[k] = "acquired" if k in acquired else ("busy" if k in busy else "done")
+                for k, v in done.items():
+                    hit(k, v)
+                busy_keys.extend(k for k in group if k in busy)
+
+            async def write() -> None:
+                await asyncio.sleep(0)  # let the chunks finishing in this tick add their rows
+                if cache is not None and (rows or released):
+                    batch, rel = rows[:], released[:]
+                    rows.clear()
+                    released.clear()
+                    cache.store(batch, rel)
+
+            async def one(ci: int, chunk: list[str]) -> None:
                 async with sem:
-                    if self.cache is not None:
-                        # Claim just before judging, so processes on the same input split it.
-                        acquired, busy, done = self.cache.claim(chunk)
-                        for k, v in done.items():
-                            hit(k, v)
-                        busy_keys.extend(k for k in chunk if k in busy)
-                        chunk = [k for k in chunk if k in acquired]
+                    if cache is not None:
+                        if ci >= claimed_upto:
+                            claim_from(ci)
+                        chunk = [k for k in chunk if status.get(k) == "acquired"]
                     if not chunk:
                         return
                     try:
                         recs = await fn([items[by_key[k][0]] for k in chunk])
                     except BaseException:
-                        if self.cache is not None:
-                            self.cache.release(chunk)
+                        if cache is not None:
+                            cache.release(chunk)
                         raise
-                rows, failed = [], []
                 for k, rec in zip(chunk, recs, strict=True):
-                    value = rec.model_dump_json()
-                    if self._cacheable(rec):
-                        rows.append((k, judge_key, kind, value))
-                    else:
-                        failed.append(k)
-                    finish(k, value, False, rec)
-                if self.cache is not None:
-                    self.cache.put_many(rows)
-                    self.cache.release(failed)
+                    if cache is not None:
+                        if self._cacheable(rec):
+                            rows.append((k, judge_key, kind, rec.model_dump_json()))
+                        else:
+                            released.append(k)
+                    finish(k, rec, False)
+                await write()
 
-            await asyncio.gather(*(one(ch) for ch in chunks))
+            await asyncio.gather(*(one(ci, ch) for ci, ch in enumerate(chunks)))
             return busy_keys
 
         pending = list(by_key)
-        if self.cache is not None:
-            found = self.cache.get_many(pending)
+        if cache is not None:
+            found = cache.get_many(pending)
             for k, v in found.items():
                 hit(k, v)
             pending = [k for k in pending if k not in found]
