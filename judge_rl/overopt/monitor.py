@@ -79,7 +79,8 @@ class OveroptMonitor:
     """A :class:`~judge_rl.train.callbacks.Callback` that watches gold vs proxy reward.
 
     Args:
-        proxy: the training reward (scored on the monitor's own held-out samples).
+        proxy: the training reward (scored on the monitor's own held-out samples); None takes the
+            trainer's ``reward_source`` at the start of training.
         gold: the trusted reward (another judge, a jury, a verifier).
         prompts: held-out prompts (PromptItems carry references for verifiers).
         config: :class:`MonitorConfig`.
@@ -88,7 +89,7 @@ class OveroptMonitor:
 
     def __init__(
         self,
-        proxy: RewardSource,
+        proxy: RewardSource | None,
         gold: RewardSource,
         prompts: Sequence[PromptItem | Prompt],
         config: MonitorConfig | None = None,
@@ -104,7 +105,7 @@ class OveroptMonitor:
         if self.config.every < 1:
             raise ValueError("monitor every must be >= 1")
         self.probe_suite = probes
-        self.section = OveroptSection(gold=gold.name, proxy=proxy.name)
+        self.section = OveroptSection(gold=gold.name, proxy=proxy.name if proxy else "")
         self.alarm_fired = False
         self.stopped = False
         self._ref_measures: Any = None
@@ -115,6 +116,11 @@ class OveroptMonitor:
     # -- Callback protocol ----------------------------------------------------------------------
 
     def on_train_start(self, handle: PolicyHandle) -> None:
+        if self.proxy is None:
+            self.proxy = getattr(handle, "reward_source", None)
+            if self.proxy is None:
+                raise ValueError("the monitor has no proxy reward and the trainer exposes none")
+            self.section.proxy = self.proxy.name
         reps = self._expanded()
         ref = handle.sample(
             [it.prompt for it in reps], max_new_tokens=self.config.max_new_tokens, reference=True
@@ -160,6 +166,7 @@ class OveroptMonitor:
             )
             for it, r in zip(reps, samples.responses, strict=True)
         ]
+        assert self.proxy is not None, "on_train_start sets the proxy"
         proxy_scores = list(self.proxy(queries))
         gold_scores = list(self.gold(queries))
         seed = cfg.seed + step
@@ -210,11 +217,11 @@ class OveroptMonitor:
         self._check_alarm(step, samples, proxy_scores, gold_scores)
         self._update_best()
         log.info(
-            "monitor step %s: kl %.3f proxy %.3f gold %.3f",
+            "monitor step %s: kl %s proxy %s gold %s",
             step,
-            point["kl"] or math.nan,
-            proxy.mean if proxy.mean is not None else math.nan,
-            gold.mean if gold.mean is not None else math.nan,
+            _fmt(point["kl"]),
+            _fmt(proxy.mean),
+            _fmt(gold.mean),
         )
         return point
 
@@ -292,6 +299,7 @@ class OveroptMonitor:
         when: str,
         real_scores: list[float] | None = None,
     ) -> None:
+        assert self.proxy is not None
         sources = [self.proxy] + ([self.gold] if self.config.probe_gold else [])
         for src in sources:
             rows = run_probes(
@@ -316,6 +324,10 @@ class OveroptMonitor:
                     when,
                     ", ".join(bad),
                 )
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _mean_len(samples: Samples) -> float | None:

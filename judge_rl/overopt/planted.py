@@ -56,13 +56,19 @@ WORDS = [
 
 @dataclass
 class TargetCount:
-    """Proxy: how many times the target appears (leaky: repetition pays)."""
+    """Proxy: 1 for the first occurrence of the target plus ``leak`` for every further one
+    (``leak=1``: the plain count). Leaky: repetition always pays a little more."""
 
     target: str = TARGET
+    leak: float = 1.0
     name: str = "count:ok"
 
     def __call__(self, queries: Sequence[RewardQuery]) -> list[float]:
-        return [float(q.response.count(self.target)) for q in queries]
+        out = []
+        for q in queries:
+            n = q.response.count(self.target)
+            out.append(float(min(n, 1)) + self.leak * max(n - 1, 0))
+        return out
 
 
 @dataclass

@@ -21,18 +21,11 @@ from judge_rl.types import Prompt
 log = logging.getLogger(__name__)
 
 
-def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
-    """Token ids of a prompt with the generation prompt, through the chat template when the
-    tokenizer has one (a plain string becomes one user message)."""
-    if getattr(tokenizer, "chat_template", None):
-        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        return list(ids)
-    from judge_rl.types import prompt_text
+def encode_prompt(tokenizer: Any, prompt: Prompt, *, chat: bool = True) -> list[int]:
+    """Token ids of a prompt ready for the reply, exactly as the PPO trainer encodes it."""
+    from judge_rl.train.rollout import encode_prompt as _encode
 
-    return list(tokenizer(prompt_text(prompt), add_special_tokens=True)["input_ids"])
+    return _encode(tokenizer, prompt, chat=chat)
 
 
 class ModelPolicy:
@@ -50,6 +43,7 @@ class ModelPolicy:
         seed: int = 0,
         checkpoint_dir: str | Path | None = None,
         step: int = 0,
+        chat: bool = True,
     ) -> None:
         self.model = model
         self.ref_model = ref_model if ref_model is not None else model
@@ -61,6 +55,7 @@ class ModelPolicy:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self._step = step
         self._calls = 0
+        self.chat = chat
 
     @property
     def step(self) -> int:
@@ -111,7 +106,7 @@ class ModelPolicy:
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         eos = tok.eos_token_id
-        enc = [encode_prompt(tok, p) for p in prompts]
+        enc = [encode_prompt(tok, p, chat=self.chat) for p in prompts]
         P = max(len(e) for e in enc)
         device = next(gen_model.parameters()).device
         ids = torch.full((len(enc), P), pad, dtype=torch.long)  # (B, P) left-padded
@@ -121,6 +116,7 @@ class ModelPolicy:
             att[b, P - len(e) :] = 1
         ids, att = ids.to(device), att.to(device)
         kw: dict[str, Any] = {
+            "use_cache": True,
             "max_new_tokens": max_new_tokens or self.max_new_tokens,
             "pad_token_id": pad,
             "eos_token_id": eos,
@@ -153,15 +149,15 @@ class ModelPolicy:
             out.kl.append(float(kl[b]))
             out.ref_logprob.append(float(ref_mean[b]))
 
-    @staticmethod
-    def _token_logprobs(model: Any, seq: Any, att: Any, P: int) -> Any:
-        """log p(token_t | <t) of the response tokens, shape (B, R)."""
+    def _token_logprobs(self, model: Any, seq: Any, att: Any, P: int) -> Any:
+        """log p(token_t | <t) of the response tokens at the sampling temperature, (B, R)."""
         import torch
 
         with torch.no_grad():
             pos = (att.cumsum(dim=1) - 1).clamp(min=0)  # (B, T): positions skip left padding
             logits = model(input_ids=seq, attention_mask=att, position_ids=pos).logits  # (B, T, V)
-        logp = torch.log_softmax(logits[:, P - 1 : -1].float(), dim=-1)  # (B, R, V)
+        logits = logits[:, P - 1 : -1].float() / self.temperature  # (B, R, V)
+        logp = torch.log_softmax(logits, dim=-1)  # (B, R, V)
         return logp.gather(-1, seq[:, P:].unsqueeze(-1)).squeeze(-1)  # (B, R)
 
 

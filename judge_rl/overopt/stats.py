@@ -184,7 +184,7 @@ def fit_gao_rl(
         else:
             out["note"] = "fitted peak lies far beyond the observed KL"
     else:
-        out["note"] = "beta <= 0: no peak in the fitted curve (gold still rising)"
+        out["note"] = "beta <= 0: the fitted curve has no peak"
     return out
 
 
