@@ -1,0 +1,216 @@
+"""PPO speed: judge_rl's PPOTrainer vs TRL's experimental PPOTrainer, side by side, same everything.
+
+Same tiny Llama-style policy (hidden 64, 2 layers, byte tokenizer; saved once so both start from
+identical weights), same tiny sequence-classification reward model (also the value model's
+initialisation, as TRL does), 64 prompts, rollout batch 16, one minibatch of 16, 4 PPO epochs,
+32 new tokens, temperature 1, stop at EOS, k1 KL with coefficient 0.05, lr 1e-5, CPU, the same
+thread count. TRL (``trl.experimental.ppo``, TRL 1.12; later versions dropped it) runs in its own
+venv (.bench-venvs/trl-ppo) through benchmarks/_peer.py.
+
+Both sides run 4 updates (64 samples); the first update is warm-up and not timed. Prints
+seconds/update and samples/s for both, then a ``RATIO`` line (judge_rl samples/s ÷ TRL's).
+
+    python benchmarks/bench_ppo.py [--threads 1] [--updates 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TRL_REQ = ["trl==1.12.0"]
+BATCH, NEW_TOKENS, EPOCHS, KL, LR = 16, 32, 4, 0.05, 1e-5
+
+_PEER_TEMPLATE = r"""
+import json, sys, time
+import torch
+model_dir, rm_dir, prompts_file, threads, updates, out_file = sys.argv[1:7]
+torch.set_num_threads(int(threads))
+torch.manual_seed(0)
+from datasets import Dataset
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          TrainerCallback)
+from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+tok = AutoTokenizer.from_pretrained(model_dir)
+tok.padding_side = "left"
+prompts = json.load(open(prompts_file))
+ids = []
+for p in prompts:
+    x = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                tokenize=True)
+    ids.append(list(x["input_ids"]) if hasattr(x, "keys") else list(x))
+ds = Dataset.from_dict({"input_ids": ids})
+policy = AutoModelForCausalLM.from_pretrained(model_dir)
+ref = AutoModelForCausalLM.from_pretrained(model_dir)
+rm = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1)
+value = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1)
+n_updates = int(updates)
+cfg = PPOConfig(output_dir=out_file + ".dir", per_device_train_batch_size=%(batch)d,
+                gradient_accumulation_steps=1, num_mini_batches=1, num_ppo_epochs=%(epochs)d,
+                total_episodes=%(batch)d * n_updates, response_length=%(new)d, temperature=1.0,
+                learning_rate=%(lr)g, kl_coef=%(kl)g, stop_token="eos", num_sample_generations=0,
+                report_to=[], save_strategy="no", logging_steps=1, use_cpu=True,
+                local_rollout_forward_batch_size=%(batch)d, seed=0, bf16=False,
+                dataloader_num_workers=0)
+marks = []
+class Clock(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        marks.append(time.perf_counter())
+trainer = PPOTrainer(args=cfg, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
+                     train_dataset=ds, value_model=value, callbacks=[Clock()])
+t0 = time.perf_counter()
+trainer.train()
+import trl
+json.dump({"marks": [t0] + marks, "trl": trl.__version__,
+           "scores": [h.get("objective/scores") for h in trainer.state.log_history
+                      if "objective/scores" in h]}, open(out_file, "w"))
+"""
+PEER = _PEER_TEMPLATE % {"batch": BATCH, "epochs": EPOCHS, "new": NEW_TOKENS, "lr": LR, "kl": KL}
+
+
+def build_models(root: Path) -> tuple[Path, Path, list[str]]:
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from judge_rl.models import save_tiny_model, tiny_tokenizer
+
+    policy = save_tiny_model(root / "policy", hidden_size=64, num_layers=2, seed=0)
+    tok = tiny_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(1)
+    rm = root / "rm"
+    LlamaForSequenceClassification(cfg).save_pretrained(rm)
+    tok.save_pretrained(rm)
+    prompts = [
+        f"Question {i}: write a short line about the number {i * 7 % 23}." for i in range(64)
+    ]
+    return policy, rm, prompts
+
+
+def run_ours(policy: Path, rm: Path, prompts: list[str], updates: int) -> dict:
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train.ppo import PPOConfig, PPOTrainer
+
+    cfg = PPOConfig(
+        steps=updates,
+        batch_size=BATCH,
+        mini_batch_size=BATCH,
+        ppo_epochs=EPOCHS,
+        max_new_tokens=NEW_TOKENS,
+        temperature=1.0,
+        kl_coef=KL,
+        lr=LR,
+        value_model=str(rm),
+        device="cpu",
+        seed=0,
+    )
+    trainer = PPOTrainer(
+        cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), f"rm:{rm}", prompts
+    )
+    t0 = time.perf_counter()
+    marks = [t0]
+    while trainer.step < updates:
+        trainer.section.steps.append(trainer.train_step())
+        marks.append(time.perf_counter())
+    steps = trainer.section.steps
+    return {
+        "marks": marks,
+        "scores": [s["reward_mean"] for s in steps],
+        "split": {
+            k: statistics.mean(s[k] for s in steps[1:])
+            for k in ("time_generate", "time_score", "time_train")
+        },
+    }
+
+
+def summarise(marks: list[float]) -> dict:
+    per = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    timed = per[1:] if len(per) > 1 else per  # the first update warms up
+    s = statistics.mean(timed)
+    return {"s_per_update": s, "samples_per_s": BATCH / s, "updates": len(per)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--updates", type=int, default=4)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(HERE))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    from _peer import peer_python, run_peer
+
+    py = peer_python("trl-ppo", TRL_REQ, torch=True)
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
+        root = Path(tmp)
+        policy, rm, prompts = build_models(root)
+        (root / "prompts.json").write_text(json.dumps(prompts))
+        (root / "peer.py").write_text(PEER)
+        print(
+            f"tiny Llama (hidden 64, 2 layers), {len(prompts)} prompts, batch {BATCH}, "
+            f"{NEW_TOKENS} new tokens, {EPOCHS} PPO epochs, {args.updates} updates, "
+            f"{args.threads} thread(s), load average before: {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores",
+            flush=True,
+        )
+        # TRL first, then ours: neither side always gets the warmer machine.
+        run_peer(
+            py,
+            str(root / "peer.py"),
+            str(policy),
+            str(rm),
+            str(root / "prompts.json"),
+            str(args.threads),
+            str(args.updates),
+            str(root / "trl.json"),
+        )
+        trl = json.loads((root / "trl.json").read_text())
+        ours = run_ours(policy, rm, prompts, args.updates)
+    rows = {"trl " + trl["trl"]: summarise(trl["marks"]), "judge_rl": summarise(ours["marks"])}
+    print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
+    print()
+    print(f"{'tool':14}{'s/update':>10}{'samples/s':>11}{'updates':>9}")
+    for name, r in rows.items():
+        print(f"{name:14}{r['s_per_update']:10.3f}{r['samples_per_s']:11.2f}{r['updates']:9d}")
+    sp = ours["split"]
+    print(
+        f"judge_rl time split per update: generate {sp['time_generate']:.3f} s, score "
+        f"{sp['time_score']:.3f} s, train {sp['time_train']:.3f} s"
+    )
+    t, o = rows["trl " + trl["trl"]], rows["judge_rl"]
+    print(
+        f"RATIO ppo_samples_per_s judge_rl/trl = {o['samples_per_s'] / t['samples_per_s']:.2f}x "
+        f"({o['samples_per_s']:.2f} vs {t['samples_per_s']:.2f} samples/s, CPU, "
+        f"{args.threads} thread(s))"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
