@@ -116,6 +116,8 @@ def parse_pairwise(text: str) -> ShownVerdict:
     'A'
     >>> parse_pairwise("b")
     'B'
+    >>> parse_pairwise("Verdict: 2")
+    'B'
     >>> parse_pairwise("Assistant A is better because it is correct.")
     'A'
     >>> parse_pairwise("I like [[A]] and [[B]] equally well, hmm")
@@ -148,7 +150,7 @@ def parse_pairwise(text: str) -> ShownVerdict:
                     raise ParseError(f"JSON {k!r} is {v!r}, not A, B or tie")
     line = _last_line(text)
     verdict = _verdict_word(line)
-    if verdict:
+    if verdict and not line.strip("().*` ").isdigit():  # a bare "1"/"2" line may be a list item
         return verdict
     m = _LINE_VERDICT.match(line)
     if m:

@@ -93,3 +93,8 @@ def test_verdict_from_probs_ties_split():
     assert verdict == "tie" and p == pytest.approx(0.5)
     verdict, p = verdict_from_probs({"A": 3.0, "B": 1.0})  # unnormalised input is renormalised
     assert verdict == "A" and p == pytest.approx(0.75)
+
+
+def test_bare_number_line_is_not_a_verdict():
+    with pytest.raises(ParseError):
+        parse_pairwise("Two points:\n1. clear\n2")
