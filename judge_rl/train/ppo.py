@@ -29,13 +29,14 @@ hooks after every step (it is their :class:`~judge_rl.train.callbacks.PolicyHand
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -515,6 +516,28 @@ class PPOTrainer:
             return VLLMRolloutEngine(str(out), self.tokenizer, seed=c.seed, **kw)
         return HFRolloutEngine(self.policy, self.tokenizer, **kw)
 
+    @contextlib.contextmanager
+    def _full_params(self) -> Iterator[None]:
+        """Gather sharded weights (DeepSpeed ZeRO-3, FSDP) for generation, as TRL's
+        ``unwrap_model_for_generation`` does; a no-op for DDP and one process. (The sharded
+        paths are untested here: no GPUs.)"""
+        from accelerate.utils import DistributedType
+
+        acc = self.accelerator
+        ds = getattr(acc.state, "deepspeed_plugin", None)
+        if ds is not None and getattr(ds, "zero_stage", 0) == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.model.parameters())):
+                yield
+        elif acc.distributed_type == DistributedType.FSDP and hasattr(
+            self.model, "summon_full_params"
+        ):
+            with self.model.summon_full_params(self.model, writeback=False, recurse=True):
+                yield
+        else:
+            yield
+
     # -- prompt order ---------------------------------------------------------------------------
 
     def _permutation(self, epoch: int) -> list[int]:
@@ -595,8 +618,9 @@ class PPOTrainer:
             c = self.config
             engine = HFRolloutEngine(model, self.tokenizer, max_new_tokens=c.max_new_tokens,
                                      temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
-        r = engine.generate(query_ids, query_mask, greedy=greedy,
-                            max_new_tokens=max_new_tokens, model=model)
+        with self._full_params():
+            r = engine.generate(query_ids, query_mask, greedy=greedy,
+                                max_new_tokens=max_new_tokens, model=model)
         width = max(1, int(r.response_mask.sum(1).max()))  # trim columns nobody uses
         return _Batch(items, r.query_ids, r.query_mask, r.response_ids[:, :width],
                       r.response_mask[:, :width], r.ended_with_eos, r.texts)
