@@ -822,6 +822,9 @@ class PPOTrainer:
             else:
                 self.run_log.extra[type(cb).__name__] = data
         self.run_log.ppo = self.section
+        for part in ("generate", "score", "train"):
+            self.run_log.timings[f"ppo_{part}"] = sum(s.get(f"time_{part}", 0.0)
+                                                      for s in self.section.steps)
         if self.run_dir is not None:
             self.run_log.save(self.run_dir)
 
