@@ -431,63 +431,85 @@ def top_k_accuracy(ranking: Sequence[str], truth: Sequence[str], k: int) -> floa
     return sum(r == t for r, t in zip(ranking[:k], truth[:k], strict=False)) / k
 
 
-def _trajectory(
-    pairing: Pairing,
-    models: Sequence[str],
-    theta: dict[str, float],
-    truth: list[str],
-    k: int,
-    checkpoints: Sequence[int],
-    rng: np.random.Generator,
+@dataclass
+class VerdictTable:
+    """Every (prompt, pair) verdict of one synthetic draw, fixed in advance.
+
+    A judge with a cache behaves like this: asking again gives the same verdict. Round robin
+    reads the whole table and adaptive pairing the part it asks for, so the two are compared on
+    the same draw (common random numbers), not on independent noise.
+    """
+
+    models: list[str]
+    prompts: list[str]
+    outcome: np.ndarray  # (Q, X) int: 0 = first of the pair (i < j) won, 1 = second, 2 = tie
+
+    @classmethod
+    def draw(
+        cls,
+        models: Sequence[str],
+        prompts: Sequence[str],
+        theta: dict[str, float],
+        seed: int,
+        nu: float = 0.3,
+    ) -> VerdictTable:
+        from judge_rl.tournament.synthetic import outcome_probs
+
+        n = len(models)
+        iu, ju = np.triu_indices(n, 1)
+        th = np.array([theta[m] for m in models])
+        pa, pb, _ = outcome_probs(th[iu], th[ju], nu=nu)  # (Q,)
+        u = np.random.default_rng(seed).random((len(iu), len(prompts)))  # (Q, X)
+        out = np.where(u < pa[:, None], 0, np.where(u < (pa + pb)[:, None], 1, 2))
+        return cls(list(models), list(prompts), out)
+
+    def verdicts(self, matches: Sequence[Match]) -> list[tuple[Match, str | None]]:
+        n = len(self.models)
+        idx = {m: k for k, m in enumerate(self.models)}
+        pidx = {p: k for k, p in enumerate(self.prompts)}
+        res: list[tuple[Match, str | None]] = []
+        for m in matches:
+            i, j = idx[m.a], idx[m.b]
+            lo, hi = min(i, j), max(i, j)
+            q = lo * n - lo * (lo + 1) // 2 + (hi - lo - 1)  # row of (lo, hi) in triu order
+            o = int(self.outcome[q, pidx[m.prompt_id]])
+            if o == 2:
+                res.append((m, "tie"))
+            else:
+                first_won = o == 0
+                res.append((m, "a" if first_won == (i == lo) else "b"))
+        return res
+
+    def full_round_robin_ranking(self) -> list[str]:
+        """Bradley-Terry ranking from every verdict in the table."""
+        from judge_rl.tournament import bradley_terry as bt
+
+        n, x = len(self.models), len(self.prompts)
+        iu, ju = np.triu_indices(n, 1)
+        a, b = np.repeat(iu, x), np.repeat(ju, x)  # (Q * X,)
+        f = bt.fit(bt.aggregate_codes(a, b, self.outcome.reshape(-1), self.models))
+        return [self.models[t] for t in np.argsort(-f.theta, kind="stable")]
+
+
+def _adaptive_curve(
+    ad: Adaptive, table: VerdictTable, truth: list[str], k: int, checkpoints: Sequence[int]
 ) -> list[float]:
-    """Top-k accuracy of a Bradley-Terry fit on the verdicts so far, at each checkpoint."""
-    own = isinstance(pairing, Adaptive)
-    tracker: Adaptive = (
-        pairing
-        if isinstance(pairing, Adaptive)
-        else Adaptive(models, ["p"], top_k=k, confidence=None, warmup=0)
-    )
+    """Top-k accuracy of the adaptive run's own fit at each checkpoint (frozen once it stops)."""
     acc: list[float] = []
     done = 0
     cps = list(checkpoints)
     while cps:
-        if own and pairing.stop_reason != "running":
-            break
-        batch = pairing.next_batch()
+        batch = ad.next_batch()
         if not batch:
             break
-        res = simulate_verdicts(batch, theta, rng)
-        pairing.update(res)
-        if not own:
-            tracker.update(res)
+        ad.update(table.verdicts(batch))
         done += len(batch)
         while cps and done >= cps[0]:
-            acc.append(top_k_accuracy(tracker.ranking(), truth, k))
+            acc.append(top_k_accuracy(ad.ranking(), truth, k))
             cps.pop(0)
     while len(acc) < len(checkpoints):
-        acc.append(top_k_accuracy(tracker.ranking(), truth, k))
+        acc.append(top_k_accuracy(ad.ranking(), truth, k))
     return acc
-
-
-def _rr_accuracy(
-    models: Sequence[str], theta: dict[str, float], n_prompts: int, k: int, seed: int
-) -> float:
-    """Top-k accuracy of a full round robin (every pair on every prompt), fitted once."""
-    from judge_rl.tournament import bradley_terry as bt
-    from judge_rl.tournament.synthetic import outcome_probs
-
-    rng = np.random.default_rng(seed)
-    n = len(models)
-    iu, ju = np.triu_indices(n, 1)
-    a = np.repeat(iu, n_prompts)  # (N,)
-    b = np.repeat(ju, n_prompts)
-    th = np.array([theta[m] for m in models])
-    pa, pb, _ = outcome_probs(th[a], th[b], nu=0.3)
-    u = rng.random(len(a))
-    w = np.where(u < pa, 0, np.where(u < pa + pb, 1, 2))
-    f = bt.fit(bt.aggregate_codes(a, b, w, models))
-    ranking = [models[x] for x in np.argsort(-f.theta, kind="stable")]
-    return top_k_accuracy(ranking, list(models), k)
 
 
 def measure_adaptive_savings(
@@ -507,8 +529,9 @@ def measure_adaptive_savings(
 
     The field: ``n_models`` contestants with true Elo ratings ``gap_elo`` apart or, with
     ``spread_elo``, drawn from a normal distribution with that standard deviation (seed
-    ``field_seed``), like a real leaderboard; outcomes from the Davidson model (ties). Round robin judges every pair on every prompt; its mean top-k
-    accuracy (:func:`top_k_accuracy`) over ``seeds`` draws is the target. Adaptive (never stopping
+    ``field_seed``), like a real leaderboard; outcomes from the Davidson model (ties). Each draw
+    fixes every (prompt, pair) verdict in advance (:class:`VerdictTable`); round robin reads them
+    all, and its mean top-k accuracy (:func:`top_k_accuracy`) over ``seeds`` draws is the target. Adaptive (never stopping
     early) runs on the same field; the answer is the first multiple of ``step`` comparisons at
     which its mean accuracy over ``seeds`` draws reaches the target. Adaptive runs are cut at
     ``max_fraction`` of round robin's calls (a ratio of 1.0 is reported if not reached by then).
@@ -522,18 +545,16 @@ def measure_adaptive_savings(
     truth = list(models)
     prompts = [f"q{p}" for p in range(n_prompts)]
     rr_calls = n_models * (n_models - 1) // 2 * n_prompts
-    # Round robin is cheap to simulate (one fit per draw), so its target gets 5x the draws.
-    target = float(
-        np.mean([_rr_accuracy(models, theta, n_prompts, k, 10_000 + s) for s in range(5 * seeds)])
-    )
     cps = list(range(step, int(rr_calls * max_fraction) + 1, step))
-    curves = []
+    rr_acc, curves = [], []
     for s in range(seeds):
-        rng = np.random.default_rng(20_000 + s)
+        table = VerdictTable.draw(models, prompts, theta, seed=10_000 + s)
+        rr_acc.append(top_k_accuracy(table.full_round_robin_ranking(), truth, k))
         ad = Adaptive(
             models, prompts, top_k=k, confidence=None, budget=cps[-1], seed=s, batch_size=batch_size
         )
-        curves.append(_trajectory(ad, models, theta, truth, k, cps, rng))
+        curves.append(_adaptive_curve(ad, table, truth, k, cps))
+    target = float(np.mean(rr_acc))
     mean_curve = np.mean(np.asarray(curves), axis=0)  # (C,)
     # The first checkpoint from which the mean accuracy stays at or above the target (robust to a
     # lucky spike in the noisy curve).

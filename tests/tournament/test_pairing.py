@@ -64,9 +64,10 @@ def test_adaptive_pairs_are_unique_per_prompt():
 
 
 def test_adaptive_needs_at_most_a_third_of_round_robin_calls():
-    # A leaderboard-like field (12 models, Elo ~ N(0, 200^2), seed 0), 100 prompts, top-3
-    # accuracy of round robin (6600 comparisons) vs the adaptive curve. Seeded; the benchmark
-    # (benchmarks/bench_ratings.py) repeats this on more fields and draws.
+    # A leaderboard-like field (12 models, Elo ~ N(0, 200^2), seed 0), 100 prompts: top-3
+    # accuracy of round robin (all 6600 comparisons) vs the adaptive curve, on the same verdict
+    # tables (a cached judge gives the same verdict twice). Seeded; the benchmark
+    # (benchmarks/bench_ratings.py) repeats this on more fields.
     res = measure_adaptive_savings(
         spread_elo=200.0, field_seed=0, seeds=6, step=100, batch_size=32, max_fraction=1 / 3
     )
