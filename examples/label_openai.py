@@ -6,7 +6,7 @@ HH-RLHF pairs; verdicts become a TRL-ready preference file; agreement with the h
 failures, tokens and cost are printed. The API key comes from an environment variable (named by
 ``--api-key-env``) and never reaches a file, cache or log.
 
-Base URLs:
+Run (the base URL of each kind of server):
 
     # vLLM (GPU box):  vllm serve Qwen/Qwen2.5-7B-Instruct          -> http://localhost:8000/v1
     python examples/label_openai.py --base-url http://localhost:8000/v1 \\
