@@ -164,13 +164,20 @@ def test_generate_with_the_embedded_model(embedded, tmp_path, monkeypatch):
         lambda args: HFBackend("embedded", model_object=model, tokenizer=tok, batch_size=2),
     )
     out = tmp_path / "emb.jsonl"
+    prompts = tmp_path / "short.jsonl"
+    prompts.write_text(
+        json.dumps({"id": "add", "prompt": "What is 2+3?", "reference": "5"})
+        + "\n"
+        + json.dumps({"id": "sky", "prompt": "What colour is the sky?"})
+        + "\n"
+    )
     args = build_parser().parse_args(
         [
             "generate",
             "--model",
             "embedded",
             "--prompts",
-            "builtin:gsm8k-demo",
+            str(prompts),
             "--limit",
             "2",
             "--max-new-tokens",
@@ -188,3 +195,4 @@ def test_generate_with_the_embedded_model(embedded, tmp_path, monkeypatch):
     assert len(rows) == 2 and rows[0]["source"] == "smollm2-135m-instruct"
     assert all(row["response"].strip() for row in rows)
     assert rows[0]["metadata"]["sampling"]["temperature"] == 0.0
+    assert rows[0]["metadata"]["reference"] == "5"
