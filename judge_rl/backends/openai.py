@@ -262,6 +262,7 @@ class OpenAIBackend:
             )
         self._endpoints = [_Endpoint(u) for u in self.base_urls]
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: Any = None
         self._sem: asyncio.Semaphore | None = None
         self._checked = False
         self._rr = 0
@@ -287,7 +288,8 @@ class OpenAIBackend:
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """One result per request, in order; at most ``concurrency`` in flight."""
-        self._bind_loop()
+        if asyncio.get_running_loop() is not self._loop:
+            await self._bind_loop()
         if not self._checked:
             await self._check_endpoints()
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
@@ -300,6 +302,10 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         """Close the HTTP clients of the current event loop."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer.aclose()
         for ep in self._endpoints:
             if ep.client is not None:
                 # A client of a finished event loop may fail to close; nothing is lost.
@@ -322,11 +328,9 @@ class OpenAIBackend:
     def _api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
 
-    def _bind_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is self._loop:
-            return
+    async def _bind_loop(self) -> None:
         # A new event loop (e.g. a second asyncio.run): connection pools cannot cross loops.
+        loop = asyncio.get_running_loop()
         AsyncOpenAI = _client_class(self.fast_path)  # noqa: N806
         httpx2 = _httpx()
 
@@ -342,6 +346,10 @@ class OpenAIBackend:
             )
         self._sem = asyncio.Semaphore(self.concurrency)
         self._loop = loop
+        # Close these clients when the loop shuts down (asyncio.run finalises async generators
+        # before closing the loop), so a caller that never awaits aclose() leaks no sessions.
+        self._closer = _close_at_shutdown([ep.client for ep in self._endpoints])
+        await self._closer.__anext__()
 
     def _pick(self) -> _Endpoint:
         """Least-loaded endpoint; ties broken round robin."""
@@ -565,6 +573,17 @@ def _http_client(limits: Any, timeout: Any, transport: str) -> Any:
                     setting="transport",
                 ) from None
     return httpx2.AsyncClient(limits=limits, timeout=timeout)
+
+
+async def _close_at_shutdown(clients: list[Any]) -> Any:
+    """An async generator parked at its ``yield``; closing it (``aclose``, which the event loop's
+    ``shutdown_asyncgens`` does) closes ``clients`` on their own loop."""
+    try:
+        yield
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()
 
 
 _CLIENT_CLASSES: dict[bool, Any] = {}
