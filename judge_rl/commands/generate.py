@@ -299,7 +299,9 @@ async def _run(args: argparse.Namespace) -> int:
     failures: list[dict[str, str]] = []
     t0 = time.perf_counter()
     backend = make_backend(args) if todo else None
-    chunk = args.batch_size if args.backend != "openai" else max(args.batch_size, args.concurrency)
+    chunk = (
+        args.batch_size if args.backend != "openai" else max(args.batch_size, 4 * args.concurrency)
+    )
     try:
         with progress(TextColumn("{task.fields[rate]}")) as bar:
             task = bar.add_task(f"generate {source}", total=len(todo), rate="")
