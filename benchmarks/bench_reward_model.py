@@ -119,7 +119,7 @@ def run_ours(data: Path, model: Path, threads: int, bf16: bool, out: Path) -> di
         epochs=1,
         lr=1e-4,
         batch_size=8,
-        max_length=512,
+        max_length=256,
         eval_split=0.0,
         eval_every=0,
         save_every=0,
@@ -158,7 +158,7 @@ tok = AutoTokenizer.from_pretrained(model_dir)
 model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
 args = RewardConfig(output_dir=out, num_train_epochs=1, per_device_train_batch_size=8,
     learning_rate=1e-4, lr_scheduler_type="linear", warmup_steps=0, bf16=bf16, fp16=False,
-    gradient_checkpointing=False, max_length=512, logging_steps=5, save_strategy="no",
+    gradient_checkpointing=False, max_length=256, logging_steps=5, save_strategy="no",
     eval_strategy="no", report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
     disable_tqdm=True)
 trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
@@ -210,7 +210,7 @@ def main() -> int:
     precisions = (
         ["bf16"]
         if args.quick
-        else (["fp32", "bf16"] if args.precision == "both" else [args.precision])
+        else (["bf16", "fp32"] if args.precision == "both" else [args.precision])
     )
     threads = args.threads or auto_threads()
     py = peer_python("trl", TRL_REQ, torch=True)

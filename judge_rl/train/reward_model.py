@@ -132,8 +132,9 @@ class RewardModelConfig:
     eval_batch_size: int = 0
     """Pairs per evaluation batch (0 = 2 × batch_size)."""
     attn: str = "auto"
-    """Attention kernel for training: ``eager``, ``sdpa``, or ``auto`` (eager on CPU, where
-    torch's SDPA backward measured slower for reward-model batches; sdpa on CUDA)."""
+    """Attention kernel for training: ``eager``, ``sdpa``, or ``auto``: eager on CPU for
+    ``max_length`` ≤ 256 (torch's SDPA backward measured slower there), else sdpa (its memory
+    stays linear in the length)."""
     shared_prefix: bool = True
     """Run the tokens chosen and rejected share (the prompt, often more) once per pair, not
     twice, when that saves ≥ 10% of the work; checked against the plain forward at start-up."""
@@ -644,7 +645,7 @@ class _Trainer:
         attn = (
             cfg.attn
             if cfg.attn != "auto"
-            else ("sdpa" if self.device.startswith("cuda") else "eager")
+            else ("eager" if self.device == "cpu" and cfg.max_length <= 256 else "sdpa")
         )
         _set_attention(self.model, attn)
 

@@ -11,8 +11,9 @@ Formatting follows TRL's reward trainer so a dataset means the same thing in bot
 
 Pairs whose chosen or rejected side exceeds ``max_length`` tokens are dropped
 (``truncation="drop"``, as TRL does: cutting the end of a response can remove what made it
-better) or cut from the left (``truncation="left"``: the responses' ends survive, the start of
-the prompt goes). Either way they are counted.
+better) or cut from the left (``truncation="left"``: the responses' ends survive; the same
+number of tokens goes from the start of both sides, so both still see the same prompt). Either
+way they are counted.
 """
 
 from __future__ import annotations
@@ -163,7 +164,10 @@ def tokenize_pairs(
             out.truncated += 1
             if truncation == "drop":
                 continue
-            c, j = c[-max_length:], j[-max_length:]
+            # Cut the same number of tokens from both, so the two sides keep seeing the same
+            # prompt (and the shared prefix stays aligned).
+            k = max(len(c), len(j)) - max_length
+            c, j = c[k:], j[k:]
         out.chosen.append(c)
         out.rejected.append(j)
         out.p_chosen.append(label_of(r.p_chosen, soft_labels))
