@@ -64,8 +64,11 @@ def value_from_policy(policy: nn.Module) -> ValueModel:
     return ValueModel(copy.deepcopy(backbone_of(policy)), hidden_size_of(policy))
 
 
-def value_from_reward_model(path: str) -> ValueModel:
-    """A value model initialised from a reward-model folder (body and score head)."""
+def value_from_reward_model(path: str, policy: nn.Module | None = None) -> ValueModel:
+    """A value model initialised from a reward-model folder (body and score head).
+
+    The value model reads the policy's token ids, so the reward model must share the policy's
+    vocabulary (a reward model trained from the policy's backbone does)."""
     from transformers import AutoModelForSequenceClassification
 
     p = Path(path)
@@ -75,6 +78,14 @@ def value_from_reward_model(path: str) -> ValueModel:
         rm = AutoModelForSequenceClassification.from_pretrained(str(p), num_labels=1)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot load as a reward model: {e}", setting="value_model") from None
+    if policy is not None:
+        pv, rv = getattr(policy.config, "vocab_size", None), getattr(rm.config, "vocab_size", None)
+        if pv is not None and rv is not None and pv != rv:
+            raise ConfigError(
+                f"{path}: the reward model's vocabulary ({rv} tokens) differs from the policy's "
+                f"({pv}); a value model must read the policy's tokens (use policy or head)",
+                setting="value_model",
+            )
     head = None
     for name in ("score", "classifier", "v_head"):
         h = getattr(rm, name, None)

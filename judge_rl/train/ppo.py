@@ -395,7 +395,7 @@ class PPOTrainer:
         if value_model is None and c.value_model == "policy":
             value_model = value_from_policy(policy)
         elif value_model is None and c.value_model != "head":
-            value_model = value_from_reward_model(c.value_model)
+            value_model = value_from_reward_model(c.value_model, policy)
         policy.eval()
         joint = PolicyAndValue(policy, value_model).to(self.device)
         joint.eval()  # no dropout: rollout and update log-probabilities must agree

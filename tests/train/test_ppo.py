@@ -317,3 +317,26 @@ def test_reward_model_reward_and_value_model_from_the_reward_model(tmp_path):
     s = trainer.train().steps[0]
     assert math.isfinite(s["reward_mean"]) and s["reward_std"] > 0
     assert (tmp_path / "o" / "checkpoint-000001" / "value.pt").exists()
+
+
+def test_value_model_from_a_reward_model_with_another_vocabulary_is_an_error(tmp_path):
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from judge_rl.errors import ConfigError
+
+    cfg = LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_labels=1,
+    )
+    LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "rm")
+    tok = tiny_tokenizer()
+    ppo = PPOConfig(
+        steps=1, batch_size=2, mini_batch_size=2, value_model=str(tmp_path / "rm"), device="cpu"
+    )
+    with pytest.raises(ConfigError, match="value_model: .* vocabulary \\(300 tokens\\) differs"):
+        PPOTrainer(ppo, tiny_causal_lm(tok, hidden_size=32, num_layers=1), tok, "contains:a", ["a"])
