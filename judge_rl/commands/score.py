@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.markup import escape
     from rich.table import Table
+    from transformers.utils import logging as hf_logging
 
     from judge_rl.console import console, progress
     from judge_rl.data import read_candidates, write_candidates
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from judge_rl.runlog import new_log, run_dir
     from judge_rl.train.reward_model import RewardModelScorer
 
+    hf_logging.disable_progress_bar()  # our bar only, no "Writing model shards" lines
     if not Path(args.input).exists():
         raise ConfigError(f"{args.input}: no such file", setting="input")
     cands = read_candidates(args.input)

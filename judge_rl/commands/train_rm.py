@@ -165,11 +165,13 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from rich.progress import TextColumn
+    from transformers.utils import logging as hf_logging
 
     from judge_rl.console import console, err_console, progress
     from judge_rl.runlog import new_log, run_dir
     from judge_rl.train.reward_model import RMEvent, config_dict, train_reward_model
 
+    hf_logging.disable_progress_bar()  # our bar only, no "Writing model shards" lines
     cfg = _config(args)
     cfg.validate()
     main_process = int(os.environ.get("RANK", "0")) == 0
