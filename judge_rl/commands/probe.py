@@ -52,6 +52,7 @@ def _source(args: argparse.Namespace) -> Any:
 
 def _real(args: argparse.Namespace) -> tuple[list[Any], list[str], list[str | None], list[str]]:
     """(prompts, real responses, references, prompt ids)."""
+    rows: list[tuple[Any, str, str | None, str]]
     from judge_rl.errors import ConfigError, JudgeRLError
 
     if args.responses:
@@ -59,14 +60,16 @@ def _real(args: argparse.Namespace) -> tuple[list[Any], list[str], list[str | No
 
         try:
             cands = read_candidates(args.responses)
-            rows = [(c.prompt, c.response, c.metadata.get("reference"), c.prompt_id) for c in cands]
+            rows = [
+                (c.prompt, _text(c.response), c.metadata.get("reference"), c.prompt_id)
+                for c in cands
+            ]
         except JudgeRLError as first:
             try:
                 recs = read_preferences(args.responses).records
             except JudgeRLError:
                 raise first from None
-            rows = [(r.prompt, r.chosen, None, r.prompt_id) for r in recs]
-        rows = [(p, r if isinstance(r, str) else _text(r), ref, i) for p, r, ref, i in rows]
+            rows = [(r.prompt, _text(r.chosen), None, r.prompt_id) for r in recs]
     elif args.prompts:
         from judge_rl.data import read_prompts
 

@@ -205,7 +205,7 @@ def measure(samples: Samples, cfg: DegenerationConfig | None = None) -> BatchMea
     cfg = cfg or DegenerationConfig()
     from judge_rl.types import prompt_text
 
-    toks = samples.response_tokens or [None] * len(samples.responses)
+    toks: list[list[int] | None] = list(samples.response_tokens) or [None] * len(samples.responses)
     seqs = [units(r, t) for r, t in zip(samples.responses, toks, strict=True)]
     keys = [prompt_text(p) for p in samples.prompts]
     m = min(len(seqs), cfg.max_pairs_samples)

@@ -128,7 +128,7 @@ def analyse_run(
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     ref = load_causal_lm(str(policy_name), device=device)
     tok = load_tokenizer(str(policy_name))
-    kw = {
+    kw: dict[str, Any] = {
         "max_new_tokens": cfg.max_new_tokens or int(rcfg.get("max_new_tokens") or 64),
         "temperature": float(rcfg.get("temperature") or 1.0),
         "batch_size": cfg.batch_size,
@@ -160,7 +160,8 @@ def analyse_run(
             else:
                 from transformers import AutoModelForCausalLM
 
-                model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+                model = AutoModelForCausalLM.from_pretrained(path)
+                model = model.to(device).eval()  # type: ignore[arg-type]
                 samples = ModelPolicy(model, tok, ref, **kw).sample([it.prompt for it in items])
                 del model
                 gc.collect()

@@ -192,7 +192,11 @@ def fit_gao_rl(
 # Alarm rule.
 
 
-def wls_slope(x: Sequence[float], y: Sequence[float], se: Sequence[float]) -> tuple[float, float]:
+def wls_slope(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray,
+) -> tuple[float, float]:
     """Weighted least-squares slope of y on x with known per-point standard errors.
 
     Returns ``(slope, se_slope)``; ``se_slope = 1 / sqrt(sum w (x - xbar_w)^2)``, ``w = 1/se^2``
@@ -266,7 +270,7 @@ def point_se(points: Sequence[dict[str, Any]], key: str) -> list[float]:
 
 
 def max_drop_critical(
-    se: Sequence[float], alpha: float = 0.05, *, n_sim: int = 20000, seed: int = 0
+    se: Sequence[float] | np.ndarray, alpha: float = 0.05, *, n_sim: int = 20000, seed: int = 0
 ) -> float:
     """Critical value of ``max_{j<t} X_j - X_t`` when all points share one mean.
 
