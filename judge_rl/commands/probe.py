@@ -53,23 +53,20 @@ def _source(args: argparse.Namespace) -> Any:
 def _real(args: argparse.Namespace) -> tuple[list[Any], list[str], list[str | None], list[str]]:
     """(prompts, real responses, references, prompt ids)."""
     rows: list[tuple[Any, str, str | None, str]]
-    from judge_rl.errors import ConfigError, JudgeRLError
+    from judge_rl.errors import ConfigError
 
     if args.responses:
-        from judge_rl.data import read_candidates, read_preferences
+        from judge_rl.data import FORMATS, detect_format, read_candidates, read_preferences
 
-        try:
-            cands = read_candidates(args.responses)
+        kind = FORMATS[fmt].kind if (fmt := detect_format(args.responses)) in FORMATS else ""
+        if kind == "preferences":
+            recs = read_preferences(args.responses).records
+            rows = [(r.prompt, _text(r.chosen), None, r.prompt_id) for r in recs]
+        else:
             rows = [
                 (c.prompt, _text(c.response), c.metadata.get("reference"), c.prompt_id)
-                for c in cands
+                for c in read_candidates(args.responses)
             ]
-        except JudgeRLError as first:
-            try:
-                recs = read_preferences(args.responses).records
-            except JudgeRLError:
-                raise first from None
-            rows = [(r.prompt, _text(r.chosen), None, r.prompt_id) for r in recs]
     elif args.prompts:
         from judge_rl.data import read_prompts
 
