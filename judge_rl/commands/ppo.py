@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
-def _flag_type(annotation: str) -> Any:
+def _flag_type(annotation: Any) -> Any:
     a = str(annotation)
     if a.startswith("bool"):
         return bool

@@ -150,6 +150,7 @@ class PolicyAndValue(nn.Module):
             values = self.value_head(out.hidden_states[-1]).squeeze(-1).float()  # (B, T)
         else:
             out = self.policy(**kw)
+            assert self.value_model is not None
             values = self.value_model(input_ids, attention_mask, position_ids)  # (B, T)
         logits = out.logits  # (B, keep or T, V)
         if keep and logits.shape[1] != keep:

@@ -505,7 +505,7 @@ class PPOTrainer:
         from judge_rl.train.rollout import HFRolloutEngine, VLLMRolloutEngine
 
         c = self.config
-        kw = {"max_new_tokens": c.max_new_tokens, "temperature": c.temperature, "top_k": c.top_k,
+        kw: dict[str, Any] = {"max_new_tokens": c.max_new_tokens, "temperature": c.temperature, "top_k": c.top_k,
               "top_p": c.top_p}
         if c.rollout == "vllm":
             out = Path(c.output or "ppo-output") / "_vllm_init"

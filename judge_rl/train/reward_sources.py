@@ -37,7 +37,6 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -236,15 +235,12 @@ def _pairwise_value(judgment: Any, use_prob: bool) -> float:
     return {"a": 1.0, "tie": 0.5, "b": 0.0}[judgment.winner]
 
 
-@dataclass
 class WeightedSum:
     """``Σ w_i r_i``; ``nan`` when any part failed for that query."""
 
-    terms: list[tuple[float, RewardSource]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return "+".join(f"{w:g}*{s.name}" for w, s in self.terms)
+    def __init__(self, terms: Sequence[tuple[float, RewardSource]]):
+        self.terms = list(terms)
+        self.name = "+".join(f"{w:g}*{s.name}" for w, s in self.terms)
 
     def __call__(self, queries: Sequence[RewardQuery]) -> list[float]:
         total = [0.0] * len(queries)

@@ -96,8 +96,8 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, *, chat: b
         messages = [{"role": "user", "content": prompt}]
     else:
         return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
+    ids: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
         ids = ids["input_ids"]
     return [int(i) for i in ids]
 
@@ -209,7 +209,7 @@ class HFRolloutEngine:
         import torch
         from transformers import GenerationConfig
 
-        m = model if model is not None else self.model
+        m: Any = model if model is not None else self.model
         n_new = max_new_tokens or self.max_new_tokens
         cfg = GenerationConfig(
             max_new_tokens=n_new,
