@@ -304,7 +304,6 @@ class Demo:
         return out
 
     def _audit(self) -> None:
-        from judge_rl.commands.audit import render_summary
         from judge_rl.data import read_preferences, records_to_comparisons
         from judge_rl.judge.audit import AuditConfig, audit_judge, injection_calls
         from judge_rl.judge.specs import load_judge
@@ -320,8 +319,6 @@ class Demo:
         section = asyncio.run(audit_judge(judge, comps, cfg, progress=adv))
         self.log.audit = section
         self.log.notes.extend(getattr(section, "notes", []))
-        if self.console is not None:
-            render_summary(section)
 
     def _reward(self, records: list[PreferenceRecord]) -> str:
         from judge_rl.train.reward_model import RewardModelConfig, train_reward_model

@@ -13,6 +13,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("JUDGE_RL_NO_PROGRESS", "1")
+# Tests never read or write the user's judgment cache (the converted embedded model in
+# $JUDGE_RL_CACHE is shared on purpose: converting it takes 20 s).
+if "JUDGE_RL_JUDGMENT_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["JUDGE_RL_JUDGMENT_CACHE"] = os.path.join(
+        tempfile.mkdtemp(prefix="judge_rl-test-cache-"), "judgments.sqlite"
+    )
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

@@ -56,10 +56,14 @@ CREATE TABLE IF NOT EXISTS claims (
 
 
 def default_cache_path() -> Path:
-    """``$JUDGE_RL_CACHE/judgments.sqlite`` (``~/.cache/judge_rl/judgments.sqlite``)."""
+    """``$JUDGE_RL_JUDGMENT_CACHE`` when set, else ``$JUDGE_RL_CACHE/judgments.sqlite``
+    (``~/.cache/judge_rl/judgments.sqlite``)."""
+    import os
+
     from judge_rl.models import cache_root
 
-    return cache_root() / "judgments.sqlite"
+    explicit = os.environ.get("JUDGE_RL_JUDGMENT_CACHE")
+    return Path(explicit) if explicit else cache_root() / "judgments.sqlite"
 
 
 def compare_key(fp: JudgeFingerprint, c: Comparison) -> str:
