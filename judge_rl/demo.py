@@ -84,13 +84,16 @@ class DemoSpec(BaseModel):
 
 
 def find_spec(path: str | None) -> Path:
-    """The demo spec: ``path``, else ``./evals/demo.yaml``, else the repository's."""
+    """The demo spec: ``path``, else ``./evals/demo.yaml``, else the repository's, else the copy
+    shipped in the wheel."""
     if path:
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"{p}: no such demo spec", setting="--spec")
         return p
-    for p in (Path("evals/demo.yaml"), Path(__file__).resolve().parents[1] / "evals/demo.yaml"):
+    packaged = Path(str(resources.files("judge_rl") / "_builtin" / "evals" / "demo.yaml"))
+    for p in (Path("evals/demo.yaml"), Path(__file__).resolve().parents[1] / "evals/demo.yaml",
+              packaged):
         if p.exists():
             return p
     raise ConfigError("evals/demo.yaml not found; pass --spec PATH", setting="--spec")
