@@ -91,6 +91,8 @@ class ServerState:
     max_in_flight: int = 0
     texts: dict[str, str] = field(default_factory=dict)
     """Content key -> the request's last message text (to map requests back to items)."""
+    last_headers: dict[str, str] = field(default_factory=dict)
+    """Headers of the latest request (lower-case names)."""
     auth: set[str] = field(default_factory=set)
     """Authorization headers seen (to check the API key is sent, in tests only)."""
 
@@ -153,6 +155,7 @@ class FakeServer:
         from aiohttp import web
 
         st = self.state
+        st.last_headers = {k.lower(): v for k, v in request.headers.items()}
         if "Authorization" in request.headers:
             st.auth.add(request.headers["Authorization"])
         body = await request.json()

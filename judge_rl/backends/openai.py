@@ -55,8 +55,13 @@ class _Endpoint:
     """One base URL: its client (for the current event loop) and its in-flight count."""
 
     url: str
-    client: Any = None
+    client: Any = field(default=None, repr=False)
     inflight: int = 0
+    session: Any = field(default=None, repr=False)
+    """aiohttp session of the direct fast path (None: requests go through the SDK's client)."""
+    template: Any = field(default=None, repr=False)
+    """(url, headers, sample request) built once by the SDK for the direct fast path; holds the
+    auth header, so it is kept out of ``repr``."""
     ok: int = 0
     """Successful responses so far."""
     failures: dict[str, int] = field(default_factory=dict)
@@ -314,6 +319,10 @@ class OpenAIBackend:
                 with contextlib.suppress(Exception):
                     await ep.client.close()
                 ep.client = None
+            if ep.session is not None:
+                with contextlib.suppress(Exception):
+                    await ep.session.close()
+                ep.session = None
         self._loop = None
 
     def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
@@ -341,17 +350,32 @@ class OpenAIBackend:
         limits = httpx2.Limits(
             max_connections=self.concurrency, max_keepalive_connections=self.concurrency
         )
+        direct = self.fast_path and self.transport != "httpx" and _has_aiohttp()
         for ep in self._endpoints:
             http = _http_client(limits, timeout, self.transport)
             ep.client = AsyncOpenAI(
                 api_key=key, base_url=ep.url, max_retries=0, timeout=timeout, http_client=http
             )
+            ep.session = self._aiohttp_session() if direct and not _proxied(ep.url) else None
+            ep.template = None
         self._sem = asyncio.Semaphore(self.concurrency)
         self._loop = loop
         # Close these clients when the loop shuts down (asyncio.run finalises async generators
         # before closing the loop), so a caller that never awaits aclose() leaks no sessions.
-        self._closer = _close_at_shutdown([ep.client for ep in self._endpoints])
+        closables = [ep.client for ep in self._endpoints]
+        closables += [ep.session for ep in self._endpoints if ep.session is not None]
+        self._closer = _close_at_shutdown(closables)
         await self._closer.__anext__()
+
+    def _aiohttp_session(self) -> Any:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=min(10.0, self.timeout_s))
+        # trust_env=False: proxied URLs never get here (they go through the SDK's client, which
+        # honours proxy settings), and aiohttp's per-request environment lookups cost a thread
+        # hop each.
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
 
     def _pick(self) -> _Endpoint:
         """Least-loaded endpoint; ties broken round robin."""
@@ -427,7 +451,7 @@ class OpenAIBackend:
                 self.stats["attempts"] += 1
                 retry_after: float | None = None
                 try:
-                    raw = await self._send(ep.client, content, options)
+                    raw = await self._send(ep, content, options, attempt)
                 except openai.APITimeoutError:
                     error = f"timeout: no answer within {self.timeout_s:g}s"
                 except openai.APIConnectionError as e:
@@ -466,13 +490,20 @@ class OpenAIBackend:
             error += f" (after {self.max_retries + 1} attempts)"
         return self._fail(error, t0)
 
-    async def _send(self, client: Any, content: bytes, options: dict[str, Any]) -> bytes:
+    async def _send(
+        self, ep: _Endpoint, content: bytes, options: dict[str, Any], attempt: int = 0
+    ) -> bytes:
         """POST ``/chat/completions``; the body of a 2xx answer, else the SDK's exception.
 
         With ``fast_path`` the SDK builds and checks the request and maps errors (its
         ``_build_request``, ``_make_status_error_from_response``) but its generic request loop
-        (option copies, retry bookkeeping we do not use: its retries are off) is skipped.
+        (option copies, retry bookkeeping we do not use: its retries are off) is skipped; with
+        aiohttp installed the bytes go out on an aiohttp session directly (see
+        :meth:`_send_direct`).
         """
+        client = ep.client
+        if ep.session is not None and _direct_ok(client):
+            return await self._send_direct(ep, content, options, attempt)
         if self.fast_path and _direct_ok(client):
             import openai
             from openai._models import FinalRequestOptions
@@ -497,6 +528,47 @@ class OpenAIBackend:
             "/chat/completions", cast_to=_response_type(), content=content, options=options
         )
         return bytes(resp.content)
+
+    async def _send_direct(
+        self, ep: _Endpoint, content: bytes, options: dict[str, Any], attempt: int
+    ) -> bytes:
+        """The SDK builds the request once (URL, auth and SDK headers); each call then sends the
+        new body with those headers on the endpoint's aiohttp session. Failures are raised as the
+        SDK's own exceptions (status errors through ``_make_status_error_from_response``)."""
+        import aiohttp
+        import openai
+
+        client = ep.client
+        if ep.template is None:
+            from openai._models import FinalRequestOptions
+
+            opts = FinalRequestOptions.construct(
+                method="post", url="/chat/completions", content=content, headers=options["headers"]
+            )
+            opts = await client._prepare_options(opts)
+            sample = client._build_request(opts)
+            await client._prepare_request(sample)
+            headers = {k: v for k, v in sample.headers.items() if k.lower() not in _PER_REQUEST}
+            ep.template = (str(sample.url), headers, sample)
+        url, headers, sample = ep.template
+        if attempt:
+            headers = {**headers, "x-stainless-retry-count": str(attempt)}
+        try:
+            async with ep.session.post(url, data=content, headers=headers) as resp:
+                body = await resp.read()
+                status = resp.status
+                if status >= 300:
+                    resp_headers = [
+                        (k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS
+                    ]
+        except TimeoutError as e:  # aiohttp's timeouts subclass asyncio.TimeoutError
+            raise openai.APITimeoutError(request=sample) from e
+        except (aiohttp.ClientError, OSError) as e:
+            raise openai.APIConnectionError(request=sample) from e
+        if status >= 300:
+            response = _httpx().Response(status, headers=resp_headers, content=body, request=sample)
+            raise client._make_status_error_from_response(response)
+        return body
 
     def _fail(self, error: str, t0: float) -> ChatResult:
         return ChatResult(error=error, latency_s=time.perf_counter() - t0)
@@ -650,8 +722,31 @@ def _client_class(fast: bool) -> Any:
                 h.append((self._idempotency_header, options.idempotency_key))
             return httpx2.Request("POST", url, headers=h, content=options.content, extensions=ext)
 
+    # The SDK's User-Agent is built from the class name: keep it "AsyncOpenAI".
+    _TemplateClient.__name__ = _TemplateClient.__qualname__ = AsyncOpenAI.__name__
     _CLIENT_CLASSES[True] = _TemplateClient
     return _TemplateClient
+
+
+_PER_REQUEST = {"content-length", "x-stainless-retry-count", "idempotency-key", "host"}
+_HOP_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment routes ``url`` through a proxy."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(parts.scheme)) and not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def _has_aiohttp() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _direct_ok(client: Any) -> bool:
@@ -755,13 +850,10 @@ def _status_detail(e: Any) -> str:
 
 async def _probe_tcp(url: str, attempts: int = 3, timeout_s: float = 3.0) -> str | None:
     """``None`` when ``url``'s host accepts a TCP connection, else why not (after retries)."""
-    import urllib.request
-
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    proxies = urllib.request.getproxies()
-    if proxies.get(parts.scheme) and not urllib.request.proxy_bypass(host):
+    if _proxied(url):
         return None  # reached through a proxy: the direct check says nothing
     err = ""
     for i in range(attempts):
