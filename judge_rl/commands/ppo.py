@@ -162,10 +162,14 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """Defaults < ``--config`` file < flags; validated; reward, prompts and output required."""
+    """Defaults < the resumed checkpoint's settings < ``--config`` file < flags; validated;
+    reward, prompts and output required."""
     from judge_rl.train._ppo_config import PPOConfig, config_fields
 
     values: dict[str, Any] = {}
+    resume, output = getattr(args, "resume", None), getattr(args, "output", None)
+    if resume:
+        values.update(_checkpoint_settings(resume, output))
     if getattr(args, "config", None):
         values.update(load_config_file(args.config))
     for name in config_fields():
@@ -182,6 +186,30 @@ def config_from_args(args: argparse.Namespace) -> Any:
             raise ConfigError(f"missing (give {flag} or set it in --config)", setting=name)
     cfg.validate()
     return cfg
+
+
+def _checkpoint_settings(resume: str, output: str | None) -> dict[str, Any]:
+    """The settings saved with the checkpoint ``--resume`` points at (``ppo_config.json``), so a
+    resumed run needs only ``--output DIR --resume`` (and what it changes, e.g. ``--steps``)."""
+    import json
+
+    from judge_rl.train._ppo_config import config_fields
+
+    if resume == "latest":
+        if not output:
+            return {}
+        found = sorted(Path(output).glob("checkpoint-*/ppo_config.json"))
+        if not found:
+            return {}
+        path = found[-1]
+    else:
+        path = Path(resume) / "ppo_config.json"
+        if not path.exists():
+            return {}
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    fields = config_fields()
+    keep = {k: v for k, v in saved.items() if k in fields and k not in ("resume", "steps")}
+    return keep
 
 
 class ProgressCallback:

@@ -57,7 +57,10 @@ def test_cli_runs_checkpoints_and_resumes(tmp_path, tiny_model_dir, prompts, cap
         assert main([*base, "--steps", "2", "--save-every", "1"]) == 0
         stdout = capsys.readouterr().out
         assert "PPO: 2 steps" in stdout and "run log:" in stdout
-        assert main([*base, "--steps", "3", "--resume"]) == 0
+        # settings come back from the checkpoint: --output, --resume and what changes suffice
+        assert (
+            main(["ppo", "--output", str(out), "--steps", "3", "--resume", "--threads", "1"]) == 0
+        )
     finally:
         torch.set_num_threads(threads)
     log = json.loads((tmp_path / "run" / "log.json").read_text())
