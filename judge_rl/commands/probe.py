@@ -141,21 +141,21 @@ def run(args: argparse.Namespace) -> int:
     log.save(out_dir)
 
     out = console()
-    t = Table(title=f"reward probes: {escape(reward.name)} ({len(prompts)} prompts)")
-    for col in ("probe", "median score", "vs real median", "flagged", "example"):
-        t.add_column(
-            col,
-            justify="right" if "score" in col or "real" in col else "left",
-            no_wrap=True,
-            overflow="ellipsis",
-            max_width=32 if col == "example" else None,
-        )
+    t = Table(
+        title=f"reward probes: {escape(reward.name)} ({len(prompts)} prompts)",
+        caption="score: the probe's median score; real: the real responses' median",
+    )
+    for col in ("probe", "score", "real", "flagged", "example"):
+        if col == "example":
+            t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=28)
+        else:
+            t.add_column(col, justify="right" if col in ("score", "real") else "left")
     med = rows[0]["median_real"] if rows else None
     for r in rows:
         t.add_row(
             r["name"],
-            "-" if r["score"] is None else f"{r['score']:.3f}",
-            "-" if med is None else f"{med:.3f}",
+            "-" if r["score"] is None else f"{r['score']:.4g}",
+            "-" if med is None else f"{med:.4g}",
             "YES" if r["flagged"] else "no",
             escape(r["text"][:40].replace("\n", " ")),
         )
