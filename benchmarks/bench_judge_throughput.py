@@ -12,7 +12,8 @@ flight the ceiling is 64 / 0.05 = 1,280 judgments/s. We time 2,000 judgments:
   endpoint through ``OPENAI_API_BASE``.
 
 Client CPU per judgment is the process CPU time (user + system) of the client divided by the
-judgments. Prints a table and ``RATIO`` lines. Run: ``python benchmarks/bench_judge_throughput.py``
+judgments; the endpoint's CPU per request is read from ``/proc`` (Linux), to show whether the
+endpoint's own core could keep up with the limit. Prints a table and ``RATIO`` lines. Run: ``python benchmarks/bench_judge_throughput.py``
 (``--skip-peer`` to time judge_rl only). Timings on a shared machine are noisy.
 """
 
@@ -80,6 +81,15 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
     if not line.startswith("PORT "):
         raise RuntimeError(f"server did not start: {line!r}")
     return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux ``/proc``), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_backend(url: str, n: int, concurrency: int) -> dict[str, float]:
@@ -191,11 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     limit = args.concurrency / args.latency
     proc, url = start_server(args.latency)
     rows: dict[str, dict[str, float] | str] = {}
+    server_cpu: dict[str, float] = {}
+
+    def timed(name: str, fn: object) -> None:
+        before = proc_cpu_s(proc.pid)
+        rows[name] = fn(url, args.n, args.concurrency)  # type: ignore[operator]
+        after = proc_cpu_s(proc.pid)
+        if before is not None and after is not None:
+            server_cpu[name] = after - before
+
     try:
-        rows["judge_rl backend"] = bench_backend(url, args.n, args.concurrency)
-        rows["judge_rl judge"] = bench_judge(url, args.n, args.concurrency)
+        timed("judge_rl backend", bench_backend)
+        timed("judge_rl judge", bench_judge)
         if not args.skip_peer:
-            rows["AlpacaEval"] = bench_alpaca_eval(url, args.n, args.concurrency)
+            timed("AlpacaEval", bench_alpaca_eval)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -205,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         f"-> limit {limit:,.0f} judgments/s; {args.n} judgments per side; "
         f"{os.cpu_count()} CPUs (shared with the endpoint)"
     )
-    print(f"{'client':<18} {'judgments/s':>12} {'of limit':>9} {'CPU ms/judgment':>16} {'ok':>6}")
+    print(
+        f"{'client':<18} {'judgments/s':>12} {'of limit':>9} {'CPU ms/judgment':>16} {'ok':>6}"
+        f" {'endpoint CPU ms/req':>20}"
+    )
     rates: dict[str, float] = {}
     for name, r in rows.items():
         if isinstance(r, str):
@@ -213,9 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rate = r["n"] / r["wall_s"]
         rates[name] = rate
+        served = r["n"] + (args.concurrency if name.startswith("judge_rl") else 0)  # + warm-up
+        srv = f"{1000 * server_cpu[name] / served:.3f}" if name in server_cpu else "-"
         print(
             f"{name:<18} {rate:>12,.0f} {rate / limit:>9.0%} {1000 * r['cpu_s'] / r['n']:>16.3f} "
-            f"{int(r['ok']):>6}"
+            f"{int(r['ok']):>6} {srv:>20}"
         )
     judge_rate = rates.get("judge_rl judge", 0.0)
     print(f"RATIO judge_rl_judge_vs_limit {judge_rate / limit:.2f} (target >= 0.80)")
