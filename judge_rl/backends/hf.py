@@ -244,7 +244,8 @@ class HFBackend:
         if r0.seed is not None:
             torch.manual_seed(r0.seed)
         with torch.inference_mode():
-            seqs = self.lm.generate(**enc, **kwargs)  # (B*n, T_in + T_new)
+            lm: Any = self.lm
+            seqs = lm.generate(**enc, **kwargs)  # (B*n, T_in + T_new)
         new = seqs[:, n_in:]  # (B*n, T_new)
         n_prompt = enc["attention_mask"].sum(dim=-1).tolist()  # (B,)
         out: list[ChatResult] = []
@@ -253,7 +254,7 @@ class HFBackend:
             for j in range(req.n):
                 toks = new[b * req.n + j].tolist()
                 toks, reason = self._cut(toks)
-                text = self.tok.decode(toks, skip_special_tokens=True)
+                text = str(self.tok.decode(toks, skip_special_tokens=True))
                 if req.stop:
                     text, stopped = _apply_stop(text, req.stop)
                     reason = "stop" if stopped else reason

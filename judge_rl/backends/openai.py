@@ -593,7 +593,7 @@ class OpenAIBackend:
         usage = data.get("usage") or {}
         pt = _int(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0
         ct = _int(usage.get("completion_tokens")) if isinstance(usage, dict) else 0
-        base = {
+        base: dict[str, Any] = {
             "prompt_tokens": pt,
             "completion_tokens": ct,
             "cost": self.cost_of(pt, ct),

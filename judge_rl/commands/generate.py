@@ -287,7 +287,7 @@ async def _run(args: argparse.Namespace) -> int:
     rdir = run_dir(args.run)
     config = {k: v for k, v in vars(args).items() if k != "func"}
     log = new_log("generate", rdir.name, config)
-    stats = {
+    stats: dict[str, Any] = {
         "prompts": len(items),
         "skipped_done": len(items) - len(todo),
         "generated": 0,
