@@ -64,6 +64,7 @@ class Profile(BaseModel):
     ppo_max_new_tokens: int = 64
     kl_coef: float = 0.05
     monitor_every: int = 2
+    monitor_checkpoints: bool = True
     tournament_prompts: int = 6
     tournament_max_new_tokens: int = 64
 
@@ -366,12 +367,15 @@ class Demo:
         gold = VerifierReward("gsm8k")
         monitor = OveroptMonitor(proxy, gold, heldout,
                                  MonitorConfig(every=p.monitor_every, probe=True,
+                                               save_checkpoints=p.monitor_checkpoints,
                                                seed=self.seed))
         cfg = PPOConfig(
             policy=self.spec.policy, steps=p.ppo_steps, batch_size=p.ppo_batch,
             mini_batch_size=p.ppo_mini_batch, ppo_epochs=p.ppo_epochs, lr=p.ppo_lr,
             kl_coef=p.kl_coef, max_new_tokens=p.ppo_max_new_tokens, temperature=1.0,
-            save_every=p.monitor_every, output=str(self.run_dir / "ppo"), seed=self.seed,
+            # Mid-run full checkpoints (policy + value + optimizer, ~3 GB for 135M) are not
+            # needed here: the monitor saves the policy at each evaluation for best-by-gold.
+            save_every=0, output=str(self.run_dir / "ppo"), seed=self.seed,
             device="cpu",
         )
         adv = self._task("PPO", p.ppo_steps)
