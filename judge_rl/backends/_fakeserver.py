@@ -117,6 +117,7 @@ class FakeServer:
         retry_after: str = "0.05",
         reply: str = "verdict",
         model: str = "fake-judge",
+        ignore_n: bool = False,
     ) -> None:
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
@@ -127,6 +128,8 @@ class FakeServer:
         self.retry_after = retry_after
         self.reply = reply
         self.model = model
+        self.ignore_n = ignore_n
+        """Answer one choice whatever ``n`` asks (as Ollama and llama.cpp server do)."""
         self.state = ServerState()
 
     def app(self) -> Any:
@@ -208,7 +211,7 @@ class FakeServer:
             text = f"echo: {str(last)[:40]}"
         else:
             text = f"Comparing the two answers carefully. [[{letter}]]"
-        n = int(body.get("n") or 1)
+        n = 1 if self.ignore_n else int(body.get("n") or 1)
         choices = []
         for i in range(n):
             ch: dict[str, Any] = {

@@ -240,6 +240,46 @@ def to_candidates(item: Any, res: Any, source: str, sampling: dict[str, Any]) ->
     return out
 
 
+async def sample_n(backend: Any, reqs: list[Any], n: int, rounds: int = 4) -> list[Any]:
+    """``backend.chat`` that makes sure each successful result has ``n`` texts.
+
+    Some OpenAI-compatible servers (Ollama, llama.cpp) ignore ``n`` and answer one choice: the
+    missing samples are asked for again (with another seed, so a seeded server does not repeat
+    itself), up to ``rounds`` times; a result still short after that becomes an ``empty`` error.
+    """
+    import dataclasses
+
+    results = list(await backend.chat(reqs))
+    for k in range(1, rounds + 1):
+        short = [i for i, r in enumerate(results) if r.error is None and len(r.texts) < n]
+        if not short:
+            break
+        more = [
+            dataclasses.replace(
+                reqs[i],
+                n=n - len(results[i].texts),
+                seed=None if reqs[i].seed is None else reqs[i].seed + 1000 * k,
+            )
+            for i in short
+        ]
+        for i, extra in zip(short, await backend.chat(more), strict=True):
+            r = results[i]
+            if extra.error is not None:
+                results[i] = extra
+                continue
+            r.texts += extra.texts
+            r.finish_reasons += extra.finish_reasons
+            r.prompt_tokens += extra.prompt_tokens
+            r.completion_tokens += extra.completion_tokens
+            r.cost += extra.cost
+    for i, r in enumerate(results):
+        if r.error is None and len(r.texts) > n:
+            r.texts, r.finish_reasons = r.texts[:n], r.finish_reasons[:n]
+        if r.error is None and len(r.texts) < n:
+            results[i] = type(r)(error=f"empty: {len(r.texts)} of {n} samples came back")
+    return results
+
+
 def append_batch(path: Path, cands: list[Any]) -> None:
     """Append candidates with one write, then flush and fsync (a crash loses at most this batch)."""
     import os
@@ -318,7 +358,7 @@ async def _run(args: argparse.Namespace) -> int:
                     )
                     for it in batch
                 ]
-                results = await backend.chat(reqs)  # type: ignore[union-attr]
+                results = await sample_n(backend, reqs, args.n)
                 cands = []
                 for it, res in zip(batch, results, strict=True):
                     if res.error is not None:

@@ -110,6 +110,42 @@ def test_generate_through_openai_endpoint_keeps_the_key_secret(tmp_path, monkeyp
     assert secret not in captured.out + captured.err
 
 
+def test_generate_tops_up_samples_from_servers_that_ignore_n(tmp_path):
+    pytest.importorskip("aiohttp")
+    from judge_rl.backends._fakeserver import start_in_thread
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "prompt": f"say {i}"}) + "\n" for i in range(4))
+    )
+    out = tmp_path / "out.jsonl"
+    with start_in_thread(reply="echo", ignore_n=True) as srv:
+        rc = _generate(
+            [
+                "--backend",
+                "openai",
+                "--base-url",
+                srv.url,
+                "--model",
+                "fake",
+                "--prompts",
+                str(prompts),
+                "--n",
+                "3",
+                "--output",
+                str(out),
+                "--run",
+                str(tmp_path / "run"),
+            ]
+        )
+        assert sorted(srv.state.hits.values()) == [3, 3, 3, 3]
+    assert rc == 0
+    rows = _rows(out)
+    assert len(rows) == 12
+    assert sorted(r["metadata"]["sample"] for r in rows) == sorted([0, 1, 2] * 4)
+    assert len({r["id"] for r in rows}) == 12
+
+
 def test_generate_unreachable_endpoint_exits_2_with_one_line(cli, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
