@@ -233,6 +233,8 @@ class AlarmConfig:
     >= 3 to use)."""
     seed: int = 0
     """Seed of the Monte Carlo null distribution (decisions are reproducible)."""
+    n_sim: int = 20000
+    """Monte Carlo draws for the critical value of the drop test."""
     min_rel_drop: float = 0.0
     """Additionally require ``gold[p] - gold[t] >= min_rel_drop * |gold[p] - gold[0]|``."""
 
@@ -317,7 +319,7 @@ def check_alarm(points: Sequence[dict[str, Any]], cfg: AlarmConfig | None = None
     #     means, so the critical value accounts for that selection (see max_drop_critical).
     drop = float(gold[peak] - gold[t])
     drop_se = float(math.sqrt(g_se[peak] ** 2 + g_se[t] ** 2))
-    crit = max_drop_critical(g_se[: t + 1], cfg.alpha, seed=cfg.seed + t)
+    crit = max_drop_critical(g_se[: t + 1], cfg.alpha, n_sim=cfg.n_sim, seed=cfg.seed + t)
     drop_sig = drop > crit
     # 1b. optional one-sided WLS trend test over a fixed window of the latest points.
     steps = [float(p["step"]) for p in pts]

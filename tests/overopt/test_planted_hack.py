@@ -113,7 +113,7 @@ def test_planted_hack_alarm_degeneration_and_best_checkpoint(sft, tmp_path):
 def test_clean_run_does_not_alarm(sft, tmp_path, seed):
     """proxy = gold: PPO improves gold and the monitor stays quiet."""
     mon, _ = planted.run(
-        hacked=False, seed=seed, steps=12, every=3, output=str(tmp_path / "out"), policy=sft
+        hacked=False, seed=seed, steps=9, every=3, output=str(tmp_path / "out"), policy=sft
     )
     gold = _series(mon, "gold_mean")
     assert gold[-1] > gold[0] + 0.3, gold  # the clean run learns the task

@@ -105,8 +105,9 @@ def test_false_alarms_are_rare_when_gold_plateaus_while_proxy_rises():
     level 0.05 with the peak-selection correction; the whole-run false-alarm rate stays low."""
     kls = np.linspace(0, 20, 14)
     gold = 0.2 + 0.6 * (1 - np.exp(-kls / 3))
+    cfg = AlarmConfig(n_sim=4000)
     alarms = sum(
-        _first_alarm(_points(kls, gold, gold + 0.1 * np.sqrt(kls), seed=s)) is not None
+        _first_alarm(_points(kls, gold, gold + 0.1 * np.sqrt(kls), seed=s), cfg) is not None
         for s in range(40)
     )
     assert alarms <= 6
