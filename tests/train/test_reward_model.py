@@ -408,3 +408,37 @@ def test_embedded_backbone_on_hh_pairs(tmp_path, data_dir):
     s = RewardModelScorer(tmp_path / "rm", device="cpu")
     out = s.score([recs[0].prompt], [recs[0].chosen])
     assert len(out) == 1 and math.isfinite(out[0])
+
+
+def test_score_command_writes_rewards(planted, tmp_path, data_dir):
+    from judge_rl.cli import main
+    from judge_rl.data import read_candidates
+    from judge_rl.runlog import load
+
+    res, _, _ = planted
+    out = tmp_path / "scored.jsonl"
+    rc = main(
+        [
+            "score",
+            "--reward-model",
+            str(res.output_dir),
+            "--input",
+            str(data_dir / "formats" / "candidates.jsonl"),
+            "--output",
+            str(out),
+            "--run",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    cands = read_candidates(out)
+    scorer = RewardModelScorer(res.output_dir, device="cpu")
+    want = scorer.score([c.prompt for c in cands], [c.response for c in cands])
+    assert [c.metadata["reward"] for c in cands] == pytest.approx(want)
+    log = load(tmp_path / "run")
+    assert log.extra["score"]["n"] == 2 and set(log.extra["score"]["by_source"]) == {
+        "model-a",
+        "model-b",
+    }
