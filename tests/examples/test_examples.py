@@ -72,10 +72,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    """A tiny random Llama + byte tokenizer with room for the built-in prompts (1024 positions)."""
+    """A tiny random Llama + byte tokenizer with room for the built-in prompts (2048 positions)."""
     from judge_rl.models import save_tiny_model
 
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", max_position_embeddings=1024)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", max_position_embeddings=2048)
 
 
 def log_of(cwd: Path, run: str) -> dict:
