@@ -108,6 +108,18 @@ def ours_once(a, b, w, names, rounds: int) -> dict:
     }
 
 
+def log_posterior(counts: bt.PairCounts, theta: np.ndarray, prior: float) -> tuple[float, float]:
+    """FastChat's objective in our units (ties half, L2 prior) and its largest |gradient|."""
+    inc = counts.incidence()
+    d = inc @ theta  # (P,)
+    s_i = counts.cells[:, 0] + 0.5 * counts.cells[:, 2]
+    s_j = counts.cells[:, 1] + 0.5 * counts.cells[:, 2]
+    ll = float(np.sum(-s_i * np.logaddexp(0, -d) - s_j * np.logaddexp(0, d)))
+    ll -= 0.5 * prior * float(theta @ theta)
+    g, _ = bt.half_grad_hess(theta[None], counts.cells[None], inc, prior, hess=False)
+    return ll, float(np.max(np.abs(g)))
+
+
 def adaptive_ratios(seeds: int = 12) -> list[dict]:
     """Adaptive vs round robin on five leaderboard-like fields and one evenly spaced field."""
     from judge_rl.tournament.pairing import measure_adaptive_savings
@@ -205,6 +217,19 @@ def main(argv: list[str] | None = None) -> int:
             line += f" [{peer['boot_lo'][m]:7.1f},{peer['boot_hi'][m]:7.1f}]"
         print(line)
 
+    if peer:
+        counts = bt.aggregate_codes(a, b, w, names)
+        th_ours = (np.array([r["ratings"][m] for m in names]) - 1000.0) / bt.ELO_PER_UNIT
+        th_peer = (np.array([peer["ratings"][m] for m in names]) - 1000.0) / bt.ELO_PER_UNIT
+        lp_o, g_o = log_posterior(counts, th_ours, FASTCHAT_PRIOR)
+        lp_p, g_p = log_posterior(counts, th_peer, FASTCHAT_PRIOR)
+        print(
+            f"\nsame objective (FastChat's: ties half, sklearn C=1 L2) at each solution: judge_rl "
+            f"{lp_o:.4f} (max |grad| {g_o:.2e}), fschat {lp_p:.4f} (max |grad| {g_p:.2e}): "
+            f"{'fschat stopped short of the optimum (sklearn lbfgs tol=1e-4)' if lp_o > lp_p else 'fschat is at least as good'}"
+        )
+        if peer.get("note"):
+            print(f"(fschat intervals are from its {args.peer_rounds} timed rounds only)")
     print()
     print(
         "adaptive pairing vs round robin (top-3 accuracy of a Bradley-Terry fit; round robin = "
