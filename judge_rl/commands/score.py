@@ -102,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
     t = Table(title=f"rewards ({len(cands)} candidates, {elapsed:.1f} s)")
     for col in ("source", "n", "mean", "min", "max"):
         t.add_column(col, justify="left" if col == "source" else "right")
-    for src, s in summary.items():
+    for src, st in summary.items():
         t.add_row(
-            escape(src), str(s["n"]), f"{s['mean']:.3f}", f"{s['min']:.3f}", f"{s['max']:.3f}"
+            escape(src), str(st["n"]), f"{st['mean']:.3f}", f"{st['min']:.3f}", f"{st['max']:.3f}"
         )
     console().print(t)
     console().print(f"wrote {out}; run log {log_dir}/log.json")

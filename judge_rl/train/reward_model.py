@@ -366,7 +366,8 @@ def shared_prefix_rewards(
         use_cache=True,
     ).last_hidden_state  # (2B, Ts, H)
     last = hidden[torch.arange(suffix.shape[0], device=hidden.device), suffix_len - 1]  # (2B, H)
-    r = model.score(last).squeeze(-1).float()  # (2B,)
+    head: Any = model.score
+    r = head(last).squeeze(-1).float()  # (2B,)
     return r[0::2], r[1::2]
 
 
@@ -640,7 +641,7 @@ class _Trainer:
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             model.config.pad_token_id = tokenizer.pad_token_id
-        self.model = model.to(self.device)
+        self.model: Any = model.to(self.device)  # type: ignore[arg-type]
         self.tok = tokenizer
         attn = (
             cfg.attn
@@ -1083,7 +1084,7 @@ class _Trainer:
                 t_train += dt
                 pairs_done += m["pairs"]
                 window.append(m)
-                m["lr"] = self.scheduler.get_last_lr()[0]
+                m["lr"] = float(self.scheduler.get_last_lr()[0])
                 m["pairs_per_s"] = m["pairs"] / dt if dt > 0 else 0.0
                 self._emit("step", m)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
