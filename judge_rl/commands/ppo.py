@@ -241,7 +241,7 @@ class ProgressCallback:
             completed=info.step,
             reward=f"{s['reward_mean']:.3f}",
             kl=f"{s['kl']:.2f}",
-            sps=f"{s['samples_per_s']:.1f}",
+            sps=f"{s['samples_per_s']:.3g}",
         )
         return False
 
@@ -298,7 +298,7 @@ def run(args: argparse.Namespace, callbacks: list[Any] | None = None) -> int:
         out.print(
             f"PPO: {len(steps)} steps, reward {first['reward_mean']:.3f} -> "
             f"{last['reward_mean']:.3f}, KL {last['kl']:.3f}, "
-            f"{sum(s['samples_per_s'] for s in steps) / len(steps):.1f} samples/s"
+            f"{sum(s['samples_per_s'] for s in steps) / len(steps):.3g} samples/s"
         )
     if section.stopped_early:
         out.print(f"stopped early: {section.stopped_early}")
