@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import DATA, requires_embedded, run_cli
+from tests.conftest import DATA, ROOT, requires_embedded, run_cli
 
 HH = str(DATA / "hh_rlhf_sample.jsonl.gz")
+HH_SHORT = str(ROOT / "judge_rl" / "_builtin" / "human" / "hh-short.jsonl")
 
 
 def test_audit_mock_judge_writes_every_metric(tmp_path):
@@ -62,13 +63,14 @@ def test_audit_unknown_judge_is_exit_2():
 @requires_embedded
 def test_audit_embedded_judge_end_to_end(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("audit", "--judge", "pairwise-embedded", "--human", HH, "--sample", "6",
-                "--injection-sample", "2", "--bootstrap", "100", "--no-cache",
+    # The shortest real HH-RLHF pairs keep the 135M judge's prompts around 100 tokens.
+    r = run_cli("audit", "--judge", "pairwise-embedded", "--human", HH_SHORT, "--sample", "4",
+                "--injection-sample", "1", "--bootstrap", "100", "--no-cache",
                 "--output", str(out), timeout=600)
     assert r.returncode == 0, r.stderr
     a = json.loads((out / "log.json").read_text())["audit"]
-    assert a["n_pairs"] == 6
+    assert a["n_pairs"] == 4
     # The embedded judge gives probabilities: every call either parsed or failed explicitly.
     assert a["metrics"]["failure_rate"]["value"] is not None
     assert a["metrics"]["p_first_wins"]["value"] is not None
-    assert len(a["judgments"]) == 12
+    assert len(a["judgments"]) == 8
