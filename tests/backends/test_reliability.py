@@ -141,7 +141,7 @@ def test_500_comparisons_complete_with_explicit_errors_and_no_double_judging(tmp
             if fault_for(keys[i], FAULTS) in ("malformed", "empty", "unparseable")
         )
         assert new_answers <= n_failed_answered  # only failures are retried
-    assert elapsed < 60
+    assert elapsed < 120  # bounded run (about 5-15 s here)
 
 
 def _label_cmd(spec: Path, pairs: Path, out: Path, tmp: Path) -> list[str]:
