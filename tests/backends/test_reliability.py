@@ -180,7 +180,14 @@ def test_kill_9_then_rerun_finishes_without_re_requesting(tmp_path):
         )
     )
     out = tmp_path / "prefs.jsonl"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", JUDGE_RL_NO_PROGRESS="1")
+    secret = "sk-label-SECRET-5550001111"
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        NO_COLOR="1",
+        JUDGE_RL_NO_PROGRESS="1",
+        JUDGE_RL_FAKE_KEY=secret,
+    )
     with start_in_thread(latency_s=0.08) as srv:
         spec = write_spec(tmp_path / "judge", srv.url, concurrency=concurrency)
         cmd = _label_cmd(spec, pairs, out, tmp_path)
@@ -203,6 +210,11 @@ def test_kill_9_then_rerun_finishes_without_re_requesting(tmp_path):
         twice = [k for k, v in st.answered.items() if v > 1]
         assert len(twice) <= concurrency, (len(twice), answered_at_kill)
         assert sum(st.answered.values()) <= n + concurrency
+        assert st.auth == {f"Bearer {secret}"}  # the key is used...
+    for path in tmp_path.rglob("*"):  # ...and never lands in the output, cache or run log
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in r.stdout + r.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     items = sorted(
         int(re.search(r"question-(\d{4})", json.dumps(r["prompt"])).group(1)) for r in rows
