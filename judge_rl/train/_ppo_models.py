@@ -23,7 +23,9 @@ def backbone_of(model: nn.Module) -> nn.Module:
     prefix = getattr(model, "base_model_prefix", "model")
     body = getattr(model, prefix, None)
     if body is None or body is model:
-        raise ConfigError(f"cannot find the backbone of {type(model).__name__}", setting="value_model")
+        raise ConfigError(
+            f"cannot find the backbone of {type(model).__name__}", setting="value_model"
+        )
     return body
 
 
@@ -32,7 +34,9 @@ def hidden_size_of(model: nn.Module) -> int:
     for k in ("hidden_size", "n_embd", "d_model"):
         if getattr(cfg, k, None):
             return int(getattr(cfg, k))
-    raise ConfigError(f"cannot find the hidden size of {type(model).__name__}", setting="value_model")
+    raise ConfigError(
+        f"cannot find the hidden size of {type(model).__name__}", setting="value_model"
+    )
 
 
 class ValueModel(nn.Module):
@@ -77,7 +81,9 @@ def value_from_reward_model(path: str, policy: nn.Module | None = None) -> Value
     try:
         rm = AutoModelForSequenceClassification.from_pretrained(str(p), num_labels=1)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot load as a reward model: {e}", setting="value_model") from None
+        raise ConfigError(
+            f"{path}: cannot load as a reward model: {e}", setting="value_model"
+        ) from None
     if policy is not None:
         pv, rv = getattr(policy.config, "vocab_size", None), getattr(rm.config, "vocab_size", None)
         if pv is not None and rv is not None and pv != rv:

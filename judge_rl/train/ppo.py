@@ -111,7 +111,9 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, dim=-1) - (p * logits).sum(-1)  # (B, T)
 
 
-def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+def kl_penalty(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1"
+) -> torch.Tensor:
     """Per-token estimate of KL(π‖π_ref) from tokens sampled from π.
 
     With ``log r = log π_ref(t) - log π(t)`` (Schulman, "Approximating KL divergence",
@@ -272,7 +274,9 @@ def value_loss(
     Returns:
         ``(loss, clip_frac)``.
     """
-    values_clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    values_clipped = old_values + torch.clamp(
+        values - old_values, -cliprange_value, cliprange_value
+    )
     vf_losses1 = (values - returns) ** 2  # (B, R)
     vf_losses2 = (values_clipped - returns) ** 2  # (B, R)
     loss = 0.5 * masked_mean(torch.max(vf_losses1, vf_losses2), mask)
@@ -291,8 +295,13 @@ def _as_items(prompts: Sequence[Any]) -> list[PromptItem]:
         if isinstance(p, PromptItem):
             items.append(p)
         elif isinstance(p, dict) and "prompt" in p:
-            items.append(PromptItem(prompt_id=str(p.get("prompt_id", i)), prompt=p["prompt"],
-                                    reference=p.get("reference")))
+            items.append(
+                PromptItem(
+                    prompt_id=str(p.get("prompt_id", i)),
+                    prompt=p["prompt"],
+                    reference=p.get("reference"),
+                )
+            )
         else:
             items.append(PromptItem(prompt_id=str(i), prompt=p))
     return items
@@ -410,8 +419,9 @@ class PPOTrainer:
 
             spec = reward_source or c.reward
             if not spec:
-                raise ConfigError("no reward source given (e.g. --reward verifier:gsm8k)",
-                                  setting="reward")
+                raise ConfigError(
+                    "no reward source given (e.g. --reward verifier:gsm8k)", setting="reward"
+                )
             reward_source = make_reward_source(spec)
         self.reward_source = reward_source
         if prompts is None:
@@ -473,8 +483,12 @@ class PPOTrainer:
         except ImportError:
             raise ConfigError("LoRA needs peft (pip install peft)", setting="lora_r") from None
         self._peft = True
-        cfg = LoraConfig(r=self.config.lora_r, lora_alpha=2 * self.config.lora_r,
-                         target_modules="all-linear", task_type="CAUSAL_LM")
+        cfg = LoraConfig(
+            r=self.config.lora_r,
+            lora_alpha=2 * self.config.lora_r,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
         return get_peft_model(policy, cfg)
 
     def _encode_prompts(self, items: Sequence[PromptItem], model: Any) -> list[list[int]]:
@@ -484,8 +498,11 @@ class PPOTrainer:
         ctx = getattr(model.config, "max_position_embeddings", None) or 10**9
         limit = c.max_prompt_length or (ctx - c.max_new_tokens)
         if limit < 1:
-            raise ConfigError(f"{c.max_new_tokens} leaves no room for a prompt in "
-                              f"the model's context of {ctx} tokens", setting="max_new_tokens")
+            raise ConfigError(
+                f"{c.max_new_tokens} leaves no room for a prompt in "
+                f"the model's context of {ctx} tokens",
+                setting="max_new_tokens",
+            )
         out = []
         for it in items:
             ids = encode_prompt(self.tokenizer, it.prompt, chat=c.chat_template)
@@ -493,7 +510,11 @@ class PPOTrainer:
                 raise ConfigError(
                     f"prompt {it.prompt_id!r} is {len(ids)} tokens; the limit is {limit} "
                     f"(context {ctx} - max_new_tokens {c.max_new_tokens}"
-                    + (f", max_prompt_length {c.max_prompt_length})" if c.max_prompt_length else ")"),
+                    + (
+                        f", max_prompt_length {c.max_prompt_length})"
+                        if c.max_prompt_length
+                        else ")"
+                    ),
                     setting="prompts",
                 )
             if not ids:
@@ -505,8 +526,12 @@ class PPOTrainer:
         from judge_rl.train.rollout import HFRolloutEngine, VLLMRolloutEngine
 
         c = self.config
-        kw: dict[str, Any] = {"max_new_tokens": c.max_new_tokens, "temperature": c.temperature, "top_k": c.top_k,
-              "top_p": c.top_p}
+        kw: dict[str, Any] = {
+            "max_new_tokens": c.max_new_tokens,
+            "temperature": c.temperature,
+            "top_k": c.top_k,
+            "top_p": c.top_p,
+        }
         if c.rollout == "vllm":
             out = Path(c.output or "ppo-output") / "_vllm_init"
             if self.is_main:
@@ -546,8 +571,11 @@ class PPOTrainer:
 
     def _next_indices(self) -> list[int]:
         """This rank's slice of the next global batch; the same permutation on every rank."""
-        B, world, rank = (self.config.batch_size, self.accelerator.num_processes,
-                          self.accelerator.process_index)
+        B, world, rank = (
+            self.config.batch_size,
+            self.accelerator.num_processes,
+            self.accelerator.process_index,
+        )
         need = B * world
         out: list[int] = []
         while len(out) < need:
@@ -562,7 +590,10 @@ class PPOTrainer:
     # -- forward passes -------------------------------------------------------------------------
 
     def _inputs(
-        self, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor,
+        self,
+        query_ids: torch.Tensor,
+        query_mask: torch.Tensor,
+        response_ids: torch.Tensor,
         response_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         input_ids = torch.cat([query_ids, response_ids], dim=1).to(self.device)  # (B, P+R)
@@ -571,14 +602,23 @@ class PPOTrainer:
         position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)  # (B, P+R)
         return input_ids, attention_mask, position_ids
 
-    def _logprobs(self, model: Any, batch: _Batch, rows: slice | torch.Tensor,
-                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _logprobs(
+        self, model: Any, batch: _Batch, rows: slice | torch.Tensor, with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """log π(response tokens) under a plain causal LM (the reference). (b, R)."""
         R = batch.response_ids.shape[1]
-        ids, am, pos = self._inputs(batch.query_ids[rows], batch.query_mask[rows],
-                                    batch.response_ids[rows], batch.response_mask[rows])
-        kw: dict[str, Any] = {"input_ids": ids, "attention_mask": am, "position_ids": pos,
-                              "use_cache": False}
+        ids, am, pos = self._inputs(
+            batch.query_ids[rows],
+            batch.query_mask[rows],
+            batch.response_ids[rows],
+            batch.response_mask[rows],
+        )
+        kw: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": am,
+            "position_ids": pos,
+            "use_cache": False,
+        }
         from judge_rl.train._ppo_models import accepts_logits_to_keep
 
         if accepts_logits_to_keep(model):
@@ -591,8 +631,12 @@ class PPOTrainer:
     def _joint(self, batch: _Batch, rows: slice | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Policy logits -> (log-probs, entropy-ready logits) and values of the response. (b, R)."""
         R = batch.response_ids.shape[1]
-        ids, am, pos = self._inputs(batch.query_ids[rows], batch.query_mask[rows],
-                                    batch.response_ids[rows], batch.response_mask[rows])
+        ids, am, pos = self._inputs(
+            batch.query_ids[rows],
+            batch.query_mask[rows],
+            batch.response_ids[rows],
+            batch.response_mask[rows],
+        )
         logits, values = self.model(ids, am, pos, keep=R + 1)  # (b, R+1, V), (b, P+R)
         logits = logits[:, :-1] / self.config.temperature  # (b, R, V)
         lp = logprobs_from_logits(logits, batch.response_ids[rows].to(self.device))  # (b, R)
@@ -607,8 +651,15 @@ class PPOTrainer:
 
     # -- one PPO step ---------------------------------------------------------------------------
 
-    def _rollout(self, items: list[PromptItem], encoded: list[list[int]], *, greedy: bool = False,
-                 max_new_tokens: int | None = None, model: Any = None) -> _Batch:
+    def _rollout(
+        self,
+        items: list[PromptItem],
+        encoded: list[list[int]],
+        *,
+        greedy: bool = False,
+        max_new_tokens: int | None = None,
+        model: Any = None,
+    ) -> _Batch:
         from judge_rl.train.rollout import HFRolloutEngine, left_pad
 
         query_ids, query_mask = left_pad(encoded, int(self.tokenizer.pad_token_id))  # (B, P)
@@ -616,19 +667,40 @@ class PPOTrainer:
         if model is not None and not isinstance(engine, HFRolloutEngine):
             # another model than the policy (the reference): sample it with transformers
             c = self.config
-            engine = HFRolloutEngine(model, self.tokenizer, max_new_tokens=c.max_new_tokens,
-                                     temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
+            engine = HFRolloutEngine(
+                model,
+                self.tokenizer,
+                max_new_tokens=c.max_new_tokens,
+                temperature=c.temperature,
+                top_k=c.top_k,
+                top_p=c.top_p,
+            )
         with self._full_params():
-            r = engine.generate(query_ids, query_mask, greedy=greedy,
-                                max_new_tokens=max_new_tokens, model=model)
+            r = engine.generate(
+                query_ids, query_mask, greedy=greedy, max_new_tokens=max_new_tokens, model=model
+            )
         width = max(1, int(r.response_mask.sum(1).max()))  # trim columns nobody uses
-        return _Batch(items, r.query_ids, r.query_mask, r.response_ids[:, :width],
-                      r.response_mask[:, :width], r.ended_with_eos, r.texts)
+        return _Batch(
+            items,
+            r.query_ids,
+            r.query_mask,
+            r.response_ids[:, :width],
+            r.response_mask[:, :width],
+            r.ended_with_eos,
+            r.texts,
+        )
 
     def _score(self, batch: _Batch) -> torch.Tensor:
-        queries = [RewardQuery(prompt=it.prompt, response=t, prompt_id=it.prompt_id,
-                               reference=it.reference, metadata=dict(it.metadata))
-                   for it, t in zip(batch.items, batch.texts, strict=True)]
+        queries = [
+            RewardQuery(
+                prompt=it.prompt,
+                response=t,
+                prompt_id=it.prompt_id,
+                reference=it.reference,
+                metadata=dict(it.metadata),
+            )
+            for it, t in zip(batch.items, batch.texts, strict=True)
+        ]
         scores = [float(s) for s in self.reward_source(queries)]
         if len(scores) != len(queries):
             raise RuntimeError(f"reward source returned {len(scores)} scores for {len(queries)}")
@@ -673,16 +745,26 @@ class PPOTrainer:
 
             # 4. Per-token rewards: KL penalty everywhere, score at the last token -----------------
             b_scores_d = b_scores.to(self.device)
-            b_rewards, b_kl = compute_rewards(b_scores_d, b_logprobs, b_ref_logprobs, b_mask,
-                                              self.kl_ctl.value, c.kl_estimator)  # (B, R)
+            b_rewards, b_kl = compute_rewards(
+                b_scores_d, b_logprobs, b_ref_logprobs, b_mask, self.kl_ctl.value, c.kl_estimator
+            )  # (B, R)
             # 5. Advantages (GAE) and returns --------------------------------------------------
             b_advantages, b_returns = compute_gae(b_rewards, b_values, b_mask, c.gamma, c.lam)
             if c.whiten_advantages:
                 b_advantages = whiten(b_advantages, b_mask)  # (B, R)
 
         # 6. PPO epochs over shuffled minibatches ----------------------------------------------
-        stats: dict[str, list[torch.Tensor]] = {k: [] for k in (
-            "policy_loss", "value_loss", "clip_frac", "value_clip_frac", "approx_kl", "loss")}
+        stats: dict[str, list[torch.Tensor]] = {
+            k: []
+            for k in (
+                "policy_loss",
+                "value_loss",
+                "clip_frac",
+                "value_clip_frac",
+                "approx_kl",
+                "loss",
+            )
+        }
         for _epoch in range(c.ppo_epochs):
             b_inds = torch.randperm(B)
             for s in range(0, B, c.mini_batch_size):
@@ -690,9 +772,11 @@ class PPOTrainer:
                 mb_mask = b_mask[mb_inds]  # (b, R)
                 new_logprobs, vpred, logits = self._joint(batch, mb_inds)  # (b, R)
                 pg_loss, clip_frac, approx_kl = policy_loss(
-                    new_logprobs, b_logprobs[mb_inds], b_advantages[mb_inds], mb_mask, c.cliprange)
+                    new_logprobs, b_logprobs[mb_inds], b_advantages[mb_inds], mb_mask, c.cliprange
+                )
                 vf_loss, vf_clip_frac = value_loss(
-                    vpred, b_values[mb_inds], b_returns[mb_inds], mb_mask, c.cliprange_value)
+                    vpred, b_values[mb_inds], b_returns[mb_inds], mb_mask, c.cliprange_value
+                )
                 loss = pg_loss + c.vf_coef * vf_loss
                 if c.ent_coef:
                     loss = loss - c.ent_coef * masked_mean(entropy_from_logits(logits), mb_mask)
@@ -701,9 +785,14 @@ class PPOTrainer:
                 if c.max_grad_norm:
                     acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
                 self.optimizer.step()
-                for k, v in (("policy_loss", pg_loss), ("value_loss", vf_loss),
-                             ("clip_frac", clip_frac), ("value_clip_frac", vf_clip_frac),
-                             ("approx_kl", approx_kl), ("loss", loss)):
+                for k, v in (
+                    ("policy_loss", pg_loss),
+                    ("value_loss", vf_loss),
+                    ("clip_frac", clip_frac),
+                    ("value_clip_frac", vf_clip_frac),
+                    ("approx_kl", approx_kl),
+                    ("loss", loss),
+                ):
                     stats[k].append(v.detach())
         self.engine.sync_weights(self.policy)
         t_train = time.perf_counter()
@@ -712,12 +801,19 @@ class PPOTrainer:
         b_kl_k1 = ((b_logprobs - b_ref_logprobs) * b_mask).sum(1)  # (B,) k1 sum per sample
         b_kl_pen = b_kl.sum(1)  # (B,) the estimator used in the reward
         b_len = batch.response_mask.sum(1).float().to(self.device)  # (B,)
-        per_sample = torch.stack([
-            b_raw_scores.to(self.device), b_kl_k1, b_kl_pen, b_len,
-            batch.ended.float().to(self.device), failed.float().to(self.device),
-            masked_mean(b_entropy, b_mask, dim=1),
-            (-self.kl_ctl.value * b_kl).sum(1),
-        ], dim=1)  # (B, 8)
+        per_sample = torch.stack(
+            [
+                b_raw_scores.to(self.device),
+                b_kl_k1,
+                b_kl_pen,
+                b_len,
+                batch.ended.float().to(self.device),
+                failed.float().to(self.device),
+                masked_mean(b_entropy, b_mask, dim=1),
+                (-self.kl_ctl.value * b_kl).sum(1),
+            ],
+            dim=1,
+        )  # (B, 8)
         g = acc.gather(per_sample) if acc.num_processes > 1 else per_sample  # (world*B, 8)
         ok = g[:, 5] == 0
         raw = g[ok, 0]
@@ -770,24 +866,35 @@ class PPOTrainer:
             batch = self._last_batch
             self.section.steps.append(stats)
             if self.is_main:
-                for it, text, sc in list(zip(batch.items, batch.texts, batch.scores.tolist(),
-                                             strict=True))[: c.log_samples]:
-                    self.section.samples.append({"step": self._step,
-                                                 "prompt": prompt_text(it.prompt),
-                                                 "response": text, "reward": sc})
+                for it, text, sc in list(
+                    zip(batch.items, batch.texts, batch.scores.tolist(), strict=True)
+                )[: c.log_samples]:
+                    self.section.samples.append(
+                        {
+                            "step": self._step,
+                            "prompt": prompt_text(it.prompt),
+                            "response": text,
+                            "reward": sc,
+                        }
+                    )
             stop_flag = torch.zeros(1, device=self.device)
             if self.is_main:
-                info = StepInfo(step=self._step, prompts=[it.prompt for it in batch.items],
-                                responses=list(batch.texts), rewards=batch.scores.tolist(),
-                                stats=dict(stats),
-                                prompt_ids=[it.prompt_id for it in batch.items],
-                                references=[it.reference for it in batch.items])
+                info = StepInfo(
+                    step=self._step,
+                    prompts=[it.prompt for it in batch.items],
+                    responses=list(batch.texts),
+                    rewards=batch.scores.tolist(),
+                    stats=dict(stats),
+                    prompt_ids=[it.prompt_id for it in batch.items],
+                    references=[it.reference for it in batch.items],
+                )
                 for cb in self.callbacks:
                     if cb.on_step(info, self):
                         stop_flag[0] = 1
                         if self.section.stopped_early is None:
                             self.section.stopped_early = (
-                                f"step {self._step}: stopped by {type(cb).__name__}")
+                                f"step {self._step}: stopped by {type(cb).__name__}"
+                            )
             if self.accelerator.num_processes > 1:
                 stop_flag = broadcast(stop_flag, from_process=0)
             stop = bool(stop_flag.item())
@@ -823,8 +930,9 @@ class PPOTrainer:
                 self.run_log.extra[type(cb).__name__] = data
         self.run_log.ppo = self.section
         for part in ("generate", "score", "train"):
-            self.run_log.timings[f"ppo_{part}"] = sum(s.get(f"time_{part}", 0.0)
-                                                      for s in self.section.steps)
+            self.run_log.timings[f"ppo_{part}"] = sum(
+                s.get(f"time_{part}", 0.0) for s in self.section.steps
+            )
         if self.run_dir is not None:
             self.run_log.save(self.run_dir)
 
@@ -848,8 +956,9 @@ class PPOTrainer:
             self._write_policy(tmp)
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
-            self.section.checkpoints.append({"step": self._step, "path": str(path),
-                                             "tag": tag or ""})
+            self.section.checkpoints.append(
+                {"step": self._step, "path": str(path), "tag": tag or ""}
+            )
         return str(path)
 
     def _save_full(self) -> str:
@@ -864,9 +973,13 @@ class PPOTrainer:
             torch.save(self.unwrapped.value_state(), tmp / VALUE_FILE)
             self.section.checkpoints.append({"step": self._step, "path": str(path)})
             state = {
-                "step": self._step, "epoch": self._epoch, "cursor": self._cursor,
-                "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
-                "rng": torch.get_rng_state(), "section": self.section.model_dump(mode="json"),
+                "step": self._step,
+                "epoch": self._epoch,
+                "cursor": self._cursor,
+                "optimizer": self.optimizer.state_dict(),
+                "kl_ctl": self.kl_ctl.state_dict(),
+                "rng": torch.get_rng_state(),
+                "section": self.section.model_dump(mode="json"),
                 "config": self.config.to_dict(),
             }
             torch.save(state, tmp / STATE_FILE)
@@ -899,7 +1012,9 @@ class PPOTrainer:
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(self.policy, load_file(str(path / "adapter_model.safetensors")))
+            set_peft_model_state_dict(
+                self.policy, load_file(str(path / "adapter_model.safetensors"))
+            )
         else:
             saved = AutoModelForCausalLM.from_pretrained(str(path))
             self.policy.load_state_dict(saved.state_dict())
@@ -944,11 +1059,17 @@ class PPOTrainer:
                     model = self.ref_policy
                 if reference and self._peft:
                     with self.policy.disable_adapter():
-                        batch = self._rollout(items[sl], encoded[sl], greedy=greedy,
-                                              max_new_tokens=max_new_tokens)
+                        batch = self._rollout(
+                            items[sl], encoded[sl], greedy=greedy, max_new_tokens=max_new_tokens
+                        )
                 else:
-                    batch = self._rollout(items[sl], encoded[sl], greedy=greedy,
-                                          max_new_tokens=max_new_tokens, model=model)
+                    batch = self._rollout(
+                        items[sl],
+                        encoded[sl],
+                        greedy=greedy,
+                        max_new_tokens=max_new_tokens,
+                        model=model,
+                    )
                 B = batch.response_ids.shape[0]
                 mask = batch.response_mask.float().to(self.device)  # (B, R)
                 for r in range(0, B, mb):
@@ -961,7 +1082,8 @@ class PPOTrainer:
                 out.responses.extend(batch.texts)
                 out.response_tokens.extend(
                     ids[: int(k)].tolist()
-                    for ids, k in zip(batch.response_ids, batch.response_mask.sum(1), strict=True))
+                    for ids, k in zip(batch.response_ids, batch.response_mask.sum(1), strict=True)
+                )
                 out.ended_with_eos.extend(bool(e) for e in batch.ended)
         return out
 

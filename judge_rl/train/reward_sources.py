@@ -74,8 +74,11 @@ class ContainsReward:
     def __call__(self, queries: Sequence[RewardQuery]) -> list[float]:
         out = []
         for q in queries:
-            text, word = (q.response, self.word) if self.case_sensitive else (
-                q.response.lower(), self.word.lower())
+            text, word = (
+                (q.response, self.word)
+                if self.case_sensitive
+                else (q.response.lower(), self.word.lower())
+            )
             n = text.count(word)
             out.append(float(n) if self.count else float(n > 0))
         return out
@@ -98,8 +101,9 @@ class VerifierReward:
         from judge_rl.judge.verify import MODES
 
         if mode not in MODES:
-            raise ConfigError(f"unknown verifier mode {mode!r} (known: {', '.join(MODES)})",
-                              setting="reward")
+            raise ConfigError(
+                f"unknown verifier mode {mode!r} (known: {', '.join(MODES)})", setting="reward"
+            )
         self.mode = mode
         self.name = f"verifier:{mode}"
         self.missing_reference = 0
@@ -128,8 +132,9 @@ class RewardModelReward:
         if not Path(path).exists():
             raise ConfigError(f"reward model folder {path} does not exist", setting="reward")
         if not (Path(path) / "config.json").exists():
-            raise ConfigError(f"{path} is not a reward model folder (no config.json)",
-                              setting="reward")
+            raise ConfigError(
+                f"{path} is not a reward model folder (no config.json)", setting="reward"
+            )
         self.path = path
         self.device = device
         self.batch_size = batch_size
@@ -140,8 +145,9 @@ class RewardModelReward:
         if self._scorer is None:
             from judge_rl.train.reward_model import RewardModelScorer
 
-            self._scorer = RewardModelScorer(self.path, device=self.device,
-                                             batch_size=self.batch_size)
+            self._scorer = RewardModelScorer(
+                self.path, device=self.device, batch_size=self.batch_size
+            )
         scores = self._scorer.score([q.prompt for q in queries], [q.response for q in queries])
         return [NAN if s is None else float(s) for s in scores]
 
@@ -152,8 +158,13 @@ def _candidate(q: RewardQuery, response: str, source: str) -> Any:
     meta = dict(q.metadata)
     if q.reference is not None:
         meta["reference"] = q.reference
-    return Candidate(prompt_id=q.prompt_id or "p", prompt=q.prompt, response=response,
-                     source=source, metadata=meta)
+    return Candidate(
+        prompt_id=q.prompt_id or "p",
+        prompt=q.prompt,
+        response=response,
+        source=source,
+        metadata=meta,
+    )
 
 
 class JudgeReward:
@@ -202,10 +213,15 @@ class PairwiseReward:
             if q.reference is None:
                 self.failures += 1
                 continue
-            comps.append(Comparison(prompt_id=q.prompt_id or "p", prompt=q.prompt,
-                                    a=_candidate(q, q.response, "policy"),
-                                    b=_candidate(q, str(q.reference), "reference"),
-                                    reference=q.reference))
+            comps.append(
+                Comparison(
+                    prompt_id=q.prompt_id or "p",
+                    prompt=q.prompt,
+                    a=_candidate(q, q.response, "policy"),
+                    b=_candidate(q, str(q.reference), "reference"),
+                    reference=q.reference,
+                )
+            )
             where.append(i)
         if comps:
             for i, j in zip(where, compare_sync(self.judge, comps), strict=True):
@@ -258,7 +274,9 @@ def _load_judge(name: str) -> Any:
     try:
         from judge_rl.judge import load_judge
     except ImportError:
-        raise ConfigError("the judge layer is not available in this install", setting="reward") from None
+        raise ConfigError(
+            "the judge layer is not available in this install", setting="reward"
+        ) from None
     return load_judge(name, cache="default")  # the shared judgment cache
 
 
@@ -266,8 +284,10 @@ def _load_judge(name: str) -> Any:
 # Spec parsing
 
 
-_TERM_RE = re.compile(r"^\s*(?:(?P<w>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?"
-                      r"(?P<kind>[a-z_]+)(?::(?P<arg>.*))?\s*$")
+_TERM_RE = re.compile(
+    r"^\s*(?:(?P<w>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?"
+    r"(?P<kind>[a-z_]+)(?::(?P<arg>.*))?\s*$"
+)
 
 
 def parse_spec(spec: str) -> list[tuple[float, str, str]]:
@@ -301,12 +321,17 @@ def parse_spec(spec: str) -> list[tuple[float, str, str]]:
     for part in parts:
         m = _TERM_RE.match(part)
         if not m:
-            raise ConfigError(f"cannot parse reward term {part.strip()!r} in {spec!r} "
-                              "(expected [WEIGHT*]KIND[:ARG])", setting="reward")
+            raise ConfigError(
+                f"cannot parse reward term {part.strip()!r} in {spec!r} "
+                "(expected [WEIGHT*]KIND[:ARG])",
+                setting="reward",
+            )
         kind = m["kind"]
         if kind not in KINDS:
-            raise ConfigError(f"unknown reward kind {kind!r} in {spec!r} (known: "
-                              f"{', '.join(KINDS)})", setting="reward")
+            raise ConfigError(
+                f"unknown reward kind {kind!r} in {spec!r} (known: {', '.join(KINDS)})",
+                setting="reward",
+            )
         out.append((float(m["w"]) if m["w"] else 1.0, kind, (m["arg"] or "").strip()))
     return out
 

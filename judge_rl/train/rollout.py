@@ -78,7 +78,9 @@ class RolloutEngine(Protocol):
 # Prompt encoding
 
 
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, *, chat: bool = True) -> list[int]:
+def encode_prompt(
+    tokenizer: PreTrainedTokenizerBase, prompt: Prompt, *, chat: bool = True
+) -> list[int]:
     """Token ids of one prompt, ready for the assistant's reply.
 
     With ``chat`` and a tokenizer that has a chat template, a plain-text prompt becomes one user
@@ -192,7 +194,9 @@ class HFRolloutEngine:
         self.top_k = top_k
         self.top_p = top_p
         self.eos = eos_ids(tokenizer, model)
-        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0])
+        self.pad_id = int(
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
+        )
 
     def sync_weights(self, model: PreTrainedModel) -> None:
         self.model = model  # generate reads the live module: nothing to copy
@@ -237,7 +241,9 @@ class HFRolloutEngine:
         if response_ids.shape[1] == 0:  # every prompt stopped at once (cannot happen with R>=1)
             response_ids = torch.full((query_ids.shape[0], 1), self.eos[0], dtype=torch.long)
         mask, ended = response_mask_from_ids(response_ids, self.eos)
-        response_ids = torch.where(mask.bool(), response_ids, torch.full_like(response_ids, self.pad_id))
+        response_ids = torch.where(
+            mask.bool(), response_ids, torch.full_like(response_ids, self.pad_id)
+        )
         texts = self.tokenizer.batch_decode(
             [ids[: int(k)].tolist() for ids, k in zip(response_ids, mask.sum(1), strict=True)],
             skip_special_tokens=True,
@@ -283,7 +289,9 @@ class VLLMRolloutEngine:
         self.top_k = top_k
         self.top_p = top_p
         self.eos = eos_ids(tokenizer)
-        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0])
+        self.pad_id = int(
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
+        )
         self.llm = LLM(
             model=model_path,
             gpu_memory_utilization=gpu_memory_utilization,
@@ -366,7 +374,9 @@ def make_engine(
         return HFRolloutEngine(model, tokenizer, **kwargs)
     if kind == "vllm":
         if model_path is None:
-            raise ConfigError("the vLLM engine needs the policy saved as a folder", setting="rollout")
+            raise ConfigError(
+                "the vLLM engine needs the policy saved as a folder", setting="rollout"
+            )
         return VLLMRolloutEngine(model_path, tokenizer, **kwargs)
     raise ConfigError(f"unknown rollout engine {kind!r} (hf, vllm)", setting="rollout")
 
