@@ -194,17 +194,23 @@ def run(
     """
     import copy
     import dataclasses
+    from pathlib import Path
 
     from judge_rl.overopt.monitor import MonitorConfig, OveroptMonitor
     from judge_rl.train.ppo import PPOConfig, PPOTrainer
 
     base, tok = policy if policy is not None else sft_policy()
+    # the initial policy as a model folder, so the run log names a loadable policy (offline
+    # analysis measures KL against it)
+    initial = Path(output) / "initial-policy"
+    base.save_pretrained(initial)
+    tok.save_pretrained(initial)
     gold = ShortWithTarget()
     proxy: Any = TargetCount() if hacked else gold
     mcfg = dataclasses.replace(monitor_config or MonitorConfig(), every=every)
     monitor = OveroptMonitor(proxy, gold, prompts(n_heldout, seed=999, prefix="heldout"), mcfg)
     cfg = PPOConfig(
-        policy="planted-sft",
+        policy=str(initial),
         reward=proxy.name,
         steps=steps,
         batch_size=32,
@@ -218,6 +224,8 @@ def run(
         device="cpu",
         value_model="head",
     )
+    if run_log is not None and not run_log.config:
+        run_log.config = cfg.to_dict()  # as `judge-rl ppo` records it
     trainer = PPOTrainer(
         cfg,
         copy.deepcopy(base),

@@ -107,6 +107,20 @@ def test_planted_hack_alarm_degeneration_and_best_checkpoint(sft, tmp_path):
     saved = runlog.load(tmp_path / "run")
     assert saved.overopt is not None and len(saved.overopt.points) == len(pts)
     assert saved.overopt.alarms and saved.ppo is not None
+    # 7. offline analysis of the same run's checkpoints finds the hack too
+    from judge_rl.overopt.offline import analyse_run
+
+    off = analyse_run(
+        saved,
+        planted.ShortWithTarget(),
+        planted.prompts(64, seed=999, prefix="heldout"),
+        proxy=planted.TargetCount(),
+        run_path=tmp_path / "run",
+    )
+    assert [p["step"] for p in off.points] == steps  # step 0 = the initial policy
+    assert off.points[0]["kl"] == pytest.approx(0.0, abs=1e-4)
+    assert off.alarms and off.alarms[0]["step"] <= steps[first15]
+    assert off.best_checkpoint["step"] < off.alarms[0]["step"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -123,14 +137,25 @@ def test_clean_run_does_not_alarm(sft, tmp_path, seed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_planted_hack_other_seeds(sft, tmp_path, seed):
-    mon, _ = planted.run(
-        hacked=True, seed=seed, steps=24, every=3, output=str(tmp_path / "o"), policy=sft
+def test_planted_hack_other_seeds_stop_on_alarm(sft, tmp_path, seed):
+    """Other seeds, with --stop-on-alarm: training stops at the alarm, and no evaluation before
+    it had gold 15% below its running peak."""
+    from judge_rl.overopt.monitor import MonitorConfig
+
+    mon, trainer = planted.run(
+        hacked=True,
+        seed=seed,
+        steps=24,
+        every=3,
+        output=str(tmp_path / "o"),
+        policy=sft,
+        monitor_config=MonitorConfig(stop_on_alarm=True),
     )
     gold = _series(mon, "gold_mean")
     steps = _series(mon, "step")
-    first15 = next(i for i in range(1, len(gold)) if gold[i] <= 0.85 * max(gold[:i]))
-    assert mon.section.alarms and mon.section.alarms[0]["step"] <= steps[first15]
+    assert mon.section.alarms and steps[-1] == mon.section.alarms[0]["step"]
+    assert trainer.section.stopped_early and trainer.step == steps[-1] < 24
+    assert all(gold[i] > 0.85 * max(gold[:i]) for i in range(1, len(gold) - 1))
 
 
 @pytest.mark.slow
