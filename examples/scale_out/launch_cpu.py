@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="embedded", help="backbone / policy (folder or 'embedded')")
     p.add_argument("--config", default=str(HERE / "cpu_ddp.yaml"), help="accelerate config")
     p.add_argument("--out", default="out", help="folder for the models")
-    p.add_argument("--port", type=int, default=29513, help="rendezvous port (main process)")
+    p.add_argument("--port", type=int, default=0, help="rendezvous port (0: a free one each time)")
     p.add_argument("--rm-steps", type=int, default=20)
     p.add_argument("--ppo-steps", type=int, default=4)
     ppo = p.add_mutually_exclusive_group()
@@ -60,8 +61,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (for the processes' rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def launch(config: str, port: int, *judge_rl_args: str) -> None:
     """``accelerate launch --config_file CONFIG -m judge_rl ARGS``, 1 CPU thread per process."""
+    port = port or free_port()
     cmd = [
         sys.executable,
         "-m",
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ppo:
         launch(
             args.config,
-            args.port + 1,
+            args.port and args.port + 1,
             "ppo",
             "--policy",
             args.model,

@@ -171,8 +171,6 @@ def test_scale_out_two_cpu_processes(tmp_path, tiny):
             "scale_out/launch_cpu.py",
             "--model",
             str(tiny),
-            "--port",
-            str(free_port()),
             cwd=tmp_path,
         )  # fmt: skip
     )
@@ -189,8 +187,6 @@ def test_scale_out_ppo_two_cpu_processes(tmp_path, tiny):
             "--model",
             str(tiny),
             "--ppo",
-            "--port",
-            str(free_port()),
             cwd=tmp_path,
         )  # fmt: skip
     )
