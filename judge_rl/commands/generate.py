@@ -280,6 +280,15 @@ async def sample_n(backend: Any, reqs: list[Any], n: int, rounds: int = 4) -> li
     return results
 
 
+def _rate(tokens_per_s: float) -> str:
+    """Progress-bar rate text.
+
+    >>> _rate(0.46), _rate(123.4)
+    ('0.5 tok/s', '123 tok/s')
+    """
+    return f"{tokens_per_s:.1f} tok/s" if tokens_per_s < 10 else f"{tokens_per_s:.0f} tok/s"
+
+
 def append_batch(path: Path, cands: list[Any]) -> None:
     """Append candidates with one write, then flush and fsync (a crash loses at most this batch)."""
     import os
@@ -375,7 +384,7 @@ async def _run(args: argparse.Namespace) -> int:
                 bar.update(
                     task,
                     advance=len(batch),
-                    rate=f"{stats['completion_tokens'] / max(dt, 1e-9):.0f} tok/s",
+                    rate=_rate(stats["completion_tokens"] / max(dt, 1e-9)),
                 )
     finally:
         if backend is not None:
