@@ -202,6 +202,7 @@ class OpenAIBackend:
             request machinery every time; with aiohttp the bytes go out on an aiohttp session.
             ``False``: the SDK's public ``post`` for every call.
         base_url: Alias of ``base_urls`` for a single URL.
+        seed: Seed of the backoff jitter (for reproducible tests).
         **extra: Extra request-body fields sent with every request (e.g. ``top_k`` for vLLM).
     """
 

@@ -335,6 +335,10 @@ async def _run(args: argparse.Namespace) -> int:
     }
     rdir = run_dir(args.run)
     config = {k: v for k, v in vars(args).items() if k != "func"}
+    if config.get("base_url"):  # user:password@ or ?key= in a URL must not reach the run log
+        from judge_rl.backends.openai import redact_url
+
+        config["base_url"] = [redact_url(u) for u in config["base_url"]]
     log = new_log("generate", rdir.name, config)
     stats: dict[str, Any] = {
         "prompts": len(items),
