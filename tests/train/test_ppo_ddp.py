@@ -11,6 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_two_process_gloo_run_stays_in_sync(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -31,7 +39,7 @@ def test_two_process_gloo_run_stays_in_sync(tmp_path):
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        "29561",
+        str(_free_port()),
         str(Path(__file__).with_name("ppo_ddp_worker.py")),
         str(tmp_path),
     ]
