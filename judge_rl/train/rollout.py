@@ -225,6 +225,11 @@ class HFRolloutEngine:
             pad_token_id=self.pad_id,
             eos_token_id=self.eos,
             use_cache=True,
+            # Pinned so a model's own generation_config cannot reshape the distribution that
+            # PPO's log-probabilities assume (transformers fills unset fields from it).
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            typical_p=1.0,
         )
         device = next(m.parameters()).device
         was_training = m.training
