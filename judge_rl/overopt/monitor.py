@@ -123,12 +123,16 @@ class OveroptMonitor:
             self.section.proxy = self.proxy.name
         reps = self._expanded()
         ref = handle.sample(
-            [it.prompt for it in reps], max_new_tokens=self.config.max_new_tokens, reference=True
+            [it.prompt for it in reps],
+            greedy=self.config.greedy,
+            max_new_tokens=self.config.max_new_tokens,
+            reference=True,
         )
         self._ref_measures = measure(ref, self.config.degeneration)
         if self.config.probe:
             self._probe(step=0, samples=ref, reps=reps, when="before training")
-        self.evaluate(handle, step=handle.step)
+        # before the first update the policy is the reference: its samples serve as step 0's
+        self.evaluate(handle, step=handle.step, samples=ref if handle.step == 0 else None)
 
     def on_step(self, info: StepInfo, handle: PolicyHandle) -> bool | None:
         if info.step % self.config.every != 0:
@@ -150,15 +154,19 @@ class OveroptMonitor:
     def _expanded(self) -> list[PromptItem]:
         return [it for it in self.items for _ in range(self.config.samples_per_prompt)]
 
-    def evaluate(self, handle: PolicyHandle, *, step: int) -> dict[str, Any]:
-        """Sample, score, checkpoint, detect, fit and check the alarm at ``step``."""
+    def evaluate(
+        self, handle: PolicyHandle, *, step: int, samples: Samples | None = None
+    ) -> dict[str, Any]:
+        """Sample, score, checkpoint, detect, fit and check the alarm at ``step`` (``samples``:
+        the policy's samples on the held-out prompts when the caller has them)."""
         t0 = time.perf_counter()
         cfg = self.config
         reps = self._expanded()
         # 1. sample the current policy on the held-out prompts (KL to the reference comes along)
-        samples = handle.sample(
-            [it.prompt for it in reps], greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens
-        )
+        if samples is None:
+            samples = handle.sample(
+                [it.prompt for it in reps], greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens
+            )
         # 2. proxy and gold scores with CIs
         queries = [
             RewardQuery(
