@@ -35,12 +35,12 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str = "", level: float 
 
     t = Table(title=title or None, title_justify="left")
     t.add_column("rank", justify="right", no_wrap=True)
-    t.add_column("model", no_wrap=True, min_width=12)
-    t.add_column("rating", justify="right")
-    t.add_column(f"{level:.0%} CI", justify="right")
-    t.add_column("battles", justify="right")
+    t.add_column("model", no_wrap=True, min_width=10)
+    t.add_column("rating", justify="right", no_wrap=True)
+    t.add_column(f"{level:.0%} CI", justify="right", no_wrap=True)
+    t.add_column("battles", justify="right", no_wrap=True)
     t.add_column("W/T/L", justify="right", no_wrap=True)
-    t.add_column("win rate", justify="right")
+    t.add_column("win%", justify="right", no_wrap=True)
     for r in rows:
         rank = str(r.get("rank", ""))
         if r.get("rank_lo") is not None and (r["rank_lo"], r["rank_hi"]) != (r["rank"], r["rank"]):
