@@ -332,8 +332,8 @@ def chord(
         if ties == "half":
             p = sigmoid(x[:, pi] - x[:, pj])  # (R, P)
             res = (s_i - tot * p).ravel()  # (R * P,)
-            g = np.bincount(idx_i, res, r_rounds * k) - np.bincount(idx_j, res, r_rounds * k)
-            g = g.reshape(r_rounds, k) - prior * x  # (R, n)
+            flat = np.bincount(idx_i, res, r_rounds * k) - np.bincount(idx_j, res, r_rounds * k)
+            g = flat.reshape(r_rounds, k) - prior * x  # (R, n)
         else:
             g, _ = fn(x, cells, inc, prior, hess=False)
         step = g @ h_inv  # (R, k)
