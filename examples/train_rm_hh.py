@@ -18,7 +18,9 @@ The same on the command line (and under ``accelerate launch``/``torchrun``, see 
         --output out/rm-hh --max-length 512 --truncation left --eval-split 0.2 --run rm-hh
 
 300 pairs and a 135M backbone teach little: held-out accuracy near 0.5 is the honest result of a
-short CPU run (the published reward models use 160k pairs and billions of parameters).
+short CPU run (the published reward models use 160k pairs and billions of parameters). On a
+CPU the embedded backbone trains slowly (2 steps of 4 pairs took 42 s on a shared, loaded 2-core
+machine): shorten with ``--max-steps`` / ``--pairs`` or train on a GPU.
 
 Small budget (what the test runs): ``--quick`` or ``JUDGE_RL_EXAMPLES_QUICK=1`` trains 3 steps
 of 4 pairs on 40 pairs (pass a tiny ``--model`` folder to make it fast).
