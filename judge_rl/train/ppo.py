@@ -389,7 +389,10 @@ class PPOTrainer:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
-        self.accelerator = Accelerator(cpu=(c.device == "cpu"))
+        # No CUDA and no device given means CPU: say so to accelerate, otherwise a multi-process
+        # launch on a CPU-only machine runs each rank as a separate single-process job.
+        on_cpu = c.device == "cpu" or (c.device is None and not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=on_cpu)
         acc = self.accelerator
         self.device = acc.device
         torch.manual_seed(c.seed)  # value head init: identical on every rank
