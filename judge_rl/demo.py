@@ -56,6 +56,7 @@ class Profile(BaseModel):
     rm_lr: float = 2e-5
     rm_batch: int = 4
     rm_max_length: int = 384
+    rm_human_pairs: int = 24
     ppo_steps: int = 4
     ppo_batch: int = 8
     ppo_mini_batch: int = 4
@@ -93,8 +94,11 @@ def find_spec(path: str | None) -> Path:
             raise ConfigError(f"{p}: no such demo spec", setting="--spec")
         return p
     packaged = Path(str(resources.files("judge_rl") / "_builtin" / "evals" / "demo.yaml"))
-    for p in (Path("evals/demo.yaml"), Path(__file__).resolve().parents[1] / "evals/demo.yaml",
-              packaged):
+    for p in (
+        Path("evals/demo.yaml"),
+        Path(__file__).resolve().parents[1] / "evals/demo.yaml",
+        packaged,
+    ):
         if p.exists():
             return p
     raise ConfigError("evals/demo.yaml not found; pass --spec PATH", setting="--spec")
@@ -109,9 +113,13 @@ def load_spec(path: Path) -> DemoSpec:
         spec = DemoSpec.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(err["msg"], setting=".".join(map(str, err["loc"])), file=str(path)) from None
+        raise ConfigError(
+            err["msg"], setting=".".join(map(str, err["loc"])), file=str(path)
+        ) from None
     if spec.version not in SPEC_VERSIONS:
-        raise ConfigError(f"unsupported version {spec.version!r}", setting="version", file=str(path))
+        raise ConfigError(
+            f"unsupported version {spec.version!r}", setting="version", file=str(path)
+        )
     return spec
 
 
@@ -142,8 +150,9 @@ class Demo:
         console: Any = None,
     ):
         if profile not in spec.profiles:
-            raise ConfigError(f"no profile {profile!r} (have: {', '.join(spec.profiles)})",
-                              setting="profile")
+            raise ConfigError(
+                f"no profile {profile!r} (have: {', '.join(spec.profiles)})", setting="profile"
+            )
         self.spec = spec
         self.p = spec.profiles[profile]
         self.profile = profile
@@ -154,12 +163,24 @@ class Demo:
         self.console = console
         from judge_rl import runlog
 
+        self._pool: dict[str, Any] = {}
+        self._cache: Any = None
         self.log: RunLog = runlog.new_log(
-            "demo", run_dir.name,
+            "demo",
+            run_dir.name,
             config={"spec": spec.model_dump(), "profile": profile, "seed": seed},
         )
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _judge(self, name: str, **overrides: Any) -> Any:
+        """A judge by name; judges on the same model share one loaded backend (``_pool``)."""
+        from judge_rl.judge.specs import build_judge, find_spec, read_spec
+
+        path = find_spec(name)
+        return build_judge(
+            read_spec(path), path, overrides=overrides or None, cache=self._cache, pool=self._pool
+        )
 
     def _save(self) -> None:
         self.log.save(self.run_dir)
@@ -187,8 +208,10 @@ class Demo:
         items = [i.model_copy(update={"prompt": f"{i.prompt}\n\n{instr}".strip()}) for i in items]
         need = self.p.math_train + self.p.math_heldout
         if len(items) < need:
-            raise ConfigError(f"{self.spec.math_prompts} has {len(items)} prompts, the profile "
-                              f"needs {need}", setting="math_train")
+            raise ConfigError(
+                f"{self.spec.math_prompts} has {len(items)} prompts, the profile needs {need}",
+                setting="math_train",
+            )
         return items[: self.p.math_train], items[self.p.math_train : need]
 
     def _open_items(self) -> list[PromptItem]:
@@ -197,8 +220,17 @@ class Demo:
         items = read_prompts(self.spec.open_prompts)
         return items[: max(self.p.open, self.p.tournament_prompts)]
 
-    def generate(self, backend: Any, items: Sequence[PromptItem], *, n: int, temperature: float,
-                 max_new_tokens: int, source: str, advance: Callable[[int], None]) -> list[Candidate]:
+    def generate(
+        self,
+        backend: Any,
+        items: Sequence[PromptItem],
+        *,
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        source: str,
+        advance: Callable[[int], None],
+    ) -> list[Candidate]:
         """``n`` responses per prompt as Candidates (reference and category in metadata)."""
         from judge_rl.backends.base import ChatRequest
 
@@ -206,24 +238,40 @@ class Demo:
         batch = 8
         for s in range(0, len(items), batch):
             chunk = list(items[s : s + batch])
-            reqs = [ChatRequest(messages=[{"role": "user", "content": str(i.prompt)}],
-                                max_tokens=max_new_tokens, temperature=temperature, n=n,
-                                seed=self.seed + s + k)
-                    for k, i in enumerate(chunk)]
+            reqs = [
+                ChatRequest(
+                    messages=[{"role": "user", "content": str(i.prompt)}],
+                    max_tokens=max_new_tokens,
+                    temperature=temperature,
+                    n=n,
+                    seed=self.seed + s + k,
+                )
+                for k, i in enumerate(chunk)
+            ]
             results = backend.chat_sync(reqs)
             for item, res in zip(chunk, results, strict=True):
                 if res.error:
                     log.warning("generation failed for %s: %s", item.prompt_id, res.error)
                     continue
                 for k, text in enumerate(res.texts):
-                    meta: dict[str, Any] = {"sample": k, "temperature": temperature,
-                                            "max_new_tokens": max_new_tokens}
+                    meta: dict[str, Any] = {
+                        "sample": k,
+                        "temperature": temperature,
+                        "max_new_tokens": max_new_tokens,
+                    }
                     if item.reference is not None:
                         meta["reference"] = item.reference
                     if item.category:
                         meta["category"] = item.category
-                    out.append(Candidate(prompt_id=item.prompt_id, prompt=item.prompt,
-                                         response=text, source=source, metadata=meta))
+                    out.append(
+                        Candidate(
+                            prompt_id=item.prompt_id,
+                            prompt=item.prompt,
+                            response=text,
+                            source=source,
+                            metadata=meta,
+                        )
+                    )
             advance(len(chunk))
         return out
 
@@ -239,14 +287,16 @@ class Demo:
 
         self.tok = load_tokenizer(self.spec.policy)
         self.policy = load_causal_lm(self.spec.policy)
-        gen = HFBackend(model=self.spec.policy, model_object=self.policy, tokenizer=self.tok,
-                        batch_size=8)
+        gen = HFBackend(
+            model=self.spec.policy, model_object=self.policy, tokenizer=self.tok, batch_size=8
+        )
         math_train, math_heldout = self._math_items()
         open_items = self._open_items()
         tour_items = open_items[: self.p.tournament_prompts]
 
-        cands = self._timed("generate", lambda: self._generate(gen, math_train, open_items,
-                                                              tour_items))
+        cands = self._timed(
+            "generate", lambda: self._generate(gen, math_train, open_items, tour_items)
+        )
         records = self._timed("label", lambda: self._label(cands))
         self._timed("audit", self._audit)
         rm_dir = self._timed("reward", lambda: self._reward(records))
@@ -256,33 +306,63 @@ class Demo:
         self._timed("report", self._report)
         return self.log
 
-    def _generate(self, gen: Any, math_train: list[PromptItem], open_items: list[PromptItem],
-                  tour_items: list[PromptItem]) -> dict[str, list[Candidate]]:
+    def _generate(
+        self,
+        gen: Any,
+        math_train: list[PromptItem],
+        open_items: list[PromptItem],
+        tour_items: list[PromptItem],
+    ) -> dict[str, list[Candidate]]:
         p = self.p
         total = len(math_train) + min(p.open, len(open_items)) + len(tour_items)
         adv = self._task("generating", total)
-        math = self.generate(gen, math_train, n=p.candidates, temperature=p.temperature,
-                             max_new_tokens=p.max_new_tokens, source="base", advance=adv)
-        opn = self.generate(gen, open_items[: p.open], n=p.candidates, temperature=p.temperature,
-                            max_new_tokens=p.max_new_tokens, source="base", advance=adv)
+        math = self.generate(
+            gen,
+            math_train,
+            n=p.candidates,
+            temperature=p.temperature,
+            max_new_tokens=p.max_new_tokens,
+            source="base",
+            advance=adv,
+        )
+        opn = self.generate(
+            gen,
+            open_items[: p.open],
+            n=p.candidates,
+            temperature=p.temperature,
+            max_new_tokens=p.max_new_tokens,
+            source="base",
+            advance=adv,
+        )
         # The base policy's tournament answers, greedy, before PPO changes the weights.
-        base = self.generate(gen, tour_items, n=1, temperature=0.0,
-                             max_new_tokens=p.tournament_max_new_tokens, source="base-policy",
-                             advance=adv)
+        base = self.generate(
+            gen,
+            tour_items,
+            n=1,
+            temperature=0.0,
+            max_new_tokens=p.tournament_max_new_tokens,
+            source="base-policy",
+            advance=adv,
+        )
         self.base_answers = {c.prompt_id: c for c in base}
-        self.log.extra["generate"] = {"math_candidates": len(math), "open_candidates": len(opn),
-                                      "policy": self.spec.policy}
+        self.log.extra["generate"] = {
+            "math_candidates": len(math),
+            "open_candidates": len(opn),
+            "policy": self.spec.policy,
+        }
         return {"math": math, "open": opn}
 
     def _label(self, cands: dict[str, list[Candidate]]) -> list[PreferenceRecord]:
         from judge_rl.commands.label import pair_candidates, summarize, to_records
-        from judge_rl.judge.specs import load_judge
 
         t = time.perf_counter()
         math_comps = pair_candidates(cands["math"], seed=self.seed)
         open_comps = pair_candidates(cands["open"], seed=self.seed)
-        verifier = load_judge(self.spec.verifier)
-        self.judge = load_judge(self.spec.judge, cache="default")
+        from judge_rl.judge.cache import JudgmentCache
+
+        self._cache = JudgmentCache()
+        verifier = self._judge(self.spec.verifier)
+        self.judge = self._judge(self.spec.judge)
         adv = self._task("labelling", len(math_comps) + len(open_comps))
         math_j = asyncio.run(verifier.compare(math_comps))
         adv(len(math_comps))
@@ -290,16 +370,21 @@ class Demo:
         self.log.add_judge(verifier.fingerprint)
         self.log.add_judge(self.judge.fingerprint)
         judgments = math_j + open_j
-        self.log.label = LabelSection(comparisons=math_comps + open_comps, judgments=judgments,
-                                      summary=summarize(judgments, time.perf_counter() - t))
+        self.log.label = LabelSection(
+            comparisons=math_comps + open_comps,
+            judgments=judgments,
+            summary=summarize(judgments, time.perf_counter() - t),
+        )
         records = to_records(math_comps, math_j) + to_records(open_comps, open_j)
         self.log.label.summary["records"] = len(records)
         self.log.label.summary["decided_math_pairs"] = sum(
-            1 for j in math_j if j.ok and j.winner != "tie")
+            1 for j in math_j if j.ok and j.winner != "tie"
+        )
         return records
 
-    def _compare_chunked(self, judge: Any, comps: list[Comparison],
-                         advance: Callable[[int], None], chunk: int = 8) -> list[Any]:
+    def _compare_chunked(
+        self, judge: Any, comps: list[Comparison], advance: Callable[[int], None], chunk: int = 8
+    ) -> list[Any]:
         out: list[Any] = []
         for s in range(0, len(comps), chunk):
             part = comps[s : s + chunk]
@@ -310,14 +395,17 @@ class Demo:
     def _audit(self) -> None:
         from judge_rl.data import read_preferences, records_to_comparisons
         from judge_rl.judge.audit import AuditConfig, audit_judge, injection_calls
-        from judge_rl.judge.specs import load_judge
 
         res = read_preferences(human_file(self.spec.human))
         comps = records_to_comparisons(res.records, seed=self.seed)
         self.human_records = res.records
-        judge = load_judge(self.spec.judge, overrides={"order": "fixed"}, cache="default")
-        cfg = AuditConfig(sample=self.p.audit_pairs, seed=self.seed, bootstrap=self.p.bootstrap,
-                          injection_sample=self.p.audit_injection)
+        judge = self._judge(self.spec.judge, order="fixed")
+        cfg = AuditConfig(
+            sample=self.p.audit_pairs,
+            seed=self.seed,
+            bootstrap=self.p.bootstrap,
+            injection_sample=self.p.audit_injection,
+        )
         n = min(len(comps), self.p.audit_pairs)
         adv = self._task("auditing the judge", 2 * n + injection_calls(n, cfg, True))
         section = asyncio.run(audit_judge(judge, comps, cfg, progress=adv))
@@ -332,17 +420,28 @@ class Demo:
         if len(decided) < 4:
             # Too few decided labels to learn anything: say so and add the human pairs the audit
             # did not use, rather than training on ties alone.
-            extra = self.human_records[self.p.audit_pairs :]
+            extra = self.human_records[self.p.audit_pairs :][: self.p.rm_human_pairs]
             train += extra
             self.log.notes.append(
                 f"only {len(decided)} decided judge/verifier labels: the reward model was trained "
-                f"on them plus {len(extra)} human HH-RLHF pairs")
+                f"on them plus {len(extra)} human HH-RLHF pairs"
+            )
         out = str(self.run_dir / "reward_model")
         cfg = RewardModelConfig(
-            model=self.spec.policy, output=out, epochs=self.p.rm_epochs, lr=self.p.rm_lr,
-            batch_size=self.p.rm_batch, max_length=self.p.rm_max_length, truncation="left",
-            soft_labels=True, eval_split=0.25 if len(train) >= 8 else 0.0, eval_every=0,
-            save_every=0, keep_checkpoints=1, seed=self.seed, log_every=1,
+            model=self.spec.policy,
+            output=out,
+            epochs=self.p.rm_epochs,
+            lr=self.p.rm_lr,
+            batch_size=self.p.rm_batch,
+            max_length=self.p.rm_max_length,
+            truncation="left",
+            soft_labels=True,
+            eval_split=0.25 if len(train) >= 8 else 0.0,
+            eval_every=0,
+            save_every=0,
+            keep_checkpoints=1,
+            seed=self.seed,
+            log_every=1,
         )
         bar: dict[str, Callable[[int], None]] = {}
 
@@ -352,8 +451,7 @@ class Demo:
             elif ev.kind == "step" and "advance" in bar:
                 bar["advance"](1)
 
-        train_reward_model(cfg, records=train, run_log=self.log, log_dir=self.run_dir,
-                           hooks=[hook])
+        train_reward_model(cfg, records=train, run_log=self.log, log_dir=self.run_dir, hooks=[hook])
         return out
 
     def _ppo(self, rm_dir: str, math_train: list[PromptItem], heldout: list[PromptItem]) -> None:
@@ -365,17 +463,32 @@ class Demo:
         p = self.p
         proxy = RewardModelReward(rm_dir)
         gold = VerifierReward("gsm8k")
-        monitor = OveroptMonitor(proxy, gold, heldout,
-                                 MonitorConfig(every=p.monitor_every, probe=True,
-                                               save_checkpoints=p.monitor_checkpoints,
-                                               seed=self.seed))
+        monitor = OveroptMonitor(
+            proxy,
+            gold,
+            heldout,
+            MonitorConfig(
+                every=p.monitor_every,
+                probe=True,
+                save_checkpoints=p.monitor_checkpoints,
+                seed=self.seed,
+            ),
+        )
         cfg = PPOConfig(
-            policy=self.spec.policy, steps=p.ppo_steps, batch_size=p.ppo_batch,
-            mini_batch_size=p.ppo_mini_batch, ppo_epochs=p.ppo_epochs, lr=p.ppo_lr,
-            kl_coef=p.kl_coef, max_new_tokens=p.ppo_max_new_tokens, temperature=1.0,
+            policy=self.spec.policy,
+            steps=p.ppo_steps,
+            batch_size=p.ppo_batch,
+            mini_batch_size=p.ppo_mini_batch,
+            ppo_epochs=p.ppo_epochs,
+            lr=p.ppo_lr,
+            kl_coef=p.kl_coef,
+            max_new_tokens=p.ppo_max_new_tokens,
+            temperature=1.0,
             # Mid-run full checkpoints (policy + value + optimizer, ~3 GB for 135M) are not
             # needed here: the monitor saves the policy at each evaluation for best-by-gold.
-            save_every=0, output=str(self.run_dir / "ppo"), seed=self.seed,
+            save_every=0,
+            output=str(self.run_dir / "ppo"),
+            seed=self.seed,
             device="cpu",
         )
         adv = self._task("PPO", p.ppo_steps)
@@ -384,13 +497,21 @@ class Demo:
             def on_train_start(self, handle: Any) -> None: ...
             def on_step(self, info: Any, handle: Any) -> None:
                 adv(1)
+
             def on_train_end(self, handle: Any) -> None: ...
             def log_section(self) -> dict[str, Any]:
                 return {}
 
-        trainer = PPOTrainer(cfg, self.policy, self.tok, proxy, math_train,
-                             callbacks=[monitor, _Progress()], run_log=self.log,
-                             run_dir=self.run_dir)
+        trainer = PPOTrainer(
+            cfg,
+            self.policy,
+            self.tok,
+            proxy,
+            math_train,
+            callbacks=[monitor, _Progress()],
+            run_log=self.log,
+            run_dir=self.run_dir,
+        )
         trainer.train()
         self.log.overopt = monitor.section
         self.trained_policy = trainer.policy
@@ -401,12 +522,19 @@ class Demo:
         from judge_rl.types import prompt_text
 
         p = self.p
-        ppo_gen = HFBackend(model="ppo-final", model_object=self.trained_policy,
-                            tokenizer=self.tok, batch_size=8)
+        ppo_gen = HFBackend(
+            model="ppo-final", model_object=self.trained_policy, tokenizer=self.tok, batch_size=8
+        )
         adv = self._task("tournament answers", len(items))
-        ppo = self.generate(ppo_gen, items, n=1, temperature=0.0,
-                            max_new_tokens=p.tournament_max_new_tokens, source="ppo-final",
-                            advance=adv)
+        ppo = self.generate(
+            ppo_gen,
+            items,
+            n=1,
+            temperature=0.0,
+            max_new_tokens=p.tournament_max_new_tokens,
+            source="ppo-final",
+            advance=adv,
+        )
         cands: dict[str, dict[str, Candidate]] = {
             "base-policy": {pid: c for pid, c in self.base_answers.items()},
             "ppo-final": {c.prompt_id: c for c in ppo},
@@ -417,8 +545,12 @@ class Demo:
             "word-repeated": lambda i: " ".join(["the"] * 200),
         }
         for name, fn in degenerate.items():
-            cands[name] = {i.prompt_id: Candidate(prompt_id=i.prompt_id, prompt=i.prompt,
-                                                  response=fn(i), source=name) for i in items}
+            cands[name] = {
+                i.prompt_id: Candidate(
+                    prompt_id=i.prompt_id, prompt=i.prompt, response=fn(i), source=name
+                )
+                for i in items
+            }
         common = [i for i in items if all(i.prompt_id in c for c in cands.values())]
         field = ContestField(candidates=cands, prompts=common)
         n_models = len(cands)
@@ -430,8 +562,14 @@ class Demo:
             adv2(done - seen[0])
             seen[0] = done
 
-        result = run_tournament(self.judge, field, strategy="round_robin",
-                                bootstrap=self.p.bootstrap, seed=self.seed, on_batch=on_batch)
+        result = run_tournament(
+            self.judge,
+            field,
+            strategy="round_robin",
+            bootstrap=self.p.bootstrap,
+            seed=self.seed,
+            on_batch=on_batch,
+        )
         self.log.tournament = tournament_section(result)
 
     def _conclude(self) -> None:
@@ -444,15 +582,16 @@ class Demo:
             if g0 is not None and g1 is not None:
                 lo, hi = last.get("gold_lo"), last.get("gold_hi")
                 within = lo is not None and hi is not None and lo <= g0 <= hi
-                verdict = ("did not improve beyond noise" if within or g1 <= g0
-                           else "improved")
+                verdict = "did not improve beyond noise" if within or g1 <= g0 else "improved"
                 self.log.notes.append(
                     f"held-out GSM8K accuracy (gold, verifier) went {g0:.3f} -> {g1:.3f} over "
-                    f"{len(oo.points) - 1} monitor intervals: the policy {verdict}")
+                    f"{len(oo.points) - 1} monitor intervals: the policy {verdict}"
+                )
             if p0 is not None and p1 is not None:
                 self.log.notes.append(
                     f"the reward model's score (proxy) of held-out samples went {p0:.3f} -> "
-                    f"{p1:.3f}")
+                    f"{p1:.3f}"
+                )
             if oo.alarms:
                 self.log.notes.append(f"over-optimisation alarms: {len(oo.alarms)} (see below)")
         t = self.log.tournament
@@ -460,13 +599,18 @@ class Demo:
             rows = {r["model"]: r for r in t.leaderboard}
             order = [r["model"] for r in t.leaderboard]
             self.log.notes.append("tournament order (embedded judge): " + " > ".join(order))
-            bad = [m for m in ("empty-answer", "prompt-echo", "word-repeated")
-                   if m in rows and "base-policy" in rows
-                   and rows[m]["rating"] >= rows["base-policy"]["rating"]]
+            bad = [
+                m
+                for m in ("empty-answer", "prompt-echo", "word-repeated")
+                if m in rows
+                and "base-policy" in rows
+                and rows[m]["rating"] >= rows["base-policy"]["rating"]
+            ]
             if bad:
                 self.log.notes.append(
                     "the embedded judge rated degenerate baselines (" + ", ".join(bad) + ") at or "
-                    "above the base policy: it is too weak to trust as a judge (see the audit)")
+                    "above the base policy: it is too weak to trust as a judge (see the audit)"
+                )
 
     def _report(self) -> None:
         from judge_rl.report.html import write_report
