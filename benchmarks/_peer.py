@@ -41,8 +41,9 @@ def run_peer(python: str, script: str, *args: str, timeout: float = 1800) -> str
     """Run ``python script args`` with the repo on PYTHONPATH; returns stdout (raises on error)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
-    r = subprocess.run([python, script, *args], env=env, capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run(
+        [python, script, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
     if r.returncode != 0:
         raise RuntimeError(f"{script} failed ({r.returncode}):\n{r.stderr[-4000:]}")
     return r.stdout

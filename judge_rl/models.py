@@ -133,13 +133,15 @@ def load_causal_lm(
 
     path = resolve_model(name_or_path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if dtype else (
-            AutoModelForCausalLM.from_pretrained(path)
+        model = (
+            AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            if dtype
+            else (AutoModelForCausalLM.from_pretrained(path))
         )
     except OSError as e:
         raise ConfigError(f"cannot load model {name_or_path!r}: {e}", setting="model") from None
     if device:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
     model.eval()
     return model
 
@@ -173,8 +175,10 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
     # Split into single bytes: each byte-level character is one token.
     tk.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-         pre_tokenizers.Split(pattern="", behavior="isolated")]
+        [
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            pre_tokenizers.Split(pattern="", behavior="isolated"),
+        ]
     )
     tk.decoder = decoders.ByteLevel()
     tk.add_special_tokens(specials)

@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ class RunLog(BaseModel):
     version: int = LOG_VERSION
     run: str
     command: str
-    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     config: dict[str, Any] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
     judges: list[JudgeFingerprint] = Field(default_factory=list)

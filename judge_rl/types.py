@@ -214,7 +214,11 @@ class PreferenceRecord(_Record):
 
     def to_trl(self) -> dict[str, Any]:
         """A row TRL's RewardTrainer/DPOTrainer read unchanged (extra columns allowed)."""
-        row: dict[str, Any] = {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        row: dict[str, Any] = {
+            "prompt": self.prompt,
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+        }
         row["p_chosen"] = self.p_chosen
         if self.margin is not None:
             row["margin"] = self.margin

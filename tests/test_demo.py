@@ -27,8 +27,14 @@ def test_demo_spec_unknown_key_is_an_error(tmp_path):
 
 @requires_embedded
 def test_demo_quick_end_to_end(tmp_path):
-    r = run_cli("demo", "--quick", "--run", str(tmp_path / "demo"), timeout=900,
-                env={"JUDGE_RL_JUDGMENT_CACHE": str(tmp_path / "judgments.sqlite")})
+    r = run_cli(
+        "demo",
+        "--quick",
+        "--run",
+        str(tmp_path / "demo"),
+        timeout=900,
+        env={"JUDGE_RL_JUDGMENT_CACHE": str(tmp_path / "judgments.sqlite")},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     log = json.loads((tmp_path / "demo" / "log.json").read_text())
     for section in ("label", "audit", "reward_model", "ppo", "overopt", "tournament"):

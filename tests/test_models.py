@@ -9,8 +9,9 @@ def test_tiny_tokenizer_roundtrip_and_chat_template():
     text = "Héllo, wörld! 12+3=15"
     ids = tok(text)["input_ids"]
     assert tok.decode(ids) == text
-    chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                   add_generation_prompt=True)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert chat == "<|user|>hi<|end|><|assistant|>"
 
 
@@ -29,9 +30,13 @@ def test_embedded_model_generates_text():
     tok = load_tokenizer("embedded")
     model = load_causal_lm("embedded")
     assert sum(p.numel() for p in model.parameters()) > 100_000_000
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2+2?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2+2?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
-    text = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert len(text.strip()) > 0

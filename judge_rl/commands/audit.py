@@ -44,16 +44,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--seed", type=int, default=0, help="sample, a/b placement and bootstrap seed")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap rounds")
     p.add_argument("--no-injection", action="store_true", help="skip the injection probe")
-    p.add_argument("--injection-sample", type=int, default=100, metavar="N",
-                   help="decided pairs re-judged per injection string")
-    p.add_argument("--compare-hardened", action="store_true",
-                   help="also run the injection probe with the opposite formatting "
-                   "(hardened vs plain), side by side")
-    p.add_argument("--fixed-only", action="store_true",
-                   help="judge in one order only (no position metrics; half the calls)")
+    p.add_argument(
+        "--injection-sample",
+        type=int,
+        default=100,
+        metavar="N",
+        help="decided pairs re-judged per injection string",
+    )
+    p.add_argument(
+        "--compare-hardened",
+        action="store_true",
+        help="also run the injection probe with the opposite formatting "
+        "(hardened vs plain), side by side",
+    )
+    p.add_argument(
+        "--fixed-only",
+        action="store_true",
+        help="judge in one order only (no position metrics; half the calls)",
+    )
     p.add_argument("--skip-invalid", action="store_true", help="skip bad rows of FILE")
-    p.add_argument("--output", "--run", dest="output", default=None, metavar="RUN_DIR",
-                   help="run folder (default reports/audit-<judge>)")
+    p.add_argument(
+        "--output",
+        "--run",
+        dest="output",
+        default=None,
+        metavar="RUN_DIR",
+        help="run folder (default reports/audit-<judge>)",
+    )
     p.set_defaults(func=run)
 
 
@@ -92,32 +109,48 @@ def run(args: argparse.Namespace) -> int:
     if args.compare_hardened:
         flipped = not bool(judge.fingerprint.params.get("hardened", False))
         label = "hardened" if flipped else "plain"
-        extra[label] = load_judge(args.judge, overrides={**overrides, "hardened": flipped},
-                                  cache=cache, budget=budget)
+        extra[label] = load_judge(
+            args.judge, overrides={**overrides, "hardened": flipped}, cache=cache, budget=budget
+        )
 
-    cfg = AuditConfig(sample=args.sample, seed=args.seed, bootstrap=args.bootstrap,
-                      injection=not args.no_injection, injection_sample=args.injection_sample)
+    cfg = AuditConfig(
+        sample=args.sample,
+        seed=args.seed,
+        bootstrap=args.bootstrap,
+        injection=not args.no_injection,
+        injection_sample=args.injection_sample,
+    )
     n = min(len(comps), args.sample or len(comps))
     both = not args.fixed_only
     est_calls = n * (2 if both else 1)
     if cfg.injection:
         est_calls += injection_calls(n, cfg, both) * (1 + len(extra))
     err = console()
-    err.print(f"auditing [bold]{judge.fingerprint.name}[/] ({judge.fingerprint.model or '-'}) on "
-              f"{n} human pairs from {args.human} ({res.format}); up to {est_calls} judge calls")
+    err.print(
+        f"auditing [bold]{judge.fingerprint.name}[/] ({judge.fingerprint.model or '-'}) on "
+        f"{n} human pairs from {args.human} ({res.format}); up to {est_calls} judge calls"
+    )
     if res.skipped:
         err.print(f"skipped {len(res.skipped)} invalid rows")
 
     run_dir = runlog.run_dir(args.output or f"audit-{judge.fingerprint.name}")
-    log = runlog.new_log("audit", run_dir.name, config={k: v for k, v in vars(args).items()
-                                                        if k != "func"})
+    log = runlog.new_log(
+        "audit", run_dir.name, config={k: v for k, v in vars(args).items() if k != "func"}
+    )
     log.add_judge(judge.fingerprint)
     t0 = time.perf_counter()
     with progress() as bar:
         task = bar.add_task("judging", total=est_calls)
-        section = asyncio.run(audit_judge(judge, comps, cfg, both_orders=both,
-                                          progress=lambda k: bar.advance(task, k),
-                                          injection_judges=extra))
+        section = asyncio.run(
+            audit_judge(
+                judge,
+                comps,
+                cfg,
+                both_orders=both,
+                progress=lambda k: bar.advance(task, k),
+                injection_judges=extra,
+            )
+        )
     log.timings["audit"] = time.perf_counter() - t0
     log.audit = section
     log.notes.extend(getattr(section, "notes", []))
@@ -169,8 +202,13 @@ def render_summary(section: Any) -> None:
             v.add_column(col, justify="right")
         for var in section.variants:
             ms = var["metrics"]
-            v.add_row(var["label"], *(_fmt(_val(ms.get(k))) for k in
-                                      ("accuracy", "kappa", "p_first_wins", "injection_flip_rate")))
+            v.add_row(
+                var["label"],
+                *(
+                    _fmt(_val(ms.get(k)))
+                    for k in ("accuracy", "kappa", "p_first_wins", "injection_flip_rate")
+                ),
+            )
         c.print(v)
 
     inj = getattr(section, "injection", None)
@@ -182,13 +220,16 @@ def render_summary(section: Any) -> None:
         it.add_column("both", justify="right")
         for label, res in inj.items():
             for name, r in res.get("strings", {}).items():
-                it.add_row(label, name, _fmt(r["fixed"]["value"]),
-                           _fmt(r.get("both", {}).get("value")))
+                it.add_row(
+                    label, name, _fmt(r["fixed"]["value"]), _fmt(r.get("both", {}).get("value"))
+                )
         c.print(it)
     sp = getattr(section, "self_preference", {}) or {}
     if "judge_win_rate" in sp:
-        c.print(f"self-preference: the judge's own model wins {sp['judge_win_rate']:.3f} under "
-                f"the judge vs {sp['human_win_rate']:.3f} under humans (n={sp['n']})")
+        c.print(
+            f"self-preference: the judge's own model wins {sp['judge_win_rate']:.3f} under "
+            f"the judge vs {sp['human_win_rate']:.3f} under humans (n={sp['n']})"
+        )
     for note in getattr(section, "notes", []):
         c.print(f"note: {note}")
 

@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
         def on_stage(name: str, i: int, n: int) -> None:
             err_console().print(f"[bold]\\[{i}/{n}] {name}[/]  ({time.perf_counter() - t0:.0f}s)")
 
-        demo = Demo(spec, profile, run_dir, seed=args.seed, on_stage=on_stage, progress=bar,
-                    console=out)
+        demo = Demo(
+            spec, profile, run_dir, seed=args.seed, on_stage=on_stage, progress=bar, console=out
+        )
         log = demo.run()
 
     from judge_rl.report.terminal import print_report

@@ -213,7 +213,7 @@ async def audit_judge(
             progress(len(comps))
     rows = build_rows(comps, ab, ba)
     primary = "both" if both_orders else "fixed"
-    kw = dict(rounds=cfg.bootstrap, seed=cfg.seed, level=cfg.level)
+    kw: dict[str, Any] = dict(rounds=cfg.bootstrap, seed=cfg.seed, level=cfg.level)
     metrics = core_metrics(rows, primary, **kw)
     fixed = core_metrics(rows, "fixed", **kw) if both_orders else metrics
     metrics["first_position_bias"] = _shift(fixed["p_first_wins"], -0.5)
@@ -389,7 +389,7 @@ async def _injection(
             len(rs) - len(kept),
         )
 
-    kw = dict(rounds=cfg.bootstrap, seed=cfg.seed, level=cfg.level)
+    kw: dict[str, Any] = dict(rounds=cfg.bootstrap, seed=cfg.seed, level=cfg.level)
     out["overall_fixed"] = bootstrap_metric(all_fixed, _rate, **kw).model_dump()
     if both_orders:
         out["overall_both"] = bootstrap_metric(all_both, _rate, **kw).model_dump()

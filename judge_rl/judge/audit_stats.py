@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -375,7 +376,8 @@ def bootstrap_kappa(
     v = _verdicts(rows, order)
     idx_ok = [i for i, x in enumerate(v) if x is not None]
     skipped = len(v) - len(idx_ok)
-    value = cohen_kappa([rows[i].human for i in idx_ok], [v[i] for i in idx_ok]) if idx_ok else None
+    judged = [str(v[i]) for i in idx_ok]
+    value = cohen_kappa([rows[i].human for i in idx_ok], judged) if idx_ok else None
     if value is None:
         return Metric(
             value=None,
@@ -423,7 +425,7 @@ def core_metrics(
 ) -> dict[str, Metric]:
     """Every per-pair metric of the audit, for one order policy (the logistic length coefficient,
     the slowest, only when ``with_length_coef``)."""
-    kw = dict(rounds=rounds, seed=seed, level=level)
+    kw: dict[str, Any] = dict(rounds=rounds, seed=seed, level=level)
     parts: dict[str, Parts] = {
         "accuracy": _parts_vs_human(rows, order, "accuracy"),
         "accuracy_with_ties": _parts_vs_human(rows, order, "accuracy_with_ties"),

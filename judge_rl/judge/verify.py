@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 from judge_rl.types import (
     Candidate,
@@ -29,7 +30,11 @@ from judge_rl.types import (
     JudgeFingerprint,
     Judgment,
     Score,
+    Verdict,
 )
+
+MAX_SYMBOLIC_CHARS = 120
+"""Longer extracted answers are never handed to sympy (they fail equivalence)."""
 
 MODES = ("auto", "exact", "numeric", "gsm8k", "boxed", "choice", "symbolic")
 
@@ -135,15 +140,15 @@ def extract_answer(text: str, mode: str = "auto") -> str | None:
                 return found[-1].upper()
         return None
     if mode == "gsm8k":
-        m = list(_GSM8K_RE.finditer(text))
-        if m:
-            num = _last_number(m[-1].group(1))
-            return num if num is not None else m[-1].group(1).strip() or None
+        marks = list(_GSM8K_RE.finditer(text))
+        if marks:
+            num = _last_number(marks[-1].group(1))
+            return num if num is not None else marks[-1].group(1).strip() or None
         m2 = list(_ANSWER_IS_RE.finditer(text))
         if m2:
-            num = _NUM_RE.search(m2[-1].group(1))
-            if num:
-                return num.group(0)
+            hit = _NUM_RE.search(m2[-1].group(1))
+            if hit:
+                return hit.group(0)
         return _last_number(text)
     if mode == "numeric":
         boxed = last_boxed(text)
@@ -222,15 +227,13 @@ def parse_number(s: str) -> float | None:
         return -v if m.group(1) else v
     m = _FRACTION_RE.match(t)
     if m:
-        num, den = _to_float(m.group(1)), _to_float(m.group(2))
-        if num is None or den in (None, 0):
+        fnum, fden = _to_float(m.group(1)), _to_float(m.group(2))
+        if fnum is None or fden is None or fden == 0:
             return None
-        return num / den
+        return fnum / fden
     m = _UNIT_TAIL.match(t)
     if m:
-        v = _to_float(m.group(1))
-        if v is not None:
-            return v
+        return _to_float(m.group(1))
     return None
 
 
@@ -352,7 +355,9 @@ def equivalent(
     # boxed / symbolic / auto with non-numeric answers
     if normalize(pred) == normalize(ref):
         return True
-    if mode in ("symbolic", "boxed", "auto"):
+    # sympy only for answer-sized expressions: a paragraph (or a degenerate probe such as random
+    # tokens) is not an answer, and would only wait out the time limit.
+    if mode in ("symbolic", "boxed", "auto") and len(pred) <= MAX_SYMBOLIC_CHARS:
         return symbolic_equal(pred, ref, timeout_s=timeout_s)
     return False
 
@@ -473,7 +478,7 @@ class VerifierJudge:
             ref = comp.reference
             if ref is None:
                 ref = comp.a.metadata.get("reference", comp.b.metadata.get("reference"))
-            base = dict(
+            base: dict[str, Any] = dict(
                 comparison_id=comp.id,
                 prompt_id=comp.prompt_id,
                 a_id=comp.a.id,
@@ -489,7 +494,7 @@ class VerifierJudge:
                 continue
             ok_a, pred_a = self.check(comp.a.response, str(ref))
             ok_b, pred_b = self.check(comp.b.response, str(ref))
-            winner = "a" if ok_a and not ok_b else "b" if ok_b and not ok_a else "tie"
+            winner: Verdict = "a" if ok_a and not ok_b else "b" if ok_b and not ok_a else "tie"
             p_a = {"a": 1.0, "b": 0.0, "tie": 0.5}[winner]
             raw = f"a: extracted={pred_a!r} correct={ok_a}; b: extracted={pred_b!r} correct={ok_b}"
             lat = time.perf_counter() - t

@@ -39,7 +39,9 @@ def test_gsm8k_reference_solutions_all_verify_and_perturbed_fail():
         # A perturbed final answer must be rejected.
         n = parse_number(ref)
         assert n is not None, (i, ref)
-        perturbed = re.sub(r"####.*$", f"#### {int(n) + 1 if n == int(n) else n + 1}", row["answer"].strip())
+        perturbed = re.sub(
+            r"####.*$", f"#### {int(n) + 1 if n == int(n) else n + 1}", row["answer"].strip()
+        )
         assert not verify(perturbed, row["answer"], "gsm8k"), (i, perturbed[-40:])
     assert wrong == [], [rows[i]["answer"][-60:] for i in wrong[:5]]
 
