@@ -238,15 +238,17 @@ class Demo:
         batch = 8
         for s in range(0, len(items), batch):
             chunk = list(items[s : s + batch])
+            # One seed per chunk: the backend batches requests with equal sampling settings, so
+            # a seed per request would generate the prompts one by one.
             reqs = [
                 ChatRequest(
                     messages=[{"role": "user", "content": str(i.prompt)}],
                     max_tokens=max_new_tokens,
                     temperature=temperature,
                     n=n,
-                    seed=self.seed + s + k,
+                    seed=self.seed + s,
                 )
-                for k, i in enumerate(chunk)
+                for i in chunk
             ]
             results = backend.chat_sync(reqs)
             for item, res in zip(chunk, results, strict=True):
