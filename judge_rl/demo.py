@@ -63,6 +63,7 @@ class Profile(BaseModel):
     ppo_epochs: int = 2
     ppo_lr: float = 1e-6
     ppo_max_new_tokens: int = 64
+    ppo_value_model: str = "head"
     kl_coef: float = 0.05
     monitor_every: int = 2
     monitor_checkpoints: bool = True
@@ -441,6 +442,7 @@ class Demo:
             eval_split=0.25 if len(train) >= 8 else 0.0,
             eval_every=0,
             save_every=0,
+            value_model=p.ppo_value_model,
             keep_checkpoints=1,
             seed=self.seed,
             log_every=1,
@@ -489,6 +491,7 @@ class Demo:
             # Mid-run full checkpoints (policy + value + optimizer, ~3 GB for 135M) are not
             # needed here: the monitor saves the policy at each evaluation for best-by-gold.
             save_every=0,
+            value_model=p.ppo_value_model,
             output=str(self.run_dir / "ppo"),
             seed=self.seed,
             device="cpu",
