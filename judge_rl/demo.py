@@ -442,7 +442,6 @@ class Demo:
             eval_split=0.25 if len(train) >= 8 else 0.0,
             eval_every=0,
             save_every=0,
-            value_model=p.ppo_value_model,
             keep_checkpoints=1,
             seed=self.seed,
             log_every=1,
@@ -491,6 +490,7 @@ class Demo:
             # Mid-run full checkpoints (policy + value + optimizer, ~3 GB for 135M) are not
             # needed here: the monitor saves the policy at each evaluation for best-by-gold.
             save_every=0,
+            value_model=p.ppo_value_model,
             value_model=p.ppo_value_model,
             output=str(self.run_dir / "ppo"),
             seed=self.seed,
