@@ -491,7 +491,6 @@ class Demo:
             # needed here: the monitor saves the policy at each evaluation for best-by-gold.
             save_every=0,
             value_model=p.ppo_value_model,
-            value_model=p.ppo_value_model,
             output=str(self.run_dir / "ppo"),
             seed=self.seed,
             device="cpu",
