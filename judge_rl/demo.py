@@ -598,6 +598,20 @@ class Demo:
                 )
             if oo.alarms:
                 self.log.notes.append(f"over-optimisation alarms: {len(oo.alarms)} (see below)")
+        if oo is not None and oo.probes:
+            flagged = sorted({r["name"] for r in oo.probes if r.get("flagged")})
+            if flagged:
+                self.log.notes.append(
+                    "reward-model probes: " + ", ".join(flagged) + " scored above the median real "
+                    "response — the reward model is hackable (see Over-optimisation)"
+                )
+        au = self.log.audit
+        pfw = au.metrics.get("p_first_wins") if au is not None else None
+        if pfw is not None and pfw.value is not None and abs(pfw.value - 0.5) > 0.2:
+            self.log.notes.append(
+                f"the embedded judge picked the answer shown first in {pfw.value:.0%} of its calls "
+                "(audit): with order=both most of its verdicts are ties"
+            )
         t = self.log.tournament
         if t is not None and t.leaderboard:
             rows = {r["model"]: r for r in t.leaderboard}
