@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from judge_rl.errors import JudgeRLError
+from judge_rl.judge._common import swapped as _swap
 from judge_rl.judge.audit_stats import (
     AuditRow,
     accuracy,
@@ -77,16 +78,9 @@ def _human(c: Comparison) -> str:
 
 
 def swapped(c: Comparison) -> Comparison:
-    """The same pair with ``b`` shown first (ids keep their identity)."""
-    return Comparison(
-        id=c.id + "~ba",
-        prompt_id=c.prompt_id,
-        prompt=c.prompt,
-        a=c.b,
-        b=c.a,
-        reference=c.reference,
-        metadata=c.metadata,
-    )
+    """The same pair with ``b`` shown first (candidate ids keep their identity). Its own id,
+    because the audit sends both orders of a pair in one batch."""
+    return _swap(c).model_copy(update={"id": c.id + "~ba"})
 
 
 def _map_back(j: Judgment, original: Comparison) -> str | None:
