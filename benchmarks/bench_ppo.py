@@ -78,28 +78,10 @@ PEER = _PEER_TEMPLATE % {"batch": BATCH, "epochs": EPOCHS, "new": NEW_TOKENS, "l
 
 
 def build_models(root: Path) -> tuple[Path, Path, list[str]]:
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from judge_rl.models import save_tiny_model, tiny_tokenizer
+    from judge_rl.models import save_tiny_model, save_tiny_reward_model
 
     policy = save_tiny_model(root / "policy", hidden_size=64, num_layers=2, seed=0)
-    tok = tiny_tokenizer()
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(1)
-    rm = root / "rm"
-    LlamaForSequenceClassification(cfg).save_pretrained(rm)
-    tok.save_pretrained(rm)
+    rm = save_tiny_reward_model(root / "rm", hidden_size=64, num_layers=2, seed=1)
     prompts = [
         f"Question {i}: write a short line about the number {i * 7 % 23}." for i in range(64)
     ]

@@ -224,6 +224,31 @@ def tiny_causal_lm(
     return model
 
 
+def tiny_reward_model(
+    tokenizer: PreTrainedTokenizerBase | None = None, *, seed: int = 0, **kwargs: Any
+) -> PreTrainedModel:
+    """A Llama-style reward model (scalar head, ``num_labels=1``) with random weights, from the
+    same config as :func:`tiny_causal_lm` (``kwargs`` are its size arguments)."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    cfg = tiny_causal_lm(tokenizer or tiny_tokenizer(), seed=seed, **kwargs).config
+    cfg.num_labels = 1
+    cfg.id2label = {0: "LABEL_0"}
+    cfg.label2id = {"LABEL_0": 0}
+    torch.manual_seed(seed)
+    return LlamaForSequenceClassification(cfg)
+
+
+def save_tiny_reward_model(path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Build a tiny reward model + tokenizer and save both as a model folder (``rm:PATH``)."""
+    tok = tiny_tokenizer()
+    out = Path(path)
+    tiny_reward_model(tok, **kwargs).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def save_tiny_model(path: str | os.PathLike[str], **kwargs: Any) -> Path:
     """Build a tiny model + tokenizer and save both as a model folder (for CLI tests)."""
     tok = tiny_tokenizer()

@@ -11,29 +11,16 @@ from judge_rl.judge import JudgmentCache, compare_sync, load_judge, score_sync
 
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory):
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from judge_rl.models import save_tiny_reward_model
 
-    from judge_rl.models import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
+    return save_tiny_reward_model(
+        tmp_path_factory.mktemp("rm") / "rm",
         hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+        num_layers=1,
+        num_heads=2,
         max_position_embeddings=256,
-        pad_token_id=tok.pad_token_id,
-        num_labels=1,
+        seed=0,
     )
-    torch.manual_seed(0)
-    model = LlamaForSequenceClassification(cfg)
-    out = tmp_path_factory.mktemp("rm") / "rm"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def test_reward_model_spec_scores_and_compares(tiny_rm, write_spec, comparisons, tmp_path):

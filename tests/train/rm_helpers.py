@@ -65,20 +65,11 @@ def planted_records(n: int, seed: int = 0, p_chosen: float = 1.0):
 
 def tiny_reward_model(seed: int = 0, hidden_size: int = 32, num_layers: int = 1):
     """(LlamaForSequenceClassification, tokenizer): a tiny random backbone with a scalar head."""
-    import torch
-    from transformers import LlamaForSequenceClassification
-
-    from judge_rl.models import tiny_causal_lm, tiny_tokenizer
+    from judge_rl.models import tiny_reward_model as build
+    from judge_rl.models import tiny_tokenizer
 
     tok = tiny_tokenizer()
-    cfg = tiny_causal_lm(
-        tok, hidden_size=hidden_size, num_layers=num_layers, num_heads=4, seed=seed
-    ).config
-    cfg.num_labels = 1
-    cfg.id2label = {0: "LABEL_0"}
-    cfg.label2id = {"LABEL_0": 0}
-    torch.manual_seed(seed)
-    return LlamaForSequenceClassification(cfg), tok
+    return build(tok, seed=seed, hidden_size=hidden_size, num_layers=num_layers), tok
 
 
 def save_tiny_reward_backbone(path: Path, seed: int = 0) -> Path:

@@ -283,21 +283,10 @@ def test_embedded_model_ppo_step_on_gsm8k_style_prompts(embedded):
 
 
 def test_reward_model_reward_and_value_model_from_the_reward_model(tmp_path):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from judge_rl.models import tiny_reward_model
 
     tok = tiny_tokenizer()
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    rm = LlamaForSequenceClassification(cfg)
+    rm = tiny_reward_model(tok, hidden_size=32, num_layers=1, seed=0)
     rm.save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
     model = tiny_causal_lm(tok, hidden_size=32, num_layers=1)

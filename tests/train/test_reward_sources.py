@@ -91,25 +91,9 @@ def test_pointwise_and_pairwise_judges_through_the_judge_layer():
 
 
 def test_reward_model_source(tmp_path):
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from judge_rl.models import save_tiny_reward_model
 
-    from judge_rl.models import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(tmp_path / "rm")
+    save_tiny_reward_model(tmp_path / "rm", hidden_size=32, num_layers=1, seed=0)
     src = make_reward_source(f"rm:{tmp_path / 'rm'}")
     a = src([q("hello"), q("goodbye"), q("hello")])
     assert len(a) == 3 and all(math.isfinite(x) for x in a)
