@@ -15,11 +15,18 @@ Ties:
 Scale: ratings are reported on the Elo scale, ``400 / ln 10`` Elo points per natural-log unit of
 strength, so a 400-point gap means 10:1 odds; the anchor model (or the mean) sits at 1000.
 
-A Gaussian prior ``N(0, 1/prior)`` on each strength (a ridge penalty) keeps the estimate finite when
-the maximum-likelihood estimate does not exist (Ford 1957: it exists iff the directed "scored
-against" graph is strongly connected), e.g. for a model that never lost or a disconnected graph.
-Those cases are detected and reported in :attr:`BTFit.warnings`. The default prior is weak
-(standard deviation ~1737 Elo) and moves ratings by far less than 0.1 Elo on ordinary data.
+Gauge: the likelihood depends on strength differences only, so the strengths are fixed to sum to
+zero. Newton's method runs on the negative Hessian plus ``J / n`` (``J`` the all-ones matrix),
+which is nonsingular on a connected graph, leaves the gradient's zero-sum subspace invariant and
+gives the exact sum-to-zero MLE at any scale; the covariance reported is the centred one,
+``C H^+ C`` (``C = I - J/n``), never the variance of the arbitrary mean.
+
+Prior: ``prior=None`` (the default) fits the plain maximum-likelihood estimate whenever it exists
+(Ford 1957: iff the directed "scored against" graph is strongly connected: connected, no model
+undefeated or winless) and a Gaussian prior ``N(0, 1/DEFAULT_PRIOR)`` on each strength (ridge,
+sd ~1737 Elo) only when it does not, with a warning in :attr:`BTFit.warnings`. So on well-connected
+data the default moves no rating at all. ``prior=0`` asks for the plain MLE (the prior is used,
+with a warning, only when the MLE does not exist); ``prior > 0`` is a ridge of that precision.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ ELO_PER_UNIT = 400.0 / math.log(10.0)
 """Elo points per natural-log unit of strength (Elo 1978: 400 points = factor 10 in odds)."""
 BASE_RATING = 1000.0
 DEFAULT_PRIOR = 0.01
-"""Precision of the Gaussian prior on each strength (natural-log units): sd = 10 units."""
+"""Precision of the fallback Gaussian prior on each strength (natural-log units): sd = 10 units,
+used when the plain MLE does not exist (see the module docstring)."""
 
 WIN_A, WIN_B, TIE = 0, 1, 2
 WINNER_CODES = {"a": WIN_A, "b": WIN_B, "tie": TIE}
@@ -65,6 +73,9 @@ class PairCounts:
     j: np.ndarray  # (P,) int
     cells: np.ndarray  # (P, 3) float: weighted wins_i, wins_j, ties
     counts: np.ndarray  # (P, 3) int: number of battles in each cell
+    groups: BattleGroups | None = None
+    """Battles grouped by (prompt, cell, weight), for weighted and prompt-clustered bootstraps;
+    ``None`` when every battle has weight 1 and no prompt ids were given."""
 
     @property
     def n_models(self) -> int:
@@ -83,7 +94,9 @@ class PairCounts:
         return a
 
     def per_model(self) -> dict[str, np.ndarray]:
-        """Battles, wins, ties and losses per model (weighted), each of shape ``(n,)``."""
+        """Per model, each of shape ``(n,)``: ``battles`` (a count), and ``weight`` (their total
+        weight), ``wins``, ``ties``, ``losses`` (weighted, so ``wins + ties + losses == weight``
+        and a win rate is ``(wins + ties / 2) / weight``)."""
         n = self.n_models
         wi, wj, t = self.cells[:, 0], self.cells[:, 1], self.cells[:, 2]
         wins = np.bincount(self.i, wi, n) + np.bincount(self.j, wj, n)
@@ -91,7 +104,13 @@ class PairCounts:
         ties = np.bincount(self.i, t, n) + np.bincount(self.j, t, n)
         tot = self.counts.sum(axis=1).astype(float)
         battles = np.bincount(self.i, tot, n) + np.bincount(self.j, tot, n)
-        return {"battles": battles, "wins": wins, "ties": ties, "losses": losses}
+        wtot = self.cells.sum(axis=1)
+        weight = np.bincount(self.i, wtot, n) + np.bincount(self.j, wtot, n)
+        return {"battles": battles, "weight": weight, "wins": wins, "ties": ties, "losses": losses}
+
+    @property
+    def n_prompts(self) -> int:
+        return 0 if self.groups is None else self.groups.n_prompts
 
     def win_matrix(self) -> list[list[float | None]]:
         """Observed score of row over column (ties half); ``None`` where they never met."""
@@ -111,12 +130,34 @@ class PairCounts:
         return PairCounts(self.models, self.i, self.j, cells, self.counts)
 
 
+@dataclass
+class BattleGroups:
+    """Battles that share a prompt, a (pair, outcome) cell and a weight, collapsed.  # (G,)
+
+    The bootstrap draws from these instead of from rows: ``count`` battles of weight ``weight``
+    in flat cell ``cell`` (``3 * pair + outcome``) on prompt ``prompt`` (``-1``: none given).
+    """
+
+    cell: np.ndarray  # (G,) int
+    prompt: np.ndarray  # (G,) int, -1 when the battles carry no prompt id
+    weight: np.ndarray  # (G,) float
+    count: np.ndarray  # (G,) int
+    n_prompts: int = 0
+    """Distinct prompts (0 when none were given)."""
+
+    @property
+    def shared_prompts(self) -> bool:
+        """Do battles share prompts (so that prompts are a sampling unit of their own)?"""
+        return 0 < self.n_prompts < int(self.count.sum())
+
+
 def aggregate_codes(
     a: np.ndarray,
     b: np.ndarray,
     winner: np.ndarray,
     models: Sequence[str],
     weight: np.ndarray | None = None,
+    prompt: np.ndarray | None = None,
 ) -> PairCounts:
     """Aggregate integer-coded battles (vectorised; 1M battles in ~0.1 s).
 
@@ -126,6 +167,8 @@ def aggregate_codes(
         winner: 0 = a won, 1 = b won, 2 = tie.  # (N,)
         models: model names.
         weight: optional weight per battle.  # (N,)
+        prompt: optional prompt code per battle (``0..X-1``), for the prompt-clustered
+            bootstrap.  # (N,)
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
@@ -149,12 +192,29 @@ def aggregate_codes(
             n * n, 3
         )
     met = np.flatnonzero(counts.sum(axis=1) > 0)
+    groups = None
+    if weight is not None or prompt is not None:
+        pair_of = np.full(n * n, -1, dtype=np.int64)
+        pair_of[met] = np.arange(len(met))
+        cell = pair_of[key // 3] * 3 + key % 3  # (N,) flat cell in the met-pair order
+        pr = np.full(len(a), -1, np.int64) if prompt is None else np.asarray(prompt, np.int64)
+        wt = np.ones(len(a)) if weight is None else np.asarray(weight, float)
+        table = np.rec.fromarrays([pr, cell, wt], names="p,c,w")
+        uniq, inv = np.unique(table, return_inverse=True)
+        groups = BattleGroups(
+            cell=np.asarray(uniq["c"], np.int64),
+            prompt=np.asarray(uniq["p"], np.int64),
+            weight=np.asarray(uniq["w"], float),
+            count=np.bincount(inv.reshape(-1), minlength=len(uniq)),
+            n_prompts=0 if prompt is None else len(np.unique(pr)),
+        )
     return PairCounts(
         models=list(models),
         i=(met // n).astype(np.int64),
         j=(met % n).astype(np.int64),
         cells=cells[met],
         counts=counts[met],
+        groups=groups,
     )
 
 
@@ -165,6 +225,8 @@ def aggregate(battles: Iterable[object], models: Sequence[str] | None = None) ->
     b: list[int] = []
     w: list[int] = []
     wt: list[float] = []
+    pids: dict[str, int] = {}
+    pr: list[int] = []
     for bt in battles:
         get = bt.get if isinstance(bt, dict) else lambda k, d=None, _b=bt: getattr(_b, k, d)
         ma, mb, win = str(get("model_a")), str(get("model_b")), get("winner")
@@ -176,10 +238,14 @@ def aggregate(battles: Iterable[object], models: Sequence[str] | None = None) ->
         if win not in WINNER_CODES:
             raise JudgeRLError(f"winner must be one of a, b, tie (got {win!r})")
         w.append(WINNER_CODES[str(win)])
-        wt.append(float(get("weight", 1.0) or 1.0))
+        wgt = get("weight", 1.0)
+        wt.append(1.0 if wgt is None else float(wgt))
+        pid = str(get("prompt_id", "") or "")
+        pr.append(pids.setdefault(pid, len(pids)) if pid else -1)
     ordered = sorted(names, key=names.__getitem__)
     weight = np.asarray(wt) if any(x != 1.0 for x in wt) else None
-    return aggregate_codes(np.asarray(a), np.asarray(b), np.asarray(w), ordered, weight)
+    prompt = np.asarray(pr) if pids and min(pr, default=0) >= 0 else None
+    return aggregate_codes(np.asarray(a), np.asarray(b), np.asarray(w), ordered, weight, prompt)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,6 +324,31 @@ def davidson_grad_hess(
     return grad, neg_hess
 
 
+def gauge_fix(neg_hess: np.ndarray, n: int) -> np.ndarray:
+    """``H + J/n`` on the strength block: the sum-to-zero gauge.  # (..., k, k)
+
+    ``1`` spans the null space of the likelihood's Hessian (only differences are identified).
+    Adding ``J/n`` gives that direction unit curvature, so the matrix is nonsingular on a connected
+    graph, and because every gradient of the likelihood sums to zero, a Newton step with it sums to
+    zero too: iterates started at a zero-sum point stay there and the fixed point is unchanged.
+    """
+    out = np.array(neg_hess, dtype=float, copy=True)
+    out[..., :n, :n] += 1.0 / n
+    return out
+
+
+def centred_cov(m_inv: np.ndarray, n: int) -> np.ndarray:
+    """``C M^{-1} C`` with ``C = I - J/n``: covariance of the centred strengths.  # (n, n)"""
+    c = np.eye(n) - 1.0 / n
+    return c @ m_inv[:n, :n] @ c
+
+
+def _cap(step: np.ndarray, cap: float = 2.0) -> np.ndarray:
+    """Scale each row so no coordinate moves more than ``cap`` (keeps the step's direction)."""
+    size = np.max(np.abs(step), axis=-1, keepdims=True)
+    return step * np.minimum(1.0, cap / np.maximum(size, 1e-300))
+
+
 def newton(
     cells: np.ndarray,
     inc: np.ndarray,
@@ -268,15 +359,17 @@ def newton(
     max_iter: int = 100,
     tol: float = 1e-10,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Batched Newton's method on the (concave) log-posterior.
+    """Batched Newton's method on the (concave) log-posterior, in the sum-to-zero gauge.
 
-    Returns the maximiser ``(R, k)``, the negative Hessian there ``(R, k, k)`` and iterations.
-    Steps are capped at 2 natural-log units per coordinate, which keeps the first steps on
-    near-separable data from overshooting; near the optimum the steps are pure Newton.
+    Returns the maximiser ``(R, k)``, the gauge-fixed negative Hessian there ``(R, k, k)``
+    (:func:`gauge_fix`) and iterations. Steps are scaled down to at most 2 natural-log units per
+    coordinate (direction kept), which keeps the first steps on near-separable data from
+    overshooting; near the optimum the steps are pure Newton.
     """
     r, n = cells.shape[0], inc.shape[1]
     k = n + (1 if ties == "davidson" else 0)
     x = np.zeros((r, k)) if x0 is None else np.array(x0, dtype=float).reshape(r, k)
+    x[:, :n] -= x[:, :n].mean(axis=1, keepdims=True)  # start in the gauge
     if x0 is None and ties == "davidson":
         x[:, -1] = math.log(0.5)
     fn = davidson_grad_hess if ties == "davidson" else half_grad_hess
@@ -285,14 +378,19 @@ def newton(
         iters += 1
         g, h = fn(x, cells, inc, prior)
         assert h is not None
-        step = np.linalg.solve(h, g[..., None])[..., 0]  # (R, k)
-        step = np.clip(step, -2.0, 2.0)
+        m = gauge_fix(h, n)
+        # A vanishing damping term keeps the solve defined when a resample's MLE runs off to
+        # infinity (its Hessian degenerates); it scales steps, never the fixed point g = 0.
+        m += 1e-12 * (1.0 + np.abs(m).max(axis=(-2, -1), keepdims=True)) * np.eye(k)
+        step = np.linalg.solve(m, g[..., None])[..., 0]  # (R, k)
+        step = _cap(step)
         x += step
+        x[:, :n] -= x[:, :n].mean(axis=1, keepdims=True)  # rounding drift only
         if float(np.max(np.abs(step))) < tol:
             break
     _, h = fn(x, cells, inc, prior)
     assert h is not None
-    return x, h, iters
+    return x, gauge_fix(h, n), iters
 
 
 def chord(
@@ -340,7 +438,7 @@ def chord(
         size = np.max(np.abs(step), axis=1)  # (R,)
         diverging = size > prev
         step[diverging | done] = 0.0
-        x += np.clip(step, -2.0, 2.0)
+        x += _cap(step)
         done |= size < tol
         prev = np.where(diverging, prev, size)
         if done.all() or (diverging & ~done).all():
@@ -363,26 +461,42 @@ class BTFit:
     ratings: np.ndarray
     """Elo scale: ``ELO_PER_UNIT * (theta - theta_anchor) + 1000``.  # (n,)"""
     cov: np.ndarray
-    """Laplace covariance of ``theta`` (inverse negative Hessian).  # (n, n)"""
+    """Laplace covariance of the centred strengths ``theta - mean(theta)`` (``C H^+ C``): no
+    gauge variance.  # (n, n)"""
     ties: TieModel = "half"
     nu: float | None = None
     """Davidson tie parameter."""
     anchor: str | None = None
-    prior: float = DEFAULT_PRIOR
+    prior: float = 0.0
+    """Prior precision actually used (0: the plain MLE)."""
     iterations: int = 0
     warnings: list[str] = field(default_factory=list)
     counts: PairCounts | None = None
     params: np.ndarray | None = None
     """Optimiser coordinates: theta, plus ``log nu`` for Davidson.  # (k,)"""
     hess: np.ndarray | None = None
-    """Negative Hessian of the log-posterior at ``params``.  # (k, k)"""
+    """Gauge-fixed negative Hessian of the log-posterior at ``params`` (:func:`gauge_fix`).
+    # (k, k)"""
+    anchor_value: float = BASE_RATING
 
     def rating_of(self, model: str) -> float:
         return float(self.ratings[self.models.index(model)])
 
+    def rating_var(self) -> np.ndarray:
+        """Variance of each rating's strength as reported (natural-log units squared).  # (n,)
+
+        Without an anchor, the variance of ``theta_i - mean(theta)``; with one, of
+        ``theta_i - theta_anchor`` (zero for the anchor itself).
+        """
+        if self.anchor is None:
+            return np.clip(np.diag(self.cov), 0, None)
+        a = self.models.index(self.anchor)
+        var = np.diag(self.cov) + self.cov[a, a] - 2 * self.cov[:, a]
+        return np.clip(var, 0, None)
+
     def se(self) -> np.ndarray:
-        """Standard error of each rating (Elo points) from the Laplace covariance."""
-        return ELO_PER_UNIT * np.sqrt(np.clip(np.diag(self.cov), 0, None))
+        """Standard error of each rating (Elo points), Laplace approximation, gauge-free."""
+        return ELO_PER_UNIT * np.sqrt(self.rating_var())
 
     def predicted(self) -> np.ndarray:
         """Predicted score of row over column (ties half).  # (n, n)"""
@@ -400,8 +514,14 @@ def predicted_matrix(
     return sigmoid(d)
 
 
-def to_ratings(theta: np.ndarray, models: Sequence[str], anchor: str | None) -> np.ndarray:
-    """Elo-scale ratings: anchor (or the mean) at 1000, ``400 / ln 10`` per unit."""
+def to_ratings(
+    theta: np.ndarray,
+    models: Sequence[str],
+    anchor: str | None,
+    anchor_value: float = BASE_RATING,
+) -> np.ndarray:
+    """Elo-scale ratings: ``anchor`` at ``anchor_value`` (or the mean at 1000), 400/ln 10 per
+    unit."""
     theta = np.asarray(theta)
     if anchor is not None:
         if anchor not in models:
@@ -412,7 +532,8 @@ def to_ratings(theta: np.ndarray, models: Sequence[str], anchor: str | None) -> 
         ref = theta[..., list(models).index(anchor)][..., None]
     else:
         ref = theta.mean(axis=-1, keepdims=True)
-    return ELO_PER_UNIT * (theta - ref) + BASE_RATING
+        anchor_value = BASE_RATING
+    return ELO_PER_UNIT * (theta - ref) + anchor_value
 
 
 def _closure(adj: np.ndarray) -> np.ndarray:
@@ -486,33 +607,51 @@ def diagnose(counts: PairCounts) -> list[str]:
     return out
 
 
+def resolve_prior(prior: float | None, warnings: Sequence[str]) -> tuple[float, str | None]:
+    """The prior precision to fit with, and a warning when the request could not be honoured.
+
+    ``None`` or ``0``: the plain MLE (precision 0) when it exists, i.e. ``warnings`` (from
+    :func:`diagnose`) is empty; otherwise :data:`DEFAULT_PRIOR`.
+    """
+    if prior is not None and prior > 0:
+        return float(prior), None
+    if warnings:
+        return DEFAULT_PRIOR, (
+            f"the plain MLE does not exist here; used a Gaussian prior of precision "
+            f"{DEFAULT_PRIOR} (sd {ELO_PER_UNIT / math.sqrt(DEFAULT_PRIOR):.0f} Elo)"
+        )
+    return 0.0, None
+
+
 def fit(
     counts: PairCounts,
     *,
     ties: TieModel = "half",
     anchor: str | None = None,
-    prior: float = DEFAULT_PRIOR,
+    prior: float | None = None,
+    anchor_value: float = BASE_RATING,
 ) -> BTFit:
-    """Maximum a-posteriori Bradley-Terry fit on aggregated counts.
+    """Bradley-Terry fit on aggregated counts: plain MLE when it exists, else MAP.
 
     Args:
         counts: from :func:`aggregate` / :func:`aggregate_codes`.
         ties: ``"half"`` or ``"davidson"``.
-        anchor: model fixed at 1000; ``None`` puts the mean at 1000.
-        prior: precision of the Gaussian prior on each strength; ``0`` gives the plain MLE,
-            which is used only when it exists (else the default prior is used, with a warning).
+        anchor: model fixed at ``anchor_value``; ``None`` puts the mean at 1000.
+        prior: ``None`` (default) or ``0``: the plain MLE, exact at any scale, used whenever it
+            exists (else :data:`DEFAULT_PRIOR`, with a warning); ``> 0``: the precision of a
+            Gaussian prior on each strength.
+        anchor_value: the anchor's rating (Chatbot Arena pins e.g. a model at 1114).
     """
     if ties not in ("half", "davidson"):
         raise JudgeRLError(f"ties must be 'half' or 'davidson' (got {ties!r})")
     if counts.n_models < 2:
         raise JudgeRLError("need battles between at least two models")
+    if prior is not None and not math.isfinite(prior):
+        raise JudgeRLError(f"prior must be a finite number >= 0 (got {prior})")
     warnings = diagnose(counts)
-    if prior <= 0:
-        if warnings:
-            warnings.append(f"the plain MLE does not exist here; used prior={DEFAULT_PRIOR}")
-            prior = DEFAULT_PRIOR
-        else:
-            prior = 1e-12  # numerically zero; only fixes the free additive constant
+    prior, note = resolve_prior(prior, warnings)
+    if note:
+        warnings.append(note)
     if ties == "davidson" and counts.cells[:, 2].sum() == 0:
         warnings.append("no ties in the data: the Davidson tie parameter is driven to ~0")
     inc = counts.incidence()
@@ -520,7 +659,7 @@ def fit(
     x, h = x[0], h[0]
     n = counts.n_models
     theta = x[:n]
-    cov_full = np.linalg.inv(h)
+    cov = centred_cov(np.linalg.inv(h), n)
     nu = float(math.exp(x[n])) if ties == "davidson" else None
     if not np.all(np.isfinite(theta)):  # pragma: no cover - guarded by the prior
         raise JudgeRLError("rating fit did not converge (non-finite strengths)")
@@ -533,8 +672,8 @@ def fit(
     return BTFit(
         models=list(counts.models),
         theta=theta,
-        ratings=to_ratings(theta, counts.models, anchor),
-        cov=cov_full[:n, :n],
+        ratings=to_ratings(theta, counts.models, anchor, anchor_value),
+        cov=cov,
         ties=ties,
         nu=nu,
         anchor=anchor,
@@ -544,7 +683,35 @@ def fit(
         counts=counts,
         params=params,
         hess=h,
+        anchor_value=anchor_value,
     )
+
+
+RESAMPLE_SCHEMES = ("auto", "battles", "prompts", "both", "pairs")
+RESAMPLE_TEXT = {
+    "battles": "bootstrap over battles",
+    "prompts": "bootstrap over prompts (clustered)",
+    "both": "two-stage bootstrap: prompts, then battles",
+    "pairs": "bootstrap over battles within each pair",
+    "laplace": "normal approximation (Laplace)",
+}
+
+
+def resolve_resample(counts: PairCounts, by: str) -> str:
+    """``auto`` -> ``prompts`` when battles share prompt ids, else ``battles``."""
+    if by not in RESAMPLE_SCHEMES:
+        raise JudgeRLError(
+            f"bootstrap resampling must be one of {', '.join(RESAMPLE_SCHEMES)} (got {by!r})"
+        )
+    has_prompts = counts.groups is not None and counts.groups.shared_prompts
+    if by == "auto":
+        return "prompts" if has_prompts else "battles"
+    if by in ("prompts", "both") and not has_prompts:
+        raise JudgeRLError(
+            f"bootstrap over {by}: the battles carry no shared prompt ids (prompt_id / "
+            "question_id); use battles"
+        )
+    return by
 
 
 def resample_cells(
@@ -552,27 +719,70 @@ def resample_cells(
 ) -> np.ndarray:
     """Bootstrap resamples of the counts, without ever expanding them into battles.  # (R, P, 3)
 
-    ``by="battles"``: resampling all N battles with replacement is one multinomial draw over the
-    ``(pair, outcome)`` cells with probabilities ``count / N`` (Efron 1979) — what re-sampling a
-    battles table row by row does (FastChat's ``get_bootstrap_result``), at ``O(P)`` per round.
-    ``by="pairs"``: one multinomial per pair with that pair's number of battles fixed — the
-    stratified bootstrap for a designed tournament, where the pairing chose how often each pair
-    met. Weighted battles keep their cell's mean weight.
+    * ``battles``: resample all N battles with replacement (Efron 1979), as re-sampling a battles
+      table row by row does (FastChat's bootstrap): one multinomial draw over the cells (over the
+      (cell, weight) groups when battles are weighted, so each battle keeps its own weight).
+    * ``pairs``: one multinomial per pair with that pair's number of battles fixed: the
+      stratified bootstrap for a designed tournament, where the pairing chose how often each
+      pair met.
+    * ``prompts``: the cluster bootstrap (Davison & Hinkley 1997, sec. 3.8): draw X prompts with
+      replacement and keep every battle on each, so the intervals include prompt sampling.
+    * ``both``: prompts as above, then all battles of the drawn prompts resampled with
+      replacement (two-stage).
     """
-    flat = counts.counts.reshape(-1)  # (3P,)
-    mean_w = np.divide(
-        counts.cells.reshape(-1), flat, out=np.zeros(flat.shape, float), where=flat > 0
-    ).reshape(-1, 3)  # (P, 3)
+    p_n = len(counts.i)
+    g = counts.groups
     if by == "pairs":
+        flat = counts.counts.reshape(-1)  # (3P,)
+        mean_w = np.divide(
+            counts.cells.reshape(-1), flat, out=np.zeros(flat.shape, float), where=flat > 0
+        ).reshape(-1, 3)  # (P, 3)
         n_p = counts.counts.sum(axis=1)  # (P,)
         probs = counts.counts / np.maximum(n_p, 1)[:, None]  # (P, 3)
         draws = rng.multinomial(n_p, probs, size=(rounds, len(n_p))).astype(float)  # (R, P, 3)
         return draws * mean_w
-    if by != "battles":
-        raise JudgeRLError(f"bootstrap resampling must be 'battles' or 'pairs' (got {by!r})")
-    total = int(flat.sum())
-    draws = rng.multinomial(total, flat / max(total, 1), size=rounds).astype(float)  # (R, 3P)
-    return draws.reshape(rounds, -1, 3) * mean_w
+    if by == "battles":
+        if g is None:  # unit weights: the cells are the groups
+            flat = counts.counts.reshape(-1)  # (3P,)
+            total = int(flat.sum())
+            draws = rng.multinomial(total, flat / max(total, 1), size=rounds)  # (R, 3P)
+            return draws.reshape(rounds, p_n, 3).astype(float)
+        cell, mult, wt = _collapse(g.cell, g.weight, g.count)
+        total = int(mult.sum())
+        draws = rng.multinomial(total, mult / total, size=rounds)  # (R, G')
+        return _to_cells(draws * wt, cell, p_n)
+    if by not in ("prompts", "both") or g is None or g.n_prompts == 0:
+        raise JudgeRLError(f"cannot resample by {by!r} here")
+    x = g.n_prompts
+    picks = rng.multinomial(x, np.full(x, 1.0 / x), size=rounds)  # (R, X) times each prompt drawn
+    mult = picks[:, g.prompt] * g.count  # (R, G) battles of each group in the resample
+    if by == "both":
+        out = np.empty((rounds, p_n, 3))
+        for r in range(rounds):
+            m = mult[r]
+            tot = int(m.sum())
+            out[r] = _to_cells(rng.multinomial(tot, m / tot)[None] * g.weight, g.cell, p_n)[0]
+        return out
+    return _to_cells(mult * g.weight, g.cell, p_n)
+
+
+def _collapse(
+    cell: np.ndarray, weight: np.ndarray, count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge groups that differ only by prompt: (cell, weight) -> total count."""
+    table = np.rec.fromarrays([cell, weight], names="c,w")
+    uniq, inv = np.unique(table, return_inverse=True)
+    mult = np.bincount(inv.reshape(-1), weights=count, minlength=len(uniq))
+    return np.asarray(uniq["c"], np.int64), mult, np.asarray(uniq["w"], float)
+
+
+def _to_cells(values: np.ndarray, cell: np.ndarray, n_pairs: int) -> np.ndarray:
+    """Sum ``values (R, G)`` into flat cells ``cell (G,)``.  # (R, P, 3)"""
+    r = values.shape[0]
+    size = 3 * n_pairs
+    idx = (np.arange(r)[:, None] * size + cell[None, :]).reshape(-1)
+    out = np.bincount(idx, weights=np.asarray(values, float).reshape(-1), minlength=r * size)
+    return out.reshape(r, n_pairs, 3)
 
 
 def bootstrap(
@@ -580,7 +790,7 @@ def bootstrap(
     rounds: int,
     *,
     ties: TieModel = "half",
-    prior: float = DEFAULT_PRIOR,
+    prior: float | None = None,
     seed: int = 0,
     x0: np.ndarray | None = None,
     h0: np.ndarray | None = None,
@@ -593,8 +803,8 @@ def bootstrap(
     ``log nu`` for Davidson) with its negative Hessian ``h0`` as a fixed curvature (:func:`chord`);
     without them, one batched Newton solve per chunk of rounds.
     """
-    if prior <= 0:
-        prior = DEFAULT_PRIOR if diagnose(counts) else 1e-12
+    prior, _ = resolve_prior(prior, diagnose(counts) if not prior else [])
+    by = resolve_resample(counts, by)
     rng = np.random.default_rng(seed)
     inc = counts.incidence()
     n = counts.n_models
@@ -628,16 +838,35 @@ class Leaderboard:
 
     fit: BTFit
     rows: list[dict[str, object]]
-    """Best first: model, rating, lo, hi, rank, rank_lo, rank_hi, battles, wins, ties, losses,
-    win_rate (observed, ties half)."""
+    """Best first: model, rating, lo, hi, se, rank, rank_lo, rank_hi, battles, weight, wins, ties,
+    losses, win_rate (observed, ties half, weighted)."""
     boot: np.ndarray | None = None
     """Bootstrap ratings (Elo scale).  # (R, n)"""
     level: float = 0.95
     method: str = "bt"
+    resample: str = "battles"
+    """How the intervals were made: battles | prompts | both | pairs | laplace."""
+    rounds: int = 0
 
     @property
     def warnings(self) -> list[str]:
         return self.fit.warnings
+
+    @property
+    def interval(self) -> dict[str, object]:
+        """What the intervals are, for the run log and every renderer."""
+        return interval_info(self.level, self.resample, self.rounds)
+
+
+def interval_info(level: float, scheme: str, rounds: int) -> dict[str, object]:
+    """``{"level", "scheme", "rounds", "label"}``; ``label`` is what reports print beside CIs.
+
+    >>> interval_info(0.9, "prompts", 200)["label"]
+    '90% CI, bootstrap over prompts (clustered), 200 rounds'
+    """
+    text = RESAMPLE_TEXT.get(scheme, scheme)
+    label = f"{level:.0%} CI, {text}" + (f", {rounds} rounds" if rounds else "")
+    return {"level": level, "scheme": scheme, "rounds": rounds, "label": label}
 
 
 def leaderboard(
@@ -645,28 +874,31 @@ def leaderboard(
     *,
     ties: TieModel = "half",
     anchor: str | None = None,
-    prior: float = DEFAULT_PRIOR,
+    prior: float | None = None,
     bootstrap_rounds: int = 100,
     level: float = 0.95,
     seed: int = 0,
-    resample: str = "battles",
+    resample: str = "auto",
+    anchor_value: float = BASE_RATING,
 ) -> Leaderboard:
     """Fit, bootstrap and tabulate: the one call behind ``judge-rl ratings``.
 
     Intervals are bootstrap percentiles at ``level``; with ``bootstrap_rounds=0`` they come from
-    the Laplace approximation (normal, +/- z * SE). Rank intervals are the percentiles of each
-    model's rank over the bootstrap rounds (or, without a bootstrap, 1 + the number of models
-    whose interval lies wholly above / the number not wholly below). ``resample``: ``"battles"``
-    (resample all battles, as FastChat does) or ``"pairs"`` (per-pair counts fixed, for designed
-    tournaments); see :func:`resample_cells`.
+    the Laplace approximation (normal, +/- z * SE, gauge-free). Rank intervals are the
+    percentiles of each model's rank over the bootstrap rounds (or, without a bootstrap, 1 + the
+    number of models whose interval lies wholly above / the number not wholly below).
+    ``resample``: ``auto`` (prompts when battles share prompt ids, else battles), ``battles``,
+    ``prompts``, ``both`` or ``pairs``; see :func:`resample_cells`.
     """
     from statistics import NormalDist
 
-    f = fit(counts, ties=ties, anchor=anchor, prior=prior)
+    f = fit(counts, ties=ties, anchor=anchor, prior=prior, anchor_value=anchor_value)
     n = counts.n_models
     alpha = (1.0 - level) / 2.0
     boot = None
+    se = f.se()
     if bootstrap_rounds > 0:
+        scheme = resolve_resample(counts, resample)
         th = bootstrap(
             counts,
             bootstrap_rounds,
@@ -675,24 +907,17 @@ def leaderboard(
             seed=seed,
             x0=f.params,
             h0=f.hess,
-            by=resample,
+            by=scheme,
         )
-        boot = to_ratings(th, counts.models, anchor)  # (R, n)
+        boot = to_ratings(th, counts.models, anchor, anchor_value)  # (R, n)
         lo = np.quantile(boot, alpha, axis=0)
         hi = np.quantile(boot, 1 - alpha, axis=0)
         ranks = rank_of(boot)  # (R, n)
         rank_lo = np.floor(np.quantile(ranks, alpha, axis=0)).astype(int)
         rank_hi = np.ceil(np.quantile(ranks, 1 - alpha, axis=0)).astype(int)
     else:
+        scheme = "laplace"
         z = NormalDist().inv_cdf(1 - alpha)
-        if anchor is None:
-            # Variance of theta_i - mean(theta): (I - J/n) Cov (I - J/n).
-            c = np.eye(n) - 1.0 / n
-            var = np.diag(c @ f.cov @ c)
-        else:
-            a = counts.models.index(anchor)
-            var = np.diag(f.cov) + f.cov[a, a] - 2 * f.cov[:, a]
-        se = ELO_PER_UNIT * np.sqrt(np.clip(var, 0, None))
         lo, hi = f.ratings - z * se, f.ratings + z * se
         rank_lo = 1 + np.array([int(np.sum(lo > hi[k])) for k in range(n)])
         rank_hi = n - np.array([int(np.sum(hi < lo[k])) for k in range(n)])
@@ -700,33 +925,44 @@ def leaderboard(
     pm = counts.per_model()
     rows: list[dict[str, object]] = []
     for k in np.argsort(-f.ratings, kind="stable"):
-        battles = float(pm["battles"][k])
+        wsum = float(pm["weight"][k])
         rows.append(
             {
                 "model": counts.models[k],
                 "rating": float(f.ratings[k]),
                 "lo": float(lo[k]),
                 "hi": float(hi[k]),
+                "se": float(se[k]),
                 "rank": int(point_rank[k]),
                 "rank_lo": int(rank_lo[k]),
                 "rank_hi": int(rank_hi[k]),
-                "battles": int(round(battles)),
+                "battles": int(round(float(pm["battles"][k]))),
+                "weight": wsum,
                 "wins": float(pm["wins"][k]),
                 "ties": float(pm["ties"][k]),
                 "losses": float(pm["losses"][k]),
-                "win_rate": float((pm["wins"][k] + 0.5 * pm["ties"][k]) / battles)
-                if battles
+                "win_rate": float((pm["wins"][k] + 0.5 * pm["ties"][k]) / wsum)
+                if wsum > 0
                 else None,
             }
         )
-    return Leaderboard(fit=f, rows=rows, boot=boot, level=level)
+    return Leaderboard(
+        fit=f,
+        rows=rows,
+        boot=boot,
+        level=level,
+        resample=scheme,
+        rounds=bootstrap_rounds if boot is not None else 0,
+    )
 
 
 __all__ = [
     "BASE_RATING",
     "DEFAULT_PRIOR",
     "ELO_PER_UNIT",
+    "RESAMPLE_SCHEMES",
     "BTFit",
+    "BattleGroups",
     "Leaderboard",
     "PairCounts",
     "aggregate",
@@ -734,6 +970,7 @@ __all__ = [
     "bootstrap",
     "diagnose",
     "fit",
+    "interval_info",
     "leaderboard",
     "predicted_matrix",
     "rank_of",
