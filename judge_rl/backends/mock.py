@@ -56,7 +56,8 @@ class MockBackend:
         label_probs: Answer ``ChatRequest.label_probs`` with probabilities (``confidence`` on the
             chosen label, the rest shared equally); ``False`` behaves like a server without them.
         confidence: Probability put on the chosen label.
-        prices: USD per million tokens, ``{"input": x, "output": y}``; tokens are chars / 4.
+        prices: USD per million tokens, ``{"input": x, "output": y}``; tokens are chars / 4,
+            and a reply is cut at ``max_tokens`` like a server cuts it.
         concurrency: Requests served at once.
         unreachable: Raise :class:`JudgeRLError` on the first call, like an endpoint that is down.
     """
@@ -104,7 +105,9 @@ class MockBackend:
         self.seed = seed
         self.label_probs = label_probs
         self.confidence = confidence
-        self.prices = prices or {}
+        from judge_rl.judge.budget import check_prices
+
+        self.prices = check_prices(prices) or {}
         self.concurrency = concurrency
         self.unreachable = unreachable
         self.batch_size = batch_size
@@ -150,7 +153,11 @@ class MockBackend:
                 texts, probs = ["I would rather not pick one."] * req.n, None
             else:
                 texts, probs = self._answer(req)
-            completion_tokens = sum(len(t) // 4 + 1 for t in texts)
+            # Like a server, never more than max_tokens per sample (finish_reason "length").
+            cap = max(1, int(req.max_tokens))
+            finish = ["length" if len(t) // 4 + 1 > cap else "stop" for t in texts]
+            texts = [t if len(t) // 4 + 1 <= cap else t[: 4 * cap - 4] for t in texts]
+            completion_tokens = sum(min(cap, len(t) // 4 + 1) for t in texts)
             cost = (
                 prompt_tokens * float(self.prices.get("input", 0.0))
                 + completion_tokens * float(self.prices.get("output", 0.0))
@@ -158,7 +165,7 @@ class MockBackend:
             return ChatResult(
                 texts=texts,
                 label_probs=probs if (req.label_probs and self.label_probs) else None,
-                finish_reasons=["stop"] * len(texts),
+                finish_reasons=finish,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 cost=cost,

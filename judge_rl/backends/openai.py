@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_RETRY_AFTER_S = 120.0
 """Longest server-directed wait honoured; a longer ``Retry-After`` ends the request."""
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
 @dataclass
@@ -187,6 +186,8 @@ class OpenAIBackend:
         timeout_s: Seconds per attempt before it counts as a timeout.
         max_retries: Retries after the first attempt on 429 / 5xx / timeout / connection error.
         prices: ``{"input": usd_per_1m_tokens, "output": usd_per_1m_tokens}`` for the cost.
+            Default: the shipped price table's prices for ``model`` (none for a model it lacks,
+            and none for endpoints on this machine or a private network: cost 0).
         backoff_base_s: First backoff delay; doubles per retry.
         backoff_max_s: Longest backoff delay.
         top_logprobs: How many alternatives to ask for when a request wants ``label_probs``
@@ -253,6 +254,10 @@ class OpenAIBackend:
         self.timeout_s = float(timeout_s)
         self.max_retries = int(max_retries)
         self.prices = _check_prices(prices)
+        if self.prices is None and not all(_is_local(u) for u in urls):
+            from judge_rl.judge.budget import table_prices
+
+            self.prices = table_prices(model)  # None for a model the shipped table lacks
         self.backoff_base_s = float(backoff_base_s)
         self.backoff_max_s = float(backoff_max_s)
         self.top_logprobs = int(top_logprobs)
@@ -810,28 +815,16 @@ def _as_list(value: str | Sequence[str] | None) -> list[str]:
 
 
 def _is_local(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in _LOCAL_HOSTS or host.endswith(".local") or host.startswith("127.")
+    """This machine or a private network (no API key needed, no per-token bill)."""
+    from judge_rl.judge.budget import is_local_url
+
+    return is_local_url(url)
 
 
 def _check_prices(prices: dict[str, float] | None) -> dict[str, float] | None:
-    if not prices:
-        return None
-    aliases = {"input": "input", "prompt": "input", "output": "output", "completion": "output"}
-    out: dict[str, float] = {}
-    for k, v in prices.items():
-        if k not in aliases:
-            raise ConfigError(
-                f"unknown price key {k!r} (use input and output, USD per 1M tokens)",
-                setting="prices",
-            )
-        try:
-            out[aliases[k]] = float(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{k}: not a number: {v!r}", setting="prices") from None
-    out.setdefault("input", 0.0)
-    out.setdefault("output", 0.0)
-    return out
+    from judge_rl.judge.budget import check_prices
+
+    return check_prices(prices)
 
 
 def _int(v: Any) -> int:

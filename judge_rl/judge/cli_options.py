@@ -1,15 +1,29 @@
 """Command-line options every judging command shares (``label``, ``audit``, ``tournament``…).
 
 ``add_judge_options(parser)`` adds ``--judge --order --inconsistent --base-url --model --backend
---concurrency --hardened/--plain --max-cost --max-calls --cache --no-cache``;
+--concurrency --hardened/--plain --max-cost --max-calls --prices --cache --no-cache``;
 ``judge_from_args(args)`` builds the judge, its budget and its cache from them. Importing this
 module is cheap (argparse only); the judge layer loads inside :func:`judge_from_args`.
+
+Prices (USD per 1M input/output tokens) are resolved by :func:`resolve_prices`: ``--prices IN,OUT``
+wins; else an endpoint on this machine or a private network costs 0; else ``--model M`` takes
+M's prices from the shipped table (an unknown M costs 0); else the spec's ``prices``. Each rule
+but the first leaves a one-line note (logged as a warning and kept in ``budget.notes``).
+
+A command that builds its judge itself (``load_judge``) instead of :func:`judge_from_args` must,
+for a hard ``--max-cost``: pass ``judge_overrides(args)`` (which carries the resolved prices),
+call ``budget.cover(judge)`` before judging, and ``budget.check()`` after saving its output
+(exit status 2 with the budget line when the budget stopped the run).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def add_judge_options(p: argparse.ArgumentParser, *, judge_required: bool = True) -> None:
@@ -68,6 +82,13 @@ def add_judge_options(p: argparse.ArgumentParser, *, judge_required: bool = True
     )
     b.add_argument("--max-calls", type=int, default=None, metavar="N", help="stop before call N+1")
     b.add_argument(
+        "--prices",
+        default=None,
+        metavar="IN,OUT",
+        help="USD per 1M input and output tokens (default: the spec's; with --model, the "
+        "shipped price table's; local endpoints cost 0)",
+    )
+    b.add_argument(
         "--cache",
         default=None,
         metavar="PATH",
@@ -79,7 +100,15 @@ def add_judge_options(p: argparse.ArgumentParser, *, judge_required: bool = True
 
 
 def judge_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The spec keys the command line overrides (only those given)."""
+    """The spec keys the command line overrides (only those given), prices resolved."""
+    over = _plain_overrides(args)
+    prices, _note = resolve_prices(args)
+    if prices is not None:
+        over["prices"] = prices
+    return over
+
+
+def _plain_overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {
         "order": getattr(args, "order", None),
         "inconsistent": getattr(args, "inconsistent", None),
@@ -90,6 +119,63 @@ def judge_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "hardened": getattr(args, "hardened", None),
     }
     return {k: v for k, v in over.items() if v is not None}
+
+
+def resolve_prices(args: argparse.Namespace) -> tuple[dict[str, float] | None, str | None]:
+    """``(prices override or None, note or None)`` for the judge the options describe.
+
+    See the module docstring for the rules. ``None`` prices: keep the spec's.
+    """
+    from judge_rl.judge.budget import is_local_url, parse_prices, price_table, table_prices
+
+    given = getattr(args, "prices", None)
+    if given is not None:
+        return parse_prices(given), None
+    spec = _spec_of(args)
+    cli_urls = getattr(args, "base_urls", None)
+    urls = cli_urls or _as_urls(spec.get("base_urls", spec.get("base_url")))
+    backend = getattr(args, "backend", None) or spec.get("backend")
+    if urls and all(is_local_url(u) for u in urls) and backend not in ("mock",):
+        if spec.get("prices") or getattr(args, "model", None):
+            return {"input": 0.0, "output": 0.0}, (
+                "local endpoint: cost counted as 0 (give --prices IN,OUT to count it)"
+            )
+        return None, None
+    model = getattr(args, "model", None)
+    if model and model != spec.get("model"):
+        found = table_prices(model)
+        if found is not None:
+            read = price_table().get("read") or "?"
+            return found, (
+                f"prices for {model}: ${found['input']:g} / ${found['output']:g} per 1M "
+                f"input / output tokens (price table read {read}; --prices IN,OUT overrides)"
+            )
+        return {"input": 0.0, "output": 0.0}, (
+            f"no price known for model {model!r}: cost counted as 0 (give --prices IN,OUT)"
+        )
+    return None, None
+
+
+def _spec_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The judge spec named by ``--judge`` (empty when it cannot be read: load_judge reports)."""
+    name = getattr(args, "judge", None)
+    if not name:
+        return {}
+    try:
+        from judge_rl.judge.specs import find_spec, read_spec
+
+        spec = read_spec(find_spec(name))
+    except Exception:  # the spec's own errors are reported by validate_spec / load_judge
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _as_urls(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
 
 
 def cache_from_args(args: argparse.Namespace) -> Any:
@@ -108,11 +194,16 @@ def budget_from_args(args: argparse.Namespace) -> Any:
 
     max_cost = getattr(args, "max_cost", None)
     max_calls = getattr(args, "max_calls", None)
-    if max_cost is not None and max_cost < 0:
-        raise ConfigError(f"must be >= 0, not {max_cost}", setting="--max-cost")
+    if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
+        raise ConfigError(f"must be a finite number >= 0, not {max_cost}", setting="--max-cost")
     if max_calls is not None and max_calls < 0:
         raise ConfigError(f"must be >= 0, not {max_calls}", setting="--max-calls")
-    return Budget(max_cost=max_cost, max_calls=max_calls)
+    budget = Budget(max_cost=max_cost, max_calls=max_calls)
+    _prices, note = resolve_prices(args)
+    if note:
+        log.warning("%s", note)
+        budget.notes.append(note)
+    return budget
 
 
 def judge_from_args(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -123,6 +214,7 @@ def judge_from_args(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     budget = budget_from_args(args)
     cache = cache_from_args(args)
     judge = load_judge(args.judge, overrides=judge_overrides(args), cache=cache, budget=budget)
+    budget.cover(judge)  # every reservation covers max_tokens of completion: a hard cap
     return judge, budget, cache
 
 
@@ -132,4 +224,5 @@ __all__ = [
     "cache_from_args",
     "judge_from_args",
     "judge_overrides",
+    "resolve_prices",
 ]

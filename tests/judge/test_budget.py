@@ -69,3 +69,154 @@ def test_zero_budget_makes_no_call(comparisons, pairwise_template):
     judge, backend = judge_with(Budget(max_calls=0), pairwise_template)
     js = compare_sync(judge, comparisons)
     assert backend.calls == 0 and all(j.error_kind == "budget" for j in js)
+
+
+# --- a hard cap (issue 15 item 5, issue 16 item 7) -------------------------------------------
+
+LONG_SPEC = """version: 1
+kind: pairwise
+backend: mock
+model: m
+template: prompt.j2
+order: both
+max_tokens: 400
+expected_completion_tokens: 8
+concurrency: 64
+prices: {input: 5.0, output: 15.0}
+backend_options:
+  latency_s: 0.02
+  text: "%s\\n[[A]]"
+"""
+
+
+def _args(*argv):
+    import argparse
+
+    from judge_rl.judge.cli_options import add_judge_options
+
+    p = argparse.ArgumentParser()
+    add_judge_options(p)
+    return p.parse_args(list(argv))
+
+
+def _many(n):
+    from tests.judge.conftest import make_comparison
+
+    return [
+        make_comparison(f"answer {i} " * 3, f"other {i}", prompt=f"q {i}", i=i) for i in range(n)
+    ]
+
+
+def test_max_cost_is_a_hard_cap_with_64_in_flight_and_long_completions(write_spec):
+    """Completions 50x longer than expected (max_tokens 400 vs 8), 64 calls in flight, a $0.01
+    cap: the run spends at most the cap. Before: every call reserved 8 completion tokens and the
+    run spent several times the cap."""
+    from judge_rl.judge.cli_options import judge_from_args
+
+    spec = write_spec("long", LONG_SPEC % ("x" * 3000))
+    judge, budget, _ = judge_from_args(_args("--judge", spec, "--max-cost", "0.01", "--no-cache"))
+    js = compare_sync(judge, _many(100))
+    assert budget.calls >= 1  # one call's worst case ($0.0066) fits
+    assert budget.cost <= 0.01, budget.cost
+    assert budget.overrun == 0
+    assert budget.exhausted and budget.status == "exhausted"
+    assert any(j.error_kind == "budget" for j in js)
+
+
+def test_worst_case_reservations_hold_under_concurrency():
+    """64 concurrent callers reserving the worst case: spent <= cap whatever each call costs."""
+    import asyncio
+    import random
+
+    from judge_rl.judge.budget import worst_case_cost
+
+    prices = {"input": 3.0, "output": 15.0}
+    budget = Budget(max_cost=0.01)
+    rng = random.Random(0)
+
+    async def call():
+        worst = worst_case_cost(100, 256, prices)
+        if not budget.reserve(worst, worst_case=True):
+            return
+        await asyncio.sleep(rng.random() / 100)
+        actual = price_of(100, rng.randint(1, 256), prices)
+        budget.settle(worst, actual, worst_case=True)
+
+    async def main():
+        await asyncio.gather(*(call() for _ in range(64)))
+
+    asyncio.run(main())
+    assert budget.calls >= 1 and budget.cost <= 0.01 and budget.refused
+
+
+@pytest.mark.parametrize(
+    "bad", [{"max_cost": float("nan")}, {"max_cost": -1.0}, {"max_cost": float("inf")}]
+)
+def test_budget_refuses_non_finite_or_negative_caps(bad):
+    from judge_rl.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        Budget(**bad)
+
+
+@pytest.mark.parametrize(
+    "flag", [["--max-cost", "nan"], ["--prices", "-1,2"], ["--prices", "nan,1"]]
+)
+def test_cli_refuses_nan_cap_and_negative_prices_with_exit_2(cli, tmp_path, flag):
+    inp = tmp_path / "pairs.jsonl"
+    inp.write_text('{"prompt": "p", "response_a": "a", "response_b": "bb"}\n')
+    out = tmp_path / "out.jsonl"
+    r = cli("label", "--judge", "mock-pairwise", "--input", str(inp), "--output", str(out), *flag)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert flag[0] in r.stderr
+    assert not out.exists()
+
+
+def test_negative_prices_in_a_spec_are_refused(write_spec):
+    from judge_rl.errors import ConfigError
+    from judge_rl.judge.cli_options import judge_from_args
+
+    spec = write_spec(
+        "neg",
+        "version: 1\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\n"
+        "prices: {input: -1.0, output: 2.0}\n",
+    )
+    with pytest.raises(ConfigError, match="prices"):
+        judge_from_args(_args("--judge", spec, "--no-cache"))
+
+
+def test_prices_come_from_the_cli_the_table_or_zero_for_local_and_unknown():
+    from judge_rl.judge.budget import table_prices
+    from judge_rl.judge.cli_options import judge_overrides, resolve_prices
+
+    # The shipped pairwise spec is priced for gpt-4o-mini; --model gpt-4o takes gpt-4o's prices.
+    prices, note = resolve_prices(_args("--judge", "pairwise", "--model", "gpt-4o"))
+    assert prices == table_prices("gpt-4o") and prices["output"] > 10 * 0.6
+    assert "gpt-4o" in note and "read" in note
+    assert judge_overrides(_args("--judge", "pairwise", "--model", "gpt-4o"))["prices"] == prices
+    # An unknown model costs 0, with a note.
+    prices, note = resolve_prices(_args("--judge", "pairwise", "--model", "my-finetune"))
+    assert prices == {"input": 0.0, "output": 0.0} and "my-finetune" in note
+    # A local vLLM URL is not charged invented dollars.
+    for url in ("http://localhost:8000/v1", "http://10.1.2.3:8000/v1"):
+        prices, note = resolve_prices(_args("--judge", "pairwise", "--base-url", url))
+        assert prices == {"input": 0.0, "output": 0.0} and "local" in note
+    # --prices wins over everything.
+    prices, note = resolve_prices(
+        _args("--judge", "pairwise", "--base-url", "http://localhost:1/v1", "--prices", "1,2")
+    )
+    assert prices == {"input": 1.0, "output": 2.0} and note is None
+    # No override: the spec's own prices stand.
+    assert resolve_prices(_args("--judge", "pairwise")) == (None, None)
+
+
+def test_price_table_is_data_with_its_date():
+    import json
+
+    from judge_rl.judge.budget import PRICE_TABLE, table_prices
+
+    data = json.loads(PRICE_TABLE.read_text())
+    assert data["read"] and data["models"]["gpt-4o-mini"] == {"input": 0.15, "output": 0.60}
+    assert table_prices("openai/gpt-4o-mini") == {"input": 0.15, "output": 0.6}
+    assert table_prices("gpt-4o-2024-08-06") == table_prices("gpt-4o")
