@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         extra[label] = load_judge(
             args.judge, overrides={**overrides, "hardened": flipped}, cache=cache, budget=budget
         )
+    for j in (judge, *extra.values()):
+        budget.cover(j)  # reservations cover max_tokens: --max-cost is a hard cap
 
     cfg = AuditConfig(
         sample=args.sample,
@@ -157,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     path = log.save(run_dir)
     render_summary(section)
     err.print(f"run log: {path}")
+    budget.check()  # exit 2 with the budget line when the budget stopped the run (log saved)
     return 0
 
 

@@ -220,3 +220,19 @@ def test_price_table_is_data_with_its_date():
     assert data["read"] and data["models"]["gpt-4o-mini"] == {"input": 0.15, "output": 0.60}
     assert table_prices("openai/gpt-4o-mini") == {"input": 0.15, "output": 0.6}
     assert table_prices("gpt-4o-2024-08-06") == table_prices("gpt-4o")
+
+
+def test_audit_honours_the_budget_and_exits_with_its_status(cli, tmp_path):
+    """`judge-rl audit --max-calls 3` stops at the budget, saves its run log and exits 2 with the
+    budget line (before: it ignored the stop and exited 0)."""
+    from tests.conftest import ROOT
+
+    human = ROOT / "judge_rl" / "_builtin" / "human" / "hh-short.jsonl"
+    out = tmp_path / "run"
+    r = cli(
+        "audit", "--judge", "mock-pairwise", "--human", str(human), "--no-cache",
+        "--no-injection", "--bootstrap", "20", "--max-calls", "3", "--output", str(out),
+    )  # fmt: skip
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "budget reached" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "log.json").exists()  # the finished work is saved before the budget exit
