@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -238,13 +237,11 @@ def _version(pkg: str) -> str | None:
 
 
 def run_dir(name: str | None = None, root: str | os.PathLike[str] = DEFAULT_ROOT) -> Path:
-    """``reports/<name>``; a timestamped name when none is given. Created if missing."""
-    if not name:
-        name = time.strftime("%Y%m%d-%H%M%S")
-    given = Path(name)
-    path = given if given.is_absolute() or len(given.parts) > 1 else Path(root) / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``reports/<name>``; a timestamped name when none is given. Created if missing.
+    Confined to ``reports/`` (no ``..``): see :func:`judge_rl._io.safe_run_dir`."""
+    from judge_rl._io import safe_run_dir
+
+    return safe_run_dir(name, root)
 
 
 def new_log(command: str, run: str, config: dict[str, Any] | None = None) -> RunLog:

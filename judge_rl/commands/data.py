@@ -91,6 +91,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="NAME",
         help="run name: reports/NAME/log.json (default: a timestamp)",
     )
+    pc.add_argument(
+        "--max-failures",
+        default="0",
+        metavar="N|P%",
+        help="with --skip-invalid: exit 0 when at most N rows (or P%% of them) were skipped "
+        "(default 0: any skipped row makes the exit status 1)",
+    )
     _add_common(pc)
     dsub.add_parser("formats", help="list the supported input formats")
 
@@ -157,10 +164,15 @@ def _inspect(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    from judge_rl._io import safe_run_dir
     from judge_rl.console import console
     from judge_rl.data import FORMATS
     from judge_rl.data._inspect import summarize
+    from judge_rl.errors import check_count
 
+    check_count(args.show_skipped, "--show-skipped", maximum=10_000)
+    if args.run:
+        args.run = str(safe_run_dir(args.run, create=False))  # checked before reading
     with _status(f"reading {args.file}"):
         s = summarize(
             args.file, fmt=args.fmt, columns=_columns(args), skip_invalid=args.skip_invalid
@@ -204,8 +216,36 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+_OUTPUT_SUFFIXES = (
+    ".jsonl",
+    ".jsonl.gz",
+    ".ndjson",
+    ".ndjson.gz",
+    ".json",
+    ".parquet",
+    ".pq",
+    ".csv",
+    ".tsv",
+)
+
+
 def _convert(args: argparse.Namespace) -> int:
+    import time
+
+    from judge_rl._io import check_output_file, safe_run_dir
+    from judge_rl.errors import ConfigError, MaxFailures
+
     cols = _columns(args)
+    # Everything that can be refused is refused before the input is read.
+    args.max_failures = MaxFailures.parse(args.max_failures)
+    check_output_file(args.output, "output")
+    if not str(args.output).lower().endswith(_OUTPUT_SUFFIXES):
+        raise ConfigError(
+            f"unsupported output extension: {args.output} (use .jsonl, .jsonl.gz, .json, "
+            ".parquet, .csv or .tsv)",
+            setting="output",
+        )
+    args.run = str(safe_run_dir(args.run or time.strftime("%Y%m%d-%H%M%S"), create=False))
     with _status(f"converting {args.input}"):
         return _convert_file(args, cols)
 
@@ -213,7 +253,7 @@ def _convert(args: argparse.Namespace) -> int:
 def _convert_file(args: argparse.Namespace, cols: dict[str, str]) -> int:
     from rich.markup import escape
 
-    from judge_rl.console import console
+    from judge_rl.console import console, err_console
     from judge_rl.data import (
         FORMATS,
         detect_format,
@@ -224,33 +264,63 @@ def _convert_file(args: argparse.Namespace, cols: dict[str, str]) -> int:
         write_preferences,
         write_prompts,
     )
-    from judge_rl.errors import DataError
+    from judge_rl.errors import EXIT_OK, ConfigError, DataError, FailureSummary
 
     fmt = args.fmt or detect_format(args.input, columns=cols)
     if fmt == "empty":
         raise DataError("no rows to convert", file=args.input)
     kind = FORMATS[fmt].kind if fmt in FORMATS else "preferences"
+    if kind != "preferences" and not str(args.output).lower().endswith(
+        (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+    ):
+        raise ConfigError(
+            f"{args.output}: {kind} are written as .jsonl or .jsonl.gz", setting="output"
+        )
     skipped: list[tuple[int, str]] = []
+    rows = 0
+    ties = 0
     if kind == "preferences":
         res = read_preferences(args.input, fmt=fmt, columns=cols, skip_invalid=args.skip_invalid)
         recs = [r for r in res.records if not (args.drop_ties and r.is_tie)]
-        write_preferences(recs, args.output)
-        n, unit, skipped = len(recs), "pairs", res.skipped
-        if len(recs) < len(res.records):
-            console().print(f"left out {len(res.records) - len(recs):,} ties (--drop-ties)")
+        ties = len(res.records) - len(recs)
+        n, unit, skipped, rows = len(recs), "pairs", res.skipped, res.rows
+        if ties:
+            console().print(f"left out {ties:,} ties (--drop-ties)")
+        write: Any = (write_preferences, recs)
     elif kind == "candidates":
         cands = read_candidates(
             args.input, fmt=fmt, columns=cols, skip_invalid=args.skip_invalid, skipped=skipped
         )
-        write_candidates(cands, args.output)
-        n, unit = len(cands), "candidates"
+        n, unit, rows = len(cands), "candidates", len(cands) + len(skipped)
+        write = (write_candidates, cands)
     else:
         items = read_prompts(
             args.input, columns=cols, skip_invalid=args.skip_invalid, skipped=skipped
         )
-        write_prompts(items, args.output)
-        n, unit = len(items), "prompts"
-    console().print(f"wrote {n:,} {unit} ({fmt} -> {escape(args.output)})")
+        n, unit, rows = len(items), "prompts", len(items) + len(skipped)
+        write = (write_prompts, items)
+    failures = FailureSummary(total=max(rows, len(skipped)))
+    failures.extend(_failure_kind(r) for _, r in skipped)
+    if n == 0:
+        # An empty output is never a success, and an empty file only fails later elsewhere.
+        why = []
+        if skipped:
+            why.append(failures.line("rows"))
+        if ties:
+            why.append(f"{ties:,} ties left out by --drop-ties")
+        err_console().print(
+            f"error: no {unit} to write from {escape(str(args.input))}"
+            + (f" ({'; '.join(why)})" if why else "")
+            + "; nothing written",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        rc = failures.exit_code(args.max_failures, written=0)
+    else:
+        write[0](write[1], args.output)
+        console().print(f"wrote {n:,} {unit} ({fmt} -> {escape(args.output)})")
+        rc = failures.exit_code(args.max_failures)
     from collections import Counter
 
     info = {
@@ -262,15 +332,33 @@ def _convert_file(args: argparse.Namespace, cols: dict[str, str]) -> int:
         "skipped": len(skipped),
         "skip_reasons": dict(Counter(r for _, r in skipped).most_common(20)),
         "columns": cols,
+        "exit_code": rc,
     }
+    if ties:
+        info["ties_left_out"] = ties
     _write_log(args, "data convert", info)
     if skipped:
-        from collections import Counter
-
         console().print(f"skipped {len(skipped):,} invalid rows:")
         for reason, k in Counter(r for _, r in skipped).most_common(5):
             console().print(f"  {k:,} x {escape(reason)}")
-    return 0
+        line = failures.line("rows")
+        if rc != EXIT_OK:
+            line += f" (over --max-failures {args.max_failures})"
+        err_console().print(line, markup=False, highlight=False, soft_wrap=True)
+    return rc
+
+
+def _failure_kind(reason: str) -> str:
+    """A short kind for the summary line: the reason up to its first detail.
+
+    >>> _failure_kind("chosen: missing field"), _failure_kind("malformed JSON: Expecting value (column 3)")
+    ('chosen: missing field', 'malformed JSON')
+    """
+    if reason.startswith("malformed JSON"):
+        return "malformed JSON"
+    if reason.startswith("non-UTF-8"):
+        return "non-UTF-8"
+    return reason if len(reason) <= 60 else reason[:57] + "..."
 
 
 def _summary_dict(s: Any) -> dict[str, Any]:

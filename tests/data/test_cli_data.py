@@ -101,7 +101,21 @@ def test_convert_skip_invalid_reports(capsys, data_dir, tmp_path):
         str(tmp_path / "o.jsonl"),
         "--skip-invalid",
     )
-    assert rc == 0 and "wrote 2 pairs" in out and "skipped 5 invalid rows" in out
+    # issue 16 item 5: skipped rows are failed items -> exit 1 with a summary line by kind
+    assert rc == 1 and "wrote 2 pairs" in out and "skipped 5 invalid rows" in out
+    assert "5 of 7 rows failed (" in _
+    assert (tmp_path / "o.jsonl").exists()  # finished work is kept
+    rc, out, _ = _run(
+        capsys,
+        "data",
+        "convert",
+        str(data_dir / "formats/invalid_rows.jsonl"),
+        str(tmp_path / "o2.jsonl"),
+        "--skip-invalid",
+        "--max-failures",
+        "5",
+    )
+    assert rc == 0 and "wrote 2 pairs" in out
     rc, _, err = _run(
         capsys,
         "data",
