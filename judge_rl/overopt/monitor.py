@@ -28,7 +28,14 @@ from typing import Any
 
 from judge_rl.overopt.degeneration import DegenerationConfig, detect, measure
 from judge_rl.overopt.probes import Probe, flagged_names, run_probes
-from judge_rl.overopt.stats import AlarmConfig, best_by_gold, check_alarm, fit_gao_rl, mean_ci
+from judge_rl.overopt.stats import (
+    AlarmConfig,
+    best_by_gold,
+    by_prompt_means,
+    check_alarm,
+    fit_gao_rl,
+    mean_ci,
+)
 from judge_rl.runlog import OveroptSection
 from judge_rl.train.callbacks import PolicyHandle, Samples, StepInfo
 from judge_rl.train.rewards import RewardQuery, RewardSource
@@ -110,12 +117,17 @@ class OveroptMonitor:
         self.stopped = False
         self._ref_measures: Any = None
         self._last_step: int | None = None
+        self._restored = False
         self.history: list[dict[str, Any]] = []
         """Per evaluation: the raw samples' texts and scores (not in the run log)."""
+        self.horizon: int | None = self.config.alarm.horizon
+        """Evaluations the run will make (the alarm's look count); set from the trainer."""
 
     # -- Callback protocol ----------------------------------------------------------------------
 
     def on_train_start(self, handle: PolicyHandle) -> None:
+        if self.horizon is None:
+            self.horizon = _horizon(handle, self.config.every)
         if self.proxy is None:
             self.proxy = getattr(handle, "reward_source", None)
             if self.proxy is None:
@@ -131,8 +143,10 @@ class OveroptMonitor:
         self._ref_measures = measure(ref, self.config.degeneration)
         if self.config.probe:
             self._probe(step=0, samples=ref, reps=reps, when="before training")
-        # before the first update the policy is the reference: its samples serve as step 0's
-        self.evaluate(handle, step=handle.step, samples=ref if handle.step == 0 else None)
+        # before the first update the policy is the reference: its samples serve as step 0's.
+        # After a resume the restored state already holds the point of the resumed step.
+        if not self._restored:
+            self.evaluate(handle, step=handle.step, samples=ref if handle.step == 0 else None)
 
     def on_step(self, info: StepInfo, handle: PolicyHandle) -> bool | None:
         if info.step % self.config.every != 0:
@@ -144,6 +158,32 @@ class OveroptMonitor:
         if self._last_step != handle.step and not self.stopped:
             self.evaluate(handle, step=handle.step)
         self._update_best()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue the monitor exactly: the points so far
+        (with their per-prompt scores), degeneration and probe rows, the alarm state and the
+        look count. JSON-serialisable; the trainer stores it in its checkpoint."""
+        return {
+            "version": 1,
+            "section": self.section.model_dump(mode="json"),
+            "alarm_fired": self.alarm_fired,
+            "stopped": self.stopped,
+            "last_step": self._last_step,
+            "horizon": self.horizon,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (call before training resumes). The reference's
+        degeneration measures are recomputed at ``on_train_start`` from the same seeded prompts."""
+        if int(state.get("version", 0)) != 1:
+            raise ValueError(f"unknown monitor state version {state.get('version')!r}")
+        self.section = OveroptSection.model_validate(state["section"])
+        self.alarm_fired = bool(state.get("alarm_fired", False))
+        self.stopped = bool(state.get("stopped", False))
+        self._last_step = state.get("last_step")
+        self._restored = True
+        if state.get("horizon") is not None:
+            self.horizon = int(state["horizon"])
 
     def log_section(self) -> dict[str, Any]:
         """``{"overopt": section}``: the trainer stores it as the run log's ``overopt`` section."""
@@ -180,6 +220,10 @@ class OveroptMonitor:
         seed = cfg.seed + step
         proxy = mean_ci(proxy_scores, seed=seed)
         gold = mean_ci(gold_scores, seed=seed + 1)
+        # per-prompt means over the fixed held-out prompts: the alarm pairs its differences
+        index = [i for i in range(len(self.items)) for _ in range(cfg.samples_per_prompt)]
+        gold_by_prompt = by_prompt_means(gold_scores, index, len(self.items))
+        proxy_by_prompt = by_prompt_means(proxy_scores, index, len(self.items))
         kl = mean_ci(samples.kl, seed=seed + 2) if samples.kl else None
         point: dict[str, Any] = {
             "step": step,
@@ -190,6 +234,8 @@ class OveroptMonitor:
             **gold.as_dict("gold"),
             "response_length": _mean_len(samples),
             "checkpoint": None,
+            "gold_by_prompt": gold_by_prompt,
+            "proxy_by_prompt": proxy_by_prompt,
         }
         # 3. checkpoint, so that the best one by gold can be picked afterwards
         if cfg.save_checkpoints:
@@ -254,7 +300,7 @@ class OveroptMonitor:
     ) -> None:
         if self.alarm_fired:
             return
-        decision = check_alarm(self.section.points, self.config.alarm)
+        decision = check_alarm(self.section.points, self.config.alarm, horizon=self.horizon)
         if not decision.fired:
             return
         self.alarm_fired = True
@@ -332,6 +378,16 @@ class OveroptMonitor:
                     when,
                     ", ".join(bad),
                 )
+
+
+def _horizon(handle: Any, every: int) -> int | None:
+    """Evaluations of the whole run: step 0, every ``every`` steps, and the last step."""
+    total = getattr(handle, "total_steps", None)
+    if total is None:
+        total = getattr(getattr(handle, "config", None), "steps", None)
+    if not isinstance(total, int) or total < 1:
+        return None
+    return total // every + 2
 
 
 def _fmt(x: float | None) -> str:

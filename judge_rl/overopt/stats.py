@@ -3,22 +3,24 @@
 
 Everything here is pure numpy on plain lists, so it is tested on synthetic curves without a model.
 
-The alarm rule (see ``docs/overopt.md``): at monitor point ``t`` with gold peak at point ``p < t``
+The alarm rule (see ``docs/overopt.md``) is a sequential test with a run-level false-alarm rate:
+at evaluation ``t`` it computes, for every earlier evaluation ``j``, the standardised drop of gold
+from ``j`` to ``t``, paired over the fixed held-out prompts, and fires when
 
-1. gold has fallen significantly: the drop ``gold[p] - gold[t]`` exceeds the ``1 - alpha``
-   quantile of ``max_{j<t} X_j - X_t`` under the null that all points share one mean (each
-   ``X_j ~ N(0, se_j^2)``; :func:`max_drop_critical`), which accounts both for the noise of the two
-   points and for ``p`` having been *selected* as the maximum; optionally also a one-sided
-   weighted least-squares trend test over the latest points;
-2. and the proxy still rises: ``proxy[t] > proxy[p]`` (the proxy prefers the current policy to the
-   one gold liked best) and the proxy's WLS slope over ``p..t`` is positive.
+1. the largest of them exceeds the ``1 - alpha`` quantile of the same maximum taken over *all*
+   looks of a run of ``horizon`` evaluations under the null that gold never changes
+   (:func:`run_critical`): the peak's selection and the repeated looks are both inside that null,
+   so a run whose gold never falls alarms with probability at most ``alpha``;
+2. and the proxy still rises: the proxy now is significantly above the proxy at the evaluation gold
+   fell from (paired one-sided z test at ``proxy_alpha``).
 
-With proxy = gold, (2) contradicts (1), so a clean run cannot alarm: the alarm is about the two
-signals *disagreeing*, which is what over-optimisation is (Gao et al. 2022, fig. 1).
+The alarm is about the two signals *disagreeing*, which is what over-optimisation is (Gao et al.
+2022, fig. 1).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -220,23 +222,32 @@ def wls_slope(
 
 @dataclass
 class AlarmConfig:
-    """Settings of the gold-down-while-proxy-up alarm."""
+    """Settings of the gold-down-while-proxy-up alarm (a sequential test over the whole run)."""
 
     alpha: float = 0.05
-    """Level of the peak-to-now drop test (per check)."""
+    """Run-level false-alarm rate: the probability that the alarm fires at *any* evaluation of a
+    run whose gold never falls (calibrated over all looks and all earlier points together)."""
     z: float = Z95
-    """Critical value of the optional trend test and of best-checkpoint ties."""
+    """Critical value for best-checkpoint ties."""
+    horizon: int | None = None
+    """Number of evaluations the run will make (the monitor sets it from the trainer's steps and
+    ``every``). None: :data:`DEFAULT_HORIZON`. A run that goes past it is re-calibrated for the
+    larger number, which only raises the bar."""
+    proxy_alpha: float = 0.05
+    """One-sided level of the test that the proxy still rises (proxy now above proxy at the gold
+    reference point)."""
     min_points_after_peak: int = 1
     """How many monitor points after gold's peak before the alarm may fire."""
-    trend_window: int = 0
-    """Optional trend test over the latest this many points, all at or after gold's peak (0: off;
-    >= 3 to use)."""
+    min_rel_drop: float = 0.0
+    """Additionally require ``gold[p] - gold[t] >= min_rel_drop * |gold[p] - gold[0]|``."""
     seed: int = 0
     """Seed of the Monte Carlo null distribution (decisions are reproducible)."""
     n_sim: int = 20000
-    """Monte Carlo draws for the critical value of the drop test."""
-    min_rel_drop: float = 0.0
-    """Additionally require ``gold[p] - gold[t] >= min_rel_drop * |gold[p] - gold[0]|``."""
+    """Monte Carlo draws for the run-level critical value."""
+
+
+DEFAULT_HORIZON = 100
+"""Looks assumed when the number of evaluations is not known in advance."""
 
 
 @dataclass
@@ -274,12 +285,11 @@ def point_se(points: Sequence[dict[str, Any]], key: str) -> list[float]:
 def max_drop_critical(
     se: Sequence[float] | np.ndarray, alpha: float = 0.05, *, n_sim: int = 20000, seed: int = 0
 ) -> float:
-    """Critical value of ``max_{j<t} X_j - X_t`` when all points share one mean.
+    """Critical value of ``max_{j<t} X_j - X_t`` when all points share one mean (ONE look).
 
-    ``X_j ~ N(mu, se_j^2)`` independently (each point is a fresh sample of the held-out prompts);
-    the ``1 - alpha`` quantile is found by Monte Carlo. Comparing the current point with the
-    *highest* earlier point without this correction would be biased: the maximum of ``t`` noisy
-    means overshoots their common mean by about ``se * sqrt(2 log t)``.
+    ``X_j ~ N(mu, se_j^2)`` independently; the ``1 - alpha`` quantile is found by Monte Carlo.
+    This corrects for the peak being selected as a maximum, but not for looking again at every
+    evaluation: the alarm uses :func:`run_critical` instead, which corrects for both.
 
     >>> c1 = max_drop_critical([0.1, 0.1], 0.05)  # one earlier point: z_0.95 * sqrt(2) * 0.1
     >>> abs(c1 - 1.645 * 2 ** 0.5 * 0.1) < 0.01
@@ -297,11 +307,144 @@ def max_drop_critical(
     return float(np.quantile(D, 1.0 - alpha))
 
 
-def check_alarm(points: Sequence[dict[str, Any]], cfg: AlarmConfig | None = None) -> AlarmDecision:
+@functools.lru_cache(maxsize=256)
+def run_critical(horizon: int, alpha: float = 0.05, *, n_sim: int = 20000, seed: int = 0) -> float:
+    """Run-level critical value of the standardised drop statistic.
+
+    Under the null that gold never changes, the standardised paired drop of evaluation ``t`` from
+    an earlier evaluation ``j`` is ``(Z_j - Z_t) / sqrt(2)`` with ``Z_0 .. Z_{T-1}`` independent
+    standard normals (each evaluation draws fresh samples on the same prompts; the prompts' own
+    difficulty cancels in the paired difference). The alarm looks at every evaluation and at
+    every earlier point, so its statistic over the whole run is
+    ``M_T = max_{t < T} max_{j < t} (Z_j - Z_t) / sqrt(2)``; this returns the ``1 - alpha``
+    quantile of ``M_T`` (Monte Carlo, ``n_sim`` draws). Firing only when the statistic exceeds it
+    keeps the probability of *any* false alarm in a run of ``horizon`` evaluations at ``alpha``:
+    the repeated looks and the selection of the peak are both inside ``M_T``. A gold curve that
+    still improves makes false alarms rarer still (its later points sit higher).
+
+    >>> run_critical(2) > 1.6  # one look, one earlier point: z_0.95
+    True
+    >>> run_critical(50) > run_critical(10) > run_critical(2)
+    True
+    """
+    if horizon < 2:
+        return math.inf
+    rng = np.random.default_rng(seed + 7919 * horizon)
+    Z = rng.standard_normal((n_sim, horizon))  # (n_sim, T)
+    run_max = np.maximum.accumulate(Z, axis=1)  # max_{j <= t} Z_j
+    D = (run_max[:, :-1] - Z[:, 1:]).max(axis=1) / math.sqrt(2.0)  # (n_sim,)
+    return float(np.quantile(D, 1.0 - alpha))
+
+
+def _z_normal(z: np.ndarray, df: int) -> np.ndarray:
+    """t statistics with ``df`` degrees of freedom as normal quantiles of the same upper-tail
+    probability, so few gold prompts do not make the normal-theory threshold too lenient."""
+    z = np.asarray(z, dtype=float)
+    if df <= 0:
+        return z
+    from scipy import stats as sps
+
+    with np.errstate(invalid="ignore"):
+        p = sps.t.sf(z, df)
+        out = sps.norm.isf(np.maximum(p, np.finfo(float).tiny))
+    return np.where(np.isfinite(z), out, z)
+
+
+def _paired_rows(
+    before: np.ndarray, after: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Row-wise paired test of ``before - after`` (arrays ``(k, n)``; ``after`` broadcasts).
+
+    Returns ``(mean difference, SE, normal-equivalent z, n)`` per row; prompts missing (nan) on
+    either side are skipped. When every difference is the same, the SE is floored at half the
+    smallest non-zero step of the differences over ``n`` (a resolution floor), so a constant
+    difference is strong but finite evidence.
+    """
+    d = before - after  # (k, n)
+    ok = np.isfinite(d)
+    n = ok.sum(axis=1)  # (k,)
+    nn = np.maximum(n, 1)
+    dz = np.where(ok, d, 0.0)
+    mean = dz.sum(axis=1) / nn
+    var = np.where(ok, (d - mean[:, None]) ** 2, 0.0).sum(axis=1) / np.maximum(n - 1, 1)
+    absd = np.where(ok & (d != 0), np.abs(d), np.inf)
+    res = absd.min(axis=1)
+    res = np.where(np.isfinite(res), res, 1.0)
+    se = np.maximum(np.sqrt(var) / np.sqrt(nn), 0.5 * res / nn)
+    t = np.where(mean == 0.0, 0.0, mean / se)
+    se = np.where(n >= 2, se, np.inf)
+    t = np.where(n >= 2, t, 0.0)
+    if n.size and np.all(n == n[0]):
+        z = _z_normal(t, int(n[0]) - 1)
+    else:
+        z = np.array([float(_z_normal(np.array(ti), int(ni) - 1)) for ti, ni in zip(t, n, strict=True)])
+    return mean, se, z, n
+
+
+def paired_z(
+    before: Sequence[float | None], after: Sequence[float | None]
+) -> tuple[float, float, float, int]:
+    """Paired test of ``before - after`` over the same prompts: ``(mean difference, its SE,
+    normal-equivalent z from a t statistic on n - 1 df, n)``. Prompts missing on either side are
+    skipped.
+
+    >>> d, se, z, n = paired_z([1, 1, 0, 1], [0, 1, 0, 0])
+    >>> round(d, 3), n
+    (0.5, 4)
+    """
+    b = np.array([[np.nan if v is None else float(v) for v in before]], dtype=float)
+    a = np.array([[np.nan if v is None else float(v) for v in after]], dtype=float)
+    m, se, z, n = _paired_rows(b, a)
+    return float(m[0]), float(se[0]), float(z[0]), int(n[0])
+
+
+def _matrix(pts: Sequence[dict[str, Any]], key: str) -> np.ndarray | None:
+    """``(points, prompts)`` per-prompt means when every point carries them for the same number
+    (>= 2) of prompts; else None (the test falls back to the points' own SEs, unpaired)."""
+    rows = [p.get(f"{key}_by_prompt") for p in pts]
+    if any(not isinstance(r, list) for r in rows):
+        return None
+    lens = {len(r) for r in rows if isinstance(r, list)}
+    if len(lens) != 1 or lens.pop() < 2:
+        return None
+    return np.array(
+        [[np.nan if v is None else float(v) for v in r] for r in rows if isinstance(r, list)],
+        dtype=float,
+    )
+
+
+def _drops(
+    pts: Sequence[dict[str, Any]], key: str, se: Sequence[float], t: int, rows: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(difference row - t, its SE, z, paired?) of ``key`` for each earlier point in ``rows``."""
+    M = _matrix(pts, key)
+    if M is not None:
+        m, s, z, _ = _paired_rows(M[rows], M[t][None, :])
+        return m, s, z, True
+    mean = np.array([float(p[f"{key}_mean"]) for p in pts])
+    sa = np.asarray(se, dtype=float)
+    d = mean[rows] - mean[t]
+    s = np.sqrt(sa[rows] ** 2 + sa[t] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(s > 0, d / s, np.where(d > 0, np.inf, 0.0))
+    return d, s, z, False
+
+
+def check_alarm(
+    points: Sequence[dict[str, Any]], cfg: AlarmConfig | None = None, *, horizon: int | None = None
+) -> AlarmDecision:
     """Apply the alarm rule to the monitor points so far (in step order); the last is "now".
 
     Each point needs ``step, gold_mean, gold_sd, gold_se, gold_n, proxy_mean, proxy_sd, proxy_se,
-    proxy_n``.
+    proxy_n``; with ``gold_by_prompt`` / ``proxy_by_prompt`` (per-prompt means over the same fixed
+    prompts at every point) the differences are paired over prompts.
+
+    The rule (docs/overopt.md): fire at evaluation ``t`` when
+
+    1. gold fell: ``S_t = max_{j<t} z(gold_j - gold_t)`` exceeds :func:`run_critical` for the
+       run's number of evaluations (run-level false-alarm rate ``alpha`` over every look), and
+    2. the proxy still rises: ``proxy_t - proxy_p`` is significantly positive at one-sided level
+       ``proxy_alpha``, where ``p`` is the earlier point that maximises the gold drop.
     """
     cfg = cfg or AlarmConfig()
     pts = [p for p in points if p.get("gold_mean") is not None and p.get("proxy_mean") is not None]
@@ -309,62 +452,89 @@ def check_alarm(points: Sequence[dict[str, Any]], cfg: AlarmConfig | None = None
         return AlarmDecision(False, {"reason": "fewer than two points"})
     gold = np.array([p["gold_mean"] for p in pts], dtype=float)
     proxy = np.array([p["proxy_mean"] for p in pts], dtype=float)
-    g_se = np.array(point_se(pts, "gold"))
-    p_se = np.array(point_se(pts, "proxy"))
+    g_se = point_se(pts, "gold")
+    p_se = point_se(pts, "proxy")
     t = len(pts) - 1
     peak = int(np.argmax(gold[:t]))  # the best point before now
-    if gold[t] >= gold[peak] or t - peak < cfg.min_points_after_peak:
+    if gold[t] >= gold[peak]:
         return AlarmDecision(False, {"reason": "gold has not fallen below its peak"})
-    # 1a. peak-to-now drop against its null distribution: the peak is the maximum of t noisy
-    #     means, so the critical value accounts for that selection (see max_drop_critical).
-    drop = float(gold[peak] - gold[t])
-    drop_se = float(math.sqrt(g_se[peak] ** 2 + g_se[t] ** 2))
-    crit = max_drop_critical(g_se[: t + 1], cfg.alpha, n_sim=cfg.n_sim, seed=cfg.seed + t)
-    drop_sig = drop > crit
-    # 1b. optional one-sided WLS trend test over a fixed window of the latest points.
+    # 1. the standardised drop from every earlier point; its maximum over j and over looks is
+    #    calibrated by run_critical (repeated looks and the peak's selection both accounted for)
+    d_all, s_all, z_all, paired = _drops(pts, "gold", g_se, t, list(range(t)))
+    ref = int(np.argmax(z_all))
+    z_max, drop, drop_se = float(z_all[ref]), float(d_all[ref]), float(s_all[ref])
+    T = max(int(horizon or cfg.horizon or DEFAULT_HORIZON), t + 1)
+    crit = run_critical(T, cfg.alpha, n_sim=cfg.n_sim, seed=cfg.seed)
+    drop_sig = bool(z_max > crit)
+    rel_ok = float(gold[peak] - gold[t]) >= cfg.min_rel_drop * abs(float(gold[peak] - gold[0]))
+    after_ok = t - ref >= cfg.min_points_after_peak
+    # 2. the proxy still rises: now against the gold reference point, paired where possible
+    pr, ps, pzs, _ = _drops(pts, "proxy", p_se, t, [ref])
+    pd_, ps_, pz = -float(pr[0]), float(ps[0]), -float(pzs[0])
+    from scipy import stats as sps
+
+    p_crit = float(sps.norm.isf(cfg.proxy_alpha))
+    proxy_up = bool(pz > p_crit)
     steps = [float(p["step"]) for p in pts]
-    trend_sig = False
-    g_slope = g_slope_se = None
-    w0 = t + 1 - cfg.trend_window
-    if cfg.trend_window >= 3 and w0 >= peak:
-        # a window that started at the argmax would be biased downwards: use the latest points
-        g_slope, g_slope_se = wls_slope(steps[w0:], gold[w0:], g_se[w0:])
-        trend_sig = g_slope < -cfg.z * g_slope_se
-    rel_ok = drop >= cfg.min_rel_drop * abs(float(gold[peak] - gold[0]))
-    # 2. the proxy still rises: it prefers now to the gold peak, and its slope since is positive.
-    p_slope, p_slope_se = wls_slope(steps[peak:], proxy[peak:], p_se[peak:])
-    proxy_up = bool(proxy[t] > proxy[peak] and p_slope > 0)
-    gold_down = bool((drop_sig or trend_sig) and rel_ok)
+    p_slope, p_slope_se = wls_slope(steps[ref:], proxy[ref:], p_se[ref:])
     evidence = {
         "peak_step": pts[peak]["step"],
+        "reference_step": pts[ref]["step"],
         "step": pts[t]["step"],
         "gold_peak": float(gold[peak]),
+        "gold_reference": float(gold[ref]),
         "gold_now": float(gold[t]),
-        "gold_drop": drop,
-        "gold_drop_rel": drop / abs(float(gold[peak])) if gold[peak] != 0 else None,
-        "gold_drop_se": drop_se,
-        "gold_drop_z": drop / drop_se if drop_se > 0 else math.inf,
-        "gold_drop_critical": crit,
-        "gold_drop_significant": bool(drop_sig),
-        "gold_slope": g_slope,
-        "gold_slope_se": g_slope_se,
-        "gold_trend_significant": bool(trend_sig),
-        "proxy_at_peak": float(proxy[peak]),
+        "gold_drop": float(drop),
+        "gold_drop_rel": float(drop) / abs(float(gold[ref])) if gold[ref] != 0 else None,
+        "gold_drop_se": float(drop_se),
+        "gold_drop_z": float(z_max),
+        "gold_drop_paired": bool(paired),
+        "gold_drop_critical_z": crit,
+        "gold_drop_significant": drop_sig,
+        "horizon": T,
+        "alpha": cfg.alpha,
+        "method": "max standardised paired drop over earlier points and looks, "
+        "run-level critical value (Monte Carlo)",
+        "proxy_at_reference": float(proxy[ref]),
         "proxy_now": float(proxy[t]),
+        "proxy_rise": float(pd_),
+        "proxy_rise_se": float(ps_),
+        "proxy_rise_z": float(pz),
+        "proxy_rise_critical_z": p_crit,
         "proxy_slope": p_slope,
         "proxy_slope_se": p_slope_se,
         "proxy_rising": proxy_up,
         "z": cfg.z,
     }
-    if gold_down and proxy_up:
+    if drop_sig and rel_ok and after_ok and proxy_up:
         msg = (
-            f"gold fell from {gold[peak]:.3f} (step {pts[peak]['step']}) to {gold[t]:.3f} "
-            f"(step {pts[t]['step']}; drop {drop:.3f} = {evidence['gold_drop_z']:.1f} SE) while "
-            f"the proxy rose from {proxy[peak]:.3f} to {proxy[t]:.3f}: the policy is "
-            f"over-optimising its reward"
+            f"gold fell from {gold[ref]:.3f} (step {pts[ref]['step']}) to {gold[t]:.3f} "
+            f"(step {pts[t]['step']}; drop {drop:.3f} = {z_max:.1f} SE"
+            f"{' paired over prompts' if paired else ''}, run-level critical {crit:.2f} SE at "
+            f"alpha {cfg.alpha:g} over {T} evaluations) while the proxy rose from "
+            f"{proxy[ref]:.3f} to {proxy[t]:.3f} ({pz:.1f} SE): the policy is over-optimising "
+            f"its reward"
         )
         return AlarmDecision(True, evidence, msg)
     return AlarmDecision(False, evidence)
+
+
+def by_prompt_means(
+    scores: Sequence[float], prompt_index: Sequence[int], n_prompts: int
+) -> list[float | None]:
+    """Per-prompt means of per-sample scores (failed ``nan`` scores skipped; None where a prompt
+    has no finite score), in prompt order.
+
+    >>> by_prompt_means([1.0, 0.0, 1.0, float("nan")], [0, 0, 1, 1], 2)
+    [0.5, 1.0]
+    """
+    tot = [0.0] * n_prompts
+    cnt = [0] * n_prompts
+    for s, i in zip(scores, prompt_index, strict=True):
+        if s is not None and math.isfinite(s):
+            tot[i] += float(s)
+            cnt[i] += 1
+    return [tot[i] / cnt[i] if cnt[i] else None for i in range(n_prompts)]
 
 
 def best_by_gold(
@@ -406,12 +576,16 @@ __all__ = [
     "AlarmConfig",
     "AlarmDecision",
     "MeanCI",
+    "DEFAULT_HORIZON",
     "best_by_gold",
+    "by_prompt_means",
     "check_alarm",
     "fit_gao_rl",
     "gao_rl",
     "max_drop_critical",
     "mean_ci",
+    "paired_z",
     "point_se",
+    "run_critical",
     "wls_slope",
 ]
