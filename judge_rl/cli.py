@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "train-rm": "judge_rl.commands.train_rm",
     "score": "judge_rl.commands.score",
     "ppo": "judge_rl.commands.ppo",
+    "grpo": "judge_rl.commands.grpo",
+    "dpo": "judge_rl.commands.dpo",
     "probe": "judge_rl.commands.probe",
     "overopt": "judge_rl.commands.overopt",
     "ratings": "judge_rl.commands.ratings",
