@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from judge_rl._io import content_hash
+from judge_rl._io import content_hash, limit
 from judge_rl.data._rows import type_name
 from judge_rl.types import Message, PreferenceRecord, Prompt
 
@@ -307,7 +308,10 @@ def as_number(value: Any, name: str) -> float:
             raise RowError(f"expected a number, got {value[:40]!r}", name) from None
     if not isinstance(value, int | float):
         raise RowError(f"expected a number, got {type_name(value)}", name)
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise RowError("number too large", name) from None
     if not math.isfinite(v):
         raise RowError("expected a finite number", name)
     return v
@@ -587,11 +591,11 @@ def _record_extras(row: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
             if isinstance(prov, str):
                 try:
                     prov = json.loads(prov)
-                except ValueError:
+                except (ValueError, RecursionError):
                     prov = None
             if not isinstance(prov, dict):
                 raise RowError("expected an object (or its JSON text)", "provenance")
-        out["provenance"] = prov
+        out["provenance"] = _jsonable(prov)
     return out
 
 
@@ -797,6 +801,7 @@ def convert_ranked(row: Mapping[str, Any], ctx: Ctx) -> list[PreferenceRecord]:
         raise RowError(f"expected a list of responses, got {type_name(value)}", rkey)
     if len(value) < 2:
         raise RowError("need at least 2 ranked responses", rkey)
+    check_pair_count(len(value) * (len(value) - 1) // 2, f"{len(value):,} ranked responses", rkey)
     responses: list[str | list[Message]] = []
     for i, v in enumerate(value):
         responses.append(
@@ -830,6 +835,18 @@ def convert_ranked(row: Mapping[str, Any], ctx: Ctx) -> list[PreferenceRecord]:
                 )
             )
     return out
+
+
+def check_pair_count(pairs: int, what: str, name: str | None) -> None:
+    """Refuse a row (or prompt group) that would expand into more than
+    ``JUDGE_RL_MAX_PAIRS_PER_ROW`` pairs, before any pair is built."""
+    cap = limit("JUDGE_RL_MAX_PAIRS_PER_ROW")
+    if pairs > cap:
+        raise RowError(
+            f"{what} would give {pairs:,} pairs, over the limit of {cap:,} "
+            "(JUDGE_RL_MAX_PAIRS_PER_ROW)",
+            name,
+        )
 
 
 @dataclass
@@ -875,6 +892,18 @@ def pair_units(units: list[Unit], file: str, fmt: str) -> list[PreferenceRecord]
     groups: dict[str, list[Unit]] = {}
     for u in units:
         groups.setdefault(u.key, []).append(u)
+    for group in groups.values():
+        n = len(group)
+        if n * (n - 1) // 2 > limit("JUDGE_RL_MAX_PAIRS_PER_ROW"):
+            same = sum(c * (c - 1) // 2 for c in Counter(u.value for u in group).values())
+            try:
+                check_pair_count(
+                    n * (n - 1) // 2 - same, f"{n:,} rated responses to one prompt", "prompt_id"
+                )
+            except RowError as e:
+                from judge_rl.errors import DataError
+
+                raise DataError(e.reason, file=file, line=group[0].line, field=e.field) from None
     out: list[PreferenceRecord] = []
     for group in groups.values():
         ordered = sorted(group, key=lambda u: (-u.value, u.line))

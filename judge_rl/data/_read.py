@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -543,7 +544,7 @@ def _mt_bench_answer(
     }
     for k in ("answer_id", "tstamp"):
         if row.get(k) is not None:
-            meta[k] = row[k]
+            meta[k] = F._jsonable(row[k])
     if q.get("category"):
         meta["category"] = q["category"]
     if q.get("reference"):
@@ -577,13 +578,13 @@ def _candidate_row(row: Mapping[str, Any], ctx: F.Ctx) -> Candidate:
         if isinstance(meta, str) and ctx.tabular:
             try:
                 meta = json.loads(meta) if meta else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 meta = None
         if not isinstance(meta, dict):
             raise F.RowError(
                 f"expected an object, got {type_name(row.get('metadata'))}", "metadata"
             )
-    metadata = dict(meta or {})
+    metadata = F._jsonable(dict(meta or {}))
     metadata.update(
         F.extras(row, {pkey, rkey, "prompt_id", "id", "metadata", *(k for k in [skey] if k)})
     )
@@ -673,7 +674,7 @@ def read_prompts(
 
 def _prompt_row(row: Mapping[str, Any], ctx: F.Ctx) -> PromptItem:
     meta_in = row.get("metadata")
-    meta: dict[str, Any] = dict(meta_in) if isinstance(meta_in, dict) else {}
+    meta: dict[str, Any] = F._jsonable(dict(meta_in)) if isinstance(meta_in, dict) else {}
     reference: str | None = None
     used = {"prompt_id", "id", "question_id", "metadata", "reference", "category", "turns"}
     if "turns" in row and not F._first_key(row, ("prompt", "instruction", "question")):
@@ -703,10 +704,12 @@ def _prompt_row(row: Mapping[str, Any], ctx: F.Ctx) -> PromptItem:
     if ref_key and reference is None and row.get(ref_key) not in (None, ""):
         ref = row[ref_key]
         if isinstance(ref, list):
-            meta["references"] = ref
+            meta["references"] = F._jsonable(ref)
             ref = ref[0] if ref else None
         if ref is not None and not isinstance(ref, str | int | float):
             raise F.RowError(f"expected text, got {type_name(ref)}", ref_key)
+        if isinstance(ref, float) and not math.isfinite(ref):
+            raise F.RowError("expected a finite number or text", ref_key)
         reference = None if ref is None else str(ref)
         used.add(ref_key)
     pid = ""

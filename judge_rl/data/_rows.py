@@ -4,6 +4,15 @@ Readers here never interpret fields: they yield :class:`RawRow` objects whose ``
 parsed row (usually a dict) or whose ``error`` says why the line could not be parsed (malformed
 JSON, non-UTF-8 bytes). The format layer (:mod:`judge_rl.data._formats`) decides what a row means.
 
+Inputs are bounded and checked before they are parsed: only regular files are read (a FIFO or
+a device such as ``/dev/zero`` is refused instead of blocking or filling memory), compression is
+recognised by its magic bytes (gzip, bzip2, xz; zstd when the ``zstandard`` package is
+installed) whatever the file is called, Parquet by its ``PAR1`` magic, UTF-16/UTF-32 by their
+byte-order marks. Caps (``judge_rl._io.LIMITS``): the decompressed size
+(``JUDGE_RL_MAX_INPUT_BYTES``), rows per file (``JUDGE_RL_MAX_ROWS``) and nesting per row
+(``JUDGE_RL_MAX_JSON_DEPTH``). ``NaN``/``Infinity`` parse as non-finite numbers, which every
+numeric field refuses; a lone surrogate (``"\\ud800"``) makes the row invalid.
+
 Line numbers are 1-based. For JSONL they are physical lines; for a JSON array, the line on which
 the element starts; for CSV, the physical line on which the record starts (the header is
 line 1); for Parquet, the row index + 1.
@@ -17,13 +26,22 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from judge_rl._io import atomic_write_bytes
+from judge_rl._io import atomic_write_bytes, limit, read_bytes_limited
 from judge_rl.errors import DataError
+
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".pq")
 
@@ -44,8 +62,10 @@ def file_kind(path: str | os.PathLike[str]) -> str:
     ('jsonl', 'json', 'parquet', 'jsonl')
     """
     name = Path(path).name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
+    for comp in COMPRESSION_SUFFIXES:
+        if name.endswith(comp):
+            name = name[: -len(comp)]
+            break
     for suffix, kind in (
         (".jsonl", "jsonl"),
         (".ndjson", "jsonl"),
@@ -61,19 +81,85 @@ def file_kind(path: str | os.PathLike[str]) -> str:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("no such file", file=str(path)) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, expected a file", file=str(path)) from None
-    except OSError as e:
-        raise DataError(f"cannot read: {e.strerror or e}", file=str(path)) from None
-    if path.name.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
+    """The file's bytes, decompressed (by magic bytes) and transcoded to UTF-8 when it carries a
+    UTF-16/32 byte-order mark; bounded by ``JUDGE_RL_MAX_INPUT_BYTES`` before and after
+    decompression."""
+    max_bytes = limit("JUDGE_RL_MAX_INPUT_BYTES")
+    data = read_bytes_limited(path, max_bytes, "JUDGE_RL_MAX_INPUT_BYTES")
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            data = _decompress(data, kind, path, max_bytes)
+            break
+    return _transcode(data, path)
+
+
+def _decompress(data: bytes, kind: str, path: Path, max_bytes: int) -> bytes:
+    """Stream-decompress, stopping one byte past the cap (a zip bomb never fills memory)."""
+    import bz2
+    import lzma
+    import zlib
+
+    stream: Any
+    if kind == "zstd":
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise DataError(f"not a valid gzip file ({e})", file=str(path)) from None
+            import zstandard  # type: ignore[import-not-found]
+        except ImportError:
+            raise DataError(
+                "zstd-compressed; decompress it first (zstd -d FILE) or pip install zstandard",
+                file=str(path),
+            ) from None
+        stream = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+    elif kind == "gzip":
+        stream = gzip.GzipFile(fileobj=io.BytesIO(data))  # noqa: SIM115 - closed below
+    elif kind == "bzip2":
+        stream = bz2.BZ2File(io.BytesIO(data))  # noqa: SIM115 - closed below
+    else:
+        stream = lzma.LZMAFile(io.BytesIO(data))  # noqa: SIM115 - closed below
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with stream:
+            while True:
+                chunk = stream.read(min(1 << 22, max_bytes + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > max_bytes:
+                    raise DataError(
+                        f"decompresses to more than {max_bytes:,} bytes (JUDGE_RL_MAX_INPUT_BYTES)",
+                        file=str(path),
+                    )
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
+        raise DataError(f"not a valid {kind} file ({e})", file=str(path)) from None
+    except Exception as e:  # zstandard.ZstdError and friends
+        raise DataError(f"not a valid {kind} file ({e})", file=str(path)) from None
+    return b"".join(chunks)
+
+
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _transcode(data: bytes, path: Path) -> bytes:
+    """UTF-16/32 with a byte-order mark (Excel's "Unicode text") -> UTF-8; else unchanged."""
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data[len(bom) :].decode(enc)
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"starts with a {enc.upper()} byte-order mark but is not valid {enc.upper()} "
+                    f"(byte {e.start + len(bom) + 1})",
+                    file=str(path),
+                ) from None
+            return text.encode("utf-8", "surrogateescape")
     return data
 
 
@@ -96,8 +182,56 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
 
 
 def _reject_constant(name: str) -> Any:
-    # NaN/Infinity are not JSON; Python accepts them by default. Treat as missing values.
-    return math.nan if name == "NaN" else None
+    # NaN/Infinity are not JSON; Python accepts them by default. Keep them non-finite so every
+    # numeric field refuses them (turning Infinity into "missing" made p_chosen a hard label).
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(name, math.nan)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_value(value: Any, text: str | None = None, max_depth: int | None = None) -> str | None:
+    """Why a parsed row cannot be used (nested deeper than ``JUDGE_RL_MAX_JSON_DEPTH``, a lone
+    surrogate in a string), or None. ``text`` (the row's JSON) lets the surrogate walk be skipped
+    when no ``\\uD8xx`` escape occurs.
+
+    >>> check_value({"a": [[[1]]]}, max_depth=3)
+    'nested deeper than 3 levels (JUDGE_RL_MAX_JSON_DEPTH)'
+    >>> check_value({"a": "\\ud800"})
+    'a lone surrogate in a string (not valid Unicode)'
+    """
+    if not isinstance(value, dict | list):
+        if isinstance(value, str) and _has_lone_surrogate(value):
+            return "a lone surrogate in a string (not valid Unicode)"
+        return None
+    max_depth = max_depth or limit("JUDGE_RL_MAX_JSON_DEPTH")
+    strings = text is None or _SURROGATE_ESCAPE.search(text) is not None
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > max_depth:
+            return f"nested deeper than {max_depth} levels (JUDGE_RL_MAX_JSON_DEPTH)"
+        items: Iterable[Any]
+        if isinstance(v, dict):
+            if strings and any(isinstance(k, str) and _has_lone_surrogate(k) for k in v):
+                return "a lone surrogate in a string (not valid Unicode)"
+            items = v.values()
+        else:
+            items = v
+        for x in items:
+            if isinstance(x, dict | list):
+                stack.append((x, d + 1))
+            elif strings and isinstance(x, str) and _has_lone_surrogate(x):
+                return "a lone surrogate in a string (not valid Unicode)"
+    return None
 
 
 def _iter_jsonl(data: bytes) -> Iterator[RawRow]:
@@ -112,6 +246,10 @@ def _iter_jsonl(data: bytes) -> Iterator[RawRow]:
             continue
         assert text is not None
         value, err = _parse_json(text)
+        if err is None:
+            err = check_value(value, text)
+            if err is not None:
+                value = None
         yield RawRow(i, value=value, error=err)
 
 
@@ -134,9 +272,11 @@ def _iter_json_array(data: bytes, path: Path) -> Iterator[RawRow]:
             for key in ("data", "rows", "records", "examples", "instances"):
                 if isinstance(value.get(key), list):
                     for j, item in enumerate(value[key]):
-                        yield RawRow(j + 1, value=item)
+                        bad = check_value(item, text)
+                        yield RawRow(j + 1, error=bad) if bad else RawRow(j + 1, value=item)
                     return
-            yield RawRow(1, value=value)
+            bad = check_value(value, text)
+            yield RawRow(1, error=bad) if bad else RawRow(1, value=value)
             return
         yield from _iter_jsonl(data)
         return
@@ -173,7 +313,8 @@ def _iter_json_array(data: bytes, path: Path) -> Iterator[RawRow]:
             raise DataError(
                 "malformed JSON: nested too deeply", file=str(path), line=start_line
             ) from None
-        yield RawRow(start_line, value=value)
+        bad = check_value(value, text)
+        yield RawRow(start_line, error=bad) if bad else RawRow(start_line, value=value)
         pos = skip_ws(end)
         if pos < n and text[pos] == ",":
             pos += 1
@@ -233,43 +374,66 @@ def _has_surrogate(s: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in s)
 
 
-def _iter_parquet(path: Path) -> Iterator[RawRow]:
+def _iter_parquet(path: Path, data: bytes | None = None) -> Iterator[RawRow]:
     try:
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - pyarrow is a core dependency
         raise DataError(
             "reading Parquet needs pyarrow: pip install pyarrow", file=str(path)
         ) from None
+    if data is None:
+        data = _read_bytes(path)
+    if not data.startswith(b"PAR1"):
+        raise DataError("not a Parquet file (no PAR1 magic bytes)", file=str(path))
     try:
-        pf = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise DataError("no such file", file=str(path)) from None
+        pf = pq.ParquetFile(io.BytesIO(data))
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError for non-Parquet bytes
-        raise DataError(f"not a readable Parquet file ({e})", file=str(path)) from None
+        raise DataError(f"not a readable Parquet file ({_short(e)})", file=str(path)) from None
     i = 0
     try:
         for batch in pf.iter_batches(batch_size=4096):
             for row in batch.to_pylist():
                 i += 1
-                yield RawRow(i, value=row)
+                bad = check_value(row)
+                yield RawRow(i, error=bad) if bad else RawRow(i, value=row)
+    except DataError:
+        raise
     except Exception as e:
-        raise DataError(f"corrupt Parquet data ({e})", file=str(path), line=i + 1) from None
+        raise DataError(f"corrupt Parquet data ({_short(e)})", file=str(path), line=i + 1) from None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    first = text[0] if text else type(e).__name__
+    return first if len(first) <= 200 else first[:200] + "..."
 
 
 def iter_raw_rows(path: str | os.PathLike[str]) -> Iterator[RawRow]:
     """Every row of a file, parsed or with the reason it could not be parsed.
 
     Raises:
-        DataError: when the file itself cannot be read (missing, not gzip, not Parquet, a JSON
-            array with a syntax error: nothing after it can be located).
+        DataError: when the file itself cannot be read (missing, a folder or special file, over a
+            cap, not gzip, not Parquet, a JSON array with a syntax error: nothing after it can be
+            located), or past ``JUDGE_RL_MAX_ROWS`` rows.
     """
     p = Path(path)
+    max_rows = limit("JUDGE_RL_MAX_ROWS")
+    for n, row in enumerate(_iter_rows(p), start=1):
+        if n > max_rows:
+            raise DataError(
+                f"more than {max_rows:,} rows (JUDGE_RL_MAX_ROWS); split the file or raise the cap",
+                file=str(p),
+                line=row.line,
+            )
+        yield row
+
+
+def _iter_rows(p: Path) -> Iterator[RawRow]:
     kind = file_kind(p)
-    if kind == "parquet":
-        yield from _iter_parquet(p)
-        return
     data = _read_bytes(p)
-    if kind == "json":
+    if kind == "parquet" or data.startswith(b"PAR1"):
+        yield from _iter_parquet(p, data)
+    elif kind == "json":
         yield from _iter_json_array(data, p)
     elif kind in ("csv", "tsv"):
         yield from _iter_csv(data, "\t" if kind == "tsv" else ",")
@@ -285,7 +449,10 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             is not a JSON object.
     """
     p = Path(path)
+    max_rows = limit("JUDGE_RL_MAX_ROWS")
     for row in _iter_jsonl(_read_bytes(p)):
+        if row.line > max_rows:
+            raise DataError(f"more than {max_rows:,} rows (JUDGE_RL_MAX_ROWS)", file=str(p))
         if row.error is not None:
             raise DataError(row.error, file=str(p), line=row.line)
         if not isinstance(row.value, dict):
