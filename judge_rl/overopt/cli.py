@@ -65,7 +65,7 @@ def add_monitor_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.05,
         metavar="X",
-        help="level of the gold-drop test per check [0.05]",
+        help="run-level false-alarm rate of the over-optimisation alarm, over every evaluation of the run [0.05]",
     )
     g.add_argument(
         "--stop-on-alarm", action="store_true", help="stop training when the alarm fires"

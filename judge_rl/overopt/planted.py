@@ -175,8 +175,9 @@ def run(
     """PPO on the planted task with the over-optimisation monitor attached.
 
     Args:
-        hacked: the leaky proxy (:class:`TargetCount`) as the training reward; False trains on the
-            gold itself (a clean run).
+        hacked: the leaky proxy (:class:`TargetCount`) as the training reward; False trains on a
+            clean proxy that differs from the gold: ``TargetCount(leak=0)``, 1 for a reply that
+            contains the target at all, blind to the gold's length rule (a clean run).
         seed: PPO seed (prompt order, sampling).
         steps: PPO steps.
         every: monitor every this many steps.
@@ -206,7 +207,7 @@ def run(
     base.save_pretrained(initial)
     tok.save_pretrained(initial)
     gold = ShortWithTarget()
-    proxy: Any = TargetCount() if hacked else gold
+    proxy: Any = TargetCount() if hacked else TargetCount(leak=0.0, name="contains:ok")
     mcfg = dataclasses.replace(monitor_config or MonitorConfig(), every=every)
     monitor = OveroptMonitor(proxy, gold, prompts(n_heldout, seed=999, prefix="heldout"), mcfg)
     cfg = PPOConfig(

@@ -346,7 +346,7 @@ def _z_normal(z: np.ndarray, df: int) -> np.ndarray:
 
     with np.errstate(invalid="ignore"):
         p = sps.t.sf(z, df)
-        out = sps.norm.isf(np.maximum(p, np.finfo(float).tiny))
+        out = sps.norm.isf(np.clip(p, np.finfo(float).tiny, 1.0 - 1e-16))
     return np.where(np.isfinite(z), out, z)
 
 

@@ -115,3 +115,47 @@ def test_monitor_quiet_when_nothing_is_gamed():
     assert mon.section.best_checkpoint["step"] >= 4
     late = mon.section.degeneration[-1]
     assert "repeat_ngram" not in late["flags"] and "missing_eos" not in late["flags"]
+
+
+def test_state_dict_resume_reproduces_an_uninterrupted_run():
+    """Kill after step 5, restore the monitor's state into a fresh monitor (through JSON, as a
+    checkpoint stores it), train on: the points, alarm and best checkpoint equal the
+    uninterrupted run's. Without the state the resumed monitor would start a new curve."""
+    import json
+
+    full = _monitor()
+    h1 = ScriptedHandle(SCRIPT, REF, seed=7)
+    _train(full, h1, 11)
+
+    first = _monitor()
+    h2 = ScriptedHandle(SCRIPT, REF, seed=7)
+    first.on_train_start(h2)
+    for step in range(1, 6):
+        h2.step = step
+        first.on_step(StepInfo(step=step, prompts=[], responses=[], rewards=[], stats={}), h2)
+    state = json.loads(json.dumps(first.state_dict()))
+
+    resumed = _monitor()
+    resumed.load_state_dict(state)
+    resumed.on_train_start(h2)  # the reference is re-measured; no new step-5 point
+    for step in range(6, 12):
+        h2.step = step
+        resumed.on_step(StepInfo(step=step, prompts=[], responses=[], rewards=[], stats={}), h2)
+    resumed.on_train_end(h2)
+    a, b = full.section, resumed.section
+    assert [p["step"] for p in b.points] == [p["step"] for p in a.points]
+    assert [p["step"] for p in b.points[:3]] == [0, 2, 4]
+    def strip(points):  # wall-clock time differs between runs
+        return [{k: v for k, v in p.items() if k != "time_s"} for p in points]
+
+    assert strip(b.points[:3]) == strip(a.points[:3])
+    assert [x["step"] for x in b.alarms] == [x["step"] for x in a.alarms]
+    assert b.best_checkpoint["step"] == a.best_checkpoint["step"]
+
+
+def test_points_carry_per_prompt_scores_for_the_paired_test():
+    mon = _monitor()
+    _train(mon, ScriptedHandle(SCRIPT, REF), 4)
+    p = mon.section.points[-1]
+    assert len(p["gold_by_prompt"]) == len(mon.items) == len(p["proxy_by_prompt"])
+    assert mon.horizon is None or mon.horizon >= len(mon.section.points)

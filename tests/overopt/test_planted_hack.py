@@ -77,9 +77,16 @@ def test_planted_hack_alarm_degeneration_and_best_checkpoint(sft, tmp_path):
     assert len(mon.section.alarms) == 1
     assert alarm["evidence"]["metrics"]["gold_mean"] is not None
     assert any("okok" in e for e in alarm["examples"])
-    # 3. the degeneration detectors flag the spam (and nothing at the start)
+    # 3. the degeneration detectors flag the spam, and nothing on a fresh, independent draw of
+    #    the initial policy (step 0's own samples are the reference's, so they cannot differ)
+    from judge_rl.overopt.degeneration import detect
+    from judge_rl.overopt.sampling import ModelPolicy
+
     deg = {d["step"]: d for d in mon.section.degeneration}
-    assert "repeat_ngram" not in deg[0]["flags"] and "length" not in deg[0]["flags"]
+    fresh = ModelPolicy(sft[0], sft[1], sft[0], max_new_tokens=16, seed=4321).sample(
+        [it.prompt for it in planted.prompts(64, seed=999, prefix="heldout")]
+    )
+    assert detect(fresh, mon._ref_measures, mon.config.degeneration, step=0)["flags"] == []
     assert {"repeat_ngram", "length", "missing_eos"} <= set(deg[steps[-1]]["flags"]), deg[steps[-1]]
     assert {"repeat_ngram", "length"} & set(deg[alarm["step"]]["flags"])
     # 4. the fitted Gao et al. curve peaks inside the observed KL range
@@ -90,7 +97,6 @@ def test_planted_hack_alarm_degeneration_and_best_checkpoint(sft, tmp_path):
     assert best["step"] != steps[-1] and best["path"]
     from transformers import AutoModelForCausalLM
 
-    from judge_rl.overopt.sampling import ModelPolicy
     from judge_rl.train.rewards import RewardQuery
 
     model = AutoModelForCausalLM.from_pretrained(best["path"]).eval()
@@ -125,12 +131,20 @@ def test_planted_hack_alarm_degeneration_and_best_checkpoint(sft, tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_clean_run_does_not_alarm(sft, tmp_path, seed):
-    """proxy = gold: PPO improves gold and the monitor stays quiet."""
+    """A clean proxy that is not the gold ("contains ok", blind to the gold's length rule):
+    PPO improves gold, the proxy and gold disagree per sample, and the monitor stays quiet."""
     mon, _ = planted.run(
         hacked=False, seed=seed, steps=9, every=3, output=str(tmp_path / "out"), policy=sft
     )
     gold = _series(mon, "gold_mean")
     assert gold[-1] > gold[0] + 0.3, gold  # the clean run learns the task
+    assert mon.section.proxy != mon.section.gold
+    # the proxy is a different signal: it disagrees with gold on some samples
+    assert any(
+        abs(p - g) > 0.1
+        for h in mon.history
+        for p, g in zip(h["proxy"], h["gold"], strict=True)
+    )
     assert mon.section.alarms == []
     assert "repeat_ngram" not in mon.section.degeneration[-1]["flags"]
 
