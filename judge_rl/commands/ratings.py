@@ -15,11 +15,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "ratings",
         help="leaderboard with confidence intervals from a battles file",
         description="Fit Bradley-Terry ratings (Elo scale: 400/ln10 points per unit, anchor or "
-        "mean at 1000) on the pair counts of a battles file (JSONL/JSON/CSV: model_a, model_b, "
-        "winner in a|b|tie or model_a|model_b|tie|tie (bothbad), optional weight), with "
-        "bootstrap confidence and rank intervals. Writes reports/<run>/log.json.",
+        "mean at 1000) on the pair counts of a battles file (CSV, JSONL, JSON, Parquet; gzip, "
+        "bz2 or xz compressed): model_a, model_b, winner in a|b|tie or "
+        "model_a|model_b|tie|tie (bothbad); left, right, winner in left|right|tie; or "
+        "AlpacaEval annotations (generator_1, generator_2, preference); optional weight and "
+        "prompt_id. Bootstrap confidence and rank intervals. Writes reports/<run>/log.json.",
     )
-    p.add_argument("battles", metavar="BATTLES_FILE", help="battles (.jsonl, .json, .csv)")
+    p.add_argument(
+        "battles", metavar="BATTLES_FILE", help="battles (.csv, .jsonl, .json, .parquet, .gz)"
+    )
     p.add_argument(
         "--bootstrap",
         type=int,
@@ -35,9 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument(
         "--anchor",
-        metavar="MODEL",
+        metavar="MODEL[=VALUE]",
         default=None,
-        help="model fixed at 1000 (default: the mean rating is 1000)",
+        help="pin MODEL at VALUE (default 1000), as Chatbot Arena pins a reference model; "
+        "without it the mean rating is 1000",
     )
     p.add_argument(
         "--method",
@@ -51,7 +56,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--prior",
         type=float,
         default=None,
-        help="precision of the Gaussian prior on each strength (default 0.01; 0 = plain MLE)",
+        help="precision of a Gaussian prior on each strength (default: none, the plain MLE, "
+        "whenever it exists; a prior of 0.01 only when it does not, with a warning)",
+    )
+    p.add_argument(
+        "--resample",
+        choices=["auto", "prompts", "battles", "both"],
+        default="auto",
+        help="what the bootstrap resamples: prompts (clustered: every battle on a drawn "
+        "prompt), battles, or both (two-stage); auto (default): prompts when battles share "
+        "prompt ids, else battles",
     )
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -65,45 +79,86 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
+def parse_anchor(text: str | None) -> tuple[str | None, float]:
+    """``MODEL`` or ``MODEL=VALUE`` -> (model, value); the value defaults to 1000.
+
+    >>> parse_anchor("gpt-4=1114"), parse_anchor("llama"), parse_anchor(None)
+    (('gpt-4', 1114.0), ('llama', 1000.0), (None, 1000.0))
+    """
+    import math
+
+    from judge_rl.errors import ConfigError
+
+    if text is None:
+        return None, 1000.0
+    model, sep, value = text.rpartition("=")
+    if not sep:
+        return text, 1000.0
+    try:
+        v = float(value)
+    except ValueError:
+        raise ConfigError(f"expected MODEL=NUMBER, got {text!r}", setting="--anchor") from None
+    if not math.isfinite(v) or not model:
+        raise ConfigError(f"expected MODEL=NUMBER, got {text!r}", setting="--anchor")
+    return model, v
+
+
 def run(args: argparse.Namespace) -> int:
+    import math
     import time
 
     from judge_rl import runlog
     from judge_rl.console import console, err_console
     from judge_rl.errors import ConfigError
     from judge_rl.tournament import bradley_terry as bt
-    from judge_rl.tournament.battles import read_battles
+    from judge_rl.tournament.battles import finite_or_none, read_battles
     from judge_rl.tournament.elo import elo_leaderboard
     from judge_rl.tournament.table import rich_table, to_csv, to_json
 
-    if args.bootstrap < 0:
-        raise ConfigError("must be >= 0", setting="--bootstrap")
+    if args.bootstrap < 0 or args.bootstrap > 100_000:
+        raise ConfigError("must be between 0 and 100000", setting="--bootstrap")
     if not 0.5 <= args.level < 1.0:
         raise ConfigError("must be in [0.5, 1)", setting="--level")
+    if args.prior is not None and not (math.isfinite(args.prior) and args.prior >= 0):
+        raise ConfigError("must be a finite number >= 0", setting="--prior")
+    if not (math.isfinite(args.k) and args.k > 0):
+        raise ConfigError("must be a finite number > 0", setting="--k")
+    anchor, anchor_value = parse_anchor(args.anchor)
     t0 = time.perf_counter()
     bs = read_battles(args.battles)
-    if args.anchor is not None and args.anchor not in bs.models:
-        raise ConfigError(f"{args.anchor!r} is not a model in {args.battles}", setting="--anchor")
-    counts = bt.aggregate_codes(bs.a, bs.b, bs.winner, bs.models, bs.weight)
-    warnings: list[str] = []
+    if anchor is not None and anchor not in bs.models:
+        raise ConfigError(f"{anchor!r} is not a model in {args.battles}", setting="--anchor")
+    if args.resample in ("prompts", "both") and not bs.shared_prompts:
+        raise ConfigError(
+            f"--resample {args.resample} needs battles that share prompt ids (prompt_id, "
+            "question_id or instruction); this file has none",
+            setting="--resample",
+        )
+    counts = bs.counts()
+    warnings: list[str] = list(bs.notes)
     predicted: list[list[float]] = []
+    interval: dict[str, object] = {}
     if args.method == "bt":
-        prior = bt.DEFAULT_PRIOR if args.prior is None else args.prior
         lb = bt.leaderboard(
             counts,
             ties=args.ties,
-            anchor=args.anchor,
-            prior=prior,
+            anchor=anchor,
+            anchor_value=anchor_value,
+            prior=args.prior,
             bootstrap_rounds=args.bootstrap,
             level=args.level,
             seed=args.seed,
+            resample=args.resample,
         )
         rows = lb.rows
-        warnings = list(lb.warnings)
+        warnings += list(lb.warnings)
         predicted = lb.fit.predicted().tolist()
+        interval = lb.interval
+        interval["prior"] = lb.fit.prior
     else:
         rows = elo_leaderboard(bs.a, bs.b, bs.winner, bs.models, k=args.k)
-        warnings = [f"online Elo: {WEAKNESS}"]
+        warnings.append(f"online Elo: {WEAKNESS}")
+    rows = [finite_or_none(r) for r in rows]
     elapsed = time.perf_counter() - t0
 
     rd = runlog.run_dir(args.run or None)
@@ -120,22 +175,28 @@ def run(args: argparse.Namespace) -> int:
         battles=bs.to_battles() if len(bs) <= 5000 else [],
         warnings=warnings,
         pairing="file",
+        interval=interval,
     )
     if len(bs) > 5000:
         log.notes.append(f"{len(bs)} battles read from {args.battles}; not copied into the log")
     path = log.save(rd)
 
+    label = str(interval.get("label", "")) if interval else ""
     if args.format == "csv":
         console().file.write(to_csv(rows))
     elif args.format == "json":
-        console().file.write(to_json(rows, warnings=warnings, method=args.method) + "\n")
+        console().file.write(
+            to_json(rows, warnings=warnings, method=args.method, interval=interval) + "\n"
+        )
     else:
         title = (
             f"{'Bradley-Terry' if args.method == 'bt' else 'Online Elo'} ratings — "
             f"{len(bs)} battles, {len(bs.models)} models"
         )
-        console().print(rich_table(rows, title=title, level=args.level))
-        console().print(f"run log: {path}  ({elapsed:.2f} s)")
+        console().print(rich_table(rows, title=title, level=args.level, interval=label or None))
+        if label:
+            console().print(f"intervals: {label}", markup=False, highlight=False)
+        console().print(f"run log: {path}  ({elapsed:.2f} s)", markup=False, highlight=False)
     for w in warnings:
         err_console().print(f"warning: {w}", markup=False, highlight=False)
     return 0

@@ -1,16 +1,38 @@
-"""Read battle files (JSONL / JSON / CSV) into integer-coded arrays, with file:line errors.
+"""One reader for battle and preference files: bytes -> Arrow table -> integer codes.
 
-Accepted rows: ``model_a``, ``model_b``, ``winner`` and optionally ``weight``, ``prompt_id``
-(or ``question_id``), ``judge``. Winner spellings: ``a | b | tie`` and Chatbot Arena / FastChat's
-``model_a | model_b | tie | tie (bothbad)``. A JSON file may hold a list of rows, an object with
-a ``battles`` list, or a judge_rl run log with a tournament section.
+Every command that rates or counts (``ratings``, ``winrate``, ``tournament``) reads through
+:func:`read_table`, which parses in Arrow's C++ readers (no per-row Python on the fast path):
+
+* formats: CSV, JSONL / NDJSON, JSON (a list of rows, an object with a ``battles`` /
+  ``annotations`` / ``rows`` list, or a judge_rl run log), Parquet; each may be gzip, bz2 or xz
+  compressed (detected from the bytes, not the name);
+* bounds: the decompressed size (``JUDGE_RL_MAX_INPUT_BYTES``) and rows
+  (``JUDGE_RL_MAX_ROWS``), nesting depth of JSON rows;
+* errors: one :class:`~judge_rl.errors.DataError` naming the file and, where a row is at fault,
+  its line (CSV lines count the header; JSON list items and Parquet rows are numbered 1-based):
+  directories, devices, non-UTF-8 text, malformed JSON, empty files.
+
+:func:`read_battles` then maps a table to codes (:class:`BattleSet`). Accepted layouts:
+
+* ``model_a, model_b, winner``: winner ``a | b | tie`` or Chatbot Arena / FastChat's
+  ``model_a | model_b | tie | tie (bothbad)``;
+* ``left, right, winner`` with winner ``left | right | tie`` (also ``model_left`` /
+  ``model_right``);
+* AlpacaEval annotations ``generator_1, generator_2, preference`` (1 = first, 2 = second,
+  0 or 1.5 a draw; a soft preference in between becomes two battles weighted ``2 - p`` and
+  ``p - 1``, which is what ties-as-half-wins makes of it).
+
+Optional columns: ``weight`` (finite, >= 0), ``prompt_id`` (or ``question_id`` /
+``instruction``), ``judge``.
 """
 
 from __future__ import annotations
 
-import csv
+import bz2
 import json
-from collections.abc import Iterator
+import lzma
+import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +45,10 @@ from judge_rl.types import Battle
 WINNER_ALIASES: dict[str, int] = {
     "a": 0,
     "model_a": 0,
+    "left": 0,
     "b": 1,
     "model_b": 1,
+    "right": 1,
     "tie": 2,
     "draw": 2,
     "tie (bothbad)": 2,
@@ -33,6 +57,13 @@ WINNER_ALIASES: dict[str, int] = {
     "bothbad": 2,
 }
 WINNER_NAMES = ("a", "b", "tie")
+LAYOUTS = (
+    ("model_a", "model_b"),
+    ("left", "right"),
+    ("model_left", "model_right"),
+    ("generator_1", "generator_2"),
+)
+PROMPT_KEYS = ("prompt_id", "question_id", "instruction")
 
 
 def parse_winner(value: Any) -> int:
@@ -40,17 +71,287 @@ def parse_winner(value: Any) -> int:
 
     >>> parse_winner("model_a"), parse_winner("B"), parse_winner("tie (bothbad)")
     (0, 1, 2)
+    >>> parse_winner("right")
+    1
     >>> parse_winner("c")
     Traceback (most recent call last):
     ...
-    ValueError: winner must be one of a, b, tie (or model_a, model_b, tie (bothbad)); got 'c'
+    ValueError: winner must be one of a, b, tie (or model_a, model_b, tie (bothbad), left, right); got 'c'
     """
     key = str(value).strip().lower() if value is not None else ""
     if key not in WINNER_ALIASES:
         raise ValueError(
-            f"winner must be one of a, b, tie (or model_a, model_b, tie (bothbad)); got {value!r}"
+            "winner must be one of a, b, tie (or model_a, model_b, tie (bothbad), left, right); "
+            f"got {value!r}"
         )
     return WINNER_ALIASES[key]
+
+
+# ----------------------------------------------------------------------------------------------
+# Bytes -> Arrow table
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """A parsed file: the Arrow table and how to name its rows in errors."""
+
+    table: Any  # pyarrow.Table
+    path: str
+    kind: str
+    """csv | jsonl | json | parquet | runlog"""
+    first_line: int = 1
+    """Line (or item) number of row 0: 2 for CSV (the header is line 1)."""
+    line_of: np.ndarray | None = None
+    """Explicit line number per row where rows are not consecutive (JSONL with blank lines)."""
+    runlog: dict[str, Any] | None = None
+
+    def line(self, row: int) -> int:
+        if self.line_of is not None:
+            return int(self.line_of[row])
+        return self.first_line + int(row)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+
+def _decompress(data: bytes, path: str, cap: int) -> bytes:
+    """gzip / zlib, bz2 and xz by magic bytes, never past ``cap`` bytes of output."""
+    if data[:2] == b"\x1f\x8b":
+        dec: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        what = "gzip"
+    elif data[:3] == b"BZh":
+        dec, what = bz2.BZ2Decompressor(), "bz2"
+    elif data[:6] == b"\xfd7zXZ\x00":
+        dec, what = lzma.LZMADecompressor(), "xz"
+    elif data[:4] == b"\x28\xb5\x2f\xfd":
+        raise DataError("zstd-compressed files are not supported; use gzip, bz2 or xz", file=path)
+    else:
+        return data
+    out = bytearray()
+    try:
+        if what == "gzip":
+            buf = data
+            while buf:
+                out += dec.decompress(buf, cap + 1 - len(out))
+                if len(out) > cap:
+                    break
+                buf = dec.unconsumed_tail
+                if dec.eof and dec.unused_data:  # concatenated gzip members
+                    buf = dec.unused_data
+                    dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                if not dec.unconsumed_tail and not buf:
+                    break
+        else:
+            out += dec.decompress(data, cap + 1)
+            while len(out) <= cap and not dec.eof and not dec.needs_input:
+                out += dec.decompress(b"", cap + 1 - len(out))
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
+        raise DataError(f"corrupt {what} data ({e})", file=path) from None
+    if len(out) > cap:
+        raise DataError(
+            f"decompresses to more than {cap:,} bytes (JUDGE_RL_MAX_INPUT_BYTES)", file=path
+        )
+    return bytes(out)
+
+
+def _utf8(data: bytes, path: str) -> None:
+    """Raise a DataError naming the line of the first byte that is not UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(
+            f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); re-save as UTF-8",
+            file=path,
+            line=line,
+        ) from None
+
+
+def _json_rows(data: bytes, path: str) -> tuple[list[Any], list[int]]:
+    """Python fallback for JSONL: rows and their line numbers, errors with the line."""
+    rows: list[Any] = []
+    lines: list[int] = []
+    for ln, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rows.append(json.loads(raw))
+        except RecursionError:
+            raise DataError("JSON nested too deeply", file=path, line=ln) from None
+        except (ValueError, UnicodeDecodeError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+            raise DataError(f"not valid JSON ({msg})", file=path, line=ln) from None
+        lines.append(ln)
+    return rows, lines
+
+
+def _from_pylist(rows: list[Any], path: str, lines: list[int] | None = None) -> Any:
+    """An Arrow table from Python rows (dicts), naming the first row that is not an object."""
+    import pyarrow as pa
+
+    for k, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise DataError(
+                f"expected an object per row, got {type(r).__name__}",
+                file=path,
+                line=lines[k] if lines else k + 1,
+            )
+    keys: dict[str, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(r))
+    cols: dict[str, Any] = {}
+    for key in keys:
+        vals = [r.get(key) for r in rows]
+        try:
+            cols[key] = pa.array(vals)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # mixed types in one column: keep scalars as text, nested values as JSON text
+            cols[key] = pa.array(
+                [
+                    None
+                    if v is None
+                    else v
+                    if isinstance(v, str)
+                    else json.dumps(v)
+                    if isinstance(v, dict | list)
+                    else str(v)
+                    for v in vals
+                ],
+                type=pa.string(),
+            )
+    return pa.table(cols) if cols else pa.table({})
+
+
+def read_table(path: str | Path) -> Table:
+    """Parse a battle / annotation file into an Arrow table (see the module docstring).
+
+    Raises:
+        DataError: naming the file (and line) for anything unreadable, never another exception.
+    """
+    import pyarrow as pa
+
+    from judge_rl._io import limit, read_bytes_limited
+
+    p = str(path)
+    cap = limit("JUDGE_RL_MAX_INPUT_BYTES")
+    data = _decompress(read_bytes_limited(p, cap, "JUDGE_RL_MAX_INPUT_BYTES"), p, cap)
+    if not data.strip():
+        raise DataError("no battles in the file (it is empty)", file=p)
+    max_rows = limit("JUDGE_RL_MAX_ROWS")
+    try:
+        t = _parse(data, p)
+    except DataError:
+        raise
+    except RecursionError:
+        raise DataError("nested too deeply", file=p) from None
+    except (pa.ArrowException, ValueError, TypeError, OverflowError, MemoryError) as e:
+        raise DataError(f"cannot read the file ({str(e).splitlines()[0][:200]})", file=p) from None
+    if len(t) > max_rows:
+        raise DataError(
+            f"{len(t):,} rows, over the limit of {max_rows:,} (JUDGE_RL_MAX_ROWS)", file=p
+        )
+    return t
+
+
+def _parse(data: bytes, p: str) -> Table:
+    import pyarrow as pa
+
+    if data[:4] == b"PAR1":
+        import pyarrow.parquet as pq
+
+        return Table(pq.read_table(pa.BufferReader(data)), p, "parquet")
+    _utf8(data, p)
+    head = data.lstrip()[:1]
+    suffixes = [x.lower() for x in Path(p).suffixes]
+    named_json = any(x in (".json", ".jsonl", ".ndjson") for x in suffixes)
+    if named_json and head not in (b"[", b"{"):
+        first = data.lstrip()[:40].split(b"\n", 1)[0].decode("utf-8", "replace")
+        line = data[: len(data) - len(data.lstrip())].count(b"\n") + 1
+        raise DataError(f"not valid JSON (starts with {first!r})", file=p, line=line)
+    if ".parquet" in suffixes:
+        raise DataError("not a Parquet file (no PAR1 header)", file=p)
+    if head == b"[" or (head == b"{" and not _is_jsonl(data)):
+        try:
+            obj = json.loads(data)
+        except RecursionError:
+            raise DataError("JSON nested too deeply", file=p) from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"not valid JSON ({e.msg})", file=p, line=e.lineno) from None
+        if isinstance(obj, dict):
+            if "run" in obj and ("tournament" in obj or "label" in obj):  # a judge_rl run log
+                battles = (obj.get("tournament") or {}).get("battles") or []
+                return Table(_from_pylist(list(battles), p), p, "runlog", runlog=obj)
+            for key in ("battles", "annotations", "rows"):
+                if isinstance(obj.get(key), list):
+                    obj = obj[key]
+                    break
+            else:
+                raise DataError(
+                    "expected a list of rows, an object with a 'battles' / 'annotations' list, "
+                    "or a run log",
+                    file=p,
+                )
+        if not isinstance(obj, list):
+            raise DataError("expected a list of rows", file=p)
+        return Table(_from_pylist(obj, p), p, "json")
+    if head == b"{":  # JSONL
+        import pyarrow.json as pj
+
+        if b"\n\n" not in data.strip() and b"\r" not in data:
+            try:
+                tbl = pj.read_json(
+                    pa.BufferReader(data), read_options=pj.ReadOptions(block_size=1 << 24)
+                )
+                return Table(tbl, p, "jsonl")
+            except (pa.ArrowException, ValueError):
+                pass  # mixed types or a bad line: the Python path names the line
+        rows, lines = _json_rows(data, p)
+        return Table(_from_pylist(rows, p, lines), p, "jsonl", line_of=np.asarray(lines))
+    import pyarrow.csv as pc
+
+    try:
+        tbl = pc.read_csv(
+            pa.BufferReader(data),
+            read_options=pc.ReadOptions(block_size=1 << 24),
+            convert_options=pc.ConvertOptions(
+                column_types={
+                    k: pa.string()
+                    for k in ("model_a", "model_b", "left", "right", "winner", "prompt_id")
+                    + ("question_id", "judge", "generator_1", "generator_2")
+                },
+                strings_can_be_null=True,
+                null_values=[""],  # "nan", "NA", "null" stay visible (and are refused)
+            ),
+        )
+    except pa.ArrowInvalid as e:
+        msg = str(e).splitlines()[0][:200]
+        raise DataError(f"not a valid CSV file ({msg})", file=p) from None
+    return Table(tbl, p, "csv", first_line=2)
+
+
+def _is_jsonl(data: bytes) -> bool:
+    """One JSON object per line, rather than one (possibly one-line) container object?"""
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        return False
+    except ValueError:
+        return True  # "Extra data" after the first object: JSON lines
+    if not isinstance(obj, dict):
+        return False
+    if "run" in obj and ("tournament" in obj or "label" in obj):
+        return False
+    return not any(isinstance(obj.get(k), list) for k in ("battles", "annotations", "rows"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Arrow table -> codes
+# ----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -62,15 +363,38 @@ class BattleSet:
     b: np.ndarray  # (N,) int
     winner: np.ndarray  # (N,) int: 0 a, 1 b, 2 tie
     weight: np.ndarray | None = None  # (N,) float
-    prompt_ids: list[str] = field(default_factory=list)
+    prompt: np.ndarray | None = None  # (N,) int code into prompt_names, -1 none
+    prompt_names: list[str] = field(default_factory=list)
     judges: list[str] = field(default_factory=list)
     path: str = ""
+    layout: str = "model_a/model_b"
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.a)
 
+    @property
+    def prompt_ids(self) -> list[str]:
+        """Prompt id per battle (``""`` where none); empty list when no battle has one."""
+        if self.prompt is None:
+            return []
+        names = np.asarray([*self.prompt_names, ""], dtype=object)
+        return names[self.prompt].tolist()
+
+    @property
+    def shared_prompts(self) -> bool:
+        return self.prompt is not None and 0 < len(self.prompt_names) < len(self)
+
+    def counts(self) -> Any:
+        """Aggregated pair counts (:class:`~judge_rl.tournament.bradley_terry.PairCounts`)."""
+        from judge_rl.tournament import bradley_terry as bt
+
+        prompt = self.prompt if self.prompt is not None and np.all(self.prompt >= 0) else None
+        return bt.aggregate_codes(self.a, self.b, self.winner, self.models, self.weight, prompt)
+
     def to_battles(self, limit: int | None = None) -> list[Battle]:
         n = len(self) if limit is None else min(limit, len(self))
+        pids = self.prompt_ids
         out = []
         for k in range(n):
             out.append(
@@ -78,7 +402,7 @@ class BattleSet:
                     model_a=self.models[int(self.a[k])],
                     model_b=self.models[int(self.b[k])],
                     winner=WINNER_NAMES[int(self.winner[k])],  # type: ignore[arg-type]
-                    prompt_id=self.prompt_ids[k] if self.prompt_ids else "",
+                    prompt_id=pids[k] if pids else "",
                     judge=self.judges[k] if self.judges else "",
                     weight=float(self.weight[k]) if self.weight is not None else 1.0,
                 )
@@ -86,117 +410,233 @@ class BattleSet:
         return out
 
 
-def _rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, row) pairs; JSON list items are numbered by their position (1-based)."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as f:
-            for ln, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield ln, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"not valid JSON ({e.msg})", file=str(path), line=ln) from None
-    elif suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            for k, row in enumerate(reader, start=2):  # line 1 is the header
-                yield k, row
-    elif suffix == ".json":
+def _text_column(t: Table, name: str) -> Any:
+    """Column ``name`` as Arrow strings (numbers and booleans cast to text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = t.table.column(name)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        if pa.types.is_floating(col.type):  # 81.0 -> "81" (JSON ids read as floats)
+            vals = col.to_numpy(zero_copy_only=False)
+            ok = np.isfinite(vals) & (vals == np.round(vals))
+            if ok.all():
+                col = pc.cast(pa.array(vals.astype(np.int64)), pa.string())
+                return pa.chunked_array([col])
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg})", file=str(path), line=e.lineno) from None
-        if isinstance(data, dict):
-            if isinstance(data.get("tournament"), dict):  # a judge_rl run log
-                data = data["tournament"].get("battles", [])
-            elif isinstance(data.get("battles"), list):
-                data = data["battles"]
-            else:
-                raise DataError(
-                    "expected a list of battles, an object with a 'battles' list, or a run log",
-                    file=str(path),
-                )
-        if not isinstance(data, list):
-            raise DataError("expected a list of battles", file=str(path))
-        for k, row in enumerate(data, start=1):
-            yield k, row
-    else:
+            col = pc.cast(col, pa.string())
+        except (pa.ArrowException, ValueError):
+            col = pa.chunked_array(
+                [pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()])]
+            )
+    return col
+
+
+def _require(t: Table, name: str) -> Any:
+    """Text column ``name`` with no null or empty value (else the first bad row's line)."""
+    import pyarrow.compute as pc
+
+    if name not in t.columns:
+        raise DataError("missing field", file=t.path, line=t.line(0), field=name)
+    col = _text_column(t, name)
+    bad = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(pc.fill_null(col, "")), 0))
+    bad_np = np.asarray(pc.fill_null(bad, True).to_numpy(zero_copy_only=False), dtype=bool)
+    if bad_np.any():
         raise DataError(
-            f"unknown battle file type {suffix or '(none)'!r}: use .jsonl, .json or .csv",
-            file=str(path),
+            "missing field", file=t.path, line=t.line(int(np.argmax(bad_np))), field=name
         )
+    return col
+
+
+def _codes(col: Any) -> tuple[np.ndarray, list[str]]:
+    """Dictionary-encode a text column: (codes (N,), values)."""
+    import pyarrow as pa
+
+    enc = col.combine_chunks().dictionary_encode() if hasattr(col, "combine_chunks") else None
+    if enc is None:
+        enc = pa.array(col).dictionary_encode()
+    return np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64), list(
+        enc.dictionary.to_pylist()
+    )
+
+
+def _numbers(t: Table, name: str) -> np.ndarray:
+    """A numeric column as float64 (text parsed); null -> NaN. Bad text names its line."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = t.table.column(name)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), float)
+    if pa.types.is_null(col.type):
+        return np.full(len(t), np.nan)
+    txt = _text_column(t, name)
+    vals = np.full(len(t), np.nan)
+    for k, v in enumerate(txt.to_pylist()):  # rare: numbers written as text
+        if v is None or v == "":
+            continue
+        try:
+            vals[k] = float(v)
+        except ValueError:
+            raise DataError(
+                f"not a number: {v!r}", file=t.path, line=t.line(k), field=name
+            ) from None
+    return vals
+
+
+def _winner_codes(t: Table, col: Any, name: str) -> np.ndarray:
+    idx, values = _codes(col)
+    lut = np.empty(len(values), np.int64)
+    for k, v in enumerate(values):
+        try:
+            lut[k] = parse_winner(v)
+        except ValueError as e:
+            row = int(np.argmax(idx == k))
+            raise DataError(str(e), file=t.path, line=t.line(row), field=name) from None
+    return lut[idx]
 
 
 def read_battles(path: str | Path) -> BattleSet:
-    """Read and validate a battle file.
+    """Read and validate a battle file (any layout in the module docstring).
 
     Raises:
         DataError: naming the file and line for a missing field, a model battling itself, a
-            winner outside {a, b, tie}, an empty file, or a file that names one model only.
+            winner outside the accepted spellings, a bad weight, an empty file, or a file that
+            names one model only.
     """
-    p = Path(path)
-    if not p.exists():
-        raise DataError("no such file", file=str(p))
-    names: dict[str, int] = {}
-    a: list[int] = []
-    b: list[int] = []
-    w: list[int] = []
-    wt: list[float] = []
-    pids: list[str] = []
-    judges: list[str] = []
-    for ln, row in _rows(p):
-        if not isinstance(row, dict):
-            raise DataError(
-                "a battle must be an object with model_a, model_b, winner", file=str(p), line=ln
-            )
-        for key in ("model_a", "model_b", "winner"):
-            if row.get(key) in (None, ""):
-                raise DataError("missing field", file=str(p), line=ln, field=key)
-        ma, mb = str(row["model_a"]), str(row["model_b"])
-        if ma == mb:
-            raise DataError(f"a model cannot battle itself ({ma})", file=str(p), line=ln)
-        try:
-            code = parse_winner(row["winner"])
-        except ValueError as e:
-            raise DataError(str(e), file=str(p), line=ln, field="winner") from None
-        weight = row.get("weight", 1.0)
-        try:
-            weight = 1.0 if weight in (None, "") else float(weight)
-        except (TypeError, ValueError):
-            raise DataError(
-                f"not a number: {weight!r}", file=str(p), line=ln, field="weight"
-            ) from None
-        if not weight >= 0:
-            raise DataError(f"must be >= 0 (got {weight})", file=str(p), line=ln, field="weight")
-        for m in (ma, mb):
-            if m not in names:
-                names[m] = len(names)
-        a.append(names[ma])
-        b.append(names[mb])
-        w.append(code)
-        wt.append(weight)
-        pid = row.get("prompt_id", row.get("question_id", ""))
-        pids.append("" if pid is None else str(pid))
-        judges.append(str(row.get("judge", "") or ""))
-    if not a:
-        raise DataError("no battles in the file (it is empty)", file=str(p))
-    models = sorted(names, key=names.__getitem__)
-    if len(models) < 2:
+    t = read_table(path)
+    return battles_from_table(t)
+
+
+def battles_from_table(t: Table) -> BattleSet:
+    """Integer codes from a parsed table; vectorised over rows."""
+    if len(t) == 0:
+        raise DataError("no battles in the file (it is empty)", file=t.path)
+    cols = set(t.columns)
+    layout = next((lay for lay in LAYOUTS if lay[0] in cols or lay[1] in cols), None)
+    if layout is None:
         raise DataError(
-            f"the battles name one model only ({models[0]}); need two or more", file=str(p)
+            "missing field (expected model_a/model_b/winner, left/right/winner or AlpacaEval's "
+            f"generator_1/generator_2/preference; columns: {', '.join(sorted(cols)[:12])})",
+            file=t.path,
+            line=t.line(0),
+            field="model_a",
         )
-    weights = np.asarray(wt) if any(x != 1.0 for x in wt) else None
+    ca, cb = _require(t, layout[0]), _require(t, layout[1])
+    import pyarrow as pa
+
+    both, models = _codes(pa.chunked_array(ca.chunks + cb.chunks, type=ca.type))
+    n = len(t)
+    a, b = both[:n], both[n:]
+    same = a == b
+    if same.any():
+        k = int(np.argmax(same))
+        raise DataError(
+            f"a model cannot battle itself ({models[a[k]]})", file=t.path, line=t.line(k)
+        )
+    notes: list[str] = []
+    weight = _numbers(t, "weight") if "weight" in cols else None
+    if weight is not None:
+        import pyarrow.compute as pc
+
+        null = np.asarray(pc.is_null(t.table.column("weight")).to_numpy(zero_copy_only=False))
+        if t.table.column("weight").type == "string":
+            null |= np.asarray(
+                pc.equal(pc.fill_null(t.table.column("weight"), ""), "").to_numpy(
+                    zero_copy_only=False
+                )
+            )
+        weight = np.where(null, 1.0, weight)  # an empty cell is weight 1; "nan" is refused
+        bad = ~np.isfinite(weight) | (weight < 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataError(
+                f"must be a finite number >= 0 (got {weight[k]})",
+                file=t.path,
+                line=t.line(k),
+                field="weight",
+            )
+    prompt = None
+    prompt_names: list[str] = []
+    pkey = next((k for k in PROMPT_KEYS if k in cols), None)
+    if pkey is not None:
+        import pyarrow.compute as pc
+
+        pidx, pvals = _codes(pc.fill_null(_text_column(t, pkey), ""))
+        names = [v for v in pvals if v != ""]
+        lut = np.full(len(pvals), -1)
+        lut[[k for k, v in enumerate(pvals) if v != ""]] = np.arange(len(names))
+        if names:
+            prompt, prompt_names = lut[pidx], names
+    judges: list[str] = []
+    if "judge" in cols and n <= 100_000:
+        judges = [str(x or "") for x in _text_column(t, "judge").to_pylist()]
+    if layout[0] == "generator_1":
+        if "preference" not in cols:
+            raise DataError("missing field", file=t.path, line=t.line(0), field="preference")
+        pref = _numbers(t, "preference")
+        ok = np.isfinite(pref)
+        bad = ok & ~((pref == 0) | ((pref >= 1) & (pref <= 2)))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataError(
+                f"preference {pref[k]:g} out of range (expected 1..2, or 0 for a draw)",
+                file=t.path,
+                line=t.line(k),
+                field="preference",
+            )
+        if not ok.all():
+            notes.append(f"skipped {int((~ok).sum())} rows without a preference")
+            a, b, pref = a[ok], b[ok], pref[ok]
+            weight = None if weight is None else weight[ok]
+            prompt = None if prompt is None else prompt[ok]
+            judges = [j for j, k in zip(judges, ok, strict=False) if k] if judges else []
+        pref = np.where(pref == 0, 1.5, pref)
+        winner = np.where(pref == 1, 0, np.where(pref == 2, 1, 2))
+        soft = (pref != 1) & (pref != 2) & (pref != 1.5)
+        if soft.any():  # soft p: a win of generator_1 weighted 2 - p, of generator_2 p - 1
+            base = np.ones(len(a)) if weight is None else weight
+            winner = np.where(soft, 0, winner)
+            weight = np.concatenate(
+                [np.where(soft, (2 - pref) * base, base), (pref - 1)[soft] * base[soft]]
+            )
+            a, b = np.concatenate([a, a[soft]]), np.concatenate([b, b[soft]])
+            winner = np.concatenate([winner, np.ones(int(soft.sum()), np.int64)])
+            prompt = None if prompt is None else np.concatenate([prompt, prompt[soft]])
+            judges = []
+    else:
+        if "winner" not in cols:
+            raise DataError("missing field", file=t.path, line=t.line(0), field="winner")
+        winner = _winner_codes(t, _require(t, "winner"), "winner")
+    if len(a) == 0:
+        raise DataError("no battles in the file (every row lacks a verdict)", file=t.path)
+    used = np.unique(np.concatenate([a, b]))
+    if len(used) < 2:
+        raise DataError(
+            f"the battles name one model only ({models[int(used[0])]}); need two or more",
+            file=t.path,
+        )
+    if len(used) < len(models):  # drop models only seen in skipped rows; keep first-seen order
+        remap = np.full(len(models), -1)
+        remap[used] = np.arange(len(used))
+        a, b = remap[a], remap[b]
+        models = [models[int(k)] for k in used]
+    if weight is not None and np.all(weight == 1.0):
+        weight = None
     return BattleSet(
-        models=models,
-        a=np.asarray(a, dtype=np.int64),
-        b=np.asarray(b, dtype=np.int64),
-        winner=np.asarray(w, dtype=np.int64),
-        weight=weights,
-        prompt_ids=pids if any(pids) else [],
+        models=[str(m) for m in models],
+        a=a.astype(np.int64),
+        b=b.astype(np.int64),
+        winner=np.asarray(winner, np.int64),
+        weight=weight,
+        prompt=prompt,
+        prompt_names=prompt_names,
         judges=judges if any(judges) else [],
-        path=str(p),
+        path=t.path,
+        layout="/".join(layout),
+        notes=notes,
     )
 
 
@@ -207,6 +647,8 @@ def from_battles(battles: list[Battle]) -> BattleSet:
         for m in (bt.model_a, bt.model_b):
             names.setdefault(m, len(names))
     codes = {"a": 0, "b": 1, "tie": 2}
+    pnames: dict[str, int] = {}
+    pr = [pnames.setdefault(x.prompt_id, len(pnames)) if x.prompt_id else -1 for x in battles]
     return BattleSet(
         models=sorted(names, key=names.__getitem__),
         a=np.asarray([names[x.model_a] for x in battles], dtype=np.int64),
@@ -215,9 +657,34 @@ def from_battles(battles: list[Battle]) -> BattleSet:
         weight=np.asarray([x.weight for x in battles])
         if any(x.weight != 1.0 for x in battles)
         else None,
-        prompt_ids=[x.prompt_id for x in battles],
+        prompt=np.asarray(pr, np.int64) if pnames else None,
+        prompt_names=sorted(pnames, key=pnames.__getitem__),
         judges=[x.judge for x in battles],
     )
 
 
-__all__ = ["BattleSet", "from_battles", "parse_winner", "read_battles"]
+def finite_or_none(x: Any) -> Any:
+    """``None`` for NaN / inf floats (JSON has no NaN), recursively through lists and dicts."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [finite_or_none(v) for v in x]
+    if isinstance(x, np.floating):
+        return finite_or_none(float(x))
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+__all__ = [
+    "BattleSet",
+    "Table",
+    "battles_from_table",
+    "finite_or_none",
+    "from_battles",
+    "parse_winner",
+    "read_battles",
+    "read_table",
+]

@@ -28,12 +28,22 @@ def _num(x: Any, fmt: str = "{:.0f}") -> str:
     return "–" if x is None else fmt.format(x)
 
 
-def rich_table(rows: Sequence[dict[str, Any]], *, title: str = "", level: float = 0.95) -> Any:
-    """A rich Table: rank (interval), model, rating, CI, battles, W/T/L, win rate."""
+def rich_table(
+    rows: Sequence[dict[str, Any]],
+    *,
+    title: str = "",
+    level: float = 0.95,
+    interval: str | None = None,
+) -> Any:
+    """A rich Table: rank (interval), model, rating, CI, battles, W/T/L, win rate.
+
+    The CI column is headed by the actual level; ``interval`` (e.g. ``"90% CI, bootstrap over
+    prompts (clustered), 200 rounds"``) goes in the caption.
+    """
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title or None, title_justify="left")
+    t = Table(title=title or None, title_justify="left", caption=interval, caption_justify="left")
     t.add_column("rank", justify="right", no_wrap=True)
     t.add_column("model", no_wrap=True, min_width=10)
     t.add_column("rating", justify="right", no_wrap=True)
@@ -73,7 +83,22 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> 
 
 
 def to_json(rows: Sequence[dict[str, Any]], **extra: Any) -> str:
-    return json.dumps({"leaderboard": list(rows), **extra}, indent=1, ensure_ascii=False)
+    """Valid JSON: NaN and infinities become ``null`` (JSON has no NaN)."""
+    from judge_rl.tournament.battles import finite_or_none
+
+    return json.dumps(
+        finite_or_none({"leaderboard": list(rows), **extra}),
+        indent=1,
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def _pref_se(r: dict[str, Any]) -> str:
+    if r.get("mean_pref") is None:
+        return "–"
+    se = r.get("se")
+    return f"{r['mean_pref']:.1%} ± " + ("–" if se is None else f"{se:.1%}")
 
 
 def winrate_table(rows: Sequence[dict[str, Any]], *, title: str = "") -> Any:
@@ -89,7 +114,7 @@ def winrate_table(rows: Sequence[dict[str, Any]], *, title: str = "") -> Any:
             escape(str(r["model"])),
             escape(str(r["baseline"])),
             str(r.get("n", "")),
-            f"{r['mean_pref']:.1%} ± {r['se']:.1%}" if r.get("mean_pref") is not None else "–",
+            _pref_se(r),
             _num(r.get("win_rate"), "{:.1%}"),
             _num(r.get("lc_win_rate"), "{:.1%}"),
             f"{r.get('wins', 0)} / {r.get('draws', 0)} / {r.get('losses', 0)}",

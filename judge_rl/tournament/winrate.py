@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,37 +73,19 @@ def alpaca_preference(value: Any) -> float | None:
     raise ValueError(f"preference {v:g} out of range (expected 1..2, or 0 for a draw)")
 
 
-def _rows_of(path: Path) -> Iterable[tuple[int, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for ln, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    yield ln, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"not valid JSON ({e.msg})", file=str(path), line=ln) from None
-        return
-    if path.suffix.lower() == ".csv":
-        import csv
-        import io
+def _rows_of(path: Path) -> list[tuple[int, Any]]:
+    """(line, row) pairs through the one battle/annotation reader (any format, compressed or
+    not); a run log comes back as one ``(0, log)`` pair."""
+    from judge_rl.tournament.battles import read_table
 
-        yield from enumerate(csv.DictReader(io.StringIO(text)), start=2)
-        return
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON ({e.msg})", file=str(path), line=e.lineno) from None
-    if isinstance(data, dict) and "label" in data and "run" in data:  # a judge_rl run log
-        yield 0, data
-        return
-    if isinstance(data, dict):
-        for key in ("annotations", "battles", "rows"):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-    if not isinstance(data, list):
-        raise DataError("expected a list of annotations", file=str(path))
-    yield from enumerate(data, start=1)
+    t = read_table(path)
+    if t.runlog is not None and "label" in t.runlog:
+        return [(0, t.runlog)]
+    # Arrow fills absent keys with nulls: drop them so "key in row" means the row has it.
+    return [
+        (t.line(k), {key: v for key, v in row.items() if v is not None})
+        for k, row in enumerate(t.table.to_pylist())
+    ]
 
 
 def _from_runlog(data: dict[str, Any], path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -151,8 +133,6 @@ def read_pref_rows(path: str | Path, baseline: str) -> tuple[list[PrefRow], list
         DataError: naming file:line for a malformed row, or when ``baseline`` appears nowhere.
     """
     p = Path(path)
-    if not p.exists():
-        raise DataError("no such file", file=str(p))
     raw = list(_rows_of(p))
     if len(raw) == 1 and raw[0][0] == 0:
         raw = _from_runlog(raw[0][1], p)  # type: ignore[assignment]
@@ -211,11 +191,21 @@ def read_pref_rows(path: str | Path, baseline: str) -> tuple[list[PrefRow], list
                     file=str(p),
                     line=ln,
                 )
-        except ValueError as e:
-            raise DataError(str(e), file=str(p), line=ln, field="preference") from None
+        except (ValueError, TypeError, RecursionError) as e:
+            raise DataError(str(e)[:200], file=str(p), line=ln, field="preference") from None
         a, b, pa, oa, ob = sides
+        if pa is not None and not 0.0 <= pa <= 1.0:  # also NaN and infinities
+            raise DataError(
+                f"preference must be a probability in [0, 1] (got {pa})", file=str(p), line=ln
+            )
         seen.update((a, b))
-        if a == baseline and b != baseline:
+        if a == baseline and b == baseline:
+            # The baseline's own file (AlpacaEval ships one): identical outputs are draws, as
+            # AlpacaEval scores them (50%, SE 0).
+            out.append(
+                PrefRow(a, b, pid, None if pa is None else 0.5, len(oa) or None, len(ob) or None)
+            )
+        elif a == baseline and b != baseline:
             out.append(
                 PrefRow(b, a, pid, None if pa is None else 1 - pa, len(ob) or None, len(oa) or None)
             )
