@@ -216,17 +216,19 @@ def run(args: argparse.Namespace, callbacks: list[Any] | None = None) -> int:
         CONFIG_FILE,
         (("reward", "--reward SPEC"), ("prompts", "--prompts FILE"), ("output", "--output DIR")),
     )
-    set_threads(args)
-    from judge_rl.commands.ppo import ProgressCallback, monitor_callbacks
-    from judge_rl.console import console
     from judge_rl.data import read_prompts
-    from judge_rl.runlog import new_log, run_dir
-    from judge_rl.train.grpo import GroupReward, GRPOTrainer
+    from judge_rl.train.grpo import GroupReward
 
     reward = GroupReward(config.reward)  # cheap checks first: the spec, then the prompts
     prompts = read_prompts(config.prompts)
     if not prompts:
         raise ConfigError(f"{config.prompts}: no prompts", setting="prompts")
+    set_threads(args)
+    from judge_rl.commands.ppo import ProgressCallback, monitor_callbacks
+    from judge_rl.console import console
+    from judge_rl.runlog import new_log, run_dir
+    from judge_rl.train.grpo import GRPOTrainer
+
     default_run = f"grpo-{Path(config.output).name}" if config.output else None
     rd = run_dir(config.run or default_run)
     run_log = new_log("grpo", rd.name, config.to_dict())
