@@ -12,7 +12,7 @@ import torch
 
 from judge_rl.models import tiny_causal_lm, tiny_tokenizer
 from judge_rl.train._group import aggregate, group_advantages, group_diagnostics, grpo_loss, k3
-from judge_rl.train.grpo import GRPOConfig, GRPOTrainer, GroupReward
+from judge_rl.train.grpo import GroupReward, GRPOConfig, GRPOTrainer
 from judge_rl.train.rewards import RewardQuery
 from judge_rl.types import PromptItem
 from tests.conftest import requires_embedded
