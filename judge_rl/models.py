@@ -257,3 +257,138 @@ def save_tiny_model(path: str | os.PathLike[str], **kwargs: Any) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy checkpoints: full model folders and LoRA adapter folders behind one loader.
+
+ADAPTER_BASE_FILE = "judge_rl_adapter.json"
+
+
+def is_adapter_folder(path: str | os.PathLike[str]) -> bool:
+    """A peft adapter folder (``adapter_config.json``, no ``config.json``)."""
+    p = Path(path)
+    return (p / "adapter_config.json").exists() and not (p / "config.json").exists()
+
+
+def is_policy_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """A folder :func:`load_policy_checkpoint` can load (full model or LoRA adapter)."""
+    p = Path(path)
+    return p.is_dir() and ((p / "config.json").exists() or is_adapter_folder(p))
+
+
+def write_adapter_base(path: str | os.PathLike[str], base: str) -> None:
+    """Point an adapter folder at its base model: ``adapter_config.json``'s
+    ``base_model_name_or_path`` (absolute, what ``AutoPeftModelForCausalLM`` follows) and
+    ``judge_rl_adapter.json`` (relative to the folder, so a moved run folder still loads)."""
+    import json
+
+    p = Path(path)
+    cfg_file = p / "adapter_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["base_model_name_or_path"] = str(Path(base).resolve())
+    cfg_file.write_text(json.dumps(cfg, indent=2))
+    rel = os.path.relpath(Path(base).resolve(), p.resolve())
+    (p / ADAPTER_BASE_FILE).write_text(json.dumps({"base": rel, "base_abs": str(base)}))
+
+
+def adapter_base(path: str | os.PathLike[str]) -> str:
+    """The base model of an adapter folder: ``judge_rl_adapter.json`` (relative), else
+    ``adapter_config.json``'s ``base_model_name_or_path`` (a folder, hub name or embedded alias)."""
+    import json
+
+    p = Path(path)
+    tried = []
+    f = p / ADAPTER_BASE_FILE
+    if f.exists():
+        rec = json.loads(f.read_text())
+        for cand in (p / rec.get("base", ""), Path(rec.get("base_abs", ""))):
+            tried.append(str(cand))
+            if (cand / "config.json").exists():
+                return str(cand)
+    try:
+        name = json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{p}/adapter_config.json: unreadable ({e})", setting="model") from None
+    if name:
+        return name
+    raise ConfigError(
+        f"{p}: adapter folder without a reachable base model (tried {', '.join(tried) or '-'})",
+        setting="model",
+    )
+
+
+def load_policy_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    dtype: Any = None,
+    device: str | None = None,
+    merge: bool = True,
+) -> PreTrainedModel:
+    """Load a policy checkpoint, full or LoRA, as one causal LM in eval mode.
+
+    Every place that reads a PPO (or GRPO/DPO) checkpoint should call this instead of
+    ``AutoModelForCausalLM.from_pretrained``: a full folder (``config.json``) loads as usual; an
+    adapter folder (``adapter_config.json``, written by ``--lora-r``) loads its base model and the
+    adapter, merged into plain weights (``merge=False`` returns the ``PeftModel``). Names the
+    embedded aliases resolve too.
+    """
+    p = Path(path) if not is_embedded(str(path)) else None
+    if p is None or not is_adapter_folder(p):
+        return load_causal_lm(str(path), dtype=dtype, device=device)
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ConfigError(
+            f"{p} is a LoRA adapter checkpoint; loading it needs peft: pip install 'judge_rl[lora]'",
+            setting="model",
+        ) from None
+    base = load_causal_lm(adapter_base(p), dtype=dtype)
+    try:
+        model: Any = PeftModel.from_pretrained(base, str(p))
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{p}: cannot load the LoRA adapter: {e}", setting="model") from None
+    if merge:
+        model = model.merge_and_unload()
+    if device:
+        model.to(device)
+    model.eval()
+    return model  # type: ignore[no-any-return]
+
+
+def load_state_dict_from_folder(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The full state dict of a model folder (tied weights included), for loading into a live
+    model of the same architecture."""
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(str(path))
+    return dict(saved.state_dict())
+
+
+def merged_lora_state(model: Any, merge: bool = True) -> dict[str, Any]:
+    """A peft model's weights under the base model's parameter names: LoRA deltas added
+    (``merge=True``: what vLLM or a merged export needs) or left out (the base weights). Computed
+    without touching the live weights (merge/unmerge in place would round the base weights and
+    move the reference)."""
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    sd: dict[str, Any] = {}
+    for k, v in base.state_dict().items():
+        if "lora_" in k:
+            continue
+        sd[k.replace(".base_layer.", ".")] = v.detach()
+    if merge:
+        for name, mod in base.named_modules():
+            if not isinstance(mod, LoraLayer) or getattr(mod, "disable_adapters", False):
+                continue
+            key = f"{name}.weight"
+            if key not in sd:
+                continue
+            for adapter in mod.active_adapters:
+                if adapter in getattr(mod, "lora_A", {}) or adapter in getattr(
+                    mod, "lora_embedding_A", {}
+                ):
+                    delta = mod.get_delta_weight(adapter)
+                    sd[key] = sd[key] + delta.to(sd[key].dtype)
+    return sd

@@ -80,14 +80,57 @@ class PPOConfig:
     prompts are an error."""
     chat_template: bool = True
     """Wrap text prompts as a user message with the tokenizer's chat template (when it has one)."""
-    value_model: str = "policy"
-    """Value function: ``policy`` (separate copy of the policy's body + head), ``head`` (a head on
-    the policy, shared body) or a reward-model folder (body and head from ``train-rm``)."""
+    value_model: str = "head"
+    """Value function: ``head`` (a linear head on the policy's last hidden state, shared body: one
+    model copy less), ``policy`` (separate copy of the policy's body + head) or a reward-model
+    folder (body and head from ``train-rm``)."""
     rollout: str = "hf"
     """Rollout engine: ``hf`` (transformers generate) or ``vllm`` (GPU, optional extra)."""
     lora_r: int = 0
     """LoRA rank (needs peft); 0 trains all weights. With LoRA the reference is the policy with
     adapters disabled (no copy)."""
+    lora_alpha: int | None = None
+    """LoRA scaling numerator (default: 2 * ``lora_r``)."""
+    lora_target_modules: str = "all-linear"
+    """Modules LoRA adapts: ``all-linear`` or comma-separated module names (``q_proj,v_proj``)."""
+    mixed_precision: str = "auto"
+    """Autocast for every forward pass: ``no``, ``bf16``, ``fp16`` (GPU) or ``auto`` (bf16 on a GPU
+    that supports it, else ``no``). Master weights stay in ``dtype``."""
+    dtype: str = "float32"
+    """Dtype of the trained weights (master weights); bf16-stored checkpoints are upcast. ``auto``
+    keeps the stored dtype (pure bf16 training: most small updates round away)."""
+    ref_dtype: str = "auto"
+    """Dtype of the frozen reference: ``auto`` = ``dtype`` (step-1 KL exactly 0); ``bfloat16``
+    saves memory (the KL then starts at the rounding gap)."""
+    save_dtype: str = "auto"
+    """Dtype of saved policy weights: ``auto`` = ``dtype``."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% more compute)."""
+    micro_batch_size: int | None = None
+    """Samples per forward/backward pass; gradients accumulate over ``mini_batch_size /
+    micro_batch_size`` of them per optimiser step (default: ``mini_batch_size``)."""
+    lr_scheduler: str = "constant"
+    """Learning-rate schedule over the run's optimiser steps: ``constant``, ``linear`` (to 0) or
+    ``cosine`` (to 0), after ``warmup_steps``."""
+    warmup_steps: int = 0
+    """PPO steps of linear warm-up from 0 to ``lr``."""
+    reward_norm: bool = False
+    """Normalise scores by a running mean and std over all steps so far (before the KL term)."""
+    reward_clip: float | None = None
+    """Clip scores (after normalisation) to ``[-reward_clip, reward_clip]``."""
+    keep_checkpoints: int = 0
+    """Keep the newest K checkpoint folders (0: keep all); the best-by-gold one and the latest
+    resume point are always kept; with K > 0 optimiser state is kept only in the latest resume
+    point."""
+    report_to: str = "none"
+    """Experiment tracker through accelerate: ``none``, ``tensorboard`` or ``wandb``."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """vLLM rollouts: the engine's share of GPU memory."""
+    vllm_sleep: bool = False
+    """vLLM rollouts: put the engine to sleep (weights and KV cache freed) during the updates."""
+    tis_cap: float | None = None
+    """vLLM rollouts: truncated importance sampling, weight each token's policy loss by
+    ``min(π_trainer / π_vllm, tis_cap)`` (Yao et al. 2025); None: off (the gap is only logged)."""
     save_every: int = 0
     """Checkpoint every N steps (0: only at the end)."""
     log_samples: int = 2
@@ -143,6 +186,45 @@ class PPOConfig:
             raise bad("rollout", f"must be hf or vllm, got {self.rollout!r}")
         if self.lora_r < 0:
             raise bad("lora_r", f"must be >= 0, got {self.lora_r}")
+        if self.micro_batch_size is not None:
+            if not isinstance(self.micro_batch_size, int) or self.micro_batch_size < 1:
+                raise bad(
+                    "micro_batch_size", f"must be a positive integer, got {self.micro_batch_size!r}"
+                )
+            if self.mini_batch_size % self.micro_batch_size:
+                raise bad(
+                    "micro_batch_size",
+                    f"{self.micro_batch_size} does not divide mini_batch_size {self.mini_batch_size}",
+                )
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise bad(
+                "mixed_precision", f"must be auto, no, bf16 or fp16, got {self.mixed_precision!r}"
+            )
+        from judge_rl.train.precision import parse_dtype
+
+        for name in ("dtype", "ref_dtype", "save_dtype"):
+            parse_dtype(getattr(self, name), setting=name)
+        if self.lr_scheduler not in ("constant", "linear", "cosine"):
+            raise bad(
+                "lr_scheduler", f"must be constant, linear or cosine, got {self.lr_scheduler!r}"
+            )
+        if self.warmup_steps < 0:
+            raise bad("warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        if self.reward_clip is not None and not self.reward_clip > 0:
+            raise bad("reward_clip", f"must be positive, got {self.reward_clip}")
+        if self.keep_checkpoints < 0:
+            raise bad("keep_checkpoints", f"must be >= 0, got {self.keep_checkpoints}")
+        if self.report_to not in ("none", "tensorboard", "wandb"):
+            raise bad("report_to", f"must be none, tensorboard or wandb, got {self.report_to!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise bad(
+                "vllm_gpu_memory_utilization",
+                f"must be in (0, 1], got {self.vllm_gpu_memory_utilization}",
+            )
+        if self.tis_cap is not None and not self.tis_cap >= 1:
+            raise bad("tis_cap", f"must be >= 1, got {self.tis_cap}")
+        if self.lora_alpha is not None and self.lora_alpha <= 0:
+            raise bad("lora_alpha", f"must be positive, got {self.lora_alpha}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,8 +18,19 @@ from judge_rl.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    """The transformers model inside a peft ``PeftModel`` (adapters still injected); other
+    modules unchanged."""
+    get_base = getattr(model, "get_base_model", None)
+    if callable(get_base) and type(model).__module__.startswith("peft"):
+        return get_base()  # type: ignore[no-any-return]
+    return model
+
+
 def backbone_of(model: nn.Module) -> nn.Module:
-    """The transformer body of a ``*ForCausalLM`` / ``*ForSequenceClassification`` model."""
+    """The transformer body of a ``*ForCausalLM`` / ``*ForSequenceClassification`` model (a peft
+    ``PeftModel`` is unwrapped first: its own ``base_model`` is the whole causal LM)."""
+    model = unwrap_peft(model)
     prefix = getattr(model, "base_model_prefix", "model")
     body = getattr(model, prefix, None)
     if body is None or body is model:
@@ -54,13 +65,17 @@ class ValueModel(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
     ) -> torch.Tensor:
-        h = self.backbone(
+        out = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=False,
-        ).last_hidden_state  # (B, T, H)
-        return self.score(h).squeeze(-1).float()  # (B, T)
+            output_hidden_states=True,
+        )
+        h = getattr(out, "last_hidden_state", None)
+        if h is None:  # a model with a head (e.g. a peft-wrapped LM): take the last hidden state
+            h = out.hidden_states[-1]  # (B, T, H)
+        return self.score(h.to(self.score.weight.dtype)).squeeze(-1).float()  # (B, T)
 
 
 def value_from_policy(policy: nn.Module) -> ValueModel:
@@ -110,6 +125,7 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 def accepts_logits_to_keep(model: nn.Module) -> bool:
+    model = unwrap_peft(model)  # PeftModel.forward passes **kwargs through to the LM
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
@@ -134,6 +150,9 @@ class PolicyAndValue(nn.Module):
             self.value_head = nn.Linear(hs, 1)
             nn.init.normal_(self.value_head.weight, std=1.0 / (hs + 1) ** 0.5)
             nn.init.zeros_(self.value_head.bias)
+            from judge_rl.train.precision import PrecisionPolicy
+
+            PrecisionPolicy.match(self.value_head, policy)  # a head matches its body's dtype
         self._keep = accepts_logits_to_keep(policy)
 
     def forward(
@@ -153,7 +172,8 @@ class PolicyAndValue(nn.Module):
             kw["logits_to_keep"] = keep
         if self.value_head is not None:
             out = self.policy(**kw, output_hidden_states=True)
-            values = self.value_head(out.hidden_states[-1]).squeeze(-1).float()  # (B, T)
+            h = out.hidden_states[-1]  # (B, T, H)
+            values = self.value_head(h.to(self.value_head.weight.dtype)).squeeze(-1).float()
         else:
             out = self.policy(**kw)
             assert self.value_model is not None
@@ -172,3 +192,25 @@ class PolicyAndValue(nn.Module):
         mod = self.value_model if self.value_model is not None else self.value_head
         assert mod is not None
         mod.load_state_dict(state)
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> bool:
+    """Turn on activation checkpointing for a transformers model (peft-wrapped or not), without
+    dropout: transformers checkpoints a layer only when that layer is in training mode, so only
+    the checkpointed layers themselves are flagged as training (their dropout submodules stay in
+    eval mode). Call :func:`checkpointing_train_mode` after every ``.eval()``. Returns whether it
+    is on."""
+    base = unwrap_peft(model)
+    fn = getattr(base, "gradient_checkpointing_enable", None)
+    if fn is None or not getattr(base, "supports_gradient_checkpointing", False):
+        return False
+    fn(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointing_train_mode(model)
+    return True
+
+
+def checkpointing_train_mode(model: nn.Module) -> None:
+    """Flag the layers that checkpoint as training (see :func:`enable_gradient_checkpointing`)."""
+    for m in model.modules():
+        if getattr(m, "gradient_checkpointing", False) is True and not m.training:
+            m.training = True

@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
 VALUE_FILE = "value.pt"
+OPTIM_FILE = "optimizer.pt"
+CKPT_INFO = "checkpoint.json"
+EVENTS_FILE = "events.jsonl"
 
 
 # =============================================================================================
@@ -285,6 +288,140 @@ def value_loss(
     return loss, clip_frac
 
 
+def make_accelerator(**kwargs: Any) -> Any:
+    """An ``Accelerator`` in full precision (trainers autocast themselves: see
+    :mod:`judge_rl.train.precision`), even when an earlier trainer in this process or an
+    ``accelerate launch --mixed_precision`` asked for another setting (the process-wide state is
+    reset, the process group kept)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    try:
+        return Accelerator(mixed_precision="no", **kwargs)
+    except ValueError:
+        AcceleratorState._reset_state(reset_partial_state=False)
+        try:
+            return Accelerator(mixed_precision="no", **kwargs)
+        except (ValueError, ImportError) as e:
+            raise ConfigError(f"accelerate refused the set-up: {e}", setting="device") from None
+    except ImportError as e:
+        raise ConfigError(f"accelerate refused the set-up: {e}", setting="report_to") from None
+
+
+def lr_factor(step: int, total: int, warmup: int, kind: str = "constant") -> float:
+    """Multiplier of the base learning rate at PPO step ``step`` (0-based) of ``total``: linear
+    warm-up over ``warmup`` steps, then ``constant``, ``linear`` decay to 0, or ``cosine`` decay
+    to 0 (Loshchilov & Hutter 2017, "SGDR", without restarts).
+
+    >>> [round(lr_factor(s, 4, 0, "linear"), 3) for s in range(4)]
+    [1.0, 0.75, 0.5, 0.25]
+    >>> [round(lr_factor(s, 5, 2, "cosine"), 3) for s in range(5)]
+    [0.5, 1.0, 1.0, 0.75, 0.25]
+    """
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    span = max(total - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    if kind == "linear":
+        return 1.0 - progress
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ConfigError(
+        f"unknown schedule {kind!r} (constant, linear, cosine)", setting="lr_scheduler"
+    )
+
+
+class RunningMoments:
+    """Running mean and std of scores over every step so far (Chan et al.'s parallel update,
+    "Updating formulae and a pairwise algorithm for computing sample variances", 1979), gathered
+    over ranks so every rank normalises alike.
+
+    >>> import torch
+    >>> m = RunningMoments()
+    >>> _ = m.update_and_normalise(torch.tensor([1.0, 3.0]), torch.tensor([True, True]))
+    >>> _ = m.update_and_normalise(torch.tensor([5.0]), torch.tensor([True]))
+    >>> round(m.mean, 4), round(m.std, 4)
+    (3.0, 2.0)
+    """
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 0.0
+
+    @property
+    def std(self) -> float:
+        """Unbiased std of every score seen (1 until there are two)."""
+        if self.count < 2:
+            return 1.0
+        return math.sqrt(max(self.var, 0.0) * self.count / (self.count - 1))
+
+    def update_and_normalise(
+        self, scores: torch.Tensor, ok: torch.Tensor, accelerator: Any = None
+    ) -> torch.Tensor:
+        x = scores[ok].double()
+        if accelerator is not None and accelerator.num_processes > 1:
+            n = torch.tensor([float(x.numel()), float(x.sum()), float((x * x).sum())])
+            n = accelerator.reduce(n.to(accelerator.device), "sum").cpu()
+            cnt, total, sq = (float(v) for v in n)
+        else:
+            cnt, total, sq = float(x.numel()), float(x.sum()), float((x * x).sum())
+        if cnt > 0:
+            b_mean = total / cnt
+            b_var = max(sq / cnt - b_mean**2, 0.0)
+            if self.count == 0:
+                self.mean, self.var, self.count = b_mean, b_var, cnt
+            else:
+                tot = self.count + cnt
+                delta = b_mean - self.mean
+                m2 = self.var * self.count + b_var * cnt + delta**2 * self.count * cnt / tot
+                self.mean, self.var, self.count = self.mean + delta * cnt / tot, m2 / tot, tot
+        return (scores - self.mean) / max(self.std, 1e-8)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+
+
+def _ckpt_step(path: Path) -> int:
+    """The step a checkpoint folder was saved at (from its ``checkpoint.json``, else its name)."""
+    try:
+        return int(json.loads((path / CKPT_INFO).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        digits = "".join(ch if ch.isdigit() else " " for ch in path.name).split()
+        return int(digits[-1]) if digits else -1
+
+
+def _fsdp2_modules(model: Any) -> list[Any]:
+    """The FSDP2 (``fully_shard``) modules of a model, outermost first; [] without FSDP2."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return []
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+def _vllm_dtype(prec: Any) -> str:
+    """vLLM runs in the compute dtype (bf16 under bf16 autocast), else the master dtype."""
+    if prec.mixed_precision == "bf16":
+        return "bfloat16"
+    if prec.mixed_precision == "fp16":
+        return "float16"
+    return {"bfloat16": "bfloat16", "float16": "float16"}.get(
+        str(prec.master).split(".")[-1], "float32"
+    )
+
+
+def _flat_config(c: PPOConfig) -> dict[str, Any]:
+    """The settings as tracker hyper-parameters (scalars and strings only)."""
+    return {
+        k: (v if isinstance(v, int | float | str | bool) else str(v))
+        for k, v in c.to_dict().items()
+    }
+
+
 # =============================================================================================
 # Trainer
 
@@ -319,6 +456,7 @@ class _Batch:
     ended: torch.Tensor  # (B,)
     texts: list[str]
     scores: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # (B,)
+    engine_logprobs: torch.Tensor | None = None  # (B, R) the sampler's own (vLLM), else None
 
 
 class PPOTrainer:
@@ -359,15 +497,15 @@ class PPOTrainer:
         run_log: RunLog | None = None,
         run_dir: str | os.PathLike[str] | None = None,
     ):
-        from accelerate import Accelerator
-
         from judge_rl.runlog import PPOSection
         from judge_rl.train._ppo_models import (
             PolicyAndValue,
+            enable_gradient_checkpointing,
             frozen_copy,
             value_from_policy,
             value_from_reward_model,
         )
+        from judge_rl.train.precision import PrecisionPolicy, resolve_mixed_precision
 
         config.validate()
         self.config = c = config
@@ -392,25 +530,57 @@ class PPOTrainer:
         # No CUDA and no device given means CPU: say so to accelerate, otherwise a multi-process
         # launch on a CPU-only machine runs each rank as a separate single-process job.
         on_cpu = c.device == "cpu" or (c.device is None and not torch.cuda.is_available())
-        self.accelerator = Accelerator(cpu=on_cpu)
+        # Precision (judge_rl.train.precision): fp32 master weights, one autocast for every
+        # forward pass (rollout, pi_old, reference, updates), so the step-1 KL is exactly 0.
+        self.precision = prec = PrecisionPolicy.from_settings(
+            resolve_mixed_precision(c.mixed_precision, on_cpu),
+            c.dtype,
+            c.ref_dtype,
+            c.save_dtype,
+        )
+        prec.validate("cpu" if on_cpu else "cuda")
+        acc_kw: dict[str, Any] = {}
+        if c.report_to != "none":
+            acc_kw["log_with"] = c.report_to
+            acc_kw["project_dir"] = str(Path(c.output or "ppo-output") / "tracking")
+        # accelerate's own mixed precision autocasts only the prepared model's forward (pi_old
+        # and the updates, not the rollout or the reference: the step-1 KL of issue 17) and is a
+        # process-wide singleton; so accelerate runs in full precision and every forward pass
+        # here autocasts through self.precision, with our own loss scaler for fp16.
+        self.accelerator = make_accelerator(cpu=on_cpu, **acc_kw)
         acc = self.accelerator
+        self._scaler = (
+            torch.amp.GradScaler(acc.device.type) if prec.mixed_precision == "fp16" else None
+        )
         self.device = acc.device
         torch.manual_seed(c.seed)  # value head init: identical on every rank
 
+        prec.to_master(policy)  # bf16-stored checkpoints train in fp32
         self._peft = False
+        if value_model is None and c.value_model == "policy":
+            value_model = value_from_policy(policy)  # before LoRA: a plain, trainable body
+        elif value_model is None and c.value_model != "head":
+            value_model = value_from_reward_model(c.value_model, policy)
+        if value_model is not None:
+            prec.to_master(value_model)
         if c.lora_r > 0:
             policy = self._add_lora(policy)
         if ref_policy is None and not self._peft:
             ref_policy = frozen_copy(policy)
-        self.ref_policy = ref_policy.to(self.device) if ref_policy is not None else None
+        if ref_policy is not None:
+            ref_policy = prec.to_inference(ref_policy, like=policy).to(self.device)
+        self.ref_policy = ref_policy
 
-        if value_model is None and c.value_model == "policy":
-            value_model = value_from_policy(policy)
-        elif value_model is None and c.value_model != "head":
-            value_model = value_from_reward_model(c.value_model, policy)
         policy.eval()
         joint = PolicyAndValue(policy, value_model).to(self.device)
         joint.eval()  # no dropout: rollout and update log-probabilities must agree
+        self._grad_ckpt = False
+        if c.gradient_checkpointing:
+            self._grad_ckpt = enable_gradient_checkpointing(policy)
+            if value_model is not None:
+                enable_gradient_checkpointing(value_model.backbone)
+            if not self._grad_ckpt:
+                log.warning("%s does not support gradient checkpointing", type(policy).__name__)
         params = [p for p in joint.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-5)
         self.model, self.optimizer = acc.prepare(joint, optimizer)
@@ -448,6 +618,11 @@ class PPOTrainer:
         self._step = 0
         self._epoch = 0
         self._cursor = 0
+        self._micro = c.micro_batch_size or c.mini_batch_size
+        self.reward_stats = RunningMoments()
+        self._callback_states: list[Any] | None = None
+        if c.report_to != "none" and self.is_main:
+            acc.init_trackers(c.run or "judge-rl-ppo", config=_flat_config(c))
         self.section: PPOSection = PPOSection(
             policy=policy_name,
             reward=getattr(reward_source, "name", str(c.reward)),
@@ -486,13 +661,20 @@ class PPOTrainer:
         except ImportError:
             raise ConfigError("LoRA needs peft (pip install peft)", setting="lora_r") from None
         self._peft = True
+        c = self.config
+        targets: str | list[str] = c.lora_target_modules
+        if targets != "all-linear":
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
         cfg = LoraConfig(
-            r=self.config.lora_r,
-            lora_alpha=2 * self.config.lora_r,
-            target_modules="all-linear",
+            r=c.lora_r,
+            lora_alpha=c.lora_alpha or 2 * c.lora_r,
+            target_modules=targets,
             task_type="CAUSAL_LM",
         )
-        return get_peft_model(policy, cfg)
+        try:
+            return get_peft_model(policy, cfg)
+        except ValueError as e:
+            raise ConfigError(f"LoRA: {e}", setting="lora_target_modules") from None
 
     def _encode_prompts(self, items: Sequence[PromptItem], model: Any) -> list[list[int]]:
         from judge_rl.train.rollout import encode_prompt
@@ -536,35 +718,101 @@ class PPOTrainer:
             "top_p": c.top_p,
         }
         if c.rollout == "vllm":
+            acc = self.accelerator
             out = Path(c.output or "ppo-output") / "_vllm_init"
-            if self.is_main:
-                self.policy.save_pretrained(out)
-                self.tokenizer.save_pretrained(out)
-            self.accelerator.wait_for_everyone()
-            return VLLMRolloutEngine(str(out), self.tokenizer, seed=c.seed, **kw)
+            with self._full_params():
+                if self.is_main:
+                    self._write_policy(out, merged=True)
+            acc.wait_for_everyone()
+            extra: dict[str, Any] = {}
+            if acc.num_processes > 1:
+                # one engine per rank on its own GPU, inside the torchrun world (as TRL does)
+                extra["distributed_executor_backend"] = "external_launcher"
+            return VLLMRolloutEngine(
+                str(out),
+                self.tokenizer,
+                seed=c.seed + acc.process_index,
+                gpu_memory_utilization=c.vllm_gpu_memory_utilization,
+                enable_sleep_mode=c.vllm_sleep,
+                dtype=_vllm_dtype(self.precision),
+                **extra,
+                **kw,
+            )
         return HFRolloutEngine(self.policy, self.tokenizer, **kw)
 
-    @contextlib.contextmanager
-    def _full_params(self) -> Iterator[None]:
-        """Gather sharded weights (DeepSpeed ZeRO-3, FSDP) for generation, as TRL's
-        ``unwrap_model_for_generation`` does; a no-op for DDP and one process. (The sharded
-        paths are untested here: no GPUs.)"""
+    def _sync_engine(self) -> None:
+        """Push the policy's weights into the rollout engine, inside the gather (ZeRO-3/FSDP:
+        every rank takes part)."""
+        if not getattr(self.engine, "needs_sync", False):
+            self.engine.sync_weights(self.policy)  # HF: generate reads the live module
+            return
+        with self._full_params():
+            self.engine.sync_weights(self.policy)
+
+    def _wake_engine(self) -> None:
+        fn = getattr(self.engine, "wake_up", None)
+        if self.config.vllm_sleep and fn is not None:
+            fn()
+
+    def _sleep_engine(self) -> None:
+        fn = getattr(self.engine, "sleep", None)
+        if self.config.vllm_sleep and fn is not None:
+            fn()
+
+    @property
+    def _sharded(self) -> bool:
+        """Parameters are sharded across ranks (DeepSpeed ZeRO-3 or FSDP)."""
         from accelerate.utils import DistributedType
 
         acc = self.accelerator
         ds = getattr(acc.state, "deepspeed_plugin", None)
         if ds is not None and getattr(ds, "zero_stage", 0) == 3:
-            import deepspeed
+            return True
+        return acc.distributed_type == DistributedType.FSDP
 
-            with deepspeed.zero.GatheredParameters(list(self.model.parameters())):
-                yield
-        elif acc.distributed_type == DistributedType.FSDP and hasattr(
-            self.model, "summon_full_params"
-        ):
-            with self.model.summon_full_params(self.model, writeback=False, recurse=True):
-                yield
-        else:
+    @contextlib.contextmanager
+    def _full_params(self) -> Iterator[None]:
+        """Gather sharded weights (DeepSpeed ZeRO-3, FSDP1, FSDP2) so that every rank holds the
+        full model inside the block, as TRL's ``unwrap_model_for_generation`` does; a no-op for
+        DDP and one process, and when already inside a gather (re-entrant).
+
+        A collective: every rank must enter it (never from a rank-0-only branch). Callbacks run
+        inside one such block on every rank (see :meth:`train`), so their sampling and saving on
+        rank 0 gather nothing. (The sharded paths run only on GPUs: ``gpu``-marked tests and
+        ``make gpu-check``.)"""
+        if getattr(self, "_gathered", False) or not self._sharded:
             yield
+            return
+        from accelerate.utils import DistributedType
+
+        acc = self.accelerator
+        ds = getattr(acc.state, "deepspeed_plugin", None)
+        self._gathered = True
+        try:
+            if ds is not None and getattr(ds, "zero_stage", 0) == 3:
+                import deepspeed
+
+                with deepspeed.zero.GatheredParameters(list(self.model.parameters())):
+                    yield
+            elif acc.distributed_type == DistributedType.FSDP:
+                fsdp2 = _fsdp2_modules(self.model)
+                if fsdp2:  # FSDP2 (fully_shard): no summon_full_params; unshard each module
+                    for m in fsdp2:
+                        m.unshard()
+                    try:
+                        yield
+                    finally:
+                        for m in reversed(fsdp2):
+                            m.reshard()
+                else:
+                    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+                    with FSDP.summon_full_params(self.model, writeback=False, recurse=True):
+                        yield
+            else:
+                yield
+        finally:
+            self._gathered = False
 
     # -- prompt order ---------------------------------------------------------------------------
 
@@ -626,7 +874,8 @@ class PPOTrainer:
 
         if accepts_logits_to_keep(model):
             kw["logits_to_keep"] = R + 1
-        logits = model(**kw).logits[:, -(R + 1) : -1] / self.config.temperature  # (b, R, V)
+        with self.precision.autocast(self.device):
+            logits = model(**kw).logits[:, -(R + 1) : -1] / self.config.temperature  # (b, R, V)
         lp = logprobs_from_logits(logits, batch.response_ids[rows].to(self.device))  # (b, R)
         ent = entropy_from_logits(logits) if with_entropy else None
         return lp, ent
@@ -640,7 +889,8 @@ class PPOTrainer:
             batch.response_ids[rows],
             batch.response_mask[rows],
         )
-        logits, values = self.model(ids, am, pos, keep=R + 1)  # (b, R+1, V), (b, P+R)
+        with self.precision.autocast(self.device):
+            logits, values = self.model(ids, am, pos, keep=R + 1)  # (b, R+1, V), (b, P+R)
         logits = logits[:, :-1] / self.config.temperature  # (b, R, V)
         lp = logprobs_from_logits(logits, batch.response_ids[rows].to(self.device))  # (b, R)
         vpred = values[:, -(R + 1) : -1]  # (b, R): V of the state before each response token
@@ -678,7 +928,7 @@ class PPOTrainer:
                 top_k=c.top_k,
                 top_p=c.top_p,
             )
-        with self._full_params():
+        with self._full_params(), self.precision.autocast(self.device):
             r = engine.generate(
                 query_ids, query_mask, greedy=greedy, max_new_tokens=max_new_tokens, model=model
             )
@@ -691,6 +941,7 @@ class PPOTrainer:
             r.response_mask[:, :width],
             r.ended_with_eos,
             r.texts,
+            engine_logprobs=None if r.logprobs is None else r.logprobs[:, :width],
         )
 
     def _score(self, batch: _Batch) -> torch.Tensor:
@@ -713,17 +964,26 @@ class PPOTrainer:
         """Run one PPO step (rollout, score, updates); returns its statistics."""
         c, acc = self.config, self.accelerator
         t0 = time.perf_counter()
+        lr_now = c.lr * lr_factor(self._step, c.steps, c.warmup_steps, c.lr_scheduler)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_now
 
         # 1. Rollout -----------------------------------------------------------------------------
         idx = self._next_indices()
         items = [self.items[i] for i in idx]
+        self._wake_engine()
         batch = self._rollout(items, [self._encoded[i] for i in idx])
+        self._sleep_engine()
         t_gen = time.perf_counter()
 
         # 2. Score; a failed score (NaN) drops the sample from the update ------------------------
         b_raw_scores = self._score(batch)  # (B,)
         failed = torch.isnan(b_raw_scores)  # (B,)
         b_scores = torch.nan_to_num(b_raw_scores, nan=0.0)  # (B,)
+        if c.reward_norm:
+            b_scores = self.reward_stats.update_and_normalise(b_scores, ~failed, acc)
+        if c.reward_clip is not None:
+            b_scores = b_scores.clamp(-c.reward_clip, c.reward_clip)
         if c.missing_eos_penalty is not None:
             b_scores = b_scores - c.missing_eos_penalty * (~batch.ended).float()
         batch.scores = b_raw_scores
@@ -732,12 +992,14 @@ class PPOTrainer:
         t_score = time.perf_counter()
 
         # 3. Old log-probabilities, reference log-probabilities, values --------------------------
+        # One no-grad pass of the policy gives pi_old and the values together (with the default
+        # value head they share the body: the pass TRL spends on its separate value model).
         B, R = batch.response_ids.shape
         b_logprobs = torch.zeros(B, R, device=self.device)  # (B, R)
         b_ref_logprobs = torch.zeros(B, R, device=self.device)  # (B, R)
         b_values = torch.zeros(B, R, device=self.device)  # (B, R)
         b_entropy = torch.zeros(B, R, device=self.device)  # (B, R)
-        fb = c.mini_batch_size
+        fb = self._micro
         with torch.no_grad():
             for s in range(0, B, fb):
                 rows = slice(s, s + fb)
@@ -745,6 +1007,22 @@ class PPOTrainer:
                 b_logprobs[rows], b_values[rows] = lp, v
                 b_entropy[rows] = entropy_from_logits(logits)
                 b_ref_logprobs[rows] = self._ref_logprobs(batch, rows)
+
+            # Sampling mismatch (vLLM): the engine's log-probs vs the trainer's, per token.
+            b_tis = None
+            mismatch: dict[str, float] = {}
+            if batch.engine_logprobs is not None:
+                b_eng = batch.engine_logprobs.to(self.device)  # (B, R)
+                gap = (b_logprobs - b_eng).abs() * b_mask  # (B, R)
+                mismatch = {
+                    "logprob_gap_mean": float(masked_mean(gap, b_mask)),
+                    "logprob_gap_max": float(gap.max()),
+                }
+                if c.tis_cap is not None:
+                    # Truncated importance sampling (Yao et al. 2025, "Your efficient RL
+                    # framework secretly brings you off-policy RL training"): the update is
+                    # on-policy for the trainer's pi_old, the samples came from vLLM's.
+                    b_tis = torch.exp(b_logprobs - b_eng).clamp(max=c.tis_cap) * b_mask
 
             # 4. Per-token rewards: KL penalty everywhere, score at the last token -----------------
             b_scores_d = b_scores.to(self.device)
@@ -755,8 +1033,10 @@ class PPOTrainer:
             b_advantages, b_returns = compute_gae(b_rewards, b_values, b_mask, c.gamma, c.lam)
             if c.whiten_advantages:
                 b_advantages = whiten(b_advantages, b_mask)  # (B, R)
+            if b_tis is not None:
+                b_advantages = b_advantages * b_tis
 
-        # 6. PPO epochs over shuffled minibatches ----------------------------------------------
+        # 6. PPO epochs over shuffled minibatches; gradients accumulate over micro-batches ------
         stats: dict[str, list[torch.Tensor]] = {
             k: []
             for k in (
@@ -768,36 +1048,63 @@ class PPOTrainer:
                 "loss",
             )
         }
+        if self._grad_ckpt:
+            from judge_rl.train._ppo_models import checkpointing_train_mode
+
+            checkpointing_train_mode(self.model)  # generate() put every layer in eval mode
+        mb_size, micro = c.mini_batch_size, self._micro
         for _epoch in range(c.ppo_epochs):
             b_inds = torch.randperm(B)
-            for s in range(0, B, c.mini_batch_size):
-                mb_inds = b_inds[s : s + c.mini_batch_size]
-                mb_mask = b_mask[mb_inds]  # (b, R)
-                new_logprobs, vpred, logits = self._joint(batch, mb_inds)  # (b, R)
-                pg_loss, clip_frac, approx_kl = policy_loss(
-                    new_logprobs, b_logprobs[mb_inds], b_advantages[mb_inds], mb_mask, c.cliprange
-                )
-                vf_loss, vf_clip_frac = value_loss(
-                    vpred, b_values[mb_inds], b_returns[mb_inds], mb_mask, c.cliprange_value
-                )
-                loss = pg_loss + c.vf_coef * vf_loss
-                if c.ent_coef:
-                    loss = loss - c.ent_coef * masked_mean(entropy_from_logits(logits), mb_mask)
+            for s in range(0, B, mb_size):
+                mb_all = b_inds[s : s + mb_size]
                 self.optimizer.zero_grad(set_to_none=True)
-                acc.backward(loss)
+                n_micro = math.ceil(len(mb_all) / micro)
+                for k in range(n_micro):
+                    mb_inds = mb_all[k * micro : (k + 1) * micro]
+                    mb_mask = b_mask[mb_inds]  # (b, R)
+                    last = k == n_micro - 1
+                    sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
+                    with sync:
+                        new_logprobs, vpred, logits = self._joint(batch, mb_inds)  # (b, R)
+                        pg_loss, clip_frac, approx_kl = policy_loss(
+                            new_logprobs,
+                            b_logprobs[mb_inds],
+                            b_advantages[mb_inds],
+                            mb_mask,
+                            c.cliprange,
+                        )
+                        vf_loss, vf_clip_frac = value_loss(
+                            vpred, b_values[mb_inds], b_returns[mb_inds], mb_mask, c.cliprange_value
+                        )
+                        loss = pg_loss + c.vf_coef * vf_loss
+                        if c.ent_coef:
+                            loss = loss - c.ent_coef * masked_mean(
+                                entropy_from_logits(logits), mb_mask
+                            )
+                        # each micro-batch weighs by its share of the mini-batch's samples
+                        scaled = loss * (len(mb_inds) / len(mb_all))
+                        if self._scaler is not None:
+                            scaled = self._scaler.scale(scaled)
+                        acc.backward(scaled)
+                    for name, v in (
+                        ("policy_loss", pg_loss),
+                        ("value_loss", vf_loss),
+                        ("clip_frac", clip_frac),
+                        ("value_clip_frac", vf_clip_frac),
+                        ("approx_kl", approx_kl),
+                        ("loss", loss),
+                    ):
+                        stats[name].append(v.detach())
+                if self._scaler is not None:
+                    self._scaler.unscale_(self.optimizer.optimizer)
                 if c.max_grad_norm:
                     acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
-                self.optimizer.step()
-                for k, v in (
-                    ("policy_loss", pg_loss),
-                    ("value_loss", vf_loss),
-                    ("clip_frac", clip_frac),
-                    ("value_clip_frac", vf_clip_frac),
-                    ("approx_kl", approx_kl),
-                    ("loss", loss),
-                ):
-                    stats[k].append(v.detach())
-        self.engine.sync_weights(self.policy)
+                if self._scaler is not None:
+                    self._scaler.step(self.optimizer.optimizer)
+                    self._scaler.update()
+                else:
+                    self.optimizer.step()
+        self._sync_engine()
         t_train = time.perf_counter()
 
         # 7. Statistics (gathered over ranks), KL controller -----------------------------------
@@ -847,6 +1154,7 @@ class PPOTrainer:
             "time_score": t_score - t_gen,
             "time_train": t_train - t_score,
             "samples_per_s": n_global / max(t_train - t0, 1e-9),
+            **mismatch,
         }
         self.kl_ctl.update(kl_mean, n_global)
         self._step += 1
@@ -857,22 +1165,30 @@ class PPOTrainer:
 
     def train(self) -> PPOSection:
         """Run until ``config.steps`` steps are done (counted over resumes) or a callback stops
-        training; returns the run log's ``ppo`` section."""
+        training; returns the run log's ``ppo`` section.
+
+        Callbacks run on the main process, inside one parameter gather that every rank enters
+        (so a monitor's sampling under ZeRO-3/FSDP never waits on a collective the other ranks
+        skip). Each step is appended to ``events.jsonl`` beside the run log; the whole run log
+        is written at checkpoints and at the end (then the events file is removed)."""
         from accelerate.utils import broadcast
 
         c = self.config
-        if self.is_main:
-            for cb in self.callbacks:
-                cb.on_train_start(self)
+        with self._full_params():
+            if self.is_main:
+                self._restore_callbacks()
+                for cb in self.callbacks:
+                    cb.on_train_start(self)
         while self._step < c.steps:
             stats = self.train_step()
             batch = self._last_batch
             self.section.steps.append(stats)
+            new_samples: list[dict[str, Any]] = []
             if self.is_main:
                 for it, text, sc in list(
                     zip(batch.items, batch.texts, batch.scores.tolist(), strict=True)
                 )[: c.log_samples]:
-                    self.section.samples.append(
+                    new_samples.append(
                         {
                             "step": self._step,
                             "prompt": prompt_text(it.prompt),
@@ -880,41 +1196,73 @@ class PPOTrainer:
                             "reward": sc,
                         }
                     )
+                self.section.samples.extend(new_samples)
             stop_flag = torch.zeros(1, device=self.device)
-            if self.is_main:
-                info = StepInfo(
-                    step=self._step,
-                    prompts=[it.prompt for it in batch.items],
-                    responses=list(batch.texts),
-                    rewards=batch.scores.tolist(),
-                    stats=dict(stats),
-                    prompt_ids=[it.prompt_id for it in batch.items],
-                    references=[it.reference for it in batch.items],
-                )
-                for cb in self.callbacks:
-                    if cb.on_step(info, self):
-                        stop_flag[0] = 1
-                        if self.section.stopped_early is None:
-                            self.section.stopped_early = (
-                                f"step {self._step}: stopped by {type(cb).__name__}"
-                            )
+            with self._full_params():
+                if self.is_main:
+                    info = StepInfo(
+                        step=self._step,
+                        prompts=[it.prompt for it in batch.items],
+                        responses=list(batch.texts),
+                        rewards=batch.scores.tolist(),
+                        stats=dict(stats),
+                        prompt_ids=[it.prompt_id for it in batch.items],
+                        references=[it.reference for it in batch.items],
+                    )
+                    for cb in self.callbacks:
+                        if cb.on_step(info, self):
+                            stop_flag[0] = 1
+                            if self.section.stopped_early is None:
+                                self.section.stopped_early = (
+                                    f"step {self._step}: stopped by {type(cb).__name__}"
+                                )
             if self.accelerator.num_processes > 1:
                 stop_flag = broadcast(stop_flag, from_process=0)
             stop = bool(stop_flag.item())
+            if c.report_to != "none":
+                self.accelerator.log(
+                    {k: v for k, v in stats.items() if isinstance(v, int | float)}, step=self._step
+                )
+            self._append_event(stats, new_samples)
             if c.save_every and self._step % c.save_every == 0 and self._step < c.steps:
                 self._save_full()
-            self._save_log()
+                self._save_log()
+            else:
+                self._prune_checkpoints()  # monitor checkpoints of this step
             if stop:
                 break
         if c.output:
             self._save_full()
-        if self.is_main:
-            for cb in self.callbacks:
-                cb.on_train_end(self)
-        self._save_log()
+        with self._full_params():
+            if self.is_main:
+                for cb in self.callbacks:
+                    cb.on_train_end(self)
+        self._prune_checkpoints()
+        self._save_log(final=True)
+        if c.report_to != "none":
+            self.accelerator.end_training()
         return self.section
 
-    def _save_log(self) -> None:
+    # -- run log: per-step events, compacted at the end -----------------------------------------
+
+    @property
+    def events_path(self) -> Path | None:
+        """``events.jsonl`` beside the run log (one line per step), or None without a run dir."""
+        return self.run_dir / EVENTS_FILE if self.run_dir is not None else None
+
+    def _append_event(self, stats: dict[str, float], samples: list[dict[str, Any]]) -> None:
+        path = self.events_path
+        if not self.is_main or path is None or self.run_log is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(
+            {"event": "ppo_step", "step": self._step, "stats": stats, "samples": samples},
+            allow_nan=True,
+        )
+        with path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def _save_log(self, final: bool = False) -> None:
         if not self.is_main or self.run_log is None:
             return
         from judge_rl.runlog import RunLog
@@ -938,18 +1286,70 @@ class PPOTrainer:
             )
         if self.run_dir is not None:
             self.run_log.save(self.run_dir)
+            if final and self.events_path is not None:
+                self.events_path.unlink(missing_ok=True)  # compacted into log.json
 
     # -- checkpoints ----------------------------------------------------------------------------
 
-    def _write_policy(self, path: Path) -> None:
-        self.policy.save_pretrained(path)
+    def _policy_state(self) -> dict[str, torch.Tensor]:
+        """The policy's full state dict (call inside :meth:`_full_params` when sharded), in
+        ``save_dtype``, with FSDP's wrapper names removed."""
+        sd = {
+            k.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", ""): (
+                v.detach()
+            )
+            for k, v in self.policy.state_dict().items()
+        }
+        return self.precision.state_dict_in(sd)
+
+    def _write_policy(self, path: Path, merged: bool = False) -> None:
+        """A model folder: full weights, or (LoRA) the adapter plus a pointer to the base model
+        that :func:`judge_rl.models.load_policy_checkpoint` and ``AutoPeftModelForCausalLM``
+        follow; ``merged=True`` writes LoRA merged into full weights (for vLLM)."""
+        if self._peft and merged:
+            from judge_rl.models import merged_lora_state
+
+            base = self.policy.get_base_model()
+            sd = self.precision.state_dict_in(merged_lora_state(self.policy))
+            base.save_pretrained(path, state_dict=sd)
+        elif self._peft:
+            self._ensure_lora_base()
+            self.policy.save_pretrained(path, state_dict=self._policy_state())
+            from judge_rl.models import write_adapter_base
+
+            write_adapter_base(path, self._lora_base)
+        else:
+            self.policy.save_pretrained(path, state_dict=self._policy_state())
         self.tokenizer.save_pretrained(path)
+
+    def _ensure_lora_base(self) -> None:
+        """A LoRA checkpoint needs its base model as a folder: the one the policy was loaded
+        from, or a copy saved once under ``<output>/base-model``."""
+        if getattr(self, "_lora_base", None):
+            return
+        name = str(getattr(self.policy.peft_config["default"], "base_model_name_or_path", "") or "")
+        if name and (Path(name) / "config.json").exists():
+            self._lora_base = str(Path(name).resolve())
+            return
+        out = Path(self.config.output or "ppo-output") / "base-model"
+        if not (out / "config.json").exists():
+            from judge_rl.models import merged_lora_state
+
+            sd = merged_lora_state(self.policy, merge=False)  # the base weights only
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.policy.get_base_model().save_pretrained(tmp, state_dict=sd)
+            self.tokenizer.save_pretrained(tmp)
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
+        self._lora_base = str(out.resolve())
 
     def save_checkpoint(self, tag: str | None = None) -> str:
         """Save the policy now as a model folder (tokenizer too); returns the folder.
 
         Part of the :class:`~judge_rl.train.callbacks.PolicyHandle` protocol: no trainer state,
-        so it is not a resume point (see :meth:`_save_full`).
+        so it is not a resume point (see :meth:`_save_full`). Called from callbacks, on the
+        main process, inside the gather that :meth:`train` holds around them.
         """
         name = f"checkpoint-{tag}" if tag else f"checkpoint-{self._step:06d}"
         path = Path(self.config.output or "ppo-output") / name
@@ -957,6 +1357,7 @@ class PPOTrainer:
             tmp = path.with_name(path.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             self._write_policy(tmp)
+            (tmp / CKPT_INFO).write_text(json.dumps({"step": self._step, "tag": tag or ""}))
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
             self.section.checkpoints.append(
@@ -965,32 +1366,119 @@ class PPOTrainer:
         return str(path)
 
     def _save_full(self) -> str:
-        """A resume point: policy folder + value weights + optimiser, KL controller, RNG, log."""
+        """A resume point: policy folder + value weights + trainer state (KL controller, RNG,
+        reward statistics, callbacks' state such as the over-optimisation monitor's, the log
+        section) + the optimiser in its own file (removed from older resume points). Every rank
+        calls it."""
         path = Path(self.config.output or "ppo-output") / f"checkpoint-{self._step:06d}"
         if path.exists() and (path / STATE_FILE).exists():
             return str(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with self._full_params():
+            if self.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+                self._write_policy(tmp)
+                torch.save(self.unwrapped.value_state(), tmp / VALUE_FILE)
+                self.section.checkpoints.append({"step": self._step, "path": str(path)})
+                state = {
+                    "step": self._step,
+                    "epoch": self._epoch,
+                    "cursor": self._cursor,
+                    "kl_ctl": self.kl_ctl.state_dict(),
+                    "reward_stats": self.reward_stats.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "section": self.section.model_dump(mode="json"),
+                    "config": self.config.to_dict(),
+                    "precision": self.precision.describe(),
+                    "callbacks": self._callback_state(),
+                }
+                torch.save(state, tmp / STATE_FILE)
+                (tmp / CKPT_INFO).write_text(json.dumps({"step": self._step, "tag": ""}))
+                (tmp / "ppo_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        # the optimiser's state (sharded under ZeRO/FSDP: accelerate gathers it, all ranks)
+        opt_state = self.optimizer.state_dict()
         if self.is_main:
-            tmp = path.with_name(path.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            self._write_policy(tmp)
-            torch.save(self.unwrapped.value_state(), tmp / VALUE_FILE)
-            self.section.checkpoints.append({"step": self._step, "path": str(path)})
-            state = {
-                "step": self._step,
-                "epoch": self._epoch,
-                "cursor": self._cursor,
-                "optimizer": self.optimizer.state_dict(),
-                "kl_ctl": self.kl_ctl.state_dict(),
-                "rng": torch.get_rng_state(),
-                "section": self.section.model_dump(mode="json"),
-                "config": self.config.to_dict(),
-            }
-            torch.save(state, tmp / STATE_FILE)
-            (tmp / "ppo_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+            torch.save(opt_state, tmp / OPTIM_FILE)
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
+            if self.config.keep_checkpoints:
+                self._drop_old_optimizers(keep=path)
+            self._prune_checkpoints()
         self.accelerator.wait_for_everyone()
         return str(path)
+
+    def _callback_state(self) -> list[Any]:
+        out = []
+        for cb in self.callbacks:
+            fn = getattr(cb, "state_dict", None)
+            out.append(fn() if callable(fn) else None)
+        return out
+
+    def _restore_callbacks(self) -> None:
+        """Give each callback the state saved with the resumed checkpoint (before its
+        ``on_train_start``, so that a restored monitor does not start over)."""
+        states, self._callback_states = self._callback_states, None
+        if not states:
+            return
+        if len(states) != len(self.callbacks):
+            log.warning(
+                "the checkpoint holds state for %d callbacks, the run has %d: not restored",
+                len(states),
+                len(self.callbacks),
+            )
+            return
+        for cb, st in zip(self.callbacks, states, strict=True):
+            fn = getattr(cb, "load_state_dict", None)
+            if st is not None and callable(fn):
+                fn(st)
+
+    def _checkpoint_dirs(self) -> list[Path]:
+        root = Path(self.config.output or "ppo-output")
+        if not root.exists():
+            return []
+        return [p for p in root.glob("checkpoint-*") if p.is_dir() and not p.name.endswith(".tmp")]
+
+    def _drop_old_optimizers(self, keep: Path) -> None:
+        """Optimiser state only in the latest resume point (an older one resumes with a fresh
+        optimiser and a warning)."""
+        for p in self._checkpoint_dirs():
+            if p != keep and (p / OPTIM_FILE).exists():
+                (p / OPTIM_FILE).unlink()
+
+    def _protected_checkpoints(self) -> set[Path]:
+        keep: set[Path] = set()
+        for cb in self.callbacks:  # the monitor's best-by-gold checkpoint
+            sec = getattr(cb, "section", None)
+            best = getattr(sec, "best_checkpoint", None) or {}
+            for key in ("path", "checkpoint"):
+                if isinstance(best, dict) and best.get(key):
+                    keep.add(Path(str(best[key])).resolve())
+        resume = sorted(p for p in self._checkpoint_dirs() if (p / STATE_FILE).exists())
+        if resume:
+            keep.add(resume[-1].resolve())  # the latest resume point
+        return keep
+
+    def _prune_checkpoints(self) -> list[Path]:
+        """Retention (``keep_checkpoints`` K > 0): keep the newest K checkpoint folders by step,
+        plus the best-by-gold and the latest resume point; returns what was removed."""
+        k = self.config.keep_checkpoints
+        if not k or not self.is_main:
+            return []
+        dirs = self._checkpoint_dirs()
+        dirs.sort(key=lambda p: (_ckpt_step(p), p.stat().st_mtime))
+        protected = self._protected_checkpoints()
+        removed = []
+        for p in dirs[: max(len(dirs) - k, 0)]:
+            if p.resolve() in protected:
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+        if removed:
+            gone = {str(p) for p in removed}
+            self.section.checkpoints = [
+                ck for ck in self.section.checkpoints if str(ck.get("path")) not in gone
+            ]
+        return removed
 
     def _resolve_resume(self, resume: str) -> Path:
         if resume != "latest":
@@ -999,14 +1487,18 @@ class PPOTrainer:
                 raise ConfigError(f"{p}: not a PPO checkpoint (no {STATE_FILE})", setting="resume")
             return p
         root = Path(self.config.output or "ppo-output")
-        found = sorted(p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists())
+        # a kill during a save leaves checkpoint-*.tmp folders: never resume from them
+        if self.is_main:
+            for t in root.glob("*.tmp"):
+                shutil.rmtree(t, ignore_errors=True)
+        found = sorted(
+            (p for p in self._checkpoint_dirs() if (p / STATE_FILE).exists()), key=_ckpt_step
+        )
         if not found:
             raise ConfigError(f"{root}: no checkpoint to resume from", setting="resume")
         return found[-1]
 
     def _load_checkpoint(self, path: Path) -> None:
-        from transformers import AutoModelForCausalLM
-
         from judge_rl.runlog import PPOSection
 
         log.info("resuming from %s", path)
@@ -1019,12 +1511,21 @@ class PPOTrainer:
                 self.policy, load_file(str(path / "adapter_model.safetensors"))
             )
         else:
-            saved = AutoModelForCausalLM.from_pretrained(str(path))
-            self.policy.load_state_dict(saved.state_dict())
-            del saved
+            from judge_rl.models import load_state_dict_from_folder
+
+            self.policy.load_state_dict(load_state_dict_from_folder(path))
         self.unwrapped.load_value_state(torch.load(path / VALUE_FILE, map_location="cpu"))
-        self.optimizer.load_state_dict(state["optimizer"])
+        opt = state.get("optimizer")
+        if opt is None and (path / OPTIM_FILE).exists():
+            opt = torch.load(path / OPTIM_FILE, map_location="cpu", weights_only=False)
+        if opt is not None:
+            self.optimizer.load_state_dict(opt)
+        else:
+            log.warning("%s holds no optimiser state (not the latest): fresh AdamW moments", path)
         self.kl_ctl.load_state_dict(state["kl_ctl"])
+        if "reward_stats" in state:
+            self.reward_stats.load_state_dict(state["reward_stats"])
+        self._callback_states = state.get("callbacks")
         self._step, self._epoch, self._cursor = state["step"], state["epoch"], state["cursor"]
         self.section = PPOSection.model_validate(state["section"])
         if self.run_log is not None:
@@ -1034,7 +1535,7 @@ class PPOTrainer:
             torch.set_rng_state(rng)
         else:  # other ranks: a distinct stream derived from the step
             torch.manual_seed(self.config.seed + self.accelerator.process_index + 7919 * self._step)
-        self.engine.sync_weights(self.policy)
+        self._sync_engine()
 
     # -- PolicyHandle: sampling for callbacks ---------------------------------------------------
 
