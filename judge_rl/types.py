@@ -128,6 +128,11 @@ class JudgeCall(_Record):
     cost: float = 0.0
     latency_s: float = 0.0
     cached: bool = False
+    label_mass: float | None = None
+    """Total probability on the label tokens at the verdict position (before renormalising);
+    small values mean ``p_a`` says little about what the judge wrote."""
+    note: str | None = None
+    """Why ``p_a`` was left out or flagged (``low_mass``, ``probs_contradict``), when it was."""
 
 
 class Judgment(_Record):

@@ -38,7 +38,9 @@ class ChatRequest:
     stop: list[str] | None = None
     label_probs: list[str] | None = None
     """Ask for the probability of each of these single-token labels (e.g. ["A", "B", "C"]) at the
-    first position where one of them is generated; backends that cannot give them return None."""
+    verdict position: right after the generation prompt plus ``metadata["label_prefix"]`` (the
+    reply prefilled up to the verdict slot, on backends that continue an assistant message:
+    ``supports_prefill``); backends that cannot give them return None."""
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,6 +53,8 @@ class ChatResult:
     """``kind: detail`` with kind in: rate_limit, timeout, server, connection, malformed, empty,
     backend."""
     label_probs: dict[str, float] | None = None
+    label_mass: float | None = None
+    """Total probability of the label tokens before renormalising (None when unknown)."""
     finish_reasons: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0

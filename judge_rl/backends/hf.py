@@ -6,9 +6,16 @@ Requests are rendered with the tokenizer's chat template, left-padded and batche
   parameters, ``n`` samples per request; stop strings cut the text afterwards;
 * **label probabilities** (``label_probs`` given): one forward pass, no sampling. The next-token
   distribution after the generation prompt (plus ``metadata["label_prefix"]`` when a request has
-  one, e.g. ``"[["``) is restricted to the label tokens and renormalised; the text is the most
-  likely label. This is how a local judge gives ``p_a`` (G-Eval, Liu et al. 2023, §2.3 weights
+  one: ``"[["``, or a judge's whole reply up to its verdict slot, which continues the assistant
+  message like ``continue_final_message``) is restricted to the label tokens and renormalised;
+  the text is the most likely label, ``label_mass`` the probability the labels held before
+  renormalising. This is how a local judge gives ``p_a`` (G-Eval, Liu et al. 2023, §2.3 weights
   scores by the label-token probabilities in the same way).
+
+Prompts longer than ``max_length`` tokens are never cut inside a message: the oldest turns of the
+conversation (after any system message) are dropped first, keeping the last turn (for a judge:
+the question and both answers) and the template's generation prompt; when the last turn alone does
+not fit, the request fails with ``error="too_long: ..."`` (no text is read from a cut prompt).
 
 Token counts are exact; cost is 0. The model runs in a worker thread so the event loop stays free.
 """
@@ -41,13 +48,16 @@ class HFBackend:
         batch_size: Prompts per forward pass / ``generate`` call.
         dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto``; default: the checkpoint's.
         max_new_tokens: Overrides every request's ``max_tokens`` when set.
-        max_length: Prompts longer than this many tokens are cut from the left (keeping the end,
-            where the question and the answer slot are).
+        max_length: The longest prompt, in tokens. A longer conversation loses its oldest turns
+            first; a last turn (plus prefill) that does not fit alone is a ``too_long`` error.
         model_object: An already loaded model (e.g. a policy being trained); skips loading.
         tokenizer: An already loaded tokenizer (needed with ``model_object``).
     """
 
     name = "hf"
+    supports_prefill = True
+    """``metadata["label_prefix"]`` continues the assistant's reply (read label probabilities at
+    a verdict slot)."""
 
     def __init__(
         self,
@@ -156,13 +166,66 @@ class HFBackend:
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
         return str(text) + prefix
 
+    def _n_tokens(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def fit(self, messages: list[dict[str, str]], prefix: str = "") -> tuple[str, int]:
+        """The prompt text for ``messages`` (+ ``prefix``) within ``max_length`` tokens, and how
+        many history messages were dropped to fit.
+
+        Whole turns are dropped, oldest first (system messages and the last turn are kept; an
+        assistant turn goes with the user turn before it). Never cuts inside a message.
+
+        Raises:
+            PromptTooLong: the last turn, system message and prefix alone exceed ``max_length``.
+        """
+        msgs = list(messages)
+        dropped = 0
+        while True:
+            text = self.render(msgs, prefix)
+            n = self._n_tokens(text)
+            if n <= self.max_length:
+                return text, dropped
+            keep_from = next((i for i, m in enumerate(msgs) if m.get("role") != "system"), 0)
+            if len(msgs) - keep_from <= 1:
+                raise PromptTooLong(
+                    f"too_long: the prompt needs {n} tokens with only its last turn, the "
+                    f"context allows {self.max_length} (max_length); nothing was cut"
+                )
+            msgs.pop(keep_from)
+            dropped += 1
+            if len(msgs) - keep_from > 1 and msgs[keep_from].get("role") == "assistant":
+                msgs.pop(keep_from)
+                dropped += 1
+
+    def _fit_batch(
+        self, batch: list[ChatRequest], with_prefix: bool
+    ) -> tuple[list[str], list[int], list[ChatResult | None]]:
+        """Texts of the requests that fit (with their batch positions) and, per request, a
+        ``too_long`` result for those that do not."""
+        texts: list[str] = []
+        pos: list[int] = []
+        errors: list[ChatResult | None] = []
+        for k, r in enumerate(batch):
+            prefix = str(r.metadata.get("label_prefix") or "") if with_prefix else ""
+            try:
+                text, _ = self.fit(r.messages, prefix)
+            except PromptTooLong as e:
+                errors.append(ChatResult(error=str(e)))
+                continue
+            errors.append(None)
+            texts.append(text)
+            pos.append(k)
+        return texts, pos, errors
+
     def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        # Every text already fits max_length (see fit): no truncation, which would cut from the
+        # right, through the answers and the generation prompt.
         enc = self.tok(
             texts,
             return_tensors="pt",
             padding=True,
-            truncation=True,
-            max_length=self.max_length,
+            truncation=False,
             add_special_tokens=False,
         )
         return {k: v.to(self.lm.device) for k, v in enc.items()}
@@ -185,10 +248,17 @@ class HFBackend:
         return self._label_ids[key]
 
     def _label_batch(self, batch: list[ChatRequest]) -> list[ChatResult]:
+        texts, pos, results = self._fit_batch(batch, with_prefix=True)
+        if texts:
+            for k, res in zip(
+                pos, self._label_texts(texts, list(batch[0].label_probs or [])), strict=True
+            ):
+                results[k] = res
+        return [r if r is not None else ChatResult(error="backend: not run") for r in results]
+
+    def _label_texts(self, texts: list[str], labels: list[str]) -> list[ChatResult]:
         import torch
 
-        labels = list(batch[0].label_probs or [])
-        texts = [self.render(r.messages, str(r.metadata.get("label_prefix") or "")) for r in batch]
         enc = self._encode(texts)
         with torch.inference_mode():
             # Only the last position's logits are needed: logits_to_keep=1 skips the LM head
@@ -200,16 +270,18 @@ class HFBackend:
         ids = self.label_token_ids(labels)
         # P(label) = sum over its token variants; renormalised over the labels.
         mass = torch.stack([logp[:, v].exp().sum(dim=-1) for v in ids], dim=-1)  # (B, L)
-        probs = mass / mass.sum(dim=-1, keepdim=True).clamp_min(1e-30)  # (B, L)
+        total = mass.sum(dim=-1)  # (B,) probability the labels hold before renormalising
+        probs = mass / total.unsqueeze(-1).clamp_min(1e-30)  # (B, L)
         n_prompt = enc["attention_mask"].sum(dim=-1).tolist()  # (B,)
         out = []
-        for row, pt in zip(probs.tolist(), n_prompt, strict=True):
+        for row, pt, tm in zip(probs.tolist(), n_prompt, total.tolist(), strict=True):
             p = dict(zip(labels, row, strict=True))
             best = max(labels, key=lambda k: p[k])
             out.append(
                 ChatResult(
                     texts=[best],
                     label_probs=p,
+                    label_mass=float(tm),
                     finish_reasons=["label"],
                     prompt_tokens=int(pt),
                     completion_tokens=1,
@@ -220,10 +292,17 @@ class HFBackend:
     # --- generation -----------------------------------------------------------------------------
 
     def _gen_batch(self, batch: list[ChatRequest]) -> list[ChatResult]:
+        texts, pos, results = self._fit_batch(batch, with_prefix=False)
+        if texts:
+            fitted = [batch[k] for k in pos]
+            for k, res in zip(pos, self._gen_texts(fitted, texts), strict=True):
+                results[k] = res
+        return [r if r is not None else ChatResult(error="backend: not run") for r in results]
+
+    def _gen_texts(self, batch: list[ChatRequest], texts: list[str]) -> list[ChatResult]:
         import torch
 
         r0 = batch[0]
-        texts = [self.render(r.messages) for r in batch]
         enc = self._encode(texts)
         n_in = enc["input_ids"].shape[1]
         sample = r0.temperature > 0
@@ -282,6 +361,10 @@ class HFBackend:
         while toks and toks[-1] == pad and pad not in eos_ids:
             toks = toks[:-1]
         return toks, "length"
+
+
+class PromptTooLong(Exception):
+    """A prompt whose last turn does not fit ``max_length``; its message starts ``too_long:``."""
 
 
 def _apply_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -84,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from judge_rl.errors import ConfigError, JudgeRLError
     from judge_rl.judge.audit import AuditConfig, audit_judge, injection_calls
     from judge_rl.judge.cli_options import budget_from_args, cache_from_args, judge_overrides
-    from judge_rl.judge.specs import load_judge, validate_spec
+    from judge_rl.judge.specs import load_judge, shadowed_builtin, validate_spec
 
+    shadow = shadowed_builtin(args.judge)
+    if shadow:  # the first line of output: a local folder replaces a built-in judge
+        console().print(shadow, markup=False, highlight=False, soft_wrap=True)
     for name in ("sample", "bootstrap", "injection_sample"):
         v = getattr(args, name)
         if v is not None and v < 1:

@@ -272,6 +272,11 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.runlog import LabelSection, new_log, run_dir
 
     err = err_console()
+    from judge_rl.judge.specs import shadowed_builtin
+
+    shadow = shadowed_builtin(args.judge)
+    if shadow:  # the first line of output: a local folder replaces a built-in judge
+        err.print(shadow, markup=False, highlight=False, soft_wrap=True)
     check_output(args.output)
     validate_spec(args.judge)  # spec problems before reading a large input
     comparisons, described, skipped = read_input(args)

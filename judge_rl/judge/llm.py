@@ -34,13 +34,16 @@ from judge_rl.errors import ConfigError
 from judge_rl.judge._common import POINTWISE_KINDS, compare_by_scores, failed
 from judge_rl.judge.budget import Budget, Estimate, estimate_tokens, price_of
 from judge_rl.judge.parse import (
+    LOW_LABEL_MASS,
     ParseError,
+    VerdictRule,
     expected_label,
-    parse_pairwise,
+    locate_pairwise,
     parse_rubric,
     parse_score,
     parse_yesno,
     verdict_from_probs,
+    verdict_rule,
 )
 from judge_rl.types import (
     Candidate,
@@ -145,9 +148,17 @@ def compile_template(text: str, kind: str, *, file: str = "<template>", mode: st
         ConfigError: the template does not parse, uses a variable this kind cannot supply, or
             leaves out one it must show (naming the file and the variable).
     """
-    from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, meta
+    from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    # A judge folder is data someone else may have written: its template runs in Jinja's
+    # immutable sandbox (no attribute walks to __globals__/__subclasses__, no mutation), and
+    # the environment has no globals beyond Jinja's harmless defaults.
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )
+    for name in ("cycler", "joiner", "lipsum"):
+        env.globals.pop(name, None)
     try:
         ast = env.parse(text)
     except TemplateSyntaxError as e:
@@ -188,10 +199,24 @@ class LLMJudge:
         system: System message, or None.
         template_file: Where the template came from (for error messages).
         max_tokens, temperature, top_p, seed: Decoding parameters.
-        label_probs: Ask the backend for the probabilities of the verdict labels and take the
-            verdict from them (argmax) and ``p_a`` from them; when the backend returns none the
-            text is parsed. With ``False``, ``p_a`` still comes from label probabilities when
-            the backend volunteers them.
+        label_probs: Ask the backend for the probabilities of the verdict labels at the verdict
+            position and take ``p_a`` from them. Where the judge writes a reply (reasoning, then
+            the verdict), the verdict is the parsed one and the probabilities are read at its
+            slot (the reply is prefilled up to the verdict: ``label_prefix`` = the reply so far,
+            on backends that continue an assistant message, ``hf`` and ``vllm``); a ``p_a`` that
+            contradicts the parsed verdict is dropped, never taken over it. Where the judge only
+            answers one label (``label_position: start``), the verdict is the most likely label.
+            The total probability on the label tokens is recorded in ``JudgeCall.label_mass``.
+            With ``False``, ``p_a`` still comes from label probabilities when the backend
+            volunteers them and they agree with the parsed verdict.
+        verdict: Where the verdict is read (:class:`~judge_rl.judge.parse.VerdictRule`, or a
+            spec's ``verdict:`` value): ``auto``, ``brackets``, ``label``, ``letter``, ``json`` or
+            ``{pattern: REGEX}``.
+        label_prefix: Text the reply is prefilled with before the label probabilities are read
+            in ``start`` position (e.g. ``"[["``, or ``"Verdict: "``).
+        label_position: ``start`` (the label is the first token of the reply: one forward pass,
+            no text), ``verdict`` (generate the reply, then read the probabilities at the parsed
+            verdict's slot) or ``auto`` (``start`` when ``max_tokens`` <= 4, else ``verdict``).
         hardened: Fence the prompt and responses as data and tell the judge so (injection
             hardening); ``False`` pastes them as they are.
         scale: ``(lo, hi)`` for pointwise scores.
@@ -228,6 +253,9 @@ class LLMJudge:
         prices: dict[str, float] | None = None,
         expected_completion_tokens: int | None = None,
         budget: Budget | None = None,
+        verdict: VerdictRule | str | dict[str, Any] | None = None,
+        label_prefix: str | None = None,
+        label_position: Literal["auto", "start", "verdict"] = "auto",
     ) -> None:
         if kind not in LLM_KINDS:
             raise ConfigError(
@@ -240,12 +268,27 @@ class LLMJudge:
                 f"rubric_mode must be joint or per_criterion, not {rubric_mode!r}",
                 setting="rubric_mode",
             )
+        try:
+            self.verdict = verdict_rule(verdict)
+        except ValueError as e:
+            raise ConfigError(str(e), setting="verdict") from None
+        if label_position not in ("auto", "start", "verdict"):
+            raise ConfigError(
+                f"must be auto, start or verdict, not {label_position!r}", setting="label_position"
+            )
+        self.label_prefix = label_prefix
+        self.label_position = (
+            ("start" if int(max_tokens) <= 4 else "verdict")
+            if label_position == "auto"
+            else label_position
+        )
         lo, hi = int(scale[0]), int(scale[1])
         if lo >= hi:
             raise ConfigError(f"scale {list(scale)} is empty", setting="scale")
         self.backend = backend
         self.template_text = template
         self.template = compile_template(template, kind, file=template_file, mode=rubric_mode)
+        self.template_file = template_file
         self.name = name
         self.kind = kind
         self.version = str(version)
@@ -286,6 +329,12 @@ class LLMJudge:
             "label_probs": self.label_probs,
             "hardened": self.hardened,
         }
+        if self.verdict != VerdictRule():
+            params["verdict"] = self.verdict.as_dict()
+        if self.label_probs:
+            params["label_position"] = self.label_position
+        if self.label_prefix:
+            params["label_prefix"] = self.label_prefix
         if self.seed is not None:
             params["seed"] = self.seed
         if self.kind == "pointwise":
@@ -330,6 +379,8 @@ class LLMJudge:
                 requests.append(None)
                 pre_errors.append(f"input: {e}")
         results = await self._send(requests)
+        if self.label_probs and self.label_position == "verdict" and self._prefills():
+            results = await self._probs_at_verdict(requests, results)
         out = []
         for c, req, err, res in zip(comparisons, requests, pre_errors, results, strict=True):
             if err is not None:
@@ -423,11 +474,18 @@ class LLMJudge:
 
     def _render(self, **variables: Any) -> str:
         from jinja2 import UndefinedError
+        from jinja2.exceptions import SecurityError
 
         try:
             return str(self.template.render(**variables))
         except UndefinedError as e:  # e.g. a reference the item does not have
             raise _InputError(str(e)) from None
+        except SecurityError as e:
+            raise ConfigError(
+                f"the template tried an unsafe operation (refused by the sandbox): {e}",
+                file=self.template_file,
+                setting="template",
+            ) from None
 
     def _pair_request(self, c: Comparison) -> ChatRequest:
         if self.kind == "reference" and not c.reference:
@@ -439,19 +497,72 @@ class LLMJudge:
             "response_b": self._show("RESPONSE B", second),
             "reference": c.reference,
         }
+        meta: dict[str, Any] = {
+            "judge": {
+                "task": "pairwise",
+                "prompt": prompt_text(c.prompt),
+                "responses": [first, second],
+                "reference": c.reference,
+            }
+        }
+        # In "verdict" position on a backend that continues a reply, the first request only
+        # generates; the probabilities are read by a second one, prefilled up to the verdict.
+        ask = self.label_probs and not (self.label_position == "verdict" and self._prefills())
+        if ask and self.label_position == "start" and self.label_prefix:
+            meta["label_prefix"] = self.label_prefix
         return ChatRequest(
             messages=self._messages(self._render(**variables)),
             **self._decoding(),
-            label_probs=PAIR_LABELS if self.label_probs else None,
-            metadata={
-                "judge": {
-                    "task": "pairwise",
-                    "prompt": prompt_text(c.prompt),
-                    "responses": [first, second],
-                    "reference": c.reference,
-                }
-            },
+            label_probs=PAIR_LABELS if ask else None,
+            metadata=meta,
         )
+
+    def _prefills(self) -> bool:
+        """Whether the backend continues a prefilled reply (``label_prefix``)."""
+        flag = getattr(self.backend, "supports_prefill", None)
+        if flag is None:
+            return getattr(self.backend, "name", "") in ("hf", "vllm")
+        return bool(flag)
+
+    async def _probs_at_verdict(
+        self, requests: Sequence[ChatRequest | None], results: list[ChatResult | None]
+    ) -> list[ChatResult | None]:
+        """Second pass of ``label_position: verdict``: for every reply whose verdict parses,
+        the label probabilities at its slot (the reply prefilled up to the verdict label)."""
+        follow: list[ChatRequest | None] = []
+        for req, res in zip(requests, results, strict=True):
+            follow.append(None)
+            if req is None or res is None or res.error is not None or not res.text:
+                continue
+            try:
+                _, at = locate_pairwise(res.text, self.verdict)
+            except ParseError:
+                continue
+            if at is None:
+                continue
+            follow[-1] = ChatRequest(
+                messages=req.messages,
+                max_tokens=1,
+                temperature=0.0,
+                top_p=1.0,
+                seed=req.seed,
+                label_probs=PAIR_LABELS,
+                metadata={**req.metadata, "label_prefix": res.text[:at]},
+            )
+        if not any(f is not None for f in follow):
+            return results
+        probs = await self._send(follow)
+        for res, f in zip(results, probs, strict=True):
+            if res is None or f is None:
+                continue
+            res.prompt_tokens += f.prompt_tokens
+            res.completion_tokens += f.completion_tokens
+            res.cost += f.cost
+            res.latency_s += f.latency_s
+            if f.error is None and f.label_probs:
+                res.label_probs = f.label_probs
+                res.label_mass = f.label_mass
+        return results
 
     def _point_requests_for(self, cand: Candidate, reference: str | None) -> list[ChatRequest]:
         if self.kind == "rubric" and self.rubric_mode == "per_criterion":
@@ -478,6 +589,7 @@ class LLMJudge:
             else None
         )
         task = "pointwise" if self.kind == "pointwise" else "rubric"
+        extra = {"label_prefix": self.label_prefix} if labels and self.label_prefix else {}
         return ChatRequest(
             messages=self._messages(self._render(**variables)),
             **self._decoding(),
@@ -490,7 +602,8 @@ class LLMJudge:
                     "reference": variables["reference"],
                     "scale": [lo, hi],
                     "criteria": [[c.name, c.type] for c in self.criteria],
-                }
+                },
+                **extra,
             },
         )
 
@@ -516,7 +629,8 @@ class LLMJudge:
                     "responses": [response_text(cand.response)],
                     "reference": variables["reference"],
                     "scale": [1, 5],
-                }
+                },
+                **({"label_prefix": self.label_prefix} if labels and self.label_prefix else {}),
             },
         )
 
@@ -583,21 +697,45 @@ class LLMJudge:
         if raw is None:
             return JudgeCall(first_id=c.a.id, error="empty: no text in the reply", **usage)
         p_first: float | None = None
-        verdict = None
+        by_probs = None
         if res.label_probs:
             try:
                 by_probs, p_first = verdict_from_probs(res.label_probs)
-                if self.label_probs:
-                    verdict = by_probs
             except ParseError:
                 p_first = None
-        if verdict is None:
+        mass = res.label_mass
+        note = None
+        # A reply that is only the label (the backend read probabilities, wrote no text): the
+        # most likely label is the verdict. Otherwise the verdict is what the judge wrote.
+        probs_only = by_probs is not None and res.finish_reasons[:1] == ["label"]
+        if probs_only and self.label_probs:
+            verdict = by_probs
+        else:
             try:
-                verdict = parse_pairwise(raw)
+                verdict = locate_pairwise(raw, self.verdict)[0]
             except ParseError as e:
                 return JudgeCall(first_id=c.a.id, error=f"parse: {e}", raw=raw, **usage)
+            except RecursionError:  # belt and braces: the parser bounds JSON depth itself
+                return JudgeCall(
+                    first_id=c.a.id, error="parse: reply nested too deeply", raw=raw, **usage
+                )
+            if p_first is not None and (
+                (verdict == "A" and p_first < 0.5) or (verdict == "B" and p_first > 0.5)
+            ):
+                # never take the probabilities over the verdict the judge wrote
+                p_first, note = None, "probs_contradict"
+        if p_first is not None and mass is not None and mass < LOW_LABEL_MASS:
+            note = "low_mass"
         winner = {"A": "a", "B": "b", "tie": "tie"}[verdict]
-        return JudgeCall(first_id=c.a.id, winner=winner, p_a=p_first, raw=raw, **usage)  # type: ignore[arg-type]
+        return JudgeCall(
+            first_id=c.a.id,
+            winner=winner,  # type: ignore[arg-type]
+            p_a=p_first,
+            raw=raw,
+            label_mass=mass,
+            note=note,
+            **usage,
+        )
 
     def _point_score(self, cand: Candidate, res: ChatResult) -> Score:
         usage = _usage(res)
@@ -611,10 +749,12 @@ class LLMJudge:
                 if self.label_probs and res.label_probs:
                     labels = [str(k) for k in range(lo, hi + 1)]
                     return Score(score=expected_label(res.label_probs, labels), raw=raw, **base)
-                return Score(score=parse_score(raw, lo, hi), raw=raw, **base)
+                return Score(score=parse_score(raw, lo, hi, self.verdict), raw=raw, **base)
             values = parse_rubric(raw, [(c.name, c.type) for c in self.criteria])
         except ParseError as e:
             return Score(error=f"parse: {e}", raw=raw, **base)
+        except RecursionError:
+            return Score(error="parse: reply nested too deeply", raw=raw, **base)
         return Score(score=rubric_score(self.criteria, values), criteria=values, raw=raw, **base)
 
     async def _score_per_criterion(self, candidates: Sequence[Candidate]) -> list[Score]:
@@ -680,7 +820,7 @@ class LLMJudge:
         raw = res.text or ""
         if crit.type == "yesno":
             return parse_yesno(raw)
-        return parse_score(raw, 1, 5)
+        return parse_score(raw, 1, 5, self.verdict)
 
 
 class _InputError(Exception):

@@ -24,6 +24,14 @@ A full spec (kind ``pairwise``)::
     order: both                   # fixed | random | both
     inconsistent: tie             # tie | average
     hardened: true                # fence candidates as data (injection hardening)
+    verdict: brackets             # where the verdict is read: auto | brackets | label | letter |
+                                  #   json | {rule: json, field: winner} | {pattern: REGEX}
+    label_probs: false            # read p_a from the label probabilities at the verdict slot
+    label_position: auto          # start (one-label reply) | verdict (after the reasoning) | auto
+    label_prefix: "[["            # start position: text the reply is prefilled with
+
+A ``./judges/<name>`` folder in the working directory that shadows a judge shipped with judge_rl
+is used (the search order), and :func:`shadowed_builtin` says so, for the CLI to announce it.
 """
 
 from __future__ import annotations
@@ -80,6 +88,9 @@ _LLM = (
         "label_probs",
         "hardened",
         "expected_completion_tokens",
+        "verdict",
+        "label_prefix",
+        "label_position",
     }
 )
 KEYS: dict[str, set[str]] = {
@@ -143,6 +154,37 @@ def find_spec(name_or_path: str | os.PathLike[str]) -> Path:
                 return cand
     known = ", ".join(list_judges()) or "none found"
     raise ConfigError(f"unknown judge {name!r} (known: {known})", setting="judge")
+
+
+def builtin_dirs() -> list[Path]:
+    """The folders of the judges shipped with judge_rl (source checkout, then wheel data)."""
+    pkg = Path(__file__).resolve().parents[1]
+    return [pkg.parent / "judges", pkg / "_builtin" / "judges"]
+
+
+def shadowed_builtin(name_or_path: str | os.PathLike[str]) -> str | None:
+    """A one-line notice when ``name_or_path`` resolves to a judge outside judge_rl's own folders
+    although a built-in judge of that name exists (a ``./judges/<name>`` or ``$JUDGE_RL_JUDGES``
+    folder shadows it), else None.
+
+    >>> shadowed_builtin("pairwise") is None  # in a source checkout: the built-in itself
+    True
+    """
+    name = str(name_or_path)
+    if os.sep in name or "/" in name or Path(name).exists():
+        return None
+    try:
+        found = find_spec(name).resolve()
+    except ConfigError:
+        return None
+    for d in builtin_dirs():
+        builtin = (d / name / SPEC_FILE).resolve()
+        if builtin.is_file() and builtin != found:
+            return (
+                f"note: judge {name!r} comes from {found.parent}, which shadows the built-in "
+                f"judge of the same name ({builtin.parent})"
+            )
+    return None
 
 
 def list_judges() -> list[str]:
@@ -231,6 +273,19 @@ def _check_values(data: dict[str, Any], *, file: str) -> None:
     for key in ("label_probs", "hardened"):
         if key in data and not isinstance(data[key], bool):
             raise bad(key, f"must be true or false, not {data[key]!r}")
+    if "verdict" in data:
+        from judge_rl.judge.parse import verdict_rule
+
+        try:
+            verdict_rule(data["verdict"])
+        except ValueError as e:
+            raise bad("verdict", str(e)) from None
+    if "label_prefix" in data and not isinstance(data["label_prefix"], str):
+        raise bad("label_prefix", f"must be a string, not {data['label_prefix']!r}")
+    if "label_position" in data and data["label_position"] not in ("auto", "start", "verdict"):
+        raise bad(
+            "label_position", f"must be auto, start or verdict, not {data['label_position']!r}"
+        )
     if "prices" in data:
         prices = data["prices"]
         if not isinstance(prices, dict) or set(prices) - {"input", "output"}:
@@ -514,6 +569,9 @@ def _build_llm(
             prices=spec.get("prices"),
             expected_completion_tokens=spec.get("expected_completion_tokens"),
             budget=budget,
+            verdict=spec.get("verdict"),
+            label_prefix=spec.get("label_prefix"),
+            label_position=spec.get("label_position", "auto"),
         )
     except ConfigError as e:
         if e.file:
@@ -607,5 +665,6 @@ __all__ = [
     "make_backend",
     "read_spec",
     "search_path",
+    "shadowed_builtin",
     "validate_spec",
 ]

@@ -23,7 +23,7 @@ from judge_rl.judge.parse import (
         ("[[ tie ]]", "tie"),
         ("[[a]]", "A"),
         ('{"winner": "A", "reason": "x"}', "A"),
-        ('Here: {"verdict": "tie"}', "tie"),
+        ('Here:\n{"verdict": "tie"}', "tie"),
         ('{"preferred": "Response B"}', "B"),
         ('```json\n{"better": "assistant a"}\n```', "A"),
         ("Verdict: B", "B"),
