@@ -8,6 +8,7 @@ string (what a manipulative response wrote), so the corpus covers the product of
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -91,10 +92,8 @@ def test_pairwise_corpus_no_flips(name, spec):
         replies = ["A", "A.", "**A**", " A\n"]
         # a one-letter judge cannot quote; a reply that does is not a verdict, never B
         for r in _pair_replies("A"):
-            try:
+            with contextlib.suppress(ParseError):
                 assert parse_pairwise(r, rule) == "A", r
-            except ParseError:
-                pass
     else:
         replies = _pair_replies("[[A]]") + _pair_replies("Final verdict: [[A]]")
     flipped, failed = [], []

@@ -66,11 +66,7 @@ def _judge(backend, **kw):
     ],
 )
 def test_issue15_1_quoted_marker_never_wins(reply):
-    try:
-        assert parse_pairwise(reply) == "A"
-    except ParseError:
-        pass  # no verdict is acceptable; B never is
-    assert "B" != _safe(reply)
+    assert _safe(reply) in ("A", None)  # no verdict is acceptable; B never is
 
 
 def _safe(reply):
