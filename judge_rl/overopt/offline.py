@@ -21,7 +21,14 @@ from typing import Any
 
 from judge_rl.errors import ConfigError, JudgeRLError
 from judge_rl.overopt.degeneration import DegenerationConfig, detect, measure
-from judge_rl.overopt.stats import AlarmConfig, best_by_gold, check_alarm, fit_gao_rl, mean_ci
+from judge_rl.overopt.stats import (
+    AlarmConfig,
+    best_by_gold,
+    by_prompt_means,
+    check_alarm,
+    fit_gao_rl,
+    mean_ci,
+)
 from judge_rl.runlog import OveroptSection, RunLog
 from judge_rl.train.rewards import RewardQuery, RewardSource
 from judge_rl.types import PromptItem
@@ -178,7 +185,7 @@ def analyse_run(
             )
             section.points.append(point)
             section.degeneration.append(deg)
-        _finish(section, alarm_cfg)
+        _finish(section, alarm_cfg, horizon=len(plan))
         if on_point:
             on_point(section)
     if progress:
@@ -204,6 +211,10 @@ def _score_point(
     pscores = list(proxy(queries))
     gscores = list(gold(queries))
     kl = mean_ci(samples.kl, seed=seed + step + 2)
+    # per-prompt means over the fixed held-out prompts (items repeat a prompt for each sample):
+    # the alarm pairs its differences over them
+    order = {pid: i for i, pid in enumerate(dict.fromkeys(it.prompt_id for it in items))}
+    index = [order[it.prompt_id] for it in items]
     deg = detect(samples, ref_measures, deg_cfg, step=step)
     point = {
         "step": step,
@@ -213,13 +224,15 @@ def _score_point(
         **mean_ci(pscores, seed=seed + step).as_dict("proxy"),
         **mean_ci(gscores, seed=seed + step + 1).as_dict("gold"),
         "checkpoint": path,
+        "gold_by_prompt": by_prompt_means(gscores, index, len(order)),
+        "proxy_by_prompt": by_prompt_means(pscores, index, len(order)),
         "degeneration_flags": deg["flags"],
         "examples": [r[:200] for r in samples.responses[:3]],
     }
     return point, deg
 
 
-def _finish(section: OveroptSection, alarm_cfg: AlarmConfig) -> None:
+def _finish(section: OveroptSection, alarm_cfg: AlarmConfig, *, horizon: int | None = None) -> None:
     """Fit, alarms (as if monitored at every checkpoint) and the recommended checkpoint."""
     pts = section.points
     first = pts[0]
@@ -230,7 +243,7 @@ def _finish(section: OveroptSection, alarm_cfg: AlarmConfig) -> None:
     )
     section.alarms = []
     for t in range(2, len(pts) + 1):
-        dec = check_alarm(pts[:t], alarm_cfg)
+        dec = check_alarm(pts[:t], alarm_cfg, horizon=horizon or len(pts))
         if dec.fired:
             p = pts[t - 1]
             section.alarms.append(

@@ -53,7 +53,10 @@ def _summary(x: np.ndarray, prefix: str) -> dict[str, Any]:
 
 
 def simulate_points(
-    theta: Sequence[float], rho: Sequence[float], cfg: SimConfig, rng: np.random.Generator
+    theta: Sequence[float] | np.ndarray,
+    rho: Sequence[float] | np.ndarray,
+    cfg: SimConfig,
+    rng: np.random.Generator,
 ) -> list[dict[str, Any]]:
     """One run's monitor points for gold curve ``theta`` and proxy curve ``rho``."""
     a = rng.normal(0.0, cfg.prompt_sd, size=cfg.n_prompts)  # (P,)

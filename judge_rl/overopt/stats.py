@@ -377,7 +377,9 @@ def _paired_rows(
     if n.size and np.all(n == n[0]):
         z = _z_normal(t, int(n[0]) - 1)
     else:
-        z = np.array([float(_z_normal(np.array(ti), int(ni) - 1)) for ti, ni in zip(t, n, strict=True)])
+        z = np.array(
+            [float(_z_normal(np.array(ti), int(ni) - 1)) for ti, ni in zip(t, n, strict=True)]
+        )
     return mean, se, z, n
 
 

@@ -98,9 +98,7 @@ def test_no_alarm_without_a_rising_proxy():
     T = 12
     theta = np.where(np.arange(T) >= 6, -1.0, 0.0)
     pts = simulate_points(theta, theta.copy(), SimConfig(), rng)
-    assert not any(
-        check_alarm(pts[: t + 1], AlarmConfig(), horizon=T).fired for t in range(1, T)
-    )
+    assert not any(check_alarm(pts[: t + 1], AlarmConfig(), horizon=T).fired for t in range(1, T))
 
 
 @pytest.mark.slow

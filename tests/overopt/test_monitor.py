@@ -145,6 +145,7 @@ def test_state_dict_resume_reproduces_an_uninterrupted_run():
     a, b = full.section, resumed.section
     assert [p["step"] for p in b.points] == [p["step"] for p in a.points]
     assert [p["step"] for p in b.points[:3]] == [0, 2, 4]
+
     def strip(points):  # wall-clock time differs between runs
         return [{k: v for k, v in p.items() if k != "time_s"} for p in points]
 

@@ -141,9 +141,7 @@ def test_clean_run_does_not_alarm(sft, tmp_path, seed):
     assert mon.section.proxy != mon.section.gold
     # the proxy is a different signal: it disagrees with gold on some samples
     assert any(
-        abs(p - g) > 0.1
-        for h in mon.history
-        for p, g in zip(h["proxy"], h["gold"], strict=True)
+        abs(p - g) > 0.1 for h in mon.history for p, g in zip(h["proxy"], h["gold"], strict=True)
     )
     assert mon.section.alarms == []
     assert "repeat_ngram" not in mon.section.degeneration[-1]["flags"]
