@@ -89,6 +89,9 @@ class ServerState:
     statuses: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
+    busy: int = 0
+    """Requests being processed now (in a slot, with ``slots``)."""
+    max_busy: int = 0
     texts: dict[str, str] = field(default_factory=dict)
     """Content key -> the request's last message text (to map requests back to items)."""
     last_headers: dict[str, str] = field(default_factory=dict)
@@ -118,6 +121,7 @@ class FakeServer:
         reply: str = "verdict",
         model: str = "fake-judge",
         ignore_n: bool = False,
+        slots: int = 0,
     ) -> None:
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
@@ -130,6 +134,11 @@ class FakeServer:
         self.model = model
         self.ignore_n = ignore_n
         """Answer one choice whatever ``n`` asks (as Ollama and llama.cpp server do)."""
+        self.slots = int(slots)
+        """Requests processed at once (0: unlimited); the rest wait in a queue, as on a
+        llama.cpp server started with one slot. A request whose client gave up is still
+        processed (its work is thrown away)."""
+        self._slot_sem: asyncio.Semaphore | None = None
         self.state = ServerState()
 
     def app(self) -> Any:
@@ -177,7 +186,17 @@ class FakeServer:
                 # The client has given up by now: this answer is never read, so not counted.
                 st.statuses["hung"] += 1
                 return web.json_response({"error": {"message": "too late"}}, status=504)
-            if self.latency_s:
+            if self.slots:
+                if self._slot_sem is None:
+                    self._slot_sem = asyncio.Semaphore(self.slots)
+                async with self._slot_sem:
+                    st.busy += 1
+                    st.max_busy = max(st.max_busy, st.busy)
+                    try:
+                        await asyncio.sleep(self.latency_s)
+                    finally:
+                        st.busy -= 1
+            elif self.latency_s:
                 await asyncio.sleep(self.latency_s)
             if fault == "rate_limit_always" or (fault == "rate_limit_once" and attempt == 1):
                 st.statuses["429"] += 1
@@ -208,9 +227,11 @@ class FakeServer:
             text = "Both answers have merits and I cannot decide."
         elif self.reply == "echo":
             last = (body.get("messages") or [{}])[-1].get("content", "")
-            text = f"echo: {str(last)[:40]}"
+            text = f"echo: {str(last)[:40]} #{self.state.answered[key]}"
+        elif self.reply == "answer":  # a verdict in words: the labels sit in top_logprobs
+            text = "Answer: " + {"A": "the first", "B": "the second", "C": "neither"}[letter]
         else:
-            text = f"Comparing the two answers carefully. [[{letter}]]"
+            text = f"Comparing the two answers carefully.\n[[{letter}]]"
         n = 1 if self.ignore_n else int(body.get("n") or 1)
         choices = []
         for i in range(n):
@@ -220,7 +241,8 @@ class FakeServer:
                 "finish_reason": "stop",
             }
             if body.get("logprobs") and not unparseable:
-                ch["logprobs"] = {"content": _logprobs(letter)}
+                lp = _answer_logprobs(letter) if self.reply == "answer" else _logprobs(letter)
+                ch["logprobs"] = {"content": lp}
             choices.append(ch)
         return {
             "id": "chatcmpl-" + key,
@@ -242,6 +264,20 @@ def _logprobs(letter: str) -> list[dict[str, Any]]:
         {"token": "[[", "logprob": 0.0, "top_logprobs": [{"token": "[[", "logprob": 0.0}]},
         {"token": letter, "logprob": math.log(0.8), "top_logprobs": top},
         {"token": "]]", "logprob": 0.0, "top_logprobs": [{"token": "]]", "logprob": 0.0}]},
+    ]
+
+
+def _answer_logprobs(letter: str) -> list[dict[str, Any]]:
+    """A reply that starts "Answer:": the generated first token is "Answer", and the labels
+    are its alternatives in that position's ``top_logprobs`` (the verdict position)."""
+    import math
+
+    probs = {"Answer": 0.5, "A": 0.1, "B": 0.1, "C": 0.05, "The": 0.05}
+    probs[letter] += 0.2
+    top = [{"token": k, "logprob": math.log(v)} for k, v in probs.items()]
+    return [
+        {"token": "Answer", "logprob": math.log(0.5), "top_logprobs": top},
+        {"token": ":", "logprob": 0.0, "top_logprobs": [{"token": ":", "logprob": 0.0}]},
     ]
 
 
@@ -321,12 +357,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", default="", help="name=fraction,… e.g. server_once=0.05")
     p.add_argument("--hang", type=float, default=30.0)
     p.add_argument("--max-seconds", type=float, default=600.0, help="exit after this long")
+    p.add_argument("--slots", type=int, default=0, help="requests processed at once (0: all)")
+    p.add_argument("--ignore-n", action="store_true", help="answer one choice whatever n asks")
+    p.add_argument("--reply", default="verdict", choices=("verdict", "echo", "answer"))
     args = p.parse_args(argv)
     faults = {}
     for part in filter(None, args.faults.split(",")):
         name, _, frac = part.partition("=")
         faults[name.strip()] = float(frac)
-    server = FakeServer(latency_s=args.latency, faults=faults, hang_s=args.hang)
+    server = FakeServer(
+        latency_s=args.latency,
+        faults=faults,
+        hang_s=args.hang,
+        slots=args.slots,
+        ignore_n=args.ignore_n,
+        reply=args.reply,
+    )
     try:
         import uvloop  # type: ignore[import-not-found]
 

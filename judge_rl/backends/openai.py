@@ -32,6 +32,7 @@ not an attribute of the backend, not in :meth:`OpenAIBackend.describe`, and neve
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import email.utils
 import json
@@ -56,8 +57,52 @@ MAX_RETRY_AFTER_S = 120.0
 
 
 @dataclass
+class OpenAIChatResult(ChatResult):
+    """A :class:`ChatResult` with what happened on the wire.
+
+    ``latency_s`` is the last attempt's time (request sent to answer read), never the queueing
+    or backoff before it; ``wall_s`` is the whole call, retries and waits included.
+    """
+
+    attempts: int = 0
+    """Attempts sent to a server (1 + retries)."""
+    retries: int = 0
+    timeouts: int = 0
+    """Attempts that got no answer within ``timeout_s`` (their work is lost)."""
+    attempt_latency_s: list[float] = field(default_factory=list)
+    """Seconds per attempt, in order."""
+    wall_s: float = 0.0
+    endpoint: str | None = None
+    """The base URL (redacted) that gave the final answer or error."""
+    model: str | None = None
+    """The model name the server reported (``model`` in the response), when it gave one."""
+    label_mass: float | None = None
+    """Total probability on the label tokens at the verdict position (with ``label_probs``)."""
+
+
+@dataclass
+class _Attempts:
+    attempts: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    latencies: list[float] = field(default_factory=list)
+    endpoint: str | None = None
+
+    def fields(self, t_start: float) -> dict[str, Any]:
+        return {
+            "latency_s": self.latencies[-1] if self.latencies else 0.0,
+            "attempts": self.attempts,
+            "retries": self.retries,
+            "timeouts": self.timeouts,
+            "attempt_latency_s": list(self.latencies),
+            "wall_s": time.perf_counter() - t_start,
+            "endpoint": redact_url(self.endpoint) if self.endpoint else None,
+        }
+
+
+@dataclass
 class _Endpoint:
-    """One base URL: its client (for the current event loop) and its in-flight count."""
+    """One base URL: its client (for the current event loop), health and concurrency limit."""
 
     url: str
     client: Any = field(default=None, repr=False)
@@ -70,6 +115,111 @@ class _Endpoint:
     ok: int = 0
     """Successful responses so far."""
     failures: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    """Attempts sent to this URL."""
+    # --- circuit breaker ---
+    consecutive: int = 0
+    """Connection / 5xx / timeout failures in a row (a success resets it)."""
+    open_until: float = 0.0
+    """``time.monotonic()`` before which the breaker is open (no traffic but a re-probe)."""
+    cooldown: float = 0.0
+    """Current open period; doubles after each failed re-probe."""
+    probing: bool = False
+    """A half-open re-probe is in flight."""
+    opened: int = 0
+    """Times the breaker opened."""
+    limit: _Limit | None = field(default=None, repr=False)
+
+    def state(self, now: float) -> str:
+        if self.open_until <= 0:
+            return "closed"
+        return "half_open" if now >= self.open_until else "open"
+
+
+class _Limit:
+    """Adaptive concurrency of one endpoint (requests in flight at most).
+
+    Slow start from ``start``: after each window of ``value`` successes the limit doubles while
+    the window's throughput rises (by half or more); when doubling gains under 10% it steps back
+    (the server's observed parallelism: a llama.cpp server with one slot settles at 1-2), and a
+    gain between 10% and 50% keeps the new value. 429s and timeouts halve the limit (at most
+    once per window); each later window of successes adds 1 back, up to the level reached
+    before, and beyond it only while answers come as fast as the fastest seen (mean latency of
+    the window at most 1.5x the minimum: no queueing at the server), so a server that queues
+    is not pushed back into timeouts.
+    """
+
+    __slots__ = (
+        "value", "maximum", "adaptive", "phase", "ceiling", "prev_rate", "prev_value",
+        "win_n", "win_t0", "win_lat", "min_lat", "cut_t", "cuts",
+    )  # fmt: skip
+
+    def __init__(self, start: int, maximum: int, adaptive: bool) -> None:
+        self.maximum = max(1, int(maximum))
+        self.adaptive = adaptive
+        self.value = max(1, min(int(start), self.maximum)) if adaptive else self.maximum
+        self.phase = "slow_start" if adaptive and self.value < self.maximum else "steady"
+        self.ceiling = self.value
+        self.prev_rate: float | None = None
+        self.prev_value = self.value
+        self.win_n = 0
+        self.win_t0 = time.monotonic()
+        self.win_lat = 0.0
+        self.min_lat = math.inf
+        self.cut_t = -1e9
+        self.cuts = 0
+
+    def on_success(self, now: float, latency: float) -> int:
+        """Count a success; returns by how much the limit grew (to wake that many waiters)."""
+        if not self.adaptive:
+            return 0
+        self.win_n += 1
+        self.win_lat += latency
+        if latency < self.min_lat:
+            self.min_lat = latency
+        if self.win_n < self.value:
+            return 0
+        rate = self.win_n / max(1e-6, now - self.win_t0)
+        mean_lat = self.win_lat / self.win_n
+        before = self.value
+        if self.phase == "slow_start":
+            if self.prev_rate is None or rate >= 1.5 * self.prev_rate:
+                self.prev_value, self.prev_rate = self.value, rate
+                self.value = min(self.maximum, self.value * 2)
+                if self.value >= self.maximum:
+                    self.phase = "steady"
+            else:
+                if rate < 1.1 * self.prev_rate:  # doubling did not help: step back
+                    self.value = self.prev_value
+                self.phase = "steady"
+            self.ceiling = self.value
+        elif self.value < self.ceiling:
+            self.value += 1  # recover after a cut
+        elif self.value < self.maximum and mean_lat <= 1.5 * self.min_lat + 0.005:
+            self.value += 1  # answers as fast as ever: room for more
+            self.ceiling = self.value
+        self.win_n = 0
+        self.win_lat = 0.0
+        self.win_t0 = now
+        return max(0, self.value - before)
+
+    def on_overload(self, now: float, timeout: bool) -> None:
+        """A 429 or a timeout: halve the limit (once per window: a burst is one signal)."""
+        if not self.adaptive:
+            return
+        if self.cuts and now - self.cut_t < min(5.0, max(0.5, now - self.win_t0)):
+            return
+        self.cut_t = now
+        self.cuts += 1
+        if self.phase == "slow_start":
+            self.phase = "steady"
+            self.ceiling = max(self.value // 2, self.prev_value)
+        self.value = max(1, self.value // 2)
+        if timeout:  # too much queueing: do not climb straight back to it
+            self.ceiling = max(1, min(self.ceiling, self.value))
+        self.win_n = 0
+        self.win_lat = 0.0
+        self.win_t0 = now
 
 
 def redact_url(url: str) -> str:
@@ -118,27 +268,49 @@ def parse_retry_after(headers: Any) -> float | None:
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random.
+    """Exponential backoff with "full jitter": uniform between 0 and the exponential bound.
 
-    Delay = d/2 + U(0, d/2) with d = min(max_s, base_s * 2**attempt) (AWS Architecture Blog,
-    "Exponential Backoff And Jitter", 2015).
+    Delay = U(0, d) with d = min(max_s, base_s * 2**attempt) (AWS Architecture Blog,
+    "Exponential Backoff And Jitter", 2015: full jitter spreads a burst of retries the most).
 
-    >>> 0.5 <= backoff_delay(0, 1.0, 30.0, random.Random(0)) <= 1.0
+    >>> 0.0 <= backoff_delay(0, 1.0, 30.0, random.Random(0)) <= 1.0
+    True
+    >>> max(backoff_delay(10, 1.0, 30.0, random.Random(i)) for i in range(50)) <= 30.0
     True
     """
     d = min(max_s, base_s * (2.0**attempt))
-    return d / 2 + rng.uniform(0, d / 2)
+    return rng.uniform(0, d)
+
+
+def retry_after_delay(retry_after: float, base_s: float, max_s: float, rng: random.Random) -> float:
+    """A server-directed wait plus jitter, so clients told the same moment do not come back
+    together: ``retry_after + U(0, j)`` with ``j = min(max_s, max(base_s, retry_after / 4))``.
+
+    >>> 2.0 <= retry_after_delay(2.0, 0.5, 30.0, random.Random(0)) <= 2.5
+    True
+    """
+    ra = max(0.0, retry_after)
+    return ra + rng.uniform(0, min(max_s, max(base_s, ra / 4)))
 
 
 def label_probs_from_logprobs(
     content: list[dict[str, Any]] | None, labels: Sequence[str], prefix: str | None = None
 ) -> dict[str, float] | None:
-    """Normalised label probabilities at the first generated token that is a label.
+    """Normalised label probabilities at the verdict position of a reply.
 
     ``content`` is a choice's ``logprobs.content`` (one entry per generated token, each with
     ``token``, ``logprob`` and ``top_logprobs``). Tokens are compared after stripping spaces, so
-    ``" A"`` counts for ``A``. With ``prefix`` (e.g. ``"[["``), only a position right after that
-    text counts. Labels missing from ``top_logprobs`` get probability 0.
+    ``" A"`` counts for ``A``. The verdict position is, in this order:
+
+    1. with ``prefix`` (e.g. ``"[["``), the first label token right after that text (only there);
+    2. the last label token right after ``[[`` (the usual ``[[A]]`` marker, wherever the
+       reasoning before it mentions "Response A");
+    3. the first generated token that is a label;
+    4. the first position whose ``top_logprobs`` hold a label although another token was
+       generated there (a reply that starts "Answer: ..." in words: the labels are the
+       alternatives of its first token).
+
+    Labels missing from ``top_logprobs`` get probability 0. See :func:`verdict_position`.
 
     >>> tok = lambda t, lp, top: {"token": t, "logprob": lp, "top_logprobs": [
     ...     {"token": k, "logprob": v} for k, v in top.items()]}
@@ -148,27 +320,68 @@ def label_probs_from_logprobs(
     (0.832, 0.168, 0.0)
     >>> label_probs_from_logprobs([tok("hi", 0.0, {})], ["A"]) is None
     True
+    >>> words = [tok("Answer", -0.7, {"Answer": -0.7, "B": -1.2, "A": -2.3}), tok(":", 0, {})]
+    >>> round(label_probs_from_logprobs(words, ["A", "B"])["B"], 2)
+    0.75
     """
-    if not content:
+    found = verdict_position(content, labels, prefix)
+    return None if found is None else found[1]
+
+
+def verdict_position(
+    content: list[dict[str, Any]] | None, labels: Sequence[str], prefix: str | None = None
+) -> tuple[int, dict[str, float], float] | None:
+    """``(token index, normalised label probabilities, raw label mass)`` at the verdict
+    position (rules in :func:`label_probs_from_logprobs`), or None. The raw mass is the total
+    probability the model put on the labels there (small: the judge barely meant a label)."""
+    if not content or not isinstance(content, list):
         return None
     wanted = set(labels)
-    text = ""
-    for entry in content:
+
+    def probs_at(entry: dict[str, Any]) -> tuple[dict[str, float], float] | None:
         token = entry.get("token") or ""
-        if token.strip() in wanted and (prefix is None or text.rstrip().endswith(prefix)):
-            mass = dict.fromkeys(labels, 0.0)
-            for alt in entry.get("top_logprobs") or [
-                {"token": token, "logprob": entry.get("logprob")}
-            ]:
-                key = (alt.get("token") or "").strip()
-                lp = alt.get("logprob")
-                if key in mass and lp is not None:
-                    mass[key] += math.exp(lp)
-            total = sum(mass.values())
-            if total <= 0:
-                return None
-            return {k: v / total for k, v in mass.items()}
-        text += token
+        mass = dict.fromkeys(labels, 0.0)
+        alts = entry.get("top_logprobs") or [{"token": token, "logprob": entry.get("logprob")}]
+        for alt in alts:
+            key = (alt.get("token") or "").strip()
+            lp = alt.get("logprob")
+            if key in mass and lp is not None:
+                mass[key] += math.exp(lp)
+        total = sum(mass.values())
+        if total <= 0:
+            return None
+        return {k: v / total for k, v in mass.items()}, total
+
+    tokens = [str(e.get("token") or "") for e in content]
+    text = ""
+    first_label: int | None = None
+    last_marked: int | None = None
+    for i, tok in enumerate(tokens):
+        if tok.strip() in wanted:
+            before = text.rstrip()
+            if prefix is not None:
+                if before.endswith(prefix):
+                    got = probs_at(content[i])
+                    return None if got is None else (i, got[0], got[1])
+            else:
+                if first_label is None:
+                    first_label = i
+                if before.endswith("[["):
+                    last_marked = i
+        text += tok
+    if prefix is not None:
+        return None
+    for i in (last_marked, first_label):
+        if i is not None:
+            got = probs_at(content[i])
+            if got is not None:
+                return i, got[0], got[1]
+    for i, entry in enumerate(content):
+        alts = entry.get("top_logprobs") or []
+        if any((a.get("token") or "").strip() in wanted for a in alts):
+            got = probs_at(entry)
+            if got is not None:
+                return i, got[0], got[1]
     return None
 
 
@@ -204,6 +417,15 @@ class OpenAIBackend:
             ``False``: the SDK's public ``post`` for every call.
         base_url: Alias of ``base_urls`` for a single URL.
         seed: Seed of the backoff jitter (for reproducible tests).
+        adaptive: Adapt each URL's concurrency: slow start from ``initial_concurrency`` up to
+            what the server's throughput shows it can run in parallel (at most ``concurrency``),
+            halved on 429s and timeouts and recovered after successes. ``False``: a fixed
+            ``concurrency``.
+        initial_concurrency: Where the slow start begins (default ``min(4, concurrency)``).
+        breaker_failures: Connection / 5xx / timeout failures in a row that open a URL's
+            circuit breaker: no traffic goes there except one re-probe after the cooldown.
+        breaker_cooldown_s: First open period (doubles after each failed re-probe, up to
+            ``breaker_max_cooldown_s``).
         **extra: Extra request-body fields sent with every request (e.g. ``top_k`` for vLLM).
     """
 
@@ -228,6 +450,11 @@ class OpenAIBackend:
         fast_path: bool = True,
         base_url: str | None = None,
         seed: int | None = None,
+        adaptive: bool = True,
+        initial_concurrency: int | None = None,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 2.0,
+        breaker_max_cooldown_s: float = 30.0,
         **extra: Any,
     ) -> None:
         if not model:
@@ -270,6 +497,30 @@ class OpenAIBackend:
         self.transport = transport
         self.fast_path = bool(fast_path)
         self.extra_body = dict(extra)
+        self.adaptive = bool(adaptive)
+        self.initial_concurrency = min(
+            self.concurrency, int(initial_concurrency or min(4, self.concurrency))
+        )
+        if self.initial_concurrency < 1:
+            raise ConfigError(
+                f"must be >= 1, got {initial_concurrency}", setting="initial_concurrency"
+            )
+        if breaker_failures < 1:
+            raise ConfigError(f"must be >= 1, got {breaker_failures}", setting="breaker_failures")
+        for name, val in (
+            ("timeout_s", timeout_s),
+            ("backoff_base_s", backoff_base_s),
+            ("backoff_max_s", backoff_max_s),
+            ("breaker_cooldown_s", breaker_cooldown_s),
+            ("breaker_max_cooldown_s", breaker_max_cooldown_s),
+        ):
+            if not (math.isfinite(float(val)) and float(val) >= 0):
+                raise ConfigError(f"must be a finite number >= 0, got {val!r}", setting=name)
+        if self.timeout_s <= 0:
+            raise ConfigError(f"must be > 0, got {timeout_s!r}", setting="timeout_s")
+        self.breaker_failures = int(breaker_failures)
+        self.breaker_cooldown_s = float(breaker_cooldown_s)
+        self.breaker_max_cooldown_s = max(float(breaker_max_cooldown_s), self.breaker_cooldown_s)
         self._rng = random.Random(seed)
         if self._api_key() is None and not all(_is_local(u) for u in self.base_urls):
             raise ConfigError(
@@ -277,13 +528,29 @@ class OpenAIBackend:
                 f"{', '.join(redact_url(u) for u in self.base_urls)}",
                 setting="api_key_env",
             )
-        self._endpoints = [_Endpoint(u) for u in self.base_urls]
+        self._endpoints = [self._new_endpoint(u) for u in self.base_urls]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closer: Any = None
-        self._sem: asyncio.Semaphore | None = None
         self._checked = False
         self._rr = 0
-        self.stats: dict[str, int] = {"requests": 0, "attempts": 0, "retries": 0}
+        self._inflight = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.stats: dict[str, int] = {
+            "requests": 0,
+            "attempts": 0,
+            "retries": 0,
+            "timeouts": 0,
+            "short_circuited": 0,
+            "breaker_opened": 0,
+        }
+        """Counters over the backend's life: requests, attempts sent to a server, retries,
+        timeouts, attempts failed fast because every URL's breaker was open (never sent),
+        breaker openings."""
+
+    def _new_endpoint(self, url: str) -> _Endpoint:
+        ep = _Endpoint(url)
+        ep.limit = _Limit(self.initial_concurrency, self.concurrency, self.adaptive)
+        return ep
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_urls={self.describe()['base_urls']!r})"
@@ -370,7 +637,11 @@ class OpenAIBackend:
             )
             ep.session = self._aiohttp_session() if direct and not _proxied(ep.url) else None
             ep.template = None
-        self._sem = asyncio.Semaphore(self.concurrency)
+        self._waiters = collections.deque()
+        self._inflight = 0
+        for ep in self._endpoints:
+            ep.inflight = 0
+            ep.probing = False
         self._loop = loop
         # Close these clients when the loop shuts down (asyncio.run finalises async generators
         # before closing the loop), so a caller that never awaits aclose() leaks no sessions.
@@ -389,20 +660,151 @@ class OpenAIBackend:
         # hop each.
         return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
 
-    def _pick(self) -> _Endpoint:
-        """Least-loaded endpoint; ties broken round robin."""
+    # ---------------------------------------------------------------------------------------
+    # The endpoint pool: routing, circuit breakers, adaptive concurrency
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Per base URL (redacted): attempts sent, successes, failures by kind, breaker state,
+        times it opened, and the current concurrency limit."""
+        now = time.monotonic()
+        return [
+            {
+                "url": redact_url(ep.url),
+                "attempts": ep.attempts,
+                "ok": ep.ok,
+                "failures": dict(ep.failures),
+                "breaker": ep.state(now),
+                "opened": ep.opened,
+                "limit": ep.limit.value if ep.limit else self.concurrency,
+            }
+            for ep in self._endpoints
+        ]
+
+    def _choose(self, now: float) -> _Endpoint | None:
+        """The endpoint for the next attempt, or None when every usable one is at its limit.
+
+        Healthy (closed) endpoints by load (in flight / limit), ties round robin; an open
+        breaker whose cooldown has passed gets one re-probe; when every breaker is open, the
+        one that reopens first is used anyway (a lone URL is never shut out: retries and their
+        backoff bound the traffic then)."""
+        if self._inflight >= self.concurrency:
+            return None
         eps = self._endpoints
-        if len(eps) == 1:
-            return eps[0]
         n = len(eps)
+        if n == 1:
+            ep = eps[0]
+            assert ep.limit is not None
+            if ep.open_until and now >= ep.open_until and not ep.probing:
+                ep.probing = True
+                return ep
+            return ep if ep.inflight < ep.limit.value else None
         start = self._rr
-        self._rr = (self._rr + 1) % n
-        best = eps[start]
-        for i in range(1, n):
+        self._rr = (start + 1) % n
+        best: _Endpoint | None = None
+        best_load = math.inf
+        fallback: _Endpoint | None = None
+        usable = False
+        for i in range(n):
             ep = eps[(start + i) % n]
-            if ep.inflight < best.inflight:
-                best = ep
-        return best
+            assert ep.limit is not None
+            if ep.open_until:
+                if now >= ep.open_until and not ep.probing:
+                    ep.probing = True  # half-open: this attempt is the re-probe
+                    return ep
+                if ep.inflight < ep.limit.value and (
+                    fallback is None or ep.open_until < fallback.open_until
+                ):
+                    fallback = ep
+                continue
+            usable = True
+            if ep.inflight >= ep.limit.value:
+                continue
+            load = ep.inflight / ep.limit.value
+            if load < best_load:
+                best, best_load = ep, load
+        if best is not None:
+            return best
+        return None if usable else fallback
+
+    async def _acquire(self) -> _Endpoint:
+        """Wait for room on an endpoint (FIFO), then take it."""
+        while True:
+            now = time.monotonic()
+            ep = self._choose(now) if not self._waiters else None
+            if ep is not None:
+                ep.inflight += 1
+                self._inflight += 1
+                return ep
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                # Wake at the next breaker re-probe time even if no attempt finishes.
+                await asyncio.wait_for(asyncio.shield(fut), timeout=self._next_probe_in(now))
+            except TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+            ep = self._choose(time.monotonic())
+            if ep is not None:
+                ep.inflight += 1
+                self._inflight += 1
+                self._wake(1)  # there may be room for the next waiter too
+                return ep
+
+    def _next_probe_in(self, now: float) -> float | None:
+        due = [ep.open_until - now for ep in self._endpoints if ep.open_until and not ep.probing]
+        return max(0.01, min(due)) if due else None
+
+    def _wake(self, k: int) -> None:
+        while k > 0 and self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                k -= 1
+
+    def _release(self, ep: _Endpoint, outcome: str, now: float, latency: float = 0.0) -> None:
+        """Book an attempt's outcome: ``ok``, ``down`` (connection or 5xx), ``rate_limit``,
+        ``timeout`` or ``alive`` (the server answered, e.g. a 4xx)."""
+        assert ep.limit is not None
+        ep.inflight -= 1
+        self._inflight -= 1
+        grow = 0
+        probing, ep.probing = ep.probing, False
+        if outcome == "down":
+            ep.consecutive += 1
+            if probing or (not ep.open_until and ep.consecutive >= self.breaker_failures):
+                ep.cooldown = (
+                    min(self.breaker_max_cooldown_s, ep.cooldown * 2)
+                    if probing and ep.cooldown
+                    else self.breaker_cooldown_s
+                )
+                ep.open_until = now + ep.cooldown
+                ep.opened += 1
+                self.stats["breaker_opened"] += 1
+                log.log(
+                    logging.INFO if probing else logging.WARNING,
+                    "base URL %s failing (%d in a row): circuit open for %.0fs",
+                    redact_url(ep.url),
+                    ep.consecutive,
+                    ep.cooldown,
+                )
+        elif outcome == "timeout":
+            ep.limit.on_overload(now, timeout=True)
+            if probing:  # the re-probe got no answer: stay open, longer
+                ep.cooldown = min(self.breaker_max_cooldown_s, max(ep.cooldown, 0.1) * 2)
+                ep.open_until = now + ep.cooldown
+        else:  # the server answered
+            ep.consecutive = 0
+            if ep.open_until:
+                log.info("base URL %s answers again: circuit closed", redact_url(ep.url))
+            ep.open_until = 0.0
+            ep.cooldown = 0.0
+            if outcome == "ok":
+                grow = ep.limit.on_success(now, latency)
+            elif outcome == "rate_limit":
+                ep.limit.on_overload(now, timeout=False)
+        self._wake(1 + grow)
 
     async def _check_endpoints(self) -> None:
         """Fail fast on endpoints that refuse connections; drop the dead ones among several."""
@@ -450,57 +852,73 @@ class OpenAIBackend:
     async def _one(self, req: ChatRequest) -> ChatResult:
         import openai
 
-        assert self._sem is not None
         content = self._body(req)
         options = {"headers": {"Content-Type": "application/json"}}
         self.stats["requests"] += 1
-        t0 = time.perf_counter()
+        t_start = time.perf_counter()
         error = "backend: no attempt made"
-        async with self._sem:
-            for attempt in range(self.max_retries + 1):
-                ep = self._pick()
-                ep.inflight += 1
-                self.stats["attempts"] += 1
-                retry_after: float | None = None
-                try:
-                    raw = await self._send(ep, content, options, attempt)
-                except openai.APITimeoutError:
-                    error = f"timeout: no answer within {self.timeout_s:g}s"
-                except openai.APIConnectionError as e:
-                    error = f"connection: {_cause(e)}"
-                except openai.APIStatusError as e:
-                    status = e.status_code
-                    detail = _status_detail(e)
-                    if status == 429:
-                        error = f"rate_limit: HTTP 429 {detail}".rstrip()
-                        retry_after = parse_retry_after(e.response.headers)
-                    elif status >= 500 or status in (408, 409):
-                        error = f"server: HTTP {status} {detail}".rstrip()
-                        retry_after = parse_retry_after(e.response.headers)
-                    else:  # 4xx: the request itself is wrong; retrying will not help
-                        ep.inflight -= 1
-                        return self._fail(f"backend: HTTP {status} {detail}".rstrip(), t0)
-                else:
-                    ep.inflight -= 1
-                    ep.ok += 1
-                    return self._parse(raw, req, t0)
-                ep.inflight -= 1
-                kind = error.split(":", 1)[0]
-                ep.failures[kind] = ep.failures.get(kind, 0) + 1
-                if attempt == self.max_retries:
-                    break
-                if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
-                    error += f" (Retry-After {retry_after:g}s is too long)"
-                    break
+        meta = _Attempts()
+        for attempt in range(self.max_retries + 1):
+            ep = await self._acquire()
+            ep.attempts += 1
+            self.stats["attempts"] += 1
+            meta.attempts += 1
+            meta.endpoint = ep.url
+            retry_after: float | None = None
+            t0 = time.perf_counter()
+            try:
+                raw = await self._send(ep, content, options, attempt)
+            except openai.APITimeoutError:
+                error = f"timeout: no answer within {self.timeout_s:g}s"
+                outcome = "timeout"
+            except openai.APIConnectionError as e:
+                error = f"connection: {_cause(e)}"
+                outcome = "down"
+            except openai.APIStatusError as e:
+                status = e.status_code
+                detail = _status_detail(e)
+                if status == 429:
+                    error = f"rate_limit: HTTP 429 {detail}".rstrip()
+                    retry_after = parse_retry_after(e.response.headers)
+                    outcome = "rate_limit"
+                elif status >= 500 or status in (408, 409):
+                    error = f"server: HTTP {status} {detail}".rstrip()
+                    retry_after = parse_retry_after(e.response.headers)
+                    outcome = "down" if status >= 500 else "alive"
+                else:  # 4xx: the request itself is wrong; retrying will not help
+                    meta.latencies.append(time.perf_counter() - t0)
+                    self._release(ep, "alive", time.monotonic())
+                    return self._fail(f"backend: HTTP {status} {detail}".rstrip(), meta, t_start)
+            else:
+                meta.latencies.append(time.perf_counter() - t0)
+                ep.ok += 1
+                self._release(ep, "ok", time.monotonic(), meta.latencies[-1])
+                return self._parse(raw, req, meta, t_start)
+            meta.latencies.append(time.perf_counter() - t0)
+            self._release(ep, outcome, time.monotonic())
+            kind = error.split(":", 1)[0]
+            if kind == "timeout":
+                meta.timeouts += 1
+                self.stats["timeouts"] += 1
+            ep.failures[kind] = ep.failures.get(kind, 0) + 1
+            if attempt == self.max_retries:
+                break
+            if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+                error += f" (Retry-After {retry_after:g}s is too long)"
+                break
+            if retry_after is not None:
+                delay = retry_after_delay(
+                    retry_after, self.backoff_base_s, self.backoff_max_s, self._rng
+                )
+            else:
                 delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s, self._rng)
-                if retry_after is not None:
-                    delay = max(retry_after, 0.0)
-                self.stats["retries"] += 1
-                log.debug("retrying in %.2fs after %s", delay, error)
-                await asyncio.sleep(delay)
+            self.stats["retries"] += 1
+            meta.retries += 1
+            log.debug("retrying in %.2fs after %s", delay, error)
+            await asyncio.sleep(delay)  # holds no concurrency slot while it sleeps
         if self.max_retries:
             error += f" (after {self.max_retries + 1} attempts)"
-        return self._fail(error, t0)
+        return self._fail(error, meta, t_start)
 
     async def _send(
         self, ep: _Endpoint, content: bytes, options: dict[str, Any], attempt: int = 0
@@ -582,20 +1000,18 @@ class OpenAIBackend:
             raise client._make_status_error_from_response(response)
         return body
 
-    def _fail(self, error: str, t0: float) -> ChatResult:
-        return ChatResult(error=error, latency_s=time.perf_counter() - t0)
+    def _fail(self, error: str, meta: _Attempts, t_start: float) -> ChatResult:
+        return OpenAIChatResult(error=error, **meta.fields(t_start))
 
-    def _parse(self, raw: bytes, req: ChatRequest, t0: float) -> ChatResult:
-        latency = time.perf_counter() - t0
+    def _parse(self, raw: bytes, req: ChatRequest, meta: _Attempts, t_start: float) -> ChatResult:
+        info = meta.fields(t_start)
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             snippet = raw[:60].decode("utf-8", "replace")
-            return ChatResult(
-                error=f"malformed: response is not JSON: {snippet!r}", latency_s=latency
-            )
+            return OpenAIChatResult(error=f"malformed: response is not JSON: {snippet!r}", **info)
         if not isinstance(data, dict):
-            return ChatResult(error="malformed: response is not a JSON object", latency_s=latency)
+            return OpenAIChatResult(error="malformed: response is not a JSON object", **info)
         usage = data.get("usage") or {}
         pt = _int(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0
         ct = _int(usage.get("completion_tokens")) if isinstance(usage, dict) else 0
@@ -603,39 +1019,45 @@ class OpenAIBackend:
             "prompt_tokens": pt,
             "completion_tokens": ct,
             "cost": self.cost_of(pt, ct),
-            "latency_s": latency,
+            "model": str(data.get("model") or "") or None,
+            **info,
         }
         choices = data.get("choices")
         if choices is None and "error" in data:
-            return ChatResult(error=f"server: {str(data['error'])[:200]}", **base)
+            return OpenAIChatResult(error=f"server: {str(data['error'])[:200]}", **base)
         if not isinstance(choices, list):
-            return ChatResult(error="malformed: response has no 'choices' list", **base)
+            return OpenAIChatResult(error="malformed: response has no 'choices' list", **base)
         if not choices:
-            return ChatResult(error="empty: response has no choices", **base)
+            return OpenAIChatResult(error="empty: response has no choices", **base)
         texts: list[str] = []
         finish: list[str] = []
         for ch in choices:
             msg = ch.get("message") if isinstance(ch, dict) else None
             if not isinstance(msg, dict):
-                return ChatResult(error="malformed: a choice has no 'message' object", **base)
+                return OpenAIChatResult(error="malformed: a choice has no 'message' object", **base)
             text = msg.get("content")
             if text is None:
-                return ChatResult(error="empty: a choice has no content", **base)
+                return OpenAIChatResult(error="empty: a choice has no content", **base)
             if not isinstance(text, str):
-                return ChatResult(error="malformed: message content is not a string", **base)
+                return OpenAIChatResult(error="malformed: message content is not a string", **base)
             texts.append(text)
             finish.append(str(ch.get("finish_reason") or ""))
         probs = None
+        mass = None
         if req.label_probs:
             lp = choices[0].get("logprobs")
             if isinstance(lp, dict):
                 try:
-                    probs = label_probs_from_logprobs(
+                    found = verdict_position(
                         lp.get("content"), req.label_probs, req.metadata.get("label_prefix")
                     )
                 except (AttributeError, TypeError, ValueError):
-                    probs = None
-        return ChatResult(texts=texts, finish_reasons=finish, label_probs=probs, **base)
+                    found = None
+                if found is not None:
+                    probs, mass = found[1], found[2]
+        return OpenAIChatResult(
+            texts=texts, finish_reasons=finish, label_probs=probs, label_mass=mass, **base
+        )
 
 
 # -------------------------------------------------------------------------------------------
@@ -875,4 +1297,12 @@ async def _probe_tcp(url: str, attempts: int = 3, timeout_s: float = 3.0) -> str
     return err
 
 
-__all__ = ["OpenAIBackend", "backoff_delay", "label_probs_from_logprobs", "parse_retry_after"]
+__all__ = [
+    "OpenAIBackend",
+    "OpenAIChatResult",
+    "backoff_delay",
+    "label_probs_from_logprobs",
+    "parse_retry_after",
+    "retry_after_delay",
+    "verdict_position",
+]

@@ -63,7 +63,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--concurrency",
         type=int,
         default=64,
-        help="openai backend: requests in flight (default 64)",
+        help="openai backend: most requests in flight (default 64; each URL starts lower and "
+        "adapts to the parallelism its server shows)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="openai backend: seconds per attempt (default 60)",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=6,
+        help="openai backend: retries after the first attempt (default 6)",
     )
     p.add_argument("--temperature", type=float, default=0.7, help="default 0.7 (0 = greedy)")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -79,7 +93,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--source",
         default=None,
         metavar="NAME",
-        help="name recorded as each candidate's source (default: the model's name)",
+        help="name recorded as each candidate's source (default: the model's name; with "
+        "--backend openai, the --model name sent to the server, as given)",
     )
     p.add_argument("--system", default=None, metavar="TEXT", help="system message for every prompt")
     p.add_argument("--device", default=None, help="hf backend: cpu, cuda, cuda:1 (default: auto)")
@@ -112,6 +127,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"must be >= 0, got {args.temperature}", setting="--temperature")
     if not 0 < args.top_p <= 1:
         raise ConfigError(f"must be in (0, 1], got {args.top_p}", setting="--top-p")
+    import math
+
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"must be a number > 0, got {args.timeout}", setting="--timeout")
+    if args.max_retries < 0:
+        raise ConfigError(f"must be >= 0, got {args.max_retries}", setting="--max-retries")
+    if args.concurrency < 1:
+        raise ConfigError(f"must be >= 1, got {args.concurrency}", setting="--concurrency")
     if args.base_url and args.backend != "openai":
         raise ConfigError("--base-url needs --backend openai", setting="--base-url")
     out = Path(args.output)
@@ -132,6 +155,34 @@ def default_source(model: str) -> str:
     if is_embedded(model):
         return EMBEDDED_NAME
     return Path(model.rstrip("/")).name or model
+
+
+def source_for(args: argparse.Namespace) -> str:
+    """The source name recorded on each candidate: ``--source``; for a server, the model name
+    sent to it, as given (``smollm2`` served by llama.cpp is not the embedded model); for a
+    local model, :func:`default_source`."""
+    if args.source:
+        return str(args.source)
+    if args.backend == "openai":
+        return str(args.model)
+    return default_source(args.model)
+
+
+def load_counts(path: Path, source: str) -> tuple[dict[str, int], int]:
+    """Samples from ``source`` per prompt id already in ``path``; number of lines kept (a last
+    line cut short by a crash is removed, see :func:`load_done`)."""
+    import json
+
+    done, kept = load_done(path, source, 1)
+    counts: dict[str, int] = {}
+    if kept:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if row.get("source") == source:
+                    pid = str(row["prompt_id"])
+                    counts[pid] = counts.get(pid, 0) + 1
+    return counts, kept
 
 
 def load_done(path: Path, source: str, n: int) -> tuple[set[str], int]:
@@ -191,6 +242,8 @@ def make_backend(args: argparse.Namespace) -> Any:
         base_urls=args.base_url,
         api_key_env=args.api_key_env,
         concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        max_retries=args.max_retries,
     )
 
 
@@ -206,20 +259,35 @@ def to_messages(item: Any, system: str | None) -> list[dict[str, str]]:
     return msgs
 
 
-def to_candidates(item: Any, res: Any, source: str, sampling: dict[str, Any]) -> list[Any]:
-    """One Candidate per sample of a successful result."""
+def to_candidates(
+    item: Any, res: Any, source: str, sampling: dict[str, Any], start: int = 0
+) -> list[Any]:
+    """One Candidate per sample a result holds (also the samples of a partly failed one);
+    sample numbers start at ``start`` (samples already in the output from an earlier run)."""
     from judge_rl._io import content_hash
     from judge_rl.types import Candidate
 
     out = []
-    for k, text in enumerate(res.texts):
+    for j, text in enumerate(res.texts):
+        k = start + j
         meta: dict[str, Any] = {
             "sample": k,
             "sampling": sampling,
-            "finish_reason": res.finish_reasons[k] if k < len(res.finish_reasons) else "",
+            "finish_reason": res.finish_reasons[j] if j < len(res.finish_reasons) else "",
             "prompt_tokens": res.prompt_tokens,
             "completion_tokens": res.completion_tokens,
         }
+        served = getattr(res, "model", None)
+        if served:
+            meta["served_model"] = served  # the name the server reported
+        if getattr(res, "attempts", 0):
+            meta["transport"] = {
+                "attempts": res.attempts,
+                "retries": res.retries,
+                "timeouts": res.timeouts,
+                "latency_s": round(res.latency_s, 4),
+                "attempt_latency_s": [round(x, 4) for x in res.attempt_latency_s],
+            }
         if item.reference is not None:
             meta["reference"] = item.reference
         if item.category:
@@ -240,43 +308,74 @@ def to_candidates(item: Any, res: Any, source: str, sampling: dict[str, Any]) ->
     return out
 
 
-async def sample_n(backend: Any, reqs: list[Any], n: int, rounds: int = 4) -> list[Any]:
-    """``backend.chat`` that makes sure each successful result has ``n`` texts.
+async def sample_n(backend: Any, reqs: list[Any], n: int | list[int]) -> list[Any]:
+    """``backend.chat`` that keeps asking until each result has its ``n`` texts.
 
     Some OpenAI-compatible servers (Ollama, llama.cpp) ignore ``n`` and answer one choice: the
-    missing samples are asked for again (with another seed, so a seeded server does not repeat
-    itself), up to ``rounds`` times; a result still short after that becomes an ``empty`` error.
+    missing samples are asked for again, one request per sample, in parallel (each with its own
+    seed, so a seeded server does not repeat itself), for as long as every round brings at least
+    one new sample. A result that stays short keeps the samples it got and carries an error
+    ``kind: k of n samples came back (...)``, its kind that of the last failure (``empty`` when
+    the server simply sent nothing more). ``n`` may differ per request.
     """
     import dataclasses
 
+    wants = [n] * len(reqs) if isinstance(n, int) else list(n)
     results = list(await backend.chat(reqs))
-    for k in range(1, rounds + 1):
-        short = [i for i, r in enumerate(results) if r.error is None and len(r.texts) < n]
+    stop: dict[int, str] = {}
+    single = [
+        r.error is None and len(r.texts) == 1 and w > 1 for r, w in zip(results, wants, strict=True)
+    ]
+    rnd = 0
+    while True:
+        short = [
+            i
+            for i, r in enumerate(results)
+            if r.error is None and len(r.texts) < wants[i] and i not in stop
+        ]
         if not short:
             break
-        more = [
-            dataclasses.replace(
-                reqs[i],
-                n=n - len(results[i].texts),
-                seed=None if reqs[i].seed is None else reqs[i].seed + 1000 * k,
-            )
-            for i in short
-        ]
-        for i, extra in zip(short, await backend.chat(more), strict=True):
+        rnd += 1
+        more, owners = [], []
+        for i in short:
+            missing = wants[i] - len(results[i].texts)
+            base_seed = reqs[i].seed
+            if single[i]:
+                for j in range(missing):
+                    seed = None if base_seed is None else base_seed + 1000 * rnd + j
+                    more.append(dataclasses.replace(reqs[i], n=1, seed=seed))
+                    owners.append(i)
+            else:
+                seed = None if base_seed is None else base_seed + 1000 * rnd
+                more.append(dataclasses.replace(reqs[i], n=missing, seed=seed))
+                owners.append(i)
+        gained = dict.fromkeys(short, 0)
+        last_err: dict[int, str] = {}
+        for i, req, extra in zip(owners, more, await backend.chat(more), strict=True):
             r = results[i]
             if extra.error is not None:
-                results[i] = extra
+                last_err[i] = extra.error
                 continue
-            r.texts += extra.texts
-            r.finish_reasons += extra.finish_reasons
+            take = extra.texts[: wants[i] - len(r.texts)]
+            r.texts += take
+            r.finish_reasons += extra.finish_reasons[: len(take)]
             r.prompt_tokens += extra.prompt_tokens
             r.completion_tokens += extra.completion_tokens
             r.cost += extra.cost
+            gained[i] += len(take)
+            if req.n > 1 and len(extra.texts) == 1:
+                single[i] = True  # this server ignores n
+        for i in short:
+            if gained[i] == 0:
+                stop[i] = last_err.get(i) or "empty: the server sent no more samples"
     for i, r in enumerate(results):
-        if r.error is None and len(r.texts) > n:
-            r.texts, r.finish_reasons = r.texts[:n], r.finish_reasons[:n]
-        if r.error is None and len(r.texts) < n:
-            results[i] = type(r)(error=f"empty: {len(r.texts)} of {n} samples came back")
+        w = wants[i]
+        if r.error is None and len(r.texts) > w:
+            r.texts, r.finish_reasons = r.texts[:w], r.finish_reasons[:w]
+        if r.error is None and len(r.texts) < w:
+            why = stop.get(i, "empty: the server sent no more samples")
+            kind, _, detail = why.partition(":")
+            r.error = f"{kind}: {len(r.texts)} of {w} samples came back ({detail.strip()})"
     return results
 
 
@@ -311,18 +410,21 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.backends.base import ChatRequest
     from judge_rl.console import console, err_console, progress
     from judge_rl.data import read_prompts
+    from judge_rl.errors import DataError
     from judge_rl.runlog import new_log, run_dir
 
     check_args(args)
     items = list(read_prompts(args.prompts))
     if args.limit is not None:
-        items = items[: args.limit]
-    source = args.source or default_source(args.model)
+        items = items[: max(0, args.limit)]
+    if not items:
+        raise DataError("no prompts to generate for", file=str(args.prompts))
+    source = source_for(args)
     out = Path(args.output)
-    done, kept = load_done(out, source, args.n)
-    todo = [it for it in items if it.prompt_id not in done]
+    have, kept = load_counts(out, source)
+    todo = [it for it in items if have.get(it.prompt_id, 0) < args.n]
     err = err_console()
-    if done:
+    if len(todo) < len(items):
         err.print(f"resuming: {len(items) - len(todo)} of {len(items)} prompts already in {out}")
     sampling = {
         "backend": args.backend,
@@ -346,10 +448,14 @@ async def _run(args: argparse.Namespace) -> int:
         "generated": 0,
         "candidates": 0,
         "failed": 0,
+        "partial": 0,
         "prompt_tokens": 0,
         "completion_tokens": 0,
+        "attempts": 0,
+        "retries": 0,
+        "timeouts": 0,
     }
-    failures: list[dict[str, str]] = []
+    failures: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     backend = make_backend(args) if todo else None
     chunk = (
@@ -360,28 +466,35 @@ async def _run(args: argparse.Namespace) -> int:
             task = bar.add_task(f"generate {source}", total=len(todo), rate="")
             for s in range(0, len(todo), chunk):
                 batch = todo[s : s + chunk]
+                starts = [have.get(it.prompt_id, 0) for it in batch]
                 reqs = [
                     ChatRequest(
                         messages=to_messages(it, args.system),
                         max_tokens=args.max_new_tokens,
                         temperature=args.temperature,
                         top_p=args.top_p,
-                        n=args.n,
-                        seed=args.seed,
+                        n=args.n - k0,
+                        seed=args.seed if k0 == 0 else args.seed + 7919 * k0,
                     )
-                    for it in batch
+                    for it, k0 in zip(batch, starts, strict=True)
                 ]
-                results = await sample_n(backend, reqs, args.n)
+                results = await sample_n(backend, reqs, [r.n for r in reqs])
                 cands = []
-                for it, res in zip(batch, results, strict=True):
+                for it, k0, res in zip(batch, starts, results, strict=True):
+                    for key in ("attempts", "retries", "timeouts"):
+                        stats[key] += int(getattr(res, key, 0) or 0)
+                    if res.texts:
+                        cands += to_candidates(it, res, source, sampling, start=k0)
+                        stats["prompt_tokens"] += res.prompt_tokens
+                        stats["completion_tokens"] += res.completion_tokens
                     if res.error is not None:
                         stats["failed"] += 1
-                        failures.append({"prompt_id": it.prompt_id, "error": res.error})
+                        stats["partial"] += bool(res.texts)
+                        failures.append(
+                            {"prompt_id": it.prompt_id, "error": res.error, "kept": len(res.texts)}
+                        )
                         continue
                     stats["generated"] += 1
-                    stats["prompt_tokens"] += res.prompt_tokens
-                    stats["completion_tokens"] += res.completion_tokens
-                    cands += to_candidates(it, res, source, sampling)
                 append_batch(out, cands)
                 stats["candidates"] += len(cands)
                 dt = time.perf_counter() - t0
@@ -407,21 +520,38 @@ async def _run(args: argparse.Namespace) -> int:
         describe = getattr(backend, "describe", None)
         if callable(describe):
             log.extra["generate"]["backend"] = describe()
+        endpoints = getattr(backend, "endpoint_stats", None)
+        if callable(endpoints):
+            log.extra["generate"]["transport"] = {
+                "stats": dict(getattr(backend, "stats", {})),
+                "endpoints": endpoints(),
+            }
         log.save(rdir)
+    transport = ""
+    if stats["attempts"]:
+        transport = (
+            f"; {stats['attempts']} attempts, {stats['retries']} retries, "
+            f"{stats['timeouts']} timeouts"
+        )
     console().print(
         f"wrote {stats['candidates']} candidates for {stats['generated']} prompts to {out} "
         f"({stats['skipped_done']} already there, {stats['failed']} failed; "
-        f"{stats['completion_tokens']} tokens in {elapsed:.1f}s); run log {rdir / 'log.json'}"
+        f"{stats['completion_tokens']} tokens in {elapsed:.1f}s{transport}); "
+        f"run log {rdir / 'log.json'}"
     )
     if failures:
         kinds: dict[str, int] = {}
         for f in failures:
             kind = f["error"].split(":", 1)[0]
             kinds[kind] = kinds.get(kind, 0) + 1
+        partial = f", {stats['partial']} with some samples kept" if stats["partial"] else ""
         err.print(
-            f"{len(failures)} prompts failed ({', '.join(f'{k}: {v}' for k, v in kinds.items())}); "
-            "re-run the same command to retry them",
+            f"{len(failures)} prompts failed ({', '.join(f'{k}: {v}' for k, v in kinds.items())}"
+            f"{partial}); re-run the same command to ask for the missing samples",
             markup=False,
         )
+        return 1
+    if not out.exists() or out.stat().st_size == 0:  # an empty output is never a success
+        err.print(f"no candidates written to {out}", markup=False)
         return 1
     return 0

@@ -249,3 +249,59 @@ def test_label_against_an_unreachable_endpoint_exits_2_with_one_line(cli, tmp_pa
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines and lines[-1].startswith("error:") and url in lines[-1], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _llm_backend(judge):
+    """The OpenAIBackend under a spec-built judge (order -> cache -> LLMJudge)."""
+    j = judge
+    while not hasattr(j, "backend"):
+        j = j.inner
+    return j.backend
+
+
+def test_one_of_two_urls_killed_mid_run_traffic_moves_to_the_live_one(tmp_path):
+    """Two URLs, one killed after it answered 60 requests: >= 99% of 500 comparisons end as
+    verdicts (through the live one), and the dead URL gets a bounded number of attempts (its
+    circuit breaker opens after a few connection failures and only re-probes, with a growing
+    cooldown). Before: the dead URL failed fast, looked least loaded and took most attempts."""
+    import threading
+
+    from judge_rl.judge import compare_sync, load_judge
+
+    comps = comparisons(500)
+    with start_in_thread(latency_s=0.1) as s1, start_in_thread(latency_s=0.1) as s2:
+        spec = write_spec(
+            tmp_path / "judge",
+            s1.url,
+            base_urls=[s1.url, s2.url],
+            concurrency=16,
+            max_retries=3,
+            timeout_s=5,
+            backend_options={"backoff_base_s": 0.05, "breaker_cooldown_s": 1.0},
+        )
+        judge = load_judge(spec, cache=None)
+        backend = _llm_backend(judge)
+        killed: dict[str, float] = {}
+
+        def killer():
+            while s1.state.statuses["200"] < 60:
+                time.sleep(0.01)
+            killed["t"] = time.monotonic()
+            killed["attempts"] = backend.endpoint_stats()[0]["attempts"]
+            s1.stop()
+
+        th = threading.Thread(target=killer, daemon=True)
+        th.start()
+        judgments = compare_sync(judge, comps)
+        end = time.monotonic()
+        th.join(5)
+        ok = sum(j.ok for j in judgments)
+        assert ok >= 495, (ok, [j.error for j in judgments if not j.ok][:5])
+        dead, live = backend.endpoint_stats()
+        assert dead["opened"] >= 1 and live["ok"] >= 400
+        after = dead["attempts"] - killed["attempts"]
+        minutes = (end - killed["t"]) / 60
+        # In flight when killed (<= 16) + failures before the breaker opens (5) + re-probes
+        # (one per cooldown: 1, 2, 4, 8 ... s).
+        assert after <= 16 + 5 + 10, after
+        assert (after - 16) / max(minutes, 1 / 60) <= 30 * 60, (after, minutes)
