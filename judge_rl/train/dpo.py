@@ -317,8 +317,6 @@ class DPOTrainer:
         run_log: RunLog | None = None,
         run_dir: str | os.PathLike[str] | None = None,
     ):
-        import torch
-
         from judge_rl.runlog import PPOSection
 
         config.validate()
@@ -343,6 +341,7 @@ class DPOTrainer:
             )
             raise ConfigError(f"{source}: no preference pairs to train on{why}", setting="data")
         self.records = records
+        import torch
 
         # 2. Model ---------------------------------------------------------------------------
         if policy is None or isinstance(policy, str):
