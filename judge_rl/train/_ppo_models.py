@@ -201,10 +201,13 @@ def enable_gradient_checkpointing(model: nn.Module) -> bool:
     eval mode). Call :func:`checkpointing_train_mode` after every ``.eval()``. Returns whether it
     is on."""
     base = unwrap_peft(model)
-    fn = getattr(base, "gradient_checkpointing_enable", None)
-    if fn is None or not getattr(base, "supports_gradient_checkpointing", False):
+    if not getattr(base, "supports_gradient_checkpointing", False):
         return False
-    fn(gradient_checkpointing_kwargs={"use_reentrant": False})
+    new = getattr(base, "activation_checkpointing_enable", None)  # transformers >= 5.2x
+    if new is not None:
+        new(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     checkpointing_train_mode(model)
     return True
 

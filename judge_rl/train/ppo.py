@@ -1081,8 +1081,10 @@ class PPOTrainer:
                             loss = loss - c.ent_coef * masked_mean(
                                 entropy_from_logits(logits), mb_mask
                             )
-                        # each micro-batch weighs by its share of the mini-batch's samples
-                        scaled = loss * (len(mb_inds) / len(mb_all))
+                        # each micro-batch weighs by its share of the mini-batch's response
+                        # tokens: the accumulated gradient equals the whole mini-batch's
+                        share = mb_mask.sum() / b_mask[mb_all].sum().clamp(min=1)
+                        scaled = loss * share
                         if self._scaler is not None:
                             scaled = self._scaler.scale(scaled)
                         acc.backward(scaled)
@@ -1197,6 +1199,7 @@ class PPOTrainer:
                         }
                     )
                 self.section.samples.extend(new_samples)
+            self._append_event(stats, new_samples)  # before callbacks: a step's work is logged
             stop_flag = torch.zeros(1, device=self.device)
             with self._full_params():
                 if self.is_main:
@@ -1223,7 +1226,6 @@ class PPOTrainer:
                 self.accelerator.log(
                     {k: v for k, v in stats.items() if isinstance(v, int | float)}, step=self._step
                 )
-            self._append_event(stats, new_samples)
             if c.save_every and self._step % c.save_every == 0 and self._step < c.steps:
                 self._save_full()
                 self._save_log()
