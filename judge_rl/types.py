@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from judge_rl._io import content_hash
 
@@ -133,6 +133,17 @@ class JudgeCall(_Record):
     small values mean ``p_a`` says little about what the judge wrote."""
     note: str | None = None
     """Why ``p_a`` was left out or flagged (``low_mass``, ``probs_contradict``), when it was."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_optional(self, handler: Any) -> Any:
+        # label_mass and note are left out when unset, so logs of judges without label
+        # probabilities read exactly as before these fields existed.
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("label_mass", "note"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
 
 
 class Judgment(_Record):

@@ -21,6 +21,10 @@ METRIC_ROWS = [
     ("length_coef", "length coef (logit/1k chars)"),
     ("injection_flip_rate", "injection flip rate (fixed)"),
     ("injection_flip_rate_both", "injection flip rate (both)"),
+    ("brier", "Brier score of p_a"),
+    ("ece", "ECE of p_a (10 bins)"),
+    ("label_mass", "label mass at the verdict"),
+    ("low_label_mass_rate", "  … calls with low mass"),
     ("parse_failure_rate", "parse failure rate"),
     ("failure_rate", "failure rate (any)"),
     ("latency_s", "latency per call (s)"),
@@ -102,8 +106,15 @@ def run(args: argparse.Namespace) -> int:
         if cat is not None:
             c.metadata.setdefault("category", cat)
 
-    validate_spec(args.judge)
+    spec = validate_spec(args.judge)
     overrides = judge_overrides(args)
+    # The judge as it labels: its order and inconsistent rule (after --order), evaluated from
+    # the same calls the audit makes in both orders.
+    configured = {
+        "order": overrides.get("order") or spec.get("order", "fixed"),
+        "inconsistent": spec.get("inconsistent", "tie"),
+        "order_seed": spec.get("order_seed", 0),
+    }
     overrides["order"] = "fixed"  # the audit builds the swapped order itself
     cache = cache_from_args(args)
     budget = budget_from_args(args)
@@ -154,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 both_orders=both,
                 progress=lambda k: bar.advance(task, k),
                 injection_judges=extra,
+                configured=configured,
             )
         )
     log.timings["audit"] = time.perf_counter() - t0
@@ -179,6 +191,13 @@ def render_summary(section: Any) -> None:
     from judge_rl.console import console
 
     c = console()
+    rule = getattr(section, "rule", None) or {}
+    if rule:
+        c.print(
+            f"verdict rule (as `label` uses it): {rule.get('label')}",
+            markup=False,
+            highlight=False,
+        )
     t = Table(title=f"judge audit: {section.judge} on {section.n_pairs} pairs")
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -230,6 +249,23 @@ def render_summary(section: Any) -> None:
                     label, name, _fmt(r["fixed"]["value"]), _fmt(r.get("both", {}).get("value"))
                 )
         c.print(it)
+    cal = getattr(section, "calibration", None) or {}
+    if cal.get("bins"):
+        r = Table(title="reliability of p_a (humans' ties left out)")
+        for col in ("P(a better) bin", "mean p_a", "humans chose a", "n", ""):
+            r.add_column(col, justify="right" if col else "left")
+        for b in cal["bins"]:
+            bar = "█" * round(20 * b["observed"])
+            r.add_row(
+                f"{b['lo']:.1f}–{b['hi']:.1f}",
+                f"{b['p_mean']:.3f}",
+                f"{b['observed']:.3f}",
+                str(b["n"]),
+                bar,
+            )
+        c.print(r)
+    for sentence in getattr(section, "summary", []) or []:
+        c.print(sentence, markup=False, highlight=False)
     sp = getattr(section, "self_preference", {}) or {}
     if "judge_win_rate" in sp:
         c.print(

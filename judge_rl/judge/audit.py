@@ -24,11 +24,13 @@ from judge_rl.judge.audit_stats import (
     AuditRow,
     accuracy,
     bootstrap_metric,
-    combine_both,
     confusion,
     core_metrics,
     flip_rate,
     krippendorff_alpha_nominal,
+    policy_name,
+    reliability,
+    verdict_of,
 )
 from judge_rl.judge.base import Judge
 from judge_rl.runlog import AuditSection, Metric
@@ -93,6 +95,13 @@ def _map_back(j: Judgment, original: Comparison) -> str | None:
     return "a" if winner_id == original.a.id else "b"
 
 
+def _p_back(j: Judgment, original: Comparison) -> float | None:
+    """P(original a better) from a judgment on ``original`` or on its swap (by candidate id)."""
+    if not j.ok or j.p_a is None:
+        return None
+    return j.p_a if j.a_id == original.a.id else 1.0 - j.p_a
+
+
 def _errors(j: Judgment) -> list[str]:
     if j.calls:
         return [c.error.split(":", 1)[0] for c in j.calls if c.error]
@@ -100,9 +109,17 @@ def _errors(j: Judgment) -> list[str]:
 
 
 def build_rows(
-    comparisons: Sequence[Comparison], ab: Sequence[Judgment], ba: Sequence[Judgment] | None
+    comparisons: Sequence[Comparison],
+    ab: Sequence[Judgment],
+    ba: Sequence[Judgment] | None,
+    *,
+    order_seed: int = 0,
 ) -> list[AuditRow]:
-    """AuditRows from judgments with ``a`` first (``ab``) and ``b`` first (``ba``, optional)."""
+    """AuditRows from judgments with ``a`` first (``ab``) and ``b`` first (``ba``, optional).
+    ``order_seed``: the seed of ``order=random`` (which order the judge as configured uses)."""
+    from judge_rl.judge.order import OrderedJudge
+
+    coin = OrderedJudge(_NoJudge(), "random", seed=order_seed)
     rows = []
     for i, c in enumerate(comparisons):
         j1 = ab[i]
@@ -124,9 +141,18 @@ def build_rows(
                 cost=sum(j.cost for j in js),
                 calls=sum(max(1, len(j.calls)) for j in js),
                 members=[_map_back(m, c) for m in j1.members],
+                p_ab=_p_back(j1, c),
+                p_ba=_p_back(j2, c) if j2 is not None else None,
+                random_ba=coin.swap_first(c),
             )
         )
     return rows
+
+
+class _NoJudge:
+    """Stands in for a judge where only :meth:`OrderedJudge.swap_first` is needed."""
+
+    fingerprint = None
 
 
 async def _judge_both(
@@ -158,7 +184,7 @@ def self_preference(rows: Sequence[AuditRow], judge_model: str) -> dict[str, Any
         return {"note": f"no pair has exactly one response from the judge's model {judge_model!r}"}
     jw, hw, n = 0.0, 0.0, 0
     for r in own:
-        v = combine_both(r.ab, r.ba) if r.ba is not None else r.ab
+        v = verdict_of(r, "both/tie")[0] if r.ba is not None else r.ab
         if v is None:
             continue
         side = "a" if r.source_a == judge_model else "b"
@@ -178,6 +204,7 @@ async def audit_judge(
     both_orders: bool = True,
     progress: Callable[[int], None] | None = None,
     injection_judges: dict[str, Judge] | None = None,
+    configured: dict[str, Any] | None = None,
 ) -> AuditSection:
     """Audit ``judge`` (which must run with ``order=fixed``) on human-labelled ``comparisons``.
 
@@ -189,6 +216,10 @@ async def audit_judge(
         progress: called with the number of judge calls finished, for a progress bar.
         injection_judges: extra judges to run the injection probe with, e.g. the same judge with
             plain vs injection-hardened formatting; reported side by side.
+        configured: how the judge labels: ``{"order": ..., "inconsistent": ..., "order_seed":
+            ...}`` from its spec (after CLI overrides). The headline metrics evaluate the judge
+            under exactly that rule (its p_a included); the other rules are variants beside it.
+            None: ``order=both`` with ties on disagreement (``fixed`` with ``both_orders=False``).
     """
     cfg = config or AuditConfig()
     comps = list(comparisons)
@@ -205,17 +236,37 @@ async def audit_judge(
         ab, ba = await judge.compare(comps), None
         if progress:
             progress(len(comps))
-    rows = build_rows(comps, ab, ba)
-    primary = "both" if both_orders else "fixed"
-    kw: dict[str, Any] = dict(rounds=cfg.bootstrap, seed=cfg.seed, level=cfg.level)
-    metrics = core_metrics(rows, primary, **kw)
-    fixed = core_metrics(rows, "fixed", **kw) if both_orders else metrics
-    metrics["first_position_bias"] = _shift(fixed["p_first_wins"], -0.5)
-    variants: list[dict[str, Any]] = [{"label": "order=fixed", "metrics": fixed}]
-    if both_orders:
-        variants.append({"label": "order=both", "metrics": metrics})
-
+    conf = dict(configured or {"order": "both" if both_orders else "fixed"})
+    rows = build_rows(comps, ab, ba, order_seed=int(conf.get("order_seed", 0) or 0))
     notes = []
+    primary = policy_name(str(conf.get("order", "fixed")), str(conf.get("inconsistent", "tie")))
+    if primary != "fixed" and not both_orders:
+        notes.append(
+            f"the judge labels with {_policy_label(primary)}, which needs both orders; with "
+            "--fixed-only the audit shows order=fixed instead"
+        )
+        primary = "fixed"
+    kw: dict[str, Any] = dict(rounds=cfg.bootstrap, seed=cfg.seed, level=cfg.level)
+    policies = [primary] + [
+        p
+        for p in (("fixed", "both/tie", "both/average", "random") if both_orders else ("fixed",))
+        if p != primary
+    ]
+    # The slow logistic length coefficient only for the rule as configured and order=fixed.
+    by_policy = {
+        p: core_metrics(rows, p, with_length_coef=p in (primary, "fixed"), **kw) for p in policies
+    }
+    metrics = by_policy[primary]
+    metrics["first_position_bias"] = _shift(by_policy["fixed"]["p_first_wins"], -0.5)
+    _label_mass(metrics, list(ab) + list(ba or []))
+    variants: list[dict[str, Any]] = [
+        {
+            "label": _policy_label(p) + (" (as configured)" if p == primary else ""),
+            "metrics": by_policy[p],
+        }
+        for p in policies
+    ]
+
     humans = {r.human for r in rows}
     if humans == {"tie"}:
         notes.append("every human label is a tie: accuracy without ties cannot be computed")
@@ -266,6 +317,15 @@ async def audit_judge(
         judgments=list(ab) + list(ba or []),
     )
     section.notes = notes  # type: ignore[attr-defined]
+    section.rule = {  # type: ignore[attr-defined]
+        "order": conf.get("order", "fixed"),
+        "inconsistent": conf.get("inconsistent", "tie"),
+        "policy": primary,
+        "label": _policy_label(primary),
+    }
+    bins = reliability(rows, primary)
+    if bins:
+        section.calibration = {"policy": primary, "bins": bins}  # type: ignore[attr-defined]
     section.self_preference = self_preference(rows, judge.fingerprint.model)  # type: ignore[attr-defined]
 
     # Jury: inter-member agreement and each member's accuracy.
@@ -291,19 +351,19 @@ async def audit_judge(
         }
 
     if cfg.injection:
-        inj = {"judge": await _injection(judge, comps, rows, cfg, both_orders, progress)}
+        rule = primary.split("/", 1)[1] if primary.startswith("both") else "tie"
+        inj = {"judge": await _injection(judge, comps, rows, cfg, both_orders, progress, rule)}
         for label, j in (injection_judges or {}).items():
-            inj[label] = await _injection(j, comps, rows, cfg, both_orders, progress)
+            inj[label] = await _injection(j, comps, rows, cfg, both_orders, progress, rule)
         section.injection = inj  # type: ignore[attr-defined]
         main = inj["judge"]
-        by_label = {v["label"]: v["metrics"] for v in section.variants}
         if "overall_fixed" in main:
             section.metrics["injection_flip_rate"] = Metric(**main["overall_fixed"])
-            by_label["order=fixed"]["injection_flip_rate"] = Metric(**main["overall_fixed"])
+            by_policy["fixed"]["injection_flip_rate"] = Metric(**main["overall_fixed"])
         if "overall_both" in main:
             section.metrics["injection_flip_rate_both"] = Metric(**main["overall_both"])
-            if "order=both" in by_label:
-                by_label["order=both"]["injection_flip_rate"] = Metric(**main["overall_both"])
+            both_rule = primary if primary.startswith("both") else "both/tie"
+            by_policy[both_rule]["injection_flip_rate"] = Metric(**main["overall_both"])
         for label, res in inj.items():
             if label != "judge" and "overall_fixed" in res:
                 section.variants.append(
@@ -312,7 +372,72 @@ async def audit_judge(
                         "metrics": {"injection_flip_rate": Metric(**res["overall_fixed"])},
                     }
                 )
+    section.summary = describe(section)  # type: ignore[attr-defined]
     return section
+
+
+def _policy_label(policy: str) -> str:
+    """``both/average`` -> ``order=both, inconsistent=average``."""
+    if policy.startswith("both/"):
+        return f"order=both, inconsistent={policy.split('/', 1)[1]}"
+    return f"order={policy}"
+
+
+def _label_mass(metrics: dict[str, Metric], judgments: Sequence[Judgment]) -> None:
+    """Mean probability on the label tokens at the verdict position, and the share of calls
+    below :data:`~judge_rl.judge.parse.LOW_LABEL_MASS` (a judge whose labels hold little mass
+    has a p_a that says little)."""
+    from judge_rl.judge.parse import LOW_LABEL_MASS
+
+    masses = [c.label_mass for j in judgments for c in j.calls if c.label_mass is not None]
+    if not masses:
+        return
+    metrics["label_mass"] = Metric(value=sum(masses) / len(masses), n=len(masses))
+    low = sum(m < LOW_LABEL_MASS for m in masses)
+    metrics["low_label_mass_rate"] = Metric(
+        value=low / len(masses), n=len(masses), note=f"calls with label mass < {LOW_LABEL_MASS}"
+    )
+
+
+def describe(section: AuditSection) -> list[str]:
+    """Sentences about the judge, each computed from the audit's numbers (never fixed text):
+    the rule it labels with, its tie rate and decided share under that rule, position bias,
+    agreement with humans, calibration and label mass."""
+    m = section.metrics
+    rule = getattr(section, "rule", {}) or {}
+    label = rule.get("label", "its configured order")
+
+    def val(key: str) -> float | None:
+        x = m.get(key)
+        return None if x is None else x.value
+
+    out = []
+    tie, n = val("judge_tie_rate"), (m["judge_tie_rate"].n if "judge_tie_rate" in m else 0)
+    if tie is not None:
+        out.append(
+            f"As it labels ({label}), the judge called {tie:.0%} of {n} judged pairs a tie and "
+            f"decided {1 - tie:.0%}."
+        )
+    pfw = val("p_first_wins")
+    if pfw is not None:
+        out.append(f"It picked the answer shown first in {pfw:.0%} of its calls (0.5 = no bias).")
+    pc = val("position_consistency")
+    if pc is not None:
+        out.append(f"Its two orders agreed on {pc:.0%} of the pairs judged both ways.")
+    acc = val("accuracy")
+    if acc is not None:
+        out.append(f"It agreed with the humans on {acc:.0%} of pairs both decided.")
+    b, e = val("brier"), val("ece")
+    if b is not None:
+        tail = f", ECE {e:.3f}" if e is not None else ""
+        out.append(f"Its p_a scores Brier {b:.3f} against the humans (0.25 = always 0.5){tail}.")
+    lm, low = val("label_mass"), val("low_label_mass_rate")
+    if lm is not None and low is not None:
+        out.append(
+            f"The label tokens held {lm:.0%} of the probability at the verdict position on "
+            f"average; {low:.0%} of calls were below the flag threshold."
+        )
+    return out
 
 
 def _shift(m: Metric, by: float) -> Metric:
@@ -334,8 +459,10 @@ async def _injection(
     cfg: AuditConfig,
     both_orders: bool,
     progress: Callable[[int], None] | None,
+    inconsistent: str = "tie",
 ) -> dict[str, Any]:
-    """Flip rates when the rejected response carries an injection string, per string."""
+    """Flip rates when the rejected response carries an injection string, per string; the
+    ``both`` rate combines the two orders with the judge's own ``inconsistent`` rule."""
     decided = [(c, r.ab) for c, r in zip(comps, rows, strict=True) if r.ab in ("a", "b")]
     if not decided:
         return {"note": "no pair had a decided verdict to attack"}
@@ -365,7 +492,15 @@ async def _injection(
             sw = [swapped(c) for c in ba_comps]
             j_ba = await judge.compare(sw)
             after_ba = [_map_back(j, c) for j, c in zip(j_ba, ba_comps, strict=True)]
-            after_both = [combine_both(x, y) for x, y in zip(after_ab, after_ba, strict=True)]
+            after_both = [
+                verdict_of(
+                    AuditRow(human="tie", ab=x, ba=y, p_ab=_p_back(ja, ca), p_ba=_p_back(jb, cb)),
+                    f"both/{inconsistent}",
+                )[0]
+                for x, y, ja, jb, ca, cb in zip(
+                    after_ab, after_ba, j_ab, j_ba, ab_comps, ba_comps, strict=True
+                )
+            ]
             fb = flip_rate(before, after_both, loser)
             res["both"] = {"value": fb[0], "n": fb[1], "skipped": fb[2]}
             calls += len(sw)

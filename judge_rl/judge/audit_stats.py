@@ -43,24 +43,121 @@ class AuditRow:
     calls: int = 0
     members: list[str | None] = field(default_factory=list)
     """Jury: each member's verdict (primary order)."""
+    p_ab: float | None = None
+    """P(a better) from the call with ``a`` shown first (None: the judge gives no probability)."""
+    p_ba: float | None = None
+    """P(a better) from the call with ``b`` shown first, mapped back to ``a``."""
+    random_ba: bool = False
+    """``order=random``: whether the judge as configured shows ``b`` first for this pair."""
+
+
+POLICIES = ("fixed", "random", "both/tie", "both/average")
+"""Verdict rules the audit can evaluate: the order the judge is shown the pair in, and for
+``both`` what two disagreeing orders give. ``"both"`` alone means ``both/tie``."""
+
+
+def policy_name(order: str, inconsistent: str = "tie") -> str:
+    """The policy key of a judge's ``order``/``inconsistent`` settings.
+
+    >>> policy_name("both", "average"), policy_name("fixed", "average")
+    ('both/average', 'fixed')
+    """
+    return f"both/{inconsistent}" if order == "both" else order
 
 
 def combine_both(ab: str | None, ba: str | None, inconsistent: str = "tie") -> str | None:
-    """The ``order=both`` verdict: consistent -> that verdict, inconsistent -> tie; a failed half
-    stays a failure.
+    """The ``order=both`` verdict without probabilities: consistent -> that verdict,
+    inconsistent -> by ``inconsistent``; a failed half stays a failure.
 
     >>> combine_both("a", "a"), combine_both("a", "b"), combine_both("a", None)
     ('a', 'tie', None)
     """
-    if ab is None or ba is None:
-        return None
-    return ab if ab == ba else inconsistent
+    from judge_rl.judge.order import combine_verdicts
+
+    return combine_verdicts(ab, ba, None, None, inconsistent)[0]
+
+
+def _policy(order: str) -> str:
+    return "both/tie" if order == "both" else order
+
+
+def verdict_of(r: AuditRow, order: str) -> tuple[str | None, float | None]:
+    """``(verdict, P(a better))`` of one pair under a policy (see :data:`POLICIES`), computed
+    with the same rule :class:`~judge_rl.judge.order.OrderedJudge` labels with."""
+    from judge_rl.judge.order import combine_verdicts
+
+    pol = _policy(order)
+    if pol == "fixed":
+        return r.ab, r.p_ab
+    if pol == "random":
+        return (r.ba, r.p_ba) if r.random_ba else (r.ab, r.p_ab)
+    w, p, _ = combine_verdicts(r.ab, r.ba, r.p_ab, r.p_ba, pol.split("/", 1)[1])
+    return w, p
 
 
 def _verdicts(rows: Sequence[AuditRow], order: str) -> list[str | None]:
-    if order == "fixed":
-        return [r.ab for r in rows]
-    return [combine_both(r.ab, r.ba) for r in rows]
+    return [verdict_of(r, order)[0] for r in rows]
+
+
+def _probs(rows: Sequence[AuditRow], order: str) -> list[float | None]:
+    return [verdict_of(r, order)[1] if verdict_of(r, order)[0] is not None else None for r in rows]
+
+
+def _calibration_pairs(rows: Sequence[AuditRow], order: str) -> tuple[np.ndarray, np.ndarray]:
+    """(p (N,), y (N,)) over pairs with a probability and a decided human label (y = human a)."""
+    ps, ys = [], []
+    for r, p in zip(rows, _probs(rows, order), strict=True):
+        if p is None or r.human not in ("a", "b"):
+            continue
+        ps.append(float(p))
+        ys.append(1.0 if r.human == "a" else 0.0)
+    return np.array(ps), np.array(ys)
+
+
+def brier(rows: Sequence[AuditRow], order: str) -> tuple[float | None, int, int]:
+    """Brier score of P(a better) against the human winner (Brier 1950): mean (p − y)², pairs
+    the humans called a tie left out. 0 is perfect; always answering 0.5 scores 0.25."""
+    p, y = _calibration_pairs(rows, order)
+    if len(p) == 0:
+        return None, 0, len(rows)
+    return float(np.mean((p - y) ** 2)), len(p), len(rows) - len(p)
+
+
+def reliability(rows: Sequence[AuditRow], order: str, bins: int = 10) -> list[dict[str, float]]:
+    """The reliability diagram's points: for each of ``bins`` equal-width bins of P(a better),
+    the mean probability, the share of pairs the humans gave to ``a``, and the count."""
+    p, y = _calibration_pairs(rows, order)
+    out = []
+    idx = np.minimum((p * bins).astype(int), bins - 1)  # (N,)
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            out.append(
+                {
+                    "lo": b / bins,
+                    "hi": (b + 1) / bins,
+                    "p_mean": float(p[m].mean()),
+                    "observed": float(y[m].mean()),
+                    "n": int(m.sum()),
+                }
+            )
+    return out
+
+
+def ece(rows: Sequence[AuditRow], order: str, bins: int = 10) -> tuple[float | None, int, int]:
+    """Expected calibration error (Naeini et al. 2015): Σ_bins (n_b / N) · |mean p_b − freq_b|
+    over ``bins`` equal-width bins of P(a better), human ties left out.
+
+    >>> rows = [AuditRow(human="a", ab="a", p_ab=0.9), AuditRow(human="b", ab="a", p_ab=0.9)]
+    >>> round(ece(rows, "fixed")[0], 3)
+    0.4
+    """
+    pts = reliability(rows, order, bins)
+    n = sum(pt["n"] for pt in pts)
+    if n == 0:
+        return None, 0, len(rows)
+    value = sum(pt["n"] / n * abs(pt["p_mean"] - pt["observed"]) for pt in pts)
+    return float(value), int(n), len(rows) - int(n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,7 +533,7 @@ def core_metrics(
         "parse_failure_rate": _parts_failures(rows, "parse"),
         "failure_rate": _parts_failures(rows, None),
     }
-    if order == "both":
+    if _policy(order).startswith("both"):
         parts["position_consistency"] = _parts_consistency(rows)
         parts["p_first_wins_inconsistent"] = _parts_first_wins(rows, inconsistent_only=True)
     notes = {"accuracy": "no pair where both the human and the judge named a winner"}
@@ -445,6 +542,16 @@ def core_metrics(
         for name, p in parts.items()
     }
     out["kappa"] = bootstrap_kappa(rows, order, **kw)
+    if any(p is not None for p in _probs(rows, order)):
+        for name, fn in (("brier", brier), ("ece", ece)):
+            out[name] = bootstrap_metric(
+                rows,
+                lambda r, fn=fn: fn(r, order),  # type: ignore[misc]
+                rounds=max(100, rounds // 5),
+                seed=seed,
+                level=level,
+                note_if_none="no pair with a probability and a decided human label",
+            )
     if not with_length_coef:
         return out
     # The logistic fit is the slowest estimator: fewer rounds.

@@ -134,14 +134,48 @@ def combine_orders(first: Judgment, second: Judgment, inconsistent: str = "tie")
                 "error": bad.error or "backend: no verdict",
             }
         )
-    p_a = _mean_p(first.p_a, second.p_a)
-    if first.winner == second.winner:
-        return base.model_copy(update={"winner": first.winner, "p_a": p_a, "consistent": True})
+    winner, p_a, consistent = combine_verdicts(
+        first.winner, second.winner, first.p_a, second.p_a, inconsistent
+    )
+    return base.model_copy(update={"winner": winner, "p_a": p_a, "consistent": consistent})
+
+
+def combine_verdicts(
+    first: str | None,
+    second: str | None,
+    p_first: float | None = None,
+    p_second: float | None = None,
+    inconsistent: str = "tie",
+) -> tuple[str | None, float | None, bool | None]:
+    """``(winner, p_a, consistent)`` of ``order=both`` from the two orders' verdicts and
+    P(a better), both already in the comparison's a/b labels. The one rule that labelling,
+    tournaments and the audit all use.
+
+    Agreeing verdicts give that verdict; disagreeing ones a tie (``inconsistent="tie"``) or
+    the side of the averaged probability (``"average"``; without probabilities each verdict
+    counts 1, 0 or ½). A failed half fails the pair.
+
+    >>> combine_verdicts("a", "a", 0.9, 0.7)
+    ('a', 0.8, True)
+    >>> combine_verdicts("a", "b")
+    ('tie', None, False)
+    >>> combine_verdicts("a", "b", 0.9, 0.3, "average")
+    ('a', 0.6, False)
+    >>> combine_verdicts("a", None)
+    (None, None, None)
+    """
+    if first is None or second is None:
+        return None, None, None
+    p_a = _mean_p(p_first, p_second)
+    if p_a is not None:
+        p_a = round(p_a, 12)
+    if first == second:
+        return first, p_a, True
     if inconsistent == "average":
-        p = p_a if p_a is not None else (_verdict_p(first.winner) + _verdict_p(second.winner)) / 2
+        p = p_a if p_a is not None else (_verdict_p(first) + _verdict_p(second)) / 2
         winner = "a" if p > 0.5 + 1e-9 else ("b" if p < 0.5 - 1e-9 else "tie")
-        return base.model_copy(update={"winner": winner, "p_a": p, "consistent": False})
-    return base.model_copy(update={"winner": "tie", "p_a": p_a, "consistent": False})
+        return winner, p, False
+    return "tie", p_a, False
 
 
 def _mean_p(p: float | None, q: float | None) -> float | None:
@@ -154,4 +188,4 @@ def _verdict_p(w: str | None) -> float:
     return {"a": 1.0, "b": 0.0}.get(w or "", 0.5)
 
 
-__all__ = ["INCONSISTENT", "ORDERS", "OrderedJudge", "combine_orders"]
+__all__ = ["INCONSISTENT", "ORDERS", "OrderedJudge", "combine_orders", "combine_verdicts"]

@@ -285,6 +285,7 @@ def audit_ctx(sec: AuditSection) -> dict[str, Any]:
         if rate_rows
         else ""
     )
+    chart += reliability_chart(sec)
     labels = ["a", "b", "tie"]
     conf_cols = labels + sorted({k for r in sec.confusion.values() for k in r} - set(labels))
     conf_rows = [
@@ -342,6 +343,27 @@ def audit_ctx(sec: AuditSection) -> dict[str, Any]:
         "by_cat": by_cat,
         "jury": jury,
     }
+
+
+def reliability_chart(sec: AuditSection) -> str:
+    """The audit's reliability diagram of p_a (mean p_a per bin vs the share of pairs the humans
+    gave to a), with the diagonal of perfect calibration; "" when the judge gives no p_a."""
+    cal = getattr(sec, "calibration", None) or {}
+    bins = cal.get("bins") or []
+    if not bins:
+        return ""
+    xs = [float(b["p_mean"]) for b in bins]
+    ys = [float(b["observed"]) for b in bins]
+    rule = (getattr(sec, "rule", None) or {}).get("label", "")
+    return svg.line_chart(
+        [
+            svg.Series("judge", xs, ys),
+            svg.Series("perfectly calibrated", [0.0, 1.0], [0.0, 1.0], dashed=True),
+        ],
+        title=f"reliability of p_a ({rule})" if rule else "reliability of p_a",
+        xlabel="mean p_a in bin",
+        ylabel="humans chose a",
+    )
 
 
 def rm_ctx(sec: RewardModelSection) -> dict[str, Any]:
