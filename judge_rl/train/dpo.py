@@ -117,6 +117,8 @@ class DPOConfig:
     """Checkpoint every N steps (0: only at the end)."""
     log_every: int = 1
     """Record training metrics every N steps."""
+    shuffle: bool = True
+    """Shuffle the training pairs every epoch (off: file order, e.g. to compare with a peer)."""
     seed: int = 0
     """Seed for the split and the pair order."""
     device: str | None = None
@@ -593,7 +595,8 @@ class DPOTrainer:
         import random
 
         order = list(self.train_idx)
-        random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
+        if self.config.shuffle:
+            random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
         return order
 
     def train(self) -> PPOSection:

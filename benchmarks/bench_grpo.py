@@ -1,0 +1,235 @@
+"""GRPO speed and learning: judge_rl's GRPOTrainer vs TRL's GRPOTrainer, side by side.
+
+Same tiny Llama-style policy (hidden 64, 2 layers, byte tokenizer; saved once so both start from
+identical weights), same 64 plain-text prompts, 8 prompts x K = 8 samples per step (64
+completions), 16 new tokens, temperature 1, one update per batch, GRPO advantages (group mean and
+std), token-level loss, clip 0.2, k3 KL with beta 0.04 (so both run the reference), lr 5e-3
+(constant), the same reward (1 when the completion contains the letter "a"), CPU, the same thread
+count. TRL (its current release) runs in its own venv under /tmp (``--peer-python``; created
+with ``pip install torch==2.13.0 trl`` when missing).
+
+Both run ``--steps`` steps; the first is warm-up and not timed. Prints s/step and completions/s,
+the two reward curves side by side, then ``RATIO`` lines (completions/s, judge_rl ÷ TRL).
+
+    python benchmarks/bench_grpo.py [--threads 1] [--steps 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEER_VENV = Path("/tmp/peer-trl-h6")
+TRL_REQ = ["trl==1.16.0"]
+PROMPTS_PER_STEP, K, NEW_TOKENS, LR, BETA = 8, 8, 16, 5e-3, 0.04
+
+_PEER_TEMPLATE = r"""
+import json, sys, time
+import torch
+model_dir, prompts_file, threads, steps, out_file = sys.argv[1:6]
+torch.set_num_threads(int(threads))
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+tok = AutoTokenizer.from_pretrained(model_dir)
+tok.padding_side = "left"
+prompts = json.load(open(prompts_file))
+ds = Dataset.from_dict({"prompt": prompts})
+policy = AutoModelForCausalLM.from_pretrained(model_dir)
+
+def contains_a(completions, **kw):
+    return [float("a" in c) for c in completions]
+
+cfg = GRPOConfig(output_dir=out_file + ".dir", per_device_train_batch_size=%(per_step)d,
+                 num_generations=%(k)d, gradient_accumulation_steps=1, steps_per_generation=1,
+                 num_iterations=1, max_completion_length=%(new)d, temperature=1.0, top_p=1.0,
+                 top_k=0, learning_rate=%(lr)g, lr_scheduler_type="constant", warmup_steps=0,
+                 beta=%(beta)g, epsilon=0.2, loss_type="dapo", scale_rewards="group",
+                 max_steps=int(steps), logging_steps=1, report_to=[], save_strategy="no",
+                 use_cpu=True, bf16=False, seed=0, dataloader_num_workers=0,
+                 max_grad_norm=1.0, log_completions=False, disable_dropout=True)
+marks = []
+class Clock(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        marks.append(time.perf_counter())
+trainer = GRPOTrainer(model=policy, reward_funcs=[contains_a], args=cfg, train_dataset=ds,
+                      processing_class=tok, callbacks=[Clock()])
+t0 = time.perf_counter()
+trainer.train()
+import trl
+rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+json.dump({"marks": [t0] + marks, "trl": trl.__version__, "rewards": rewards},
+          open(out_file, "w"))
+"""
+PEER = _PEER_TEMPLATE % {
+    "per_step": PROMPTS_PER_STEP * K,
+    "k": K,
+    "new": NEW_TOKENS,
+    "lr": LR,
+    "beta": BETA,
+}
+
+
+def peer_python(path: str | None) -> str:
+    """The TRL venv's python (created under /tmp when missing)."""
+    venv = Path(path) if path else PEER_VENV
+    py = venv / "bin" / "python"
+    if py.exists():
+        return str(py)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, *TRL_REQ], check=True)
+    return str(py)
+
+
+def run_peer(python: str, script: Path, *args: str) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ""
+    r = subprocess.run(
+        [python, str(script), *args], env=env, capture_output=True, text=True, timeout=1800
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"{script} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+
+
+def build(root: Path) -> tuple[Path, list[str]]:
+    from judge_rl.models import save_tiny_model
+
+    policy = save_tiny_model(root / "policy", hidden_size=64, num_layers=2, seed=0)
+    prompts = [f"Question {i}: write a word about the number {i * 7 % 23}." for i in range(64)]
+    return policy, prompts
+
+
+def run_ours(policy: Path, prompts: list[str], steps: int) -> dict:
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train.grpo import GRPOConfig, GRPOTrainer
+
+    cfg = GRPOConfig(
+        steps=steps,
+        batch_size=PROMPTS_PER_STEP,
+        group_size=K,
+        epochs=1,
+        max_new_tokens=NEW_TOKENS,
+        temperature=1.0,
+        lr=LR,
+        beta=BETA,
+        algorithm="grpo",
+        loss_agg="token",
+        cliprange=0.2,
+        chat_template=False,  # TRL tokenises plain-text prompts as they are
+        device="cpu",
+        seed=0,
+    )
+    trainer = GRPOTrainer(
+        cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), "contains:a", prompts
+    )
+    t0 = time.perf_counter()
+    marks = [t0]
+    while trainer.step < steps:
+        trainer.section.steps.append(trainer.train_step())
+        marks.append(time.perf_counter())
+    st = trainer.section.steps
+    return {
+        "marks": marks,
+        "rewards": [s["reward_mean"] for s in st],
+        "split": {
+            k: statistics.mean(s[k] for s in st[1:])
+            for k in ("time_generate", "time_score", "time_train")
+        },
+    }
+
+
+def summarise(marks: list[float]) -> dict:
+    per = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    timed = per[1:] if len(per) > 1 else per  # the first step warms up
+    s = statistics.mean(timed)
+    return {"s_per_step": s, "completions_per_s": PROMPTS_PER_STEP * K / s, "steps": len(per)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--peer-python", default=None, help="venv folder of TRL [/tmp/peer-trl-h6]")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    py = peer_python(args.peer_python)
+    with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
+        root = Path(tmp)
+        policy, prompts = build(root)
+        (root / "prompts.json").write_text(json.dumps(prompts))
+        (root / "peer.py").write_text(PEER)
+        print(
+            f"tiny Llama (hidden 64, 2 layers), {len(prompts)} prompts, {PROMPTS_PER_STEP} "
+            f"prompts x K={K} per step, {NEW_TOKENS} new tokens, beta {BETA}, lr {LR:g}, "
+            f"{args.steps} steps, {args.threads} thread(s), load average before: "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+            flush=True,
+        )
+        # TRL first, then ours: neither side always gets the warmer machine.
+        run_peer(
+            py,
+            root / "peer.py",
+            str(policy),
+            str(root / "prompts.json"),
+            str(args.threads),
+            str(args.steps),
+            str(root / "trl.json"),
+        )
+        trl = json.loads((root / "trl.json").read_text())
+        ours = run_ours(policy, prompts, args.steps)
+    tname = "trl " + trl["trl"]
+    rows = {tname: summarise(trl["marks"]), "judge_rl": summarise(ours["marks"])}
+    print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
+    print()
+    print(f"{'tool':14}{'s/step':>9}{'completions/s':>15}{'steps':>7}")
+    for name, r in rows.items():
+        print(f"{name:14}{r['s_per_step']:9.3f}{r['completions_per_s']:15.1f}{r['steps']:7d}")
+    sp = ours["split"]
+    print(
+        f"judge_rl time split per step: generate {sp['time_generate']:.3f} s, score "
+        f"{sp['time_score']:.3f} s, train {sp['time_train']:.3f} s"
+    )
+    print()
+    print("reward curve (mean reward per step; same model, prompts, K, budget, reward)")
+    print(f"{'step':>5}{'judge_rl':>10}{tname:>12}")
+    for i in range(max(len(ours["rewards"]), len(trl["rewards"]))):
+        a = ours["rewards"][i] if i < len(ours["rewards"]) else float("nan")
+        b = trl["rewards"][i] if i < len(trl["rewards"]) else float("nan")
+        print(f"{i + 1:5d}{a:10.3f}{b:12.3f}")
+    t, o = rows[tname], rows["judge_rl"]
+    n = min(3, len(ours["rewards"]), len(trl["rewards"]))
+    print(
+        f"last {n} steps mean reward: judge_rl {statistics.mean(ours['rewards'][-n:]):.3f}, "
+        f"{tname} {statistics.mean(trl['rewards'][-n:]):.3f}"
+    )
+    print(
+        f"RATIO grpo_completions_per_s judge_rl/trl = "
+        f"{o['completions_per_s'] / t['completions_per_s']:.2f}x "
+        f"({o['completions_per_s']:.1f} vs {t['completions_per_s']:.1f} completions/s, CPU, "
+        f"{args.threads} thread(s))"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
