@@ -124,6 +124,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="run chosen and rejected in full even where they share a prefix",
     )
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if present)")
+    p.add_argument(
+        "--mixed-precision",
+        choices=["auto", "no", "bf16", "fp16"],
+        default="auto",
+        help="autocast dtype (auto: follow --bf16; fp16 needs a GPU and uses loss scaling)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="master weights: float32 (default; bf16-stored models are upcast), bfloat16, or auto",
+    )
+    p.add_argument(
+        "--save-optimizer",
+        action="store_true",
+        help="keep the optimiser state in the final checkpoint (to train on past the end later)",
+    )
     p.set_defaults(func=run)
 
 
@@ -157,6 +173,9 @@ def _config(args: argparse.Namespace) -> Any:
         attn=args.attn,
         shared_prefix=args.shared_prefix,
         device=args.device,
+        mixed_precision=args.mixed_precision,
+        dtype=args.dtype,
+        save_optimizer=args.save_optimizer,
     )
 
 

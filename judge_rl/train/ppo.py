@@ -746,13 +746,20 @@ class PPOTrainer:
         if not getattr(self.engine, "needs_sync", False):
             self.engine.sync_weights(self.policy)  # HF: generate reads the live module
             return
+        if getattr(self.engine, "sleeping", False):
+            self._engine_stale = True  # pushed at the next wake-up (weights back on the GPU)
+            return
         with self._full_params():
             self.engine.sync_weights(self.policy)
+        self._engine_stale = False
 
     def _wake_engine(self) -> None:
         fn = getattr(self.engine, "wake_up", None)
-        if self.config.vllm_sleep and fn is not None:
-            fn()
+        if fn is None:
+            return
+        fn()
+        if getattr(self, "_engine_stale", False):
+            self._sync_engine()
 
     def _sleep_engine(self) -> None:
         fn = getattr(self.engine, "sleep", None)
@@ -917,6 +924,8 @@ class PPOTrainer:
 
         query_ids, query_mask = left_pad(encoded, int(self.tokenizer.pad_token_id))  # (B, P)
         engine = self.engine
+        if model is None:
+            self._wake_engine()  # vLLM with sleep mode: weights back, pending sync pushed
         if model is not None and not isinstance(engine, HFRolloutEngine):
             # another model than the policy (the reference): sample it with transformers
             c = self.config
@@ -971,7 +980,6 @@ class PPOTrainer:
         # 1. Rollout -----------------------------------------------------------------------------
         idx = self._next_indices()
         items = [self.items[i] for i in idx]
-        self._wake_engine()
         batch = self._rollout(items, [self._encoded[i] for i in idx])
         self._sleep_engine()
         t_gen = time.perf_counter()
@@ -1564,9 +1572,13 @@ class PPOTrainer:
                 if reference and self.ref_policy is not None:
                     model = self.ref_policy
                 if reference and self._peft:
-                    with self.policy.disable_adapter():
+                    with self.policy.disable_adapter():  # sampled with transformers, not vLLM
                         batch = self._rollout(
-                            items[sl], encoded[sl], greedy=greedy, max_new_tokens=max_new_tokens
+                            items[sl],
+                            encoded[sl],
+                            greedy=greedy,
+                            max_new_tokens=max_new_tokens,
+                            model=self.policy,
                         )
                 else:
                     batch = self._rollout(

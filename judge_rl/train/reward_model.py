@@ -138,6 +138,15 @@ class RewardModelConfig:
     shared_prefix: bool = True
     """Run the tokens chosen and rejected share (the prompt, often more) once per pair, not
     twice, when that saves ≥ 10% of the work; checked against the plain forward at start-up."""
+    mixed_precision: str = "auto"
+    """Autocast: ``no``, ``bf16``, ``fp16`` (GPU, with loss scaling) or ``auto`` (the ``bf16``
+    setting decides)."""
+    dtype: str = "float32"
+    """Master weights: bf16-stored checkpoints are upcast (``auto`` keeps the stored dtype)."""
+    save_optimizer: bool = False
+    """Keep the optimiser's state in the final checkpoint (only needed to train on past the
+    end; intermediate checkpoints always keep it, for resuming). Off: a finished 135M model's
+    output is ~0.5 GB, not 1.6 GB."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad setting."""
@@ -160,6 +169,14 @@ class RewardModelConfig:
             )
         if self.bf16 not in ("auto", "on", "off"):
             raise ConfigError(f"must be auto, on or off, got {self.bf16!r}", setting="bf16")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ConfigError(
+                f"must be auto, no, bf16 or fp16, got {self.mixed_precision!r}",
+                setting="mixed_precision",
+            )
+        from judge_rl.train.precision import parse_dtype
+
+        parse_dtype(self.dtype, setting="dtype")
         if not self.output:
             raise ConfigError("an output folder is required", setting="output")
 
@@ -437,13 +454,14 @@ def resolve_bf16(setting: str, device: str) -> bool:
     return False
 
 
-def _autocast(device: str, enabled: bool) -> Any:
+def _autocast(device: str, enabled: bool, dtype: Any = None) -> Any:
     import torch
 
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(
-        device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16
+        device_type="cuda" if device.startswith("cuda") else "cpu",
+        dtype=dtype or torch.bfloat16,
     )
 
 
@@ -628,8 +646,23 @@ class _Trainer:
         if self.device == "cuda" and self.dist.world > 1:
             self.device = f"cuda:{self.dist.local_rank}"
         self.threads = _set_threads(cfg.threads, self.dist.local_world)
-        self.bf16 = resolve_bf16(cfg.bf16, self.device)
+        from judge_rl.train.precision import PrecisionPolicy
+
+        mp = cfg.mixed_precision
+        if mp == "auto":
+            mp = "bf16" if resolve_bf16(cfg.bf16, self.device) else "no"
+        self.precision = PrecisionPolicy.from_settings(mp, cfg.dtype)
+        self.precision.validate(self.device)
+        self.bf16 = mp == "bf16"
+        self.scaler = torch.amp.GradScaler("cuda") if mp == "fp16" else None
         self.out = Path(cfg.output)
+        if self.dist.main and self.out.exists():
+            # a kill during a save leaves .tmp-* folders: never reused, removed here
+            for t in self.out.glob(".tmp-*"):
+                if t.is_dir():
+                    shutil.rmtree(t, ignore_errors=True)
+                else:
+                    t.unlink(missing_ok=True)
         self.run_log = run_log
         self.log_dir = log_dir
 
@@ -646,6 +679,8 @@ class _Trainer:
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             model.config.pad_token_id = tokenizer.pad_token_id
+        # fp32 master weights (a bf16-stored backbone is upcast), the score head included
+        self.precision.to_master(model)
         self.model: Any = model.to(self.device)  # type: ignore[arg-type]
         self.tok = tokenizer
         attn = (
@@ -848,13 +883,16 @@ class _Trainer:
             sync = mi == len(micro) - 1 or d.world == 1
             ctx = contextlib.nullcontext() if sync else self.forward.no_sync()  # type: ignore[operator]
             with ctx:
-                with _autocast(self.device, self.bf16):
+                with _autocast(
+                    self.device, self.precision.compute is not None, self.precision.compute
+                ):
                     r_c, r_r = self.forward(batch_in)  # (B,), (B,)
                 b = len(local)
                 loss_vec = pair_loss(r_c, r_r, p, m if cfg.margin else None, cfg.center_coef)
                 # Sum over local pairs / pairs in the global step, × world because DDP averages:
                 # every process count takes the same step.
-                (loss_vec.sum() * (d.world / n_step)).backward()
+                loss = loss_vec.sum() * (d.world / n_step)
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             with torch.no_grad():
                 delta = r_c - r_r
                 decided = (p - 0.5).abs() > 1e-6
@@ -867,6 +905,8 @@ class _Trainer:
                         torch.tensor(float(b), device=self.device),
                     ]
                 )
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if cfg.max_grad_norm > 0:
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         else:
@@ -885,7 +925,11 @@ class _Trainer:
                 f"gradient norm {gn}); stopped before updating the weights; {where}. "
                 "Lower --lr, check the data's margins/labels, or try --bf16 off"
             )
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -989,12 +1033,15 @@ class _Trainer:
             "truncation": self.cfg.truncation,
             "soft_labels": self.cfg.soft_labels,
             "step": self.step,
+            "input_format": input_format(self.tok),
+            "precision": self.precision.describe(),
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, optimizer: bool = True) -> Path:
         """``output/checkpoint-<step>``: model folder + optimizer/scheduler/RNG/step, written to a
-        temp folder and renamed, so a kill mid-save never leaves a half checkpoint."""
+        temp folder and renamed, so a kill mid-save never leaves a half checkpoint.
+        ``optimizer=False`` leaves the optimiser's state out (the final checkpoint, by default)."""
         import torch
 
         final = self.out / f"{CHECKPOINT_PREFIX}{self.step}"
@@ -1005,7 +1052,7 @@ class _Trainer:
             self._save_model(tmp)
             state = {
                 "step": self.step,
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": self.optimizer.state_dict() if optimizer else None,
                 "scheduler": self.scheduler.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
                 "fingerprint": self.fingerprint,
@@ -1018,6 +1065,23 @@ class _Trainer:
             self._prune()
         self.dist.barrier()
         return final
+
+    def _publish_final(self, checkpoint: Path) -> None:
+        """The final model in ``output``, atomically: the checkpoint's model files are linked
+        (no second copy on disk; copied where links fail) under temp names, renamed into place,
+        and ``reward_model.json`` goes last: a folder with it is complete (a reader of a
+        half-published folder finds no ``reward_model.json``)."""
+        (self.out / META_FILE).unlink(missing_ok=True)
+        files = [f for f in checkpoint.iterdir() if f.is_file() and f.name != STATE_FILE]
+        files.sort(key=lambda f: f.name == META_FILE)  # the marker last
+        for f in files:
+            tmp = self.out / f".tmp-{f.name}-{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(f, tmp)
+            except OSError:
+                shutil.copy2(f, tmp)
+            os.replace(tmp, self.out / f.name)
 
     def _prune(self) -> None:
         keep = self.cfg.keep_checkpoints
@@ -1043,7 +1107,10 @@ class _Trainer:
                 "the same data and settings, or use a new --output",
                 setting="resume",
             )
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:
+            log.warning("%s holds no optimiser state (a finished run): fresh AdamW moments", folder)
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         random.setstate(state["rng"]["python"])
@@ -1117,7 +1184,7 @@ class _Trainer:
                     self._emit("save", path=str(path))
                     self._write_log()
                     t_win = time.perf_counter()
-            path = self.save_checkpoint()
+            path = self.save_checkpoint(optimizer=cfg.save_optimizer)
             self._emit("save", path=str(path))
             final = dict(self.section.evals[-1]) if self.section.evals else {}
             final["train_loss"] = (
@@ -1128,7 +1195,7 @@ class _Trainer:
             final["pairs_per_s"] = pairs_done / t_train if t_train else 0.0
             self.section.final = final
             if self.dist.main:
-                self._save_model(self.out)
+                self._publish_final(path)
             self._write_log()
             self.dist.barrier()
             self._emit("end", final)
@@ -1152,6 +1219,29 @@ class _Trainer:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def input_format(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """How the model reads a (prompt, response), recorded in ``reward_model.json``.
+
+    Plain text is ``prompt + response`` tokenised with special tokens, plus the EOS token when
+    the tokenizer's pad token differs from EOS (``append_eos``); conversational input goes
+    through the chat template, nothing appended. The score is the head's output at the last
+    token. To score like training under plain transformers::
+
+        ids = tok(prompt + response)["input_ids"] + ([tok.eos_token_id] if meta["input_format"]["append_eos"] else [])
+        score = model(torch.tensor([ids])).logits[0, 0]
+    """
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    return {
+        "plain_text": "prompt + response",
+        "add_special_tokens": True,
+        "append_eos": bool(eos is not None and eos != pad),
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token,
+        "conversational": "chat template of prompt + response messages, nothing appended",
+        "score_at": "last token",
+    }
 
 
 def train_reward_model(
@@ -1292,6 +1382,7 @@ __all__ = [
     "bradley_terry_loss",
     "center_rewards_penalty",
     "expected_calibration_error",
+    "input_format",
     "latest_checkpoint",
     "load_reward_model",
     "pair_loss",

@@ -260,13 +260,47 @@ class HFRolloutEngine:
 # vLLM engine (GPU, optional)
 
 
-class VLLMRolloutEngine:
-    """Sampling with vLLM's offline engine, colocated with training on the same GPU.
+class WeightSyncExtension:
+    """Mixed into vLLM's GPU worker (``LLM(worker_extension_cls=...)``): the supported way to run
+    our code in the worker with the V1 engine (``collective_rpc`` by method name; no pickled
+    callables, so no ``VLLM_ALLOW_INSECURE_SERIALIZATION``)."""
 
-    The engine is created from a model folder (the policy is saved once at start). After each PPO
-    update call :meth:`sync_weights` with the policy: its state dict is loaded into the engine's
-    model in place (no restart). Imported lazily; needs ``pip install judge_rl[vllm]`` and CUDA.
+    def judge_rl_load_weights(self, weights: list[tuple[str, Any]]) -> int:
+        model = self.model_runner.model  # type: ignore[attr-defined]
+        model.load_weights(weights=weights)
+        return len(weights)
+
+
+def policy_weights_for_engine(model: Any) -> list[tuple[str, Any]]:
+    """The policy's weights under the names vLLM's model expects: a peft model's LoRA merged in
+    (computed without touching the live weights), FSDP wrapper names removed."""
+    if type(model).__module__.startswith("peft"):
+        from judge_rl.models import merged_lora_state
+
+        state = merged_lora_state(model)
+    else:
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+    return [
+        (k.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", ""), v)
+        for k, v in state.items()
+    ]
+
+
+class VLLMRolloutEngine:
+    """Sampling with vLLM's offline engine (V1), colocated with training on the same GPU.
+
+    The engine is created once from a model folder (the policy saved at start), in-process
+    (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so weights pass by reference. After each PPO update
+    :meth:`sync_weights` pushes the policy's weights through ``collective_rpc`` into the worker's
+    ``load_weights`` (the trainer calls it inside its ZeRO-3/FSDP gather). With
+    ``enable_sleep_mode`` the engine frees its memory during the updates (:meth:`sleep`,
+    :meth:`wake_up`). Log-probabilities come back per token, after temperature
+    (``logprobs_mode="processed_logprobs"``), so the trainer measures the sampling mismatch.
+    Several ranks: one engine per rank on its own GPU (``external_launcher``). Needs
+    ``pip install judge_rl[vllm]`` and CUDA.
     """
+
+    needs_sync = True
 
     def __init__(
         self,
@@ -279,8 +313,12 @@ class VLLMRolloutEngine:
         top_p: float = 1.0,
         gpu_memory_utilization: float = 0.3,
         seed: int = 0,
+        enable_sleep_mode: bool = False,
         **llm_kwargs: Any,
     ):
+        import os
+
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM
         except ImportError:
@@ -297,25 +335,44 @@ class VLLMRolloutEngine:
         self.pad_id = int(
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
         )
-        self.llm = LLM(
+        self.sleeping = False
+        kw: dict[str, Any] = dict(
             model=model_path,
             gpu_memory_utilization=gpu_memory_utilization,
             seed=seed,
             enable_prefix_caching=True,
+            enable_sleep_mode=enable_sleep_mode,
+            worker_extension_cls=f"{__name__}.WeightSyncExtension",
+            logprobs_mode="processed_logprobs",
             **llm_kwargs,
         )
+        try:
+            self.llm = LLM(**kw)
+        except TypeError:  # older engines: no logprobs_mode (log-probs before temperature)
+            kw.pop("logprobs_mode")
+            self.llm = LLM(**kw)
 
     def sync_weights(self, model: PreTrainedModel) -> None:
-        """Load the policy's current weights into the engine (in place)."""
-        state = [(k, v.detach()) for k, v in model.state_dict().items()]
-        llm = self.llm
-        if hasattr(llm, "apply_model"):  # vLLM >= 0.9
-            llm.apply_model(lambda m: m.load_weights(iter(state)))
-        else:  # older engines expose the driver worker
-            runner = llm.llm_engine.model_executor.driver_worker.model_runner
-            runner.model.load_weights(iter(state))
-        if hasattr(llm, "reset_prefix_cache"):
-            llm.reset_prefix_cache()
+        """Load the policy's current weights into the engine (in place, no restart)."""
+        was_asleep = self.sleeping
+        if was_asleep:
+            self.wake_up()
+        self.llm.collective_rpc("judge_rl_load_weights", args=(policy_weights_for_engine(model),))
+        if hasattr(self.llm, "reset_prefix_cache"):
+            self.llm.reset_prefix_cache()  # cached prefixes hold the old weights' KV
+        if was_asleep:
+            self.sleep()
+
+    def sleep(self) -> None:
+        """Free the engine's GPU memory (weights offloaded, KV cache dropped) for the updates."""
+        if not self.sleeping:
+            self.llm.sleep(level=1)
+            self.sleeping = True
+
+    def wake_up(self) -> None:
+        if self.sleeping:
+            self.llm.wake_up()
+            self.sleeping = False
 
     def generate(
         self,
@@ -391,9 +448,11 @@ __all__ = [
     "Rollout",
     "RolloutEngine",
     "VLLMRolloutEngine",
+    "WeightSyncExtension",
     "encode_prompt",
     "eos_ids",
     "left_pad",
     "make_engine",
+    "policy_weights_for_engine",
     "response_mask_from_ids",
 ]
