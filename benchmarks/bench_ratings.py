@@ -1,20 +1,29 @@
-"""Ratings benchmark: judge_rl's count-based Bradley-Terry vs FastChat 0.2.36, side by side.
+"""Ratings benchmark: `judge-rl ratings` end to end and the library path vs FastChat HEAD.
 
-1M synthetic battles among 30 models (Davidson ties, ~20% between equals): one fit plus 100
-bootstrap rounds with each tool, in one run on the same battles. FastChat runs from PyPI
-(``fschat==0.2.36``) in its own venv (``.bench-venvs/fschat``): ``compute_elo_mle_with_tie`` +
-``get_bootstrap_result``, i.e. one scikit-learn logistic regression over all (duplicated) battles
-per round. judge_rl aggregates the battles into 435 pair counts once, fits by Newton's method and
-bootstraps by multinomial draws over the counts.
+The peer is current FastChat's aggregated Bradley-Terry: ``compute_bt`` + ``compute_bootstrap_bt``
+from ``fastchat/serve/monitor/rating_systems.py`` (lm-sys/FastChat, Apache-2.0), run as FastChat
+runs it — its own code, in its own venv, in a subprocess — with pandas reading the same CSV. PyPI's
+``fschat`` (0.2.36) predates that file, so point ``--fastchat-src`` (or ``$FASTCHAT_HEAD_SRC``)
+at a checkout's ``rating_systems.py``; without it the peer is skipped with a message. The
+FastChat code is never copied into this repository.
 
-Conventions are matched to FastChat's code: scale 400, base 10, mean at 1000, a tie = one win for
-each side on duplicated battles (= half a win), and scikit-learn's default L2 penalty (C=1) on
-the duplicated rows, which is a Gaussian prior of precision 1 / (2 ln(10)^2) per strength.
+Two comparisons, each printed as a ratio:
 
-Also measures the adaptive pairing's judge-call saving vs round robin on a synthetic field.
+* command: ``python -m judge_rl ratings battles.csv`` vs ``python peer.py battles.csv``, process
+  start to exit, CPU time of the process and its children (FastChat's bootstrap runs in a
+  multiprocessing pool) and wall time; medians of ``--repeats`` interleaved runs, with
+  ``--bootstrap 100`` and ``--bootstrap 0``;
+* library: judge_rl's ``aggregate_codes`` + ``leaderboard`` on integer codes vs FastChat's
+  ``compute_bt`` + ``compute_bootstrap_bt`` on a DataFrame already in memory.
 
-Usage: python benchmarks/bench_ratings.py [--battles 1000000] [--rounds 100] [--no-peer]
-Timings on a shared machine are noisy.
+Both fit the same objective (plain Bradley-Terry MLE, ties half a win): the printed rating
+difference is the check. The machine's load average is printed before and after; on a shared
+machine CPU time is the fairer figure.
+
+Also measures the adaptive pairing against round robin at equal budget (``--skip-adaptive`` to
+leave it out).
+
+Usage: python benchmarks/bench_ratings.py [--battles 1000000] [--models 30] [--rounds 100]
 """
 
 from __future__ import annotations
@@ -22,6 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,94 +43,186 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-
-from _peer import peer_python, run_peer  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from judge_rl.tournament import bradley_terry as bt  # noqa: E402
 from judge_rl.tournament import synthetic as sy  # noqa: E402
 
-FASTCHAT_PRIOR = 1.0 / (2.0 * math.log(10.0) ** 2)
-"""sklearn's default L2 (C=1) on FastChat's duplicated rows, as a prior precision on theta."""
-
 PEER_SCRIPT = r"""
-import json, sys, time, types, warnings
-warnings.filterwarnings("ignore")
+import json, os, resource, sys, time
+t_start = time.perf_counter()
+sys.path.insert(0, os.path.dirname(sys.argv[3]))
 import pandas as pd
-# elo_analysis imports fastchat.model (torch, transformers, psutil) only for get_model_info, which
-# the rating functions never call: stub that package so the peer venv needs no torch.
-_m = types.ModuleType("fastchat.model"); _m.__path__ = []
-_r = types.ModuleType("fastchat.model.model_registry"); _r.get_model_info = lambda name: None
-sys.modules["fastchat.model"] = _m; sys.modules["fastchat.model.model_registry"] = _r
-from fastchat.serve.monitor.elo_analysis import compute_elo_mle_with_tie, get_bootstrap_result
-path, rounds = sys.argv[1], int(sys.argv[2])
-df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
-t, c = time.perf_counter(), time.process_time(); r = compute_elo_mle_with_tie(df)
-fit_s, fit_cpu = time.perf_counter() - t, time.process_time() - c
-t, c = time.perf_counter(), time.process_time()
-boot = get_bootstrap_result(df, compute_elo_mle_with_tie, rounds)
-boot_s, boot_cpu = time.perf_counter() - t, time.process_time() - c
-print(json.dumps({"fit_s": fit_s, "boot_s": boot_s, "fit_cpu": fit_cpu, "boot_cpu": boot_cpu, "ratings": {k: float(v) for k, v in r.items()},
-                  "boot_lo": {k: float(v) for k, v in boot.quantile(0.025).items()},
-                  "boot_hi": {k: float(v) for k, v in boot.quantile(0.975).items()}}))
+from rating_systems import compute_bt, compute_bootstrap_bt
+mode, path, rounds = sys.argv[1], sys.argv[2], int(sys.argv[4])
+df = pd.read_csv(path)
+def cpu():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+t0, c0 = time.perf_counter(), cpu()
+r = compute_bt(df)
+boot = compute_bootstrap_bt(df, num_round=rounds) if rounds else None
+lib_wall, lib_cpu = time.perf_counter() - t0, cpu() - c0
+out = {"ratings": {k: float(v) for k, v in r.items()}, "lib_wall": lib_wall, "lib_cpu": lib_cpu}
+if boot is not None:
+    out["lo"] = {k: float(v) for k, v in boot.quantile(0.025).items()}
+    out["hi"] = {k: float(v) for k, v in boot.quantile(0.975).items()}
+print(json.dumps(out) if mode == "json" else r.to_string())
 """
 
 
-class _Clock:
-    """Wall and CPU (process) time of a block; CPU time is the fairer figure on a busy machine."""
-
-    def __enter__(self) -> _Clock:
-        self.t, self.c = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.t, time.process_time() - self.c
+def _children_cpu() -> float:
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return c.ru_utime + c.ru_stime
 
 
-def ours(a, b, w, names, rounds: int, repeats: int = 3) -> dict:
-    """Best of ``repeats`` timings (after one warm-up) of aggregate, fit and bootstrap."""
-    best: dict = {}
-    ours_once(a[:1000], b[:1000], w[:1000], names, 2)  # warm-up: imports, BLAS threads
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall s, CPU s of the process and its children, stdout) of one subprocess run."""
+    c0, t0 = _children_cpu(), time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return wall, cpu, r.stdout
+
+
+def peer_setup(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(python, rating_systems.py) for FastChat HEAD, or None (with a message) when absent."""
+    src = args.fastchat_src or os.environ.get("FASTCHAT_HEAD_SRC", "")
+    if not src or not Path(src).is_file():
+        print(
+            "peer skipped: point --fastchat-src (or $FASTCHAT_HEAD_SRC) at FastChat HEAD's "
+            "fastchat/serve/monitor/rating_systems.py"
+        )
+        return None
+    py = args.peer_python
+    if not py:
+        from _peer import peer_python
+
+        py = peer_python("fastchat-head", ["numpy", "scipy", "pandas", "tqdm"])
+    return py, src
+
+
+def load() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} CPUs"
+
+
+def library_ours(a, b, w, names, rounds: int, repeats: int) -> dict:
+    """Best CPU/wall of aggregate + fit + bootstrap on integer codes (after a warm-up)."""
+    bt.leaderboard(bt.aggregate_codes(a[:1000], b[:1000], w[:1000], names), bootstrap_rounds=2)
+    best = {"cpu": math.inf, "wall": math.inf}
+    lb = None
     for _ in range(repeats):
-        r = ours_once(a, b, w, names, rounds)
-        for k in ("agg_s", "fit_s", "boot_s", "agg_cpu", "fit_cpu", "boot_cpu"):
-            best[k] = min(best.get(k, float("inf")), r[k])
-    r.update(best)
-    return r
+        c0, t0 = time.process_time(), time.perf_counter()
+        lb = bt.leaderboard(bt.aggregate_codes(a, b, w, names), bootstrap_rounds=rounds, seed=1)
+        best["cpu"] = min(best["cpu"], time.process_time() - c0)
+        best["wall"] = min(best["wall"], time.perf_counter() - t0)
+    assert lb is not None
+    best["ratings"] = {str(r["model"]): float(r["rating"]) for r in lb.rows}  # type: ignore[arg-type]
+    return best
 
 
-def ours_once(a, b, w, names, rounds: int) -> dict:
-    with _Clock() as c1:
-        counts = bt.aggregate_codes(a, b, w, names)
-    with _Clock() as c2:
-        f = bt.fit(counts, ties="half", prior=FASTCHAT_PRIOR)
-    with _Clock() as c3:
-        th = bt.bootstrap(counts, rounds, prior=FASTCHAT_PRIOR, x0=f.params, h0=f.hess, seed=1)
-    boot = bt.to_ratings(th, names, None)
-    return {
-        "agg_s": c1.wall,
-        "fit_s": c2.wall,
-        "boot_s": c3.wall,
-        "agg_cpu": c1.cpu,
-        "fit_cpu": c2.cpu,
-        "boot_cpu": c3.cpu,
-        "ratings": dict(zip(names, f.ratings.tolist(), strict=True)),
-        "boot_lo": dict(zip(names, np.quantile(boot, 0.025, axis=0).tolist(), strict=True)),
-        "boot_hi": dict(zip(names, np.quantile(boot, 0.975, axis=0).tolist(), strict=True)),
-    }
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--battles", type=int, default=1_000_000)
+    ap.add_argument("--models", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per timing")
+    ap.add_argument("--fastchat-src", default=None, help="FastChat HEAD's rating_systems.py")
+    ap.add_argument("--peer-python", default=None, help="python of the peer's venv")
+    ap.add_argument("--no-peer", action="store_true", help="skip FastChat (ours only)")
+    ap.add_argument("--skip-adaptive", action="store_true")
+    ap.add_argument("--adaptive-seeds", type=int, default=40)
+    args = ap.parse_args(argv)
+
+    print(load())
+    theta = sy.strengths(args.models, seed=0)
+    names = sy.model_names(args.models)
+    a, b, w = sy.simulate(theta, args.battles, nu=0.5, seed=1)
+    print(
+        f"{args.battles:,} battles among {args.models} models, ties {np.mean(w == 2):.1%}; "
+        f"{args.rounds} bootstrap rounds; medians of {args.repeats} interleaved runs"
+    )
+    peer = None if args.no_peer else peer_setup(args)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    with tempfile.TemporaryDirectory() as d:
+        csv = Path(d) / "battles.csv"
+        win = np.array(["model_a", "model_b", "tie"])[w]
+        with csv.open("w") as f:
+            f.write("model_a,model_b,winner\n")
+            na = np.array(names)
+            f.writelines(f"{x},{y},{z}\n" for x, y, z in zip(na[a], na[b], win, strict=True))
+        script = Path(d) / "peer.py"
+        script.write_text(PEER_SCRIPT)
+        times: dict[str, list[tuple[float, float]]] = {}
+        ours_cmd = [sys.executable, "-m", "judge_rl", "ratings", str(csv), "--format", "csv"]
+        for _ in range(args.repeats):
+            for rounds in (args.rounds, 0):
+                run = ["--bootstrap", str(rounds), "--run", str(Path(d) / "run")]
+                wall, cpu, _ = timed([*ours_cmd, *run], env)
+                times.setdefault(f"ours{rounds}", []).append((wall, cpu))
+                if peer:
+                    wall, cpu, _ = timed(
+                        [peer[0], str(script), "text", str(csv), peer[1], str(rounds)]
+                    )
+                    times.setdefault(f"peer{rounds}", []).append((wall, cpu))
+        med = {
+            k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+            for k, v in times.items()
+        }
+        lib = library_ours(a, b, w, names, args.rounds, args.repeats)
+        peer_lib = None
+        if peer:
+            _, _, out = timed([peer[0], str(script), "json", str(csv), peer[1], str(args.rounds)])
+            peer_lib = json.loads(out.strip().splitlines()[-1])
+    print()
+    print(f"{'':34} {'wall s':>8} {'CPU s':>8}")
+    for rounds in (args.rounds, 0):
+        for who in ("ours", "peer"):
+            key = f"{who}{rounds}"
+            if key in med:
+                label = "judge-rl ratings" if who == "ours" else "FastChat HEAD script"
+                print(
+                    f"{label + f' --bootstrap {rounds}':34} {med[key][0]:8.2f} {med[key][1]:8.2f}"
+                )
+    print(
+        f"{'library, ours (' + str(args.rounds) + ' rounds)':34} {lib['wall']:8.3f} {lib['cpu']:8.3f}"
+    )
+    if peer_lib:
+        print(
+            f"{'library, FastChat (' + str(args.rounds) + ' rounds)':34} "
+            f"{peer_lib['lib_wall']:8.3f} {peer_lib['lib_cpu']:8.3f}"
+        )
+        diff = max(
+            abs(lib["ratings"][m] - peer_lib["ratings"][m] - _offset(lib, peer_lib)) for m in names
+        )
+        print(f"max |rating difference| vs FastChat (same mean): {diff:.3f} Elo")
+    print(load())
+    print()
+    if peer:
+        for rounds in (args.rounds, 0):
+            o, p = med[f"ours{rounds}"], med[f"peer{rounds}"]
+            print(
+                f"RATIO ratings_command_vs_fastchat_head_bootstrap{rounds} {p[1] / o[1]:.1f}x CPU "
+                f"({p[1]:.2f}s vs {o[1]:.2f}s), {p[0] / o[0]:.1f}x wall ({p[0]:.2f}s vs {o[0]:.2f}s)"
+            )
+        if peer_lib:
+            print(
+                f"RATIO ratings_library_vs_fastchat_head {peer_lib['lib_cpu'] / lib['cpu']:.1f}x CPU "
+                f"({peer_lib['lib_cpu']:.2f}s vs {lib['cpu']:.3f}s, fit + {args.rounds} rounds)"
+            )
+    if not args.skip_adaptive:
+        adaptive_report(args.adaptive_seeds)
+    return 0
 
 
-def log_posterior(counts: bt.PairCounts, theta: np.ndarray, prior: float) -> tuple[float, float]:
-    """FastChat's objective in our units (ties half, L2 prior) and its largest |gradient|."""
-    inc = counts.incidence()
-    d = inc @ theta  # (P,)
-    s_i = counts.cells[:, 0] + 0.5 * counts.cells[:, 2]
-    s_j = counts.cells[:, 1] + 0.5 * counts.cells[:, 2]
-    ll = float(np.sum(-s_i * np.logaddexp(0, -d) - s_j * np.logaddexp(0, d)))
-    ll -= 0.5 * prior * float(theta @ theta)
-    g, _ = bt.half_grad_hess(theta[None], counts.cells[None], inc, prior, hess=False)
-    return ll, float(np.max(np.abs(g)))
+def _offset(ours: dict, peer: dict) -> float:
+    """Mean difference (FastChat centres on 1000 differently when no anchor model is present)."""
+    ms = list(ours["ratings"])
+    return float(np.mean([ours["ratings"][m] - peer["ratings"][m] for m in ms]))
 
 
 def adaptive_ratios(seeds: int = 12) -> list[dict]:
@@ -139,97 +244,7 @@ def adaptive_ratios(seeds: int = 12) -> list[dict]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--battles", type=int, default=1_000_000)
-    ap.add_argument("--models", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=100)
-    ap.add_argument("--no-peer", action="store_true", help="skip FastChat (ours only)")
-    ap.add_argument(
-        "--peer-rounds",
-        type=int,
-        default=None,
-        help="bootstrap rounds to time FastChat on (default --rounds); fewer are scaled up "
-        "linearly to --rounds (each round is an independent refit), and the output says so",
-    )
-    args = ap.parse_args(argv)
-
-    theta = sy.strengths(args.models, seed=0)
-    names = sy.model_names(args.models)
-    a, b, w = sy.simulate(theta, args.battles, nu=0.5, seed=1)
-    print(
-        f"{args.battles:,} battles among {args.models} models, ties {np.mean(w == 2):.1%}; "
-        f"{args.rounds} bootstrap rounds"
-    )
-
-    r = ours(a, b, w, names, args.rounds)
-    print(
-        f"judge_rl : aggregate {r['agg_s']:.3f}s  fit {r['fit_s']:.4f}s  "
-        f"bootstrap x{args.rounds} {r['boot_s']:.3f}s wall / {r['boot_cpu']:.3f}s CPU (best of 3)"
-    )
-
-    peer = None
-    if not args.no_peer:
-        py = peer_python(
-            "fschat",
-            ["fschat==0.2.36", "pandas", "scikit-learn", "tqdm", "plotly", "pyarrow", "pytz"],
-        )
-        with tempfile.TemporaryDirectory() as d:
-            import pandas as pd
-
-            path = str(Path(d) / "battles.parquet")
-            win = np.array(["model_a", "model_b", "tie"])[w]
-            pd.DataFrame(
-                {"model_a": np.array(names)[a], "model_b": np.array(names)[b], "winner": win}
-            ).to_parquet(path)
-            script = str(Path(d) / "peer.py")
-            Path(script).write_text(PEER_SCRIPT)
-            peer_rounds = args.peer_rounds or args.rounds
-            out = run_peer(py, script, path, str(peer_rounds), timeout=4 * 3600)
-            peer = json.loads(out.strip().splitlines()[-1])
-            if peer_rounds != args.rounds:  # per-round cost is constant: scale to --rounds
-                scale = args.rounds / peer_rounds
-                peer["boot_s"] *= scale
-                peer["boot_cpu"] *= scale
-                peer["note"] = f"FastChat timed on {peer_rounds} rounds, scaled x{scale:g}"
-                print(peer["note"])
-        print(
-            f"fschat   : fit {peer['fit_s']:.3f}s  bootstrap x{args.rounds} {peer['boot_s']:.2f}s "
-            f"wall / {peer['boot_cpu']:.2f}s CPU"
-        )
-
-    print()
-    print(
-        f"{'model':<10} {'judge_rl':>9} {'fschat':>9} {'diff':>7}   {'ours 95% CI':>17} "
-        f"{'fschat 95% CI':>17}"
-    )
-    top = sorted(names, key=lambda m: -r["ratings"][m])
-    max_diff = 0.0
-    for m in top:
-        ours_r = r["ratings"][m]
-        line = f"{m:<10} {ours_r:9.2f}"
-        if peer:
-            pr = peer["ratings"][m]
-            max_diff = max(max_diff, abs(ours_r - pr))
-            line += (
-                f" {pr:9.2f} {ours_r - pr:+7.3f}   [{r['boot_lo'][m]:7.1f},{r['boot_hi'][m]:7.1f}]"
-            )
-            line += f" [{peer['boot_lo'][m]:7.1f},{peer['boot_hi'][m]:7.1f}]"
-        print(line)
-
-    if peer:
-        counts = bt.aggregate_codes(a, b, w, names)
-        th_ours = (np.array([r["ratings"][m] for m in names]) - 1000.0) / bt.ELO_PER_UNIT
-        th_peer = (np.array([peer["ratings"][m] for m in names]) - 1000.0) / bt.ELO_PER_UNIT
-        lp_o, g_o = log_posterior(counts, th_ours, FASTCHAT_PRIOR)
-        lp_p, g_p = log_posterior(counts, th_peer, FASTCHAT_PRIOR)
-        print(
-            f"\nsame objective (FastChat's: ties half, sklearn C=1 L2) at each solution: judge_rl "
-            f"{lp_o:.4f} (max |grad| {g_o:.2e}), fschat {lp_p:.4f} (max |grad| {g_p:.2e}): "
-            f"{'fschat stopped short of the optimum (sklearn lbfgs tol=1e-4)' if lp_o > lp_p else 'fschat is at least as good'}"
-        )
-        if peer.get("note"):
-            print(f"(fschat intervals are from its {args.peer_rounds} timed rounds only)")
+def adaptive_report(seeds: int) -> None:
     print()
     print(
         "adaptive pairing vs round robin (top-3 accuracy of a Bradley-Terry fit; round robin = "
@@ -243,27 +258,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{ad['rr_accuracy']:.3f}; adaptive reaches it after {reached}  "
             f"ratio {ad['ratio']:.3f}  ({ad['seeds']} draws, {ad['time_s']:.0f}s)"
         )
-    leaderboard_like = [ad["ratio"] for ad in ads[:5]]
-    print()
-    if peer:
-        print(
-            f"RATIO bootstrap_speedup_vs_fschat_0.2.36 {peer['boot_cpu'] / r['boot_cpu']:.0f}x CPU "
-            f"time ({peer['boot_cpu']:.2f}s vs {r['boot_cpu']:.3f}s, {args.rounds} rounds); "
-            f"{peer['boot_s'] / r['boot_s']:.0f}x wall ({peer['boot_s']:.2f}s vs {r['boot_s']:.3f}s)"
-            + (f" [{peer['note']}]" if peer.get("note") else "")
-        )
-        ours_fit = r["fit_cpu"] + r["agg_cpu"]
-        print(
-            f"RATIO fit_speedup_vs_fschat_0.2.36 {peer['fit_cpu'] / ours_fit:.1f}x CPU time "
-            f"({peer['fit_cpu']:.3f}s vs {ours_fit:.3f}s incl. aggregation)"
-        )
-        print(f"RATIO max_rating_diff_vs_fschat {max_diff:.3f} Elo")
-    print(
-        f"RATIO adaptive_calls_vs_round_robin {np.median(leaderboard_like):.3f} (median over 5 "
-        f"leaderboard-like fields, range {min(leaderboard_like):.3f}-{max(leaderboard_like):.3f}; "
-        f"evenly spaced field {ads[-1]['ratio']:.3f}; equal top-3 accuracy)"
-    )
-    return 0
 
 
 if __name__ == "__main__":

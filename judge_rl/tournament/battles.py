@@ -240,7 +240,7 @@ def read_table(path: str | Path) -> Table:
     p = str(path)
     cap = limit("JUDGE_RL_MAX_INPUT_BYTES")
     data = _decompress(read_bytes_limited(p, cap, "JUDGE_RL_MAX_INPUT_BYTES"), p, cap)
-    if not data.strip():
+    if _first_char(data) == -1:
         raise DataError("no battles in the file (it is empty)", file=p)
     max_rows = limit("JUDGE_RL_MAX_ROWS")
     try:
@@ -265,13 +265,17 @@ def _parse(data: bytes, p: str) -> Table:
         import pyarrow.parquet as pq
 
         return Table(pq.read_table(pa.BufferReader(data)), p, "parquet")
-    _utf8(data, p)
-    head = data.lstrip()[:1]
+    if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (Excel's "CSV UTF-8")
+        data = data[3:]
+    start = _first_char(data)
+    head = data[start : start + 1]
+    if head in (b"[", b"{"):
+        _utf8(data, p)  # Python's json module decodes: check first, to name the line
     suffixes = [x.lower() for x in Path(p).suffixes]
     named_json = any(x in (".json", ".jsonl", ".ndjson") for x in suffixes)
     if named_json and head not in (b"[", b"{"):
-        first = data.lstrip()[:40].split(b"\n", 1)[0].decode("utf-8", "replace")
-        line = data[: len(data) - len(data.lstrip())].count(b"\n") + 1
+        first = data[start : start + 40].split(b"\n", 1)[0].decode("utf-8", "replace")
+        line = data.count(b"\n", 0, start) + 1
         raise DataError(f"not valid JSON (starts with {first!r})", file=p, line=line)
     if ".parquet" in suffixes:
         raise DataError("not a Parquet file (no PAR1 header)", file=p)
@@ -302,10 +306,11 @@ def _parse(data: bytes, p: str) -> Table:
     if head == b"{":  # JSONL
         import pyarrow.json as pj
 
-        if b"\n\n" not in data.strip() and b"\r" not in data:
+        if b"\n\n" not in data[start:].rstrip() and b"\r" not in data:
             try:
                 tbl = pj.read_json(
-                    pa.BufferReader(data), read_options=pj.ReadOptions(block_size=1 << 24)
+                    pa.BufferReader(data),
+                    read_options=pj.ReadOptions(block_size=1 << 24, use_threads=False),
                 )
                 return Table(tbl, p, "jsonl")
             except (pa.ArrowException, ValueError):
@@ -317,21 +322,32 @@ def _parse(data: bytes, p: str) -> Table:
     try:
         tbl = pc.read_csv(
             pa.BufferReader(data),
-            read_options=pc.ReadOptions(block_size=1 << 24),
+            # One thread: on a shared machine Arrow's pool costs more CPU than it saves.
+            read_options=pc.ReadOptions(block_size=1 << 24, use_threads=False),
             convert_options=pc.ConvertOptions(
                 column_types={
-                    k: pa.string()
+                    k: pa.dictionary(pa.int32(), pa.string())
                     for k in ("model_a", "model_b", "left", "right", "winner", "prompt_id")
                     + ("question_id", "judge", "generator_1", "generator_2")
+                    + ("model_left", "model_right", "instruction")
                 },
                 strings_can_be_null=True,
                 null_values=[""],  # "nan", "NA", "null" stay visible (and are refused)
             ),
         )
     except pa.ArrowInvalid as e:
+        _utf8(data, p)  # Arrow checks UTF-8 too; name the line when that is the fault
         msg = str(e).splitlines()[0][:200]
         raise DataError(f"not a valid CSV file ({msg})", file=p) from None
     return Table(tbl, p, "csv", first_line=2)
+
+
+def _first_char(data: bytes) -> int:
+    """Offset of the first non-whitespace byte, -1 when there is none (no copy of the data)."""
+    import re
+
+    m = re.compile(rb"\S").search(data)
+    return -1 if m is None else m.start()
 
 
 def _is_jsonl(data: bytes) -> bool:
@@ -410,72 +426,134 @@ class BattleSet:
         return out
 
 
-def _text_column(t: Table, name: str) -> Any:
-    """Column ``name`` as Arrow strings (numbers and booleans cast to text)."""
+def _chunks(col: Any) -> list[Any]:
+    return list(col.chunks) if hasattr(col, "chunks") else [col]
+
+
+def _valid(arr: Any) -> np.ndarray:
+    """Validity of each slot of a primitive Arrow array, from its bitmap (no pandas).  # (n,)"""
+    n = len(arr)
+    if arr.null_count == 0:
+        return np.ones(n, dtype=bool)
+    if arr.null_count == n:
+        return np.zeros(n, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(arr.buffers()[0], np.uint8), bitorder="little")
+    return bits[arr.offset : arr.offset + n].astype(bool)
+
+
+def _values(arr: Any, kind: str) -> np.ndarray:
+    """The values of a primitive Arrow array as int64 or float64 (nulls: 0 / NaN).  # (n,)
+
+    Read straight from the data buffer: ``to_numpy`` on an array with nulls imports pandas,
+    which alone costs more than parsing a million rows.
+    """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    col = t.table.column(name)
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        if pa.types.is_floating(col.type):  # 81.0 -> "81" (JSON ids read as floats)
-            vals = col.to_numpy(zero_copy_only=False)
-            ok = np.isfinite(vals) & (vals == np.round(vals))
-            if ok.all():
-                col = pc.cast(pa.array(vals.astype(np.int64)), pa.string())
-                return pa.chunked_array([col])
+    typ, dt = (pa.int64(), np.int64) if kind == "i" else (pa.float64(), np.float64)
+    if len(arr) == 0:
+        return np.zeros(0, dt)
+    native = _NATIVE.get(str(arr.type))
+    if native is None:  # e.g. decimals: let Arrow convert (imports pyarrow.compute)
+        arr, native = arr.cast(typ), dt
+    raw = np.frombuffer(arr.buffers()[1], native)[arr.offset : arr.offset + len(arr)]
+    out = raw.astype(dt)
+    if arr.null_count:
+        out[~_valid(arr)] = 0 if kind == "i" else np.nan
+    return out
+
+
+_NATIVE = {
+    "int8": np.int8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+    "float": np.float32,
+    "double": np.float64,
+}
+"""Arrow primitive types whose data buffer numpy reads as is."""
+
+
+def _as_text(col: Any) -> Any:
+    """A column as Arrow strings or dictionary<string> (numbers and nested values as text)."""
+    import pyarrow as pa
+
+    typ = col.type
+    if pa.types.is_dictionary(typ) and (
+        pa.types.is_string(typ.value_type) or pa.types.is_large_string(typ.value_type)
+    ):
+        return col
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return col
+    if pa.types.is_dictionary(typ):
+        col = col.cast(typ.value_type)
+        typ = col.type
+    if pa.types.is_floating(typ):  # 81.0 -> "81" (JSON readers turn ids into floats)
         try:
-            col = pc.cast(col, pa.string())
+            return col.cast(pa.int64()).cast(pa.string())
         except (pa.ArrowException, ValueError):
-            col = pa.chunked_array(
-                [pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()])]
-            )
-    return col
+            pass
+    try:
+        return col.cast(pa.string())
+    except (pa.ArrowException, ValueError, NotImplementedError):
+        vals = [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()]
+        return pa.chunked_array([pa.array(vals, pa.string())])
 
 
-def _require(t: Table, name: str) -> Any:
-    """Text column ``name`` with no null or empty value (else the first bad row's line)."""
-    import pyarrow.compute as pc
+def _encode(col: Any) -> tuple[np.ndarray, list[str]]:
+    """Dictionary codes of a text column: ``(codes (N,), values)``; null and ``""`` -> -1."""
+    import pyarrow as pa
 
+    col = _as_text(col)
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+    if not hasattr(col, "chunks"):
+        col = pa.chunked_array([col])
+    col = pa.table({"x": col}).unify_dictionaries().column(0)
+    if col.num_chunks == 0:
+        return np.zeros(0, np.int64), []
+    values = [str(v) for v in col.chunk(0).dictionary.to_pylist()]
+    idx = np.concatenate(
+        [np.where(_valid(c.indices), _values(c.indices, "i"), -1) for c in col.chunks]
+    )
+    if "" in values:  # an empty string is a missing value
+        lut = np.arange(len(values) + 1)
+        lut[values.index("")] = -1
+        lut[-1] = -1
+        idx = lut[idx]
+    return idx, values
+
+
+def _require(t: Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """Codes of a text column with no missing value (else the first bad row's line)."""
     if name not in t.columns:
         raise DataError("missing field", file=t.path, line=t.line(0), field=name)
-    col = _text_column(t, name)
-    bad = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(pc.fill_null(col, "")), 0))
-    bad_np = np.asarray(pc.fill_null(bad, True).to_numpy(zero_copy_only=False), dtype=bool)
-    if bad_np.any():
-        raise DataError(
-            "missing field", file=t.path, line=t.line(int(np.argmax(bad_np))), field=name
-        )
-    return col
+    idx, values = _encode(t.table.column(name))
+    if len(idx) and idx.min() < 0:
+        row = int(np.argmax(idx < 0))
+        raise DataError("missing field", file=t.path, line=t.line(row), field=name)
+    return idx, values
 
 
-def _codes(col: Any) -> tuple[np.ndarray, list[str]]:
-    """Dictionary-encode a text column: (codes (N,), values)."""
+def _numbers(t: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric column as float64 and its missing mask (null or empty text).  # (N,), (N,)"""
     import pyarrow as pa
-
-    enc = col.combine_chunks().dictionary_encode() if hasattr(col, "combine_chunks") else None
-    if enc is None:
-        enc = pa.array(col).dictionary_encode()
-    return np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64), list(
-        enc.dictionary.to_pylist()
-    )
-
-
-def _numbers(t: Table, name: str) -> np.ndarray:
-    """A numeric column as float64 (text parsed); null -> NaN. Bad text names its line."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     col = t.table.column(name)
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), float)
+        vals = np.concatenate([_values(c, "f") for c in _chunks(col)] or [np.zeros(0)])
+        valid = np.concatenate([_valid(c) for c in _chunks(col)] or [np.zeros(0, bool)])
+        return vals, ~valid
     if pa.types.is_null(col.type):
-        return np.full(len(t), np.nan)
-    txt = _text_column(t, name)
+        return np.full(len(t), np.nan), np.ones(len(t), dtype=bool)
     vals = np.full(len(t), np.nan)
-    for k, v in enumerate(txt.to_pylist()):  # rare: numbers written as text
+    missing = np.zeros(len(t), dtype=bool)
+    for k, v in enumerate(_as_text(col).to_pylist()):  # rare: numbers written as text
         if v is None or v == "":
+            missing[k] = True
             continue
         try:
             vals[k] = float(v)
@@ -483,13 +561,15 @@ def _numbers(t: Table, name: str) -> np.ndarray:
             raise DataError(
                 f"not a number: {v!r}", file=t.path, line=t.line(k), field=name
             ) from None
-    return vals
+    return vals, missing
 
 
-def _winner_codes(t: Table, col: Any, name: str) -> np.ndarray:
-    idx, values = _codes(col)
+def _winner_codes(t: Table, name: str) -> np.ndarray:
+    idx, values = _require(t, name)
     lut = np.empty(len(values), np.int64)
     for k, v in enumerate(values):
+        if v == "":
+            continue
         try:
             lut[k] = parse_winner(v)
         except ValueError as e:
@@ -524,12 +604,15 @@ def battles_from_table(t: Table) -> BattleSet:
             line=t.line(0),
             field="model_a",
         )
-    ca, cb = _require(t, layout[0]), _require(t, layout[1])
-    import pyarrow as pa
-
-    both, models = _codes(pa.chunked_array(ca.chunks + cb.chunks, type=ca.type))
+    a, vals_a = _require(t, layout[0])
+    b, vals_b = _require(t, layout[1])
+    # One model list: model_a's values, then model_b's not seen there.
+    names = {v: k for k, v in enumerate(vals_a)}
+    for v in vals_b:
+        names.setdefault(v, len(names))
+    models = list(names)
+    b = np.asarray([names[v] for v in vals_b], np.int64)[b] if len(vals_b) else b
     n = len(t)
-    a, b = both[:n], both[n:]
     same = a == b
     if same.any():
         k = int(np.argmax(same))
@@ -537,18 +620,10 @@ def battles_from_table(t: Table) -> BattleSet:
             f"a model cannot battle itself ({models[a[k]]})", file=t.path, line=t.line(k)
         )
     notes: list[str] = []
-    weight = _numbers(t, "weight") if "weight" in cols else None
-    if weight is not None:
-        import pyarrow.compute as pc
-
-        null = np.asarray(pc.is_null(t.table.column("weight")).to_numpy(zero_copy_only=False))
-        if t.table.column("weight").type == "string":
-            null |= np.asarray(
-                pc.equal(pc.fill_null(t.table.column("weight"), ""), "").to_numpy(
-                    zero_copy_only=False
-                )
-            )
-        weight = np.where(null, 1.0, weight)  # an empty cell is weight 1; "nan" is refused
+    weight = None
+    if "weight" in cols:
+        weight, missing = _numbers(t, "weight")
+        weight = np.where(missing, 1.0, weight)  # an empty cell is weight 1; "nan" is refused
         bad = ~np.isfinite(weight) | (weight < 0)
         if bad.any():
             k = int(np.argmax(bad))
@@ -562,21 +637,17 @@ def battles_from_table(t: Table) -> BattleSet:
     prompt_names: list[str] = []
     pkey = next((k for k in PROMPT_KEYS if k in cols), None)
     if pkey is not None:
-        import pyarrow.compute as pc
-
-        pidx, pvals = _codes(pc.fill_null(_text_column(t, pkey), ""))
-        names = [v for v in pvals if v != ""]
-        lut = np.full(len(pvals), -1)
-        lut[[k for k, v in enumerate(pvals) if v != ""]] = np.arange(len(names))
-        if names:
-            prompt, prompt_names = lut[pidx], names
+        pidx, pvals = _encode(t.table.column(pkey))
+        if pvals and (pidx >= 0).any():
+            prompt, prompt_names = pidx, pvals
     judges: list[str] = []
     if "judge" in cols and n <= 100_000:
-        judges = [str(x or "") for x in _text_column(t, "judge").to_pylist()]
+        jidx, jvals = _encode(t.table.column("judge"))
+        judges = [(jvals[k] if k >= 0 else "") for k in jidx.tolist()]
     if layout[0] == "generator_1":
         if "preference" not in cols:
             raise DataError("missing field", file=t.path, line=t.line(0), field="preference")
-        pref = _numbers(t, "preference")
+        pref, _ = _numbers(t, "preference")
         ok = np.isfinite(pref)
         bad = ok & ~((pref == 0) | ((pref >= 1) & (pref <= 2)))
         if bad.any():
@@ -609,10 +680,11 @@ def battles_from_table(t: Table) -> BattleSet:
     else:
         if "winner" not in cols:
             raise DataError("missing field", file=t.path, line=t.line(0), field="winner")
-        winner = _winner_codes(t, _require(t, "winner"), "winner")
+        winner = _winner_codes(t, "winner")
     if len(a) == 0:
         raise DataError("no battles in the file (every row lacks a verdict)", file=t.path)
-    used = np.unique(np.concatenate([a, b]))
+    seen = (np.bincount(a, minlength=len(models)) + np.bincount(b, minlength=len(models))) > 0
+    used = np.flatnonzero(seen)
     if len(used) < 2:
         raise DataError(
             f"the battles name one model only ({models[int(used[0])]}); need two or more",

@@ -667,8 +667,8 @@ def fit(
     shift = theta.mean()
     theta = theta - shift
     params[:n] -= shift
-    for w in warnings:
-        log.warning(w)
+    for w in warnings:  # returned in BTFit.warnings; the CLI prints them once
+        log.debug(w)
     return BTFit(
         models=list(counts.models),
         theta=theta,
