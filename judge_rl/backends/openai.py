@@ -126,6 +126,8 @@ class _Endpoint:
     """Current open period; doubles after each failed re-probe."""
     probing: bool = False
     """A half-open re-probe is in flight."""
+    last_ok_sent: float = -1.0
+    """Send time (monotonic) of the latest-sent attempt that got an answer."""
     opened: int = 0
     """Times the breaker opened."""
     limit: _Limit | None = field(default=None, repr=False)
@@ -139,35 +141,47 @@ class _Endpoint:
 class _Limit:
     """Adaptive concurrency of one endpoint (requests in flight at most).
 
-    Slow start from ``start``: after each window of ``value`` successes the limit doubles while
-    the window's throughput rises (by half or more); when doubling gains under 10% it steps back
-    (the server's observed parallelism: a llama.cpp server with one slot settles at 1-2), and a
-    gain between 10% and 50% keeps the new value. 429s and timeouts halve the limit (at most
-    once per window); each later window of successes adds 1 back, up to the level reached
-    before, and beyond it only while answers come as fast as the fastest seen (mean latency of
-    the window at most 1.5x the minimum: no queueing at the server), so a server that queues
-    is not pushed back into timeouts.
+    What it protects against is work thrown away: requests queued at a server that runs fewer
+    at once than we send (a llama.cpp server with one slot) wait, and past ``timeout_s`` their
+    answers are lost. So the limit follows the latency the server shows, relative to the
+    timeout:
+
+    * slow start from ``start`` (after a warm-up window while connections open): after each
+      window of ``value`` successes the limit doubles while answers come back quickly (mean
+      latency at most ``timeout/8``) or the throughput rose by half or more; when answers slow
+      down and doubling gained under 25% throughput, it steps back (the server's observed
+      parallelism) and stays;
+    * a window whose mean latency passes ``timeout/2`` (queueing towards timeouts) cuts the
+      limit by a quarter; a 429 or a queued timeout halves it (once per burst);
+    * after a cut, each window of successes adds 1, back to the level reached before, and
+      beyond it only while answers are as fast as the fastest seen or well under the timeout.
     """
 
     __slots__ = (
         "value", "maximum", "adaptive", "phase", "ceiling", "prev_rate", "prev_value",
-        "win_n", "win_t0", "win_lat", "min_lat", "cut_t", "cuts",
+        "win_n", "win_t0", "win_lat", "min_lat", "cut_t", "cuts", "timeout_s",
     )  # fmt: skip
 
-    def __init__(self, start: int, maximum: int, adaptive: bool) -> None:
+    def __init__(self, start: int, maximum: int, adaptive: bool, timeout_s: float = 60.0) -> None:
         self.maximum = max(1, int(maximum))
         self.adaptive = adaptive
+        self.timeout_s = float(timeout_s)
         self.value = max(1, min(int(start), self.maximum)) if adaptive else self.maximum
         self.phase = "slow_start" if adaptive and self.value < self.maximum else "steady"
         self.ceiling = self.value
         self.prev_rate: float | None = None
-        self.prev_value = self.value
+        self.prev_value = 0
         self.win_n = 0
-        self.win_t0 = time.monotonic()
+        self.win_t0 = -1.0  # set by the first attempt sent (see :meth:`on_send`)
         self.win_lat = 0.0
         self.min_lat = math.inf
         self.cut_t = -1e9
         self.cuts = 0
+
+    def on_send(self, now: float) -> None:
+        """An attempt goes out: the first one starts the first window."""
+        if self.win_t0 < 0:
+            self.win_t0 = now
 
     def on_success(self, now: float, latency: float) -> int:
         """Count a success; returns by how much the limit grew (to wake that many waiters)."""
@@ -181,21 +195,28 @@ class _Limit:
             return 0
         rate = self.win_n / max(1e-6, now - self.win_t0)
         mean_lat = self.win_lat / self.win_n
+        quick = mean_lat <= self.timeout_s / 8
         before = self.value
-        if self.phase == "slow_start":
-            if self.prev_rate is None or rate >= 1.5 * self.prev_rate:
+        if mean_lat > self.timeout_s / 2:  # queueing towards timeouts: back off now
+            self.value = max(1, self.value - max(1, self.value // 4))
+            self.phase = "steady"
+            self.ceiling = self.value
+        elif self.phase == "slow_start" and self.prev_value == 0:
+            self.prev_value = self.value  # the first window (connections opening) is warm-up
+        elif self.phase == "slow_start":
+            if quick or self.prev_rate is None or rate >= 1.5 * self.prev_rate:
                 self.prev_value, self.prev_rate = self.value, rate
                 self.value = min(self.maximum, self.value * 2)
                 if self.value >= self.maximum:
                     self.phase = "steady"
             else:
-                if rate < 1.1 * self.prev_rate:  # doubling did not help: step back
+                if rate < 1.25 * self.prev_rate:  # doubling did not help: step back
                     self.value = self.prev_value
                 self.phase = "steady"
             self.ceiling = self.value
         elif self.value < self.ceiling:
             self.value += 1  # recover after a cut
-        elif self.value < self.maximum and mean_lat <= 1.5 * self.min_lat + 0.005:
+        elif self.value < self.maximum and (quick or mean_lat <= 1.5 * self.min_lat + 0.005):
             self.value += 1  # answers as fast as ever: room for more
             self.ceiling = self.value
         self.win_n = 0
@@ -204,18 +225,18 @@ class _Limit:
         return max(0, self.value - before)
 
     def on_overload(self, now: float, timeout: bool) -> None:
-        """A 429 or a timeout: halve the limit (once per window: a burst is one signal)."""
+        """A 429 or a queued timeout: halve the limit (once per burst)."""
         if not self.adaptive:
             return
-        if self.cuts and now - self.cut_t < min(5.0, max(0.5, now - self.win_t0)):
+        if self.cuts and now - self.cut_t < min(5.0, max(0.5, now - max(0.0, self.win_t0))):
             return
         self.cut_t = now
         self.cuts += 1
         if self.phase == "slow_start":
             self.phase = "steady"
-            self.ceiling = max(self.value // 2, self.prev_value)
+        self.ceiling = max(self.ceiling, self.value)  # recover to where it was ...
         self.value = max(1, self.value // 2)
-        if timeout:  # too much queueing: do not climb straight back to it
+        if timeout:  # ... unless it was too much queueing
             self.ceiling = max(1, min(self.ceiling, self.value))
         self.win_n = 0
         self.win_lat = 0.0
@@ -418,10 +439,10 @@ class OpenAIBackend:
         base_url: Alias of ``base_urls`` for a single URL.
         seed: Seed of the backoff jitter (for reproducible tests).
         adaptive: Adapt each URL's concurrency: slow start from ``initial_concurrency`` up to
-            what the server's throughput shows it can run in parallel (at most ``concurrency``),
-            halved on 429s and timeouts and recovered after successes. ``False``: a fixed
-            ``concurrency``.
-        initial_concurrency: Where the slow start begins (default ``min(4, concurrency)``).
+            what the server shows it can run in parallel without queueing answers towards
+            ``timeout_s`` (at most ``concurrency``), halved on 429s and queued timeouts and
+            recovered after successes (see ``_Limit``). ``False``: a fixed ``concurrency``.
+        initial_concurrency: Where the slow start begins (default ``min(2, concurrency)``).
         breaker_failures: Connection / 5xx / timeout failures in a row that open a URL's
             circuit breaker: no traffic goes there except one re-probe after the cooldown.
         breaker_cooldown_s: First open period (doubles after each failed re-probe, up to
@@ -499,7 +520,7 @@ class OpenAIBackend:
         self.extra_body = dict(extra)
         self.adaptive = bool(adaptive)
         self.initial_concurrency = min(
-            self.concurrency, int(initial_concurrency or min(4, self.concurrency))
+            self.concurrency, int(initial_concurrency or min(2, self.concurrency))
         )
         if self.initial_concurrency < 1:
             raise ConfigError(
@@ -540,16 +561,14 @@ class OpenAIBackend:
             "attempts": 0,
             "retries": 0,
             "timeouts": 0,
-            "short_circuited": 0,
             "breaker_opened": 0,
         }
-        """Counters over the backend's life: requests, attempts sent to a server, retries,
-        timeouts, attempts failed fast because every URL's breaker was open (never sent),
-        breaker openings."""
+        """Counters over the backend's life: requests, attempts sent to a server (never an
+        attempt that did not go out), retries, timeouts, circuit-breaker openings."""
 
     def _new_endpoint(self, url: str) -> _Endpoint:
         ep = _Endpoint(url)
-        ep.limit = _Limit(self.initial_concurrency, self.concurrency, self.adaptive)
+        ep.limit = _Limit(self.initial_concurrency, self.concurrency, self.adaptive, self.timeout_s)
         return ep
 
     def __repr__(self) -> str:
@@ -734,6 +753,8 @@ class OpenAIBackend:
             if ep is not None:
                 ep.inflight += 1
                 self._inflight += 1
+                if ep.limit is not None and ep.limit.win_t0 < 0:
+                    ep.limit.on_send(now)
                 return ep
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
@@ -745,10 +766,13 @@ class OpenAIBackend:
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(fut)
-            ep = self._choose(time.monotonic())
+            now = time.monotonic()
+            ep = self._choose(now)
             if ep is not None:
                 ep.inflight += 1
                 self._inflight += 1
+                if ep.limit is not None and ep.limit.win_t0 < 0:
+                    ep.limit.on_send(now)
                 self._wake(1)  # there may be room for the next waiter too
                 return ep
 
@@ -765,7 +789,12 @@ class OpenAIBackend:
 
     def _release(self, ep: _Endpoint, outcome: str, now: float, latency: float = 0.0) -> None:
         """Book an attempt's outcome: ``ok``, ``down`` (connection or 5xx), ``rate_limit``,
-        ``timeout`` or ``alive`` (the server answered, e.g. a 4xx)."""
+        ``timeout`` or ``alive`` (the server answered, e.g. a 4xx). ``latency``: the attempt's
+        seconds (its send time is ``now - latency``).
+
+        A timeout lowers the concurrency only when no attempt sent after it has been answered
+        meanwhile (requests queued behind one another: too many in flight); a request that
+        hangs while later ones get answered is that request's problem, not the load's."""
         assert ep.limit is not None
         ep.inflight -= 1
         self._inflight -= 1
@@ -790,7 +819,8 @@ class OpenAIBackend:
                     ep.cooldown,
                 )
         elif outcome == "timeout":
-            ep.limit.on_overload(now, timeout=True)
+            if ep.last_ok_sent < now - latency:
+                ep.limit.on_overload(now, timeout=True)
             if probing:  # the re-probe got no answer: stay open, longer
                 ep.cooldown = min(self.breaker_max_cooldown_s, max(ep.cooldown, 0.1) * 2)
                 ep.open_until = now + ep.cooldown
@@ -800,6 +830,7 @@ class OpenAIBackend:
                 log.info("base URL %s answers again: circuit closed", redact_url(ep.url))
             ep.open_until = 0.0
             ep.cooldown = 0.0
+            ep.last_ok_sent = max(ep.last_ok_sent, now - latency)
             if outcome == "ok":
                 grow = ep.limit.on_success(now, latency)
             elif outcome == "rate_limit":
@@ -887,7 +918,7 @@ class OpenAIBackend:
                     outcome = "down" if status >= 500 else "alive"
                 else:  # 4xx: the request itself is wrong; retrying will not help
                     meta.latencies.append(time.perf_counter() - t0)
-                    self._release(ep, "alive", time.monotonic())
+                    self._release(ep, "alive", time.monotonic(), meta.latencies[-1])
                     return self._fail(f"backend: HTTP {status} {detail}".rstrip(), meta, t_start)
             else:
                 meta.latencies.append(time.perf_counter() - t0)
@@ -895,7 +926,7 @@ class OpenAIBackend:
                 self._release(ep, "ok", time.monotonic(), meta.latencies[-1])
                 return self._parse(raw, req, meta, t_start)
             meta.latencies.append(time.perf_counter() - t0)
-            self._release(ep, outcome, time.monotonic())
+            self._release(ep, outcome, time.monotonic(), meta.latencies[-1])
             kind = error.split(":", 1)[0]
             if kind == "timeout":
                 meta.timeouts += 1

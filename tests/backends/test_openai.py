@@ -247,3 +247,160 @@ def test_fast_paths_send_what_the_sdk_sends(transport):
             assert a.texts == b.texts
     strip = lambda h: {k: v for k, v in h.items() if k not in VOLATILE}  # noqa: E731
     assert strip(fast_headers) == strip(sdk_headers)
+
+
+# --- endpoint pool and real-server behaviour (issue 15 item 6, issue 16 item 6) --------------
+
+
+def _content_with_fault(fault: str, faults: dict[str, float], want: bool) -> int:
+    """An i whose request content meets (want=True) or avoids ``fault``."""
+    for i in range(10_000):
+        key = content_key([{"role": "user", "content": f"question {i}"}])
+        if (fault_for(key, faults) == fault) == want:
+            return i
+    raise AssertionError("no such content")
+
+
+def test_backoff_releases_the_slot_while_it_sleeps():
+    """Concurrency 1: while a rate-limited request waits out Retry-After, another one runs.
+    Before: the sleeping request held the only slot, so the second waited the full 0.6 s."""
+    faults = {"rate_limit_once": 0.5}
+    slow = _content_with_fault("rate_limit_once", faults, True)
+    fast = _content_with_fault("rate_limit_once", faults, False)
+    with start_in_thread(faults=faults, retry_after="0.6") as srv:
+        backend = _backend(srv.url, concurrency=1, adaptive=False)
+        done: dict[int, float] = {}
+
+        async def go():
+            await backend.chat([_req(fast + 1_000_000)])  # warm up: imports, client, connection
+            t0 = time.perf_counter()
+
+            async def one(i, delay):
+                await asyncio.sleep(delay)
+                [r] = await backend.chat([_req(i)])
+                done[i] = time.perf_counter() - t0
+                return r
+
+            try:
+                return await asyncio.gather(one(slow, 0), one(fast, 0.05))
+            finally:
+                await backend.aclose()
+
+        results = asyncio.run(go())
+        assert all(r.error is None for r in results)
+        assert done[fast] < 0.45, done  # ran during the other's Retry-After wait
+        assert done[slow] >= 0.6
+
+
+def test_backoff_is_full_jitter_and_retry_after_gets_jitter():
+    import random
+
+    from judge_rl.backends.openai import backoff_delay, retry_after_delay
+
+    rng = random.Random(0)
+    d = [backoff_delay(3, 0.5, 30.0, rng) for _ in range(400)]
+    assert min(d) < 0.4 and max(d) <= 4.0  # U(0, 4): not confined to [2, 4]
+    r = [retry_after_delay(1.0, 0.5, 30.0, rng) for _ in range(200)]
+    assert min(r) >= 1.0 and max(r) > 1.2 and len(set(r)) > 100
+
+
+def test_429s_lower_concurrency_and_successes_recover_it():
+    from judge_rl.backends.openai import _Limit
+
+    lim = _Limit(start=4, maximum=64, adaptive=True, timeout_s=0.4)
+    now = 0.0
+    lim.on_send(now)
+    for _ in range(8):  # warm-up, then a window at 4 answers per 0.1 s ...
+        now += 0.025
+        lim.on_success(now, 0.1)
+    for _ in range(8):  # ... then twice the rate at 8: keep doubling
+        now += 0.0125
+        lim.on_success(now, 0.1)
+    assert lim.value == 16
+    lim.on_overload(now, timeout=False)
+    assert lim.value == 8
+    lim.on_overload(now + 0.01, timeout=False)  # the same burst: one cut
+    assert lim.value == 8
+    for _ in range(60):
+        now += 0.01
+        lim.on_success(now, 0.1)
+    assert lim.value >= 12  # recovering, one step per window of successes
+    for _ in range(200):
+        now += 0.01
+        lim.on_success(now, 0.1)
+    assert lim.value >= 16  # back where it was (and beyond: answers come as fast as ever)
+    lim.on_overload(now + 10, timeout=True)
+    slow = lim.value
+    for _ in range(300):  # answers slower than the fastest, nearing the timeout: no growth
+        now += 0.01
+        lim.on_success(now, 0.18)
+    assert lim.value == slow
+    for _ in range(50):  # past half the timeout: queueing towards timeouts, cut
+        now += 0.01
+        lim.on_success(now, 0.3)
+    assert lim.value < slow
+
+
+def test_concurrency_settles_at_a_one_slot_servers_parallelism():
+    """A server that runs one request at a time: the client does not keep 32 queued there."""
+    with start_in_thread(latency_s=0.05, slots=1) as srv:
+        backend = _backend(srv.url, concurrency=32, timeout_s=2)
+        results = _run(backend, [_req(i) for i in range(60)])
+        assert all(r.error is None for r in results)
+        # Before: 32 in flight at the server, answers queued up to 32 x 0.05 s = 1.6 s.
+        assert backend.endpoint_stats()[0]["limit"] <= 8
+        assert srv.state.max_in_flight <= 16
+        assert max(r.latency_s for r in results) < 1.0  # well under the timeout
+
+
+def test_attempts_retries_timeouts_and_latency_per_attempt_are_recorded():
+    faults = {"hang_once": 0.5}
+    i = _content_with_fault("hang_once", faults, True)
+    with start_in_thread(faults=faults, hang_s=2.0) as srv:
+        backend = _backend(srv.url, timeout_s=0.3, max_retries=2)
+        [res] = _run(backend, [_req(i)])
+    assert res.error is None
+    assert res.attempts == 2 and res.retries == 1 and res.timeouts == 1
+    assert len(res.attempt_latency_s) == 2 and res.attempt_latency_s[0] >= 0.3
+    assert res.latency_s == res.attempt_latency_s[-1] < 0.3  # the answering attempt only
+    assert res.wall_s >= sum(res.attempt_latency_s)
+    assert backend.stats["timeouts"] == 1
+
+
+def test_label_probs_from_the_first_positions_top_logprobs_of_a_reply_in_words():
+    """A reply that starts "Answer:" carries no label token; the labels are the alternatives
+    of its first token. Before: no probabilities, and the reply failed as a parse error."""
+    with start_in_thread(reply="answer") as srv:
+        backend = _backend(srv.url)
+        reqs = [_req(i, label_probs=["A", "B", "C"]) for i in range(12)]
+        results = _run(backend, reqs)
+        for req, res in zip(reqs, results, strict=True):
+            letter = verdict_for(content_key(req.messages))
+            assert res.text.startswith("Answer:")
+            assert res.label_probs is not None
+            assert max(res.label_probs, key=res.label_probs.get) == letter
+            assert 0 < res.label_mass < 1
+
+
+def test_the_marked_verdict_wins_over_a_label_mentioned_earlier():
+    import math
+
+    from judge_rl.backends.openai import label_probs_from_logprobs
+
+    def tok(t, top):
+        return {
+            "token": t,
+            "logprob": math.log(top.get(t, 1.0)),
+            "top_logprobs": [{"token": k, "logprob": math.log(v)} for k, v in top.items()],
+        }
+
+    content = [
+        tok("Response", {"Response": 1.0}),
+        tok(" A", {" A": 0.95, " B": 0.05}),
+        tok(" is wordy.\n", {" is wordy.\n": 1.0}),
+        tok("[[", {"[[": 1.0}),
+        tok("B", {"B": 0.9, "A": 0.1}),
+        tok("]]", {"]]": 1.0}),
+    ]
+    p = label_probs_from_logprobs(content, ["A", "B", "C"])
+    assert p["B"] == pytest.approx(0.9)
