@@ -99,17 +99,29 @@ class HFBackend:
         self.tok.padding_side = "left"
         self._lock = threading.Lock()
         self._label_ids: dict[tuple[str, ...], list[list[int]]] = {}
+        self._in_memory = model_object is not None
+        self._weights_id: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """What identifies this backend in a fingerprint or report."""
         return {"backend": self.name, "model": self.model}
 
     def fingerprint_params(self) -> dict[str, Any]:
-        """Backend settings that change outputs."""
+        """Backend settings that change outputs: the context limit, the weights' identity
+        (:func:`model_identity`: a retrained folder under the same path is another judge) and
+        the dtype they run in."""
         out: dict[str, Any] = {"max_length": self.max_length}
         if self.max_new_tokens:
             out["max_new_tokens"] = self.max_new_tokens
+        out["dtype"] = str(getattr(self.lm, "dtype", "")).replace("torch.", "")
+        out["weights"] = self._identity
         return out
+
+    @property
+    def _identity(self) -> str:
+        if self._weights_id is None:
+            self._weights_id = model_identity(self.model) if not self._in_memory else "in-memory"
+        return self._weights_id
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """One result per request, in order (run in a worker thread)."""
@@ -361,6 +373,35 @@ class HFBackend:
         while toks and toks[-1] == pad and pad not in eos_ids:
             toks = toks[:-1]
         return toks, "length"
+
+
+def model_identity(name_or_path: str) -> str:
+    """What identifies a local model's weights without reading them: a hash of (relative path,
+    size, mtime) of every file in its folder, or of the embedded GGUF file; ``hub:<name>`` for a
+    name that is not a local path (its revision is the hub's business).
+
+    >>> model_identity("some-org/some-model")
+    'hub:some-org/some-model'
+    """
+    import os
+    from pathlib import Path
+
+    from judge_rl._io import content_hash
+    from judge_rl.models import embedded_gguf_path, is_embedded
+
+    try:
+        p = embedded_gguf_path() if is_embedded(name_or_path) else Path(name_or_path)
+    except Exception:  # noqa: BLE001 (not installed: loading reports it properly)
+        return f"unknown:{name_or_path}"
+    if not p.exists():
+        return f"hub:{name_or_path}"
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    stats = []
+    for f in files[:2000]:
+        st = f.stat()
+        rel = f.name if p.is_file() else str(f.relative_to(p))
+        stats.append([rel, st.st_size, st.st_mtime_ns])
+    return content_hash([os.path.abspath(p), stats], n=16)
 
 
 class PromptTooLong(Exception):

@@ -68,6 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--skip-invalid", action="store_true", help="skip bad rows of FILE")
     p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="ask the judge again for every pair and replace the cached answers",
+    )
+    p.add_argument(
         "--output",
         "--run",
         dest="output",
@@ -117,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     }
     overrides["order"] = "fixed"  # the audit builds the swapped order itself
     cache = cache_from_args(args)
+    if getattr(args, "refresh", False) and cache is not None:
+        cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
     budget = budget_from_args(args)
     judge = load_judge(args.judge, overrides=overrides, cache=cache, budget=budget)
     extra: dict[str, Any] = {}

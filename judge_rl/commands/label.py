@@ -61,6 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--dry-run", action="store_true", help="print the estimate and stop")
     p.add_argument("--run", default=None, metavar="NAME", help="run name: reports/NAME/log.json")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="ask the judge again for every comparison and replace the cached answers",
+    )
     add_judge_options(p)
     p.set_defaults(func=run)
 
@@ -287,6 +292,8 @@ async def _run(args: argparse.Namespace) -> int:
             f"skipped {len(skipped)} invalid input rows (first: line {skipped[0][0]}: {skipped[0][1]})"
         )
     judge, budget, cache = judge_from_args(args)
+    if getattr(args, "refresh", False) and cache is not None:
+        cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
     fp = judge.fingerprint
     est = estimate(judge, comparisons)
     err.print(

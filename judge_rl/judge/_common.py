@@ -9,6 +9,12 @@ from typing import Any
 
 from judge_rl.types import Candidate, Comparison, JudgeCall, JudgeFingerprint, Judgment, Score
 
+JUDGING_VERSION = "2"
+"""Version of the judging semantics (how requests are built, probabilities read and verdicts
+combined); part of every cache key with the parser's version. Bump on any change of what a
+judge answers for the same spec and model. 2: label probabilities at the verdict slot, never over
+the written verdict; hf prompts never cut inside a turn."""
+
 POINTWISE_KINDS = frozenset({"pointwise", "rubric", "reward_model"})
 """Kinds whose verdicts come from scoring each candidate alone (order cannot matter)."""
 
@@ -154,6 +160,7 @@ def _score_call(s: Score) -> JudgeCall:
 
 
 __all__ = [
+    "JUDGING_VERSION",
     "POINTWISE_KINDS",
     "compare_by_scores",
     "failed",

@@ -10,6 +10,14 @@ What is cached: successes, and failures whose kind is in ``cache_errors`` (by de
 a deterministic judge answers the same unparseable text again). Transport failures (timeouts,
 rate limits, server errors) and budget refusals are not, so a re-run retries them.
 
+Versions: the key includes :data:`KEY_VERSIONS` (the verdict parser's and the judging
+semantics' versions), and the judge's fingerprint carries the local model's identity and dtype.
+Each row also records its *generation key* (the key without the versions): when a version
+changes, a row of an older version whose raw output can be re-read is re-parsed by the judge
+(``reparse``) instead of asking the model again, so a parser fix reaches cached verdicts and
+cached parse failures are retried for free. ``refresh=True`` (``--refresh``) ignores stored rows
+and replaces them with fresh answers.
+
 Two processes at once: each claims a chunk of keys just before judging it (a ``claims`` table,
 one transaction). A key claimed by a live process is not judged again: the other process moves on
 and, at the end, waits for that result and takes it from the cache — so two processes on the same
@@ -19,6 +27,7 @@ input split the work. A claim whose owner died (``kill -9``) or expired is taken
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -31,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from judge_rl._io import content_hash
-from judge_rl.judge._common import POINTWISE_KINDS, compare_by_scores, report
+from judge_rl.judge._common import JUDGING_VERSION, POINTWISE_KINDS, compare_by_scores, report
 from judge_rl.judge.budget import Estimate
+from judge_rl.judge.parse import PARSER_VERSION
 from judge_rl.types import Candidate, Comparison, JudgeFingerprint, Judgment, Score
 
 log = logging.getLogger(__name__)
@@ -43,7 +53,8 @@ CREATE TABLE IF NOT EXISTS judgments (
     judge TEXT NOT NULL,
     kind TEXT NOT NULL,
     value TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    gen TEXT
 );
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
@@ -66,18 +77,33 @@ def default_cache_path() -> Path:
     return Path(explicit) if explicit else cache_root() / "judgments.sqlite"
 
 
-def compare_key(fp: JudgeFingerprint, c: Comparison) -> str:
-    """Cache key of ``c`` judged by ``fp`` with ``a`` shown first."""
+KEY_VERSIONS = {"parser": PARSER_VERSION, "judging": JUDGING_VERSION}
+"""Versions in every cache key: a change of verdict extraction or judging semantics is a miss
+(and a re-parse of the stored raw output where the judge can, see :class:`CachedJudge`)."""
+
+
+def compare_gen_key(fp: JudgeFingerprint, c: Comparison) -> str:
+    """What the model was asked for ``c`` (``a`` shown first), without the versions."""
     return content_hash(
         ["compare", fp.key, c.prompt, c.a.response, c.b.response, c.reference], n=32
     )
 
 
-def score_key(fp: JudgeFingerprint, cand: Candidate) -> str:
-    """Cache key of ``cand`` scored by ``fp``."""
+def score_gen_key(fp: JudgeFingerprint, cand: Candidate) -> str:
+    """What the model was asked to score ``cand``, without the versions."""
     return content_hash(
         ["score", fp.key, cand.prompt, cand.response, cand.metadata.get("reference")], n=32
     )
+
+
+def compare_key(fp: JudgeFingerprint, c: Comparison) -> str:
+    """Cache key of ``c`` judged by ``fp`` with ``a`` shown first."""
+    return content_hash([compare_gen_key(fp, c), KEY_VERSIONS], n=32)
+
+
+def score_key(fp: JudgeFingerprint, cand: Candidate) -> str:
+    """Cache key of ``cand`` scored by ``fp``."""
+    return content_hash([score_gen_key(fp, cand), KEY_VERSIONS], n=32)
 
 
 class JudgmentCache:
@@ -88,8 +114,16 @@ class JudgmentCache:
         claim_ttl_s: A claim older than this is taken over even if its owner looks alive.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, claim_ttl_s: float = 900.0):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        claim_ttl_s: float = 900.0,
+        refresh: bool = False,
+    ):
         self.path = Path(path) if path is not None else default_cache_path()
+        self.refresh = refresh
+        """Ignore stored rows (every lookup misses) and replace them with the fresh answers."""
         self.claim_ttl_s = claim_ttl_s
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -112,6 +146,12 @@ class JudgmentCache:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(SCHEMA)
+                cols = {row[1] for row in conn.execute("PRAGMA table_info(judgments)")}
+                if "gen" not in cols:  # a cache written before generation keys existed
+                    # another process may add it first
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        conn.execute("ALTER TABLE judgments ADD COLUMN gen TEXT")
+                conn.execute("CREATE INDEX IF NOT EXISTS judgments_gen ON judgments(gen)")
             except (sqlite3.DatabaseError, OSError) as e:
                 raise ConfigError(
                     f"cannot open the judgment cache: {e}", file=str(self.path)
@@ -134,9 +174,11 @@ class JudgmentCache:
     # --- values -------------------------------------------------------------------------------
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        """The stored values of those ``keys`` that are present."""
+        """The stored values of those ``keys`` that are present (none with ``refresh``)."""
         keys = list(dict.fromkeys(keys))
         out: dict[str, str] = {}
+        if self.refresh:
+            return out
         with self._lock:
             db = self._db()
             for i in range(0, len(keys), 500):
@@ -148,12 +190,33 @@ class JudgmentCache:
                     out[k] = v
         return out
 
-    def put_many(self, items: Sequence[tuple[str, str, str, str]]) -> None:
+    def get_generations(self, gens: Iterable[str]) -> dict[str, str]:
+        """Rows of other versions: generation key -> the newest stored value whose ``gen`` is
+        that key, or (rows written before generation keys) whose key is."""
+        gens = list(dict.fromkeys(gens))
+        out: dict[str, str] = {}
+        if self.refresh or not gens:
+            return out
+        with self._lock:
+            db = self._db()
+            for i in range(0, len(gens), 400):
+                chunk = gens[i : i + 400]
+                marks = ",".join("?" * len(chunk))
+                for k, g, v in db.execute(
+                    f"SELECT key, gen, value FROM judgments WHERE gen IN ({marks}) "
+                    f"OR key IN ({marks}) ORDER BY created",
+                    chunk + chunk,
+                ):
+                    out[g if g in chunk else k] = v
+        return out
+
+    def put_many(self, items: Sequence[tuple[str, ...]]) -> None:
         """Store ``(key, judge_key, kind, value)`` rows (first writer wins) and drop their claims."""
         self.store(items, ())
 
-    def store(self, items: Sequence[tuple[str, str, str, str]], release: Iterable[str]) -> None:
-        """One transaction: store finished rows, drop their claims and release ``release``."""
+    def store(self, items: Sequence[tuple[str, ...]], release: Iterable[str]) -> None:
+        """One transaction: store finished rows ``(key, judge_key, kind, value[, gen])``, drop
+        their claims and release ``release``. With ``refresh`` a row replaces a stored one."""
         drop = [(k, self.owner) for k in [*(it[0] for it in items), *release]]
         if not drop:
             return
@@ -164,10 +227,14 @@ class JudgmentCache:
             try:
                 if items:
                     before = db.total_changes
+                    verb = "INSERT OR REPLACE" if self.refresh else "INSERT OR IGNORE"
                     db.executemany(
-                        "INSERT OR IGNORE INTO judgments(key, judge, kind, value, created) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [(key, judge, kind, value, now) for key, judge, kind, value in items],
+                        f"{verb} INTO judgments(key, judge, kind, value, created, gen) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (it[0], it[1], it[2], it[3], now, it[4] if len(it) > 4 else None)
+                            for it in items
+                        ],
                     )
                     self.writes += db.total_changes - before
                 db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", drop)
@@ -195,7 +262,7 @@ class JudgmentCache:
             try:
                 for key in dict.fromkeys(keys):
                     row = db.execute("SELECT value FROM judgments WHERE key = ?", (key,)).fetchone()
-                    if row is not None:
+                    if row is not None and not self.refresh:
                         done[key] = row[0]
                         continue
                     c = db.execute(
@@ -302,7 +369,10 @@ class CachedJudge:
                 probability="bt" if fp.kind == "reward_model" else None,
             )
         keys = [compare_key(fp, c) for c in comparisons]
-        values = await self._run(keys, list(comparisons), self.inner.compare, kind="judgment")
+        gens = [compare_gen_key(fp, c) for c in comparisons]
+        values = await self._run(
+            keys, list(comparisons), self.inner.compare, kind="judgment", gens=gens
+        )
         out = []
         for (rec, cached), c in zip(values, comparisons, strict=True):
             same = (rec.a_id, rec.b_id, rec.comparison_id, rec.prompt_id) == (
@@ -317,7 +387,8 @@ class CachedJudge:
     async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
         fp = self.fingerprint
         keys = [score_key(fp, c) for c in candidates]
-        values = await self._run(keys, list(candidates), self.inner.score, kind="score")
+        gens = [score_gen_key(fp, c) for c in candidates]
+        values = await self._run(keys, list(candidates), self.inner.score, kind="score", gens=gens)
         out = []
         for (s, cached), cand in zip(values, candidates, strict=True):
             if s.candidate_id == cand.id and s.prompt_id == cand.prompt_id:
@@ -366,13 +437,50 @@ class CachedJudge:
 
     # --- the engine ---------------------------------------------------------------------------
 
+    def _reparse_older(
+        self,
+        cache: JudgmentCache,
+        pending: list[str],
+        gen_of: dict[str, str],
+        kind: str,
+        finish: Any,
+    ) -> list[str]:
+        """Answer pending keys from rows of an older parser/judging version by re-reading their
+        stored raw output (the judge's ``reparse``); returns the keys still to judge."""
+        reparse = getattr(self.inner, "reparse", None)
+        if reparse is None or not gen_of or not pending:
+            return pending
+        older = cache.get_generations(gen_of[k] for k in pending if gen_of.get(k))
+        if not older:
+            return pending
+        rows: list[tuple[str, ...]] = []
+        left = []
+        for k in pending:
+            value = older.get(gen_of.get(k, ""))
+            rec = reparse(_parse(kind, value)) if value is not None else None
+            if rec is None:
+                left.append(k)
+                continue
+            if self._cacheable(rec):
+                rows.append((k, self.fingerprint.key, kind, rec.model_dump_json(), gen_of[k]))
+            finish(k, rec, True)
+        if rows:
+            cache.store(rows, ())
+        return left
+
     def _cacheable(self, rec: Judgment | Score) -> bool:
         if rec.error is None:
             return True
         return rec.error.split(":", 1)[0].strip() in self.cache_errors
 
     async def _run(
-        self, keys: list[str], items: list[Any], fn: Any, *, kind: str
+        self,
+        keys: list[str],
+        items: list[Any],
+        fn: Any,
+        *,
+        kind: str,
+        gens: list[str] | None = None,
     ) -> list[tuple[Any, bool]]:
         """``(record, from_cache)`` for every key, in order.
 
@@ -385,6 +493,7 @@ class CachedJudge:
         by_key: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
             by_key.setdefault(k, []).append(i)
+        gen_of = dict(zip(keys, gens, strict=True)) if gens is not None else {}
         result: dict[str, tuple[Any, bool]] = {}
         judge_key = self.fingerprint.key
         cache = self.cache
@@ -452,7 +561,9 @@ class CachedJudge:
                 for k, rec in zip(chunk, recs, strict=True):
                     if cache is not None:
                         if self._cacheable(rec):
-                            rows.append((k, judge_key, kind, rec.model_dump_json()))
+                            rows.append(
+                                (k, judge_key, kind, rec.model_dump_json(), gen_of.get(k, ""))
+                            )
                         else:
                             released.append(k)
                     finish(k, rec, False)
@@ -467,6 +578,7 @@ class CachedJudge:
             for k, v in found.items():
                 hit(k, v)
             pending = [k for k in pending if k not in found]
+            pending = self._reparse_older(cache, pending, gen_of, kind, finish)
         while pending:
             busy_set = set(await judge_keys(pending))
             pending = [k for k in pending if k in busy_set]
@@ -518,4 +630,13 @@ def _unique_by(items: list[Any], key: Any) -> list[Any]:
     return list(seen.values())
 
 
-__all__ = ["CachedJudge", "JudgmentCache", "compare_key", "default_cache_path", "score_key"]
+__all__ = [
+    "KEY_VERSIONS",
+    "CachedJudge",
+    "JudgmentCache",
+    "compare_gen_key",
+    "compare_key",
+    "default_cache_path",
+    "score_gen_key",
+    "score_key",
+]

@@ -737,6 +737,54 @@ class LLMJudge:
             **usage,
         )
 
+    def reparse(self, rec: Judgment | Score) -> Judgment | Score | None:
+        """A cached record of an older parser/judging version, re-read from its stored raw
+        output with today's parser (``None``: it cannot be re-read; ask the model again).
+
+        Only records whose one call answered with text (a verdict or a parse failure) are
+        re-read; transport failures and label-probability scores are asked again.
+        """
+        if isinstance(rec, Judgment):
+            if self.kind in POINTWISE_KINDS or len(rec.calls) != 1:
+                return None
+            call = rec.calls[0]
+            if not call.raw or (call.error is not None and not call.error.startswith("parse")):
+                return None
+            try:
+                verdict = locate_pairwise(call.raw, self.verdict)[0]
+            except ParseError as e:
+                err = f"parse: {e}"
+                upd = {"winner": None, "p_a": None, "error": err}
+                return rec.model_copy(update={**upd, "calls": [call.model_copy(update=upd)]})
+            winner = {"A": "a", "B": "b", "tie": "tie"}[verdict]
+            p, note = call.p_a, call.note
+            if p is not None and ((winner == "a" and p < 0.5) or (winner == "b" and p > 0.5)):
+                p, note = None, "probs_contradict"
+            upd = {"winner": winner, "p_a": p, "error": None}
+            new_call = call.model_copy(update={**upd, "note": note})
+            return rec.model_copy(update={**upd, "calls": [new_call]})
+        if self.label_probs or not rec.raw:
+            return None
+        if rec.error is not None and not rec.error.startswith("parse"):
+            return None
+        if self.kind == "rubric" and self.rubric_mode == "per_criterion":
+            return None
+        try:
+            if self.kind == "pointwise":
+                lo, hi = self.scale
+                value = parse_score(rec.raw, lo, hi, self.verdict)
+                return rec.model_copy(update={"score": value, "error": None})
+            values = parse_rubric(rec.raw, [(c.name, c.type) for c in self.criteria])
+        except ParseError as e:
+            return rec.model_copy(update={"score": None, "error": f"parse: {e}"})
+        return rec.model_copy(
+            update={
+                "score": rubric_score(self.criteria, values),
+                "criteria": values,
+                "error": None,
+            }
+        )
+
     def _point_score(self, cand: Candidate, res: ChatResult) -> Score:
         usage = _usage(res)
         base = {"candidate_id": cand.id, "prompt_id": cand.prompt_id, "judge": self._fp, **usage}
