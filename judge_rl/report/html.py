@@ -128,11 +128,12 @@ def browser_rows(log: RunLog) -> dict[str, Any]:
     """
     rows: list[dict[str, Any]] = []
     models: set[str] = set()
-    for stage in ("label", "audit"):
-        sec: LabelSection | AuditSection | None = getattr(log, stage)
+    for stage in ("label", "audit", "tournament"):
+        sec: Any = getattr(log, stage)
         if sec is None:
             continue
-        comps: dict[str, Comparison] = {c.id: c for c in sec.comparisons}
+        sec_comps, sec_judgments = _stage_records(sec)
+        comps: dict[str, Comparison] = {c.id: c for c in sec_comps}
         seen: set[str] = set()
 
         def row(c: Comparison | None, j: Judgment | None, stage: str = stage) -> dict[str, Any]:
@@ -180,7 +181,7 @@ def browser_rows(log: RunLog) -> dict[str, Any]:
                 r["x"] = _calls(j, names)
             return r
 
-        for j in sec.judgments:
+        for j in sec_judgments:
             c = comps.get(j.comparison_id)
             seen.add(j.comparison_id)
             rows.append(row(c, j))
@@ -189,6 +190,25 @@ def browser_rows(log: RunLog) -> dict[str, Any]:
                 rows.append(row(c, None))
     # strings are neutralised by json_for_script in one pass over the serialised text
     return {"models": sorted(models), "rows": rows, "page": PAGE_SIZE}
+
+
+def _stage_records(sec: Any) -> tuple[list[Comparison], list[Judgment]]:
+    """A section's comparisons and judgments; a tournament keeps them as extra keys (plain
+    dicts once the log is read back), validated here. Malformed entries are skipped."""
+    comps, judgments = [], []
+    found = getattr(sec, "comparison_records", None) or getattr(sec, "comparisons", None)
+    for raw in found if isinstance(found, list) else []:
+        try:
+            comps.append(raw if isinstance(raw, Comparison) else Comparison.model_validate(raw))
+        except Exception:  # noqa: BLE001 (a malformed optional record must not break the page)
+            continue
+    found = getattr(sec, "judgments", None)
+    for raw in found if isinstance(found, list) else []:
+        try:
+            judgments.append(raw if isinstance(raw, Judgment) else Judgment.model_validate(raw))
+        except Exception:  # noqa: BLE001
+            continue
+    return comps, judgments
 
 
 # ---------------------------------------------------------------- section contexts
@@ -575,39 +595,41 @@ def overopt_ctx(sec: OveroptSection, markers: list[svg.Marker]) -> dict[str, Any
 
 def tournament_ctx(sec: TournamentSection) -> dict[str, Any]:
     """Leaderboard rows, rating CI chart, observed/predicted heatmaps, vs-baseline win rates."""
+    from judge_rl.tournament.table import (
+        BOARD_COLUMNS,
+        WINRATE_COLUMNS,
+        WINRATE_HEADINGS,
+        board_cells,
+        board_headings,
+        ci_heading,
+        interval_caption,
+        winrate_cells,
+    )
+
+    interval = (getattr(sec, "model_extra", None) or {}).get("interval")
+    interval = interval if isinstance(interval, dict) else None
+    heads = board_headings(interval)
     board = []
     rows = []
     for r in sec.leaderboard:
-        rank = fnum(r.get("rank"))
-        ri = (
-            f"{fnum(r['rank_lo'])}–{fnum(r['rank_hi'])}"
-            if is_num(r.get("rank_lo")) and is_num(r.get("rank_hi"))
-            else ""
-        )
-        wr = r.get("win_rate")
-        board.append(
-            {
-                "rank": rank,
-                "rank_int": ri,
-                "model": r.get("model", "?"),
-                "rating": fnum(r.get("rating")),
-                "ci": f"[{fnum(r.get('lo'))}, {fnum(r.get('hi'))}]" if is_num(r.get("lo")) else "",
-                "battles": fstep(r.get("battles")),
-                "wtl": "-".join(fstep(r.get(k)) for k in ("wins", "ties", "losses")),
-                "win_rate": f"{100 * wr:.1f}%" if is_num(wr) else "–",
-            }
-        )
+        board.append(board_cells(r))
         rating = r.get("rating")
         rows.append(
             svg.Interval(
-                f"{rank}. {neutralize(r.get('model', '?'))}",
+                f"{fnum(r.get('rank'))}. {neutralize(r.get('model', '?'))}",
                 float(rating) if is_num(rating) else None,
                 r.get("lo") if is_num(r.get("lo")) else None,
                 r.get("hi") if is_num(r.get("hi")) else None,
             )
         )
+    has_ci = any(is_num(r.get("lo")) for r in sec.leaderboard)
+    caption = interval_caption(interval) if has_ci else ""
     chart = (
-        svg.forest(rows, title=f"ratings ({neutralize(sec.method)}) with 95% CIs", w=560)
+        svg.forest(
+            rows,
+            title=f"ratings ({neutralize(sec.method)}) with {ci_heading(interval)}s",
+            w=560,
+        )
         if rows
         else ""
     )
@@ -630,17 +652,7 @@ def tournament_ctx(sec: TournamentSection) -> dict[str, Any]:
         heat.append(
             svg.heatmap(labels, permuted(sec.predicted), title="predicted win rate (model)")
         )
-    winrates = [
-        {
-            "model": w.get("model", "?"),
-            "baseline": w.get("baseline", "?"),
-            "win_rate": f"{100 * w['win_rate']:.1f}%" if is_num(w.get("win_rate")) else "–",
-            "lc": f"{100 * w['lc_win_rate']:.1f}%" if is_num(w.get("lc_win_rate")) else "–",
-            "se": fnum(w.get("se")),
-            "wdl": "-".join(fstep(w.get(k)) for k in ("wins", "draws", "losses")),
-        }
-        for w in sec.winrates
-    ]
+    winrates = [winrate_cells(w) for w in sec.winrates]
     info = [
         ("method", sec.method),
         ("pairing", sec.pairing or "–"),
@@ -648,6 +660,9 @@ def tournament_ctx(sec: TournamentSection) -> dict[str, Any]:
         ("judge calls", fnum(sec.calls)),
     ]
     return {
+        "columns": [(k, heads[k]) for k in BOARD_COLUMNS],
+        "caption": caption,
+        "wr_columns": [(k, WINRATE_HEADINGS[k]) for k in WINRATE_COLUMNS],
         "board": board,
         "chart": chart,
         "heat": heat,

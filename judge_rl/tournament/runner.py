@@ -311,6 +311,8 @@ class TournamentResult:
     models: list[str] = field(default_factory=list)
     prompts: int = 0
     time_s: float = 0.0
+    compared: list[Comparison] = field(default_factory=list)
+    """Every comparison judged, in order (``judgments[i]`` judges ``compared[i]``)."""
 
 
 def _comparison(f: ContestField, prompt: PromptItem, a: str, b: str) -> Comparison:
@@ -376,6 +378,7 @@ def run_tournament(
         total = budget
     battles: list[Battle] = []
     judgments: list[Judgment] = []
+    compared: list[Comparison] = []
     failures: dict[str, int] = {}
     calls = cached = done = 0
     fp_name = getattr(getattr(judge, "fingerprint", None), "name", "")
@@ -390,6 +393,7 @@ def run_tournament(
         verdicts: list[tuple[Any, str | None]] = []
         for m, c, j in zip(batch, comps, res, strict=True):
             judgments.append(j)
+            compared.append(c)
             calls += max(1, len(j.calls))
             cached += sum(1 for x in j.calls if x.cached)
             if j.ok and j.winner is not None and j.a_id == c.a.id and j.b_id == c.b.id:
@@ -433,6 +437,7 @@ def run_tournament(
         models=models,
         prompts=len(by_id),
         time_s=time.perf_counter() - t0,
+        compared=compared,
     )
 
 
@@ -454,6 +459,10 @@ def tournament_section(result: TournamentResult) -> Any:
         "cached_calls": result.cached_calls,
         "prompts": result.prompts,
         "failures": result.failures,
+        # Every judgment behind the battles (order shown, raw output, p_a, consistency, error)
+        # and the comparison it judged, so a report can show why a model won or lost.
+        "comparison_records": [c.model_dump(mode="json") for c in result.compared],
+        "judgments": [j.model_dump(mode="json") for j in result.judgments],
     }
     return TournamentSection(
         **extra,
