@@ -44,8 +44,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from judge_rl import runlog
+    from judge_rl._io import check_output_file
     from judge_rl.console import console
 
+    target = None
+    if args.html is not None:
+        from judge_rl.report.html import default_path
+
+        # checked before anything is rendered: a folder takes report.html inside it
+        target = default_path(Path(args.run_dir)) if args.html == _DEFAULT else Path(args.html)
+        if not target.is_dir():
+            check_output_file(target, "--html")
     log = runlog.load(args.run_dir)
     others = [runlog.load(d) for d in args.compare]
     con = console()
@@ -55,11 +64,9 @@ def run(args: argparse.Namespace) -> int:
         print_report(log, con)
         if others:
             print_comparison([log, *others], con)
-    if args.html is not None:
-        from judge_rl.report.html import default_path, write_report
+    if target is not None:
+        from judge_rl.report.html import write_report
 
-        src = Path(args.run_dir)
-        target = default_path(src) if args.html == _DEFAULT else Path(args.html)
         path = write_report(log, target, compare=others)
         if not args.quiet:
             con.print()

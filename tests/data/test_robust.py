@@ -298,11 +298,15 @@ def test_output_extension_is_checked_before_reading(capsys, tmp_path):
     assert rc == 2 and "out.txt" in _one_error_line(err)
 
 
-def test_inspect_run_outside_reports_is_refused(capsys, tmp_path):
+def test_inspect_run_outside_reports_is_refused(capsys, tmp_path, monkeypatch):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)  # the code before the fix wrote tmp_path/escape/log.json
     src = tmp_path / "p.jsonl"
     src.write_bytes(_line())
     rc, _, err = _run(capsys, "data", "inspect", str(src), "--run", "../../escape")
     assert rc == 2 and "--run" in _one_error_line(err)
+    assert not (tmp_path / "escape").exists()
 
 
 # --- exit codes -------------------------------------------------------------------------------
@@ -436,3 +440,15 @@ def test_check_output_helpers(tmp_path):
     with pytest.raises(ConfigError, match="is a file"):
         check_output_dir(tmp_path / "f" / "x", "--output")
     assert not (tmp_path / "d" / "sub").exists()  # checks create nothing
+
+
+def test_report_html_under_a_file_is_refused_before_rendering(capsys, tmp_path):
+    src = tmp_path / "p.jsonl"
+    src.write_bytes(_line())
+    assert main(["data", "inspect", str(src), "--run", str(tmp_path / "run")]) == 0
+    (tmp_path / "afile").write_text("")
+    capsys.readouterr()
+    rc, _, err = _run(
+        capsys, "report", str(tmp_path / "run"), "--html", str(tmp_path / "afile" / "r.html")
+    )
+    assert rc == 2 and "--html" in _one_error_line(err)
