@@ -353,6 +353,9 @@ async def sample_n(backend: Any, reqs: list[Any], n: int | list[int]) -> list[An
         last_err: dict[int, str] = {}
         for i, req, extra in zip(owners, more, await backend.chat(more), strict=True):
             r = results[i]
+            for key in ("attempts", "retries", "timeouts"):  # transport counts add up
+                if hasattr(r, key):
+                    setattr(r, key, getattr(r, key) + int(getattr(extra, key, 0) or 0))
             if extra.error is not None:
                 last_err[i] = extra.error
                 continue

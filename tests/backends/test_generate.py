@@ -232,3 +232,83 @@ def test_generate_with_the_embedded_model(embedded, tmp_path, monkeypatch):
     assert all(row["response"].strip() for row in rows)
     assert rows[0]["metadata"]["sampling"]["temperature"] == 0.0
     assert rows[0]["metadata"]["reference"] == "5"
+
+
+# --- a llama.cpp-like server (issue 16 item 6) ------------------------------------------------
+
+
+def test_llama_cpp_like_server_generate_n6_and_label_with_default_settings(tmp_path):
+    """One request at a time, ``n`` ignored, ``top_logprobs`` returned. ``generate --n 6`` and
+    ``label`` (with label probabilities) run with the default concurrency (64) and retries; the
+    timeout is shortened to 1 s so that queueing 64 requests at a 0.1 s server would throw
+    answers away. Before: 5 of 6 samples then an error (and the samples discarded), the source
+    named after the embedded model, and timeouts with requests asked again. (The backend's
+    reading of a reply in words, "Answer: ...", whose labels sit in the first position's
+    top_logprobs is in tests/backends/test_openai.py.)"""
+    pytest.importorskip("aiohttp")
+    from judge_rl.backends._fakeserver import start_in_thread
+    from judge_rl.cli import main
+    from judge_rl.runlog import load
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "prompt": f"say {i}"}) + "\n" for i in range(6))
+    )
+    out = tmp_path / "cands.jsonl"
+    with start_in_thread(reply="echo", ignore_n=True, slots=1, latency_s=0.04) as srv:
+        rc = _generate(
+            [
+                "--backend", "openai", "--base-url", srv.url, "--model", "smollm2",
+                "--prompts", str(prompts), "--n", "6", "--timeout", "1",
+                "--output", str(out), "--run", str(tmp_path / "gen"),
+            ]
+        )  # fmt: skip
+        assert srv.state.max_busy == 1
+    assert rc == 0
+    rows = _rows(out)
+    assert len(rows) == 36
+    assert {r["source"] for r in rows} == {"smollm2"}  # the served model, not the embedded one
+    assert sorted(r["metadata"]["sample"] for r in rows) == sorted(list(range(6)) * 6)
+    summary = load(tmp_path / "gen").extra["generate"]["summary"]
+    assert summary["timeouts"] == 0 and summary["failed"] == 0
+    assert summary["attempts"] == 36  # one request per sample, none repeated
+    assert rows[0]["metadata"]["transport"]["attempts"] == 6  # the prompt's 6 requests
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": f"q {i}", "response_a": f"one {i}", "response_b": f"two {i}"})
+            + "\n"
+            for i in range(24)
+        )
+    )
+    spec = tmp_path / "judge" / "judge.yaml"
+    spec.parent.mkdir()
+    (spec.parent / "prompt.j2").write_text(
+        "Question: {{ prompt }}\nFirst: {{ response_a }}\nSecond: {{ response_b }}\n"
+        "Which is better? End with [[A]], [[B]] or [[C]] on a line of its own."
+    )
+    with start_in_thread(slots=1, latency_s=0.1) as srv:
+        spec.write_text(
+            json.dumps(
+                {
+                    "version": "1", "kind": "pairwise", "backend": "openai",
+                    "model": "smollm2", "base_urls": [srv.url], "timeout_s": 1,
+                    "template": "prompt.j2", "label_probs": True, "order": "fixed",
+                    "max_tokens": 16,
+                }
+            )
+        )  # fmt: skip
+        rc = main(
+            [
+                "label", "--judge", str(spec), "--input", str(pairs), "--no-cache",
+                "--output", str(tmp_path / "labels.jsonl"), "--run", str(tmp_path / "lab"),
+            ]
+        )  # fmt: skip
+        hits = dict(srv.state.hits)
+        assert srv.state.max_busy == 1
+    assert rc == 0
+    assert len(hits) == 24 and max(hits.values()) == 1  # no timeouts, nothing asked twice
+    judgments = load(tmp_path / "lab").label.judgments
+    assert len(judgments) == 24 and all(j.error is None and j.winner for j in judgments)
+    assert all(j.p_a is not None for j in judgments)
