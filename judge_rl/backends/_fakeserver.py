@@ -13,7 +13,9 @@ the same fault on every run, and per attempt (``*_once`` faults hit only the fir
 * ``server_always``, ``hang_always``, ``rate_limit_always``: every attempt;
 * ``malformed``: 200 with a body that is not JSON;
 * ``empty``: 200 with ``choices: []``;
-* ``unparseable``: 200 with a text that holds no verdict.
+* ``unparseable``: 200 with a text that holds no verdict;
+* ``server_after_first``: a normal answer to the first request, 500 to every later one with
+  the same content (a server that goes bad while ``n`` samples are being topped up).
 
 Run in a thread (:func:`start_in_thread`) or as a process::
 
@@ -47,6 +49,7 @@ FAULTS = (
     "malformed",
     "empty",
     "unparseable",
+    "server_after_first",
 )
 
 
@@ -205,7 +208,11 @@ class FakeServer:
                     status=429,
                     headers={"Retry-After": self.retry_after},
                 )
-            if fault == "server_always" or (fault == "server_once" and attempt == 1):
+            if (
+                fault == "server_always"
+                or (fault == "server_once" and attempt == 1)
+                or (fault == "server_after_first" and attempt > 1)
+            ):
                 st.statuses["500"] += 1
                 return web.json_response({"error": {"message": "boom"}}, status=500)
             st.statuses["200"] += 1

@@ -312,3 +312,59 @@ def test_llama_cpp_like_server_generate_n6_and_label_with_default_settings(tmp_p
     judgments = load(tmp_path / "lab").label.judgments
     assert len(judgments) == 24 and all(j.error is None and j.winner for j in judgments)
     assert all(j.p_a is not None for j in judgments)
+
+
+def _gen_openai(url: str, prompts: Path, out: Path, run: Path, *extra: str) -> int:
+    return _generate(
+        [
+            "--backend", "openai", "--base-url", url, "--model", "m", "--prompts", str(prompts),
+            "--output", str(out), "--run", str(run), "--max-retries", "0", *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_generate_keeps_the_samples_it_got_and_exits_1_with_counts(tmp_path, capsys):
+    """A server that answers one sample per request and then fails for that prompt: the
+    sample it gave is kept (before: discarded with the whole prompt), the exit status is 1 with
+    counts by error kind, and a re-run asks only for the missing samples."""
+    pytest.importorskip("aiohttp")
+    from judge_rl.backends._fakeserver import start_in_thread
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "prompt": f"say {i}"}) + "\n" for i in range(3))
+    )
+    out = tmp_path / "out.jsonl"
+    with start_in_thread(reply="echo", ignore_n=True, faults={"server_after_first": 1.0}) as srv:
+        rc = _gen_openai(srv.url, prompts, out, tmp_path / "r1", "--n", "3")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "3 prompts failed (server: 3, 3 with some samples kept)" in err
+    assert len(_rows(out)) == 3 and {r["metadata"]["sample"] for r in _rows(out)} == {0}
+    with start_in_thread(reply="echo") as srv:
+        rc = _gen_openai(srv.url, prompts, out, tmp_path / "r2", "--n", "3")
+        assert sum(srv.state.hits.values()) == 3  # one request of n=2 per prompt
+    assert rc == 0
+    rows = _rows(out)
+    assert sorted(r["metadata"]["sample"] for r in rows) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert len({r["id"] for r in rows}) == 9
+
+
+def test_generate_exit_codes(tmp_path, capsys):
+    """0: all done; 1: some prompts failed (counts by kind), also when all failed; 2: set-up
+    (no prompts)."""
+    pytest.importorskip("aiohttp")
+    from judge_rl.backends._fakeserver import start_in_thread
+    from judge_rl.errors import DataError
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"p{i}", "prompt": f"say {i}"}) + "\n" for i in range(4))
+    )
+    with start_in_thread(reply="echo", faults={"server_always": 1.0}) as srv:
+        rc = _gen_openai(srv.url, prompts, tmp_path / "all.jsonl", tmp_path / "r1")
+    assert rc == 1 and "4 prompts failed (server: 4)" in capsys.readouterr().err
+    with start_in_thread(reply="echo") as srv:
+        assert _gen_openai(srv.url, prompts, tmp_path / "ok.jsonl", tmp_path / "r2") == 0
+        with pytest.raises(DataError, match="no prompts"):
+            _gen_openai(srv.url, prompts, tmp_path / "none.jsonl", tmp_path / "r3", "--limit", "0")
