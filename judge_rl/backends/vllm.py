@@ -1,11 +1,15 @@
 """vLLM offline engine backend (GPU): ``LLM.chat`` with one ``SamplingParams`` per request.
 
 vLLM is an optional extra (``pip install 'judge_rl[vllm]'``) imported only when this backend is
-chosen. Requests are handed to the engine all at once (it batches continuously); chat templates
-are applied by ``LLM.chat``. When a request asks for ``label_probs``, the engine returns the top
+chosen. Batching: the backend exposes ``batch_size`` and ``concurrency``, which the judge layer
+reads to hand it chunks of ``batch_size`` requests; each chunk goes to the engine in one
+``LLM.chat`` call (two when some requests continue a prefilled reply), and chunks that arrive
+while the engine is busy are coalesced into the next call (the engine is not thread-safe, so
+calls never overlap; nothing is serialised per request). Chat templates are applied by
+``LLM.chat``. When a request asks for ``label_probs``, the engine returns the top
 ``logprobs`` alternatives of each generated token and the label probabilities are read at the
-first generated token that is a label, exactly as for OpenAI-compatible servers
-(:func:`judge_rl.backends.openai.label_probs_from_logprobs`). For a server, run
+verdict position, exactly as for OpenAI-compatible servers
+(:func:`judge_rl.backends.openai.verdict_position`). For a server, run
 ``vllm serve MODEL`` and use the ``openai`` backend with ``--base-url``.
 """
 
@@ -19,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from judge_rl.backends.base import ChatRequest, ChatResult
-from judge_rl.backends.openai import label_probs_from_logprobs
+from judge_rl.backends.openai import verdict_position
 from judge_rl.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,9 @@ class VLLMBackend:
         max_model_len: Context length cap (saves memory), or None for the model's.
         seed: Engine seed (requests with their own ``seed`` use it).
         top_logprobs: Alternatives per token returned when ``label_probs`` is asked for.
+        batch_size: Requests per chunk the judge layer hands over (one engine call each).
+        engine: An engine object already built (``vllm.LLM`` or anything with its ``chat``);
+            no new engine is loaded (tests, or a caller that shares one engine).
         **engine_kwargs: Passed to ``vllm.LLM`` (e.g. ``enforce_eager=True``).
     """
 
@@ -72,13 +79,31 @@ class VLLMBackend:
         max_model_len: int | None = None,
         seed: int = 0,
         top_logprobs: int = 20,
+        batch_size: int = 256,
+        engine: Any = None,
         **engine_kwargs: Any,
     ) -> None:
+        if int(batch_size) < 1:
+            raise ConfigError(f"must be >= 1, got {batch_size}", setting="batch_size")
+        self.model = str(model)
+        self.top_logprobs = int(top_logprobs)
+        self.batch_size = int(batch_size)
+        """Requests per chunk (read by the judge layer: one engine call per chunk)."""
+        self.concurrency = 2 * self.batch_size
+        """Requests in flight: two chunks (one in the engine, the next being prepared; the
+        judge layer reads ``concurrency // batch_size`` as its chunks in flight)."""
+        self.engine_calls: list[int] = []
+        """Requests per engine call, in order (for tests and the benchmark)."""
+        self._pending: list[tuple[list[ChatRequest], asyncio.Future[list[ChatResult]]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._engine_lock = threading.Lock()  # the engine is not thread-safe: calls never overlap
+        self._engine_kwargs: dict[str, Any] = {"dtype": dtype}
+        if engine is not None:
+            self.llm = engine
+            return
         vllm = require_vllm()
         from judge_rl.models import resolve_model
 
-        self.model = str(model)
-        self.top_logprobs = int(top_logprobs)
         kwargs: dict[str, Any] = {
             "model": resolve_model(self.model),
             "tensor_parallel_size": int(tensor_parallel_size),
@@ -94,7 +119,6 @@ class VLLMBackend:
             self.llm = vllm.LLM(**kwargs)
         except (OSError, ValueError) as e:
             raise ConfigError(f"vLLM cannot load {self.model!r}: {e}", setting="model") from None
-        self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model}
@@ -103,9 +127,34 @@ class VLLMBackend:
         return {"dtype": self._engine_kwargs.get("dtype")}
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Results in order. Calls made while the engine is busy wait and go together in the
+        next engine call."""
         if not requests:
             return []
-        return await asyncio.to_thread(self.chat_sync, list(requests))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[ChatResult]] = loop.create_future()
+        self._pending.append((list(requests), fut))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # let chunks handed over in the same tick join the first call
+        while self._pending:
+            waiting, self._pending = self._pending, []
+            flat = [r for reqs, _ in waiting for r in reqs]
+            try:
+                results = await asyncio.to_thread(self.chat_sync, flat)
+            except BaseException as e:  # pragma: no cover - chat_sync catches engine errors
+                for _, fut in waiting:
+                    if not fut.done():
+                        fut.set_exception(e)
+                raise
+            at = 0
+            for reqs, fut in waiting:
+                if not fut.done():
+                    fut.set_result(results[at : at + len(reqs)])
+                at += len(reqs)
 
     async def aclose(self) -> None:
         return None
@@ -115,24 +164,28 @@ class VLLMBackend:
         results: list[ChatResult | None] = [None] * len(requests)
         plain = [i for i, r in enumerate(requests) if not r.metadata.get("label_prefix")]
         prefixed = [i for i, r in enumerate(requests) if r.metadata.get("label_prefix")]
-        with self._lock:
-            for idx, prefix in ((plain, False), (prefixed, True)):
-                if not idx:
-                    continue
-                t0 = time.perf_counter()
-                try:
+        for idx, prefix in ((plain, False), (prefixed, True)):
+            if not idx:
+                continue
+            t0 = time.perf_counter()
+            try:
+                with self._engine_lock:
+                    self.engine_calls.append(len(idx))
                     outs = self._generate([requests[i] for i in idx], prefix)
-                except Exception as e:  # one failed engine call fails its requests only
-                    log.exception("vllm generate failed")
-                    outs = [ChatResult(error=f"backend: {type(e).__name__}: {e}") for _ in idx]
-                dt = (time.perf_counter() - t0) / len(idx)
-                for i, res in zip(idx, outs, strict=True):
-                    res.latency_s = dt
-                    results[i] = res
+            except Exception as e:  # one failed engine call fails its requests only
+                log.exception("vllm generate failed")
+                outs = [ChatResult(error=f"backend: {type(e).__name__}: {e}") for _ in idx]
+            dt = (time.perf_counter() - t0) / len(idx)
+            for i, res in zip(idx, outs, strict=True):
+                res.latency_s = dt
+                results[i] = res
         return [r if r is not None else ChatResult(error="backend: not run") for r in results]
 
     def sampling_params(self, req: ChatRequest) -> Any:
-        from vllm import SamplingParams
+        try:
+            from vllm import SamplingParams
+        except ImportError:  # an injected engine without vllm installed (tests)
+            from types import SimpleNamespace as SamplingParams
 
         kw: dict[str, Any] = {
             "n": req.n,
@@ -169,16 +222,19 @@ def to_result(req: ChatRequest, out: Any) -> ChatResult:
     """A vLLM ``RequestOutput`` as a :class:`ChatResult` (label probabilities included)."""
     texts = [c.text for c in out.outputs]
     finish = [str(c.finish_reason or "") for c in out.outputs]
-    probs = None
+    probs = mass = None
     if req.label_probs and out.outputs and out.outputs[0].logprobs:
         first = out.outputs[0]
-        probs = label_probs_from_logprobs(
+        found = verdict_position(
             openai_style_logprobs(first.logprobs, list(first.token_ids)), req.label_probs
         )
+        if found is not None:
+            probs, mass = found[1], found[2]
     return ChatResult(
         texts=texts,
         finish_reasons=finish,
         label_probs=probs,
+        label_mass=mass,
         prompt_tokens=len(out.prompt_token_ids or []),
         completion_tokens=sum(len(c.token_ids) for c in out.outputs),
     )
