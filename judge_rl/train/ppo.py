@@ -394,6 +394,40 @@ def _ckpt_step(path: Path) -> int:
         return int(digits[-1]) if digits else -1
 
 
+@contextlib.contextmanager
+def gather_full_params(accelerator: Any, model: Any) -> Iterator[None]:
+    """Full parameters on every rank inside the block, as TRL's ``unwrap_model_for_generation``:
+    DeepSpeed ZeRO-3 (``GatheredParameters``), FSDP1 (``summon_full_params``), FSDP2
+    (``unshard``/``reshard`` of each ``fully_shard`` module: FSDP2 has no
+    ``summon_full_params``, and skipping the gather silently is what issue 17 found); a no-op
+    for DDP and one process. A collective: every rank enters it."""
+    from accelerate.utils import DistributedType
+
+    ds = getattr(accelerator.state, "deepspeed_plugin", None)
+    if ds is not None and getattr(ds, "zero_stage", 0) == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters())):
+            yield
+    elif accelerator.distributed_type == DistributedType.FSDP:
+        fsdp2 = _fsdp2_modules(model)
+        if fsdp2:
+            for m in fsdp2:
+                m.unshard()
+            try:
+                yield
+            finally:
+                for m in reversed(fsdp2):
+                    m.reshard()
+        else:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            with FSDP.summon_full_params(model, writeback=False, recurse=True):
+                yield
+    else:
+        yield
+
+
 def _fsdp2_modules(model: Any) -> list[Any]:
     """The FSDP2 (``fully_shard``) modules of a model, outermost first; [] without FSDP2."""
     try:
@@ -780,8 +814,8 @@ class PPOTrainer:
     @contextlib.contextmanager
     def _full_params(self) -> Iterator[None]:
         """Gather sharded weights (DeepSpeed ZeRO-3, FSDP1, FSDP2) so that every rank holds the
-        full model inside the block, as TRL's ``unwrap_model_for_generation`` does; a no-op for
-        DDP and one process, and when already inside a gather (re-entrant).
+        full model inside the block (:func:`gather_full_params`); re-entrant: a no-op inside an
+        outer gather.
 
         A collective: every rank must enter it (never from a rank-0-only branch). Callbacks run
         inside one such block on every rank (see :meth:`train`), so their sampling and saving on
@@ -790,33 +824,9 @@ class PPOTrainer:
         if getattr(self, "_gathered", False) or not self._sharded:
             yield
             return
-        from accelerate.utils import DistributedType
-
-        acc = self.accelerator
-        ds = getattr(acc.state, "deepspeed_plugin", None)
         self._gathered = True
         try:
-            if ds is not None and getattr(ds, "zero_stage", 0) == 3:
-                import deepspeed
-
-                with deepspeed.zero.GatheredParameters(list(self.model.parameters())):
-                    yield
-            elif acc.distributed_type == DistributedType.FSDP:
-                fsdp2 = _fsdp2_modules(self.model)
-                if fsdp2:  # FSDP2 (fully_shard): no summon_full_params; unshard each module
-                    for m in fsdp2:
-                        m.unshard()
-                    try:
-                        yield
-                    finally:
-                        for m in reversed(fsdp2):
-                            m.reshard()
-                else:
-                    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-                    with FSDP.summon_full_params(self.model, writeback=False, recurse=True):
-                        yield
-            else:
+            with gather_full_params(self.accelerator, self.model):
                 yield
         finally:
             self._gathered = False

@@ -11,7 +11,8 @@ so that ``r(chosen) > r(rejected)``. The training loop, top to bottom:
    right-padded with no attention mask (causal attention never looks at the trailing pads);
 4. the per-pair loss (:func:`pair_loss`): Bradley-Terry with optional margin, soft labels, and the
    centre-reward penalty; summed and divided by the pairs in the whole step, so 1 process and N
-   processes (DDP averages gradients) take the same step;
+   processes (DDP averages gradients) take the same step; several processes run through
+   accelerate (DDP, FSDP or DeepSpeed as ``accelerate launch`` configures them, like PPO);
 5. clip, step, schedule; one host sync per step for the progress line and the NaN check;
 6. every ``eval_every`` steps: held-out accuracy, margin, ECE, reward distributions into the run
    log; every ``save_every`` steps: a checkpoint folder that ``from_pretrained`` loads, plus the
@@ -476,6 +477,9 @@ class _Dist:
     local_rank: int = 0
     local_world: int = 1
     initialised_here: bool = False
+    accelerator: Any = None
+    """The ``Accelerator`` of a multi-process (or sharded) run: DDP, FSDP or DeepSpeed as
+    ``accelerate launch``'s config says; None for one plain process."""
 
     @property
     def main(self) -> bool:
@@ -488,22 +492,34 @@ class _Dist:
             dist.barrier()
 
 
+def _sharding_requested() -> bool:
+    """``accelerate launch`` asked for FSDP or DeepSpeed (through its config or flags)."""
+    env = os.environ
+    return env.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") or env.get(
+        "ACCELERATE_USE_DEEPSPEED", ""
+    ).lower() in ("1", "true")
+
+
 def _init_dist(device: str) -> _Dist:
+    """Processes through accelerate, like PPO: DDP, FSDP or DeepSpeed as ``accelerate launch``
+    configures it (also plain ``torchrun``: DDP). One process without sharding stays plain."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and not _sharding_requested():
         return _Dist()
     import torch.distributed as dist
 
-    d = _Dist(
-        rank=int(os.environ.get("RANK", "0")),
-        world=world,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+    from judge_rl.train.ppo import make_accelerator
+
+    fresh = not dist.is_initialized()
+    acc = make_accelerator(cpu=device == "cpu")
+    return _Dist(
+        rank=acc.process_index,
+        world=acc.num_processes,
+        local_rank=acc.local_process_index,
+        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(acc.num_processes))),
+        initialised_here=fresh and dist.is_initialized(),
+        accelerator=acc,
     )
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-        d.initialised_here = True
-    return d
 
 
 def auto_threads(local_world: int = 1) -> int:
@@ -643,7 +659,9 @@ class _Trainer:
         self.hooks = list(hooks)
         self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dist = _init_dist(self.device)
-        if self.device == "cuda" and self.dist.world > 1:
+        if self.dist.accelerator is not None:
+            self.device = str(self.dist.accelerator.device)
+        elif self.device == "cuda" and self.dist.world > 1:
             self.device = f"cuda:{self.dist.local_rank}"
         self.threads = _set_threads(cfg.threads, self.dist.local_world)
         from judge_rl.train.precision import PrecisionPolicy
@@ -742,18 +760,19 @@ class _Trainer:
 
         # optimiser and schedule
         self.module = _reward_module(self.model)
-        if self.dist.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.dist.local_rank] if self.device.startswith("cuda") else None
-            self.forward: torch.nn.Module = DDP(self.module, device_ids=ids)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        acc = self.dist.accelerator
+        if acc is not None:
+            # DDP, FSDP or DeepSpeed, as accelerate launch configured (model and optimiser
+            # together: DeepSpeed builds its engine from both)
+            self.forward, self.optimizer = acc.prepare(self.module, self.optimizer)
         else:
             self.forward = self.module
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        base_opt = getattr(self.optimizer, "optimizer", self.optimizer)
         warmup = int(cfg.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _schedule(warmup, self.total_steps)
+            base_opt, _schedule(warmup, self.total_steps)
         )
         self.shared_ok = self._check_shared_prefix()
         self.fingerprint = _fingerprint(cfg, self.train, self.global_batch)
@@ -881,7 +900,12 @@ class _Trainer:
             p = torch.tensor([self.train.p_chosen[i] for i in local], device=self.device)  # (B,)
             m = torch.tensor([self.train.margin[i] for i in local], device=self.device)  # (B,)
             sync = mi == len(micro) - 1 or d.world == 1
-            ctx = contextlib.nullcontext() if sync else self.forward.no_sync()  # type: ignore[operator]
+            if sync:
+                ctx: Any = contextlib.nullcontext()
+            elif d.accelerator is not None:
+                ctx = d.accelerator.no_sync(self.forward)
+            else:
+                ctx = self.forward.no_sync()  # type: ignore[operator]
             with ctx:
                 with _autocast(
                     self.device, self.precision.compute is not None, self.precision.compute
@@ -892,7 +916,12 @@ class _Trainer:
                 # Sum over local pairs / pairs in the global step, × world because DDP averages:
                 # every process count takes the same step.
                 loss = loss_vec.sum() * (d.world / n_step)
-                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                if self.scaler is not None:
+                    loss = self.scaler.scale(loss)
+                if d.accelerator is not None:
+                    d.accelerator.backward(loss)  # DeepSpeed runs its own backward
+                else:
+                    loss.backward()
             with torch.no_grad():
                 delta = r_c - r_r
                 decided = (p - 0.5).abs() > 1e-6
@@ -906,8 +935,12 @@ class _Trainer:
                     ]
                 )
         if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        if cfg.max_grad_norm > 0:
+            self.scaler.unscale_(getattr(self.optimizer, "optimizer", self.optimizer))
+        if cfg.max_grad_norm > 0 and d.accelerator is not None:
+            gnorm = d.accelerator.clip_grad_norm_(self.forward.parameters(), cfg.max_grad_norm)
+            if gnorm is None:  # DeepSpeed clips inside its step
+                gnorm = torch.zeros((), device=self.device)
+        elif cfg.max_grad_norm > 0:
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         else:
             gnorm = torch.zeros((), device=self.device)
@@ -926,7 +959,7 @@ class _Trainer:
                 "Lower --lr, check the data's margins/labels, or try --bf16 off"
             )
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            self.scaler.step(getattr(self.optimizer, "optimizer", self.optimizer))
             self.scaler.update()
         else:
             self.optimizer.step()
@@ -1022,8 +1055,43 @@ class _Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------
 
-    def _save_model(self, folder: Path) -> None:
-        self.model.save_pretrained(folder)
+    @property
+    def _sharded(self) -> bool:
+        acc = self.dist.accelerator
+        if acc is None:
+            return False
+        from accelerate.utils import DistributedType
+
+        ds = getattr(acc.state, "deepspeed_plugin", None)
+        return acc.distributed_type == DistributedType.FSDP or (
+            ds is not None and getattr(ds, "zero_stage", 0) == 3
+        )
+
+    def _full_state(self) -> dict[str, Any] | None:
+        """The model's full state dict when sharded (a collective: every rank calls it; rank 0
+        gets the tensors), else None (the live model saves itself)."""
+        if not self._sharded:
+            return None
+        sd = self.dist.accelerator.get_state_dict(self.forward)
+        return {k.removeprefix("model."): v for k, v in (sd or {}).items()}
+
+    @contextlib.contextmanager
+    def _gathered(self) -> Any:
+        """Full parameters on every rank inside the block (sharded runs): rank 0 evaluates the
+        plain model there. A collective: every rank enters it."""
+        if not self._sharded:
+            yield
+            return
+        from judge_rl.train.ppo import gather_full_params
+
+        with gather_full_params(self.dist.accelerator, self.forward):
+            yield
+
+    def _save_model(self, folder: Path, state_dict: dict[str, Any] | None = None) -> None:
+        if state_dict is not None:
+            self.model.save_pretrained(folder, state_dict=state_dict)
+        else:
+            self.model.save_pretrained(folder)
         self.tok.save_pretrained(folder)
         meta = {
             "format": "judge_rl.reward_model",
@@ -1045,14 +1113,16 @@ class _Trainer:
         import torch
 
         final = self.out / f"{CHECKPOINT_PREFIX}{self.step}"
+        full = self._full_state()  # every rank (sharded runs)
+        opt_state = self.optimizer.state_dict() if optimizer else None  # every rank
         if self.dist.main:
             tmp = self.out / f".tmp-{CHECKPOINT_PREFIX}{self.step}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            self._save_model(tmp)
+            self._save_model(tmp, full)
             state = {
                 "step": self.step,
-                "optimizer": self.optimizer.state_dict() if optimizer else None,
+                "optimizer": opt_state,
                 "scheduler": self.scheduler.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
                 "fingerprint": self.fingerprint,
@@ -1207,12 +1277,13 @@ class _Trainer:
             raise
 
     def _do_eval(self) -> None:
-        if self.dist.main:
-            ev = self.evaluate()
-            self.section.evals.append(ev)
-            self._write_log()
-            self._emit("eval", ev)
-        self.dist.barrier()
+        with self._gathered():
+            if self.dist.main:
+                ev = self.evaluate()
+                self.section.evals.append(ev)
+                self._write_log()
+                self._emit("eval", ev)
+            self.dist.barrier()
 
     def close(self) -> None:
         if self.dist.initialised_here:
