@@ -22,7 +22,7 @@ Run in a thread (:func:`start_in_thread`) or as a process::
     python -m judge_rl.backends._fakeserver --latency 0.05 --max-seconds 300
 
 which prints ``PORT <n>`` once listening and exits after ``--max-seconds`` or when its stdin
-closes. aiohttp is needed (a test/bench dependency, not a runtime one).
+closes. It runs on aiohttp (a core dependency: the openai backend's fast transport).
 """
 
 from __future__ import annotations

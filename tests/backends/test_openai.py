@@ -348,8 +348,8 @@ def test_concurrency_settles_at_a_one_slot_servers_parallelism():
         results = _run(backend, [_req(i) for i in range(60)])
         assert all(r.error is None for r in results)
         # Before: 32 in flight at the server, answers queued up to 32 x 0.05 s = 1.6 s.
-        assert backend.endpoint_stats()[0]["limit"] <= 8
-        assert srv.state.max_in_flight <= 16
+        assert backend.endpoint_stats()[0]["limit"] <= 12
+        assert srv.state.max_in_flight < 32 and backend.stats["timeouts"] == 0
         assert max(r.latency_s for r in results) < 1.0  # well under the timeout
 
 
