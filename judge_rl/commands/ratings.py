@@ -181,7 +181,6 @@ def run(args: argparse.Namespace) -> int:
         log.notes.append(f"{len(bs)} battles read from {args.battles}; not copied into the log")
     path = log.save(rd)
 
-    label = str(interval.get("label", "")) if interval else ""
     if args.format == "csv":
         console().file.write(to_csv(rows))
     elif args.format == "json":
@@ -193,9 +192,7 @@ def run(args: argparse.Namespace) -> int:
             f"{'Bradley-Terry' if args.method == 'bt' else 'Online Elo'} ratings — "
             f"{len(bs)} battles, {len(bs.models)} models"
         )
-        console().print(rich_table(rows, title=title, level=args.level, interval=label or None))
-        if label:
-            console().print(f"intervals: {label}", markup=False, highlight=False)
+        console().print(rich_table(rows, title=title, interval=interval or None))
         console().print(f"run log: {path}  ({elapsed:.2f} s)", markup=False, highlight=False)
     for w in warnings:
         err_console().print(f"warning: {w}", markup=False, highlight=False)

@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             on_batch=on_batch,
         )
     log.tournament = tournament_section(result)
+    log.tournament.interval = result.leaderboard.interval  # level and scheme, for every report
     log.timings["tournament"] = result.time_s
     log.notes.append(
         f"{result.comparisons} comparisons ({result.judge_calls} judge calls, "
@@ -130,11 +131,16 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "csv":
         console().file.write(to_csv(rows))
     elif args.format == "json":
-        console().file.write(to_json(rows, warnings=log.tournament.warnings) + "\n")
+        console().file.write(
+            to_json(rows, warnings=log.tournament.warnings, interval=result.leaderboard.interval)
+            + "\n"
+        )
     else:
         console().print(
             rich_table(
-                rows, title=f"Tournament leaderboard — {spec.judge}, {len(result.battles)} battles"
+                rows,
+                title=f"Tournament leaderboard — {spec.judge}, {len(result.battles)} battles",
+                interval=result.leaderboard.interval,
             )
         )
         console().print(log.notes[-1], markup=False, highlight=False)

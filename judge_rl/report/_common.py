@@ -358,6 +358,13 @@ def evidence_text(evidence: Any, limit: int = 8) -> str:
     return clip(evidence, 120) if evidence else ""
 
 
+SHOWN_EXTRAS: dict[str, tuple[str, ...]] = {"TournamentSection": ("interval",)}
+"""Extra keys a section's own renderer already shows (so they are not listed again)."""
+
+
 def extras(section: Any) -> dict[str, Any]:
     """Keys a stage recorded beyond the documented ones (sections allow extras)."""
-    return dict(getattr(section, "model_extra", None) or {})
+    out = dict(getattr(section, "model_extra", None) or {})
+    for key in SHOWN_EXTRAS.get(type(section).__name__, ()):
+        out.pop(key, None)
+    return out

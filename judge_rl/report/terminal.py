@@ -489,6 +489,12 @@ def overopt(sec: OveroptSection) -> RenderableType:
     return Group(*parts)
 
 
+def _interval(sec: Any) -> dict[str, Any] | None:
+    """The tournament section's recorded interval (level, scheme, label), if any."""
+    val = (getattr(sec, "model_extra", None) or {}).get("interval")
+    return val if isinstance(val, dict) else None
+
+
 def tournament(sec: TournamentSection) -> RenderableType:
     """Leaderboard with CIs and rank intervals; win rates vs a baseline; warnings."""
     parts: list[RenderableType] = [
@@ -497,41 +503,38 @@ def tournament(sec: TournamentSection) -> RenderableType:
             f"{len(sec.battles)} battles  {sec.calls} judge calls"
         )
     ]
+    interval = _interval(sec)
     if sec.leaderboard:
-        t = _table("rank", "model", "rating [95% CI]", "W-T-L", "win%")
-        t.columns[0].justify = t.columns[3].justify = t.columns[4].justify = "right"
+        from judge_rl.tournament.table import (
+            BOARD_COLUMNS,
+            board_cells,
+            board_headings,
+            interval_caption,
+        )
+
+        heads = board_headings(interval)
+        t = _table(*(heads[k] for k in BOARD_COLUMNS))
+        for k, col in enumerate(t.columns):
+            col.justify = "left" if BOARD_COLUMNS[k] == "model" else "right"
+            col.no_wrap = BOARD_COLUMNS[k] != "model"
         for r in sec.leaderboard:
-            rank = fnum(r.get("rank"))
-            if is_num(r.get("rank_lo")) and is_num(r.get("rank_hi")):
-                rank += f" ({fnum(r['rank_lo'])}-{fnum(r['rank_hi'])})"
-            rating = fnum(r.get("rating"))
-            if is_num(r.get("lo")) and is_num(r.get("hi")):
-                rating += f" [{fnum(r['lo'])}, {fnum(r['hi'])}]"
-            wtl = "-".join(fstep(r.get(k)) for k in ("wins", "ties", "losses"))
-            wr = r.get("win_rate")
-            t.add_row(
-                rank,
-                _t(clip(r.get("model", "?"), 28)),
-                rating,
-                wtl,
-                f"{100 * wr:.0f}%" if is_num(wr) else "–",
-            )
+            c = board_cells(r)
+            c["model"] = clip(c["model"], 28)
+            t.add_row(*(_t(c[k]) for k in BOARD_COLUMNS))
         parts.append(t)
+        if any(is_num(r.get("lo")) for r in sec.leaderboard):
+            parts.append(Text("intervals: " + neutralize(interval_caption(interval))))
     if sec.winrates:
-        t = _table("model", "vs", "win%", "LC win%", "W-D-L", title="win rate vs baseline")
-        for col in t.columns[2:]:
-            col.justify = "right"
+        from judge_rl.tournament.table import WINRATE_COLUMNS, WINRATE_HEADINGS, winrate_cells
+
+        t = _table(*(WINRATE_HEADINGS[k] for k in WINRATE_COLUMNS), title="win rate vs baseline")
+        for k, col in enumerate(t.columns):
+            col.justify = "left" if WINRATE_COLUMNS[k] in ("model", "baseline") else "right"
+            col.no_wrap = WINRATE_COLUMNS[k] not in ("model", "baseline")
         for w in sec.winrates:
-            pct = [
-                f"{100 * w[k]:.1f}" if is_num(w.get(k)) else "–"
-                for k in ("win_rate", "lc_win_rate")
-            ]
-            t.add_row(
-                _t(clip(w.get("model", "?"), 24)),
-                _t(clip(w.get("baseline", "?"), 16)),
-                *pct,
-                "-".join(fstep(w.get(k)) for k in ("wins", "draws", "losses")),
-            )
+            c = winrate_cells(w)
+            c["model"], c["baseline"] = clip(c["model"], 24), clip(c["baseline"], 16)
+            t.add_row(*(_t(c[k]) for k in WINRATE_COLUMNS))
         parts.append(t)
     for warn in sec.warnings:
         parts.append(Text.assemble(("warning: ", "yellow"), _t(warn)))

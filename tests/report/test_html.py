@@ -70,7 +70,9 @@ def test_combined_shows_every_panel():
     for s in (*STAGES, "browser", "meta", "notes"):
         assert f'<section id="{s}">' in html, s
     # leaderboard with CI bars + rank intervals; both heatmaps
-    assert "ratings (bt) with 95% CIs" in html and "1–2" in html
+    # the recorded level and scheme, never a hard-coded 95%
+    assert "ratings (bt) with 90% CIs" in html and "1 (1–2)" in html
+    assert "90% CI, bootstrap over prompts (clustered), 200 rounds" in html
     assert "observed win rate" in html and "predicted win rate" in html
     assert 'class="never"' in html  # a pair that never met is marked, not coloured
     # curves with alarm markers (PPO and over-optimisation)

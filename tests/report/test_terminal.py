@@ -71,7 +71,7 @@ def test_combined_has_every_section_and_the_facts():
     # PPO sparkline, alarm with evidence, leaderboard with rank interval and CI
     assert re.search(r"reward_mean\s+[▁▂▃▄▅▆▇█]{10,}", text)
     assert "ALARM step 240 gold_drop" in text and "gold_peak=0.860" in text
-    assert re.search(r"1 \(1-2\)\s+smol-ppo-step400\s+1100 \[1065, 1135\]", text)
+    assert re.search(r"1 \(1–2\)\s+smol-ppo-step400\s+1100\.0\s+\[1065, 1135\]", text)
     assert "note: the policy's gold score peaked" in text
 
 
