@@ -63,11 +63,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "value_model": "{policy,head,PATH}",
         "rollout": "{hf,vllm}",
         "device": "{cpu,cuda}",
+        "mixed_precision": "{auto,no,bf16,fp16}",
+        "dtype": "{float32,bfloat16,float16,auto}",
+        "ref_dtype": "{auto,float32,bfloat16,float16}",
+        "save_dtype": "{auto,float32,bfloat16,float16}",
+        "lr_scheduler": "{constant,linear,cosine}",
+        "report_to": "{none,tensorboard,wandb}",
+        "lora_target_modules": "MODULES",
     }
     main = p.add_argument_group("PPO settings (all also YAML keys of --config)")
     for name, f in config_fields().items():
         flag = "--" + name.replace("_", "-")
-        help_ = docs.get(name, "")
+        help_ = docs.get(name, "").replace("%", "%%")  # argparse formats help with %
         if f.default is not None and f.default != "":
             help_ += f" [default: {f.default}]"
         kind = _flag_type(f.type)

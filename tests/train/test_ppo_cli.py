@@ -162,3 +162,24 @@ def test_config_file_merges_with_flags(tmp_path):
     )
     assert c.reward == "verifier:gsm8k" and c.resume is None
     assert p.parse_args(["--resume"]).resume == "latest"
+
+
+def test_help_lists_the_precision_memory_and_retention_flags(capsys):
+    """A '%' in a setting's docstring once broke ``judge-rl ppo --help`` (argparse formats help)."""
+    from judge_rl.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["ppo", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--mixed-precision",
+        "--dtype",
+        "--gradient-checkpointing",
+        "--micro-batch-size",
+        "--keep-checkpoints",
+        "--lr-scheduler",
+        "--report-to",
+        "--tis-cap",
+    ):
+        assert flag in out, flag
