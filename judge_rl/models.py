@@ -389,6 +389,6 @@ def merged_lora_state(model: Any, merge: bool = True) -> dict[str, Any]:
                 if adapter in getattr(mod, "lora_A", {}) or adapter in getattr(
                     mod, "lora_embedding_A", {}
                 ):
-                    delta = mod.get_delta_weight(adapter)
+                    delta = mod.get_delta_weight(adapter)  # type: ignore[attr-defined]
                     sd[key] = sd[key] + delta.to(sd[key].dtype)
     return sd

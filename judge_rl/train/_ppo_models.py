@@ -207,7 +207,8 @@ def enable_gradient_checkpointing(model: nn.Module) -> bool:
     if new is not None:
         new(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        old: Any = getattr(base, "gradient_checkpointing_enable")  # noqa: B009
+        old(gradient_checkpointing_kwargs={"use_reentrant": False})
     checkpointing_train_mode(model)
     return True
 

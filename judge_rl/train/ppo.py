@@ -697,8 +697,8 @@ class PPOTrainer:
         self._peft = True
         c = self.config
         targets: str | list[str] = c.lora_target_modules
-        if targets != "all-linear":
-            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        if c.lora_target_modules != "all-linear":
+            targets = [t.strip() for t in c.lora_target_modules.split(",") if t.strip()]
         cfg = LoraConfig(
             r=c.lora_r,
             lora_alpha=c.lora_alpha or 2 * c.lora_r,
