@@ -66,6 +66,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="store_true",
         help="ask the judge again for every comparison and replace the cached answers",
     )
+    p.add_argument(
+        "--references",
+        default=None,
+        metavar="FILE",
+        help="reference answers keyed by question id (JSONL: FastChat's reference_answer/*.jsonl, "
+        'or {"question_id"|"id"|"prompt_id": ..., "reference"|"answer": ...} rows); they '
+        "replace the input's own references",
+    )
+    p.add_argument(
+        "--drop-ties",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="leave ties out of the preference file (default: on; TRL's trainers read "
+        "chosen/rejected and ignore p_chosen, so a tie would train as a preference for one "
+        "side); --no-drop-ties keeps them with p_chosen=0.5",
+    )
     add_judge_options(p)
     p.set_defaults(func=run)
 
@@ -174,6 +190,80 @@ def pair_candidates(cands: list[Any], *, baseline: str | None = None, seed: int 
     return out
 
 
+def read_references(path: str) -> dict[str, list[str]]:
+    """Reference answers by question id, one entry per turn, from a JSONL file.
+
+    Rows are FastChat's ``reference_answer/*.jsonl`` (``question_id`` and
+    ``choices[0].turns``), or ``{"question_id" | "id" | "prompt_id": ..., "reference" |
+    "answer": "..." | [...]}`` (GSM8K/MATH-style sets; a list gives one reference per turn).
+
+    Raises:
+        DataError: naming the file and line of a row that is not one of these.
+    """
+    import json
+    from pathlib import Path
+
+    from judge_rl.errors import DataError
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read reference answers: {e}", file=str(p)) from None
+    out: dict[str, list[str]] = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            raise DataError("not a JSON object", file=str(p), line=no) from None
+        if not isinstance(row, dict):
+            raise DataError("not a JSON object", file=str(p), line=no)
+        qid = next((row[k] for k in ("question_id", "id", "prompt_id") if k in row), None)
+        if qid is None or isinstance(qid, bool) or not isinstance(qid, int | str):
+            raise DataError("needs question_id, id or prompt_id", file=str(p), line=no)
+        refs: Any = None
+        choices = row.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            refs = choices[0].get("turns")
+        if refs is None:
+            refs = row.get("reference", row.get("answer"))
+        if isinstance(refs, str):
+            refs = [refs]
+        if not isinstance(refs, list) or not refs or not all(isinstance(x, str) for x in refs):
+            raise DataError(
+                "needs a reference: choices[0].turns, reference or answer (text)",
+                file=str(p),
+                line=no,
+            )
+        out[str(qid)] = list(refs)
+    return out
+
+
+def apply_references(
+    comparisons: list[Any], refs: dict[str, list[str]], *, turn: int = 1
+) -> tuple[list[Any], int]:
+    """Comparisons with ``reference`` (and both candidates' ``metadata["reference"]``) set from
+    ``refs`` by prompt id, the turn-``turn`` reference (the last one a shorter list has).
+    Returns the comparisons and how many matched."""
+    out, matched = [], 0
+    for c in comparisons:
+        r = refs.get(str(c.prompt_id))
+        if r is None:
+            qid = c.a.metadata.get("question_id")
+            r = refs.get(str(qid)) if qid is not None else None
+        if r is None:
+            out.append(c)
+            continue
+        ref = r[min(turn, len(r)) - 1]
+        matched += 1
+        a = c.a.model_copy(update={"metadata": {**c.a.metadata, "reference": ref}})
+        b = c.b.model_copy(update={"metadata": {**c.b.metadata, "reference": ref}})
+        out.append(c.model_copy(update={"reference": ref, "a": a, "b": b}))
+    return out, matched
+
+
 # --- output --------------------------------------------------------------------------------------
 
 
@@ -273,7 +363,7 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.data import write_preferences
     from judge_rl.judge import estimate, progress_hook
     from judge_rl.judge.cli_options import judge_from_args
-    from judge_rl.judge.specs import validate_spec
+    from judge_rl.judge.specs import find_spec, validate_spec
     from judge_rl.runlog import LabelSection, new_log, run_dir
 
     err = err_console()
@@ -287,6 +377,25 @@ async def _run(args: argparse.Namespace) -> int:
     comparisons, described, skipped = read_input(args)
     if args.limit is not None:
         comparisons = comparisons[: max(0, args.limit)]
+    if getattr(args, "references", None):
+        from judge_rl.judge.specs import read_spec as _read_spec
+
+        turn = int(_read_spec(find_spec(args.judge)).get("turn") or 1)
+        refs = read_references(args.references)
+        comparisons, matched = apply_references(comparisons, refs, turn=turn)
+        if matched == 0 and comparisons:
+            from judge_rl.errors import DataError
+
+            raise DataError(
+                "no question id in this file matches a comparison of the input",
+                file=str(args.references),
+            )
+        err.print(
+            f"references: {matched} of {len(comparisons)} comparisons (turn {turn}) from "
+            f"{args.references}",
+            markup=False,
+            highlight=False,
+        )
     if skipped:
         err.print(
             f"skipped {len(skipped)} invalid input rows (first: line {skipped[0][0]}: {skipped[0][1]})"
@@ -337,9 +446,13 @@ async def _run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
 
     records = to_records(comparisons, judgments)
+    ties = sum(1 for r in records if r.is_tie)
+    if getattr(args, "drop_ties", True):
+        records = [r for r in records if not r.is_tie]
     out_path = write_preferences(records, args.output)
     summary = summarize(judgments, elapsed)
     summary["written"] = len(records)
+    summary["ties_dropped"] = ties if getattr(args, "drop_ties", True) else 0
     summary["budget_refused"] = budget.refused
     rdir = run_dir(args.run)
     log = new_log(
@@ -367,6 +480,11 @@ async def _run(args: argparse.Namespace) -> int:
     log_path = log.save(rdir)
     console().print(_summary_table(fp.name, summary))
     console().print(f"wrote {len(records)} preferences to {out_path}; run log {log_path}")
+    if summary["ties_dropped"]:
+        console().print(
+            f"left out {summary['ties_dropped']} ties (--drop-ties is the default; "
+            "--no-drop-ties keeps them with p_chosen=0.5)"
+        )
     if cache is not None:
         cache.close()
     budget.check()  # exit 2 with a clear message when the budget stopped the run
@@ -456,4 +574,6 @@ def _summary_table(name: str, s: dict[str, Any]) -> Any:
     t.add_row("cost", f"${s['cost']:.4f}")
     t.add_row("time", f"{s['time_s']:.1f} s")
     t.add_row("written", str(s.get("written", 0)))
+    if s.get("ties_dropped"):
+        t.add_row("ties left out", f"{s['ties_dropped']} (--drop-ties)")
     return t

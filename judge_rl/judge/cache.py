@@ -82,18 +82,23 @@ KEY_VERSIONS = {"parser": PARSER_VERSION, "judging": JUDGING_VERSION}
 (and a re-parse of the stored raw output where the judge can, see :class:`CachedJudge`)."""
 
 
+def _turns(fp: JudgeFingerprint, *cands: Candidate) -> list[Any]:
+    """A multi-turn judge (``turn`` in its params) is shown every turn: they join the key."""
+    if not fp.params.get("turn"):
+        return []
+    return [[c.metadata.get("question_turns"), c.metadata.get("turns")] for c in cands]
+
+
 def compare_gen_key(fp: JudgeFingerprint, c: Comparison) -> str:
     """What the model was asked for ``c`` (``a`` shown first), without the versions."""
-    return content_hash(
-        ["compare", fp.key, c.prompt, c.a.response, c.b.response, c.reference], n=32
-    )
+    parts: list[Any] = ["compare", fp.key, c.prompt, c.a.response, c.b.response, c.reference]
+    return content_hash(parts + _turns(fp, c.a, c.b), n=32)
 
 
 def score_gen_key(fp: JudgeFingerprint, cand: Candidate) -> str:
     """What the model was asked to score ``cand``, without the versions."""
-    return content_hash(
-        ["score", fp.key, cand.prompt, cand.response, cand.metadata.get("reference")], n=32
-    )
+    parts: list[Any] = ["score", fp.key, cand.prompt, cand.response, cand.metadata.get("reference")]
+    return content_hash(parts + _turns(fp, cand), n=32)
 
 
 def compare_key(fp: JudgeFingerprint, c: Comparison) -> str:

@@ -61,15 +61,35 @@ log = logging.getLogger(__name__)
 
 LLM_KINDS = ("pairwise", "reference", "pointwise", "rubric")
 
+_TURNS_PAIR = {"questions", "answers_a", "answers_b", "turn"}
+_TURNS_ONE = {"questions", "answers", "turn"}
 TEMPLATE_VARIABLES: dict[str, tuple[set[str], set[str]]] = {
     # kind: (allowed, required)
-    "pairwise": ({"prompt", "response_a", "response_b", "reference"}, {"response_a", "response_b"}),
+    "pairwise": (
+        {"prompt", "response_a", "response_b", "reference"} | _TURNS_PAIR,
+        {"response_a", "response_b"},
+    ),
     "reference": (
-        {"prompt", "response_a", "response_b", "reference"},
+        {"prompt", "response_a", "response_b", "reference"} | _TURNS_PAIR,
         {"response_a", "response_b", "reference"},
     ),
-    "pointwise": ({"prompt", "response", "reference", "scale_min", "scale_max"}, {"response"}),
-    "rubric": ({"prompt", "response", "reference", "criteria", "criterion"}, {"response"}),
+    "pointwise": (
+        {"prompt", "response", "reference", "scale_min", "scale_max"} | _TURNS_ONE,
+        {"response"},
+    ),
+    "rubric": (
+        {"prompt", "response", "reference", "criteria", "criterion"} | _TURNS_ONE,
+        {"response"},
+    ),
+}
+"""Multi-turn judges (``turn: N``) also get ``questions`` (the user turns up to N),
+``answers_a``/``answers_b`` (pairwise) or ``answers`` (pointwise) and ``turn``; a template that
+shows the conversations may leave out ``response_a``/``response_b`` (or ``response``)."""
+
+_SHOWN_INSTEAD = {
+    "response_a": "answers_a",
+    "response_b": "answers_b",
+    "response": "answers",
 }
 
 HARDENED_NOTICE = (
@@ -177,7 +197,7 @@ def compile_template(text: str, kind: str, *, file: str = "<template>", mode: st
             file=file,
             setting=unknown[0],
         )
-    missing = sorted(required - used)
+    missing = sorted(r for r in required - used if _SHOWN_INSTEAD.get(r) not in used)
     if missing:
         raise ConfigError(
             f"template never shows {missing[0]!r}, which a {kind} judge needs",
@@ -214,6 +234,11 @@ class LLMJudge:
             ``{pattern: REGEX}``.
         label_prefix: Text the reply is prefilled with before the label probabilities are read
             in ``start`` position (e.g. ``"[["``, or ``"Verdict: "``).
+        turn: Multi-turn judging (MT-Bench's second turn): judge the answers at this turn
+            (1-based) of the conversations, shown with every turn before it. The turns come from
+            the candidates' ``metadata["turns"]`` (answers) and ``metadata["question_turns"]``
+            (the user's questions), as MT-Bench answer files are read; a candidate without that
+            turn is an ``input:`` error. None: single-turn.
         label_position: ``start`` (the label is the first token of the reply: one forward pass,
             no text), ``verdict`` (generate the reply, then read the probabilities at the parsed
             verdict's slot) or ``auto`` (``start`` when ``max_tokens`` <= 4, else ``verdict``).
@@ -256,6 +281,7 @@ class LLMJudge:
         verdict: VerdictRule | str | dict[str, Any] | None = None,
         label_prefix: str | None = None,
         label_position: Literal["auto", "start", "verdict"] = "auto",
+        turn: int | None = None,
     ) -> None:
         if kind not in LLM_KINDS:
             raise ConfigError(
@@ -277,6 +303,9 @@ class LLMJudge:
                 f"must be auto, start or verdict, not {label_position!r}", setting="label_position"
             )
         self.label_prefix = label_prefix
+        if turn is not None and (isinstance(turn, bool) or int(turn) < 1):
+            raise ConfigError(f"must be an integer >= 1, not {turn!r}", setting="turn")
+        self.turn = None if turn is None else int(turn)
         self.label_position = (
             ("start" if int(max_tokens) <= 4 else "verdict")
             if label_position == "auto"
@@ -335,6 +364,8 @@ class LLMJudge:
             params["label_position"] = self.label_position
         if self.label_prefix:
             params["label_prefix"] = self.label_prefix
+        if self.turn is not None:
+            params["turn"] = self.turn
         if self.seed is not None:
             params["seed"] = self.seed
         if self.kind == "pointwise":
@@ -414,10 +445,19 @@ class LLMJudge:
             raise NotImplementedError(f"a {self.kind} judge compares pairs; it does not score")
         if self.kind == "rubric" and self.rubric_mode == "per_criterion":
             return await self._score_per_criterion(candidates)
-        requests: list[ChatRequest | None] = [self._point_request(c) for c in candidates]
+        requests: list[ChatRequest | None] = []
+        pre: list[ChatResult | None] = []
+        for c in candidates:
+            try:
+                requests.append(self._point_request(c))
+                pre.append(None)
+            except _InputError as e:  # e.g. no answer for the judged turn
+                requests.append(None)
+                pre.append(ChatResult(error=f"input: {e}"))
         results = await self._send(requests)
         out = []
-        for cand, res in zip(candidates, results, strict=True):
+        for cand, res, err in zip(candidates, results, pre, strict=True):
+            res = err if err is not None else res
             assert res is not None
             out.append(self._point_score(cand, res))
         return out
@@ -439,7 +479,10 @@ class LLMJudge:
     def estimate_scores(self, candidates: Sequence[Candidate]) -> Estimate:
         reqs: list[ChatRequest] = []
         for cand in candidates:
-            reqs += self._point_requests_for(cand, None)
+            try:
+                reqs += self._point_requests_for(cand, None)
+            except _InputError:
+                continue
         return self.estimate_requests(reqs)
 
     def estimate_requests(self, reqs: Sequence[ChatRequest], comparisons: int = 0) -> Estimate:
@@ -497,6 +540,23 @@ class LLMJudge:
             "response_b": self._show("RESPONSE B", second),
             "reference": c.reference,
         }
+        if self.turn is not None:
+            questions = self._questions(c.a, c.b)
+            turns_a, turns_b = self._answers(c.a), self._answers(c.b)
+            first, second = turns_a[-1], turns_b[-1]
+            variables.update(
+                prompt=self._show("USER PROMPT", questions[-1]),
+                response_a=self._show("RESPONSE A", first),
+                response_b=self._show("RESPONSE B", second),
+                questions=[self._show(f"USER TURN {i + 1}", q) for i, q in enumerate(questions)],
+                answers_a=[
+                    self._show(f"RESPONSE A TURN {i + 1}", t) for i, t in enumerate(turns_a)
+                ],
+                answers_b=[
+                    self._show(f"RESPONSE B TURN {i + 1}", t) for i, t in enumerate(turns_b)
+                ],
+                turn=self.turn,
+            )
         meta: dict[str, Any] = {
             "judge": {
                 "task": "pairwise",
@@ -516,6 +576,26 @@ class LLMJudge:
             label_probs=PAIR_LABELS if ask else None,
             metadata=meta,
         )
+
+    def _questions(self, *cands: Candidate) -> list[str]:
+        """The user's turns up to :attr:`turn` (from the first candidate that has them)."""
+        assert self.turn is not None
+        for cand in cands:
+            qs = cand.metadata.get("question_turns")
+            if isinstance(qs, list) and len(qs) >= self.turn:
+                return [str(q) for q in qs[: self.turn]]
+        raise _InputError(
+            f"no question for turn {self.turn} (a multi-turn judge needs the questions' turns: "
+            "read the answers with their MT-Bench question file)"
+        )
+
+    def _answers(self, cand: Candidate) -> list[str]:
+        """``cand``'s answers up to :attr:`turn`."""
+        assert self.turn is not None
+        turns = cand.metadata.get("turns")
+        if not isinstance(turns, list) or len(turns) < self.turn:
+            raise _InputError(f"{cand.source or cand.id} has no answer for turn {self.turn}")
+        return [str(t) for t in turns[: self.turn]]
 
     def _prefills(self) -> bool:
         """Whether the backend continues a prefilled reply (``label_prefix``)."""
@@ -571,7 +651,7 @@ class LLMJudge:
 
     def _point_variables(self, cand: Candidate, reference: str | None) -> dict[str, Any]:
         ref = cand.metadata.get("reference", reference)
-        return {
+        out = {
             "prompt": self._show("USER PROMPT", prompt_text(cand.prompt)),
             "response": self._show("RESPONSE", response_text(cand.response)),
             "reference": None if ref is None else str(ref),
@@ -579,6 +659,16 @@ class LLMJudge:
             "scale_max": self.scale[1],
             "criteria": [asdict(c) for c in self.criteria],
         }
+        if self.turn is not None:
+            questions, answers = self._questions(cand), self._answers(cand)
+            out.update(
+                prompt=self._show("USER PROMPT", questions[-1]),
+                response=self._show("RESPONSE", answers[-1]),
+                questions=[self._show(f"USER TURN {i + 1}", q) for i, q in enumerate(questions)],
+                answers=[self._show(f"RESPONSE TURN {i + 1}", t) for i, t in enumerate(answers)],
+                turn=self.turn,
+            )
+        return out
 
     def _point_request(self, cand: Candidate, reference: str | None = None) -> ChatRequest:
         variables = self._point_variables(cand, reference)
@@ -807,9 +897,17 @@ class LLMJudge:
 
     async def _score_per_criterion(self, candidates: Sequence[Candidate]) -> list[Score]:
         reqs: list[ChatRequest | None] = []
+        pre: dict[int, str] = {}
         for cand in candidates:
-            reqs += [self._criterion_request(cand, crit, None) for crit in self.criteria]
+            for crit in self.criteria:
+                try:
+                    reqs.append(self._criterion_request(cand, crit, None))
+                except _InputError as e:
+                    pre[len(reqs)] = f"input: {e}"
+                    reqs.append(None)
         results = await self._send(reqs)
+        for i, err in pre.items():
+            results[i] = ChatResult(error=err)
         k = len(self.criteria)
         out = []
         for i, cand in enumerate(candidates):

@@ -29,6 +29,9 @@ A full spec (kind ``pairwise``)::
     label_probs: false            # read p_a from the label probabilities at the verdict slot
     label_position: auto          # start (one-label reply) | verdict (after the reasoning) | auto
     label_prefix: "[["            # start position: text the reply is prefilled with
+    turn: 2                       # multi-turn: judge the answers at turn 2 (MT-Bench), shown
+                                  #   with the turns before it; templates get questions,
+                                  #   answers_a / answers_b (pairwise) or answers (pointwise)
 
 A ``./judges/<name>`` folder in the working directory that shadows a judge shipped with judge_rl
 is used (the search order), and :func:`shadowed_builtin` says so, for the CLI to announce it.
@@ -91,6 +94,7 @@ _LLM = (
         "verdict",
         "label_prefix",
         "label_position",
+        "turn",
     }
 )
 KEYS: dict[str, set[str]] = {
@@ -261,7 +265,15 @@ def _check_values(data: dict[str, Any], *, file: str) -> None:
                 "backend",
                 f"unknown backend {data['backend']!r} (known: {', '.join(sorted(BACKENDS))})",
             )
-    for key in ("max_tokens", "concurrency", "max_retries", "quorum", "batch_size", "max_length"):
+    for key in (
+        "max_tokens",
+        "concurrency",
+        "max_retries",
+        "quorum",
+        "batch_size",
+        "max_length",
+        "turn",
+    ):
         low = 0 if key == "max_retries" else 1
         if key in data and (
             not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < low
@@ -572,6 +584,7 @@ def _build_llm(
             verdict=spec.get("verdict"),
             label_prefix=spec.get("label_prefix"),
             label_position=spec.get("label_position", "auto"),
+            turn=spec.get("turn"),
         )
     except ConfigError as e:
         if e.file:

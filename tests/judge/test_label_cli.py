@@ -57,7 +57,7 @@ def test_label_pairs_then_resume_from_cache(label, tmp_path):
     out = tmp_path / "prefs.jsonl"
     args = ["--judge", "mock-pairwise", "--input", str(inp), "--output", str(out)]
     args += ["--cache", str(tmp_path / "c.sqlite"), "--run", str(tmp_path / "run")]
-    rc, out_text, err_text = label(*args)
+    rc, out_text, err_text = label(*args, "--no-drop-ties")
     assert rc == 0, err_text
     assert "estimate: 8 calls" in err_text
     assert "position consistency" in out_text and "100.0% of 4" in out_text
@@ -74,11 +74,17 @@ def test_label_pairs_then_resume_from_cache(label, tmp_path):
     assert all(j.calls and j.calls[0].raw for j in log.label.judgments)
     assert log.judges[0].name == "mock-pairwise"
     # the same command again: everything comes from the cache
-    rc, _, err_text = label(*args)
+    rc, _, err_text = label(*args, "--no-drop-ties")
     assert rc == 0, err_text
     assert "estimate: 0 calls, 8 cached" in err_text
     assert load(tmp_path / "run").label.summary["calls"] == 0
     assert rows(out) == got
+    # issue 15, failure 10: by default the TRL-ready file leaves the tie out, and says so
+    rc, out_text, err_text = label(*args)
+    assert rc == 0, err_text
+    assert [r for r in rows(out) if r["prompt"] == "Say hi"] == [] and len(rows(out)) == 3
+    assert "left out 1 ties" in out_text
+    assert load(tmp_path / "run").label.summary["ties_dropped"] == 1
 
 
 def test_label_candidates_pairs_and_baseline(label, tmp_path):
@@ -133,7 +139,8 @@ def test_failures_excluded_and_counted(label, tmp_path, write_spec):
     summary = load(tmp_path / "run").label.summary
     fails = summary["failures"]
     assert fails.get("parse", 0) > 0 and fails.get("timeout", 0) > 0
-    assert len(rows(out)) == 30 - sum(fails.values()) == summary["written"]
+    written = 30 - sum(fails.values()) - summary["ties_dropped"]
+    assert len(rows(out)) == written == summary["written"]
     assert "failures" in out_text and "parse" in out_text
 
 
