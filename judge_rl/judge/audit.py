@@ -219,7 +219,8 @@ async def audit_judge(
         configured: how the judge labels: ``{"order": ..., "inconsistent": ..., "order_seed":
             ...}`` from its spec (after CLI overrides). The headline metrics evaluate the judge
             under exactly that rule (its p_a included); the other rules are variants beside it.
-            None: ``order=both`` with ties on disagreement (``fixed`` with ``both_orders=False``).
+            None: the judge's own ``labels_with`` (set by ``build_judge`` from the spec), else
+            ``order=both`` with ties on disagreement (``fixed`` with ``both_orders=False``).
     """
     cfg = config or AuditConfig()
     comps = list(comparisons)
@@ -236,7 +237,11 @@ async def audit_judge(
         ab, ba = await judge.compare(comps), None
         if progress:
             progress(len(comps))
-    conf = dict(configured or {"order": "both" if both_orders else "fixed"})
+    conf = dict(
+        configured
+        or getattr(judge, "labels_with", None)
+        or {"order": "both" if both_orders else "fixed"}
+    )
     rows = build_rows(comps, ab, ba, order_seed=int(conf.get("order_seed", 0) or 0))
     notes = []
     primary = policy_name(str(conf.get("order", "fixed")), str(conf.get("inconsistent", "tie")))

@@ -61,6 +61,13 @@ class OrderedJudge:
         self.order = order
         self.seed = int(seed)
         self.inconsistent = inconsistent
+        self.labels_with: dict[str, Any] = {
+            "order": order,
+            "inconsistent": inconsistent,
+            "order_seed": self.seed,
+        }
+        """How this judge labels as its spec configures it (``build_judge`` sets it from the
+        spec before overrides): what an audit of it evaluates."""
 
     @property
     def fingerprint(self) -> JudgeFingerprint:

@@ -444,6 +444,13 @@ def build_judge(
     backends between jury members that use the same model."""
     pool = {} if pool is None else pool
     spec = dict(spec)
+    # How the spec itself labels (before overrides: an audit builds its judge with order=fixed
+    # and must still evaluate the rule the judge labels with).
+    labels_with = {
+        "order": spec.get("order", "fixed"),
+        "inconsistent": spec.get("inconsistent", "tie"),
+        "order_seed": int(spec.get("order_seed", 0)),
+    }
     kind = spec["kind"]
     file = str(path)
     for key, value in (overrides or {}).items():
@@ -464,12 +471,14 @@ def build_judge(
 
         llm = _build_llm(spec, path, budget, pool)
         wrapped = CachedJudge(llm, cache)
-        return OrderedJudge(
+        ordered = OrderedJudge(
             wrapped,
             spec.get("order", "fixed"),
             seed=int(spec.get("order_seed", 0)),
             inconsistent=spec.get("inconsistent", "tie"),
         )
+        ordered.labels_with = labels_with
+        return ordered
     if kind == "verifier":
         from judge_rl.judge.verify import VerifierJudge
 

@@ -108,3 +108,18 @@ def test_issue15_4_sentences_come_from_the_numbers():
     assert "called 0% of" in s_avg and "decided 100%" in s_avg
     assert "shown first in 100%" in s_avg
     assert s_tie != s_avg
+
+
+def test_issue15_4_a_judge_built_in_fixed_order_is_audited_with_its_spec_rule():
+    """The demo and the pipeline build the judge with order=fixed for the audit: the audit still
+    evaluates the rule the spec labels with (pairwise-embedded: both orders, averaged)."""
+    from judge_rl.judge.specs import load_judge
+
+    judge = load_judge(
+        "pairwise-embedded", overrides={"order": "fixed", "backend": "mock", "model": "m"}
+    )
+    assert judge.order == "fixed"
+    assert judge.labels_with["order"] == "both"
+    assert judge.labels_with["inconsistent"] == "average"
+    sec = asyncio.run(audit_judge(judge, _comps(8), AuditConfig(bootstrap=20, injection=False)))
+    assert sec.rule["label"] == "order=both, inconsistent=average"
