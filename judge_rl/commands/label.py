@@ -321,7 +321,20 @@ def summarize(judgments: list[Any], time_s: float) -> dict[str, Any]:
     failures = Counter(j.error_kind for j in judgments if not j.ok)
     both = [j.consistent for j in judgments if j.consistent is not None]
     calls = [call for j in judgments for call in _all_calls(j)]
+    from judge_rl.judge.parse import LOW_LABEL_MASS
+
+    masses = [c.label_mass for c in calls if c.label_mass is not None]
+    mass: dict[str, Any] = {}
+    if masses:
+        low = sum(m < LOW_LABEL_MASS for m in masses)
+        mass = {
+            "label_mass_mean": sum(masses) / len(masses),
+            "low_label_mass": low,
+            "label_mass_calls": len(masses),
+            "probs_contradict": sum(1 for c in calls if c.note == "probs_contradict"),
+        }
     return {
+        **mass,
         "n": len(judgments),
         "verdicts": {k: verdicts.get(k, 0) for k in ("a", "b", "tie")},
         "ties": verdicts.get("tie", 0),
@@ -480,6 +493,17 @@ async def _run(args: argparse.Namespace) -> int:
     log_path = log.save(rdir)
     console().print(_summary_table(fp.name, summary))
     console().print(f"wrote {len(records)} preferences to {out_path}; run log {log_path}")
+    if (
+        summary.get("label_mass_calls")
+        and summary["low_label_mass"] > summary["label_mass_calls"] / 2
+    ):
+        from judge_rl.judge.parse import LOW_LABEL_MASS
+
+        console().print(
+            f"warning: in {summary['low_label_mass']} of {summary['label_mass_calls']} calls the "
+            f"label tokens held under {LOW_LABEL_MASS:.0%} of the probability at the verdict "
+            "position: this judge's p_a says little about its verdicts (see `judge-rl audit`)"
+        )
     if summary["ties_dropped"]:
         console().print(
             f"left out {summary['ties_dropped']} ties (--drop-ties is the default; "
@@ -573,6 +597,12 @@ def _summary_table(name: str, s: dict[str, Any]) -> Any:
     t.add_row("tokens", f"{s['prompt_tokens']:,} prompt, {s['completion_tokens']:,} completion")
     t.add_row("cost", f"${s['cost']:.4f}")
     t.add_row("time", f"{s['time_s']:.1f} s")
+    if s.get("label_mass_calls"):
+        t.add_row(
+            "label mass",
+            f"{s['label_mass_mean']:.2f} mean at the verdict; {s['low_label_mass']} of "
+            f"{s['label_mass_calls']} calls below the flag threshold",
+        )
     t.add_row("written", str(s.get("written", 0)))
     if s.get("ties_dropped"):
         t.add_row("ties left out", f"{s['ties_dropped']} (--drop-ties)")

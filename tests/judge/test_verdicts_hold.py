@@ -327,3 +327,14 @@ def test_issue16_1_a_local_judge_shadowing_a_builtin_is_announced_first(
     first = err.strip().splitlines()[0]
     assert "shadows the built-in" in first and "mock-pairwise" in first
     assert os.sep + "judges" in first and Path(str(d)).name in first
+
+
+def test_issue15_2_label_summary_counts_small_label_mass(make_comp):
+    from judge_rl.commands.label import summarize
+
+    replies = [("A", {"A": 0.8, "B": 0.1, "C": 0.1}, m, "label") for m in (0.05, 0.1, 0.9)]
+    judge = _judge(Scripted(replies), label_probs=True, max_tokens=2)
+    js = asyncio.run(judge.compare([make_comp("x", "y", i=i) for i in range(3)]))
+    s = summarize(js, 1.0)
+    assert s["label_mass_calls"] == 3 and s["low_label_mass"] == 2
+    assert s["label_mass_mean"] == pytest.approx(0.35)
