@@ -16,8 +16,9 @@ Defence in depth, once per worker (:func:`install_guards`):
   cannot be removed, so no later code in the worker can undo it. Blocked events are counted and
   returned with every answer (a test asserts the count stays 0 on the perturbation suite: the
   legitimate path never needs them);
-* ``RLIMIT_AS`` (memory) and ``RLIMIT_CPU`` limits, and a per-check ``SIGALRM`` timer, set by
-  :func:`worker_main`; the parent kills a worker that overruns anyway (C code ignores signals).
+* an ``RLIMIT_AS`` (memory) limit and a per-check CPU-time timer (``ITIMER_PROF``), set by
+  :func:`worker_main`; the parent kills a worker that overruns its wall-clock deadline anyway
+  (C code does not see signals).
 
 Library code: nothing here prints.
 """
@@ -25,6 +26,8 @@ Library code: nothing here prints.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import re
 import signal
@@ -191,8 +194,8 @@ _PREPARED = False
 
 
 def prepare() -> None:
-    """Imports, the number-parsing patch and a warm-up run; no audit hook (the forkserver runs
-    this once, so that every worker forked from it starts warm)."""
+    """Imports, the number-parsing patch and a warm-up run, before the audit hook (which would
+    refuse the source compiles some first imports need)."""
     global _PREPARED
     if _PREPARED:
         return
@@ -265,46 +268,55 @@ def _set_limits(memory_mb: int) -> None:
         pass
 
 
-def worker_main(conn: Any, memory_mb: int) -> None:
-    """Serve ``(gold, pred, timeout_s)`` requests on ``conn`` until it closes.
+def _reply(out: Any, status: str, value: Any) -> None:
+    out.write(json.dumps([status, value, blocked_count()]) + "\n")
+    out.flush()
 
-    Replies: ``("ok", bool, blocked)``, ``("timeout", None, blocked)``,
-    ``("error", message, blocked)``. The first message is ``("ready", None, 0)``.
+
+def worker_main(memory_mb: int = 2048) -> None:
+    """Serve JSON-line requests ``[gold, pred, timeout_s]`` on stdin until it closes.
+
+    Replies, one JSON line each: ``["ok", bool, blocked]``, ``["timeout", null, blocked]``,
+    ``["error", message, blocked]``. The first line is ``["ready", null, 0]``. ``timeout_s`` is
+    CPU time (``ITIMER_PROF``): a loaded machine slows a check down without failing it; the
+    parent's wall-clock deadline catches what the timer cannot interrupt.
     """
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing but replies on the reply channel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _set_limits(memory_mb)
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    logging.getLogger("latex2sympy2_extended").setLevel(logging.CRITICAL)
     try:
         install_guards()
     except Exception as e:  # noqa: BLE001
-        conn.send(("error", f"engine unavailable: {type(e).__name__}: {e}", 0))
+        _reply(out, "error", f"engine unavailable: {type(e).__name__}: {e}")
         return
-    signal.signal(signal.SIGALRM, _alarm)
-    conn.send(("ready", None, 0))
-    while True:
+    signal.signal(signal.SIGPROF, _alarm)
+    _reply(out, "ready", None)
+    for line in sys.stdin:
         try:
-            req = conn.recv()
-        except (EOFError, OSError):
-            return
-        if req is None:
-            return
-        gold, pred, timeout_s = req
-        reply: tuple[str, Any, int]
+            gold, pred, timeout_s = json.loads(line)
+            gold, pred, timeout_s = str(gold), str(pred), float(timeout_s)
+        except (ValueError, TypeError):
+            _reply(out, "error", "bad request")
+            continue
         try:
-            signal.setitimer(signal.ITIMER_REAL, max(0.01, float(timeout_s)))
+            signal.setitimer(signal.ITIMER_PROF, max(0.01, timeout_s))
             try:
                 ok = latex_equal(gold, pred)
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            reply = ("ok", ok, blocked_count())
+                signal.setitimer(signal.ITIMER_PROF, 0)
+            _reply(out, "ok", ok)
         except CheckTimeout:
-            reply = ("timeout", None, blocked_count())
+            _reply(out, "timeout", None)
         except MemoryError:
-            reply = ("error", "memory: over the worker's memory limit", blocked_count())
+            _reply(out, "error", "memory: over the worker's memory limit")
         except RecursionError:
-            reply = ("error", "recursion: expression nested too deeply", blocked_count())
+            _reply(out, "error", "recursion: expression nested too deeply")
         except Exception as e:  # noqa: BLE001 (an engine failure is an explicit error)
-            reply = ("error", f"engine: {type(e).__name__}", blocked_count())
-        try:
-            conn.send(reply)
-        except (OSError, ValueError):
-            return
+            _reply(out, "error", f"engine: {type(e).__name__}")
+
+
+if __name__ == "__main__":
+    worker_main(int(sys.argv[1]) if len(sys.argv) > 1 else 2048)

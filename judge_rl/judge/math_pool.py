@@ -1,15 +1,18 @@
 """A small pool of long-lived worker processes for bounded math-equivalence checks.
 
 Why processes: sympy's ``simplify``/``equals`` can run for minutes or eat gigabytes on a hostile
-answer, and C code does not see Python signals. Each worker (:func:`math_equiv.worker_main`) has
-a memory limit (``RLIMIT_AS``), an alarm per check and an audit hook that forbids interpreters
-and side effects. The parent waits ``timeout_s`` plus a grace period; a worker that has not
-answered by then is killed and replaced, and the check is reported as ``timeout`` (never
+answer, and C code does not see Python signals. Each worker (``python -m
+judge_rl.judge.math_equiv``, see :func:`judge_rl.judge.math_equiv.worker_main`) has a memory
+limit (``RLIMIT_AS``), a CPU-time timer per check and an audit hook that forbids interpreters and
+side effects. The parent waits for the answer until a wall-clock deadline (a multiple of the
+check's limit, so that a loaded machine does not turn slow checks into timeouts); a worker that
+has not answered by then is killed and replaced, and the check is reported as ``timeout`` (never
 ``False``).
 
-Why a pool: a process forked per comparison costs far more than the check. Workers come from a
-forkserver that has already imported and warmed the engine (:mod:`math_preload`), so a
-replacement starts in milliseconds and never inherits the parent's threads or CUDA state.
+Why a pool: starting a process (and importing sympy) costs far more than a check. Workers start
+once, warm up, and serve checks over a pipe (one JSON line each way) until the pool closes. A
+replacement starts at once in the background. Workers are started with ``subprocess`` (fork +
+exec), so they never inherit the caller's threads, CUDA state or ``__main__`` module.
 
 Thread-safe: any number of threads may call :meth:`MathPool.check`; each takes an idle worker.
 """
@@ -18,20 +21,25 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import multiprocessing as mp
+import json
 import os
 import queue
+import select
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-GRACE_S = 1.0
-"""Extra seconds the parent waits past a check's own limit before killing its worker."""
+WALL_FACTOR = 4.0
+GRACE_S = 2.0
+"""The parent's wall-clock deadline for a check is ``timeout_s * WALL_FACTOR + GRACE_S``."""
 
-START_TIMEOUT_S = 120.0
-"""How long a new worker may take to import and warm the engine (first start only is slow)."""
+START_TIMEOUT_S = 180.0
+"""How long a new worker may take to import and warm the engine."""
 
 DEFAULT_MEMORY_MB = 2048
 """Address-space limit of a worker (``RLIMIT_AS``)."""
@@ -49,6 +57,9 @@ class PoolResult:
 
 @dataclass
 class PoolStats:
+    """Counters over the pool's life: checks, timeouts, errors, worker restarts, and operations
+    the workers' audit hooks refused (``blocked``; 0 on any legitimate input)."""
+
     checks: int = 0
     timeouts: int = 0
     errors: int = 0
@@ -57,60 +68,81 @@ class PoolStats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-def _context() -> Any:
-    methods = mp.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["judge_rl.judge.math_preload"])
-        return ctx
-    return mp.get_context("spawn")
-
-
 class _Worker:
-    def __init__(self, ctx: Any, memory_mb: int):
-        from judge_rl.judge.math_equiv import worker_main
-
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(
-            target=worker_main, args=(child, memory_mb), daemon=True, name="judge-rl-math"
+    def __init__(self, memory_mb: int):
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "judge_rl.judge.math_equiv", str(memory_mb)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
         )
-        self.proc.start()
-        child.close()
+        self._buf = b""
         self.ready = False
         self.blocked = 0
+
+    def read(self, timeout_s: float) -> list[Any] | None:
+        """The next reply line, or None when none came within ``timeout_s`` (or the worker
+        died: EOF raises EOFError)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError("math worker closed its pipe")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return list(json.loads(line))
+
+    def send(self, gold: str, pred: str, timeout_s: float) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps([gold, pred, timeout_s]) + "\n").encode())
+        self.proc.stdin.flush()
 
     def wait_ready(self, timeout_s: float) -> None:
         if self.ready:
             return
-        if not self.conn.poll(timeout_s):
-            self.kill()
-            raise RuntimeError(f"math worker did not start within {timeout_s:.0f} s")
         try:
-            status, detail, _ = self.conn.recv()
-        except (EOFError, OSError) as e:
-            self.kill()
+            reply = self.read(timeout_s)
+        except (EOFError, OSError, ValueError) as e:
             raise RuntimeError("math worker died while starting") from e
-        if status != "ready":
-            self.kill()
-            raise RuntimeError(f"math worker failed to start: {detail}")
+        if reply is None:
+            raise RuntimeError(f"math worker did not start within {timeout_s:.0f} s")
+        if reply[0] != "ready":
+            raise RuntimeError(f"math worker failed to start: {reply[1]}")
         self.ready = True
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):
-            self.conn.close()
-        if self.proc.is_alive():
             self.proc.kill()
-        self.proc.join(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                if f is not None:
+                    f.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self.conn.send(None)
-        self.proc.join(1)
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(1)
         self.kill()
 
 
 class MathPool:
-    """``size`` workers, started lazily on the first check and kept alive between checks."""
+    """``size`` workers, started on the first check and kept alive between checks."""
 
     def __init__(self, size: int | None = None, memory_mb: int = DEFAULT_MEMORY_MB):
         env = os.environ.get("JUDGE_RL_VERIFY_WORKERS")
@@ -120,7 +152,6 @@ class MathPool:
         self.memory_mb = memory_mb
         self.stats = PoolStats()
         self._pid = os.getpid()
-        self._ctx: Any = None
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
@@ -136,9 +167,8 @@ class MathPool:
                 return
             if self._closed:
                 raise RuntimeError("math pool is closed")
-            self._ctx = _context()
             for _ in range(self.size):
-                w = _Worker(self._ctx, self.memory_mb)
+                w = _Worker(self.memory_mb)
                 self._all.append(w)
                 self._idle.put(w)
             self._started = True
@@ -150,7 +180,7 @@ class MathPool:
                 self._all.remove(dead)
             if self._closed:
                 return
-            w = _Worker(self._ctx, self.memory_mb)
+            w = _Worker(self.memory_mb)
             self._all.append(w)
         with self.stats.lock:
             self.stats.restarts += 1
@@ -167,10 +197,23 @@ class MathPool:
             self._executor.shutdown(wait=False)
             self._executor = None
 
+    def warm(self) -> None:
+        """Start the workers and wait until each is ready (optional; checks do it lazily)."""
+        self._start()
+        taken = [self._idle.get() for _ in range(self.size)]
+        for w in taken:
+            try:
+                w.wait_ready(START_TIMEOUT_S)
+            except RuntimeError:
+                self._replace(w)
+                continue
+            self._idle.put(w)
+
     # -- checks ----------------------------------------------------------------------------
 
     def check(self, gold: str, pred: str, timeout_s: float) -> PoolResult:
-        """Whether ``pred`` equals ``gold`` (both LaTeX answers), within ``timeout_s``."""
+        """Whether ``pred`` equals ``gold`` (both LaTeX answers), within ``timeout_s`` of CPU
+        time (and ``timeout_s * WALL_FACTOR + GRACE_S`` of wall time)."""
         self._start()
         w = self._idle.get()
         try:
@@ -179,17 +222,18 @@ class MathPool:
             self._replace(w)
             return self._count(PoolResult("error", detail=f"engine: {e}"))
         try:
-            w.conn.send((gold, pred, timeout_s))
-            if not w.conn.poll(timeout_s + GRACE_S):
-                self._replace(w)
-                return self._count(PoolResult("timeout", detail=f"no answer in {timeout_s:g} s"))
-            status, value, blocked = w.conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
+            w.send(gold, pred, timeout_s)
+            reply = w.read(timeout_s * WALL_FACTOR + GRACE_S)
+        except (EOFError, OSError, ValueError):
             self._replace(w)
             return self._count(PoolResult("error", detail="crash: the math worker died"))
+        if reply is None:
+            self._replace(w)
+            return self._count(PoolResult("timeout", detail=f"no answer in {timeout_s:g} s"))
+        status, value, blocked = reply
         with self.stats.lock:
-            self.stats.blocked += max(0, blocked - w.blocked)
-        w.blocked = blocked
+            self.stats.blocked += max(0, int(blocked) - w.blocked)
+        w.blocked = int(blocked)
         self._idle.put(w)
         if status == "ok":
             return self._count(PoolResult("ok", value=bool(value)))
@@ -197,9 +241,7 @@ class MathPool:
             return self._count(PoolResult("timeout", detail=f"over {timeout_s:g} s"))
         return self._count(PoolResult("error", detail=str(value)))
 
-    def check_many(
-        self, pairs: Sequence[tuple[str, str]], timeout_s: float
-    ) -> list[PoolResult]:
+    def check_many(self, pairs: Sequence[tuple[str, str]], timeout_s: float) -> list[PoolResult]:
         """:meth:`check` for many pairs, spread over the workers; results in input order."""
         if len(pairs) <= 1 or self.size == 1:
             return [self.check(g, p, timeout_s) for g, p in pairs]
@@ -234,6 +276,7 @@ def get_pool() -> MathPool:
 
 
 def shutdown_pool() -> None:
+    """Stop the process-wide pool's workers (also registered with :mod:`atexit`)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is not None and _POOL._pid == os.getpid():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
@@ -9,8 +10,11 @@ import time
 
 import pytest
 
+from judge_rl.errors import DataError
 from judge_rl.judge.base import compare_sync, score_sync
 from judge_rl.judge.verify import (
+    MODES,
+    CheckError,
     VerifierJudge,
     equivalent,
     extract_answer,
@@ -79,10 +83,67 @@ def test_auto_mode_picks_by_reference():
 
 
 def test_symbolic_time_limit_is_enforced():
-    # A pathological expression sympy cannot simplify quickly must not hang the verifier.
+    # A check the engine cannot finish in time is an error "timeout", never False, and bounded.
     t = time.perf_counter()
-    symbolic_equal("(x+1)**400000 - 1", "y", timeout_s=0.5)
-    assert time.perf_counter() - t < 5
+    with pytest.raises(CheckError, match="timeout"):
+        symbolic_equal(SLOW_ANSWER, "1", timeout_s=0.3)
+    assert time.perf_counter() - t < 30
+
+
+SLOW_ANSWER = r"(2^{20})!"  # sympy evaluates the factorial of 1,048,576: seconds of CPU
+
+
+# --- issue 14, failure 1: the verifier executed response text --------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_issue14_1_response_text_is_never_executed(tmp_path, mode):
+    marker = tmp_path / "PWNED"
+    payload = f"__import__('os').system('touch {marker}')"
+    for text in (rf"\boxed{{{payload}}}", payload, f"The answer is {payload}"):
+        for ref in ("18", text):  # in the response, and as a reference read from a file
+            with contextlib.suppress(CheckError, DataError):
+                verify(text, ref, mode)
+    assert not marker.exists()
+
+
+# --- issue 14, failure 2: brace-less fractions read as sympy's frac() --------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "boxed", "symbolic"])
+def test_issue14_2_braceless_fraction_is_a_fraction(mode):
+    ref = r"\frac 34"
+    for wrong in (r"\frac 35", r"-\frac 34", "0"):
+        assert not verify(rf"\boxed{{{wrong}}}", ref, mode), wrong
+    assert not verify(r"\boxed{\frac 12}", "0", mode)
+    for right in (r"\frac{3}{4}", "0.75", r"\dfrac34", r"\tfrac{3}{4}", "3/4"):
+        assert verify(rf"\boxed{{{right}}}", ref, mode), right
+    assert verify(r"\boxed{\frac 34}", r"\frac{3}{4}", mode)
+
+
+@pytest.mark.parametrize(
+    "response,reference",
+    [
+        (r"\boxed{30^\circ}", "30"),
+        (r"\boxed{30^{\circ}}", "30"),
+        (r"\boxed{30°}", r"30^\circ"),
+        (r"\boxed{\dfrac{5}{8}}", r"\frac{5}{8}"),
+        (r"\boxed{12\text{ cm}}", "12"),
+        (r"\boxed{12\mbox{ cm}}", "12"),
+        (r"\boxed{( 1 , 2 )}", "(1,2)"),
+        (r"\boxed{x = 5}", "5"),
+        ("x = 5", "5"),
+    ],
+)
+def test_issue14_2_forms_rejected_before_are_accepted(response, reference):
+    assert verify(response, reference, "symbolic")
+    assert verify(response, reference)
+
+
+def test_number_followed_by_a_letter_is_not_the_number():
+    # "2x" is not 2 (the old unit-stripping read it as 2)
+    assert not verify(r"\boxed{2x}", "2")
+    assert parse_number("2x") is None
 
 
 def test_extract_none_is_not_equivalent():
