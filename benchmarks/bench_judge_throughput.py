@@ -4,7 +4,10 @@ The endpoint (``judge_rl.backends._fakeserver`` in its own process, so it does n
 client's event loop) answers every request after a fixed latency (50 ms). With 64 requests in
 flight the ceiling is 64 / 0.05 = 1,280 judgments/s. We time 2,000 judgments:
 
-- ``judge_rl backend``: :class:`OpenAIBackend` alone (one shared client, semaphore of 64);
+- ``judge-rl label CLI``: the command a user runs, end to end (``python -m judge_rl label``
+  from a pairs file on disk to the preferences file and run log, cache off, order fixed):
+  wall time from process start to exit, and the judging window the run log records;
+- ``judge_rl backend``: :class:`OpenAIBackend` alone (one shared client, at most 64 in flight);
 - ``judge_rl judge``: the full judge layer (spec -> LLMJudge -> verdict parsing -> Judgment
   records; cache off, order fixed) over the same backend;
 - ``AlpacaEval``: ``alpaca_eval.decoders.openai.openai_completions`` (what its annotators call)
@@ -13,8 +16,10 @@ flight the ceiling is 64 / 0.05 = 1,280 judgments/s. We time 2,000 judgments:
 
 Client CPU per judgment is the process CPU time (user + system) of the client divided by the
 judgments; the endpoint's CPU per request is read from ``/proc`` (Linux), to show whether the
-endpoint's own core could keep up with the limit. Prints a table and ``RATIO`` lines. Run: ``python benchmarks/bench_judge_throughput.py``
-(``--skip-peer`` to time judge_rl only). Timings on a shared machine are noisy.
+endpoint's own core could keep up with the limit. Prints a table and ``RATIO`` lines, with the
+machine's load average at the start. Every file goes to one temporary folder, removed at the
+end. Run: ``python benchmarks/bench_judge_throughput.py`` (``--skip-peer`` to time judge_rl
+only). Timings on a shared machine are noisy.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -92,7 +98,7 @@ def proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_backend(url: str, n: int, concurrency: int) -> dict[str, float]:
+def bench_backend(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, float]:
     """OpenAIBackend alone: n chat requests, all handed over at once."""
     from judge_rl.backends.base import ChatRequest
     from judge_rl.backends.openai import OpenAIBackend
@@ -124,16 +130,15 @@ def bench_backend(url: str, n: int, concurrency: int) -> dict[str, float]:
     return {"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu}
 
 
-def bench_judge(url: str, n: int, concurrency: int) -> dict[str, float]:
-    """The full judge layer over the same backend (cache off, order fixed)."""
-    from judge_rl.judge import load_judge
-    from judge_rl.types import Candidate, Comparison
+TEMPLATE = (
+    "Which response is better?\n[Prompt] {{ prompt }}\n[Response A] {{ response_a }}\n"
+    "[Response B] {{ response_b }}\nEnd with [[A]], [[B]] or [[C]] on a line of its own."
+)
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-judge-"))
-    (folder / "prompt.j2").write_text(
-        "Which response is better?\n[Prompt] {{ prompt }}\n[Response A] {{ response_a }}\n"
-        "[Response B] {{ response_b }}\nEnd with [[A]], [[B]] or [[C]]."
-    )
+
+def write_spec(folder: Path, url: str, concurrency: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prompt.j2").write_text(TEMPLATE)
     spec = {
         "version": "1",
         "kind": "pairwise",
@@ -146,13 +151,22 @@ def bench_judge(url: str, n: int, concurrency: int) -> dict[str, float]:
         "order": "fixed",
     }
     (folder / "judge.yaml").write_text(json.dumps(spec))
+    return folder / "judge.yaml"
+
+
+def bench_judge(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, float]:
+    """The full judge layer over the same backend (cache off, order fixed)."""
+    from judge_rl.judge import load_judge
+    from judge_rl.types import Candidate, Comparison
+
+    spec = write_spec(tmp / "judge", url, concurrency)
     comps = []
     for i in range(n + concurrency):
         p = f"question-{i}"
         a = Candidate(prompt_id=p, prompt=p, response=f"first answer {i}", source="m1")
         b = Candidate(prompt_id=p, prompt=p, response=f"second answer {i}", source="m2")
         comps.append(Comparison(prompt_id=p, prompt=p, a=a, b=b))
-    judge = load_judge(folder / "judge.yaml", cache=None)
+    judge = load_judge(spec, cache=None)
 
     async def go() -> tuple[float, float, int]:
         await judge.compare(comps[n:])  # warm up
@@ -166,7 +180,43 @@ def bench_judge(url: str, n: int, concurrency: int) -> dict[str, float]:
     return {"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu}
 
 
-def bench_alpaca_eval(url: str, n: int, concurrency: int) -> dict[str, float] | str:
+def bench_cli(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, float] | str:
+    """``judge-rl label`` in a fresh process, from the pairs file to the preferences file:
+    wall time process start to exit; ``window_s``: the judging time its run log records."""
+    spec = write_spec(tmp / "cli-judge", url, concurrency)
+    pairs = tmp / "pairs.jsonl"
+    with pairs.open("w") as f:
+        for i in range(n):
+            row = {
+                "prompt": f"question-{i}",
+                "response_a": f"first answer {i}",
+                "response_b": f"second answer {i}",
+            }
+            f.write(json.dumps(row) + "\n")
+    out, run = tmp / "labels.jsonl", tmp / "cli-run"
+    cmd = [sys.executable, "-m", "judge_rl", "label", "--judge", str(spec), "--input", str(pairs)]
+    cmd += ["--output", str(out), "--no-cache", "--run", str(run)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JUDGE_RL_NO_PROGRESS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        return f"label exited {r.returncode}: {r.stderr.strip().splitlines()[-1:]}"
+    log = json.loads((run / "log.json").read_text())
+    judgments = log["label"]["judgments"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "n": n,
+        "ok": sum(1 for j in judgments if not j.get("error")),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "window_s": float(log["timings"]["label"]),
+    }
+
+
+def bench_alpaca_eval(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, float] | str:
     """AlpacaEval's OpenAI decoder in its own venv; a string says why it could not run."""
     from _peer import peer_python
 
@@ -174,13 +224,13 @@ def bench_alpaca_eval(url: str, n: int, concurrency: int) -> dict[str, float] | 
         py = peer_python("alpaca-eval", ["alpaca-eval", "setuptools<81"])
     except Exception as e:  # no network, no wheel: report, do not fail the whole benchmark
         return f"could not install alpaca-eval: {e}"
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(PEER_SCRIPT)
+    script = tmp / "alpaca_eval_peer.py"
+    script.write_text(PEER_SCRIPT)
     env = dict(
         os.environ, OPENAI_API_BASE=url, OPENAI_API_KEY="sk-bench-not-a-key", OPENAI_BASE_URL=url
     )
     r = subprocess.run(
-        [py, f.name, str(n), str(concurrency)],
+        [py, str(script), str(n), str(concurrency)],
         env=env,
         capture_output=True,
         text=True,
@@ -199,49 +249,65 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-peer", action="store_true", help="time judge_rl only")
     args = ap.parse_args(argv)
     limit = args.concurrency / args.latency
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     proc, url = start_server(args.latency)
     rows: dict[str, dict[str, float] | str] = {}
     server_cpu: dict[str, float] = {}
 
-    def timed(name: str, fn: object) -> None:
-        before = proc_cpu_s(proc.pid)
-        rows[name] = fn(url, args.n, args.concurrency)  # type: ignore[operator]
-        after = proc_cpu_s(proc.pid)
-        if before is not None and after is not None:
-            server_cpu[name] = after - before
+    with tempfile.TemporaryDirectory(prefix="bench-judge-") as tmpdir:
+        tmp = Path(tmpdir)
 
-    try:
-        timed("judge_rl backend", bench_backend)
-        timed("judge_rl judge", bench_judge)
-        if not args.skip_peer:
-            timed("AlpacaEval", bench_alpaca_eval)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(10)
+        def timed(name: str, fn: object) -> None:
+            before = proc_cpu_s(proc.pid)
+            rows[name] = fn(url, args.n, args.concurrency, tmp)  # type: ignore[operator]
+            after = proc_cpu_s(proc.pid)
+            if before is not None and after is not None:
+                server_cpu[name] = after - before
+
+        try:
+            timed("judge-rl label CLI", bench_cli)
+            timed("judge_rl backend", bench_backend)
+            timed("judge_rl judge", bench_judge)
+            if not args.skip_peer:
+                timed("AlpacaEval", bench_alpaca_eval)
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(10)
     print(
         f"endpoint: {args.latency * 1000:.0f} ms per answer, {args.concurrency} in flight "
         f"-> limit {limit:,.0f} judgments/s; {args.n} judgments per side; "
-        f"{os.cpu_count()} CPUs (shared with the endpoint)"
+        f"{os.cpu_count()} CPUs (shared with the endpoint); load average {load:.2f} at start"
     )
     print(
-        f"{'client':<18} {'judgments/s':>12} {'of limit':>9} {'CPU ms/judgment':>16} {'ok':>6}"
+        f"{'client':<20} {'judgments/s':>12} {'of limit':>9} {'CPU ms/judgment':>16} {'ok':>6}"
         f" {'endpoint CPU ms/req':>20}"
     )
     rates: dict[str, float] = {}
     for name, r in rows.items():
         if isinstance(r, str):
-            print(f"{name:<18} {'-':>12} {'-':>9} {'-':>16} {'-':>6}   ({r})")
+            print(f"{name:<20} {'-':>12} {'-':>9} {'-':>16} {'-':>6}   ({r})")
             continue
         rate = r["n"] / r["wall_s"]
         rates[name] = rate
-        served = r["n"] + (args.concurrency if name.startswith("judge_rl") else 0)  # + warm-up
+        warm = name in ("judge_rl backend", "judge_rl judge")
+        served = r["n"] + (args.concurrency if warm else 0)  # + warm-up
         srv = f"{1000 * server_cpu[name] / served:.3f}" if name in server_cpu else "-"
         print(
-            f"{name:<18} {rate:>12,.0f} {rate / limit:>9.0%} {1000 * r['cpu_s'] / r['n']:>16.3f} "
+            f"{name:<20} {rate:>12,.0f} {rate / limit:>9.0%} {1000 * r['cpu_s'] / r['n']:>16.3f} "
             f"{int(r['ok']):>6} {srv:>20}"
         )
+        if "window_s" in r:
+            w = r["n"] / r["window_s"]
+            rates[name + " window"] = w
+            print(f"{'  judging window':<20} {w:>12,.0f} {w / limit:>9.0%}   (from its run log)")
     judge_rate = rates.get("judge_rl judge", 0.0)
+    cli = rates.get("judge-rl label CLI", 0.0)
+    print(
+        f"RATIO judge_rl_label_cli_vs_limit {cli / limit:.2f} (end to end, process start to exit)"
+    )
+    window = rates.get("judge-rl label CLI window", 0.0)
+    print(f"RATIO judge_rl_label_window_vs_limit {window / limit:.2f} (target >= 0.80)")
     print(f"RATIO judge_rl_judge_vs_limit {judge_rate / limit:.2f} (target >= 0.80)")
     print(f"RATIO judge_rl_backend_vs_limit {rates.get('judge_rl backend', 0.0) / limit:.2f}")
     if "AlpacaEval" in rates:
@@ -249,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             f"RATIO judge_rl_judge_vs_alpaca_eval {judge_rate / rates['AlpacaEval']:.1f}x "
             f"(target >= 20x)"
         )
+        print(f"RATIO judge_rl_label_cli_vs_alpaca_eval {cli / rates['AlpacaEval']:.1f}x")
     return 0
 
 

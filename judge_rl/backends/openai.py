@@ -96,7 +96,7 @@ class _Attempts:
             "timeouts": self.timeouts,
             "attempt_latency_s": list(self.latencies),
             "wall_s": time.perf_counter() - t_start,
-            "endpoint": redact_url(self.endpoint) if self.endpoint else None,
+            "endpoint": self.endpoint,
         }
 
 
@@ -131,6 +131,8 @@ class _Endpoint:
     opened: int = 0
     """Times the breaker opened."""
     limit: _Limit | None = field(default=None, repr=False)
+    public_url: str = ""
+    """``url`` without credentials (for results and logs)."""
 
     def state(self, now: float) -> str:
         if self.open_until <= 0:
@@ -587,7 +589,7 @@ class OpenAIBackend:
         attempt that did not go out), retries, timeouts, circuit-breaker openings."""
 
     def _new_endpoint(self, url: str) -> _Endpoint:
-        ep = _Endpoint(url)
+        ep = _Endpoint(url, public_url=redact_url(url))
         ep.limit = _Limit(self.initial_concurrency, self.concurrency, self.adaptive, self.timeout_s)
         return ep
 
@@ -766,35 +768,32 @@ class OpenAIBackend:
         return None if usable else fallback
 
     async def _acquire(self) -> _Endpoint:
-        """Wait for room on an endpoint (FIFO), then take it."""
-        while True:
-            now = time.monotonic()
-            ep = self._choose(now) if not self._waiters else None
-            if ep is not None:
-                ep.inflight += 1
-                self._inflight += 1
-                if ep.limit is not None and ep.limit.win_t0 < 0:
-                    ep.limit.on_send(now)
-                return ep
+        """Wait for room on an endpoint (first come, first served), then take it."""
+        now = time.monotonic()
+        ep = self._choose(now) if not self._waiters else None
+        first = False
+        while ep is None:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                # Wake at the next breaker re-probe time even if no attempt finishes.
-                await asyncio.wait_for(asyncio.shield(fut), timeout=self._next_probe_in(now))
-            except TimeoutError:
-                pass
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(fut)
+            if first:
+                self._waiters.appendleft(fut)  # woken but beaten to it: keep our place
+            else:
+                self._waiters.append(fut)
+            timeout = self._next_probe_in(now)
+            if timeout is None:
+                await fut
+            else:  # wake at the next breaker re-probe time even if no attempt finishes
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+                except TimeoutError:
+                    fut.cancel()  # done now: _wake skips it
             now = time.monotonic()
             ep = self._choose(now)
-            if ep is not None:
-                ep.inflight += 1
-                self._inflight += 1
-                if ep.limit is not None and ep.limit.win_t0 < 0:
-                    ep.limit.on_send(now)
-                self._wake(1)  # there may be room for the next waiter too
-                return ep
+            first = True
+        ep.inflight += 1
+        self._inflight += 1
+        if ep.limit is not None and ep.limit.win_t0 < 0:
+            ep.limit.on_send(now)
+        return ep
 
     def _next_probe_in(self, now: float) -> float | None:
         due = [ep.open_until - now for ep in self._endpoints if ep.open_until and not ep.probing]
@@ -913,7 +912,7 @@ class OpenAIBackend:
             ep.attempts += 1
             self.stats["attempts"] += 1
             meta.attempts += 1
-            meta.endpoint = ep.url
+            meta.endpoint = ep.public_url
             retry_after: float | None = None
             t0 = time.perf_counter()
             try:

@@ -160,6 +160,7 @@ def _label_cmd(spec: Path, pairs: Path, out: Path, tmp: Path) -> list[str]:
         str(tmp / "cache.sqlite"),
         "--run",
         str(tmp / "run"),
+        "--no-drop-ties",  # every comparison in the output, ties too
     ]
 
 
