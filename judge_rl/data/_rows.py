@@ -214,6 +214,8 @@ def check_value(value: Any, text: str | None = None, max_depth: int | None = Non
         return None
     max_depth = max_depth or limit("JUDGE_RL_MAX_JSON_DEPTH")
     strings = text is None or _SURROGATE_ESCAPE.search(text) is not None
+    if text is not None and not strings and text.count("[") + text.count("{") <= max_depth:
+        return None  # C-speed counts: cannot nest deeper than it has brackets
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         v, d = stack.pop()
@@ -237,6 +239,7 @@ def check_value(value: Any, text: str | None = None, max_depth: int | None = Non
 def _iter_jsonl(data: bytes) -> Iterator[RawRow]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    depth = limit("JUDGE_RL_MAX_JSON_DEPTH")
     for i, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
@@ -247,7 +250,7 @@ def _iter_jsonl(data: bytes) -> Iterator[RawRow]:
         assert text is not None
         value, err = _parse_json(text)
         if err is None:
-            err = check_value(value, text)
+            err = check_value(value, text, depth)
             if err is not None:
                 value = None
         yield RawRow(i, value=value, error=err)
@@ -257,6 +260,7 @@ def _iter_json_array(data: bytes, path: Path) -> Iterator[RawRow]:
     """Elements of a top-level JSON array (or of ``{"data": [...]}``), each with its start line."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    depth = limit("JUDGE_RL_MAX_JSON_DEPTH")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -272,10 +276,10 @@ def _iter_json_array(data: bytes, path: Path) -> Iterator[RawRow]:
             for key in ("data", "rows", "records", "examples", "instances"):
                 if isinstance(value.get(key), list):
                     for j, item in enumerate(value[key]):
-                        bad = check_value(item, text)
+                        bad = check_value(item, None, depth)
                         yield RawRow(j + 1, error=bad) if bad else RawRow(j + 1, value=item)
                     return
-            bad = check_value(value, text)
+            bad = check_value(value, None, depth)
             yield RawRow(1, error=bad) if bad else RawRow(1, value=value)
             return
         yield from _iter_jsonl(data)
@@ -313,7 +317,7 @@ def _iter_json_array(data: bytes, path: Path) -> Iterator[RawRow]:
             raise DataError(
                 "malformed JSON: nested too deeply", file=str(path), line=start_line
             ) from None
-        bad = check_value(value, text)
+        bad = check_value(value, text[pos:end], depth)
         yield RawRow(start_line, error=bad) if bad else RawRow(start_line, value=value)
         pos = skip_ws(end)
         if pos < n and text[pos] == ",":
@@ -394,8 +398,7 @@ def _iter_parquet(path: Path, data: bytes | None = None) -> Iterator[RawRow]:
         for batch in pf.iter_batches(batch_size=4096):
             for row in batch.to_pylist():
                 i += 1
-                bad = check_value(row)
-                yield RawRow(i, error=bad) if bad else RawRow(i, value=row)
+                yield RawRow(i, value=row)  # Arrow strings are UTF-8; nesting is the schema's
     except DataError:
         raise
     except Exception as e:
