@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "tournament": "judge_rl.commands.tournament",
     "report": "judge_rl.commands.report",
     "demo": "judge_rl.commands.demo",
+    "run": "judge_rl.commands.run",
 }
 
 

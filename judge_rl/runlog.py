@@ -170,6 +170,93 @@ class TournamentSection(_Section):
     pairing: str = ""
 
 
+class Interval(BaseModel):
+    """A statistic with its confidence interval; how it was computed travels with it."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    level: float = 0.95
+    """Confidence level of ``[lo, hi]``."""
+    method: str = "percentile bootstrap"
+    """How the interval was computed (``percentile bootstrap``, ``wilson``, …)."""
+    resample: str = "prompts"
+    """What the bootstrap resampled (``prompts``, ``pairs`` of models, ``battles``)."""
+    rounds: int = 0
+    """Bootstrap rounds (0 for closed-form intervals)."""
+    n: int = 0
+    """Items the statistic was computed on."""
+
+    def excludes(self, x: float) -> bool:
+        """True when the interval lies entirely above or below ``x``."""
+        return self.lo is not None and self.hi is not None and (self.lo > x or self.hi < x)
+
+
+class StageRecord(BaseModel):
+    """One stage of a pipeline run (``judge-rl run``): what ran, with which config, for how long."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: str
+    status: str = "pending"
+    """``pending`` | ``done`` | ``skipped`` (finished earlier with the same config) | ``failed``."""
+    config_hash: str = ""
+    """Hash of the stage's resolved config and of its inputs' hashes: a change redoes it."""
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """Input name -> ``stage.output`` it was fed from."""
+    outputs: dict[str, str] = Field(default_factory=dict)
+    """Output name -> file in the run folder."""
+    threads: int = 0
+    """Torch threads the stage ran with (decided once, at its start)."""
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    """CPU seconds of this process during the stage (all threads)."""
+    error: str | None = None
+
+
+class PipelineSection(_Section):
+    """``judge-rl run``: the pipeline spec and one record per stage, in order."""
+
+    spec: str = ""
+    """Path of the pipeline spec."""
+    name: str = ""
+    profile: str | None = None
+    stages: list[StageRecord] = Field(default_factory=list)
+
+
+class DemoSection(_Section):
+    """The demo's claims, each computed from the run (the report's sentences come from these)."""
+
+    task: str = ""
+    gold: str = ""
+    proxy: str = ""
+    gold_base: Interval | None = None
+    gold_best: Interval | None = None
+    gold_last: Interval | None = None
+    gain_best: Interval | None = None
+    """Gold at the best checkpoint minus gold at the base policy, paired over prompts."""
+    drop_last: Interval | None = None
+    """Gold at the last checkpoint minus gold at the best one, paired over prompts."""
+    proxy_base: float | None = None
+    proxy_best: float | None = None
+    proxy_last: float | None = None
+    best_step: int | None = None
+    peak_step: int | None = None
+    """Monitor step with the highest gold mean."""
+    last_step: int | None = None
+    alarm_step: int | None = None
+    first_significant_drop_step: int | None = None
+    """First monitor step after the peak whose gold is significantly below the peak's (paired CI
+    of the difference excludes 0)."""
+    exploit: list[str] = Field(default_factory=list)
+    """Degeneration detectors flagged at the alarm (or at the last step)."""
+    ranking: list[str] = Field(default_factory=list)
+    """Tournament models, best first."""
+    best_above_base: bool | None = None
+    """The best-by-gold checkpoint's rating interval lies above the base policy's."""
+
+
 class RunLog(BaseModel):
     """One run. ``version`` says which reader it needs."""
 
@@ -193,6 +280,8 @@ class RunLog(BaseModel):
     ppo: PPOSection | None = None
     overopt: OveroptSection | None = None
     tournament: TournamentSection | None = None
+    pipeline: PipelineSection | None = None
+    demo: DemoSection | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def add_judge(self, fp: JudgeFingerprint) -> None:
@@ -283,12 +372,16 @@ def load(path: str | os.PathLike[str]) -> RunLog:
 __all__ = [
     "LOG_VERSION",
     "AuditSection",
+    "DemoSection",
+    "Interval",
     "LabelSection",
     "Metric",
     "OveroptSection",
     "PPOSection",
+    "PipelineSection",
     "RewardModelSection",
     "RunLog",
+    "StageRecord",
     "TournamentSection",
     "environment",
     "load",
