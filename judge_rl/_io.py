@@ -263,8 +263,9 @@ def safe_run_dir(
 
 
 def safe_yaml_load(
-    source: str | bytes | os.PathLike[str],
+    source: str | os.PathLike[str] | bytes | None = None,
     *,
+    text: str | None = None,
     file: str | None = None,
     max_nodes: int | None = None,
     max_depth: int | None = None,
@@ -273,7 +274,11 @@ def safe_yaml_load(
     bounded nesting, and a bounded number of nodes *after alias expansion*, so a
     billion-laughs spec (``a: &a [x, x]``, ``b: &b [*a, *a]``, ...) fails at once.
 
-    ``source`` is a path (read here) or the text/bytes itself (``file`` names it in errors).
+    ``source`` is a path (``str`` or path-like; read here, refusing FIFOs and devices) or the
+    raw bytes; ``text=`` passes YAML text instead. ``file`` names the spec in errors.
+
+    >>> safe_yaml_load(text="a: 1\\nb: [x, y]\\n")
+    {'a': 1, 'b': ['x', 'y']}
 
     Raises:
         ConfigError: naming the file (and the line for syntax errors) for unreadable files,
@@ -284,30 +289,31 @@ def safe_yaml_load(
 
     from judge_rl.errors import ConfigError
 
-    if isinstance(source, str | bytes) and not isinstance(source, os.PathLike):
-        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    max_bytes = limit("JUDGE_RL_MAX_SPEC_BYTES")
+    data: bytes
+    if text is not None or isinstance(source, bytes):
+        data = text.encode("utf-8", "surrogatepass") if text is not None else bytes(source)  # type: ignore[arg-type]
         where = file or "<yaml>"
-        max_bytes = limit("JUDGE_RL_MAX_SPEC_BYTES")
         if len(data) > max_bytes:
             raise ConfigError(
                 f"larger than {max_bytes:,} bytes (JUDGE_RL_MAX_SPEC_BYTES)", file=where
             )
-    else:
+    elif source is not None:
         where = file or os.fspath(source)
-        data = read_bytes_limited(
-            source, limit("JUDGE_RL_MAX_SPEC_BYTES"), "JUDGE_RL_MAX_SPEC_BYTES", error=ConfigError
-        )
+        data = read_bytes_limited(source, max_bytes, "JUDGE_RL_MAX_SPEC_BYTES", error=ConfigError)
+    else:
+        raise TypeError("safe_yaml_load needs a path, bytes or text=")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        text = data.decode("utf-8")
+        decoded = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise ConfigError(f"line {line}: not UTF-8 text (byte {e.start + 1})", file=where) from None
     max_nodes = max_nodes or limit("JUDGE_RL_MAX_YAML_NODES")
     max_depth = max_depth or limit("JUDGE_RL_MAX_JSON_DEPTH")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(decoded, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}: " if mark is not None else ""
@@ -319,7 +325,7 @@ def safe_yaml_load(
         return None
     _check_yaml_tree(node, where, max_nodes, max_depth)
     try:
-        return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+        return yaml.load(decoded, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}: " if mark is not None else ""

@@ -418,9 +418,12 @@ def test_yaml_plain_spec_loads_and_no_python_tags(tmp_path):
     from judge_rl._io import safe_yaml_load
     from judge_rl.errors import ConfigError
 
-    assert safe_yaml_load("a: 1\nb: [x, y]\n") == {"a": 1, "b": ["x", "y"]}
+    assert safe_yaml_load(text="a: 1\nb: [x, y]\n") == {"a": 1, "b": ["x", "y"]}
     with pytest.raises(ConfigError):
-        safe_yaml_load("a: !!python/object/apply:os.system ['id']\n")
+        safe_yaml_load(text="a: !!python/object/apply:os.system ['id']\n")
+    spec = tmp_path / "ok.yaml"
+    spec.write_text("name: x\n")
+    assert safe_yaml_load(str(spec)) == safe_yaml_load(spec) == {"name": "x"}  # str is a path
     with pytest.raises(ConfigError):
         safe_yaml_load(Path(tmp_path / "missing.yaml"))
 
