@@ -160,3 +160,30 @@ def test_check_run_name_for_spec_names():
     for bad in ("../x", "/etc", "a/b", "..", "", "a\\b"):
         with pytest.raises(ConfigError):
             check_run_name(bad, setting="name", file="spec.yaml")
+
+
+def test_disk_full_is_a_setup_error_not_a_crash(monkeypatch, capsys):
+    import errno
+
+    import judge_rl.commands.models as models_cmd
+    from judge_rl.cli import main
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out.jsonl")
+
+    monkeypatch.setattr(models_cmd, "run", full)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert "/data/out.jsonl: No space left on device" in err and "Traceback" not in err
+
+
+def test_closed_stdout_pipe_ends_quietly(monkeypatch):
+    import judge_rl.commands.models as models_cmd
+    from judge_rl.cli import main
+
+    def pipe(args):
+        raise BrokenPipeError()
+
+    monkeypatch.setattr(models_cmd, "run", pipe)
+    monkeypatch.setattr("judge_rl.cli._quiet_stdout", lambda: None)
+    assert main(["models"]) == 0
