@@ -12,6 +12,7 @@ Both run ``--steps`` steps; the first is warm-up and not timed. Prints s/step an
 the two reward curves side by side, then ``RATIO`` lines (completions/s, judge_rl ÷ TRL).
 
     python benchmarks/bench_grpo.py [--threads 1] [--steps 12]
+    python benchmarks/bench_grpo.py --embedded --steps 12   # a real run, embedded model
 """
 
 from __future__ import annotations
@@ -150,6 +151,80 @@ def run_ours(policy: Path, prompts: list[str], steps: int) -> dict:
     }
 
 
+def arithmetic_prompts(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """One-step sums and differences with their answers (the GSM8K verifier checks the last
+    number of the response): easy enough that a 135M model is right some of the time, so groups
+    carry a learning signal."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a, b = rng.randint(2, 20), rng.randint(2, 20)
+        if rng.random() < 0.5:
+            q, ans = f"What is {a} + {b}?", a + b
+        else:
+            a, b = max(a, b), min(a, b)
+            q, ans = f"What is {a} minus {b}?", a - b
+        out.append(
+            {"prompt_id": f"arith-{i}", "prompt": q + " Answer with just the number.",
+             "reference": str(ans)}
+        )  # fmt: skip
+    return out
+
+
+def run_embedded(steps: int, threads: int) -> int:
+    """One real CPU run of judge_rl's GRPO with the embedded model (SmolLM2-135M-Instruct) and
+    the GSM8K verifier; prints the per-step reward curve and group diagnostics."""
+    import torch
+
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train.grpo import GRPOConfig, GRPOTrainer
+    from judge_rl.types import PromptItem
+
+    torch.set_num_threads(threads)
+    items = [PromptItem(**p) for p in arithmetic_prompts(64)]
+    cfg = GRPOConfig(
+        steps=steps,
+        batch_size=4,
+        group_size=4,
+        epochs=1,
+        max_new_tokens=24,
+        temperature=1.0,
+        lr=5e-6,
+        beta=0.04,
+        algorithm="grpo",
+        loss_agg="token",
+        device="cpu",
+        seed=0,
+    )
+    print(
+        f"embedded SmolLM2-135M-Instruct, verifier:gsm8k, {len(items)} one-step arithmetic "
+        f"prompts, 4 prompts x K=4 per step, 24 new tokens, lr 5e-6, beta 0.04, {steps} steps, "
+        f"{threads} thread(s), load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    tr = GRPOTrainer(cfg, load_causal_lm("embedded"), load_tokenizer("embedded"),
+                     "verifier:gsm8k", items)  # fmt: skip
+    t0 = time.perf_counter()
+    print(f"{'step':>5}{'reward':>8}{'zero-var':>10}{'group std':>11}{'KL':>9}{'compl/s':>9}")
+    while tr.step < steps:
+        s = tr.train_step()
+        tr.section.steps.append(s)
+        print(
+            f"{int(s['step']):5d}{s['reward_mean']:8.3f}{s['frac_zero_std']:10.2f}"
+            f"{s['group_std']:11.3f}{s['kl']:9.4f}{s['completions_per_s']:9.2f}",
+            flush=True,
+        )
+    r = [s["reward_mean"] for s in tr.section.steps]
+    n = max(1, min(3, len(r) // 2))
+    print(
+        f"EMBEDDED grpo reward first {n} steps {statistics.mean(r[:n]):.3f} -> last {n} steps "
+        f"{statistics.mean(r[-n:]):.3f}, {time.perf_counter() - t0:.0f} s"
+    )
+    return 0
+
+
 def summarise(marks: list[float]) -> dict:
     per = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     timed = per[1:] if len(per) > 1 else per  # the first step warms up
@@ -162,8 +237,16 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--peer-python", default=None, help="venv folder of TRL [/tmp/peer-trl-h6]")
+    ap.add_argument(
+        "--embedded",
+        action="store_true",
+        help="instead: one judge_rl GRPO run with the embedded model and the GSM8K verifier",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.embedded:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        return run_embedded(args.steps, args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -103,6 +104,9 @@ class DPOConfig:
     """Evaluate the held-out pairs every N steps (0: only at the end)."""
     chat_template: bool = True
     """Wrap text prompts as a user message with the tokenizer's chat template (when it has one)."""
+    shared_prompt: bool = True
+    """Run each pair's prompt once for both responses (KV cache; checked against the plain
+    forward at start, which is used where they disagree or the model does not support it)."""
     ref_batch_size: int = 16
     """Pairs per forward pass when computing the reference log-probabilities and evaluating."""
     max_new_tokens: int = 64
@@ -423,6 +427,7 @@ class DPOTrainer:
         self._epoch = 0
         self._pos = 0  # batches of the current epoch already done
         self.ref: torch.Tensor | None = None  # (N, 4): chosen sum, rejected sum, counts
+        self._shared: bool | None = None  # shared-prompt forward: decided at first use
         if c.resume:
             self._load_checkpoint(self._resolve_resume(c.resume))
 
@@ -474,7 +479,15 @@ class DPOTrainer:
         return ids, am, pos, ids[:, P:], am[:, P:]
 
     def _seq_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed response log-probabilities (2n,) and token counts (2n,) under the policy."""
+        """Summed response log-probabilities (2n,) and token counts (2n,) under the policy:
+        chosen rows then rejected rows."""
+        if self._shared is None:
+            self._shared = self._check_shared()
+        if self._shared:
+            return self._shared_logps(rows)
+        return self._plain_logps(rows)
+
+    def _plain_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         from judge_rl.train.ppo import logprobs_from_logits
 
         ids, am, pos, r_ids, r_mask = (t.to(self.device) for t in self._batch_tensors(rows))
@@ -492,6 +505,87 @@ class DPOTrainer:
         lp = logprobs_from_logits(logits.float(), r_ids)  # (2n, R)
         m = r_mask.to(lp.dtype)
         return (lp * m).sum(1), m.sum(1)  # (2n,), (2n,)
+
+    def _shared_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`_seq_logps`, with each pair's prompt computed once: in a causal LM the
+        prompt's hidden states do not depend on what follows, so the prompts run once
+        (``(n, P)``, right-padded), their keys/values are repeated for the two sides, and only the
+        responses run twice (``(2n, R)``), attending to their pair's real prompt tokens through a
+        4D mask. The first response token is predicted from the prompt's last hidden state."""
+        import torch
+        from transformers import DynamicCache
+
+        from judge_rl.train.ppo import logprobs_from_logits
+
+        pad = int(self.tokenizer.pad_token_id)
+        dev = self.device
+        n = len(rows)
+        prompts = [self.pairs.prompt[i] for i in rows]
+        resps: list[list[int]] = []
+        for i in rows:  # interleaved: chosen 0, rejected 0, chosen 1, ...
+            resps += [self.pairs.chosen[i], self.pairs.rejected[i]]
+        tp, ts = max(len(p) for p in prompts), max(len(r) for r in resps)
+        prefix = torch.full((n, tp), pad, dtype=torch.long)  # (n, P) right-padded
+        for k, p in enumerate(prompts):
+            prefix[k, : len(p)] = torch.tensor(p, dtype=torch.long)
+        suffix = torch.full((2 * n, ts), pad, dtype=torch.long)  # (2n, R) right-padded
+        for k, r in enumerate(resps):
+            suffix[k, : len(r)] = torch.tensor(r, dtype=torch.long)
+        plen = torch.tensor([len(p) for p in prompts])  # (n,)
+        slen = torch.tensor([len(r) for r in resps])  # (2n,)
+        plen2 = plen.repeat_interleave(2)  # (2n,)
+        key_prefix = (torch.arange(tp)[None, None, :] < plen2[:, None, None]).expand(-1, ts, -1)
+        causal = torch.ones(ts, ts, dtype=torch.bool).tril()[None].expand(2 * n, -1, -1)
+        mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (2n, 1, R, P+R)
+        positions = plen2[:, None] + torch.arange(ts)[None, :]  # (2n, R)
+        model = self.policy
+        body = getattr(model, model.base_model_prefix)
+        head = model.get_output_embeddings()
+        if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
+            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+        cache = DynamicCache()
+        # transformers >= 5.2x names the argument `cache` (`past_key_values` is deprecated)
+        ckw = (
+            "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+        )
+        with self._autocast():
+            hp = body(
+                input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
+            ).last_hidden_state  # (n, P, H)
+            h_last = hp[torch.arange(n, device=dev), plen.to(dev) - 1]  # (n, H)
+            cache.batch_repeat_interleave(2)  # (2n, heads, P, d)
+            hs = body(
+                input_ids=suffix.to(dev),
+                attention_mask=mask.to(dev),
+                position_ids=positions.to(dev),
+                use_cache=True,
+                **{ckw: cache},
+            ).last_hidden_state  # (2n, R, H)
+            pred = torch.cat([h_last.repeat_interleave(2, 0)[:, None], hs[:, :-1]], 1)  # (2n,R,H)
+            logits = head(pred)  # (2n, R, V)
+        lp = logprobs_from_logits(logits.float(), suffix.to(dev))  # (2n, R)
+        m = (torch.arange(ts)[None, :] < slen[:, None]).to(dev, lp.dtype)  # (2n, R)
+        sums, cnt = (lp * m).sum(1), m.sum(1)  # (2n,)
+        return torch.cat([sums[0::2], sums[1::2]]), torch.cat([cnt[0::2], cnt[1::2]])
+
+    def _check_shared(self) -> bool:
+        """Does the shared-prompt forward give the plain forward's log-probabilities here?"""
+        import torch
+
+        if not self.config.shared_prompt or self._peft or self.config.gradient_checkpointing:
+            return False
+        rows = list(range(min(4, len(self.pairs))))
+        try:
+            with torch.no_grad():
+                got, gn = self._shared_logps(rows)
+                want, wn = self._plain_logps(rows)
+        except Exception as e:  # an architecture without cache / 4D-mask support
+            log.info("shared-prompt forward unavailable for this model (%s)", e)
+            return False
+        ok = bool(torch.equal(gn, wn)) and bool(torch.allclose(got, want, atol=1e-3, rtol=1e-4))
+        if not ok:
+            log.info("shared-prompt forward disagrees with the plain one; using the plain one")
+        return ok
 
     def _cache_key(self) -> str:
         c = self.config

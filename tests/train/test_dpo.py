@@ -150,6 +150,22 @@ def test_planted_preference_is_learnt(loss):
         assert all(math.isfinite(s[k]) for s in section.steps), k
 
 
+def test_shared_prompt_forward_gives_the_plain_forward_results():
+    runs = {}
+    for shared in (True, False):
+        model, tok = tiny()
+        tr = DPOTrainer(cfg(shared_prompt=shared, max_steps=5), model, tok, planted(60))
+        section = tr.train()
+        assert tr._shared is shared
+        runs[shared] = (section.steps, tr.reference_logps())
+    (a, ref_a), (b, ref_b) = runs[True], runs[False]
+    assert torch.allclose(ref_a, ref_b, atol=1e-3)  # summed log-probs of ~40 tokens
+    assert torch.equal(ref_a[:, 2:], ref_b[:, 2:])  # the same token counts
+    for x, y in zip(a, b, strict=True):
+        for k in ("loss", "margin", "reward_chosen", "logp_chosen"):
+            assert x[k] == pytest.approx(y[k], rel=1e-3, abs=1e-4), k
+
+
 def test_length_normalised_variant_trains():
     model, tok = tiny()
     tr = DPOTrainer(cfg(length_normalize=True, beta=1.0, lr=3e-3), model, tok, planted())
@@ -207,7 +223,7 @@ def _label_output(tmp_path: Path) -> Path:
     inp = tmp_path / "pairs.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "labels.jsonl"
-    rc = main(["label", "--judge", "mock-pairwise", "--input", str(inp), "--output", str(out),
+    rc = main(["label", "--judge", "mock-pairwise", "--input", str(inp), "--output", str(out), "--no-drop-ties",
                "--cache", str(tmp_path / "c.sqlite"), "--run", str(tmp_path / "label-run")])  # fmt: skip
     assert rc == 0
     return out
