@@ -255,6 +255,10 @@ class DemoSection(_Section):
     """Tournament models, best first."""
     best_above_base: bool | None = None
     """The best-by-gold checkpoint's rating interval lies above the base policy's."""
+    tournament_judge: str = ""
+    tournament_judge_accuracy: Interval | None = None
+    """The tournament judge's audit accuracy on pairs whose right verdict is known."""
+    tournament_judge_reliable: bool | None = None
 
 
 class RunLog(BaseModel):

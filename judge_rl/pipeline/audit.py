@@ -35,6 +35,8 @@ class AuditConfig:
     bootstrap: int = 500
     injection: int = 3
     """Decided pairs re-judged per injection string (0: no injection probe)."""
+    judge_options: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the (non-grader) judges' specs (``model``, ``base_urls``, …)."""
     min_accuracy: float = 0.9
     """A judge counts as reliable when its accuracy's lower CI bound is at least this."""
     seed: int = 0

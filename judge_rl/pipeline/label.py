@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -26,6 +26,10 @@ class LabelConfig:
     judge: str = "grader:gold"
     """``grader:NAME`` (a grader of the pipeline) or a judge name / ``judge.yaml`` path."""
     max_pairs_per_prompt: int = 1
+    """Comparisons per prompt (pairs of consecutive samples)."""
+    judge_options: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the judge spec (``model``, ``base_urls``, ``order``, …), as ``--model`` /
+    ``--base-url`` give them to ``judge-rl label``."""
     """Comparisons per prompt (pairs of consecutive samples)."""
 
 

@@ -62,7 +62,7 @@ def ppo_config(
                 setting=f"stages.{stage}.config.ppo.{key}",
                 file=file or None,
             )
-    values = {"seed": seed, "device": "cpu", **cfg.ppo}
+    values = {"seed": seed, **cfg.ppo}
     pc = build_config(PPOConfig, values, stage=stage, file=file, prefix="ppo.")
     pc.policy, pc.output = cfg.policy, str(output)
     try:

@@ -83,6 +83,7 @@ def claims(
     *,
     best_step: int | None,
     ratings: Any = None,
+    audit: Any = None,
     task: str = "",
 ) -> DemoSection:
     """The demo's claims, every one computed from the run's records."""
@@ -123,6 +124,12 @@ def claims(
     for d in overopt.degeneration:
         if d.get("step") == at:
             out.exploit = list(d.get("flags") or [])
+    if ratings is not None and audit is not None:
+        for j in audit.judges:
+            if j.judge == ratings.judge:
+                out.tournament_judge = j.judge
+                out.tournament_judge_accuracy = j.accuracy
+                out.tournament_judge_reliable = j.reliable
     if ratings is not None:
         rows = ratings.section.leaderboard
         out.ranking = [r["model"] for r in rows]

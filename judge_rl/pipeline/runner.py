@@ -63,6 +63,7 @@ class ReportOut(BaseModel):
 
 KINDS: dict[str, StageKind] = {
     "prompts": StageKind(task_mod.PromptsConfig, task_mod.PromptSets, ()),
+    "prompt_file": StageKind(task_mod.PromptFileConfig, task_mod.PromptSets, ()),
     "generate": StageKind(gen_mod.GenerateConfig, gen_mod.Candidates, ("prompts",)),
     "label": StageKind(label_mod.LabelConfig, label_mod.Labels, ("candidates",)),
     "audit": StageKind(audit_mod.AuditConfig, audit_mod.AuditSummary, (), ("prompts",)),
@@ -165,6 +166,7 @@ def validate(spec: PipelineSpec, profile: str | None = None) -> Plan:
                     setting=f"stages.{name}.config.{key}",
                     file=file or None,
                 )
+        _check_refs(name, configs[name], file)
         for j in getattr(configs[name], "judges", []) or []:
             if j.startswith("grader:") and j[7:] not in spec.graders:
                 raise ConfigError(
@@ -174,6 +176,35 @@ def validate(spec: PipelineSpec, profile: str | None = None) -> Plan:
                 )
         seen.append(name)
     return Plan(spec=spec, profile=profile, configs=configs, raw=raw)
+
+
+def _check_refs(stage: str, cfg: Any, file: str) -> None:
+    """Judges named by a stage exist; reward specs parse (nothing is loaded)."""
+    from judge_rl.judge.specs import find_spec
+    from judge_rl.train.reward_sources import parse_spec
+
+    names = [getattr(cfg, "judge", None), *(getattr(cfg, "judges", None) or [])]
+    for j in names:
+        if isinstance(j, str) and j and not j.startswith("grader:"):
+            try:
+                find_spec(j)
+            except ConfigError as e:
+                raise ConfigError(
+                    f"stage {stage!r}: {e}",
+                    setting=f"stages.{stage}.config.judge",
+                    file=file or None,
+                ) from None
+    for key in ("reward", "gold"):
+        r = getattr(cfg, key, None)
+        if isinstance(r, str) and r and not r.startswith("grader:") and r != "rm":
+            try:
+                parse_spec(r)
+            except ConfigError as e:
+                raise ConfigError(
+                    f"stage {stage!r}: {e}",
+                    setting=f"stages.{stage}.config.{key}",
+                    file=file or None,
+                ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,13 +236,14 @@ class Context:
         g = self.spec.graders[ref[7:]]
         return task_mod.make_grader(g.kind, **dict(g.model_extra or {}))
 
-    def judge(self, ref: str) -> Any:
-        """``grader:NAME`` as a pairwise judge, or a judge spec by name (fixed order)."""
+    def judge(self, ref: str, options: dict[str, Any] | None = None) -> Any:
+        """``grader:NAME`` as a pairwise judge, or a judge spec by name with ``options`` as
+        overrides (the shared judgment cache applies)."""
         if ref.startswith("grader:"):
             return task_mod.GraderJudge(self.grader(ref))
         from judge_rl.judge.specs import load_judge
 
-        return load_judge(ref, cache="default")
+        return load_judge(ref, overrides=options or None, cache="default")
 
     def reward(self, ref: str, rm_path: str | None = None) -> Any:
         if ref.startswith("grader:"):
@@ -234,6 +266,7 @@ class Context:
 def _stage_fn(kind: str) -> Callable[..., BaseModel]:
     return {
         "prompts": _prompts,
+        "prompt_file": _prompt_file,
         "generate": _generate,
         "label": _label,
         "audit": _audit,
@@ -248,13 +281,17 @@ def _prompts(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseMode
     return task_mod.make_prompts(cfg)
 
 
+def _prompt_file(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel:
+    return task_mod.read_prompt_sets(cfg)
+
+
 def _generate(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel:
     model, tok = ctx.model(cfg.model)
     return gen_mod.generate(cfg, inp["prompts"], model, tok)
 
 
 def _label(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel:
-    out = label_mod.label(cfg, inp["candidates"], ctx.judge(cfg.judge))
+    out = label_mod.label(cfg, inp["candidates"], ctx.judge(cfg.judge, cfg.judge_options))
     assert ctx.log is not None
     ctx.log.label = out.section
     if out.judgments:
@@ -276,7 +313,7 @@ def _audit(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel:
         comps = task_mod.audit_pairs(inp["prompts"], seed=cfg.seed)
     else:
         raise ConfigError(f"stage {name!r}: needs 'human' or a 'prompts' input", setting="human")
-    judges = {j: ctx.judge(j) for j in cfg.judges}
+    judges = {j: ctx.judge(j, {**cfg.judge_options, "order": "fixed"}) for j in cfg.judges}
     out = audit_mod.audit(cfg, comps, judges)
     assert ctx.log is not None
     ctx.log.audit = out.section
@@ -333,7 +370,11 @@ def _tournament(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseM
         ppo.snapshots, ppo.best_step, ppo.last_step, cfg.contestants
     )
     out = tour_mod.tournament(
-        cfg, prompts=inp["prompts"], answers=answers, judge=ctx.judge(cfg.judge), names=names
+        cfg,
+        prompts=inp["prompts"],
+        answers=answers,
+        judge=ctx.judge(cfg.judge, cfg.judge_options),
+        names=names,
     )
     assert ctx.log is not None
     ctx.log.tournament = out.section
@@ -350,6 +391,7 @@ def _report(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel
             ppo.overopt,
             best_step=ppo.best_step,
             ratings=inp.get("tournament"),
+            audit=inp.get("audit"),
             task=ctx.spec.description,
         )
         ctx.log.demo = d
@@ -427,7 +469,7 @@ def run_pipeline(
                 {k: hashes[v.split(".")[0]] for k, v in st.inputs.items()},
             ]
         )
-        if kind == "prompts" or kind in ("label", "audit", "tournament", "ppo"):
+        if kind in ("label", "audit", "tournament", "ppo"):  # they may use the graders
             h = content_hash([h, {k: g.model_dump() for k, g in spec.graders.items()}])
         hashes[name] = h
         out_file = run_dir / "stages" / f"{name}.json"
@@ -451,8 +493,9 @@ def run_pipeline(
         for key, ref in st.inputs.items():
             src, _, attr = ref.partition(".")
             inp[key] = getattr(outputs[src], attr) if attr else outputs[src]
-        rec.threads = decide_threads(threads) if kind != "prompts" else 1
-        if kind != "prompts":
+        light = kind in ("prompts", "prompt_file")
+        rec.threads = 1 if light else decide_threads(threads)
+        if not light:
             apply_threads(rec.threads)
         if on_stage:
             on_stage(rec, i + 1, len(names))

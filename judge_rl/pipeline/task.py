@@ -129,6 +129,49 @@ def make_prompts(cfg: PromptsConfig) -> PromptSets:
     )
 
 
+@dataclass
+class PromptFileConfig:
+    """The ``prompt_file`` stage: a prompt set from a file, split into disjoint sets in order."""
+
+    file: str = "builtin:gsm8k-demo"
+    """Prompt file (JSONL/CSV/Parquet with ``prompt`` and optional ``reference``) or a built-in
+    set (``builtin:gsm8k-demo``)."""
+    instruction: str = ""
+    """Appended to each text prompt (e.g. how to state the final answer)."""
+    train: int = 40
+    heldout: int = 10
+    tournament: int = 10
+    label: int = 40
+    """Prompts for generate/label, taken from the start of the training prompts."""
+
+
+def read_prompt_sets(cfg: PromptFileConfig) -> PromptSets:
+    """Read ``cfg.file`` and split it: train, then held-out, then tournament prompts."""
+    from judge_rl.data import read_prompts
+
+    items = read_prompts(cfg.file)
+    if cfg.instruction:
+        items = [
+            i.model_copy(update={"prompt": f"{i.prompt}\n\n{cfg.instruction}"})
+            if isinstance(i.prompt, str)
+            else i
+            for i in items
+        ]
+    need = cfg.train + cfg.heldout + cfg.tournament
+    if len(items) < need:
+        raise ConfigError(
+            f"{cfg.file} has {len(items)} prompts; train + heldout + tournament = {need}",
+            setting="train",
+        )
+    train = items[: cfg.train]
+    return PromptSets(
+        train=train,
+        heldout=items[cfg.train : cfg.train + cfg.heldout],
+        tournament=items[cfg.train + cfg.heldout : need],
+        label=train[: cfg.label],
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Graders
 
@@ -304,6 +347,8 @@ def audit_pairs(items: Sequence[PromptItem], *, seed: int = 0) -> list[Compariso
 
 
 __all__ = [
+    "PromptFileConfig",
+    "read_prompt_sets",
     "AnswerMentions",
     "BriefAnswer",
     "GraderJudge",

@@ -41,6 +41,8 @@ class TournamentConfig:
     """Degenerate baselines to field (names in :data:`DEGENERATE`)."""
     bootstrap: int = 500
     seed: int = 0
+    judge_options: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the judge spec (``model``, ``base_urls``, ``order``, …)."""
 
 
 class Ratings(BaseModel):
@@ -51,6 +53,8 @@ class Ratings(BaseModel):
     """Each model's rating with its CI (the level and the resampling scheme travel with it)."""
     names: dict[str, str] = Field(default_factory=dict)
     """Contestant label -> the checkpoint it is (``best`` -> ``step-8``)."""
+    judge: str = ""
+    """The judge as the stage named it (``grader:gold``, a judge name)."""
 
 
 def contestant_answers(
@@ -141,7 +145,7 @@ def tournament(
         )
         for r in section.leaderboard
     }
-    return Ratings(section=section, intervals=intervals, names=names or {})
+    return Ratings(section=section, intervals=intervals, names=names or {}, judge=cfg.judge)
 
 
 def stage_fields() -> list[str]:
