@@ -407,11 +407,11 @@ def verdict_position(
         text += tok
     if prefix is not None:
         return None
-    for i in (last_marked, first_label):
-        if i is not None:
-            got = probs_at(content[i])
+    for at in (last_marked, first_label):
+        if at is not None:
+            got = probs_at(content[at])
             if got is not None:
-                return i, got[0], got[1]
+                return at, got[0], got[1]
     for i, entry in enumerate(content):
         alts = entry.get("top_logprobs") or []
         if any((a.get("token") or "").strip() in wanted for a in alts):

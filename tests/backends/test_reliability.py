@@ -306,3 +306,15 @@ def test_one_of_two_urls_killed_mid_run_traffic_moves_to_the_live_one(tmp_path):
         # (one per cooldown: 1, 2, 4, 8 ... s).
         assert after <= 16 + 5 + 10, after
         assert (after - 16) / max(minutes, 1 / 60) <= 30 * 60, (after, minutes)
+
+
+def test_transport_summary_for_run_logs(tmp_path):
+    from judge_rl.judge import compare_sync, load_judge
+    from judge_rl.judge.cli_options import transport_summary
+
+    with start_in_thread(faults={"server_once": 0.3}) as srv:
+        judge = load_judge(write_spec(tmp_path / "judge", srv.url), cache=None)
+        compare_sync(judge, comparisons(40))
+    t = transport_summary(judge)
+    assert t["requests"] == 40 and t["attempts"] > 40 and t["retries"] == t["attempts"] - 40
+    assert t["endpoints"][0]["failures"]["server"] == t["retries"]
