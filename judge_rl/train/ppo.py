@@ -288,13 +288,35 @@ def value_loss(
     return loss, clip_frac
 
 
+def sharding_requested() -> str | None:
+    """``FSDP`` or ``DeepSpeed`` when ``accelerate launch`` (its config or flags) asked for it."""
+    env = os.environ
+    if env.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "FSDP"
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
+        return "DeepSpeed"
+    return None
+
+
 def make_accelerator(**kwargs: Any) -> Any:
     """An ``Accelerator`` in full precision (trainers autocast themselves: see
     :mod:`judge_rl.train.precision`), even when an earlier trainer in this process or an
     ``accelerate launch --mixed_precision`` asked for another setting (the process-wide state is
-    reset, the process group kept)."""
+    reset, the process group kept).
+
+    FSDP or DeepSpeed asked for on CPU is an error: accelerate runs them only on accelerators and
+    would otherwise fall back to plain DDP (``cpu=True``) or to independent single processes
+    without a word."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+
+    shard = sharding_requested()
+    if shard and kwargs.get("cpu"):
+        raise ConfigError(
+            f"{shard} needs GPUs (accelerate runs it only on accelerators); on CPU launch "
+            "without an FSDP/DeepSpeed config (DDP over gloo)",
+            setting="device",
+        )
 
     try:
         return Accelerator(mixed_precision="no", **kwargs)

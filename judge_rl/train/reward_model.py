@@ -492,19 +492,13 @@ class _Dist:
             dist.barrier()
 
 
-def _sharding_requested() -> bool:
-    """``accelerate launch`` asked for FSDP or DeepSpeed (through its config or flags)."""
-    env = os.environ
-    return env.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") or env.get(
-        "ACCELERATE_USE_DEEPSPEED", ""
-    ).lower() in ("1", "true")
-
-
 def _init_dist(device: str) -> _Dist:
     """Processes through accelerate, like PPO: DDP, FSDP or DeepSpeed as ``accelerate launch``
     configures it (also plain ``torchrun``: DDP). One process without sharding stays plain."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 and not _sharding_requested():
+    from judge_rl.train.ppo import sharding_requested
+
+    if world <= 1 and not sharding_requested():
         return _Dist()
     import torch.distributed as dist
 
@@ -786,6 +780,10 @@ class _Trainer:
         )
         self.section.model_extra["bf16"] = self.bf16  # type: ignore[index]
         self.section.model_extra["processes"] = self.dist.world  # type: ignore[index]
+        acc = self.dist.accelerator
+        self.section.model_extra["distributed"] = (  # type: ignore[index]
+            str(acc.distributed_type).split(".")[-1] if acc is not None else "NO"
+        )
         self.section.model_extra["threads"] = self.threads  # type: ignore[index]
         self.section.model_extra["shared_prefix"] = self.shared_ok  # type: ignore[index]
         if resume_from is not None:

@@ -160,3 +160,21 @@ def test_save_optimizer_keeps_it_and_temp_folders_are_cleaned_on_resume(tmp_path
         tokenizer=tok,
     )
     assert not junk_dir.exists() and not junk_file.exists()
+
+
+@pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_sharding_asked_for_on_cpu_is_a_clear_error(tmp_path, monkeypatch, var):
+    """accelerate runs FSDP/DeepSpeed only on accelerators: on CPU it silently fell back to DDP
+    (or, without cpu=True, to independent processes that each trained alone)."""
+    from judge_rl.errors import ConfigError
+
+    monkeypatch.setenv(var, "true")
+    model, tok = rm_helpers.tiny_reward_model()
+    with pytest.raises(ConfigError, match="needs GPUs") as e:
+        train_reward_model(
+            cfg(tmp_path / "o", device="cpu"),
+            records=rm_helpers.planted_records(8),
+            model=model,
+            tokenizer=tok,
+        )
+    assert e.value.setting == "device"
