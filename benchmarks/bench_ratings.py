@@ -20,8 +20,9 @@ Both fit the same objective (plain Bradley-Terry MLE, ties half a win): the prin
 difference is the check. The machine's load average is printed before and after; on a shared
 machine CPU time is the fairer figure.
 
-Also measures the adaptive pairing against round robin at equal budget (``--skip-adaptive`` to
-leave it out).
+Also the adaptive stop's simulated error by gap (always-valid confidence sequences vs the naive
+z-test), and adaptive pairing against round robin at EQUAL budget (``--skip-adaptive`` to leave
+it out).
 
 Usage: python benchmarks/bench_ratings.py [--battles 1000000] [--models 30] [--rounds 100]
 """
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-peer", action="store_true", help="skip FastChat (ours only)")
     ap.add_argument("--skip-adaptive", action="store_true")
     ap.add_argument("--adaptive-seeds", type=int, default=40)
+    ap.add_argument("--adaptive-prompts", type=int, default=300)
     args = ap.parse_args(argv)
 
     print(load())
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"({peer_lib['lib_cpu']:.2f}s vs {lib['cpu']:.3f}s, fit + {args.rounds} rounds)"
             )
     if not args.skip_adaptive:
-        adaptive_report(args.adaptive_seeds)
+        adaptive_report(args.adaptive_seeds, args.adaptive_prompts)
     return 0
 
 
@@ -225,38 +227,48 @@ def _offset(ours: dict, peer: dict) -> float:
     return float(np.mean([ours["ratings"][m] - peer["ratings"][m] for m in ms]))
 
 
-def adaptive_ratios(seeds: int = 12) -> list[dict]:
-    """Adaptive vs round robin on five leaderboard-like fields and one evenly spaced field."""
-    from judge_rl.tournament.pairing import measure_adaptive_savings
+def adaptive_report(seeds: int, n_prompts: int = 300) -> None:
+    """The adaptive stop's error by gap (always-valid vs naive), and adaptive pairing against
+    round robin at EQUAL budget (round robin cut at the number of comparisons adaptive used)."""
+    from judge_rl.tournament.pairing import stopping_error
 
-    out = []
-    for fs in range(5):
-        t = time.perf_counter()
-        res = measure_adaptive_savings(
-            spread_elo=200.0, field_seed=fs, seeds=seeds, max_fraction=0.6
-        )
-        res["time_s"] = time.perf_counter() - t
-        out.append(res)
-    t = time.perf_counter()
-    res = measure_adaptive_savings(gap_elo=25.0, seeds=seeds, max_fraction=0.6)
-    res["time_s"] = time.perf_counter() - t
-    out.append(res)
-    return out
-
-
-def adaptive_report(seeds: int) -> None:
     print()
     print(
-        "adaptive pairing vs round robin (top-3 accuracy of a Bradley-Terry fit; round robin = "
-        "every pair on every prompt)"
+        f"adaptive stop: 8 models evenly spaced, top-3 at 95%, Davidson nu 0.3, {n_prompts} "
+        f"prompts, a look after every batch of 16; {seeds} runs per row"
     )
-    ads = adaptive_ratios()
-    for ad in ads:
-        reached = "not reached by 60%" if ad["ratio"] >= 1 else f"{ad['adaptive_calls']}"
+    head = (
+        f"{'rule':<6} {'gap':>4} {'stopped':>8} {'wrong':>6} {'P(wrong|stop)':>14} "
+        f"{'mean calls':>10} {'of RR':>6} {'acc adaptive':>12} {'acc RR same budget':>19}"
+    )
+    print(head)
+    rows = []
+    for gap in (10, 25, 40, 80):
+        for rule in ("cs", "naive"):
+            t = time.perf_counter()
+            r = stopping_error(
+                gap_elo=gap, seeds=seeds, n_prompts=n_prompts, batch_size=16, stopping=rule
+            )
+            rows.append(r)
+            print(
+                f"{rule:<6} {gap:>4} {r['stopped']:>8} {r['wrong']:>6} {r['error']:>14.3f} "
+                f"{r['mean_calls']:>10.0f} {r['mean_calls'] / r['round_robin_calls']:>6.2f} "
+                f"{r['adaptive_accuracy']:>12.3f} {r['round_robin_accuracy_equal_budget']:>19.3f}"
+                f"   ({time.perf_counter() - t:.0f}s)",
+                flush=True,
+            )
+    cs = [r for r, rule in zip(rows, ["cs", "naive"] * 4, strict=True) if rule == "cs"]
+    worst = max(float(r["error"]) for r in cs)
+    print(
+        f"RATIO adaptive_stop_max_error_cs {worst:.3f} (bound 0.05, gaps 10-80 Elo, "
+        f"{seeds} runs each)"
+    )
+    for r in cs:
         print(
-            f"  {ad['field']}: round robin {ad['rr_calls']} comparisons -> accuracy "
-            f"{ad['rr_accuracy']:.3f}; adaptive reaches it after {reached}  "
-            f"ratio {ad['ratio']:.3f}  ({ad['seeds']} draws, {ad['time_s']:.0f}s)"
+            f"RATIO adaptive_vs_round_robin_equal_budget_gap{r['gap_elo']} top-3 accuracy "
+            f"{r['adaptive_accuracy']:.3f} vs {r['round_robin_accuracy_equal_budget']:.3f} at "
+            f"{r['mean_calls']:.0f} calls ({r['mean_calls'] / r['round_robin_calls']:.2f} of a "
+            "full round robin)"
         )
 
 

@@ -15,6 +15,22 @@ generalized Bradley-Terry models"), so the variance of ``theta_i - theta_j`` dro
 ``v - f v^2 / (1 + f v)`` (Sherman-Morrison). The score of a pair is that drop times the
 probability the current order of the pair is wrong, ``Phi(-|d| / sqrt(v))``: verdicts go where
 they can still change the ranking. A batch is chosen greedily, updating ``Sigma`` after each pick.
+
+Stopping, with an error rate that survives looking after every batch and testing several gaps:
+each rating difference ``d_ij`` gets an always-valid confidence sequence, the two-sided normal
+mixture boundary (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021, "Time-uniform,
+nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49(2), eq. 14), applied to the
+estimate's score process ``S = I (d_hat - d)`` with intrinsic time ``I = 1 / Var(d_hat)``::
+
+    |d_hat - d| <= sqrt((I + rho) log((I + rho) / (rho alpha_ij^2))) / I     for all looks
+
+with probability ``1 - alpha_ij`` (asymptotically: the Fisher information is the variance
+process of the Bradley-Terry score; ties only make it conservative). ``alpha_ij`` is
+``(1 - confidence)`` split by Bonferroni over *every* pair of contestants, so the guarantee holds
+whichever gaps the data make decisive at whichever look. The run stops when the current top-k
+order is implied by sequences that exclude zero: each adjacent pair inside the top k, and the
+k-th model against every model below it. Then P(the claimed top-k order is wrong) <= 1 -
+confidence. ``rho`` (:data:`CS_RHO`) tunes where the boundary is tightest.
 """
 
 from __future__ import annotations
@@ -29,6 +45,20 @@ import numpy as np
 from judge_rl.errors import ConfigError
 
 SCORE = {"a": 1.0, "b": 0.0, "tie": 0.5}
+CS_RHO = 20.0
+"""Mixture precision of the confidence sequence, in information units (natural-log strengths):
+the boundary is tightest near ``I ~ rho * 2 log(1 / alpha)``, i.e. gaps of ~25-40 Elo."""
+
+
+def cs_radius(info: np.ndarray, alpha: float, rho: float = CS_RHO) -> np.ndarray:
+    """Half-width of the two-sided normal-mixture confidence sequence for a difference whose
+    estimate has Fisher information ``info`` (see the module docstring).  # same shape as info
+
+    >>> round(float(cs_radius(np.array(1e4), 0.05)), 4)
+    0.0327
+    """
+    i = np.maximum(np.asarray(info, float), 1e-12)
+    return np.sqrt((i + rho) * np.log((i + rho) / (rho * alpha**2))) / i
 
 
 @dataclass(frozen=True)
@@ -144,6 +174,7 @@ class Adaptive:
         batch_size: comparisons per batch (judged concurrently).
         warmup: random cycles through all contestants before adapting (connects the graph).
         prior: Gaussian prior precision on each strength (as in :func:`bradley_terry.fit`).
+        stopping: ``cs`` (default, guaranteed error rate) or ``naive``.
     """
 
     models: Sequence[str]
@@ -155,6 +186,9 @@ class Adaptive:
     warmup: int = 2
     prior: float = 0.01
     seed: int = 0
+    stopping: str = "cs"
+    """``cs``: always-valid confidence sequences (error rate guaranteed); ``naive``: a z-test
+    re-checked at every look (not calibrated; for comparison only)."""
     name: str = "adaptive"
     score: np.ndarray = field(init=False)  # (n, n) score of row over column, ties half
     games: np.ndarray = field(init=False)  # (n, n) comparisons made
@@ -167,6 +201,8 @@ class Adaptive:
         n = len(self.models)
         if n < 2:
             raise ConfigError("need at least two contestants", setting="contestants")
+        if self.stopping not in ("cs", "naive"):
+            raise ConfigError("must be cs or naive", setting="pairing.stopping")
         if not self.prompt_ids:
             raise ConfigError("need at least one prompt", setting="prompts")
         self.top_k = max(1, min(int(self.top_k), n - 1))
@@ -233,15 +269,34 @@ class Adaptive:
     def ranking(self) -> list[str]:
         return [self.models[k] for k in np.argsort(-self.theta, kind="stable")]
 
+    def decisive_pairs(self) -> list[tuple[int, int]]:
+        """``(above, below)`` pairs whose order implies the current top-k order: adjacent pairs
+        inside the top k, and the k-th model against every model below it."""
+        order = [int(x) for x in np.argsort(-self.theta, kind="stable")]
+        k = self.top_k
+        pairs = [(order[r], order[r + 1]) for r in range(k - 1)]
+        pairs += [(order[k - 1], order[j]) for j in range(k, len(order))]
+        return pairs
+
     def separated(self) -> bool:
-        """Is each of the top-k adjacent gaps larger than ``z`` standard errors?"""
+        """Does every decisive difference's confidence sequence exclude zero?
+
+        ``stopping="cs"`` (default): the always-valid sequence of the module docstring, alpha
+        split over all pairs. ``stopping="naive"``: a fixed-sample z-test at every look (kept
+        only to measure how wrong that is; its error rate is not controlled).
+        """
         if self.confidence is None:
             return False
-        order = np.argsort(-self.theta, kind="stable")
-        for r in range(self.top_k):
-            i, j = order[r], order[r + 1]
-            v = self.cov[i, i] + self.cov[j, j] - 2 * self.cov[i, j]
-            if self.theta[i] - self.theta[j] <= self._z * math.sqrt(max(v, 0.0)):
+        n = len(self.models)
+        alpha = (1.0 - self.confidence) / (n * (n - 1) / 2)
+        for i, j in self.decisive_pairs():
+            v = max(self.cov[i, i] + self.cov[j, j] - 2 * self.cov[i, j], 1e-12)
+            d = self.theta[i] - self.theta[j]
+            if self.stopping == "naive":
+                bound = self._z * math.sqrt(v)
+            else:
+                bound = float(cs_radius(np.array(1.0 / v), alpha))
+            if d <= bound:
                 return False
         return True
 
@@ -259,7 +314,10 @@ class Adaptive:
             out, self._pending = self._pending[:room], self._pending[room:]
             return out
         if self.separated():
-            self._reason = f"top-{self.top_k} order separated at {self.confidence:.0%}"
+            self._reason = (
+                f"top-{self.top_k} order separated at {self.confidence:.0%} "
+                f"({'always-valid confidence sequences' if self.stopping == 'cs' else 'naive z'})"
+            )
             return []
         out = self._choose(room)
         if not out:
@@ -284,7 +342,12 @@ class Adaptive:
         v = np.maximum(self.cov[iu, iu] + self.cov[ju, ju] - 2 * self.cov[iu, ju], 1e-12)
         d = np.abs(self.theta[iu] - self.theta[ju])
         z = self._z if self.confidence is not None else 1.0
-        overlap = d < max(z, 1.0) * np.sqrt(v)
+        if self.confidence is not None and self.stopping == "cs":
+            # undecided by the stopping rule's own confidence sequences
+            alpha = (1.0 - self.confidence) / (n * (n - 1) / 2)
+            overlap = d < cs_radius(1.0 / v, alpha)
+        else:
+            overlap = d < max(z, 1.0) * np.sqrt(v)
         if overlap.any():
             iu, ju, v, d = iu[overlap], ju[overlap], v[overlap], d[overlap]
         weight = _norm_cdf(-d / np.sqrt(v)) / v
@@ -579,6 +642,86 @@ def measure_adaptive_savings(
     }
 
 
+def stopping_error(
+    *,
+    gap_elo: float,
+    n_models: int = 8,
+    k: int = 3,
+    confidence: float = 0.95,
+    n_prompts: int = 100,
+    seeds: int = 40,
+    batch_size: int = 16,
+    nu: float = 0.3,
+    stopping: str = "cs",
+    seed0: int = 0,
+    elo: Sequence[float] | None = None,
+) -> dict[str, object]:
+    """Simulated error of the adaptive stop: P(claimed top-k order wrong | stopped early).
+
+    A field of ``n_models`` contestants ``gap_elo`` apart (or Elo ratings ``elo``, best first;
+    Davidson ties, ``nu``), every (prompt,
+    pair) verdict drawn in advance (:class:`VerdictTable`); adaptive pairing runs until it stops
+    (the claim) or runs out of (prompt, pair)s. Also returns, at the budget each run used, the
+    top-k accuracy of round robin truncated to the same number of comparisons (equal budget).
+    """
+    if elo is None:  # best first
+        elo = [(n_models - 1 - q) * gap_elo for q in range(n_models)]
+    n_models = len(elo)
+    models = [f"m{q:02d}" for q in range(n_models)]
+    theta = {m: float(e * math.log(10) / 400) for m, e in zip(models, elo, strict=True)}
+    prompts = [f"q{p}" for p in range(n_prompts)]
+    stopped = wrong = 0
+    calls: list[int] = []
+    acc_ad: list[float] = []
+    acc_rr: list[float] = []
+    for s_ in range(seeds):
+        table = VerdictTable.draw(models, prompts, theta, seed=seed0 + 50_000 + s_, nu=nu)
+        ad = Adaptive(
+            models,
+            prompts,
+            top_k=k,
+            confidence=confidence,
+            seed=seed0 + s_,
+            batch_size=batch_size,
+            stopping=stopping,
+        )
+        while batch := ad.next_batch():
+            ad.update(table.verdicts(batch))
+        calls.append(ad.calls)
+        ok = ad.ranking()[:k] == models[:k]
+        acc_ad.append(float(ok))
+        if ad.stop_reason.startswith(f"top-{k} order separated"):
+            stopped += 1
+            wrong += not ok
+        rr = round_robin(models, prompts, budget=ad.calls, seed=seed0 + s_)
+        acc_rr.append(float(_fixed_ranking(rr, table)[:k] == models[:k]))
+    return {
+        "gap_elo": gap_elo,
+        "runs": seeds,
+        "stopped": stopped,
+        "wrong": wrong,
+        "error": wrong / stopped if stopped else 0.0,
+        "bound": 1.0 - confidence,
+        "mean_calls": float(np.mean(calls)),
+        "round_robin_calls": n_models * (n_models - 1) // 2 * n_prompts,
+        "adaptive_accuracy": float(np.mean(acc_ad)),
+        "round_robin_accuracy_equal_budget": float(np.mean(acc_rr)),
+    }
+
+
+def _fixed_ranking(schedule: _Fixed, table: VerdictTable) -> list[str]:
+    """Bradley-Terry ranking from the verdicts of a fixed schedule."""
+    from judge_rl.tournament import bradley_terry as bt
+
+    idx = {m: q for q, m in enumerate(table.models)}
+    res = table.verdicts(schedule.schedule)
+    a = np.array([idx[m.a] for m, _ in res])
+    b = np.array([idx[m.b] for m, _ in res])
+    w = np.array([{"a": 0, "b": 1, "tie": 2}[str(v)] for _, v in res])
+    f = bt.fit(bt.aggregate_codes(a, b, w, table.models))
+    return [table.models[t] for t in np.argsort(-f.theta, kind="stable")]
+
+
 __all__ = [
     "Adaptive",
     "Match",
@@ -586,7 +729,9 @@ __all__ = [
     "make_pairing",
     "measure_adaptive_savings",
     "round_robin",
+    "cs_radius",
     "simulate_verdicts",
+    "stopping_error",
     "top_k_accuracy",
     "vs_baseline",
 ]

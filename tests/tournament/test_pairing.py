@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from judge_rl.tournament.pairing import (
     Adaptive,
     measure_adaptive_savings,
     round_robin,
     simulate_verdicts,
+    stopping_error,
     vs_baseline,
 )
 
@@ -73,3 +75,47 @@ def test_adaptive_needs_at_most_a_third_of_round_robin_calls():
     )
     assert res["rr_accuracy"] > 0.9
     assert res["ratio"] <= 1 / 3, res
+
+
+# -- issue 20 item 5: an adaptive stop whose error rate survives optional stopping ---------------
+
+
+def _allowed(stopped: int, bound: float) -> float:
+    """Largest observed error rate still consistent with a true rate <= bound (about 2 SE)."""
+    return bound + 2 * math.sqrt(bound * (1 - bound) / max(stopped, 1))
+
+
+def test_stop_is_calibrated_under_optional_stopping_fast():
+    # Two leaders 10 (or 80) Elo apart and a clear third, top-1 at 95%, a look after every batch
+    # of 8 verdicts. The old naive z-test named the wrong leader in 4 of its 16 early stops at
+    # 10 Elo (see the slow test below); the confidence-sequence stop must stay within 5%.
+    for gap, prompts in ((10, 150), (80, 300)):
+        res = stopping_error(
+            gap_elo=gap, elo=[gap, 0, -200], k=1, seeds=25, n_prompts=prompts, batch_size=8
+        )
+        stopped = int(res["stopped"])  # type: ignore[arg-type]
+        assert int(res["wrong"]) <= _allowed(stopped, 0.05) * max(stopped, 1), res  # type: ignore[arg-type]
+        if gap == 80:  # the guarantee is not bought by never stopping
+            assert stopped >= 18 and float(res["mean_calls"]) < 900, res  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_naive_z_stop_is_not_calibrated():
+    naive = stopping_error(
+        gap_elo=10,
+        elo=[10, 0, -200],
+        k=1,
+        seeds=40,
+        n_prompts=300,
+        batch_size=8,
+        stopping="naive",
+    )
+    assert int(naive["stopped"]) > 0 and float(naive["error"]) > 0.1, naive  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gap", [10, 25, 40, 80])
+def test_stop_is_calibrated_top3_of_8_full(gap):
+    res = stopping_error(gap_elo=gap, n_models=8, k=3, seeds=60, n_prompts=400, batch_size=16)
+    stopped = int(res["stopped"])  # type: ignore[arg-type]
+    assert int(res["wrong"]) <= _allowed(stopped, 0.05) * max(stopped, 1), res  # type: ignore[arg-type]
