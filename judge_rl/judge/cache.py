@@ -523,7 +523,7 @@ class CachedJudge:
             status: dict[str, str] = {}
             claimed_upto = 0
             busy_keys: list[str] = []
-            rows: list[tuple[str, str, str, str]] = []
+            rows: list[tuple[str, ...]] = []
             released: list[str] = []
 
             def claim_from(ci: int) -> None:

@@ -534,7 +534,7 @@ class LLMJudge:
         if self.kind == "reference" and not c.reference:
             raise _InputError("comparison has no reference answer (a reference judge needs one)")
         first, second = response_text(c.a.response), response_text(c.b.response)
-        variables = {
+        variables: dict[str, Any] = {
             "prompt": self._show("USER PROMPT", prompt_text(c.prompt)),
             "response_a": self._show("RESPONSE A", first),
             "response_b": self._show("RESPONSE B", second),
@@ -651,7 +651,7 @@ class LLMJudge:
 
     def _point_variables(self, cand: Candidate, reference: str | None) -> dict[str, Any]:
         ref = cand.metadata.get("reference", reference)
-        out = {
+        out: dict[str, Any] = {
             "prompt": self._show("USER PROMPT", prompt_text(cand.prompt)),
             "response": self._show("RESPONSE", response_text(cand.response)),
             "reference": None if ref is None else str(ref),
@@ -816,6 +816,7 @@ class LLMJudge:
                 p_first, note = None, "probs_contradict"
         if p_first is not None and mass is not None and mass < LOW_LABEL_MASS:
             note = "low_mass"
+        assert verdict is not None
         winner = {"A": "a", "B": "b", "tie": "tie"}[verdict]
         return JudgeCall(
             first_id=c.a.id,
@@ -843,14 +844,15 @@ class LLMJudge:
             try:
                 verdict = locate_pairwise(call.raw, self.verdict)[0]
             except ParseError as e:
-                err = f"parse: {e}"
-                upd = {"winner": None, "p_a": None, "error": err}
-                return rec.model_copy(update={**upd, "calls": [call.model_copy(update=upd)]})
+                failed_upd: dict[str, Any] = {"winner": None, "p_a": None, "error": f"parse: {e}"}
+                return rec.model_copy(
+                    update={**failed_upd, "calls": [call.model_copy(update=failed_upd)]}
+                )
             winner = {"A": "a", "B": "b", "tie": "tie"}[verdict]
             p, note = call.p_a, call.note
             if p is not None and ((winner == "a" and p < 0.5) or (winner == "b" and p > 0.5)):
                 p, note = None, "probs_contradict"
-            upd = {"winner": winner, "p_a": p, "error": None}
+            upd: dict[str, Any] = {"winner": winner, "p_a": p, "error": None}
             new_call = call.model_copy(update={**upd, "note": note})
             return rec.model_copy(update={**upd, "calls": [new_call]})
         if self.label_probs or not rec.raw:
