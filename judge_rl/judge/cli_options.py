@@ -132,6 +132,16 @@ def resolve_prices(args: argparse.Namespace) -> tuple[dict[str, float] | None, s
     if given is not None:
         return parse_prices(given), None
     spec = _spec_of(args)
+    if spec.get("prices") is not None:  # negative or non-finite prices in the spec: refused
+        from judge_rl.errors import ConfigError
+        from judge_rl.judge.budget import check_prices
+
+        try:
+            check_prices(spec["prices"])
+        except ConfigError as e:
+            raise ConfigError(
+                str(e).split(": ", 1)[-1], file=_spec_path(args), setting="prices"
+            ) from None
     cli_urls = getattr(args, "base_urls", None)
     urls = cli_urls or _as_urls(spec.get("base_urls", spec.get("base_url")))
     backend = getattr(args, "backend", None) or spec.get("backend")
@@ -168,6 +178,15 @@ def _spec_of(args: argparse.Namespace) -> dict[str, Any]:
     except Exception:  # the spec's own errors are reported by validate_spec / load_judge
         return {}
     return spec if isinstance(spec, dict) else {}
+
+
+def _spec_path(args: argparse.Namespace) -> str:
+    try:
+        from judge_rl.judge.specs import find_spec
+
+        return str(find_spec(args.judge))
+    except Exception:
+        return str(args.judge)
 
 
 def _as_urls(value: Any) -> list[str]:

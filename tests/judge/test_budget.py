@@ -184,6 +184,13 @@ def test_negative_prices_in_a_spec_are_refused(write_spec):
     )
     with pytest.raises(ConfigError, match="prices"):
         judge_from_args(_args("--judge", spec, "--no-cache"))
+    hf_spec = write_spec(  # a backend that takes no prices: the judge's own estimate would go
+        "neg-hf",  # negative; refused by the command-line options all the same
+        "version: 1\nkind: pairwise\nbackend: hf\nmodel: embedded\ntemplate: prompt.j2\n"
+        "prices: {input: 1.0, output: -2.0}\n",
+    )
+    with pytest.raises(ConfigError, match="neg-hf.*prices: output"):
+        judge_from_args(_args("--judge", hf_spec, "--no-cache"))
 
 
 def test_prices_come_from_the_cli_the_table_or_zero_for_local_and_unknown():
