@@ -338,3 +338,38 @@ def test_issue15_2_label_summary_counts_small_label_mass(make_comp):
     s = summarize(js, 1.0)
     assert s["label_mass_calls"] == 3 and s["low_label_mass"] == 2
     assert s["label_mass_mean"] == pytest.approx(0.35)
+
+
+def test_issue16_2_nested_json_through_label_finishes_with_a_run_log(tmp_path):
+    import json as _json
+
+    from judge_rl.cli import main
+    from judge_rl.runlog import load
+
+    deep = '{"verdict": ' * 5000
+    d = tmp_path / "deep"
+    d.mkdir()
+    (d / "judge.yaml").write_text(
+        'version: "1"\nkind: pairwise\nbackend: mock\nmodel: m\norder: both\n'
+        "template: prompt.j2\nbackend_options: {text: " + _json.dumps(deep) + "}\n"
+    )
+    (d / "prompt.j2").write_text("{{ response_a }} {{ response_b }}")
+    inp = tmp_path / "pairs.jsonl"
+    inp.write_text(
+        "".join(
+            _json.dumps({"prompt": f"p{i}", "response_a": "x", "response_b": "yy"}) + "\n"
+            for i in range(3)
+        )
+    )
+    rc = main(
+        ["label", "--judge", str(d), "--input", str(inp), "--output", str(tmp_path / "o.jsonl"),
+         "--cache", str(tmp_path / "c.sqlite"), "--run", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert rc in (0, 1)  # the run finished (1: every item failed, by the exit-code rule)
+    log = load(tmp_path / "run")
+    assert log.label.summary["failures"] == {"parse": 3}
+    again = main(
+        ["label", "--judge", str(d), "--input", str(inp), "--output", str(tmp_path / "o.jsonl"),
+         "--cache", str(tmp_path / "c.sqlite"), "--run", str(tmp_path / "run2")]
+    )  # fmt: skip
+    assert again == rc  # and again on a re-run, from the cache
