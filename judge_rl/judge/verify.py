@@ -60,6 +60,12 @@ MAX_EXPONENT_DIGITS = 6
 """A numeric exponent with more digits (or a numeric power tower) is judged incorrect unparsed:
 ``9^{9^9}`` would only exhaust the worker's time and memory."""
 
+MAX_RESPONSE_CHARS = 50_000
+"""Responses (and references) longer than this are read from their last 50,000 characters."""
+
+MAX_NUMBER_CHARS = 200
+"""A plain number written with more characters than this is not an answer (nor a float)."""
+
 DEFAULT_TIMEOUT_S = 2.0
 
 ENGINE = "math-verify"
@@ -358,9 +364,7 @@ def normalize(s: str) -> str:
 
 _UNIT_WORDS = re.compile(r"^(?:[A-Za-z%°][A-Za-z.]*|[a-zA-Z]{2,}(?:\s+[a-zA-Z.]+)*)$")
 _MATH_WORDS = {"pi", "sin", "cos", "tan", "log", "ln", "exp", "sqrt", "inf", "infinity", "e"}
-_LATEX_FRAC_RE = re.compile(
-    r"^(-?)\\[dt]?frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))$"
-)
+_LATEX_FRAC_RE = re.compile(r"^(-?)\\[dt]?frac\s*(?:\{([^{}]*)\}|(\d))\s*(?:\{([^{}]*)\}|(\d))$")
 _PLAIN_NUM_RE = re.compile(rf"^([-+]?)\$?({_NUM_BODY}|\d+\.)(?:\s*/\s*({_NUM_BODY}))?$")
 _DEGREE_RE = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)\s*$")
 _TEXT_UNIT_RE = re.compile(r"\s*\\(?:text|mbox|textrm|mathrm)\s*\{\s*([A-Za-z][A-Za-z .]*)\}\s*$")
@@ -368,7 +372,7 @@ _TEXT_UNIT_RE = re.compile(r"\s*\\(?:text|mbox|textrm|mathrm)\s*\{\s*([A-Za-z][A
 
 def _to_fraction(s: str | None) -> Fraction | None:
     """Exact value of a plain number: ``-1,250.5``, ``3/4``, ``.5``. None when it is not one."""
-    if s is None:
+    if s is None or len(s) > MAX_NUMBER_CHARS:
         return None
     m = _PLAIN_NUM_RE.match(s.strip())
     if not m:
@@ -638,7 +642,10 @@ def _reference_letter(reference: str) -> str | None:
 def _plan(response: str, reference: str, mode: str, tol: float) -> _Plan:
     if mode not in MODES:
         raise ValueError(f"unknown verifier mode {mode!r} (known: {', '.join(MODES)})")
-    response = response or ""
+    # Answers sit at the end: a longer text is read from its tail only, so that a megabyte of
+    # output costs the regular expressions below no more than an ordinary response.
+    response = (response or "")[-MAX_RESPONSE_CHARS:]
+    reference = reference[-MAX_RESPONSE_CHARS:]
     if mode == "auto":
         if _reference_letter(reference) is not None:
             mode = "choice"
@@ -653,7 +660,9 @@ def _plan(response: str, reference: str, mode: str, tol: float) -> _Plan:
     if mode == "choice":
         want = _reference_letter(reference)
         if want is None:
-            raise DataError(f"choice reference {reference[:60]!r} is not a letter", field="reference")
+            raise DataError(
+                f"choice reference {reference[:60]!r} is not a letter", field="reference"
+            )
         got = _choice_letter(response)
         return _Plan(got, want, "choice", correct=got == want)
     if mode == "exact":
