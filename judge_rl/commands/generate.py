@@ -86,8 +86,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--batch-size",
         type=int,
-        default=8,
-        help="prompts per generate call (hf, vllm) and per flush to disk",
+        default=None,
+        help="prompts per generate call and per flush to disk (default: 8 for hf, 256 for "
+        "vllm: one engine call each)",
     )
     p.add_argument(
         "--source",
@@ -121,6 +122,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"must be >= 1, got {args.n}", setting="--n")
     if args.max_new_tokens < 1:
         raise ConfigError(f"must be >= 1, got {args.max_new_tokens}", setting="--max-new-tokens")
+    if args.batch_size is None:
+        args.batch_size = 256 if args.backend == "vllm" else 8
     if args.batch_size < 1:
         raise ConfigError(f"must be >= 1, got {args.batch_size}", setting="--batch-size")
     if args.temperature < 0:
@@ -231,11 +234,13 @@ def make_backend(args: argparse.Namespace) -> Any:
             "hf",
             model=args.model,
             device=args.device,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 8,
             dtype=args.dtype,
         )
     if args.backend == "vllm":
-        return load_backend("vllm", model=args.model, dtype=args.dtype or "auto")
+        return load_backend(
+            "vllm", model=args.model, dtype=args.dtype or "auto", batch_size=args.batch_size or 256
+        )
     return load_backend(
         "openai",
         model=args.model,
