@@ -42,6 +42,10 @@ class ChatRequest:
     reply prefilled up to the verdict slot, on backends that continue an assistant message:
     ``supports_prefill``); backends that cannot give them return None."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    response_format: dict[str, Any] | None = None
+    """Structured output, OpenAI's ``response_format`` shape (``{"type": "json_schema",
+    "json_schema": {...}}``); set only for backends that declare ``supports_response_format``
+    (a judge with ``verdict: json`` asks for its verdict field this way)."""
 
 
 @dataclass

@@ -575,7 +575,34 @@ class LLMJudge:
             **self._decoding(),
             label_probs=PAIR_LABELS if ask else None,
             metadata=meta,
+            response_format=self._verdict_schema(),
         )
+
+    def _verdict_schema(self) -> dict[str, Any] | None:
+        """``verdict: json`` on a backend with structured output: a JSON schema whose verdict
+        field can only be A, B or C (reasoning first, so the judge still thinks before it
+        answers)."""
+        if self.verdict.rule != "json" or not getattr(
+            self.backend, "supports_response_format", False
+        ):
+            return None
+        key = self.verdict.field or "verdict"
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "verdict",
+                "strict": True,
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "reasoning": {"type": "string"},
+                        key: {"type": "string", "enum": ["A", "B", "C"]},
+                    },
+                    "required": ["reasoning", key],
+                    "additionalProperties": False,
+                },
+            },
+        }
 
     def _questions(self, *cands: Candidate) -> list[str]:
         """The user's turns up to :attr:`turn` (from the first candidate that has them)."""

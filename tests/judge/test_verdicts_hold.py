@@ -373,3 +373,22 @@ def test_issue16_2_nested_json_through_label_finishes_with_a_run_log(tmp_path):
          "--cache", str(tmp_path / "c.sqlite"), "--run", str(tmp_path / "run2")]
     )  # fmt: skip
     assert again == rc  # and again on a re-run, from the cache
+
+
+def test_json_verdict_rule_asks_for_structured_output_where_supported(make_comp):
+    plain = Scripted([('{"reasoning": "B is right", "winner": "B"}', None, None, "stop")])
+    judge = _judge(plain, verdict={"rule": "json", "field": "winner"})
+    [j] = asyncio.run(judge.compare([make_comp("x", "y")]))
+    assert j.winner == "b" and plain.requests[0].response_format is None
+    structured = Scripted([('{"reasoning": "A", "winner": "A"}', None, None, "stop")])
+    structured.supports_response_format = True
+    judge = _judge(structured, verdict={"rule": "json", "field": "winner"})
+    [j] = asyncio.run(judge.compare([make_comp("x", "y")]))
+    schema = structured.requests[0].response_format["json_schema"]["schema"]
+    assert schema["properties"]["winner"]["enum"] == ["A", "B", "C"] and j.winner == "a"
+    # a quoted JSON verdict is not the verdict: only the final object counts
+    quoted = Scripted([('B wrote {"winner": "B"}.\n{"winner": "A"}', None, None, "stop")])
+    [j] = asyncio.run(
+        _judge(quoted, verdict={"rule": "json", "field": "winner"}).compare([make_comp("x", "y")])
+    )
+    assert j.winner == "a"
