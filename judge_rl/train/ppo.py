@@ -1032,49 +1032,64 @@ class PPOTrainer:
         t_score = time.perf_counter()
 
         # 3. Old log-probabilities, reference log-probabilities, values --------------------------
-        # One no-grad pass of the policy gives pi_old and the values together (with the default
-        # value head they share the body: the pass TRL spends on its separate value model).
+        # pi_old and the values come from one forward of the policy (with the default value
+        # head they share the body: the pass TRL spends on its separate value model). When one
+        # forward covers the whole batch (mini-batch = micro-batch = batch), that forward is the
+        # first update's own, at pi_old's weights: its detached log-probs and values are pi_old's
+        # exactly, and the separate no-grad pass is skipped ("fused").
         B, R = batch.response_ids.shape
         b_logprobs = torch.zeros(B, R, device=self.device)  # (B, R)
         b_ref_logprobs = torch.zeros(B, R, device=self.device)  # (B, R)
         b_values = torch.zeros(B, R, device=self.device)  # (B, R)
         b_entropy = torch.zeros(B, R, device=self.device)  # (B, R)
         fb = self._micro
+        fused = self._micro >= B and c.mini_batch_size >= B
         with torch.no_grad():
             for s in range(0, B, fb):
                 rows = slice(s, s + fb)
-                lp, v, logits = self._joint(batch, rows)
-                b_logprobs[rows], b_values[rows] = lp, v
-                b_entropy[rows] = entropy_from_logits(logits)
+                if not fused:
+                    lp, v, logits = self._joint(batch, rows)
+                    b_logprobs[rows], b_values[rows] = lp, v
+                    b_entropy[rows] = entropy_from_logits(logits)
                 b_ref_logprobs[rows] = self._ref_logprobs(batch, rows)
+        b_scores_d = b_scores.to(self.device)
 
-            # Sampling mismatch (vLLM): the engine's log-probs vs the trainer's, per token.
-            b_tis = None
-            mismatch: dict[str, float] = {}
-            if batch.engine_logprobs is not None:
-                b_eng = batch.engine_logprobs.to(self.device)  # (B, R)
-                gap = (b_logprobs - b_eng).abs() * b_mask  # (B, R)
-                mismatch = {
-                    "logprob_gap_mean": float(masked_mean(gap, b_mask)),
-                    "logprob_gap_max": float(gap.max()),
-                }
-                if c.tis_cap is not None:
-                    # Truncated importance sampling (Yao et al. 2025, "Your efficient RL
-                    # framework secretly brings you off-policy RL training"): the update is
-                    # on-policy for the trainer's pi_old, the samples came from vLLM's.
-                    b_tis = torch.exp(b_logprobs - b_eng).clamp(max=c.tis_cap) * b_mask
+        def advantages() -> tuple[torch.Tensor, ...]:
+            """Steps 4-5 from b_logprobs, b_values (filled by now). Returns
+            ``(advantages, returns, kl)``, each (B, R)."""
+            with torch.no_grad():
+                # Sampling mismatch (vLLM): the engine's log-probs vs the trainer's, per token.
+                b_tis = None
+                if batch.engine_logprobs is not None:
+                    b_eng = batch.engine_logprobs.to(self.device)  # (B, R)
+                    gap = (b_logprobs - b_eng).abs() * b_mask  # (B, R)
+                    mismatch["logprob_gap_mean"] = float(masked_mean(gap, b_mask))
+                    mismatch["logprob_gap_max"] = float(gap.max())
+                    if c.tis_cap is not None:
+                        # Truncated importance sampling (Yao et al. 2025, "Your efficient RL
+                        # framework secretly brings you off-policy RL training"): the update is
+                        # on-policy for the trainer's pi_old, the samples came from vLLM's.
+                        b_tis = torch.exp(b_logprobs - b_eng).clamp(max=c.tis_cap) * b_mask
+                # 4. Per-token rewards: KL penalty everywhere, score at the last token
+                b_rewards, b_kl = compute_rewards(
+                    b_scores_d,
+                    b_logprobs,
+                    b_ref_logprobs,
+                    b_mask,
+                    self.kl_ctl.value,
+                    c.kl_estimator,
+                )  # (B, R)
+                # 5. Advantages (GAE) and returns
+                b_adv, b_ret = compute_gae(b_rewards, b_values, b_mask, c.gamma, c.lam)
+                if c.whiten_advantages:
+                    b_adv = whiten(b_adv, b_mask)  # (B, R)
+                if b_tis is not None:
+                    b_adv = b_adv * b_tis
+            return b_adv, b_ret, b_kl
 
-            # 4. Per-token rewards: KL penalty everywhere, score at the last token -----------------
-            b_scores_d = b_scores.to(self.device)
-            b_rewards, b_kl = compute_rewards(
-                b_scores_d, b_logprobs, b_ref_logprobs, b_mask, self.kl_ctl.value, c.kl_estimator
-            )  # (B, R)
-            # 5. Advantages (GAE) and returns --------------------------------------------------
-            b_advantages, b_returns = compute_gae(b_rewards, b_values, b_mask, c.gamma, c.lam)
-            if c.whiten_advantages:
-                b_advantages = whiten(b_advantages, b_mask)  # (B, R)
-            if b_tis is not None:
-                b_advantages = b_advantages * b_tis
+        mismatch: dict[str, float] = {}
+        if not fused:
+            b_advantages, b_returns, b_kl = advantages()
 
         # 6. PPO epochs over shuffled minibatches; gradients accumulate over micro-batches ------
         stats: dict[str, list[torch.Tensor]] = {
@@ -1106,6 +1121,11 @@ class PPOTrainer:
                     sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
                     with sync:
                         new_logprobs, vpred, logits = self._joint(batch, mb_inds)  # (b, R)
+                        if fused and _epoch == 0:  # this forward is pi_old's (see step 3)
+                            b_logprobs[mb_inds] = new_logprobs.detach()
+                            b_values[mb_inds] = vpred.detach()
+                            b_entropy[mb_inds] = entropy_from_logits(logits.detach())
+                            b_advantages, b_returns, b_kl = advantages()
                         pg_loss, clip_frac, approx_kl = policy_loss(
                             new_logprobs,
                             b_logprobs[mb_inds],

@@ -104,3 +104,15 @@ def test_lr_schedule_and_reward_normalisation_in_a_run():
     steps = t.train().steps
     assert [round(s["lr"], 6) for s in steps] == [0.001, 0.001, 0.0005]
     assert t.reward_stats.count == 24
+
+
+def test_fused_first_pass_gives_the_separate_passs_update():
+    """With one forward per batch (mini = micro = batch) pi_old and the values come from the
+    first update's own forward, not a separate no-grad pass (issue 19 item 4): same update as
+    the path with the separate pass (here forced by micro-batches)."""
+    fused, t = weights_after()
+    assert t._micro >= t.config.batch_size  # the fused path
+    separate, _ = weights_after(micro_batch_size=4)
+    for k in fused:
+        assert torch.allclose(fused[k], separate[k], atol=2e-6, rtol=1e-4), k
+    assert t.section.steps[0]["kl"] == 0.0
