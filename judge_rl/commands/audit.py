@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     # the same calls the audit makes in both orders.
     configured = {
         "order": overrides.get("order") or spec.get("order", "fixed"),
-        "inconsistent": spec.get("inconsistent", "tie"),
+        "inconsistent": overrides.get("inconsistent") or spec.get("inconsistent", "tie"),
         "order_seed": spec.get("order_seed", 0),
     }
     overrides["order"] = "fixed"  # the audit builds the swapped order itself
