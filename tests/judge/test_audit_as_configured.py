@@ -123,3 +123,19 @@ def test_issue15_4_a_judge_built_in_fixed_order_is_audited_with_its_spec_rule():
     assert judge.labels_with["inconsistent"] == "average"
     sec = asyncio.run(audit_judge(judge, _comps(8), AuditConfig(bootstrap=20, injection=False)))
     assert sec.rule["label"] == "order=both, inconsistent=average"
+
+
+def test_issue15_4_audit_cli_reports_the_label_rule(tmp_path, capsys):
+    from judge_rl.cli import main
+    from judge_rl.runlog import load
+    from tests.conftest import ROOT
+
+    human = ROOT / "judge_rl" / "_builtin" / "human" / "hh-short.jsonl"
+    args = ["audit", "--judge", "pairwise-embedded", "--backend", "mock", "--model", "m"]
+    args += ["--human", str(human), "--no-injection", "--bootstrap", "20", "--no-cache"]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "verdict rule (as `label` uses it): order=both, inconsistent=average" in out
+    assert load(tmp_path / "a").audit.rule["policy"] == "both/average"
+    assert main([*args, "--inconsistent", "tie", "--output", str(tmp_path / "b")]) == 0
+    assert load(tmp_path / "b").audit.rule["policy"] == "both/tie"
