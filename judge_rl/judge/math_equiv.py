@@ -158,21 +158,11 @@ def _patch_number_parsing() -> None:
     mvp.parse_expr_cached = refuse  # type: ignore[assignment]
 
 
+# One parse and one comparison build antlr's parser tables and sympy's caches before the first
+# real check (imports of .py/.pyc module files stay allowed under the audit hook anyway).
 _WARMUP = (
     (r"\frac{3}{4}", r"0.75"),
     (r"x^2+2x+1", r"(x+1)^2"),
-    (r"\{1,2\}", r"\{2,1\}"),
-    (r"(1,2)", r"[1,2)"),
-    (r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}"),
-    (r"30^\circ", r"30"),
-    (r"x=5", r"5"),
-    (r"1 \pm \sqrt{2}", r"1+\sqrt{2},1-\sqrt{2}"),
-    (r"\text{(B)}", r"B"),
-    (r"75\%", r"0.75"),
-    (r"2\pi", r"\pi+\pi"),
-    (r"1,000", r"1000"),
-    (r"\sin x", r"\cos x"),
-    (r"x \in [1, 2]", r"x \le 2"),
 )
 
 
