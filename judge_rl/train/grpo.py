@@ -827,7 +827,10 @@ class GRPOTrainer:
 
         m_all = batch.response_mask.float().to(self.device)  # (B, R)
         if b_ref is not None:
-            b_kl = ((b_lp_first - b_ref) * b_mask).sum(1)  # (B,) k1 sum per sample
+            # k1 under the policy that sampled (the first pass's values are that policy's only
+            # when nothing was updated before them: one epoch, one minibatch)
+            b_pol = b_lp_first if reuse_old else b_old  # (B, R)
+            b_kl = ((b_pol - b_ref) * b_mask).sum(1)  # (B,) k1 sum per sample
         else:
             b_kl = torch.full((B,), NAN, device=self.device)
         per_sample = torch.stack(

@@ -291,3 +291,12 @@ def test_embedded_model_dpo_steps_on_label_output(embedded, tmp_path):
     assert all(math.isfinite(s["loss"]) and math.isfinite(s["margin"]) for s in section.steps)
     assert section.steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)  # h = 0 at start
     assert (tmp_path / "o" / "ref_logps.pt").exists()
+
+
+def test_lora_dpo_learns_the_planted_preference():
+    pytest.importorskip("peft")
+    model, tok = tiny()
+    tr = DPOTrainer(cfg(lora_r=8, lr=1e-2), model, tok, planted())
+    assert tr._peft and not tr._check_shared()  # LoRA takes the plain forward
+    tr.train()
+    assert tr.summary["final_eval"]["reward_accuracy"] >= 0.9, tr.summary["final_eval"]

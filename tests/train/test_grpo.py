@@ -309,3 +309,14 @@ def test_embedded_model_grpo_steps_with_the_gsm8k_verifier(embedded):
         assert math.isfinite(s["loss"]) and math.isfinite(s["kl"])
     assert abs(section.steps[0]["kl"]) < 1e-3  # first step: policy == reference
     assert section.samples[0]["response"]
+
+
+def test_lora_policy_with_the_adapter_free_reference():
+    pytest.importorskip("peft")
+    cfg, model, tok, prompts = toy(steps=3, beta=0.1, lora_r=4, lr=1e-2)
+    tr = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
+    assert tr.ref_policy is None and tr.has_reference  # the base model is the reference
+    steps = tr.train().steps
+    assert abs(steps[0]["kl"]) < 1e-5  # LoRA starts as the identity
+    assert all(math.isfinite(s["kl"]) and math.isfinite(s["loss"]) for s in steps)
+    assert steps[-1]["kl"] != steps[0]["kl"]  # the adapters moved
