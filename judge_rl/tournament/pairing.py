@@ -343,11 +343,19 @@ class Adaptive:
         d = np.abs(self.theta[iu] - self.theta[ju])
         z = self._z if self.confidence is not None else 1.0
         if self.confidence is not None and self.stopping == "cs":
-            # undecided by the stopping rule's own confidence sequences
+            # The differences the stop needs (decisive_pairs) not yet decided by the stopping
+            # rule's own confidence sequences.
+            dec = self.decisive_pairs()
+            di = np.array([min(i, j) for i, j in dec])
+            dj = np.array([max(i, j) for i, j in dec])
+            dv = np.maximum(self.cov[di, di] + self.cov[dj, dj] - 2 * self.cov[di, dj], 1e-12)
+            dd = np.abs(self.theta[di] - self.theta[dj])
             alpha = (1.0 - self.confidence) / (n * (n - 1) / 2)
-            overlap = d < cs_radius(1.0 / v, alpha)
-        else:
-            overlap = d < max(z, 1.0) * np.sqrt(v)
+            open_ = dd < cs_radius(1.0 / dv, alpha)
+            if open_.any():
+                di, dj, dv, dd = di[open_], dj[open_], dv[open_], dd[open_]
+            return di, dj, _norm_cdf(-dd / np.sqrt(dv)) / dv
+        overlap = d < max(z, 1.0) * np.sqrt(v)
         if overlap.any():
             iu, ju, v, d = iu[overlap], ju[overlap], v[overlap], d[overlap]
         weight = _norm_cdf(-d / np.sqrt(v)) / v
@@ -366,6 +374,11 @@ class Adaptive:
         left = np.array([self._left(int(i), int(j)) for i, j in zip(ci, cj, strict=True)])
         p = _sigmoid(self.theta[ci] - self.theta[cj])
         f = p * (1 - p)  # (Q,)
+        if self.confidence is not None and self.stopping == "cs":
+            # Only comparisons that can decide the top-k claim: a member in the current top k.
+            rank = np.empty(n, dtype=int)
+            rank[np.argsort(-self.theta, kind="stable")] = np.arange(n)
+            left = np.where(np.minimum(rank[ci], rank[cj]) < self.top_k, left, 0)
         cov = self.cov.copy()
         out: list[Match] = []
         per_pick = max(1, math.ceil(room / 4))  # a pick may take several prompts of one pair
