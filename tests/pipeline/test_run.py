@@ -39,8 +39,8 @@ def test_gpu_example_is_what_it_says():
 BROKEN = [
     # (replace this, with that) in evals/demo.yaml -> the stage and key the error must name
     (
-        "temperature: 1.0, max_new_tokens: 12",
-        "temprature: 1.0, max_new_tokens: 12",
+        "temperature: 0.7, max_new_tokens: 12",
+        "temprature: 0.7, max_new_tokens: 12",
         "generate",
         "temprature",
     ),
