@@ -56,8 +56,9 @@ class MockBackend:
         label_probs: Answer ``ChatRequest.label_probs`` with probabilities (``confidence`` on the
             chosen label, the rest shared equally); ``False`` behaves like a server without them.
         confidence: Probability put on the chosen label.
-        prices: USD per million tokens, ``{"input": x, "output": y}``; tokens are chars / 4,
-            and a reply is cut at ``max_tokens`` like a server cuts it.
+        prices: USD per million tokens, ``{"input": x, "output": y}``; tokens are chars / 4.
+        cut_at_max_tokens: Cut each reply at the request's ``max_tokens`` (finish reason
+            ``length``), as a server does; off by default (a fixed ``text`` comes back whole).
         concurrency: Requests served at once.
         unreachable: Raise :class:`JudgeRLError` on the first call, like an endpoint that is down.
     """
@@ -79,6 +80,7 @@ class MockBackend:
         concurrency: int = 64,
         unreachable: bool = False,
         batch_size: int = 1,
+        cut_at_max_tokens: bool = False,
     ) -> None:
         if rule not in RULES and not rule.startswith("contains:"):
             raise ConfigError(
@@ -111,6 +113,7 @@ class MockBackend:
         self.concurrency = concurrency
         self.unreachable = unreachable
         self.batch_size = batch_size
+        self.cut_at_max_tokens = bool(cut_at_max_tokens)
         self.calls = 0
         """Requests answered (faults included)."""
         self.requests: list[ChatRequest] = []
@@ -153,11 +156,12 @@ class MockBackend:
                 texts, probs = ["I would rather not pick one."] * req.n, None
             else:
                 texts, probs = self._answer(req)
-            # Like a server, never more than max_tokens per sample (finish_reason "length").
-            cap = max(1, int(req.max_tokens))
-            finish = ["length" if len(t) // 4 + 1 > cap else "stop" for t in texts]
-            texts = [t if len(t) // 4 + 1 <= cap else t[: 4 * cap - 4] for t in texts]
-            completion_tokens = sum(min(cap, len(t) // 4 + 1) for t in texts)
+            finish = ["stop"] * len(texts)
+            if self.cut_at_max_tokens:  # like a server: at most max_tokens per sample
+                cap = max(1, int(req.max_tokens))
+                finish = ["length" if len(t) // 4 + 1 > cap else "stop" for t in texts]
+                texts = [t if len(t) // 4 + 1 <= cap else t[: 4 * cap - 4] for t in texts]
+            completion_tokens = sum(len(t) // 4 + 1 for t in texts)
             cost = (
                 prompt_tokens * float(self.prices.get("input", 0.0))
                 + completion_tokens * float(self.prices.get("output", 0.0))

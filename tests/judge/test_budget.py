@@ -85,6 +85,7 @@ concurrency: 64
 prices: {input: 5.0, output: 15.0}
 backend_options:
   latency_s: 0.02
+  cut_at_max_tokens: true  # as a server does: never more than max_tokens
   text: "%s\\n[[A]]"
 """
 
