@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "grpo": "judge_rl.commands.grpo",
     "dpo": "judge_rl.commands.dpo",
     "probe": "judge_rl.commands.probe",
+    "verify": "judge_rl.commands.verify",
     "overopt": "judge_rl.commands.overopt",
     "ratings": "judge_rl.commands.ratings",
     "winrate": "judge_rl.commands.winrate",
