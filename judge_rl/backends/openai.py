@@ -500,8 +500,20 @@ class OpenAIBackend:
             urls = [os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL]
         for u in urls:
             parts = urlsplit(u)
+            try:
+                parts.port  # noqa: B018 - raises ValueError when out of range
+            except ValueError:
+                host = parts.hostname or "?"
+                raise ConfigError(
+                    f"the port of {parts.scheme}://{host}:… is not a number in 1-65535 "
+                    "(--base-url / base_urls)",
+                    setting="base_url",
+                ) from None
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"not an http(s) URL: {redact_url(u)!r}", setting="base_url")
+                raise ConfigError(
+                    f"not an http(s) URL: {redact_url(u)!r} (--base-url / base_urls)",
+                    setting="base_url",
+                )
         if concurrency < 1:
             raise ConfigError(f"must be >= 1, got {concurrency}", setting="concurrency")
         if max_retries < 0:
@@ -831,7 +843,8 @@ class OpenAIBackend:
                 ep.opened += 1
                 self.stats["breaker_opened"] += 1
                 log.log(
-                    logging.INFO if probing else logging.WARNING,
+                    # a warning only where it changes the routing (several URLs, first opening)
+                    logging.WARNING if len(self._endpoints) > 1 and not probing else logging.INFO,
                     "base URL %s failing (%d in a row): circuit open for %.0fs",
                     redact_url(ep.url),
                     ep.consecutive,
