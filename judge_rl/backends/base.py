@@ -95,5 +95,10 @@ def load_backend(name: str, **kwargs: Any) -> Backend:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
         raise ConfigError(f"backend {name!r} is not available: {e}", setting="backend") from None
-    cls = getattr(mod, cls_name)
+    cls = getattr(mod, cls_name, None)
+    if not isinstance(cls, type) or not callable(getattr(cls, "chat", None)):
+        raise ConfigError(
+            f"backend {name!r} is not a backend class (a class with a chat method)",
+            setting="backend",
+        )
     return cls(**kwargs)  # type: ignore[no-any-return]

@@ -526,6 +526,9 @@ def check_output(path: str) -> None:
         raise ConfigError(
             f"cannot write {path!r}: use one of {', '.join(OUTPUT_SUFFIXES)}", setting="--output"
         )
+    from judge_rl._io import check_output_file
+
+    check_output_file(path, "--output")  # a folder, a file as parent, no permission: now
 
 
 def redact_url(url: str) -> str:

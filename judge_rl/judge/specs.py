@@ -208,19 +208,11 @@ def list_judges() -> list[str]:
 def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a ``judge.yaml`` (keys and value types; templates are checked when the
     judge is built). Returns the spec with ``name`` filled from the folder when absent."""
-    import yaml
+    from judge_rl._io import safe_yaml_load
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read judge spec: {e}", file=str(path)) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"not valid YAML{where}: {getattr(e, 'problem', e)}", file=str(path)
-        ) from None
+    # Bounded: UTF-8, size, nesting and nodes after alias expansion (no billion laughs).
+    data = safe_yaml_load(path, file=str(path))
     if not isinstance(data, dict):
         raise ConfigError("a judge spec must be a mapping of keys to values", file=str(path))
     kind = data.get("kind")
@@ -257,6 +249,9 @@ def _check_values(data: dict[str, Any], *, file: str) -> None:
         raise bad("order", f"must be fixed, random or both, not {data['order']!r}")
     if "inconsistent" in data and data["inconsistent"] not in ("tie", "average"):
         raise bad("inconsistent", f"must be tie or average, not {data['inconsistent']!r}")
+    for key in ("backend", "model", "template", "system", "name", "description", "api_key_env"):
+        if key in data and data[key] is not None and not isinstance(data[key], str):
+            raise bad(key, f"must be text, not {type(data[key]).__name__}")
     if "backend" in data:
         from judge_rl.backends.base import BACKENDS
 
@@ -356,34 +351,35 @@ def _check_values(data: dict[str, Any], *, file: str) -> None:
         raise bad("path", "is required for a reward_model judge")
 
 
-def validate_spec(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
+def validate_spec(
+    name_or_path: str | os.PathLike[str], *, _seen: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Everything :func:`load_judge` checks except building the backend (no model is loaded, no
-    endpoint contacted): keys, values, template variables, jury members, files named."""
+    endpoint contacted): keys, values, template variables, jury members (cycles included), files
+    named."""
     path = find_spec(name_or_path)
+    here = str(path.resolve())
+    if here in _seen:
+        raise ConfigError(
+            "jury members form a cycle (a jury cannot contain itself, even indirectly)",
+            file=str(path),
+            setting="members",
+        )
+    if len(_seen) > 16:
+        raise ConfigError("juries nested more than 16 deep", file=str(path), setting="members")
     spec = read_spec(path)
     kind = spec["kind"]
     if kind in ("pairwise", "reference", "pointwise", "rubric"):
         from judge_rl.judge.llm import compile_template
 
-        tmpl = str(spec["template"])
-        if "\n" in tmpl or "{{" in tmpl:
-            text, tfile = tmpl, str(path)
-        else:
-            tpath = _relative(path, tmpl)
-            try:
-                text = tpath.read_text(encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(
-                    f"cannot read template: {e}", file=str(path), setting="template"
-                ) from None
-            tfile = str(tpath)
+        text, tfile = _template_text(spec, path)
         compile_template(text, kind, file=tfile, mode=spec.get("rubric_mode", "joint"))
     elif kind == "jury":
         for m in spec["members"]:
             mpath = _relative(path, m) if ("/" in m or m.endswith(".yaml")) else m
             if m == spec["name"]:
                 raise ConfigError("a jury cannot contain itself", file=str(path), setting="members")
-            validate_spec(mpath)
+            validate_spec(mpath, _seen=(*_seen, here))
     return spec
 
 
@@ -439,6 +435,7 @@ def build_judge(
     cache: Any = None,
     budget: Budget | None = None,
     pool: dict[str, Any] | None = None,
+    _seen: tuple[str, ...] = (),
 ) -> Any:
     """Build a judge from an already validated spec (see :func:`load_judge`). ``pool`` shares
     backends between jury members that use the same model."""
@@ -510,10 +507,23 @@ def build_judge(
             if str(mpath) == str(path) or m == name:
                 raise ConfigError("a jury cannot contain itself", file=file, setting="members")
             mspec_path = find_spec(mpath)
+            here = str(Path(path).resolve())
+            if str(mspec_path.resolve()) in (*_seen, here) or len(_seen) > 16:
+                raise ConfigError(
+                    "jury members form a cycle (a jury cannot contain itself, even indirectly)",
+                    file=file,
+                    setting="members",
+                )
             mspec = read_spec(mspec_path)
             members.append(
                 build_judge(
-                    mspec, mspec_path, overrides=member_over, cache=cache, budget=budget, pool=pool
+                    mspec,
+                    mspec_path,
+                    overrides=member_over,
+                    cache=cache,
+                    budget=budget,
+                    pool=pool,
+                    _seen=(*_seen, here),
                 )
             )
         return Jury(
@@ -534,6 +544,34 @@ def build_judge(
     raise ConfigError(f"unknown kind {kind!r}", file=file, setting="kind")  # pragma: no cover
 
 
+MAX_TEMPLATE_BYTES = 1 << 20
+"""Largest prompt template read from a file (1 MiB)."""
+
+
+def _template_text(spec: Mapping[str, Any], path: Path) -> tuple[str, str]:
+    """``(template text, file it came from)``: inline text, or a regular UTF-8 file of at most
+    :data:`MAX_TEMPLATE_BYTES` next to the spec (a device, FIFO or folder is refused)."""
+    from judge_rl._io import read_bytes_limited
+
+    tmpl = str(spec["template"])
+    if "\n" in tmpl or "{{" in tmpl:
+        return tmpl, str(path)
+    tpath = _relative(path, tmpl)
+
+    def _err(msg: str, file: str | None = None) -> ConfigError:
+        return ConfigError(f"template {file or tpath}: {msg}", file=str(path), setting="template")
+
+    data = read_bytes_limited(tpath, MAX_TEMPLATE_BYTES, "a 1 MiB cap on templates", error=_err)
+    try:
+        return data.decode("utf-8"), str(tpath)
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"template {tpath} is not UTF-8 text (byte {e.start})",
+            file=str(path),
+            setting="template",
+        ) from None
+
+
 def _relative(spec_path: Path, value: str | os.PathLike[str]) -> Path:
     p = Path(os.path.expanduser(str(value)))
     if p.is_absolute() or p.exists():
@@ -547,16 +585,7 @@ def _build_llm(
     from judge_rl.judge.llm import Criterion, LLMJudge
 
     file = str(path)
-    tmpl = str(spec["template"])
-    if "\n" in tmpl or "{{" in tmpl:
-        template_text, template_file = tmpl, file
-    else:
-        tpath = _relative(path, tmpl)
-        try:
-            template_text = tpath.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read template: {e}", file=file, setting="template") from None
-        template_file = str(tpath)
+    template_text, template_file = _template_text(spec, path)
     criteria = [
         Criterion(
             name=c["name"],
@@ -663,16 +692,31 @@ def make_backend(
 def _backend_class(target: str, file: str | None) -> Any:
     import importlib
 
+    from judge_rl.backends.base import BACKENDS
+
     if ":" not in target:
         raise ConfigError(f"unknown backend {target!r}", file=file, setting="backend")
     mod_name, cls_name = target.split(":", 1)
+    # A custom backend names a class in an importable module: refuse anything that is not
+    # module:Class, and (below) anything that is not a class with ``chat``, before it is called.
+    if target not in BACKENDS.values() and not all(
+        part.isidentifier() for part in (*mod_name.split("."), cls_name)
+    ):
+        raise ConfigError(f"backend {target!r} is not module:Class", file=file, setting="backend")
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
         raise ConfigError(
             f"backend {target!r} is not available: {e}", file=file, setting="backend"
         ) from None
-    return getattr(mod, cls_name)
+    cls = getattr(mod, cls_name, None)
+    if not isinstance(cls, type) or not callable(getattr(cls, "chat", None)):
+        raise ConfigError(
+            f"backend {target!r} is not a backend class (a class with a chat method)",
+            file=file,
+            setting="backend",
+        )
+    return cls
 
 
 __all__ = [

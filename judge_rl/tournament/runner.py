@@ -73,6 +73,13 @@ class PairingSpec(_Strict):
     confidence: float = 0.95
     batch_size: int = 8
 
+    @field_validator("batch_size", "top_k")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
     @field_validator("confidence")
     @classmethod
     def _level(cls, v: float) -> float:
@@ -99,6 +106,34 @@ class TournamentSpec(_Strict):
     ties: Literal["half", "davidson"] = "half"
     seed: int = 0
 
+    @field_validator("bootstrap")
+    @classmethod
+    def _rounds(cls, v: int) -> int:
+        from judge_rl.errors import MAX_BOOTSTRAP
+
+        if not 1 <= v <= MAX_BOOTSTRAP:
+            raise ValueError(f"must be between 1 and {MAX_BOOTSTRAP:,}")
+        return v
+
+    @field_validator("budget", "max_prompts")
+    @classmethod
+    def _count(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        from judge_rl._io import check_run_name
+
+        if v is None:
+            return v
+        try:
+            return check_run_name(v)
+        except ConfigError as e:
+            raise ValueError(str(e).split(": ", 1)[-1]) from None
+
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, v: Any) -> str:
@@ -123,15 +158,13 @@ class TournamentSpec(_Strict):
 
 def load_spec(path: str | Path) -> tuple[TournamentSpec, Path]:
     """Read and validate a tournament spec; errors name the file and the key."""
-    import yaml
+    from judge_rl._io import safe_yaml_load
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError("no such tournament spec", file=str(p))
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", file=str(p)) from None
+    # Bounded: UTF-8, size, nesting and nodes after alias expansion.
+    data = safe_yaml_load(p, file=str(p))
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of settings", file=str(p))
     if "version" not in data:
