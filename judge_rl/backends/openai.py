@@ -133,6 +133,8 @@ class _Endpoint:
     limit: _Limit | None = field(default=None, repr=False)
     public_url: str = ""
     """``url`` without credentials (for results and logs)."""
+    sdk_ok: bool = False
+    """The client has the SDK internals the fast paths use (checked once per client)."""
 
     def state(self, now: float) -> str:
         if self.open_until <= 0:
@@ -689,6 +691,7 @@ class OpenAIBackend:
                 api_key=key, base_url=ep.url, max_retries=0, timeout=timeout, http_client=http
             )
             ep.session = self._aiohttp_session() if direct and not _proxied(ep.url) else None
+            ep.sdk_ok = _direct_ok(ep.client)
             ep.template = None
         self._waiters = collections.deque()
         self._inflight = 0
@@ -994,9 +997,9 @@ class OpenAIBackend:
         :meth:`_send_direct`).
         """
         client = ep.client
-        if ep.session is not None and _direct_ok(client):
+        if ep.session is not None and ep.sdk_ok:
             return await self._send_direct(ep, content, options, attempt)
-        if self.fast_path and _direct_ok(client):
+        if self.fast_path and ep.sdk_ok:
             import openai
             from openai._models import FinalRequestOptions
 
