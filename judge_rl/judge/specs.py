@@ -552,16 +552,19 @@ def _template_text(spec: Mapping[str, Any], path: Path) -> tuple[str, str]:
     """``(template text, file it came from)``: inline text, or a regular UTF-8 file of at most
     :data:`MAX_TEMPLATE_BYTES` next to the spec (a device, FIFO or folder is refused)."""
     from judge_rl._io import read_bytes_limited
+    from judge_rl.errors import DataError
 
     tmpl = str(spec["template"])
     if "\n" in tmpl or "{{" in tmpl:
         return tmpl, str(path)
     tpath = _relative(path, tmpl)
 
-    def _err(msg: str, file: str | None = None) -> ConfigError:
-        return ConfigError(f"template {file or tpath}: {msg}", file=str(path), setting="template")
-
-    data = read_bytes_limited(tpath, MAX_TEMPLATE_BYTES, "a 1 MiB cap on templates", error=_err)
+    try:
+        data = read_bytes_limited(tpath, MAX_TEMPLATE_BYTES, "a 1 MiB cap on templates")
+    except DataError as e:
+        raise ConfigError(
+            f"template {tpath}: {e.reason}", file=str(path), setting="template"
+        ) from None
     try:
         return data.decode("utf-8"), str(tpath)
     except UnicodeDecodeError as e:
