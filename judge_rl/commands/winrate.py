@@ -22,6 +22,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="store_true",
         help="also fit the length-controlled win rate (needs the outputs' text)",
     )
+    p.add_argument(
+        "--instruction-difficulty",
+        metavar="FILE",
+        default=None,
+        help="per-instruction difficulty for the LC fit (columns instruction, "
+        "instruction_difficulty; e.g. AlpacaEval's instruction_difficulty.csv keyed by "
+        "instruction); default: estimated from all contestants in the file",
+    )
+    p.add_argument(
+        "--gamed",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="annotations of length-gamed versions of the baseline against it (AlpacaEval's "
+        "verbose/concise baselines): the LC fit is regularised toward them with lambda 0.2; "
+        "repeatable",
+    )
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--run", default=None, help="run name: writes reports/<run>/log.json")
     p.set_defaults(func=run)
@@ -34,11 +51,22 @@ def run(args: argparse.Namespace) -> int:
 
     from judge_rl import runlog
     from judge_rl.console import console
+    from judge_rl.errors import ConfigError
     from judge_rl.tournament.table import winrate_table
-    from judge_rl.tournament.winrate import read_pref_rows, winrates
+    from judge_rl.tournament.winrate import read_difficulty, read_pref_rows, winrates
 
+    if (args.instruction_difficulty or args.gamed) and not args.length_controlled:
+        raise ConfigError(
+            "only used with --length-controlled", setting="--instruction-difficulty/--gamed"
+        )
     rows, _ = read_pref_rows(args.judgments, args.baseline)
-    table = winrates(rows, length_controlled=args.length_controlled)
+    difficulty = (
+        read_difficulty(args.instruction_difficulty) if args.instruction_difficulty else None
+    )
+    gamed = [r for g in args.gamed for r in read_pref_rows(g, args.baseline)[0]]
+    table = winrates(
+        rows, length_controlled=args.length_controlled, difficulty=difficulty, gamed=gamed or None
+    )
     rd = runlog.run_dir(args.run or None)
     log = runlog.new_log(
         "winrate", rd.name, config={k: v for k, v in vars(args).items() if k != "func"}
@@ -64,7 +92,16 @@ def run(args: argparse.Namespace) -> int:
         "losses",
     ]
     if args.format == "json":
-        console().file.write(json.dumps({"winrates": table, "warnings": warnings}, indent=1) + "\n")
+        from judge_rl.tournament.battles import finite_or_none
+
+        console().file.write(
+            json.dumps(
+                finite_or_none({"winrates": table, "warnings": warnings}),
+                indent=1,
+                allow_nan=False,
+            )
+            + "\n"
+        )
     elif args.format == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
@@ -73,6 +110,16 @@ def run(args: argparse.Namespace) -> int:
         console().file.write(buf.getvalue())
     else:
         console().print(winrate_table(table, title=f"Win rate vs {args.baseline}"))
+        for r in table:
+            wts = r.get("lc_weights")
+            if wts:
+                console().print(
+                    f"LC fit {r['model']}: "
+                    + ", ".join(f"{k} {v:+.3f}" if k != "C" else f"C {v:g}" for k, v in wts.items())
+                    + f" (difficulty: {r.get('lc_difficulty')}, {r.get('lc_n')} rows)",
+                    markup=False,
+                    highlight=False,
+                )
         for wmsg in warnings:
             console().print(f"note: {wmsg}", markup=False, highlight=False)
         console().print(f"run log: {path}", markup=False, highlight=False)

@@ -109,8 +109,8 @@ def _from_runlog(data: dict[str, Any], path: Path) -> list[tuple[int, dict[str, 
                     "model_a": c["a"].get("source", ""),
                     "model_b": c["b"].get("source", ""),
                     "p_a": pa,
-                    "output_a": c["a"].get("response", ""),
-                    "output_b": c["b"].get("response", ""),
+                    "output_a": _text(c["a"].get("response")),
+                    "output_b": _text(c["b"].get("response")),
                     "prompt_id": c.get("prompt_id", ""),
                 },
             )
@@ -118,6 +118,11 @@ def _from_runlog(data: dict[str, Any], path: Path) -> list[tuple[int, dict[str, 
     if not out:
         raise DataError("run log has no labelled comparisons (label section)", file=str(path))
     return out
+
+
+def _len(text: str | None) -> int | None:
+    """Length of an output in characters; an empty output is 0 (kept), a missing one None."""
+    return None if text is None else len(text)
 
 
 def _text(value: Any) -> str:
@@ -149,7 +154,8 @@ def read_pref_rows(path: str | Path, baseline: str) -> tuple[list[PrefRow], list
                 if not g1 or not g2:
                     raise DataError("missing generator_1/generator_2", file=str(p), line=ln)
                 p2 = alpaca_preference(row.get("preference"))
-                o1, o2 = str(row.get("output_1") or ""), str(row.get("output_2") or "")
+                o1 = None if row.get("output_1") is None else str(row["output_1"])
+                o2 = None if row.get("output_2") is None else str(row["output_2"])
                 pid = str(row.get("instruction", row.get("prompt_id", ln)))
                 sides = (g1, g2, None if p2 is None else 1 - p2, o1, o2)
             elif "chosen" in row and "rejected" in row:  # judge_rl preference files (label)
@@ -183,7 +189,13 @@ def read_pref_rows(path: str | Path, baseline: str) -> tuple[list[PrefRow], list
 
                     pa = None if w in (None, "") else (1.0, 0.0, 0.5)[parse_winner(w)]
                 pid = str(row.get("prompt_id", row.get("question_id", row.get("instruction", ln))))
-                sides = (ga, gb, pa, str(row.get("output_a") or ""), str(row.get("output_b") or ""))
+                sides = (
+                    ga,
+                    gb,
+                    pa,
+                    None if row.get("output_a") is None else str(row["output_a"]),
+                    None if row.get("output_b") is None else str(row["output_b"]),
+                )
             else:
                 raise DataError(
                     "unrecognised row: expected AlpacaEval annotations (generator_1, generator_2, "
@@ -202,15 +214,11 @@ def read_pref_rows(path: str | Path, baseline: str) -> tuple[list[PrefRow], list
         if a == baseline and b == baseline:
             # The baseline's own file (AlpacaEval ships one): identical outputs are draws, as
             # AlpacaEval scores them (50%, SE 0).
-            out.append(
-                PrefRow(a, b, pid, None if pa is None else 0.5, len(oa) or None, len(ob) or None)
-            )
+            out.append(PrefRow(a, b, pid, None if pa is None else 0.5, _len(oa), _len(ob)))
         elif a == baseline and b != baseline:
-            out.append(
-                PrefRow(b, a, pid, None if pa is None else 1 - pa, len(ob) or None, len(oa) or None)
-            )
+            out.append(PrefRow(b, a, pid, None if pa is None else 1 - pa, _len(ob), _len(oa)))
         elif b == baseline and a != baseline:
-            out.append(PrefRow(a, b, pid, pa, len(oa) or None, len(ob) or None))
+            out.append(PrefRow(a, b, pid, pa, _len(oa), _len(ob)))
     if not out:
         raise DataError(
             f"no rows against the baseline {baseline!r} (generators: {', '.join(sorted(seen)[:10])})",
@@ -305,10 +313,14 @@ def winrates(
     rows: Sequence[PrefRow],
     *,
     length_controlled: bool = False,
+    difficulty: dict[str, float] | None = None,
+    gamed: Sequence[PrefRow] | None = None,
 ) -> list[dict[str, Any]]:
     """One summary per contestant vs its baseline, best mean preference first.
 
-    Failed rows (``p is None``) are skipped and counted in ``skipped``.
+    Failed rows (``p is None``) are skipped and counted in ``skipped``. With
+    ``length_controlled``, AlpacaEval's ``length_controlled_v1`` per contestant
+    (:func:`lc_winrates`): ``lc_win_rate``, the fitted ``lc_weights`` and ``length_coef``.
     """
     ok = [r for r in rows if r.p is not None]
     models = sorted({r.model for r in rows})
@@ -338,56 +350,282 @@ def winrates(
         s.update({"model": m, "baseline": base, "skipped": skipped, "lc_win_rate": None})
         out.append(s)
     if length_controlled:
-        lc = lc_winrates(ok)
+        lc = lc_winrates(ok, difficulty=difficulty, gamed=gamed)
         for s in out:
-            s["lc_win_rate"] = lc.get(s["model"], {}).get("lc_win_rate")
-            s["length_coef"] = lc.get(s["model"], {}).get("length_coef")
-            if s["model"] in lc and lc[s["model"]].get("note"):
-                s["note"] = lc[s["model"]]["note"]
+            got = lc.get(s["model"], {})
+            s["lc_win_rate"] = got.get("lc_win_rate")
+            s["lc_weights"] = got.get("weights")
+            s["lc_n"] = got.get("n")
+            s["lc_difficulty"] = got.get("difficulty")
+            s["length_coef"] = (got.get("weights") or {}).get("length")
+            if got.get("note"):
+                s["note"] = got["note"]
     out.sort(key=lambda r: -(r["mean_pref"] if r["mean_pref"] is not None else -1))
     return out
 
 
-def lc_winrates(rows: Sequence[PrefRow]) -> dict[str, dict[str, Any]]:
-    """LC win rate per contestant (Dubois et al. 2024), see the module docstring."""
-    use = [
-        r
-        for r in rows
-        if r.p is not None and r.len_model is not None and r.len_baseline is not None
-    ]
+# ----------------------------------------------------------------------------------------------
+# AlpacaEval's length_controlled_v1 (Dubois et al. 2024, sec. 3; alpaca_eval.metrics.glm_winrate)
+# ----------------------------------------------------------------------------------------------
+
+LC_V1_LAMBDA = 0.2
+"""Weight of the length-gamed baselines' rows in the fit, split over the gamed generators."""
+LC_V1_SPLITS = 5
+LC_V1_CS = np.logspace(-4, 4, 10)
+"""Inverse L1 strengths tried by cross-validation (scikit-learn's ``LogisticRegressionCV``
+default grid, which AlpacaEval uses)."""
+LC_FEATURES = ("length", "instruction_difficulty", "model")
+"""The three coefficients of ``tanh(std_delta_len) + instruction_difficulty +
+not_gamed_baseline - 1`` (no intercept)."""
+
+
+def l1_logistic(
+    x: np.ndarray, p: np.ndarray, w: np.ndarray, c: float, beta0: np.ndarray | None = None
+) -> np.ndarray:
+    """``argmin_b ||b||_1 + c * sum_i w_i CE(p_i, sigmoid(x_i b))``, soft targets ``p``.
+
+    The objective of liblinear's L1-regularised logistic regression without intercept, with the
+    soft label written as two weighted rows (what AlpacaEval does). Solved by proximal Newton:
+    a coordinate-descent pass on the quadratic model, then a backtracking line search.
+    Shapes: ``x (n, k)``, ``p (n,)``, ``w (n,)``; returns ``(k,)``.
+    """
+    n, k = x.shape
+    beta = np.zeros(k) if beta0 is None else np.array(beta0, float)
+
+    def obj(b: np.ndarray) -> float:
+        z = x @ b
+        ce = p * np.logaddexp(0, -z) + (1 - p) * np.logaddexp(0, z)
+        return float(np.abs(b).sum() + c * np.sum(w * ce))
+
+    f = obj(beta)
+    for _ in range(200):
+        z = x @ beta
+        q = 0.5 * (1 + np.tanh(0.5 * z))  # (n,)
+        g = c * x.T @ (w * (q - p))  # (k,)
+        h = c * (x.T * (w * q * (1 - q))) @ x  # (k, k)
+        u = beta.copy()
+        for _sweep in range(100):
+            prev = u.copy()
+            for j in range(k):
+                if h[j, j] <= 1e-300:
+                    u[j] = 0.0
+                    continue
+                cj = g[j] + h[j] @ (u - beta) - h[j, j] * (u[j] - beta[j])
+                t = beta[j] - cj / h[j, j]
+                u[j] = np.sign(t) * max(abs(t) - 1.0 / h[j, j], 0.0)
+            if np.max(np.abs(u - prev)) < 1e-13:
+                break
+        d = u - beta
+        step, f_new = 1.0, obj(beta + d)
+        while f_new > f + 1e-12 * max(1.0, abs(f)) and step > 1e-10:
+            step *= 0.5
+            f_new = obj(beta + step * d)
+        if f_new > f:
+            break
+        beta = beta + step * d
+        done = abs(f - f_new) <= 1e-12 * max(1.0, abs(f)) and np.max(np.abs(step * d)) < 1e-10
+        f = f_new
+        if done:
+            break
+    return beta
+
+
+def _soft_logloss(x: np.ndarray, p: np.ndarray, w: np.ndarray | None, beta: np.ndarray) -> float:
+    """Mean (weighted) cross-entropy on held-out rows, as AlpacaEval's CV scorer computes it."""
+    q = np.clip(0.5 * (1 + np.tanh(0.5 * (x @ beta))), 1e-15, 1 - 1e-15)
+    ll = p * np.log(q) + (1 - p) * np.log(1 - q)
+    return float(-np.mean(ll if w is None else ll * w))
+
+
+def fit_lc_cv(
+    x: np.ndarray, p: np.ndarray, w: np.ndarray | None, *, n_splits: int = LC_V1_SPLITS
+) -> tuple[np.ndarray, float]:
+    """L1 logistic regression with ``C`` chosen by ``n_splits``-fold cross-validation.
+
+    Folds as scikit-learn's ``GroupKFold`` assigns rows of equal size (one group per row): the
+    last row to fold 0, the one before to fold 1, and so on. The best ``C`` maximises the mean
+    held-out score over folds (first of ties); the coefficients are refitted on all rows.
+    Returns ``(beta (k,), C)``.
+    """
+    n = len(p)
+    wt = np.ones(n) if w is None else w
+    folds = (n - 1 - np.arange(n)) % n_splits  # (n,)
+    scores = []
+    for c in LC_V1_CS:
+        fold_scores = []
+        for f in range(n_splits):
+            test = folds == f
+            if not test.any() or test.all():
+                continue
+            b = l1_logistic(x[~test], p[~test], wt[~test], float(c))
+            fold_scores.append(-_soft_logloss(x[test], p[test], None if w is None else wt[test], b))
+        scores.append(np.mean(fold_scores) if fold_scores else -np.inf)
+    best = float(LC_V1_CS[int(np.argmax(scores))])
+    return l1_logistic(x, p, wt, best), best
+
+
+def _lc_design(
+    rows: Sequence[PrefRow], difficulty: dict[str, float] | None, gamed: bool
+) -> np.ndarray:
+    """Rows of ``[tanh(std_delta_len), instruction_difficulty, not_gamed]``.  # (n, 3)
+
+    ``std_delta_len = (len_baseline - len_model) / sd`` (AlpacaEval: output_1 minus output_2,
+    sample sd over these rows); an empty output has length 0 and stays in.
+    """
+    lb = np.array([r.len_baseline for r in rows], float)
+    lm = np.array([r.len_model for r in rows], float)
+    delta = lb - lm
+    sd = float(np.std(delta, ddof=1)) if len(delta) > 1 else 0.0
+    std_delta = delta / sd if sd > 0 else np.zeros_like(delta)
+    diff = np.array([(difficulty or {}).get(r.prompt_id, 0.0) for r in rows], float)
+    return np.column_stack([np.tanh(std_delta), diff, np.full(len(rows), 0.0 if gamed else 1.0)])
+
+
+def lc_v1(
+    rows: Sequence[PrefRow],
+    *,
+    difficulty: dict[str, float] | None = None,
+    gamed: Sequence[PrefRow] | None = None,
+    lam: float = LC_V1_LAMBDA,
+) -> dict[str, Any]:
+    """AlpacaEval's ``length_controlled_v1`` for ONE contestant against its baseline.
+
+    A GLM of the preference for the contestant (Dubois et al. 2024, eq. 3; AlpacaEval's
+    ``alpaca_eval.metrics.glm_winrate``)::
+
+        logit P = w_len tanh(std_delta_len) + w_diff difficulty_x + w_model
+
+    fitted on this contestant's rows only (so its rate does not depend on the other contestants
+    in the file), by L1 logistic regression with C chosen by 5-fold cross-validation
+    (:func:`fit_lc_cv`). With ``gamed`` rows (the baseline's length-gamed variants judged against
+    it: ``not_gamed = 0``) the fit is regularised toward them: they join the training rows with
+    weight ``lam`` split over the gamed generators. The LC win rate is the mean over the
+    contestant's rows of ``sigmoid(w_diff difficulty_x + w_model)`` (no length difference).
+    The baseline against itself is 50% by construction.
+    """
+    use = [r for r in rows if r.p is not None]
     if not use:
+        return {"lc_win_rate": None, "weights": None, "n": 0}
+    if use[0].model == use[0].baseline:
+        return {"lc_win_rate": 0.5, "weights": dict.fromkeys(LC_FEATURES, 0.0), "n": len(use)}
+    missing = sum(1 for r in use if r.len_model is None or r.len_baseline is None)
+    if missing:
         raise JudgeRLError(
-            "--length-controlled needs the outputs' text (output_1/output_2, or output_a/output_b) "
-            "to measure lengths; this file has none"
+            f"--length-controlled needs the outputs' text (output_1/output_2, or "
+            f"output_a/output_b); {missing} of {len(use)} rows of {use[0].model} have none"
         )
+    x = _lc_design(use, difficulty, gamed=False)
+    p = np.array([r.p for r in use], float)
+    w = None
+    n_gamed = 0
+    if gamed:
+        by_gen: dict[str, list[PrefRow]] = {}
+        for g in gamed:
+            if g.p is not None and g.len_model is not None and g.len_baseline is not None:
+                by_gen.setdefault(g.model, []).append(g)
+        parts = [_lc_design(v, difficulty, gamed=True) for v in by_gen.values()]
+        if parts:
+            xg = np.concatenate(parts)
+            pg = np.concatenate([[r.p for r in v] for v in by_gen.values()]).astype(float)
+            n_gamed = len(pg)
+            w = np.concatenate([np.full(n_gamed, lam / len(by_gen)), np.ones(len(p))])
+            x, p = np.concatenate([xg, x]), np.concatenate([pg, p])
+    beta, c = fit_lc_cv(x, p, w)
+    xm = x[n_gamed:]
+    lc = float(np.mean(1 / (1 + np.exp(-(xm[:, 1] * beta[1] + beta[2])))))
+    weights = dict(zip(LC_FEATURES, (float(v) for v in beta), strict=True))
+    return {"lc_win_rate": lc, "weights": {**weights, "C": c}, "n": len(use), "n_gamed": n_gamed}
+
+
+def estimate_difficulty(rows: Sequence[PrefRow]) -> dict[str, float] | None:
+    """Instruction difficulty estimated from every contestant in the file, when no difficulty
+    file is given: ``-gamma_x`` of a joint ridge GLM with a per-contestant strength and length
+    slope (:func:`fit_lc_glm`), as AlpacaEval's difficulties come from a joint fit over its
+    leaderboard. ``None`` when fewer than two contestants share prompts (not identifiable)."""
+    use = [r for r in rows if r.p is not None and r.len_model is not None and r.model != r.baseline]
     models = sorted({r.model for r in use})
+    if len(models) < 2:
+        return None
+    prompts = sorted({r.prompt_id for r in use})
     m_idx = {m: k for k, m in enumerate(models)}
+    p_idx = {q: k for k, q in enumerate(prompts)}
     mi = np.array([m_idx[r.model] for r in use])
+    pi = np.array([p_idx[r.prompt_id] for r in use])
     length = np.zeros(len(use))
-    for k in m_idx.values():  # per contestant: tanh(delta / sd of that contestant's deltas)
+    for k in range(len(models)):
         sel = mi == k
         lm = np.array([use[t].len_model for t in np.flatnonzero(sel)], dtype=float)
         lb = np.array([use[t].len_baseline for t in np.flatnonzero(sel)], dtype=float)
         length[sel] = length_feature(lm, lb)
-    p = np.array([r.p for r in use], dtype=float)
-    prompts = sorted({r.prompt_id for r in use})
-    shared = len(models) > 1 and any(
-        sum(1 for r in use if r.prompt_id == q) > 1 for q in prompts[: min(len(prompts), 200)]
-    )
-    p_idx = {q: k for k, q in enumerate(prompts)}
-    pi = np.array([p_idx[r.prompt_id] for r in use]) if shared else None
-    theta, phi, gamma = fit_lc_glm(mi, length, pi, p, len(models), len(prompts))
+    p = np.array([r.p for r in use], float)
+    _, _, gamma = fit_lc_glm(mi, length, pi, p, len(models), len(prompts))
+    # AlpacaEval's difficulty enters with a positive weight on "harder for the baseline"; the
+    # per-model fit learns the sign and scale, so any affine version works: use -gamma.
+    return {q: float(-gamma[k]) for q, k in p_idx.items()}
+
+
+def read_difficulty(path: str | Path) -> dict[str, float]:
+    """Instruction difficulty per prompt from a file with ``instruction`` (or ``prompt_id``)
+    and ``instruction_difficulty`` (or ``difficulty``) columns, any format the reader takes."""
+    from judge_rl.tournament.battles import read_table
+
+    t = read_table(path)
+    cols = set(t.columns)
+    key = next((k for k in ("instruction", "prompt_id", "index") if k in cols), None)
+    val = next((k for k in ("instruction_difficulty", "difficulty") if k in cols), None)
+    if key is None or val is None:
+        raise DataError(
+            "expected columns instruction (or prompt_id) and instruction_difficulty",
+            file=str(path),
+        )
+    out: dict[str, float] = {}
+    for k, row in enumerate(t.table.select([key, val]).to_pylist()):
+        try:
+            v = float(row[val])
+        except (TypeError, ValueError):
+            raise DataError(f"not a number: {row[val]!r}", file=str(path), line=t.line(k)) from None
+        if not math.isfinite(v):
+            raise DataError("must be finite", file=str(path), line=t.line(k), field=val)
+        out[str(row[key])] = v
+    return out
+
+
+def lc_winrates(
+    rows: Sequence[PrefRow],
+    *,
+    difficulty: dict[str, float] | None = None,
+    gamed: Sequence[PrefRow] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``length_controlled_v1`` per contestant (:func:`lc_v1`), each fitted on its own rows.
+
+    ``difficulty``: per prompt id; estimated from all contestants in ``rows`` when ``None``
+    (:func:`estimate_difficulty`), or left out (0) when that is not possible, with a note.
+    """
+    use = [r for r in rows if r.p is not None]
+    if not any(r.len_model is not None for r in use):
+        raise JudgeRLError(
+            "--length-controlled needs the outputs' text (output_1/output_2, or output_a/output_b) "
+            "to measure lengths; this file has none"
+        )
+    note = ""
+    source = "file"
+    if difficulty is None:
+        difficulty = estimate_difficulty(use)
+        source = "estimated"
+        if difficulty is None:
+            source = "none"
+            note = "instruction difficulty not estimable from one contestant (give a file)"
     out: dict[str, dict[str, Any]] = {}
-    for m, k in m_idx.items():
-        sel = mi == k
-        if shared:
-            g = gamma[pi[sel]]  # type: ignore[index]
-            lc = float(np.mean(1 / (1 + np.exp(-(theta[k] + g)))))
-        else:
-            lc = float(1 / (1 + math.exp(-theta[k])))
-        out[m] = {"lc_win_rate": lc, "length_coef": float(phi[k])}
-        if int(sel.sum()) < 20:
-            out[m]["note"] = f"only {int(sel.sum())} rows: the length term is poorly determined"
+    for m in sorted({r.model for r in use}):
+        res = lc_v1([r for r in use if r.model == m], difficulty=difficulty, gamed=gamed)
+        res["difficulty"] = source
+        if note:
+            res["note"] = note
+        if res.get("n", 0) < 20:
+            res["note"] = (note + "; " if note else "") + (
+                f"only {res.get('n', 0)} rows: the length term is poorly determined"
+            )
+        out[m] = res
     return out
 
 
@@ -395,8 +633,13 @@ __all__ = [
     "PrefRow",
     "alpaca_preference",
     "basic_winrate",
+    "estimate_difficulty",
+    "fit_lc_cv",
     "fit_lc_glm",
+    "l1_logistic",
+    "lc_v1",
     "lc_winrates",
+    "read_difficulty",
     "length_feature",
     "read_pref_rows",
     "winrates",

@@ -50,7 +50,9 @@ def test_length_controlled_removes_the_length_advantage(tmp_path):
     assert v["skipped"] == 1 and v["draws"] == 0 and c["draws"] == 1
     assert v["win_rate"] > 0.62  # the judge rewards length...
     assert abs(v["lc_win_rate"] - 0.5) < 0.1  # ...which LC removes
-    assert v["length_coef"] > 0.5
+    # AlpacaEval's feature is tanh((len_baseline - len_model) / sd): longer wins -> negative
+    assert v["length_coef"] < -0.5
+    assert set(v["lc_weights"]) == {"length", "instruction_difficulty", "model", "C"}
     # the genuinely better model keeps its advantage (sigma(0.8) = 0.69)
     assert c["lc_win_rate"] == pytest.approx(0.69, abs=0.08)
     assert c["mean_pref"] == pytest.approx(c["win_rate"], abs=0.02)
