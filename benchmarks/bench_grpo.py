@@ -59,18 +59,19 @@ cfg = GRPOConfig(output_dir=out_file + ".dir", per_device_train_batch_size=%(per
                  max_steps=int(steps), logging_steps=1, report_to=[], save_strategy="no",
                  use_cpu=True, bf16=False, seed=0, dataloader_num_workers=0,
                  max_grad_norm=1.0, log_completions=False, disable_dropout=True)
-marks = []
+marks, cpu = [], []
 class Clock(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         marks.append(time.perf_counter())
+        cpu.append(time.process_time())
 trainer = GRPOTrainer(model=policy, reward_funcs=[contains_a], args=cfg, train_dataset=ds,
                       processing_class=tok, callbacks=[Clock()])
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 trainer.train()
 import trl
 rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-json.dump({"marks": [t0] + marks, "trl": trl.__version__, "rewards": rewards},
-          open(out_file, "w"))
+json.dump({"marks": [t0] + marks, "cpu": [c0] + cpu, "trl": trl.__version__,
+           "rewards": rewards}, open(out_file, "w"))
 """
 PEER = _PEER_TEMPLATE % {
     "per_step": PROMPTS_PER_STEP * K,
@@ -136,13 +137,15 @@ def run_ours(policy: Path, prompts: list[str], steps: int) -> dict:
         cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), "contains:a", prompts
     )
     t0 = time.perf_counter()
-    marks = [t0]
+    marks, cpu = [t0], [time.process_time()]
     while trainer.step < steps:
         trainer.section.steps.append(trainer.train_step())
         marks.append(time.perf_counter())
+        cpu.append(time.process_time())
     st = trainer.section.steps
     return {
         "marks": marks,
+        "cpu": cpu,
         "rewards": [s["reward_mean"] for s in st],
         "split": {
             k: statistics.mean(s[k] for s in st[1:])
@@ -225,11 +228,15 @@ def run_embedded(steps: int, threads: int) -> int:
     return 0
 
 
-def summarise(marks: list[float]) -> dict:
+def summarise(marks: list[float], cpu: list[float]) -> dict:
     per = [b - a for a, b in zip(marks, marks[1:], strict=False)]
+    per_cpu = [b - a for a, b in zip(cpu, cpu[1:], strict=False)]
     timed = per[1:] if len(per) > 1 else per  # the first step warms up
-    s = statistics.mean(timed)
-    return {"s_per_step": s, "completions_per_s": PROMPTS_PER_STEP * K / s, "steps": len(per)}
+    timed_cpu = per_cpu[1:] if len(per_cpu) > 1 else per_cpu
+    s, c = statistics.mean(timed), statistics.mean(timed_cpu)
+    n = PROMPTS_PER_STEP * K
+    return {"s_per_step": s, "completions_per_s": n / s, "cpu_per_step": c,
+            "completions_per_cpu_s": n / c, "steps": len(per)}  # fmt: skip
 
 
 def main() -> int:
@@ -281,12 +288,18 @@ def main() -> int:
         trl = json.loads((root / "trl.json").read_text())
         ours = run_ours(policy, prompts, args.steps)
     tname = "trl " + trl["trl"]
-    rows = {tname: summarise(trl["marks"]), "judge_rl": summarise(ours["marks"])}
+    rows = {
+        tname: summarise(trl["marks"], trl["cpu"]),
+        "judge_rl": summarise(ours["marks"], ours["cpu"]),
+    }
     print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
     print()
-    print(f"{'tool':14}{'s/step':>9}{'completions/s':>15}{'steps':>7}")
+    print(f"{'tool':14}{'s/step':>9}{'completions/s':>15}{'CPU s/step':>12}{'per CPU s':>11}")
     for name, r in rows.items():
-        print(f"{name:14}{r['s_per_step']:9.3f}{r['completions_per_s']:15.1f}{r['steps']:7d}")
+        print(
+            f"{name:14}{r['s_per_step']:9.3f}{r['completions_per_s']:15.1f}"
+            f"{r['cpu_per_step']:12.3f}{r['completions_per_cpu_s']:11.1f}"
+        )
     sp = ours["split"]
     print(
         f"judge_rl time split per step: generate {sp['time_generate']:.3f} s, score "
@@ -310,6 +323,11 @@ def main() -> int:
         f"{o['completions_per_s'] / t['completions_per_s']:.2f}x "
         f"({o['completions_per_s']:.1f} vs {t['completions_per_s']:.1f} completions/s, CPU, "
         f"{args.threads} thread(s))"
+    )
+    print(
+        f"RATIO grpo_completions_per_cpu_s judge_rl/trl = "
+        f"{o['completions_per_cpu_s'] / t['completions_per_cpu_s']:.2f}x (CPU time, steadier "
+        "on a loaded machine)"
     )
     return 0
 

@@ -300,3 +300,24 @@ def test_lora_dpo_learns_the_planted_preference():
     assert tr._peft and not tr._check_shared()  # LoRA takes the plain forward
     tr.train()
     assert tr.summary["final_eval"]["reward_accuracy"] >= 0.9, tr.summary["final_eval"]
+
+
+def test_judge_rl_overopt_analyses_a_dpo_run(main_cli, tmp_path, tiny_model_dir):
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r.to_trl()) + "\n" for r in planted(24)))
+    rc, out, err = main_cli("dpo", "--policy", str(tiny_model_dir), "--data", str(data),
+                            "--output", str(tmp_path / "o"), "--max-steps", "2", "--save-every",
+                            "1", "--no-chat-template", "--max-new-tokens", "8", "--device", "cpu",
+                            "--run", "d")  # fmt: skip
+    assert rc == 0, err
+    assert "held out (2 pairs)" in " ".join(out.split())
+    prompts = tmp_path / "held.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"h{i}"}) + "\n" for i in range(3)))
+    rc, out, err = main_cli("overopt", str(tmp_path / "reports" / "d"), "--gold", "contains:b",
+                            "--proxy", "contains:a", "--prompts", str(prompts), "--device",
+                            "cpu")  # fmt: skip
+    assert rc == 0, err
+    from judge_rl.runlog import load
+
+    sec = load(tmp_path / "reports" / "overopt-d").overopt
+    assert sec is not None and [int(p["step"]) for p in sec.points] == [0, 1, 2]
