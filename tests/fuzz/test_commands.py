@@ -117,7 +117,19 @@ def _file_cases() -> list:
     return cases
 
 
+def warm_up(cmd: str) -> None:
+    """Import what a command needs before its clock starts: the first ``import torch`` alone can
+    take longer than the bound on a loaded machine, and an import cut short by the alarm would
+    leave half-imported modules behind for every later run."""
+    if cmd.startswith("train_rm"):
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+        import judge_rl.train.reward_model  # noqa: F401
+
+
 def run_file_case(cmd: str, kind: str, folder: Path) -> tuple[Outcome, list[str]]:
+    warm_up(cmd)
     path = HOSTILE_FILES[kind](folder)
     argv = FILE_COMMANDS[cmd](path, folder)
     outcome = run_inprocess(argv, bound_s=BOUND_S, env=NEEDS_CAP.get(kind))
@@ -427,6 +439,7 @@ def run_flag_case(name: str, folder: Path) -> tuple[Outcome, list[str]]:
     inputs = _valid_inputs(folder / "in")
     (folder / "afile").write_text("x")
     builder, must = FLAG_CASES[name]
+    warm_up(name)
     outcome = run_inprocess(builder(folder, inputs), bound_s=BOUND_S, env=FLAG_ENV.get(name))
     problems = check(outcome, bound_s=BOUND_S)
     if not problems and must is not None:
