@@ -75,6 +75,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "replace the input's own references",
     )
     p.add_argument(
+        "--max-failures",
+        default=None,
+        metavar="N|P%",
+        help="failed comparisons tolerated with exit status 0 (default 0: any failure exits 1 "
+        "with counts by error kind)",
+    )
+    p.add_argument(
         "--drop-ties",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -380,7 +387,10 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.runlog import LabelSection, new_log, run_dir
 
     err = err_console()
+    from judge_rl.errors import FailureSummary, MaxFailures
     from judge_rl.judge.specs import shadowed_builtin
+
+    max_failures = MaxFailures.parse(getattr(args, "max_failures", None))
 
     shadow = shadowed_builtin(args.judge)
     if shadow:  # the first line of output: a local folder replaces a built-in judge
@@ -512,7 +522,18 @@ async def _run(args: argparse.Namespace) -> int:
     if cache is not None:
         cache.close()
     budget.check()  # exit 2 with a clear message when the budget stopped the run
-    return 0
+    fails = FailureSummary(total=len(judgments))
+    fails.extend(j.error_kind or "error" for j in judgments if not j.ok)
+    rc = fails.exit_code(max_failures, written=len(records))
+    if rc:
+        line = fails.line("comparisons") if fails.failed else "no comparison failed"
+        if not records:
+            dropped = summary["ties_dropped"]
+            line += "; nothing was written" + (f" ({dropped} ties left out)" if dropped else "")
+        elif getattr(args, "max_failures", None) is not None:
+            line += f" (over --max-failures {max_failures})"
+        err.print(f"[bold red]error:[/] {line}", highlight=False)
+    return rc
 
 
 OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".parquet", ".csv")

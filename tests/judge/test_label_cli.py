@@ -135,10 +135,13 @@ def test_failures_excluded_and_counted(label, tmp_path, write_spec):
         "--run",
         str(tmp_path / "run"),
     )
-    assert rc == 0, err
+    # issue 16 item 5: the work ran but some items failed -> exit 1 with counts by kind
+    assert rc == 1, err
     summary = load(tmp_path / "run").label.summary
     fails = summary["failures"]
     assert fails.get("parse", 0) > 0 and fails.get("timeout", 0) > 0
+    n = sum(fails.values())
+    assert f"{n} of 30 comparisons failed" in err and "parse: " in err and "timeout: " in err
     written = 30 - sum(fails.values()) - summary["ties_dropped"]
     assert len(rows(out)) == written == summary["written"]
     assert "failures" in out_text and "parse" in out_text
@@ -280,3 +283,31 @@ def test_secrets_in_urls_stay_out_of_the_run_log(label, tmp_path):
     text = (tmp_path / "run" / "log.json").read_text()
     assert "hunter2" not in text and "sk-zzz" not in text
     assert "http://127.0.0.1:8000/v1" in text
+
+
+def test_exit_status_follows_failures_and_max_failures(label, tmp_path, write_spec):
+    spec = write_spec(
+        "flaky2",
+        "version: 1\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\norder: fixed\n"
+        "backend_options: {faults: {timeout: 0.3}, seed: 1}\n",
+    )
+    rows_in = [
+        {"prompt": f"q{i}", "response_a": "x" * (i + 1), "response_b": "y" * 3} for i in range(20)
+    ]
+    inp = write_pairs(tmp_path / "pairs.jsonl", rows_in)
+    base = ["--judge", spec, "--input", str(inp), "--no-cache", "--run", str(tmp_path / "r")]
+    rc, _, err = label(*base, "--output", str(tmp_path / "a.jsonl"))
+    assert rc == 1 and "comparisons failed (timeout: " in err
+    rc, _, err = label(*base, "--output", str(tmp_path / "b.jsonl"), "--max-failures", "60%")
+    assert rc == 0, err
+    # every comparison a tie, ties dropped: an empty output is never a success
+    tie = write_spec(
+        "ties",
+        "version: 1\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\norder: fixed\n"
+        "backend_options: {rule: tie}\n",
+    )
+    rc, _, err = label(
+        "--judge", tie, "--input", str(inp), "--no-cache", "--output", str(tmp_path / "c.jsonl"),
+        "--run", str(tmp_path / "r2"),
+    )  # fmt: skip
+    assert rc == 1 and "nothing was written (20 ties left out)" in err
