@@ -794,13 +794,20 @@ class OpenAIBackend:
             else:
                 self._waiters.append(fut)
             timeout = self._next_probe_in(now)
-            if timeout is None:
-                await fut
-            else:  # wake at the next breaker re-probe time even if no attempt finishes
-                try:
-                    await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
-                except TimeoutError:
-                    fut.cancel()  # done now: _wake skips it
+            try:
+                if timeout is None:
+                    await fut
+                else:  # wake at the next breaker re-probe time even if no attempt finishes
+                    try:
+                        await asyncio.wait_for(asyncio.shield(fut), timeout=timeout)
+                    except TimeoutError:
+                        fut.cancel()  # done now: _wake skips it
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._wake(1)  # we were woken but leave: pass the turn on
+                else:
+                    fut.cancel()
+                raise
             now = time.monotonic()
             ep = self._choose(now)
             first = True
@@ -823,7 +830,7 @@ class OpenAIBackend:
 
     def _release(self, ep: _Endpoint, outcome: str, now: float, latency: float = 0.0) -> None:
         """Book an attempt's outcome: ``ok``, ``down`` (connection or 5xx), ``rate_limit``,
-        ``timeout`` or ``alive`` (the server answered, e.g. a 4xx). ``latency``: the attempt's
+        ``timeout``, ``alive`` (the server answered, e.g. a 4xx) or ``cancelled``. ``latency``: the attempt's
         seconds (its send time is ``now - latency``).
 
         A timeout lowers the concurrency only when no attempt sent after it has been answered
@@ -834,7 +841,10 @@ class OpenAIBackend:
         self._inflight -= 1
         grow = 0
         probing, ep.probing = ep.probing, False
-        if outcome == "down":
+        if outcome == "cancelled":  # the caller gave up: no signal about the server
+            if probing and ep.open_until:
+                ep.open_until = now  # let the next attempt re-probe
+        elif outcome == "down":
             ep.consecutive += 1
             if probing or (not ep.open_until and ep.consecutive >= self.breaker_failures):
                 ep.cooldown = (
@@ -933,6 +943,9 @@ class OpenAIBackend:
             t0 = time.perf_counter()
             try:
                 raw = await self._send(ep, content, options, attempt)
+            except asyncio.CancelledError:
+                self._release(ep, "cancelled", time.monotonic())
+                raise
             except openai.APITimeoutError:
                 error = f"timeout: no answer within {self.timeout_s:g}s"
                 outcome = "timeout"

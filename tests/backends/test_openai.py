@@ -404,3 +404,23 @@ def test_the_marked_verdict_wins_over_a_label_mentioned_earlier():
     ]
     p = label_probs_from_logprobs(content, ["A", "B", "C"])
     assert p["B"] == pytest.approx(0.9)
+
+
+def test_cancelled_requests_give_their_slots_back():
+    """Callers that give up (asyncio timeouts, Ctrl-C in a library) free their slot: later
+    requests still run (a slot leaked per cancellation would block them forever)."""
+    with start_in_thread(latency_s=0.3) as srv:
+        backend = _backend(srv.url, concurrency=2, adaptive=False)
+
+        async def go():
+            for i in range(4):  # more cancellations than slots
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(backend.chat([_req(i), _req(i + 100)]), 0.05)
+            try:
+                return await asyncio.wait_for(backend.chat([_req(7), _req(8), _req(9)]), 5)
+            finally:
+                await backend.aclose()
+
+        results = asyncio.run(go())
+        assert all(r.error is None for r in results)
+        assert backend._inflight == 0
