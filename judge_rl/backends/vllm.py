@@ -132,6 +132,8 @@ class VLLMBackend:
         if not requests:
             return []
         loop = asyncio.get_running_loop()
+        if self._drainer is not None and self._drainer.get_loop() is not loop:
+            self._drainer, self._pending = None, []  # a new event loop: start afresh
         fut: asyncio.Future[list[ChatResult]] = loop.create_future()
         self._pending.append((list(requests), fut))
         if self._drainer is None or self._drainer.done():

@@ -157,3 +157,13 @@ def test_vllm_judges_with_the_embedded_model_in_batches():
     assert len(js) == 40
     assert len(backend.engine_calls) <= 4 and sum(backend.engine_calls) == 80
     assert sum(j.error is None for j in js) >= 1  # a 135M judge: verdicts, not accuracy
+
+
+def test_a_second_event_loop_still_gets_answers():
+    from judge_rl.backends.vllm import VLLMBackend
+
+    backend = VLLMBackend("fake", engine=FakeEngine(), batch_size=4)
+    msgs = [{"role": "user", "content": "A: alpha B: beta"}]
+    for _ in range(2):
+        [res] = asyncio.run(backend.chat([ChatRequest(messages=msgs)]))
+        assert res.error is None and res.text.endswith("[[A]]")
