@@ -193,3 +193,47 @@ def test_unknown_mode_is_config_error():
 
     with pytest.raises(ConfigError, match="mode"):
         VerifierJudge(mode="fuzzy")
+
+
+SHARED_CASES = [
+    (r"\boxed{\frac 34}", r"\frac{3}{4}"),
+    (r"\boxed{\frac 35}", r"\frac 34"),
+    ("The answer is 16 - 3 - 4 = 9", "9"),
+    ("#### 18 eggs at $2 each", "2"),
+    (r"\boxed{30^\circ}", "30"),
+    ("The answer is (B).", "B"),
+]
+
+
+@pytest.mark.parametrize("mode", ["auto", "symbolic", "gsm8k"])
+def test_reward_source_and_judge_share_one_checker(monkeypatch, mode):
+    """The ``verifier:`` reward (PPO/GRPO) and the verifier judge (label, tournaments, the
+    over-optimisation gold) run the same plan function and so reach the same verdicts."""
+    import judge_rl.judge.verify as v
+    from judge_rl.train.reward_sources import make_reward_source
+    from judge_rl.train.rewards import RewardQuery
+
+    seen: list[str] = []
+    real = v._plan
+
+    def spy(response, reference, m, tol):
+        seen.append(response)
+        return real(response, reference, m, tol)
+
+    monkeypatch.setattr(v, "_plan", spy)
+    cases = [c for c in SHARED_CASES if mode != "gsm8k" or c[0][0] not in "\\T"]
+    reward = make_reward_source(f"verifier:{mode}")
+    queries = [
+        RewardQuery(prompt="p", response=r, prompt_id="x", reference=ref) for r, ref in cases
+    ]
+    rewards = reward(queries)
+    n_reward = len(seen)
+    judge = VerifierJudge(mode=mode)
+    cands = [
+        Candidate(prompt_id="x", prompt="p", response=r, source="m", metadata={"reference": ref})
+        for r, ref in cases
+    ]
+    scores = [s.score for s in score_sync(judge, cands)]
+    responses = {r for r, _ in cases}
+    assert set(seen[:n_reward]) == responses and set(seen[n_reward:]) == responses
+    assert rewards == scores
