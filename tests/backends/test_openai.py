@@ -424,3 +424,28 @@ def test_cancelled_requests_give_their_slots_back():
         results = asyncio.run(go())
         assert all(r.error is None for r in results)
         assert backend._inflight == 0
+
+
+def test_a_dead_url_gets_a_bounded_number_of_attempts_per_minute():
+    """Simulated clock, two URLs, one dead from the start, a steady stream of attempts: the
+    dead one gets its breaker's threshold, then one re-probe per cooldown (2, 4, 8, 16, 30,
+    30 ... s): at most 10 in the first minute and 2 per minute after."""
+    backend = OpenAIBackend(
+        "m", base_urls=["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"], check_connection=False
+    )
+    dead, live = backend._endpoints
+    per_minute = [0] * 5
+    t = 0.0
+    while t < 300:
+        ep = backend._choose(t)
+        assert ep is not None
+        ep.inflight += 1
+        backend._inflight += 1
+        if ep is dead:
+            per_minute[int(t // 60)] += 1
+            backend._release(ep, "down", t, 0.001)
+        else:
+            backend._release(ep, "ok", t, 0.001)
+        t += 0.01
+    assert per_minute[0] <= 10 and all(n <= 2 for n in per_minute[1:]), per_minute
+    assert live.ok == 0 and dead.opened >= 5  # ok counters are the caller's (not _release's)
