@@ -150,20 +150,24 @@ def _sample(model: Any, ids: Any, mask: Any, cfg: GenerateConfig, pad: int, eos:
         if cfg.n > 1:
             ids, mask = ids.repeat_interleave(cfg.n, 0), mask.repeat_interleave(cfg.n, 0)
         return model.generate(input_ids=ids, attention_mask=mask, **kw)
+    import inspect
+
     from transformers import DynamicCache
 
+    # transformers 5 renamed the argument (``cache``); older versions take ``past_key_values``
+    key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     pos = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P): positions skip the left padding
     cache = DynamicCache()
     model(
         input_ids=ids[:, :-1],
         attention_mask=mask[:, :-1],
         position_ids=pos[:, :-1],
-        past_key_values=cache,
         use_cache=True,
+        **{key: cache},
     )
     cache.batch_repeat_interleave(cfg.n)
     ids, mask = ids.repeat_interleave(cfg.n, 0), mask.repeat_interleave(cfg.n, 0)
-    return model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **kw)
+    return model.generate(input_ids=ids, attention_mask=mask, **{key: cache}, **kw)
 
 
 __all__ = ["Candidates", "GenerateConfig", "GenerateSection", "generate"]
