@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"RATIO ratings_library_vs_fastchat_head {peer_lib['lib_cpu'] / lib['cpu']:.1f}x CPU "
                 f"({peer_lib['lib_cpu']:.2f}s vs {lib['cpu']:.3f}s, fit + {args.rounds} rounds)"
             )
+    lc_example()
     if not args.skip_adaptive:
         adaptive_report(args.adaptive_seeds, args.adaptive_prompts)
     return 0
@@ -269,6 +270,50 @@ def adaptive_report(seeds: int, n_prompts: int = 300) -> None:
             f"{r['adaptive_accuracy']:.3f} vs {r['round_robin_accuracy_equal_budget']:.3f} at "
             f"{r['mean_calls']:.0f} calls ({r['mean_calls'] / r['round_robin_calls']:.2f} of a "
             "full round robin)"
+        )
+
+
+def lc_example(seed: int = 1) -> None:
+    """A worked example of length_controlled_v1: a contestant as good as the baseline but ~300
+    characters longer, a judge that likes length (logit +1.5 tanh(delta / 300)), instruction
+    difficulty known (N(0, 1), from a file); then the same with the baseline's length-gamed
+    variants supplied (lambda 0.2)."""
+    import math
+
+    from judge_rl.tournament.winrate import PrefRow, lc_v1
+
+    rng = np.random.default_rng(seed)
+    diff = {f"q{k}": float(rng.normal()) for k in range(805)}
+
+    def rows(model: str, n: int, quality: float, extra: float) -> list[PrefRow]:
+        out = []
+        for k in range(n):
+            lb = int(rng.integers(200, 800))
+            lm = max(0, lb + int(rng.normal(extra, 300)))
+            z = quality + 1.5 * math.tanh((lm - lb) / 300) - diff[f"q{k}"]
+            p = float(rng.random() < 1 / (1 + math.exp(-z)))
+            out.append(PrefRow(model, "base", f"q{k}", p, lm, lb))
+        return out
+
+    m = rows("verbose", 805, 0.0, 300)
+    gamed = rows("base_verbose", 805, 0.0, 300) + rows("base_concise", 805, 0.0, -300)
+    raw = float(np.mean([r.p for r in m]))
+    truth = float(np.mean([1 / (1 + math.exp(diff[f"q{k}"])) for k in range(805)]))
+    print()
+    print(
+        "length_controlled_v1 worked example: 805 instructions, contestant = baseline quality "
+        "+300 chars, judge logit +1.5 tanh(delta_len / 300) - difficulty"
+    )
+    print(f"  raw win rate {raw:.3f}; no-length-bias truth {truth:.3f}")
+    for label, res in (
+        ("own rows", lc_v1(m, difficulty=diff)),
+        ("with gamed baselines", lc_v1(m, difficulty=diff, gamed=gamed)),
+    ):
+        w = res["weights"]
+        print(
+            f"  {label:<22} LC {res['lc_win_rate']:.3f}  weights: length {w['length']:+.3f}, "
+            f"instruction_difficulty {w['instruction_difficulty']:+.3f}, model "
+            f"{w['model']:+.3f}, C {w['C']:g}"
         )
 
 

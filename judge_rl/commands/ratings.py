@@ -175,8 +175,10 @@ def run(args: argparse.Namespace) -> int:
         battles=bs.to_battles() if len(bs) <= 5000 else [],
         warnings=warnings,
         pairing="file",
-        interval=interval,
     )
+    extra = log.tournament.model_extra  # the section allows extra keys
+    if extra is not None:
+        extra["interval"] = interval  # level and scheme of the intervals, for every report
     if len(bs) > 5000:
         log.notes.append(f"{len(bs)} battles read from {args.battles}; not copied into the log")
     path = log.save(rd)

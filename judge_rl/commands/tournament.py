@@ -116,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
             on_batch=on_batch,
         )
     log.tournament = tournament_section(result)
-    log.tournament.interval = result.leaderboard.interval  # level and scheme, for every report
+    extra = log.tournament.model_extra  # the section allows extra keys
+    if extra is not None:
+        extra["interval"] = result.leaderboard.interval  # level and scheme, for every report
     log.timings["tournament"] = result.time_s
     log.notes.append(
         f"{result.comparisons} comparisons ({result.judge_calls} judge calls, "

@@ -199,7 +199,7 @@ def aggregate_codes(
         cell = pair_of[key // 3] * 3 + key % 3  # (N,) flat cell in the met-pair order
         pr = np.full(len(a), -1, np.int64) if prompt is None else np.asarray(prompt, np.int64)
         wt = np.ones(len(a)) if weight is None else np.asarray(weight, float)
-        table = np.rec.fromarrays([pr, cell, wt], names="p,c,w")
+        table = np.rec.fromarrays([pr, cell, wt], names="p,c,w")  # type: ignore[call-overload]
         uniq, inv = np.unique(table, return_inverse=True)
         groups = BattleGroups(
             cell=np.asarray(uniq["c"], np.int64),
@@ -770,7 +770,7 @@ def _collapse(
     cell: np.ndarray, weight: np.ndarray, count: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge groups that differ only by prompt: (cell, weight) -> total count."""
-    table = np.rec.fromarrays([cell, weight], names="c,w")
+    table = np.rec.fromarrays([cell, weight], names="c,w")  # type: ignore[call-overload]
     uniq, inv = np.unique(table, return_inverse=True)
     mult = np.bincount(inv.reshape(-1), weights=count, minlength=len(uniq))
     return np.asarray(uniq["c"], np.int64), mult, np.asarray(uniq["w"], float)

@@ -460,7 +460,7 @@ def fit_lc_cv(
             b = l1_logistic(x[~test], p[~test], wt[~test], float(c))
             fold_scores.append(-_soft_logloss(x[test], p[test], None if w is None else wt[test], b))
         scores.append(np.mean(fold_scores) if fold_scores else -np.inf)
-    best = float(LC_V1_CS[int(np.argmax(scores))])
+    best = float(LC_V1_CS[int(np.argmax(np.asarray(scores, float)))])
     return l1_logistic(x, p, wt, best), best
 
 
