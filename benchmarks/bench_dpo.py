@@ -181,10 +181,16 @@ def main() -> int:
     print(f"judge_rl reference pass: {ours['ref_s']:.2f} s (included in its train time)")
     print()
     n = len(pairs)
-    print(f"{'tool':24}{'train s':>9}{'pairs/s':>9}{'loss@1':>9}{'loss@mid':>10}{'loss@end':>10}")
-    for name, (secs, losses) in rows.items():
+    print(
+        f"{'tool':24}{'train s':>9}{'pairs/s':>9}{'CPU s':>8}{'pairs/CPU s':>13}{'loss@1':>9}"
+        f"{'loss@mid':>10}{'loss@end':>10}"
+    )
+    for name, (secs, cpu, losses) in rows.items():
         mid = losses[len(losses) // 2 - 1] if losses else float("nan")
-        print(f"{name:24}{secs:9.2f}{n / secs:9.1f}{losses[0]:9.4f}{mid:10.4f}{losses[-1]:10.4f}")
+        print(
+            f"{name:24}{secs:9.2f}{n / secs:9.1f}{cpu:8.2f}{n / cpu:13.1f}{losses[0]:9.4f}"
+            f"{mid:10.4f}{losses[-1]:10.4f}"
+        )
     ours_pps = n / ours["train_s"]
     for label in ("default", "precompute"):
         p = peers[label]
