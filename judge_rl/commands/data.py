@@ -386,11 +386,29 @@ def _write_log(args: argparse.Namespace, command: str, info: dict[str, Any]) -> 
     from judge_rl.runlog import new_log, run_dir
 
     rdir = run_dir(args.run)
-    config = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+    config = {k: _valid_text(v) for k, v in vars(args).items() if k != "func" and not callable(v)}
     log = new_log(command, rdir.name, config)
-    log.extra["data"] = info
+    log.extra["data"] = _valid_text(info)
     path = log.save(rdir)
     console().print(f"log: {escape(str(path))}")
+
+
+def _valid_text(value: Any) -> Any:
+    """Strings made writable as UTF-8 JSON: a non-UTF-8 file name (surrogate-escaped by Python)
+    shows its undecodable bytes as U+FFFD instead of failing the run log."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_valid_text(v) for v in value]
+    if hasattr(value, "__fspath__"):
+        return _valid_text(str(value))
+    return value
 
 
 def _formats() -> int:

@@ -106,6 +106,21 @@ class RowError(Exception):
         self.field = field
 
 
+def file_label(path: str) -> str:
+    """The file's base name as valid text: bytes of a non-UTF-8 file name become U+FFFD (a
+    surrogate-escaped name could not be written to a UTF-8 output).
+
+    >>> file_label("/data/" + chr(0xDCFF) + "x.jsonl") == chr(0xFFFD) + "x.jsonl"
+    True
+    """
+    name = os.path.basename(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = os.fsencode(name).decode("utf-8", "replace")
+    return name
+
+
 @dataclass
 class Ctx:
     """Where a row came from (for provenance and for CSV-specific decoding)."""
@@ -118,7 +133,7 @@ class Ctx:
 
     def provenance(self, **extra: Any) -> dict[str, Any]:
         prov: dict[str, Any] = {
-            "file": os.path.basename(self.file),
+            "file": file_label(self.file),
             "line": self.line,
             "format": self.fmt,
         }

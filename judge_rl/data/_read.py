@@ -539,7 +539,7 @@ def _mt_bench_answer(
     meta: dict[str, Any] = {
         "question_id": qid_raw,
         "turns": turns,
-        "file": os.path.basename(ctx.file),
+        "file": F.file_label(ctx.file),
         "line": ctx.line,
     }
     for k in ("answer_id", "tstamp"):

@@ -455,3 +455,15 @@ def test_report_html_under_a_file_is_refused_before_rendering(capsys, tmp_path):
         capsys, "report", str(tmp_path / "run"), "--html", str(tmp_path / "afile" / "r.html")
     )
     assert rc == 2 and "--html" in _one_error_line(err)
+
+
+def test_non_utf8_file_name_is_read_and_logged(capsys, tmp_path):
+    """A file name that is not UTF-8 (Python surrogate-escapes it) must not break the output
+    or the run log: its undecodable bytes show as U+FFFD."""
+    src = Path(os.fsdecode(bytes(tmp_path) + b"/\xffbad.jsonl"))
+    src.write_bytes(_line())
+    rc, out, err = _convert(capsys, tmp_path, src)
+    assert rc == 0, err
+    row = json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))
+    assert row["provenance"]["file"] == "\ufffdbad.jsonl"
+    assert json.loads((tmp_path / "run" / "log.json").read_text(encoding="utf-8"))

@@ -190,6 +190,10 @@ HOSTILE_FILES: dict[str, Builder] = {
     "tsv_messages_garbage": _write("msgs.tsv", b'prompt\tchosen\trejected\n[{"role": 1}]\t[{\ta\n'),
     "very_long_line": _write("long.jsonl", _jsonl([_pref_with(prompt="x" * (2 << 20))])),
     # special files and folders
+    "non_utf8_file_name": lambda folder: (
+        Path(os.fsdecode(bytes(folder) + b"/\xffname.jsonl")).write_bytes(_ONE),
+        Path(os.fsdecode(bytes(folder) + b"/\xffname.jsonl")),
+    )[-1],
     "fifo": _fifo("fifo.jsonl"),
     "dev_zero": _existing("/dev/zero"),
     "dev_null": _existing("/dev/null"),
