@@ -624,6 +624,13 @@ class LLMJudge:
             raise _InputError(f"{cand.source or cand.id} has no answer for turn {self.turn}")
         return [str(t) for t in turns[: self.turn]]
 
+    def _probs_at_start(self) -> bool:
+        """Scores and rubric answers: ask for label probabilities in the same request only
+        where they are read at the verdict (``start`` position, or a backend that reads them
+        from the reply itself). A prefill backend in ``verdict`` position would read them at the
+        start of a reasoning reply: there the score is parsed from the text instead."""
+        return self.label_probs and (self.label_position == "start" or not self._prefills())
+
     def _prefills(self) -> bool:
         """Whether the backend continues a prefilled reply (``label_prefix``)."""
         flag = getattr(self.backend, "supports_prefill", None)
@@ -702,7 +709,7 @@ class LLMJudge:
         lo, hi = self.scale
         labels = (
             [str(k) for k in range(lo, hi + 1)]
-            if (self.label_probs and hi <= 9 and lo >= 0)
+            if (self._probs_at_start() and hi <= 9 and lo >= 0)
             else None
         )
         task = "pointwise" if self.kind == "pointwise" else "rubric"
@@ -731,7 +738,7 @@ class LLMJudge:
         variables["criterion"] = asdict(crit)
         labels = (
             (YESNO_LABELS if crit.type == "yesno" else ["1", "2", "3", "4", "5"])
-            if self.label_probs
+            if self._probs_at_start()
             else None
         )
         return ChatRequest(

@@ -392,3 +392,21 @@ def test_json_verdict_rule_asks_for_structured_output_where_supported(make_comp)
         _judge(quoted, verdict={"rule": "json", "field": "winner"}).compare([make_comp("x", "y")])
     )
     assert j.winner == "a"
+
+
+def test_issue15_2_scores_after_reasoning_are_not_read_at_the_reply_start(make_comp):
+    from judge_rl.types import Candidate
+
+    backend = Scripted([("Clear and right.\nRating: [[4]]", None, None, "stop")], prefill=True)
+    judge = LLMJudge(
+        backend,
+        "{{ prompt }} {{ response }}",
+        name="p",
+        kind="pointwise",
+        scale=(1, 5),
+        label_probs=True,
+        max_tokens=300,
+    )
+    [s] = asyncio.run(judge.score([Candidate(prompt_id="q", prompt="p", response="r")]))
+    assert backend.requests[0].label_probs is None  # not read at the start of a reasoning reply
+    assert s.score == 4.0
