@@ -121,9 +121,9 @@ def claims(
     if overopt.alarms:
         out.alarm_step = int(overopt.alarms[0]["step"])
     at = out.alarm_step if out.alarm_step is not None else last["step"]
-    for d in overopt.degeneration:
-        if d.get("step") == at:
-            out.exploit = list(d.get("flags") or [])
+    for row in overopt.degeneration:
+        if row.get("step") == at:
+            out.exploit = list(row.get("flags") or [])
     if ratings is not None and audit is not None:
         for j in audit.judges:
             if j.judge == ratings.judge:
@@ -192,13 +192,13 @@ def notes(d: DemoSection, audit: Any = None) -> list[str]:
         )
     if d.alarm_step is not None:
         rel = "after" if d.peak_step is not None and d.alarm_step > d.peak_step else "at or before"
-        sig = d.first_significant_drop_step
+        first = d.first_significant_drop_step
         out.append(
             f"the over-optimisation alarm fired at step {d.alarm_step}, {rel} gold's peak at step "
             f"{d.peak_step}"
             + (
-                f"; gold was first significantly below its peak at step {sig}"
-                if sig is not None
+                f"; gold was first significantly below its peak at step {first}"
+                if first is not None
                 else "; gold was never significantly below its peak by the paired CI"
             )
         )

@@ -158,10 +158,14 @@ def validate(spec: PipelineSpec, profile: str | None = None) -> Plan:
                     file=file or None,
                 )
         for key in ("judge", "reward", "gold"):
-            ref = getattr(configs[name], key, None)
-            if isinstance(ref, str) and ref.startswith("grader:") and ref[7:] not in spec.graders:
+            value = getattr(configs[name], key, None)
+            if (
+                isinstance(value, str)
+                and value.startswith("grader:")
+                and value[7:] not in spec.graders
+            ):
                 raise ConfigError(
-                    f"stage {name!r}: {key} {ref!r} names no grader of the spec "
+                    f"stage {name!r}: {key} {value!r} names no grader of the spec "
                     f"(have: {', '.join(spec.graders) or 'none'})",
                     setting=f"stages.{name}.config.{key}",
                     file=file or None,

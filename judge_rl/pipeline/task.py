@@ -39,6 +39,7 @@ from judge_rl.types import (
     Judgment,
     PromptItem,
     Score,
+    Verdict,
 )
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -238,7 +239,10 @@ def _same(x: str, reference: str) -> bool:
         return x.strip() == reference.strip()
 
 
-GRADERS = {"brief-answer": BriefAnswer, "answer-mentions": AnswerMentions}
+GRADERS: dict[str, type[BriefAnswer] | type[AnswerMentions]] = {
+    "brief-answer": BriefAnswer,
+    "answer-mentions": AnswerMentions,
+}
 
 
 def make_grader(name: str, **params: Any) -> BriefAnswer | AnswerMentions:
@@ -246,7 +250,7 @@ def make_grader(name: str, **params: Any) -> BriefAnswer | AnswerMentions:
     if name not in GRADERS:
         raise ConfigError(f"unknown grader {name!r} (known: {', '.join(GRADERS)})", setting="name")
     try:
-        return GRADERS[name](**params)  # type: ignore[arg-type]
+        return GRADERS[name](**params)
     except TypeError as e:
         raise ConfigError(str(e), setting=name) from None
 
@@ -284,7 +288,7 @@ class GraderJudge:
                     )
                 )
                 continue
-            winner = "a" if ga > gb else "b" if gb > ga else "tie"
+            winner: Verdict = "a" if ga > gb else "b" if gb > ga else "tie"
             out.append(
                 Judgment(
                     comparison_id=c.id,
