@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("must be in [0.5, 1)", setting="--level")
     if args.prior is not None and not (math.isfinite(args.prior) and args.prior >= 0):
         raise ConfigError("must be a finite number >= 0", setting="--prior")
+    if args.seed < 0:
+        raise ConfigError("must be >= 0", setting="--seed")
     if not (math.isfinite(args.k) and args.k > 0):
         raise ConfigError("must be a finite number > 0", setting="--k")
     anchor, anchor_value = parse_anchor(args.anchor)

@@ -205,3 +205,15 @@ def test_cli_bad_file_exits_2_without_traceback(cli, tmp_path, content):
         r = cli(*cmd, "--run", str(tmp_path / "run"))
         assert r.returncode == 2, (cmd, r.stderr)
         assert "Traceback" not in r.stderr and str(p.name) in r.stderr
+
+
+def test_cli_seed_negative_and_one_row_contestant(cli, tmp_path):
+    p = tmp_path / "b.csv"
+    _frame().to_csv(p, index=False)
+    r = cli("ratings", str(p), "--seed", "-1", "--bootstrap", "5", "--run", str(tmp_path / "r"))
+    assert r.returncode == 2 and "--seed" in r.stderr and "Traceback" not in r.stderr
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([{"generator_1": "base", "generator_2": "m", "preference": 2}]))
+    r = cli("winrate", str(one), "--baseline", "base", "--run", str(tmp_path / "w"))
+    assert r.returncode == 0, r.stderr  # one row: no SE, printed as "–", no TypeError
+    assert "100.0% ± –" in r.stdout
