@@ -288,6 +288,18 @@ def value_loss(
     return loss, clip_frac
 
 
+def _require_tracker(name: str) -> None:
+    """A tracker that is asked for must be installed (accelerate only warns and logs nothing)."""
+    import importlib.util
+
+    mods = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}[name]
+    if not any(importlib.util.find_spec(m) for m in mods):
+        raise ConfigError(
+            f"--report-to {name} needs the {mods[0]} package: pip install {mods[0]}",
+            setting="report_to",
+        )
+
+
 def sharding_requested() -> str | None:
     """``FSDP`` or ``DeepSpeed`` when ``accelerate launch`` (its config or flags) asked for it."""
     env = os.environ
@@ -597,6 +609,7 @@ class PPOTrainer:
         prec.validate("cpu" if on_cpu else "cuda")
         acc_kw: dict[str, Any] = {}
         if c.report_to != "none":
+            _require_tracker(c.report_to)
             acc_kw["log_with"] = c.report_to
             acc_kw["project_dir"] = str(Path(c.output or "ppo-output") / "tracking")
         # accelerate's own mixed precision autocasts only the prepared model's forward (pi_old

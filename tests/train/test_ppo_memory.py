@@ -116,3 +116,20 @@ def test_fused_first_pass_gives_the_separate_passs_update():
     for k in fused:
         assert torch.allclose(fused[k], separate[k], atol=2e-6, rtol=1e-4), k
     assert t.section.steps[0]["kl"] == 0.0
+
+
+def test_report_to_a_tracker_logs_or_says_what_is_missing(tmp_path):
+    """accelerate only warns when the tracker package is absent and logs nothing: an error."""
+    import importlib.util
+
+    from judge_rl.errors import ConfigError
+
+    have = importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+    if not have:
+        with pytest.raises(ConfigError, match="pip install tensorboard") as e:
+            trainer(report_to="tensorboard", output=str(tmp_path / "o"))
+        assert e.value.setting == "report_to"
+        return
+    t = trainer(report_to="tensorboard", output=str(tmp_path / "o"))
+    t.train()
+    assert list((tmp_path / "o" / "tracking").rglob("events.out.tfevents*"))
