@@ -284,7 +284,8 @@ _MATH_ENV_RE = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\$([^$\n]+?)\$|\\\((.+?)
 
 def final_answer(text: str) -> str:
     r"""The final answer of a free-form math response: the last ``\boxed{}``; else the text after
-    the last "the answer is"; else the last ``$…$``; else the whole (stripped) text.
+    the last ``####``; else the text after the last "the answer is"; else the last ``$…$``; else,
+    for a sentence, its last number; else the whole (stripped) text.
 
     >>> final_answer(r"Thus $x = \frac{1}{2}$. The answer is $\frac12$.")
     '\\frac12'
@@ -294,6 +295,9 @@ def final_answer(text: str) -> str:
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
+    marks = list(_GSM8K_RE.finditer(text))
+    if marks and marks[-1].group(1).strip():
+        return marks[-1].group(1).strip()
     lines = list(_ANSWER_LINE_RE.finditer(text))
     if lines:
         ans = lines[-1].group(1).strip()
@@ -304,6 +308,12 @@ def final_answer(text: str) -> str:
     envs = list(_MATH_ENV_RE.finditer(text[-4000:]))
     if envs:
         return next(g for g in envs[-1].groups() if g is not None).strip()
+    # A sentence ("It costs $1,250.") is not an answer; its last number may be.
+    words = re.findall(r"(?<![\\A-Za-z])[A-Za-z]{2,}", text)
+    if len(words) >= 2:
+        num = gsm8k_answer(text)
+        if num is not None:
+            return num
     return text.strip()
 
 
