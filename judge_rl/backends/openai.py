@@ -883,7 +883,9 @@ class OpenAIBackend:
         self._wake(1 + grow)
 
     async def _check_endpoints(self) -> None:
-        """Fail fast on endpoints that refuse connections; drop the dead ones among several."""
+        """Fail fast when no endpoint accepts connections; among several, one that does not
+        starts with its circuit breaker open (no traffic, re-probed after the cooldown, so a
+        server started a little later joins the pool)."""
         self._checked = True
         if not self.check_connection:
             return
@@ -896,9 +898,18 @@ class OpenAIBackend:
                 f"base_url: cannot reach {redact_url(ep.url)}{others}: {err}; "
                 "is the server running and the URL right?"
             )
+        now = time.monotonic()
         for ep, err in dead:
-            log.warning("dropping unreachable base URL %s: %s", redact_url(ep.url), err)
-        self._endpoints = [ep for ep in self._endpoints if all(ep is not d for d, _ in dead)]
+            log.warning(
+                "base URL %s unreachable (%s): no traffic, re-probed in %.0fs",
+                ep.public_url,
+                err,
+                self.breaker_cooldown_s,
+            )
+            ep.cooldown = self.breaker_cooldown_s
+            ep.open_until = now + ep.cooldown
+            ep.opened += 1
+            self.stats["breaker_opened"] += 1
 
     # ---------------------------------------------------------------------------------------
     # One request: body, attempts, parsing

@@ -128,12 +128,34 @@ def test_several_base_urls_share_the_load():
         assert n1 + n2 == 80 and n1 >= 20 and n2 >= 20
 
 
-def test_dead_url_among_live_ones_is_dropped(free_port):
-    with start_in_thread() as srv:
-        backend = _backend([f"http://127.0.0.1:{free_port}/v1", srv.url])
-        results = _run(backend, [_req(i) for i in range(10)])
+def test_dead_url_among_live_ones_takes_no_traffic_and_joins_when_it_starts(free_port):
+    """A URL unreachable at the start gets no traffic (breaker open), is re-probed after the
+    cooldown, and takes its share once its server is up (before: dropped for good)."""
+    from judge_rl.backends._fakeserver import FakeServer, RunningServer
+
+    with start_in_thread(latency_s=0.01) as srv:
+        backend = _backend([f"http://127.0.0.1:{free_port}/v1", srv.url], breaker_cooldown_s=0.3)
+
+        async def go():
+            try:
+                first = await backend.chat([_req(i) for i in range(10)])
+                assert backend.endpoint_stats()[0]["attempts"] == 0
+                late = RunningServer(FakeServer(latency_s=0.01))
+                late.port = free_port
+                late.start()
+                try:
+                    await asyncio.sleep(0.4)
+                    second = await backend.chat([_req(i) for i in range(10, 80)])
+                finally:
+                    late.stop()
+                return first + second, sum(late.state.answered.values())
+            finally:
+                await backend.aclose()
+
+        results, late_answers = asyncio.run(go())
         assert all(r.error is None for r in results)
-        assert backend.base_urls[1] == srv.url
+        assert late_answers >= 3  # it joined (its own slow start from 2)
+        assert backend.endpoint_stats()[0]["breaker"] == "closed"
 
 
 def test_label_probs_from_top_logprobs():
