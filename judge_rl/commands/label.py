@@ -482,21 +482,21 @@ async def _run(args: argparse.Namespace) -> int:
         "label",
         rdir.name,
         config={
-            "judge": args.judge,
-            "input": str(args.input),
-            "output": str(args.output),
+            "judge": _text(args.judge),
+            "input": _text(args.input),
+            "output": _text(args.output),
             "order": judgments[0].order if judgments else None,
             "overrides": _safe_overrides(args),
             "max_cost": args.max_cost,
             "max_calls": args.max_calls,
-            "baseline": args.baseline,
+            "baseline": _text(args.baseline) if args.baseline else None,
             "seed": args.seed,
         },
     )
     for f in _fingerprints(judge):
         log.add_judge(f)
     log.label = LabelSection(
-        comparisons=comparisons, judgments=judgments, summary=summary, output=str(out_path)
+        comparisons=comparisons, judgments=judgments, summary=summary, output=_text(out_path)
     )
     log.timings["label"] = elapsed
     log.cost["label"] = summary["cost"]
@@ -550,6 +550,21 @@ def check_output(path: str) -> None:
     from judge_rl._io import check_output_file
 
     check_output_file(path, "--output")  # a folder, a file as parent, no permission: now
+
+
+def _text(value: Any) -> str:
+    r"""A path or name as text the run log can write as UTF-8 JSON: a non-UTF-8 file name
+    (surrogate-escaped by Python) shows its undecodable bytes as U+FFFD.
+
+    >>> _text(b"caf\xe9?.jsonl".decode("utf-8", "surrogateescape"))
+    'caf\ufffd?.jsonl'
+    """
+    s = str(value)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return s
 
 
 def redact_url(url: str) -> str:
