@@ -252,7 +252,30 @@ def as_text(value: Any, name: str) -> str:
     return value
 
 
-def _decode_cell(value: Any, ctx: Ctx, *, any_list: bool = False) -> Any:
+NOT_JSON = object()
+
+
+def json_text(text: str, name: str) -> Any:
+    """The JSON value written in a text cell (CSV, or Parquet's provenance column), or
+    :data:`NOT_JSON` when it is not JSON; bounded like a row (``JUDGE_RL_MAX_JSON_DEPTH``, no lone
+    surrogates), else :class:`RowError` naming ``name``.
+
+    >>> json_text('{"a": 1}', "metadata"), json_text("not json", "metadata") is NOT_JSON
+    ({'a': 1}, True)
+    """
+    from judge_rl.data._rows import check_value
+
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return NOT_JSON
+    bad = check_value(value, text)
+    if bad is not None:
+        raise RowError(bad, name)
+    return value
+
+
+def _decode_cell(value: Any, ctx: Ctx, *, any_list: bool = False, name: str = "") -> Any:
     """CSV cells are text: decode a JSON list of messages (or, with ``any_list``, any JSON list)
     written there; other text, such as a prompt "[1, 2] sorted?", stays text.
 
@@ -261,9 +284,8 @@ def _decode_cell(value: Any, ctx: Ctx, *, any_list: bool = False) -> Any:
     ([{'role': 'user', 'content': 'hi'}], '[1, 2] sorted?')
     """
     if ctx.tabular and isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            decoded = json.loads(value)
-        except (ValueError, RecursionError):
+        decoded = json_text(value, name)
+        if decoded is NOT_JSON:
             return value
         if isinstance(decoded, list) and (
             any_list or (decoded and all(isinstance(m, dict) for m in decoded))
@@ -295,7 +317,7 @@ def as_messages(value: Any, name: str, *, allow_empty: bool = False) -> list[Mes
 
 
 def prompt_field(row: Mapping[str, Any], name: str, ctx: Ctx) -> Prompt:
-    value = _decode_cell(require(row, name), ctx)
+    value = _decode_cell(require(row, name), ctx, name=name)
     if isinstance(value, list):
         return as_messages(value, name)
     return as_text(value, name)
@@ -304,7 +326,7 @@ def prompt_field(row: Mapping[str, Any], name: str, ctx: Ctx) -> Prompt:
 def response_field(row: Mapping[str, Any], name: str, ctx: Ctx) -> str | list[Message]:
     """A response: like a prompt, but it may be empty text (a preferred non-answer is real data:
     4 chosen replies of HH-RLHF harmless-base test are empty). Identical pairs are still errors."""
-    value = _decode_cell(require(row, name), ctx)
+    value = _decode_cell(require(row, name), ctx, name=name)
     if isinstance(value, list):
         return as_messages(value, name, allow_empty=True)
     if not isinstance(value, str):
@@ -604,10 +626,7 @@ def _record_extras(row: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
     if prov not in (None, ""):
         if not isinstance(prov, dict):
             if isinstance(prov, str):
-                try:
-                    prov = json.loads(prov)
-                except (ValueError, RecursionError):
-                    prov = None
+                prov = json_text(prov, "provenance")
             if not isinstance(prov, dict):
                 raise RowError("expected an object (or its JSON text)", "provenance")
         out["provenance"] = _jsonable(prov)
@@ -811,7 +830,7 @@ def convert_ranked(row: Mapping[str, Any], ctx: Ctx) -> list[PreferenceRecord]:
     Ouyang et al. 2022, sec. 3.5: all K(K-1)/2 comparisons of a prompt)."""
     pkey, prompt = _pair_prompt(row, ctx)
     rkey = _first_key(row, RANKED_KEYS) or "responses"
-    value = _decode_cell(require(row, rkey), ctx, any_list=True)
+    value = _decode_cell(require(row, rkey), ctx, any_list=True, name=rkey)
     if not isinstance(value, list):
         raise RowError(f"expected a list of responses, got {type_name(value)}", rkey)
     if len(value) < 2:

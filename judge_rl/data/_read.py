@@ -576,10 +576,7 @@ def _candidate_row(row: Mapping[str, Any], ctx: F.Ctx) -> Candidate:
     meta = row.get("metadata")
     if meta is not None and not isinstance(meta, dict):
         if isinstance(meta, str) and ctx.tabular:
-            try:
-                meta = json.loads(meta) if meta else {}
-            except (ValueError, RecursionError):
-                meta = None
+            meta = F.json_text(meta, "metadata") if meta else {}
         if not isinstance(meta, dict):
             raise F.RowError(
                 f"expected an object, got {type_name(row.get('metadata'))}", "metadata"

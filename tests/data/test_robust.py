@@ -467,3 +467,26 @@ def test_non_utf8_file_name_is_read_and_logged(capsys, tmp_path):
     row = json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))
     assert row["provenance"]["file"] == "\ufffdbad.jsonl"
     assert json.loads((tmp_path / "run" / "log.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "header,cell",
+    [
+        ("prompt_id,prompt,response,source,metadata", "p,q,r,m,"),
+        ("prompt,chosen,rejected,provenance", "q,a,b,"),
+        ("prompt,chosen,rejected", "q,a,"),
+    ],
+)
+def test_deep_json_inside_a_csv_cell_is_refused(capsys, tmp_path, header, cell):
+    """JSON written in a CSV cell (metadata, provenance, messages) is bounded like a row: it
+    used to hit RecursionError (exit 70) at 900 levels."""
+    deep = (
+        '{"a":' * 900 + "1" + "}" * 900
+        if "meta" in header or "prov" in header
+        else "[" * 900 + "]" * 900
+    )
+    src = tmp_path / "deep.csv"
+    src.write_text(header + "\n" + cell + '"' + deep.replace('"', '""') + '"\n')
+    rc, _, err = _convert(capsys, tmp_path, src)
+    line = _one_error_line(err)
+    assert rc == 2 and "deep.csv:2" in line and "nested deeper" in line

@@ -215,6 +215,17 @@ HOSTILE_FILES: dict[str, Builder] = {
         "deepmsg.jsonl",
         _jsonl([_pref_with(chosen=[{"role": "assistant", "content": [[[[["x"]]]]]}])]),
     ),
+    "csv_deep_metadata": _write(
+        "deepmeta.csv",
+        b'prompt_id,prompt,response,source,metadata\np,q,r,m,"'
+        + b'{""a"":' * 900
+        + b"1"
+        + b"}" * 900
+        + b'"\n',
+    ),
+    "csv_deep_messages": _write(
+        "deepmsgs.csv", b'prompt,chosen,rejected\nq,a,"' + b"[" * 900 + b"]" * 900 + b'"\n'
+    ),
     "p_chosen_infinity": _write(
         "pinf.jsonl", b'{"prompt": "q", "chosen": "a", "rejected": "b", "p_chosen": Infinity}\n'
     ),
