@@ -157,8 +157,14 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"skipped {len(res.skipped)} invalid rows")
 
     run_dir = runlog.run_dir(args.output or f"audit-{judge.fingerprint.name}")
+    from judge_rl.commands.label import _text
+
     log = runlog.new_log(
-        "audit", run_dir.name, config={k: v for k, v in vars(args).items() if k != "func"}
+        "audit",
+        run_dir.name,
+        config={
+            k: _text(v) if isinstance(v, str) else v for k, v in vars(args).items() if k != "func"
+        },
     )
     log.add_judge(judge.fingerprint)
     t0 = time.perf_counter()
