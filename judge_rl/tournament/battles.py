@@ -239,7 +239,9 @@ def read_table(path: str | Path) -> Table:
 
     p = str(path)
     cap = limit("JUDGE_RL_MAX_INPUT_BYTES")
-    data = _decompress(read_bytes_limited(p, cap, "JUDGE_RL_MAX_INPUT_BYTES"), p, cap)
+    data: Any = _mapped(p, cap)
+    if data is None:
+        data = _decompress(read_bytes_limited(p, cap, "JUDGE_RL_MAX_INPUT_BYTES"), p, cap)
     if _first_char(data) == -1:
         raise DataError("no battles in the file (it is empty)", file=p)
     max_rows = limit("JUDGE_RL_MAX_ROWS")
@@ -258,21 +260,49 @@ def read_table(path: str | Path) -> Table:
     return t
 
 
-def _parse(data: bytes, p: str) -> Table:
+def _mapped(p: str, cap: int) -> Any:
+    """A read-only memory map of a large, uncompressed, regular file (no copy of its bytes);
+    ``None`` for anything else (small, compressed, JSON, not a regular file, over the cap),
+    which the bounded reader then handles and names."""
+    import mmap
+    import os
+    import stat
+
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or not (1 << 20) < st.st_size <= cap:
+        return None
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+            if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+                return None
+            if head.lstrip()[:1] in (b"[", b"{"):
+                return None  # JSON goes through Python's parser: needs the bytes anyway
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+
+
+def _parse(data: Any, p: str) -> Table:
     import pyarrow as pa
 
     if data[:4] == b"PAR1":
         import pyarrow.parquet as pq
 
-        return Table(pq.read_table(pa.BufferReader(data)), p, "parquet")
+        return Table(pq.read_table(pa.BufferReader(pa.py_buffer(data))), p, "parquet")
     if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (Excel's "CSV UTF-8")
         data = data[3:]
     start = _first_char(data)
     head = data[start : start + 1]
-    if head in (b"[", b"{"):
-        _utf8(data, p)  # Python's json module decodes: check first, to name the line
     suffixes = [x.lower() for x in Path(p).suffixes]
     named_json = any(x in (".json", ".jsonl", ".ndjson") for x in suffixes)
+    if (head in (b"[", b"{") or named_json) and not isinstance(data, bytes):
+        data = bytes(data)  # a memory map: JSON goes through Python's parser
+    if head in (b"[", b"{"):
+        _utf8(data, p)  # Python's json module decodes: check first, to name the line
     if named_json and head not in (b"[", b"{"):
         first = data[start : start + 40].split(b"\n", 1)[0].decode("utf-8", "replace")
         line = data.count(b"\n", 0, start) + 1
@@ -321,7 +351,7 @@ def _parse(data: bytes, p: str) -> Table:
 
     try:
         tbl = pc.read_csv(
-            pa.BufferReader(data),
+            pa.BufferReader(pa.py_buffer(data)),
             # One thread: on a shared machine Arrow's pool costs more CPU than it saves.
             read_options=pc.ReadOptions(block_size=1 << 24, use_threads=False),
             convert_options=pc.ConvertOptions(
@@ -336,7 +366,7 @@ def _parse(data: bytes, p: str) -> Table:
             ),
         )
     except pa.ArrowInvalid as e:
-        _utf8(data, p)  # Arrow checks UTF-8 too; name the line when that is the fault
+        _utf8(bytes(data), p)  # Arrow checks UTF-8 too; name the line when that is the fault
         msg = str(e).splitlines()[0][:200]
         raise DataError(f"not a valid CSV file ({msg})", file=p) from None
     return Table(tbl, p, "csv", first_line=2)

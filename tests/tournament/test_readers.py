@@ -217,3 +217,16 @@ def test_cli_seed_negative_and_one_row_contestant(cli, tmp_path):
     r = cli("winrate", str(one), "--baseline", "base", "--run", str(tmp_path / "w"))
     assert r.returncode == 0, r.stderr  # one row: no SE, printed as "–", no TypeError
     assert "100.0% ± –" in r.stdout
+
+
+def test_large_csv_is_memory_mapped_and_read_the_same(tmp_path):
+    df = _frame(n=60_000)  # > 1 MB: the memory-mapped path
+    p = tmp_path / "big.csv"
+    df.to_csv(p, index=False)
+    assert p.stat().st_size > 1 << 20
+    bs = read_battles(p)
+    assert [bs.models[k] for k in bs.a[:1000]] == df.model_a.tolist()[:1000]
+    assert len(bs) == 60_000 and bs.shared_prompts
+    p.write_bytes(p.read_bytes().replace(b"model-01,", b"model-\xff1,", 1))  # a bad byte
+    with pytest.raises(DataError, match=r"big\.csv:\d+: not UTF-8"):
+        read_battles(p)
