@@ -226,7 +226,8 @@ def pair_labels(
     for i, r in enumerate(records):
         p = float(r.p_chosen)
         if not math.isfinite(p) or not 0 <= p <= 1:
-            continue
+            where = r.provenance.get("line", i + 1) if isinstance(r.provenance, dict) else i + 1
+            raise ConfigError(f"pair {where}: p_chosen must be in [0, 1], got {p}", setting="data")
         if r.is_tie:
             if ties == "drop":
                 dropped += 1
