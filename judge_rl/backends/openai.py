@@ -785,7 +785,10 @@ class OpenAIBackend:
     async def _acquire(self) -> _Endpoint:
         """Wait for room on an endpoint (first come, first served), then take it."""
         now = time.monotonic()
-        ep = self._choose(now) if not self._waiters else None
+        waiters = self._waiters
+        while waiters and waiters[0].done():  # left by waiters that timed out or were cancelled
+            waiters.popleft()
+        ep = self._choose(now) if not waiters else None  # never overtake a waiting request
         first = False
         while ep is None:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

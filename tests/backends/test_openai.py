@@ -471,3 +471,23 @@ def test_a_dead_url_gets_a_bounded_number_of_attempts_per_minute():
         t += 0.01
     assert per_minute[0] <= 10 and all(n <= 2 for n in per_minute[1:]), per_minute
     assert live.ok == 0 and dead.opened >= 5  # ok counters are the caller's (not _release's)
+
+
+def test_a_stale_waiter_entry_does_not_block_later_requests():
+    """A waiter that left (timed out or cancelled) leaves a done entry in the queue; a later
+    request with room free must not queue behind it forever."""
+    with start_in_thread() as srv:
+        backend = _backend(srv.url, concurrency=4, adaptive=False)
+
+        async def go():
+            try:
+                await backend.chat([_req(0)])
+                stale = asyncio.get_running_loop().create_future()
+                stale.cancel()
+                backend._waiters.append(stale)
+                return await asyncio.wait_for(backend.chat([_req(1)]), 5)
+            finally:
+                await backend.aclose()
+
+        [res] = asyncio.run(go())
+        assert res.error is None
