@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         interval = lb.interval
         interval["prior"] = lb.fit.prior
     else:
-        rows = elo_leaderboard(bs.a, bs.b, bs.winner, bs.models, k=args.k)
+        rows = elo_leaderboard(bs.a, bs.b, bs.winner, bs.models, k=args.k, weight=bs.weight)
         warnings.append(f"online Elo: {WEAKNESS}")
     rows = [finite_or_none(r) for r in rows]
     elapsed = time.perf_counter() - t0

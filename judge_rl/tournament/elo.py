@@ -29,17 +29,20 @@ def online_elo(
     scale: float = 400.0,
     base: float = 10.0,
     init: float = 1000.0,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sequential Elo updates over integer-coded battles (0 a won, 1 b won, 2 tie).  # (n,)
 
     The default ``k=4`` is the one Chatbot Arena's online Elo used (FastChat
-    ``compute_elo``), tuned for many battles per model.
+    ``compute_elo``), tuned for many battles per model. A battle of weight ``w`` moves the
+    ratings ``w`` times as far.
     """
     r = [float(init)] * n_models
     score = (1.0, 0.0, 0.5)
-    for ia, ib, w in zip(a.tolist(), b.tolist(), winner.tolist(), strict=True):
+    wts = [1.0] * len(a) if weight is None else np.asarray(weight, float).tolist()
+    for ia, ib, w, wt in zip(a.tolist(), b.tolist(), winner.tolist(), wts, strict=True):
         ea = 1.0 / (1.0 + base ** ((r[ib] - r[ia]) / scale))  # expected score of a
-        delta = k * (score[w] - ea)
+        delta = k * wt * (score[w] - ea)
         r[ia] += delta
         r[ib] -= delta
     return np.asarray(r)
@@ -52,16 +55,25 @@ def elo_leaderboard(
     models: Sequence[str],
     *,
     k: float = 4.0,
+    weight: np.ndarray | None = None,
 ) -> list[dict[str, object]]:
-    """Rows best first: model, rating, battles, wins, ties, losses, win_rate (no intervals)."""
+    """Rows best first: model, rating, battles, weight, wins, ties, losses (weighted), win_rate
+    (no intervals)."""
     n = len(models)
-    r = online_elo(a, b, winner, n, k=k)
-    wins = np.bincount(a[winner == 0], minlength=n) + np.bincount(b[winner == 1], minlength=n)
-    losses = np.bincount(a[winner == 1], minlength=n) + np.bincount(b[winner == 0], minlength=n)
-    ties = np.bincount(a[winner == 2], minlength=n) + np.bincount(b[winner == 2], minlength=n)
+    r = online_elo(a, b, winner, n, k=k, weight=weight)
+    wt = np.ones(len(a)) if weight is None else np.asarray(weight, float)
+
+    def count(side: np.ndarray, code: int) -> np.ndarray:
+        sel = winner == code
+        return np.bincount(side[sel], weights=wt[sel], minlength=n)
+
+    wins = count(a, 0) + count(b, 1)
+    losses = count(a, 1) + count(b, 0)
+    ties = count(a, 2) + count(b, 2)
+    n_battles = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
     rows: list[dict[str, object]] = []
     for rank, m in enumerate(np.argsort(-r, kind="stable"), start=1):
-        battles = int(wins[m] + losses[m] + ties[m])
+        total = float(wins[m] + losses[m] + ties[m])
         rows.append(
             {
                 "model": models[m],
@@ -71,11 +83,12 @@ def elo_leaderboard(
                 "rank": rank,
                 "rank_lo": None,
                 "rank_hi": None,
-                "battles": battles,
+                "battles": int(n_battles[m]),
+                "weight": total,
                 "wins": float(wins[m]),
                 "ties": float(ties[m]),
                 "losses": float(losses[m]),
-                "win_rate": float((wins[m] + 0.5 * ties[m]) / battles) if battles else None,
+                "win_rate": float((wins[m] + 0.5 * ties[m]) / total) if total > 0 else None,
             }
         )
     return rows

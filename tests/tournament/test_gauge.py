@@ -138,3 +138,19 @@ def test_weighted_bootstrap_keeps_each_battles_weight():
     # Total weight of a resample = sum of N draws from the weights: sd = sqrt(N) * sd(weights).
     assert np.std(tot) == pytest.approx(np.sqrt(n) * np.std(wt), rel=0.15)
     assert np.mean(tot) == pytest.approx(wt.sum(), rel=0.02)
+
+
+def test_online_elo_honours_weights():
+    from judge_rl.tournament.elo import elo_leaderboard
+
+    a, b, w = np.array([0, 0, 1]), np.array([1, 1, 0]), np.array([0, 0, 0])
+    rows = {
+        r["model"]: r
+        for r in elo_leaderboard(a, b, w, ["a", "b"], weight=np.array([3.0, 3.0, 1.0]))
+    }
+    assert rows["a"]["win_rate"] == pytest.approx(6 / 7) and rows["a"]["battles"] == 3
+    # weight 2 moves ratings as far as the same battle twice (first step)
+    one = elo_leaderboard(
+        np.array([0]), np.array([1]), np.array([0]), ["a", "b"], weight=np.array([2.0])
+    )
+    assert one[0]["rating"] == pytest.approx(1000 + 2 * 4 * 0.5)
