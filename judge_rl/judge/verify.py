@@ -978,13 +978,13 @@ class VerifierJudge:
                 f"a: extracted={ca.extracted!r} correct={ca.correct}; "
                 f"b: extracted={cb.extracted!r} correct={cb.correct}"
             )
-            err = ca.error or cb.error
-            if err is not None:
+            failed = ca.error or cb.error
+            if failed is not None:
                 side = "a" if ca.error else "b"
-                kind, _, msg = err.partition(": ")
-                err = f"{kind}: candidate {side}: {msg}"
-                call = JudgeCall(first_id=comp.a.id, raw=raw, error=err, latency_s=lat)
-                out.append(Judgment(**base, error=err, calls=[call], latency_s=lat))
+                kind, _, msg = failed.partition(": ")
+                failed = f"{kind}: candidate {side}: {msg}"
+                call = JudgeCall(first_id=comp.a.id, raw=raw, error=failed, latency_s=lat)
+                out.append(Judgment(**base, error=failed, calls=[call], latency_s=lat))
                 continue
             ok_a, ok_b = bool(ca.correct), bool(cb.correct)
             winner: Verdict = "a" if ok_a and not ok_b else "b" if ok_b and not ok_a else "tie"

@@ -159,3 +159,26 @@ def test_memory_limit_is_enforced():
         assert pool.check("1", "1", 5.0).status == "ok"
     finally:
         pool.close()
+
+
+def test_a_timeout_is_a_judgment_error_of_kind_timeout():
+    from judge_rl.judge.base import compare_sync, score_sync
+    from judge_rl.judge.verify import VerifierJudge
+    from judge_rl.types import Candidate, Comparison
+
+    judge = VerifierJudge(mode="boxed", timeout_s=0.2)
+    slow = Candidate(
+        prompt_id="p",
+        prompt="?",
+        response=r"\boxed{(2^{20})!}",
+        source="m1",
+        metadata={"reference": "1"},
+    )
+    good = Candidate(
+        prompt_id="p", prompt="?", response=r"\boxed{1}", source="m2", metadata={"reference": "1"}
+    )
+    s = score_sync(judge, [slow, good])
+    assert s[0].score is None and s[0].error.startswith("timeout")
+    assert s[1].score == 1.0
+    j = compare_sync(judge, [Comparison(prompt_id="p", prompt="?", a=good, b=slow, reference="1")])
+    assert j[0].winner is None and j[0].error_kind == "timeout"
