@@ -40,3 +40,26 @@ def test_embedded_model_generates_text():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert len(text.strip()) > 0
+
+
+def test_load_policy_checkpoint_reads_full_folders_and_refuses_others(tmp_path):
+    """One loader for full and LoRA checkpoints (LoRA: tests/train/test_ppo_lora.py)."""
+    import pytest
+
+    from judge_rl.errors import ConfigError
+    from judge_rl.models import is_policy_checkpoint, load_policy_checkpoint, save_tiny_model
+
+    path = save_tiny_model(tmp_path / "m", hidden_size=32, num_layers=1)
+    assert is_policy_checkpoint(path)
+    m = load_policy_checkpoint(path)
+    assert not m.training and m.config.hidden_size == 32
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not is_policy_checkpoint(empty)
+    with pytest.raises(ConfigError):
+        load_policy_checkpoint(empty)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": ""}')
+    with pytest.raises(ConfigError, match="base model|peft"):
+        load_policy_checkpoint(adapter)
