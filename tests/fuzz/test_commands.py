@@ -396,7 +396,6 @@ FLAG_ENV = {"env_cap_garbage": {"JUDGE_RL_MAX_ROWS": "many"}}
 
 _H5_RM = "H5 (train/reward_model.py validate): not checked before the model is loaded"
 XFAIL_FLAGS: dict[str, str] = {
-    "ratings_seed_negative": "H7 (commands/ratings.py): --seed -1 raises ValueError in numpy",
     "train_rm_eval_split_2": _H5_RM,
     "train_rm_eval_split_nan": _H5_RM,
     "train_rm_center_coef_inf": _H5_RM,
