@@ -508,7 +508,8 @@ _UNICODE_MAP = {
     "\u00b1": r"\pm ",
 }
 _POWER_TOWER_RE = re.compile(
-    r"\d\s*\^\s*\{?\s*[\d(]+[^{}]*\^|\d\s*\^\s*\{?\s*\d{" + str(MAX_EXPONENT_DIGITS + 1) + ",}"
+    # 9^9^9, 9^{9^9}, 10^{10^{10}}; or an exponent with more than MAX_EXPONENT_DIGITS digits
+    r"\d\s*\^\s*\{?\s*\d+\s*\^|\d\s*\^\s*\{?\s*\d{" + str(MAX_EXPONENT_DIGITS + 1) + ",}"
 )
 
 

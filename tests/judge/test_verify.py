@@ -237,3 +237,16 @@ def test_reward_source_and_judge_share_one_checker(monkeypatch, mode):
     responses = {r for r, _ in cases}
     assert set(seen[:n_reward]) == responses and set(seen[n_reward:]) == responses
     assert rewards == scores
+
+
+@pytest.mark.parametrize(
+    "response,reference,expected",
+    [
+        (r"\boxed{2^3 + x^2}", "8 + x^2", True),
+        (r"\boxed{(2^3)^2}", "64", True),
+        (r"\boxed{2^{10}}", "1024", True),
+        (r"\boxed{9^{9^{9}}}", "1", False),  # a power tower is judged incorrect unparsed
+    ],
+)
+def test_powers_are_not_mistaken_for_towers(response, reference, expected):
+    assert verify(response, reference, "symbolic") is expected
