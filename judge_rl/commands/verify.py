@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+# Copies of judge_rl.judge.verify.MODES / DEFAULT_TIMEOUT_S: importing that module here would load
+# pydantic and asyncio for every `judge-rl --help` (tests/judge/test_verify_cli.py keeps them equal).
+MODES = ("auto", "exact", "numeric", "gsm8k", "boxed", "choice", "symbolic")
+DEFAULT_TIMEOUT_S = 2.0
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from judge_rl.judge.verify import DEFAULT_TIMEOUT_S, MODES
-
     p = sub.add_parser(
         "verify",
         help="check one response against a reference answer (no model; nothing executed)",

@@ -100,3 +100,17 @@ def test_label_math_equiv_two_candidates_brace_less_fraction(cli, tmp_path):
     assert len(got) == 2
     assert all(x["provenance"]["chosen_source"] == "good" for x in got), got
     assert all(x["p_chosen"] == 1.0 for x in got)
+
+
+def test_command_constants_match_the_library_and_help_stays_light():
+    import judge_rl.commands.verify as cmd
+    import judge_rl.judge.verify as lib
+
+    assert cmd.MODES == lib.MODES and cmd.DEFAULT_TIMEOUT_S == lib.DEFAULT_TIMEOUT_S
+    code = (
+        "import sys; from judge_rl.cli import build_parser; build_parser(); "
+        "bad=[m for m in ('sympy','math_verify','judge_rl.judge.verify') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
