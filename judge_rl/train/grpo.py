@@ -128,6 +128,9 @@ class GRPOConfig:
     """Recompute activations in the backward pass (less memory, slower)."""
     bf16: bool = False
     """bfloat16 autocast for the forward passes on CUDA (weights stay float32)."""
+    shared_prompt: bool = True
+    """Run each prompt once for its group's K responses in the log-probability passes (KV cache;
+    checked against the plain forward at first use; one process, no LoRA)."""
     save_every: int = 0
     """Checkpoint every N steps (0: only at the end)."""
     log_samples: int = 2
@@ -513,6 +516,7 @@ class GRPOTrainer:
         self._epoch = 0
         self._cursor = 0
         self._last_batch: _Batch | None = None
+        self._shared: bool | None = None  # shared-prompt forward: decided at first use
         self.section: PPOSection = PPOSection(policy=policy_name, reward=self.group_reward.name)
         if run_log is not None:
             run_log.ppo = self.section
@@ -640,6 +644,105 @@ class GRPOTrainer:
         self, model: Any, batch: _Batch, rows: Any, *, want_logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """log π(response tokens) (b, R), and the response logits (b, R, V) when asked."""
+        if self._shared is None:
+            self._shared = self._check_shared(batch)
+        if self._shared:
+            return self._shared_logprobs(model, batch, rows, want_logits=want_logits)
+        return self._plain_logprobs(model, batch, rows, want_logits=want_logits)
+
+    def _shared_logprobs(
+        self, model: Any, batch: _Batch, rows: Any, *, want_logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As :meth:`_plain_logprobs`, with each distinct prompt among ``rows`` computed once: a
+        prompt's hidden states do not depend on what follows, so the prompts run once
+        (``(U, P)``), their keys/values are gathered for each sample, and only the responses run
+        per sample (``(b, R)``), attending to their own prompt through a 4D mask. The first
+        response token is predicted from the prompt's last hidden state."""
+        import torch
+        from transformers import DynamicCache
+
+        from judge_rl.train.ppo import logprobs_from_logits
+
+        dev = self.device
+        model = self.accelerator.unwrap_model(model)
+        idx = torch.arange(batch.query_ids.shape[0])[rows]  # (b,)
+        q_ids, q_mask = batch.query_ids[idx], batch.query_mask[idx]  # (b, P)
+        uniq: dict[tuple[int, ...], int] = {}
+        owner = [
+            uniq.setdefault(tuple(q[m.bool()].tolist()), len(uniq))
+            for q, m in zip(q_ids, q_mask, strict=True)
+        ]
+        prompts = list(uniq)
+        pad = int(self.tokenizer.pad_token_id)
+        tp = max(len(p) for p in prompts)
+        prefix = torch.full((len(prompts), tp), pad, dtype=torch.long)  # (U, P) right-padded
+        for k, p in enumerate(prompts):
+            prefix[k, : len(p)] = torch.tensor(p, dtype=torch.long)
+        plen = torch.tensor([len(p) for p in prompts])  # (U,)
+        own = torch.tensor(owner)  # (b,)
+        suffix = batch.response_ids[idx]  # (b, R)
+        R = suffix.shape[1]
+        pl = plen[own]  # (b,)
+        key_prefix = (torch.arange(tp)[None, None, :] < pl[:, None, None]).expand(-1, R, -1)
+        causal = torch.ones(R, R, dtype=torch.bool).tril()[None].expand(len(owner), -1, -1)
+        mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (b, 1, R, P+R)
+        if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
+            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+        positions = pl[:, None] + torch.arange(R)[None, :]  # (b, R)
+        body = getattr(model, model.base_model_prefix)
+        head = model.get_output_embeddings()
+        ckw = (
+            "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+        )
+        cache = DynamicCache()
+        with self._autocast():
+            hp = body(
+                input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
+            ).last_hidden_state  # (U, P, H)
+            h_last = hp[torch.arange(len(prompts), device=dev), plen.to(dev) - 1]  # (U, H)
+            cache.reorder_cache(own.to(dev))  # (b, heads, P, d): each sample's own prompt
+            hs = body(
+                input_ids=suffix.to(dev),
+                attention_mask=mask.to(dev),
+                position_ids=positions.to(dev),
+                use_cache=True,
+                **{ckw: cache},
+            ).last_hidden_state  # (b, R, H)
+            pred = torch.cat([h_last[own.to(dev)][:, None], hs[:, :-1]], 1)  # (b, R, H)
+            logits = head(pred)  # (b, R, V)
+        logits = logits.float() / self.config.temperature
+        lp = logprobs_from_logits(logits, suffix.to(dev))  # (b, R)
+        return lp, (logits if want_logits else None)
+
+    def _check_shared(self, batch: _Batch) -> bool:
+        """Does the shared-prompt forward give the plain forward's log-probabilities here?"""
+        import torch
+
+        c = self.config
+        if (
+            not c.shared_prompt
+            or self._peft
+            or c.gradient_checkpointing
+            or self.accelerator.num_processes > 1
+        ):
+            return False
+        rows = slice(0, min(4, batch.query_ids.shape[0]))
+        m = batch.response_mask[rows].to(self.device).float()
+        try:
+            with torch.no_grad():
+                got = self._shared_logprobs(self.model, batch, rows)[0] * m
+                want = self._plain_logprobs(self.model, batch, rows)[0] * m
+        except Exception as e:  # an architecture without cache / 4D-mask support
+            log.info("shared-prompt forward unavailable for this model (%s)", e)
+            return False
+        ok = bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
+        if not ok:
+            log.info("shared-prompt forward disagrees with the plain one; using the plain one")
+        return ok
+
+    def _plain_logprobs(
+        self, model: Any, batch: _Batch, rows: Any, *, want_logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         import torch
 
         from judge_rl.train.ppo import logprobs_from_logits

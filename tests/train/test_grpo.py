@@ -320,3 +320,15 @@ def test_lora_policy_with_the_adapter_free_reference():
     assert abs(steps[0]["kl"]) < 1e-5  # LoRA starts as the identity
     assert all(math.isfinite(s["kl"]) and math.isfinite(s["loss"]) for s in steps)
     assert steps[-1]["kl"] != steps[0]["kl"]  # the adapters moved
+
+
+def test_shared_prompt_forward_gives_the_plain_forward_results():
+    runs = {}
+    for shared in (True, False):
+        cfg, model, tok, prompts = toy(steps=3, beta=0.05, shared_prompt=shared)
+        tr = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
+        runs[shared] = tr.train().steps
+        assert tr._shared is shared
+    for a, b in zip(runs[True], runs[False], strict=True):
+        for k in ("reward_mean", "kl", "kl_k3", "loss", "entropy", "clip_frac"):
+            assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-4), (a["step"], k)
