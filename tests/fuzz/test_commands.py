@@ -100,11 +100,9 @@ CORE_KINDS = (
     "valid_battles",
 )
 
-XFAIL_FILES: dict[tuple[str, str], str] = {
-    ("label_mock", "non_utf8_file_name"): "H8 (runlog.py RunLog.save) / H2 (commands/label.py): "
-    "a surrogate-escaped input path in the config fails model_dump_json (UnicodeEncodeError) "
-    "after the judgments are written; data convert shows the fix (commands/data._valid_text)",
-}
+XFAIL_FILES: dict[tuple[str, str], str] = {}
+"""(command, kind) -> the owner and the failure, for cases failing outside H4's files (label's
+run log with a non-UTF-8 input name was one; H2 fixed it during the session)."""
 """(command, kind) -> the owner and the failure, for cases failing outside H4's files."""
 
 
