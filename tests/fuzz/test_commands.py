@@ -103,7 +103,6 @@ CORE_KINDS = (
 XFAIL_FILES: dict[tuple[str, str], str] = {}
 """(command, kind) -> the owner and the failure, for cases failing outside H4's files (label's
 run log with a non-UTF-8 input name was one; H2 fixed it during the session)."""
-"""(command, kind) -> the owner and the failure, for cases failing outside H4's files."""
 
 
 def _file_cases() -> list:
