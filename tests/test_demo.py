@@ -40,6 +40,7 @@ def test_demo_gold_is_never_the_proxy():
     assert spec.graders["gold"].kind != spec.graders["proxy"].kind
 
 
+@pytest.mark.slow  # the default suite runs `demo --quick` in tests/pipeline/test_run.py
 @requires_embedded
 def test_demo_quick_end_to_end(tmp_path):
     r = run_cli(

@@ -94,26 +94,30 @@ def test_every_stage_kind_has_a_documented_config():
 
 @requires_embedded
 def test_run_quick_profile_every_stage_then_resume_redoes_nothing(tmp_path):
+    """`judge-rl demo --quick` runs every stage; `judge-rl run evals/demo.yaml --profile quick` on
+    the same folder redoes nothing (the demo *is* that pipeline); a changed stage config reruns
+    that stage only (resume is by config hash)."""
     run = tmp_path / "demo"
     env = {"JUDGE_RL_JUDGMENT_CACHE": str(tmp_path / "judgments.sqlite")}
-    args = ("run", str(DEMO), "--profile", "quick", "--run", str(run), "--threads", "1")
-    r = run_cli(*args, timeout=600, env=env)
+    r = run_cli("demo", "--quick", "--run", str(run), "--threads", "1", timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     log = json.loads((run / "log.json").read_text())
     stages = log["pipeline"]["stages"]
     assert [s["name"] for s in stages] == list(read_pipeline(DEMO).stages)
     assert all(s["status"] == "done" for s in stages), stages
+    assert all(s["threads"] == 1 for s in stages)
     for section in ("label", "audit", "ppo", "overopt", "tournament", "demo"):
         assert log[section], section
     assert len(log["ppo"]["steps"]) == 2
     models = {row["model"] for row in log["tournament"]["leaderboard"]}
     assert "base-policy" in models and "empty-answer" in models and "answer-repeated" in models
-    # the demo's intervals carry how they were computed
-    gain = log["demo"]["gold_base"]
-    assert gain["level"] == 0.95 and gain["method"] and gain["resample"]
+    base = log["demo"]["gold_base"]  # intervals carry how they were computed
+    assert base["level"] == 0.95 and base["method"] and base["resample"]
+    assert log["notes"], "the report printed no conclusions"
     assert (run / "report.html").exists() and "HTML report:" in r.stdout
     files = {p: p.stat().st_mtime_ns for p in (run / "stages").iterdir()}
 
+    args = ("run", str(DEMO), "--profile", "quick", "--run", str(run), "--threads", "1")
     t0 = time.perf_counter()
     r2 = run_cli(*args, timeout=600, env=env)
     again = time.perf_counter() - t0
@@ -123,21 +127,12 @@ def test_run_quick_profile_every_stage_then_resume_redoes_nothing(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (run / "stages").iterdir()} == files
     assert log2["demo"] == log["demo"] and log2["tournament"] == log["tournament"]
     assert "skipped" in r2.stderr
-    assert again < 60, f"the resumed run took {again:.0f}s: something was redone"
+    assert again < 120, f"the resumed run took {again:.0f}s: something was redone"
 
-
-@requires_embedded
-def test_a_changed_stage_config_redoes_that_stage_and_what_follows(tmp_path):
-    """Resume is by config hash: change the report's bootstrap and only the report reruns."""
-    run = tmp_path / "demo"
-    env = {"JUDGE_RL_JUDGMENT_CACHE": str(tmp_path / "judgments.sqlite")}
     spec = tmp_path / "demo.yaml"
-    spec.write_text(DEMO.read_text())
-    args = ("run", str(spec), "--profile", "quick", "--run", str(run), "--threads", "1")
-    assert run_cli(*args, timeout=600, env=env).returncode == 0
     spec.write_text(DEMO.read_text().replace("report: {bootstrap: 200", "report: {bootstrap: 300"))
-    r = run_cli(*args, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r3 = run_cli("run", str(spec), *args[2:], timeout=600, env=env)
+    assert r3.returncode == 0, r3.stderr[-2000:]
     status = {
         s["name"]: s["status"]
         for s in json.loads((run / "log.json").read_text())["pipeline"]["stages"]
