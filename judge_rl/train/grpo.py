@@ -814,6 +814,85 @@ class GRPOTrainer:
             r.texts,
         )
 
+    def _group_rollout(
+        self, items: list[PromptItem], encoded: list[list[int]], K: int, *, greedy: bool = False
+    ) -> _Batch:
+        """Sample K responses to each of G prompts, running each prompt's prefill once: the
+        prompts (all but their last token) fill a KV cache ``(G, ...)``, repeated K times, and
+        ``generate`` continues from it on the ``(G*K, P)`` batch. Same sampling distribution and
+        settings as :class:`~judge_rl.train.rollout.HFRolloutEngine`."""
+        import torch
+        from transformers import DynamicCache, GenerationConfig
+
+        from judge_rl.train.rollout import left_pad, response_mask_from_ids
+
+        c = self.config
+        eng = self.engine
+        q_ids, q_mask = left_pad(encoded, int(self.tokenizer.pad_token_id))  # (G, P)
+        m: Any = self.policy
+        dev = self.device
+        pos = (q_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)
+        cfg = GenerationConfig(
+            max_new_tokens=c.max_new_tokens,
+            min_new_tokens=0,
+            do_sample=not greedy,
+            temperature=None if greedy else c.temperature,
+            top_k=None if greedy else (c.top_k or 0),
+            top_p=None if greedy else c.top_p,
+            pad_token_id=eng.pad_id,
+            eos_token_id=eng.eos,
+            use_cache=True,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            typical_p=1.0,
+        )
+        was_training = m.training
+        m.eval()
+        with torch.no_grad():
+            cache = DynamicCache()
+            m(
+                input_ids=q_ids[:, :-1].to(dev),
+                attention_mask=q_mask[:, :-1].to(dev),
+                position_ids=pos[:, :-1].to(dev),
+                use_cache=True,
+                past_key_values=cache,
+            )  # prefill (G, P-1)
+            cache.batch_repeat_interleave(K)  # (G*K, heads, P-1, d)
+            ids_k = q_ids.repeat_interleave(K, 0)  # (G*K, P)
+            mask_k = q_mask.repeat_interleave(K, 0)  # (G*K, P)
+            out = m.generate(
+                input_ids=ids_k.to(dev),
+                attention_mask=mask_k.to(dev),
+                past_key_values=cache,
+                generation_config=cfg,
+            )  # (G*K, P + R')
+        if was_training:
+            m.train()
+        response_ids = out[:, ids_k.shape[1] :].cpu()  # (B, R')
+        if response_ids.shape[1] == 0:
+            response_ids = torch.full((ids_k.shape[0], 1), eng.eos[0], dtype=torch.long)
+        mask, ended = response_mask_from_ids(response_ids, eng.eos)
+        response_ids = torch.where(
+            mask.bool(), response_ids, torch.full_like(response_ids, eng.pad_id)
+        )
+        texts = self.tokenizer.batch_decode(
+            [ids[: int(k)].tolist() for ids, k in zip(response_ids, mask.sum(1), strict=True)],
+            skip_special_tokens=True,
+        )
+        width = max(1, int(mask.sum(1).max()))
+        return _Batch(items, ids_k, mask_k, response_ids[:, :width], mask[:, :width], ended, texts)
+
+    def _can_share_prefill(self, encoded: list[list[int]]) -> bool:
+        from judge_rl.train.rollout import HFRolloutEngine
+
+        return (
+            self.config.shared_prompt
+            and isinstance(self.engine, HFRolloutEngine)
+            and not self._peft
+            and self.accelerator.num_processes == 1
+            and min(len(e) for e in encoded) >= 2
+        )
+
     def _score(self, batch: _Batch, K: int) -> list[float]:
         queries = [
             RewardQuery(
@@ -845,7 +924,11 @@ class GRPOTrainer:
         # 1. Rollout: each of G prompts K times, a group's samples contiguous --------------------
         idx = self._next_indices()
         items = [self.items[i] for i in idx for _ in range(K)]
-        batch = self._rollout(items, [self._encoded[i] for i in idx for _ in range(K)])
+        enc = [self._encoded[i] for i in idx]
+        if self._can_share_prefill(enc):
+            batch = self._group_rollout(items, enc, K)
+        else:
+            batch = self._rollout(items, [e for e in enc for _ in range(K)])
         B, R = batch.response_ids.shape
         G = B // K
         t_gen = time.perf_counter()

@@ -332,3 +332,17 @@ def test_shared_prompt_forward_gives_the_plain_forward_results():
     for a, b in zip(runs[True], runs[False], strict=True):
         for k in ("reward_mean", "kl", "kl_k3", "loss", "entropy", "clip_frac"):
             assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-4), (a["step"], k)
+
+
+def test_shared_prefill_samples_what_the_plain_rollout_samples():
+    cfg, model, tok, _ = toy(batch_size=4, group_size=3, max_new_tokens=10, mini_batch_size=0)
+    prompts = [f"question {i} " + "x" * (i % 5) for i in range(8)]  # lengths differ: left padding
+    tr = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
+    items, enc = tr.items[:4], tr._encoded[:4]
+    rep = [it for it in items for _ in range(3)]
+    torch.manual_seed(1)
+    a = tr._group_rollout(rep, enc, 3)
+    torch.manual_seed(1)
+    b = tr._rollout(rep, [e for e in enc for _ in range(3)])
+    assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
+    assert torch.equal(a.query_ids, b.query_ids) and torch.equal(a.response_mask, b.response_mask)
