@@ -73,7 +73,10 @@ def checkpoints_of(run: RunLog, run_path: str | os.PathLike[str] = ".") -> list[
     out = [by_step[k] for k in sorted(by_step)]
     if not out:
         raise JudgeRLError(f"{run_path}: the run log lists no checkpoints (ppo.checkpoints)")
-    missing = [c["path"] for c in out if not (Path(c["path"]) / "config.json").exists()]
+    from judge_rl.models import is_policy_checkpoint
+
+    # a full model folder (config.json) or a LoRA adapter folder (adapter_config.json)
+    missing = [c["path"] for c in out if not is_policy_checkpoint(c["path"])]
     if missing:
         raise JudgeRLError(
             f"{run_path}: checkpoint folder(s) missing or not a model folder: {', '.join(missing)}"
@@ -165,10 +168,10 @@ def analyse_run(
             if path is None:
                 samples = ref_samples
             else:
-                from transformers import AutoModelForCausalLM
+                from judge_rl.models import load_policy_checkpoint
 
-                model = AutoModelForCausalLM.from_pretrained(path)
-                model = model.to(device).eval()  # type: ignore[arg-type]
+                # full or LoRA-adapter checkpoints alike (adapters are merged into their base)
+                model = load_policy_checkpoint(path, device=device).eval()
                 samples = ModelPolicy(model, tok, ref, **kw).sample([it.prompt for it in items])
                 del model
                 gc.collect()

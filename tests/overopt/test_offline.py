@@ -47,3 +47,46 @@ def test_errors_name_the_problem(tmp_path):
     log = RunLog(run="r", command="ppo", ppo=PPOSection(checkpoints=[{"step": 1, "path": "gone"}]))
     with pytest.raises(JudgeRLError, match="missing or not a model folder: gone"):
         checkpoints_of(log, tmp_path)
+
+
+def test_adapter_only_checkpoints_are_analysed(tmp_path):
+    """A LoRA run's checkpoints hold adapter_config.json and no config.json: `judge-rl overopt`
+    reads them (merged into their base) instead of refusing them as 'not a model folder'."""
+    pytest.importorskip("peft")
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from judge_rl.models import load_causal_lm, save_tiny_model, write_adapter_base
+    from judge_rl.overopt import planted
+    from judge_rl.overopt.offline import OfflineConfig, analyse_run
+
+    base = save_tiny_model(tmp_path / "base", hidden_size=32, num_layers=2)
+    pm = get_peft_model(
+        load_causal_lm(str(base)), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.no_grad():  # a non-zero adapter, so the checkpoint differs from its base
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.05)
+    ck = tmp_path / "run" / "checkpoint-000002"
+    pm.save_pretrained(ck)
+    write_adapter_base(ck, str(base))
+    assert not (ck / "config.json").exists()
+    log = RunLog(
+        run="r",
+        command="ppo",
+        config={"policy": str(base), "reward": "verifier:gsm8k", "max_new_tokens": 8},
+        ppo=PPOSection(checkpoints=[{"step": 2, "path": str(ck)}]),
+    )
+    assert checkpoints_of(log, tmp_path / "run")[0]["path"] == str(ck)
+    sec = analyse_run(
+        log,
+        planted.ShortWithTarget(),
+        planted.prompts(4, seed=3),
+        proxy=planted.TargetCount(),
+        run_path=tmp_path / "run",
+        config=OfflineConfig(device="cpu", max_new_tokens=8),
+    )
+    assert [p["step"] for p in sec.points] == [0, 2]
+    assert sec.points[1]["checkpoint"] == str(ck)
+    assert sec.points[1]["kl"] != 0.0  # the adapter was applied, not just the base
