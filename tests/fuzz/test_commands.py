@@ -650,7 +650,10 @@ def _figures() -> dict:  # pragma: no cover - a script, run by hand for the clos
         os.chdir(work)
         o, p = run_flag_case(name, d)
         record(f"flag/{name}", o, p, XFAIL_FLAGS.get(name))
-    os.chdir(root)
+    os.chdir(root.parent)
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
     counts["seconds"] = round(time.perf_counter() - t0)
     return {"counts": dict(counts), "failures": failures}
 
