@@ -700,7 +700,7 @@ class GRPOTrainer:
                 input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
             ).last_hidden_state  # (U, P, H)
             h_last = hp[torch.arange(len(prompts), device=dev), plen.to(dev) - 1]  # (U, H)
-            cache.reorder_cache(own.to(dev))  # (b, heads, P, d): each sample's own prompt
+            cache.reorder_cache(own.to(dev))  # type: ignore[arg-type] # (b, heads, P, d): each sample's own prompt
             hs = body(
                 input_ids=suffix.to(dev),
                 attention_mask=mask.to(dev),
