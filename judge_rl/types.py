@@ -132,15 +132,30 @@ class JudgeCall(_Record):
     """Total probability on the label tokens at the verdict position (before renormalising);
     small values mean ``p_a`` says little about what the judge wrote."""
     note: str | None = None
-    """Why ``p_a`` was left out or flagged (``low_mass``, ``probs_contradict``), when it was."""
+    """Why ``p_a`` was left out or flagged (``low_mass``, ``probs_contradict``), or
+    ``verdict_from_probs`` (no verdict written: taken from the label probabilities)."""
+    attempts: int | None = None
+    """Attempts sent to a server for this call (1 + retries); None: the backend keeps none."""
+    retries: int | None = None
+    timeouts: int | None = None
+    """Attempts that got no answer within the backend's timeout (their work was lost)."""
+    attempt_latency_s: list[float] | None = None
+    """Seconds per attempt, in order (``latency_s`` is the answering attempt's)."""
 
     @model_serializer(mode="wrap")
     def _omit_unset_optional(self, handler: Any) -> Any:
-        # label_mass and note are left out when unset, so logs of judges without label
-        # probabilities read exactly as before these fields existed.
+        # label_mass, note and the transport fields are left out when unset, so logs of judges
+        # without label probabilities or transport data read exactly as before they existed.
         data = handler(self)
         if isinstance(data, dict):
-            for key in ("label_mass", "note"):
+            for key in (
+                "label_mass",
+                "note",
+                "attempts",
+                "retries",
+                "timeouts",
+                "attempt_latency_s",
+            ):
                 if data.get(key) is None:
                     data.pop(key, None)
         return data

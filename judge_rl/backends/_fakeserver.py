@@ -97,6 +97,8 @@ class ServerState:
     max_busy: int = 0
     texts: dict[str, str] = field(default_factory=dict)
     """Content key -> the request's last message text (to map requests back to items)."""
+    last_body: dict[str, Any] = field(default_factory=dict)
+    """Body of the latest request (to check what the client sent)."""
     last_headers: dict[str, str] = field(default_factory=dict)
     """Headers of the latest request (lower-case names)."""
     auth: set[str] = field(default_factory=set)
@@ -174,6 +176,7 @@ class FakeServer:
         if "Authorization" in request.headers:
             st.auth.add(request.headers["Authorization"])
         body = await request.json()
+        st.last_body = body if isinstance(body, dict) else {}
         key = content_key(body.get("messages"))
         st.hits[key] += 1
         if key not in st.texts:
@@ -237,6 +240,10 @@ class FakeServer:
             text = f"echo: {str(last)[:40]} #{self.state.answered[key]}"
         elif self.reply == "answer":  # a verdict in words: the labels sit in top_logprobs
             text = "Answer: " + {"A": "the first", "B": "the second", "C": "neither"}[letter]
+        elif _json_schema_field(body):  # structured output: a JSON object, the schema's key
+            text = json.dumps(
+                {"reasoning": "Comparing the two answers.", _json_schema_field(body): letter}
+            )
         else:
             text = f"Comparing the two answers carefully.\n[[{letter}]]"
         n = 1 if self.ignore_n else int(body.get("n") or 1)
@@ -261,6 +268,19 @@ class FakeServer:
         }
 
 
+def _json_schema_field(body: dict[str, Any]) -> str | None:
+    """The verdict key of a request's ``response_format`` JSON schema (the property whose
+    values are an enum), or None without structured output."""
+    rf = body.get("response_format")
+    if not isinstance(rf, dict) or rf.get("type") != "json_schema":
+        return None
+    schema = (rf.get("json_schema") or {}).get("schema") or {}
+    for key, prop in (schema.get("properties") or {}).items():
+        if isinstance(prop, dict) and "enum" in prop:
+            return str(key)
+    return None
+
+
 def _logprobs(letter: str) -> list[dict[str, Any]]:
     import math
 
@@ -279,11 +299,11 @@ def _answer_logprobs(letter: str) -> list[dict[str, Any]]:
     are its alternatives in that position's ``top_logprobs`` (the verdict position)."""
     import math
 
-    probs = {"Answer": 0.5, "A": 0.1, "B": 0.1, "C": 0.05, "The": 0.05}
-    probs[letter] += 0.2
+    probs = {"Answer": 0.3, "A": 0.15, "B": 0.15, "C": 0.1, "The": 0.05}
+    probs[letter] += 0.25  # the labels hold 0.65 of the mass: enough to read a verdict from
     top = [{"token": k, "logprob": math.log(v)} for k, v in probs.items()]
     return [
-        {"token": "Answer", "logprob": math.log(0.5), "top_logprobs": top},
+        {"token": "Answer", "logprob": math.log(0.3), "top_logprobs": top},
         {"token": ":", "logprob": 0.0, "top_logprobs": [{"token": ":", "logprob": 0.0}]},
     ]
 

@@ -464,6 +464,10 @@ class OpenAIBackend:
             circuit breaker: no traffic goes there except one re-probe after the cooldown.
         breaker_cooldown_s: First open period (doubles after each failed re-probe, up to
             ``breaker_max_cooldown_s``).
+        structured_output: Send a request's ``response_format`` (a JSON schema, from judges
+            with ``verdict: json``) as the body's ``response_format``, as OpenAI, vLLM and the
+            llama.cpp server accept it. ``False`` for a server that rejects the field: the
+            judge then asks for JSON in words only.
         **extra: Extra request-body fields sent with every request (e.g. ``top_k`` for vLLM).
     """
 
@@ -493,6 +497,7 @@ class OpenAIBackend:
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 2.0,
         breaker_max_cooldown_s: float = 30.0,
+        structured_output: bool = True,
         **extra: Any,
     ) -> None:
         if not model:
@@ -547,6 +552,8 @@ class OpenAIBackend:
         self.transport = transport
         self.fast_path = bool(fast_path)
         self.extra_body = dict(extra)
+        self.supports_response_format = bool(structured_output)
+        """Whether requests' ``response_format`` (structured output) is sent."""
         self.adaptive = bool(adaptive)
         self.initial_concurrency = min(
             self.concurrency, int(initial_concurrency or min(2, self.concurrency))
@@ -935,6 +942,8 @@ class OpenAIBackend:
         if req.label_probs:
             body["logprobs"] = True
             body["top_logprobs"] = self.top_logprobs
+        if req.response_format and self.supports_response_format:
+            body["response_format"] = req.response_format
         if self.extra_body:
             body.update(self.extra_body)
         return json.dumps(body, ensure_ascii=False).encode("utf-8")

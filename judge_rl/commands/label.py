@@ -339,6 +339,7 @@ def summarize(judgments: list[Any], time_s: float) -> dict[str, Any]:
             "low_label_mass": low,
             "label_mass_calls": len(masses),
             "probs_contradict": sum(1 for c in calls if c.note == "probs_contradict"),
+            "verdict_from_probs": sum(1 for c in calls if c.note == "verdict_from_probs"),
         }
     return {
         **mass,
@@ -477,6 +478,11 @@ async def _run(args: argparse.Namespace) -> int:
     summary["written"] = len(records)
     summary["ties_dropped"] = ties if getattr(args, "drop_ties", True) else 0
     summary["budget_refused"] = budget.refused
+    from judge_rl.judge.cli_options import transport_summary
+
+    transport = transport_summary(judge)
+    if transport:
+        summary["transport"] = transport
     rdir = run_dir(args.run)
     log = new_log(
         "label",
@@ -641,6 +647,14 @@ def _summary_table(name: str, s: dict[str, Any]) -> Any:
             "label mass",
             f"{s['label_mass_mean']:.2f} mean at the verdict; {s['low_label_mass']} of "
             f"{s['label_mass_calls']} calls below the flag threshold",
+        )
+    tr = s.get("transport") or {}
+    if "attempts" in tr:
+        urls = len(tr.get("endpoints") or [])
+        t.add_row(
+            "transport",
+            f"{tr['attempts']} attempts, {tr.get('retries', 0)} retries, "
+            f"{tr.get('timeouts', 0)} timeouts" + (f" over {urls} endpoint(s)" if urls else ""),
         )
     t.add_row("written", str(s.get("written", 0)))
     if s.get("ties_dropped"):

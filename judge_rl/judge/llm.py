@@ -32,7 +32,7 @@ from judge_rl._io import content_hash
 from judge_rl.backends.base import Backend, ChatRequest, ChatResult
 from judge_rl.errors import ConfigError
 from judge_rl.judge._common import POINTWISE_KINDS, compare_by_scores, failed
-from judge_rl.judge.budget import Budget, Estimate, estimate_tokens, price_of
+from judge_rl.judge.budget import Budget, Estimate, estimate_tokens, price_of, worst_case_cost
 from judge_rl.judge.parse import (
     LOW_LABEL_MASS,
     ParseError,
@@ -250,9 +250,11 @@ class LLMJudge:
             (one call per criterion, which lets ``label_probs`` give P(yes)).
         tie_margin: Pointwise/rubric comparisons: a score gap at most this is a tie.
         prices: USD per million ``input``/``output`` tokens, for estimates and the budget.
-        expected_completion_tokens: Completion length assumed by estimates and the budget before
-            any call has finished (default ``max_tokens``, the worst case).
-        budget: A shared :class:`Budget`, or None for no limit.
+        expected_completion_tokens: Completion length assumed by estimates before any call has
+            finished (default ``max_tokens``, the worst case).
+        budget: A shared :class:`Budget`, or None for no limit. Each call reserves its worst
+            case (prompt + ``max_tokens`` at ``prices``) and settles at its actual cost, so
+            ``max_cost`` is a hard cap without :meth:`Budget.cover`.
     """
 
     def __init__(
@@ -360,6 +362,10 @@ class LLMJudge:
         }
         if self.verdict != VerdictRule():
             params["verdict"] = self.verdict.as_dict()
+        if self.kind not in POINTWISE_KINDS and self._verdict_schema() is not None:
+            # pairwise requests carry the verdict's JSON schema: structured output decodes
+            # differently, so its verdicts are not those of free-text decoding
+            params["structured_output"] = True
         if self.label_probs:
             params["label_position"] = self.label_position
         if self.label_prefix:
@@ -673,6 +679,11 @@ class LLMJudge:
             res.completion_tokens += f.completion_tokens
             res.cost += f.cost
             res.latency_s += f.latency_s
+            if getattr(res, "attempts", 0) and getattr(f, "attempts", 0):
+                res.attempts += f.attempts  # type: ignore[attr-defined]
+                res.retries += f.retries  # type: ignore[attr-defined]
+                res.timeouts += f.timeouts  # type: ignore[attr-defined]
+                res.attempt_latency_s += f.attempt_latency_s  # type: ignore[attr-defined]
             if f.error is None and f.label_probs:
                 res.label_probs = f.label_probs
                 res.label_mass = f.label_mass
@@ -782,8 +793,10 @@ class LLMJudge:
             if req is None:
                 continue
             if self.budget is not None:
-                est = price_of(_request_tokens(req), self._completion_estimate(), self.prices)
-                if not self.budget.reserve(est):
+                # the call's worst case (prompt + max_tokens): the cap holds however many calls
+                # are in flight and however long their completions turn out
+                est = worst_case_cost(_request_tokens(req), max(1, req.max_tokens), self.prices)
+                if not self.budget.reserve(est, worst_case=True):
                     out[i] = ChatResult(error=f"budget: {self.budget.reason()}")
                     continue
                 reserved[i] = est
@@ -796,7 +809,7 @@ class LLMJudge:
         except BaseException:
             if self.budget is not None:
                 for i in todo:  # the backend raised: give the reservations back uncharged
-                    self.budget.release(reserved[i])
+                    self.budget.release(reserved[i], worst_case=True)
             raise
         wall = time.perf_counter() - t0
         for i, res in zip(todo, results, strict=True):
@@ -807,14 +820,20 @@ class LLMJudge:
             if res.error is None and res.completion_tokens:
                 self._completion_seen.append(res.completion_tokens)
             if self.budget is not None:
-                self.budget.settle(reserved[i], res.cost, res.prompt_tokens, res.completion_tokens)
+                self.budget.settle(
+                    reserved[i],
+                    res.cost,
+                    res.prompt_tokens,
+                    res.completion_tokens,
+                    worst_case=True,
+                )
             out[i] = res
         return out
 
     # --- parsing ------------------------------------------------------------------------------
 
     def _pair_call(self, c: Comparison, res: ChatResult) -> JudgeCall:
-        usage = _usage(res)
+        usage = {**_usage(res), **_transport(res)}
         if res.error is not None:
             return JudgeCall(first_id=c.a.id, error=res.error, raw=res.text or "", **usage)
         raw = res.text
@@ -838,7 +857,17 @@ class LLMJudge:
             try:
                 verdict = locate_pairwise(raw, self.verdict)[0]
             except ParseError as e:
-                return JudgeCall(first_id=c.a.id, error=f"parse: {e}", raw=raw, **usage)
+                if not (
+                    self.label_probs
+                    and by_probs is not None
+                    and mass is not None
+                    and mass >= LOW_LABEL_MASS
+                ):
+                    return JudgeCall(first_id=c.a.id, error=f"parse: {e}", raw=raw, **usage)
+                # No verdict written (a reply in words, "Answer: the second"), but the
+                # backend read the labels at the verdict position with enough mass: the
+                # most likely label is the verdict. Never used over a written verdict.
+                verdict, note = by_probs, "verdict_from_probs"
             except RecursionError:  # belt and braces: the parser bounds JSON depth itself
                 return JudgeCall(
                     first_id=c.a.id, error="parse: reply nested too deeply", raw=raw, **usage
@@ -848,7 +877,12 @@ class LLMJudge:
             ):
                 # never take the probabilities over the verdict the judge wrote
                 p_first, note = None, "probs_contradict"
-        if p_first is not None and mass is not None and mass < LOW_LABEL_MASS:
+        if (
+            p_first is not None
+            and mass is not None
+            and mass < LOW_LABEL_MASS
+            and note != "verdict_from_probs"
+        ):
             note = "low_mass"
         assert verdict is not None
         winner = {"A": "a", "B": "b", "tie": "tie"}[verdict]
@@ -875,6 +909,8 @@ class LLMJudge:
             call = rec.calls[0]
             if not call.raw or (call.error is not None and not call.error.startswith("parse")):
                 return None
+            if call.error is None and call.note == "verdict_from_probs":
+                return rec  # read from the label probabilities, which the raw text lacks
             try:
                 verdict = locate_pairwise(call.raw, self.verdict)[0]
             except ParseError as e:
@@ -1015,6 +1051,20 @@ def _usage(res: ChatResult) -> dict[str, Any]:
         "completion_tokens": res.completion_tokens,
         "cost": res.cost,
         "latency_s": res.latency_s,
+    }
+
+
+def _transport(res: ChatResult) -> dict[str, Any]:
+    """Attempts, retries, timeouts and per-attempt latency, where the backend reports them
+    (OpenAI-compatible results); nothing for backends that keep none."""
+    attempts = getattr(res, "attempts", 0)
+    if not isinstance(attempts, int) or attempts <= 0:
+        return {}
+    return {
+        "attempts": attempts,
+        "retries": int(getattr(res, "retries", 0) or 0),
+        "timeouts": int(getattr(res, "timeouts", 0) or 0),
+        "attempt_latency_s": [float(x) for x in getattr(res, "attempt_latency_s", None) or []],
     }
 
 

@@ -241,10 +241,10 @@ def test_llama_cpp_like_server_generate_n6_and_label_with_default_settings(tmp_p
     """One request at a time, ``n`` ignored, ``top_logprobs`` returned. ``generate --n 6`` and
     ``label`` (with label probabilities) run with the default concurrency (64) and retries; the
     timeout is shortened to 1 s so that queueing 64 requests at a 0.1 s server would throw
-    answers away. Before: 5 of 6 samples then an error (and the samples discarded), the source
-    named after the embedded model, and timeouts with requests asked again. (The backend's
-    reading of a reply in words, "Answer: ...", whose labels sit in the first position's
-    top_logprobs is in tests/backends/test_openai.py.)"""
+    answers away. The judge replies in words ("Answer: the second"), with the labels in the
+    first position's top_logprobs, as issue 16 item 6 states it. Before: 5 of 6 samples then an
+    error (and the samples discarded), the source named after the embedded model, timeouts with
+    requests asked again, and every reply in words a ``parse:`` error."""
     pytest.importorskip("aiohttp")
     from judge_rl.backends._fakeserver import start_in_thread
     from judge_rl.cli import main
@@ -288,7 +288,7 @@ def test_llama_cpp_like_server_generate_n6_and_label_with_default_settings(tmp_p
         "Question: {{ prompt }}\nFirst: {{ response_a }}\nSecond: {{ response_b }}\n"
         "Which is better? End with [[A]], [[B]] or [[C]] on a line of its own."
     )
-    with start_in_thread(slots=1, latency_s=0.1) as srv:
+    with start_in_thread(reply="answer", slots=1, latency_s=0.1) as srv:
         spec.write_text(
             json.dumps(
                 {
@@ -312,6 +312,9 @@ def test_llama_cpp_like_server_generate_n6_and_label_with_default_settings(tmp_p
     judgments = load(tmp_path / "lab").label.judgments
     assert len(judgments) == 24 and all(j.error is None and j.winner for j in judgments)
     assert all(j.p_a is not None for j in judgments)
+    assert all(j.calls[0].note == "verdict_from_probs" for j in judgments)
+    assert load(tmp_path / "lab").label.summary["verdict_from_probs"] == 24
+    assert all(j.calls[0].raw.startswith("Answer:") for j in judgments)
 
 
 def _gen_openai(url: str, prompts: Path, out: Path, run: Path, *extra: str) -> int:

@@ -244,3 +244,27 @@ def test_audit_honours_the_budget_and_exits_with_its_status(cli, tmp_path):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "budget reached" in r.stderr and "Traceback" not in r.stderr
     assert (out / "log.json").exists()  # the finished work is saved before the budget exit
+
+
+def test_library_llm_judge_with_a_budget_is_a_hard_cap_without_cover(pairwise_template):
+    """Library use, no CLI and no ``Budget.cover``: an LLMJudge sharing a $0.01 Budget, 64 calls
+    in flight, completions 50x longer than expected: spent <= cap. Before: each call reserved
+    only ``expected_completion_tokens`` and the run spent several times the cap."""
+    budget = Budget(max_cost=0.01)
+    prices = {"input": 5.0, "output": 15.0}
+    backend = MockBackend(
+        text="x" * 3000 + "\n[[A]]", latency_s=0.02, cut_at_max_tokens=True, concurrency=64
+    )
+    llm = LLMJudge(
+        backend,
+        pairwise_template,
+        budget=budget,
+        prices=prices,
+        max_tokens=400,
+        expected_completion_tokens=8,
+    )
+    js = compare_sync(OrderedJudge(llm, "both"), _many(100))
+    assert budget.calls >= 1
+    assert budget.cost <= 0.01, budget.cost
+    assert budget.overrun == 0
+    assert budget.exhausted and any(j.error_kind == "budget" for j in js)

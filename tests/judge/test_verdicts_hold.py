@@ -410,3 +410,48 @@ def test_issue15_2_scores_after_reasoning_are_not_read_at_the_reply_start(make_c
     [s] = asyncio.run(judge.score([Candidate(prompt_id="q", prompt="p", response="r")]))
     assert backend.requests[0].label_probs is None  # not read at the start of a reasoning reply
     assert s.score == 4.0
+
+
+# --- issue 16 item 6: a verdict in words, the labels in the first position's top_logprobs --------
+
+PROBS_B = {"A": 0.2, "B": 0.7, "C": 0.1}
+
+
+def test_issue16_6_verdict_from_label_probs_when_no_verdict_is_written(make_comp):
+    """A reply starting "Answer:" writes no marker; the backend read the labels at its first
+    position with enough mass: the verdict comes from the probabilities. Before: ``parse:``."""
+    backend = Scripted([("Answer: the second one", PROBS_B, 0.8, "stop")])
+    judge = _judge(backend, label_probs=True, max_tokens=300)
+    [j] = asyncio.run(judge.compare([make_comp("x", "y")]))
+    assert j.error is None and j.winner == "b"
+    assert j.p_a == pytest.approx(0.25)
+    assert j.calls[0].note == "verdict_from_probs" and j.calls[0].label_mass == 0.8
+
+
+@pytest.mark.parametrize(
+    ("mass", "label_probs"),
+    [(0.3, True), (None, True), (0.8, False)],
+    ids=["low-mass", "mass-unknown", "spec-does-not-read-probs"],
+)
+def test_issue16_6_no_written_verdict_stays_a_parse_error_without_enough_mass(
+    make_comp, mass, label_probs
+):
+    backend = Scripted([("Answer: the second one", PROBS_B, mass, "stop")])
+    judge = _judge(backend, label_probs=label_probs, max_tokens=300)
+    [j] = asyncio.run(judge.compare([make_comp("x", "y")]))
+    assert j.winner is None and j.error_kind == "parse"
+
+
+def test_issue16_6_probabilities_never_override_a_written_verdict(make_comp):
+    backend = Scripted([("Answer: the first.\n[[A]]", PROBS_B, 0.95, "stop")])
+    judge = _judge(backend, label_probs=True, max_tokens=300)
+    [j] = asyncio.run(judge.compare([make_comp("x", "y")]))
+    assert j.winner == "a" and j.p_a is None and j.calls[0].note == "probs_contradict"
+
+
+def test_issue16_6_a_verdict_from_probs_survives_a_reparse(make_comp):
+    backend = Scripted([("Answer: the second one", PROBS_B, 0.8, "stop")])
+    judge = _judge(backend, label_probs=True, max_tokens=300)
+    [j] = asyncio.run(judge.compare([make_comp("x", "y")]))
+    again = judge.reparse(j)
+    assert again is None or (again.winner == "b" and again.error is None)
