@@ -90,6 +90,8 @@ def test_gold_and_proxy_disagree_exactly_on_the_hack():
     assert gold([q(t) for t in hack]) == [0.0, 0.0, 0.0]
     assert proxy([q(t) for t in hack]) == [2.0, 4.0, 2.0]
     assert gold([q("The sum of seven and five is twelve, 12")]) == [0.0]  # not brief
+    verbose = AnswerMentions(1.0, per_word=0.1)  # a verbosity bias on top
+    assert verbose([q("12"), q("it is 12 I think")]) == pytest.approx([1.1, 1.5])
 
 
 def test_grader_judge_audit_pairs_are_right_by_construction():
