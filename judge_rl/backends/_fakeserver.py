@@ -127,6 +127,7 @@ class FakeServer:
         model: str = "fake-judge",
         ignore_n: bool = False,
         slots: int = 0,
+        structured_output: bool = True,
     ) -> None:
         unknown = set(faults or {}) - set(FAULTS)
         if unknown:
@@ -143,6 +144,9 @@ class FakeServer:
         """Requests processed at once (0: unlimited); the rest wait in a queue, as on a
         llama.cpp server started with one slot. A request whose client gave up is still
         processed (its work is thrown away)."""
+        self.structured_output = bool(structured_output)
+        """``False``: a request with ``response_format`` gets HTTP 400, as from a server
+        without structured output."""
         self._slot_sem: asyncio.Semaphore | None = None
         self.state = ServerState()
 
@@ -178,6 +182,11 @@ class FakeServer:
         body = await request.json()
         st.last_body = body if isinstance(body, dict) else {}
         key = content_key(body.get("messages"))
+        if not self.structured_output and "response_format" in body:
+            st.statuses["400"] += 1
+            return web.json_response(
+                {"error": {"message": "'response_format' is not supported"}}, status=400
+            )
         st.hits[key] += 1
         if key not in st.texts:
             msgs = body.get("messages") or [{}]

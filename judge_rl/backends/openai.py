@@ -989,7 +989,14 @@ class OpenAIBackend:
                 else:  # 4xx: the request itself is wrong; retrying will not help
                     meta.latencies.append(time.perf_counter() - t0)
                     self._release(ep, "alive", time.monotonic(), meta.latencies[-1])
-                    return self._fail(f"backend: HTTP {status} {detail}".rstrip(), meta, t_start)
+                    msg = f"backend: HTTP {status} {detail}".rstrip()
+                    if req.response_format and self.supports_response_format:
+                        msg += (
+                            " (the request carried a JSON schema as response_format; for a "
+                            "server without structured output set backend_options: "
+                            "{structured_output: false})"
+                        )
+                    return self._fail(msg, meta, t_start)
             else:
                 meta.latencies.append(time.perf_counter() - t0)
                 ep.ok += 1

@@ -69,3 +69,18 @@ def test_no_schema_without_a_json_verdict_or_with_structured_output_off(verdict,
     assert "structured_output" not in judge.fingerprint.params
     if verdict == "auto":
         assert js[0].error is None
+
+
+def test_a_server_rejecting_response_format_fails_with_a_hint_naming_the_setting():
+    with start_in_thread(structured_output=False) as srv:
+        js = _compare(_judge(srv.url, "json"), [make_comparison("x", "yy")])
+        assert srv.state.statuses["400"] == 1  # a 4xx is not retried
+    assert js[0].error_kind == "backend"
+    assert "HTTP 400" in js[0].error and "structured_output: false" in js[0].error
+    with start_in_thread(structured_output=False) as srv:
+        js = _compare(
+            _judge(srv.url, "json", structured_output=False), [make_comparison("x", "yy")]
+        )
+        assert srv.state.statuses["200"] == 1 and "400" not in srv.state.statuses
+    # answered; the fake's free-text "[[X]]" reply has no JSON verdict: the judge's parse error
+    assert js[0].error_kind == "parse"
