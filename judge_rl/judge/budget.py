@@ -50,6 +50,18 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def prompt_token_bound(text: str) -> int:
+    """A prompt's token count for a reservation: four ASCII characters per token (English
+    text, as :func:`estimate_tokens`) but one token per other character (Chinese, Japanese,
+    emoji ... take one or more tokens each, never a quarter).
+
+    >>> prompt_token_bound("a" * 400), prompt_token_bound("答" * 400)
+    (100, 400)
+    """
+    other = sum(1 for ch in text if ord(ch) > 127)
+    return max(1, (len(text) - other + 3) // 4 + other)
+
+
 def check_prices(prices: Any, setting: str = "prices") -> dict[str, float] | None:
     """``{"input": x, "output": y}`` with finite, non-negative numbers, or a :class:`ConfigError`.
 
@@ -403,6 +415,7 @@ __all__ = [
     "parse_prices",
     "price_of",
     "price_table",
+    "prompt_token_bound",
     "table_prices",
     "worst_case_cost",
 ]

@@ -32,7 +32,14 @@ from judge_rl._io import content_hash
 from judge_rl.backends.base import Backend, ChatRequest, ChatResult
 from judge_rl.errors import ConfigError
 from judge_rl.judge._common import POINTWISE_KINDS, compare_by_scores, failed
-from judge_rl.judge.budget import Budget, Estimate, estimate_tokens, price_of, worst_case_cost
+from judge_rl.judge.budget import (
+    Budget,
+    Estimate,
+    estimate_tokens,
+    price_of,
+    prompt_token_bound,
+    worst_case_cost,
+)
 from judge_rl.judge.parse import (
     LOW_LABEL_MASS,
     ParseError,
@@ -344,6 +351,9 @@ class LLMJudge:
         """Chunks in flight: the backend's concurrency (API backends), or 2 (local models: one
         batch runs while the next is prepared)."""
         self._completion_seen: list[int] = []
+        self._prompt_ratio = 1.0
+        """Largest seen ratio of a reply's prompt tokens to the reservation's estimate (>= 1):
+        later reservations are scaled by it."""
         self._fp = self._fingerprint()
 
     # --- identity -----------------------------------------------------------------------------
@@ -795,7 +805,8 @@ class LLMJudge:
             if self.budget is not None:
                 # the call's worst case (prompt + max_tokens): the cap holds however many calls
                 # are in flight and however long their completions turn out
-                est = worst_case_cost(_request_tokens(req), max(1, req.max_tokens), self.prices)
+                prompt = _reserve_tokens(req) * self._prompt_ratio
+                est = worst_case_cost(prompt, max(1, req.max_tokens), self.prices)
                 if not self.budget.reserve(est, worst_case=True):
                     out[i] = ChatResult(error=f"budget: {self.budget.reason()}")
                     continue
@@ -820,6 +831,9 @@ class LLMJudge:
             if res.error is None and res.completion_tokens:
                 self._completion_seen.append(res.completion_tokens)
             if self.budget is not None:
+                if res.prompt_tokens:  # a tokenizer denser than the estimate: reserve more
+                    need = res.prompt_tokens / max(1, _reserve_tokens(requests[i]))  # type: ignore[arg-type]
+                    self._prompt_ratio = max(self._prompt_ratio, need)
                 self.budget.settle(
                     reserved[i],
                     res.cost,
@@ -1066,6 +1080,11 @@ def _transport(res: ChatResult) -> dict[str, Any]:
         "timeouts": int(getattr(res, "timeouts", 0) or 0),
         "attempt_latency_s": [float(x) for x in getattr(res, "attempt_latency_s", None) or []],
     }
+
+
+def _reserve_tokens(req: ChatRequest) -> int:
+    """The prompt tokens a budget reservation assumes (see :func:`prompt_token_bound`)."""
+    return sum(prompt_token_bound(str(m.get("content", ""))) + 4 for m in req.messages)
 
 
 def _request_tokens(req: ChatRequest) -> int:

@@ -268,3 +268,60 @@ def test_library_llm_judge_with_a_budget_is_a_hard_cap_without_cover(pairwise_te
     assert budget.cost <= 0.01, budget.cost
     assert budget.overrun == 0
     assert budget.exhausted and any(j.error_kind == "budget" for j in js)
+
+
+def test_hard_cap_holds_for_prompts_of_many_tokens_per_character():
+    """Prompts in Chinese: about one token per character, not four characters per token. The
+    reservation's prompt estimate must not undercount them: spent <= cap, no overrun. Before:
+    each call reserved a quarter of its prompt and the run passed the cap."""
+    from judge_rl.backends.base import ChatResult
+
+    prices = {"input": 5.0, "output": 15.0}
+
+    class PerChar:
+        name = "per-char"
+        model = "per-char"
+        concurrency = 64
+
+        def __init__(self):
+            self.calls = 0
+
+        async def chat(self, requests):
+            import asyncio
+
+            await asyncio.sleep(0.01)
+            self.calls += len(requests)
+            out = []
+            for r in requests:
+                pt = sum(len(m["content"]) for m in r.messages)  # one token per character
+                out.append(
+                    ChatResult(
+                        texts=["[[A]]"],
+                        prompt_tokens=pt,
+                        completion_tokens=3,
+                        cost=price_of(pt, 3, prices),
+                    )
+                )
+            return out
+
+        async def aclose(self):
+            return None
+
+    from tests.judge.conftest import make_comparison
+
+    comps = [
+        make_comparison("答案" * 300 + str(i), "回答" * 300, prompt="问题", i=i) for i in range(60)
+    ]
+    budget = Budget(max_cost=0.01)
+    backend = PerChar()
+    llm = LLMJudge(
+        backend,
+        "{{ prompt }} {{ response_a }} {{ response_b }}",
+        budget=budget,
+        prices=prices,
+        max_tokens=8,
+    )
+    compare_sync(llm, comps)
+    assert backend.calls >= 1 and budget.exhausted
+    assert budget.cost <= 0.01, budget.cost
+    assert budget.overrun == 0
