@@ -182,10 +182,22 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     log.timings["audit"] = time.perf_counter() - t0
+    from types import SimpleNamespace
+
+    from judge_rl.judge.cli_options import transport_summary
+
+    transport = transport_summary(SimpleNamespace(members=[judge, *extra.values()]))
+    if transport:  # what the judges' backends did on the wire (OpenAI-compatible endpoints)
+        section.transport = transport  # type: ignore[attr-defined]  # an extra key
     log.audit = section
     log.notes.extend(getattr(section, "notes", []))
     path = log.save(run_dir)
     render_summary(section)
+    if "attempts" in transport:
+        err.print(
+            f"transport: {transport['attempts']} attempts, {transport.get('retries', 0)} "
+            f"retries, {transport.get('timeouts', 0)} timeouts"
+        )
     err.print(f"run log: {path}")
     budget.check()  # exit 2 with the budget line when the budget stopped the run (log saved)
     return 0

@@ -84,3 +84,35 @@ def test_calls_without_transport_data_read_as_before():
     assert call.attempts is None and call.attempt_latency_s is None
     dumped = call.model_dump()
     assert not {"attempts", "retries", "timeouts", "attempt_latency_s"} & set(dumped)
+
+
+def test_audit_records_the_transport_of_its_judges(tmp_path, capsys):
+    from judge_rl.backends._fakeserver import start_in_thread
+    from judge_rl.cli import main
+    from tests.conftest import DATA
+
+    spec = tmp_path / "judge" / "judge.yaml"
+    spec.parent.mkdir()
+    (spec.parent / "prompt.j2").write_text(TEMPLATE)
+    with start_in_thread() as srv:
+        spec.write_text(
+            json.dumps(
+                {
+                    "version": "1", "kind": "pairwise", "backend": "openai", "model": "m",
+                    "base_urls": [srv.url], "template": "prompt.j2", "max_tokens": 16,
+                }
+            )
+        )  # fmt: skip
+        rc = main(
+            [
+                "audit", "--judge", str(spec), "--human", str(DATA / "hh_rlhf_sample.jsonl.gz"),
+                "--sample", "6", "--no-injection", "--bootstrap", "20", "--no-cache",
+                "--output", str(tmp_path / "aud"),
+            ]
+        )  # fmt: skip
+        requests = sum(srv.state.hits.values())
+    assert rc == 0
+    log = json.loads((tmp_path / "aud" / "log.json").read_text())
+    transport = log["audit"]["transport"]
+    assert transport["attempts"] == requests == 12  # 6 pairs, both orders
+    assert "transport: 12 attempts, 0 retries, 0 timeouts" in capsys.readouterr().out
