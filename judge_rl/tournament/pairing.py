@@ -54,8 +54,9 @@ def cs_radius(info: np.ndarray, alpha: float, rho: float = CS_RHO) -> np.ndarray
     """Half-width of the two-sided normal-mixture confidence sequence for a difference whose
     estimate has Fisher information ``info`` (see the module docstring).  # same shape as info
 
-    >>> round(float(cs_radius(np.array(1e4), 0.05)), 4)
-    0.0327
+    >>> r = float(cs_radius(np.array(1e4), 0.05, rho=20.0))
+    >>> round(r, 4), round(r - (10020 * np.log(10020 / (20 * 0.05**2))) ** 0.5 / 1e4, 12)
+    (0.035, 0.0)
     """
     i = np.maximum(np.asarray(info, float), 1e-12)
     return np.sqrt((i + rho) * np.log((i + rho) / (rho * alpha**2))) / i
