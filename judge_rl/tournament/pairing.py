@@ -55,7 +55,7 @@ def cs_radius(info: np.ndarray, alpha: float, rho: float = CS_RHO) -> np.ndarray
     estimate has Fisher information ``info`` (see the module docstring).  # same shape as info
 
     >>> r = float(cs_radius(np.array(1e4), 0.05, rho=20.0))
-    >>> round(r, 4), round(r - (10020 * np.log(10020 / (20 * 0.05**2))) ** 0.5 / 1e4, 12)
+    >>> round(r, 4), round(float(r - (10020 * np.log(10020 / (20 * 0.05**2))) ** 0.5 / 1e4), 12)
     (0.035, 0.0)
     """
     i = np.maximum(np.asarray(info, float), 1e-12)
