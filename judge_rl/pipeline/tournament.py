@@ -132,14 +132,17 @@ def tournament(
         on_batch=on_batch,
     )
     section = tournament_section(result)
+    info = getattr(result.leaderboard, "interval", None)
+    if info is not None:  # level and resampling scheme of the intervals, for every report
+        section.interval = info  # type: ignore[attr-defined]  # extra key the reports read
     intervals = {
         r["model"]: Interval(
             value=r.get("rating"),
             lo=r.get("lo"),
             hi=r.get("hi"),
-            level=0.95,  # run_tournament's leaderboard: 95% percentile intervals
+            level=float((info or {}).get("level", 0.95)),  # type: ignore[arg-type]
             method="percentile bootstrap",
-            resample="battles within each pair of models",
+            resample=str((info or {}).get("label") or "battles within each pair of models"),
             rounds=cfg.bootstrap,
             n=int(r.get("battles") or 0),
         )
