@@ -45,8 +45,8 @@ BROKEN = [
         "temprature",
     ),
     ("n: 2, temperature", 'n: "two", temperature', "generate", "'n'"),
-    ("        lr: 5.0e-4", "        lrr: 5.0e-4", "ppo", "lrr"),
-    ("        lr: 5.0e-4", "        lr: -1.0", "ppo", "lr"),
+    ("        lr: 1.0e-3", "        lrr: 1.0e-3", "ppo", "lrr"),
+    ("        lr: 1.0e-3", "        lr: -1.0", "ppo", "lr"),
     ("bootstrap: 500, injection: 2", "bootstrap: 500, injektion: 2", "audit", "injektion"),
     (
         "{candidates: generate.candidates}",
@@ -71,7 +71,7 @@ def test_broken_stage_config_is_an_error_naming_stage_and_key(tmp_path, old, new
 
 def test_broken_stage_config_exits_2_before_any_stage_runs(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(DEMO.read_text().replace("        lr: 5.0e-4", "        lrr: 5.0e-4", 1))
+    bad.write_text(DEMO.read_text().replace("        lr: 1.0e-3", "        lrr: 1.0e-3", 1))
     r = run_cli("run", str(bad), "--run", str(tmp_path / "run"), "--profile", "quick")
     assert r.returncode == 2, r.stderr
     assert "stage 'ppo'" in r.stderr and "lrr" in r.stderr and "Traceback" not in r.stderr
