@@ -156,11 +156,15 @@ def test_rlvr_gsm8k(tmp_path, tiny):
 def test_audit_judge(tmp_path):
     out = ok(run_example("audit_judge.py", cwd=tmp_path))
     longer = log_of(tmp_path, "example-audit-mock-pairwise")["audit"]["metrics"]
-    first = log_of(tmp_path, "example-audit-mock-first")["audit"]["metrics"]
+    first_audit = log_of(tmp_path, "example-audit-mock-first")["audit"]
+    first = first_audit["metrics"]
     # the audit names each planted bias: length for one judge, position for the other
     assert longer["p_longer_wins_judge"]["value"] == 1.0
     assert longer["position_consistency"]["value"] == 1.0
-    assert first["position_consistency"]["value"] == 0.0
+    # mock-first labels in fixed order, so its headline metrics are the fixed rule's; the
+    # both-orders variant beside it measures position consistency
+    both = next(v for v in first_audit["variants"] if v["label"].startswith("order=both"))
+    assert both["metrics"]["position_consistency"]["value"] == 0.0
     assert first["p_first_wins"]["value"] == 1.0
     assert "pos. consistency" in out
 
