@@ -31,6 +31,18 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture(autouse=True)
+def no_crash_report(tmp_path_factory, monkeypatch):
+    """Reaching the CLI's last-resort handler fails the test, wherever it happens: crash reports
+    go to a per-test folder that must stay empty (in-process the handler re-raises under pytest;
+    in a subprocess it writes a report and exits 70)."""
+    folder = tmp_path_factory.mktemp("crash")
+    monkeypatch.setenv("JUDGE_RL_CRASH_DIR", str(folder))
+    yield folder
+    reports = sorted(folder.iterdir())
+    assert not reports, "the CLI crashed (last-resort handler): " + reports[0].read_text()[-2000:]
+
+
 def run_cli(
     *args: str,
     cwd: str | os.PathLike[str] | None = None,
