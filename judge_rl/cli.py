@@ -47,7 +47,9 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or (``only``) of one command: running a command imports
+    only its own module, so e.g. ``judge-rl ratings`` does not pay for training imports."""
     parser = argparse.ArgumentParser(
         prog="judge-rl",
         description="RLAIF and evaluation with AI judges: label preferences, train reward models, "
@@ -56,9 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("--version", action="version", version=f"judge_rl {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS.values():
-        importlib.import_module(module).add_parser(sub)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).add_parser(sub)
     return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (the first argument that is not a global option)."""
+    for a in argv:
+        if a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}):
+            continue
+        return a if a in COMMANDS else None
+    return None
 
 
 def _version() -> str:
@@ -111,7 +123,7 @@ _SETUP_ERRNOS = {
 def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    parser = build_parser()
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else list(argv)))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
