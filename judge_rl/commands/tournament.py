@@ -30,6 +30,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--no-cache", action="store_true", help="do not read or write the judgment cache"
     )
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="hard cap on judge spend: stop before the call that could pass it (finished "
+        "judgments are kept and cached; exit 2 with the budget line)",
+    )
+    p.add_argument("--max-calls", type=int, default=None, metavar="N", help="stop before call N+1")
+    p.add_argument(
+        "--prices",
+        default=None,
+        metavar="IN,OUT",
+        help="USD per 1M input and output tokens (default: the judge spec's)",
+    )
     p.add_argument("--run", default=None, help="run name (default: the spec's name)")
     p.add_argument(
         "--format",
@@ -47,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from judge_rl.console import console, err_console, progress
     from judge_rl.errors import ConfigError
     from judge_rl.judge import load_judge
+    from judge_rl.judge.cli_options import budget_from_args, resolve_prices
     from judge_rl.tournament.runner import (
         build_field,
         load_spec,
@@ -79,7 +95,15 @@ def run(args: argparse.Namespace) -> int:
         if args.no_cache or spec.cache in ("none", "off", "")
         else ("default" if spec.cache == "default" else str(base / spec.cache))
     )
-    judge = load_judge(spec.judge, overrides=spec.judge_overrides or None, cache=cache)
+    # the budget: --max-cost is a hard cap (reservations cover max_tokens), as in label and audit
+    args.judge = spec.judge  # the judge the price rules read
+    budget = budget_from_args(args)
+    overrides = dict(spec.judge_overrides or {})
+    prices, _note = resolve_prices(args)
+    if prices is not None:
+        overrides["prices"] = prices
+    judge = load_judge(spec.judge, overrides=overrides or None, cache=cache, budget=budget)
+    budget.cover(judge)
     err.print(
         f"tournament: {len(field.candidates)} contestants x {len(field.prompts)} prompts, "
         f"judge {spec.judge}, pairing {spec.pairing.strategy}"
@@ -128,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     cost = sum(j.cost for j in result.judgments)
     if cost:
         log.cost["judge"] = cost
+    if budget.max_cost is not None or budget.max_calls is not None:
+        log.notes.insert(len(log.notes) - 1, f"budget: {budget.summary()}")
     path = log.save(rd)
     rows = result.leaderboard.rows
     if args.format == "csv":
@@ -149,4 +175,5 @@ def run(args: argparse.Namespace) -> int:
         console().print(f"run log: {path}", markup=False, highlight=False)
     for w in log.tournament.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False)
+    budget.check()  # exit 2 with the budget line when the budget stopped the run (log saved)
     return 0
