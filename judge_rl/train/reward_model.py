@@ -162,8 +162,16 @@ class RewardModelConfig:
             raise ConfigError(f"must be a positive number, got {self.lr}", setting="lr")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"must be in [0, 1), got {self.warmup_ratio}", setting="warmup_ratio")
-        if self.center_coef < 0:
-            raise ConfigError(f"must be >= 0, got {self.center_coef}", setting="center_coef")
+        if not (math.isfinite(self.center_coef) and self.center_coef >= 0):
+            raise ConfigError(
+                f"must be a finite number >= 0, got {self.center_coef}", setting="center_coef"
+            )
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(
+                f"must be a finite number >= 0, got {self.weight_decay}", setting="weight_decay"
+            )
+        if not (math.isfinite(self.eval_split) and 0.0 <= self.eval_split < 1.0):
+            raise ConfigError(f"must be in [0, 1), got {self.eval_split}", setting="eval_split")
         if self.attn not in ("auto", "eager", "sdpa", "flash_attention_2"):
             raise ConfigError(
                 f"must be auto, eager, sdpa or flash_attention_2, got {self.attn!r}", setting="attn"
@@ -180,6 +188,9 @@ class RewardModelConfig:
         parse_dtype(self.dtype, setting="dtype")
         if not self.output:
             raise ConfigError("an output folder is required", setting="output")
+        from judge_rl._io import check_output_dir
+
+        check_output_dir(self.output, "output")  # an existing file here fails before any work
 
 
 # ---------------------------------------------------------------------------------------------

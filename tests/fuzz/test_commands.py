@@ -391,13 +391,7 @@ FLAG_CASES: dict[str, tuple[FlagCase, str | None]] = {
 }  # fmt: skip
 FLAG_ENV = {"env_cap_garbage": {"JUDGE_RL_MAX_ROWS": "many"}}
 
-_H5_RM = "H5 (train/reward_model.py validate): not checked before the model is loaded"
 XFAIL_FLAGS: dict[str, str] = {
-    "train_rm_eval_split_2": _H5_RM,
-    "train_rm_eval_split_nan": _H5_RM,
-    "train_rm_center_coef_inf": _H5_RM,
-    "train_rm_weight_decay_nan": _H5_RM,
-    "train_rm_output_is_a_file": _H5_RM + " (use _io.check_output_dir)",
 }
 
 
