@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from judge_rl._io import content_hash
 
@@ -32,6 +32,63 @@ OrderPolicy = Literal["fixed", "random", "both"]
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def max_raw_chars() -> int:
+    """Stored size cap of a judge's raw output (``JUDGE_RL_MAX_RAW_CHARS``, default 20,000)."""
+    import os
+
+    try:
+        return max(200, int(os.environ.get("JUDGE_RL_MAX_RAW_CHARS", "20000")))
+    except ValueError:
+        return 20000
+
+
+def clip_raw(text: str, limit: int | None = None) -> tuple[str, int | None]:
+    """``(stored text, original length or None)``: a raw output longer than the cap keeps its
+    head and its tail (where verdicts stand) around a marker; the original length is returned.
+
+    >>> clip_raw("x" * 10, 400)
+    ('xxxxxxxxxx', None)
+    >>> t, n = clip_raw("a" * 300 + "b" * 300, 200)
+    >>> n, t.startswith("a" * 100), t.endswith("b" * 100), "[clipped 400 of 600 chars]" in t
+    (600, True, True, True)
+    """
+    cap = limit or max_raw_chars()
+    if len(text) <= cap:
+        return text, None
+    half = cap // 2
+    return f"{text[:half]}\n…[clipped {len(text) - 2 * half} of {len(text)} chars]…\n" + text[
+        -half:
+    ], len(text)
+
+
+class _RawClipped(_Record):
+    """A record with a judge's ``raw`` output: stored clipped to :func:`max_raw_chars` (the
+    verdict is read before the record is built), with ``raw_chars`` the original length."""
+
+    raw_chars: int | None = None
+    """Length of the raw output before it was clipped for storage (None: not clipped)."""
+
+    @model_serializer(mode="wrap")
+    def _omit_raw_chars(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("raw_chars") is None:
+            data.pop("raw_chars", None)
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clip_raw(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("raw"), str)
+            and data.get("raw_chars") is None  # not clipped already (a record read back)
+        ):
+            text, n = clip_raw(data["raw"])
+            if n is not None:
+                data = {**data, "raw": text, "raw_chars": n}
+        return data
 
 
 def prompt_text(prompt: Prompt) -> str:
@@ -110,7 +167,7 @@ class JudgeFingerprint(_Record):
         return content_hash(self.model_dump(mode="json"))
 
 
-class JudgeCall(_Record):
+class JudgeCall(_RawClipped):
     """One call to a judge in one order. Its verdict is already mapped back to a/b by id."""
 
     first_id: str
@@ -149,6 +206,7 @@ class JudgeCall(_Record):
         data = handler(self)
         if isinstance(data, dict):
             for key in (
+                "raw_chars",
                 "label_mass",
                 "note",
                 "attempts",
@@ -198,7 +256,7 @@ class Judgment(_Record):
         return self.error.split(":", 1)[0].strip()
 
 
-class Score(_Record):
+class Score(_RawClipped):
     """A pointwise score of one candidate."""
 
     candidate_id: str
