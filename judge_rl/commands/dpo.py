@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(
         args, DPOConfig, CONFIG_FILE, (("data", "--data FILE"), ("output", "--output DIR"))
     )
+    from judge_rl._io import check_output_dir
+
+    if config.output:
+        check_output_dir(config.output, "--output")  # before any model loads
     set_threads(args)
     from judge_rl.console import console
     from judge_rl.data import read_preferences

@@ -422,6 +422,9 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.runlog import new_log, run_dir
 
     check_args(args)
+    from judge_rl._io import check_output_file
+
+    check_output_file(args.output, "--output")  # before any model loads
     items = list(read_prompts(args.prompts))
     if args.limit is not None:
         items = items[: max(0, args.limit)]

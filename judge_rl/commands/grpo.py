@@ -216,7 +216,11 @@ def run(args: argparse.Namespace, callbacks: list[Any] | None = None) -> int:
         CONFIG_FILE,
         (("reward", "--reward SPEC"), ("prompts", "--prompts FILE"), ("output", "--output DIR")),
     )
+    from judge_rl._io import check_output_dir
     from judge_rl.data import read_prompts
+
+    if config.output:
+        check_output_dir(config.output, "--output")  # before any model loads
     from judge_rl.train.grpo import GroupReward
 
     reward = GroupReward(config.reward)  # cheap checks first: the spec, then the prompts

@@ -262,6 +262,10 @@ class ProgressCallback:
 def run(args: argparse.Namespace, callbacks: list[Any] | None = None) -> int:
     """Run PPO from parsed arguments; ``callbacks`` are added to the monitor's and the bar."""
     config = config_from_args(args)
+    from judge_rl._io import check_output_dir
+
+    if config.output:
+        check_output_dir(config.output, "--output")  # before any model loads
 
     import torch
 
