@@ -391,8 +391,7 @@ FLAG_CASES: dict[str, tuple[FlagCase, str | None]] = {
 }  # fmt: skip
 FLAG_ENV = {"env_cap_garbage": {"JUDGE_RL_MAX_ROWS": "many"}}
 
-XFAIL_FLAGS: dict[str, str] = {
-}
+XFAIL_FLAGS: dict[str, str] = {}
 
 
 def run_flag_case(name: str, folder: Path) -> tuple[Outcome, list[str]]:
