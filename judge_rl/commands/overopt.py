@@ -34,7 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--samples", type=int, default=1, metavar="K", help="samples per prompt [1]")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the run's")
-    p.add_argument("--alpha", type=float, default=0.05, metavar="X", help="run-level false-alarm rate of the alarm [0.05]")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        metavar="X",
+        help="run-level false-alarm rate of the alarm [0.05]",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed [0]")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when present")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
