@@ -771,9 +771,11 @@ def _finalize(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _env() -> Any:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from jinja2 import FileSystemLoader, StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = Environment(
+    # safe: the package's own template, in the immutable sandbox; model/file text only as escaped data
+    env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
         finalize=_finalize,
