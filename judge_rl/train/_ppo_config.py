@@ -238,7 +238,12 @@ def config_fields() -> dict[str, dataclasses.Field[Any]]:
 @lru_cache(maxsize=1)
 def field_docs() -> dict[str, str]:
     """Each field's docstring (read from the source: the CLI's help text)."""
-    tree = ast.parse(inspect.getsource(PPOConfig))
+    return dataclass_field_docs(PPOConfig)
+
+
+def dataclass_field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring of a settings dataclass (read from the source; the CLI help)."""
+    tree = ast.parse(inspect.getsource(cls))
     docs: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]
     for node, nxt in zip(body, body[1:], strict=False):

@@ -170,7 +170,7 @@ class DPOConfig:
 
 @lru_cache(maxsize=1)
 def field_docs() -> dict[str, str]:
-    from judge_rl.train.grpo import dataclass_field_docs
+    from judge_rl.train._ppo_config import dataclass_field_docs
 
     return dataclass_field_docs(DPOConfig)
 

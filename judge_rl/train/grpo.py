@@ -29,7 +29,6 @@ the reports read) and checkpoint layout (model folders, resumable).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import inspect
 import json
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from judge_rl.errors import ConfigError
 from judge_rl.train._group import ADVANTAGES, LOSS_AGGREGATIONS
+from judge_rl.train._ppo_config import dataclass_field_docs
 from judge_rl.train.rewards import RewardQuery
 from judge_rl.types import Prompt, PromptItem, prompt_text
 
@@ -205,22 +205,6 @@ class GRPOConfig:
         return dataclasses.asdict(self)
 
 
-def dataclass_field_docs(cls: type) -> dict[str, str]:
-    """Each field's docstring of a settings dataclass (read from the source; the CLI help)."""
-    tree = ast.parse(inspect.getsource(cls))
-    docs: dict[str, str] = {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-        ):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    return docs
-
-
 @lru_cache(maxsize=1)
 def field_docs() -> dict[str, str]:
     return dataclass_field_docs(GRPOConfig)
@@ -365,24 +349,6 @@ class _PerQuery:
 # Trainer
 
 
-def _as_items(prompts: Sequence[Any]) -> list[PromptItem]:
-    items = []
-    for i, p in enumerate(prompts):
-        if isinstance(p, PromptItem):
-            items.append(p)
-        elif isinstance(p, dict) and "prompt" in p:
-            items.append(
-                PromptItem(
-                    prompt_id=str(p.get("prompt_id", i)),
-                    prompt=p["prompt"],
-                    reference=p.get("reference"),
-                )
-            )
-        else:
-            items.append(PromptItem(prompt_id=str(i), prompt=p))
-    return items
-
-
 @dataclass
 class _Batch:
     """One rollout batch. B = G*K samples, P prompt tokens, R response tokens."""
@@ -464,6 +430,8 @@ class GRPOTrainer:
             from judge_rl.data import read_prompts
 
             prompts = read_prompts(c.prompts)
+        from judge_rl.train.ppo import _as_items
+
         self.items = _as_items(prompts)
         if not self.items:
             raise ConfigError("the prompt set is empty", setting="prompts")
@@ -1272,7 +1240,7 @@ class GRPOTrainer:
         import torch
 
         from judge_rl.train.callbacks import Samples
-        from judge_rl.train.ppo import masked_mean
+        from judge_rl.train.ppo import _as_items, masked_mean
 
         items = _as_items(list(prompts))
         encoded = self._encode_prompts(items)
