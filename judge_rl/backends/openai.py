@@ -1,7 +1,8 @@
 """OpenAI-compatible chat backend: OpenAI, ``vllm serve``, Ollama, llama.cpp server, any proxy.
 
-The ``openai`` package's :class:`~openai.AsyncOpenAI` is the protocol layer (base URL, auth
-header, error classes). Around it this module adds what a judging run needs:
+By default (aiohttp installed, no proxy) requests go out on an aiohttp session without the
+``openai`` SDK; otherwise the SDK's :class:`~openai.AsyncOpenAI` is the protocol layer (base URL,
+auth header, error classes). Around either this module adds what a judging run needs:
 
 * one shared client per base URL and per event loop (never one per request), with an HTTP
   connection pool as large as the concurrency limit, kept alive between requests;
@@ -13,16 +14,16 @@ header, error classes). Around it this module adds what a judging run needs:
 * ``top_logprobs`` turned into ``label_probs`` when the request asks for labels;
 * usage tokens and cost from a price table (USD per 1M input / output tokens).
 
-Speed: the request body is serialised once per request with :mod:`json`. The SDK builds the
-request once per endpoint (URL, auth and its own headers); after that, with aiohttp installed,
-each call posts the new body with those headers on a shared aiohttp session and reads the JSON
-straight from the bytes; a non-2xx answer is turned into the SDK's own exception
-(``_make_status_error_from_response``). Without aiohttp (or behind a proxy) requests go through
-the SDK's client, built from a template the SDK's ``_build_request`` made and checked against it.
-Either way the SDK's generic per-call machinery (typed-parameter transform, option copies,
-pydantic response models) is skipped: about 0.25 ms of client CPU per call instead of 1.8 ms for
-``chat.completions.create`` (see ``docs/backends.md``). ``fast_path=False`` uses the SDK's public
-``post`` for every call.
+Speed: the request body is serialised once per request with :mod:`json`. With aiohttp (a core
+dependency) and no proxy, the direct path posts each body on a shared aiohttp session with
+headers built once per endpoint (auth, JSON, ``OpenAI-Organization`` / ``OpenAI-Project``) and
+reads the JSON straight from the bytes; it never imports the ``openai`` SDK, whose import alone
+costs ~0.7 s of CPU at every start of ``judge-rl label``. Without aiohttp, behind a proxy, or
+with ``transport: httpx``, requests go through the SDK's client, built from a template the SDK's
+``_build_request`` made and checked against it. Either way the SDK's generic per-call machinery
+(typed-parameter transform, option copies, pydantic response models) is skipped: about 0.25 ms
+of client CPU per call instead of 1.8 ms for ``chat.completions.create`` (see
+``docs/backends.md``). ``fast_path=False`` uses the SDK's public ``post`` for every call.
 
 The API key is read from the environment variable named by ``api_key_env`` and lives only inside
 the client objects (and the request template built from them, kept out of every ``repr``): it is
@@ -110,8 +111,8 @@ class _Endpoint:
     session: Any = field(default=None, repr=False)
     """aiohttp session of the direct fast path (None: requests go through the SDK's client)."""
     template: Any = field(default=None, repr=False)
-    """(url, headers, sample request) built once by the SDK for the direct fast path; holds the
-    auth header, so it is kept out of ``repr``."""
+    """(url, headers) of the direct fast path, built once; holds the auth header, so it is kept
+    out of ``repr``."""
     ok: int = 0
     """Successful responses so far."""
     failures: dict[str, int] = field(default_factory=dict)
@@ -585,13 +586,14 @@ class OpenAIBackend:
                 f"{', '.join(redact_url(u) for u in self.base_urls)}",
                 setting="api_key_env",
             )
-        # The SDK (and aiohttp) are imported here, when the judge is built, not inside the
-        # first request: the import (~0.7 s) stays out of the judging window.
-        import openai
-
-        self._openai = openai
-        self._client_cls = _client_class(self.fast_path)
         self._direct = self.fast_path and self.transport != "httpx" and _has_aiohttp()
+        self._openai: Any = None
+        self._client_cls: Any = None
+        if not self._direct or any(_proxied(u) for u in self.base_urls):
+            # The SDK is imported when the judge is built, not inside the first request: the
+            # import (~0.7 s of CPU) stays out of the judging window. The direct path (aiohttp,
+            # no proxy) never imports it.
+            self._load_sdk()
         self._endpoints = [self._new_endpoint(u) for u in self.base_urls]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closer: Any = None
@@ -683,23 +685,24 @@ class OpenAIBackend:
     async def _bind_loop(self) -> None:
         # A new event loop (e.g. a second asyncio.run): connection pools cannot cross loops.
         loop = asyncio.get_running_loop()
-        AsyncOpenAI = self._client_cls  # noqa: N806
-        httpx2 = _httpx()
-
         key = self._api_key() or "EMPTY"
-        timeout = httpx2.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
-        limits = httpx2.Limits(
-            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
-        )
         direct = self._direct
         for ep in self._endpoints:
+            ep.template = None
+            ep.client = None
+            ep.session = self._aiohttp_session() if direct and not _proxied(ep.url) else None
+            if ep.session is not None:
+                continue  # the direct path: our own request on aiohttp, no SDK client
+            AsyncOpenAI, httpx2 = self._load_sdk(), _httpx()  # noqa: N806
+            timeout = httpx2.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
+            limits = httpx2.Limits(
+                max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+            )
             http = _http_client(limits, timeout, self.transport)
             ep.client = AsyncOpenAI(
                 api_key=key, base_url=ep.url, max_retries=0, timeout=timeout, http_client=http
             )
-            ep.session = self._aiohttp_session() if direct and not _proxied(ep.url) else None
             ep.sdk_ok = _direct_ok(ep.client)
-            ep.template = None
         self._waiters = collections.deque()
         self._inflight = 0
         for ep in self._endpoints:
@@ -708,10 +711,39 @@ class OpenAIBackend:
         self._loop = loop
         # Close these clients when the loop shuts down (asyncio.run finalises async generators
         # before closing the loop), so a caller that never awaits aclose() leaks no sessions.
-        closables = [ep.client for ep in self._endpoints]
+        closables = [ep.client for ep in self._endpoints if ep.client is not None]
         closables += [ep.session for ep in self._endpoints if ep.session is not None]
         self._closer = _close_at_shutdown(closables)
         await self._closer.__anext__()
+
+    def _load_sdk(self) -> Any:
+        """Import the ``openai`` SDK (once); returns the client class the SDK paths use."""
+        if self._client_cls is None:
+            import openai
+
+            self._openai = openai
+            self._client_cls = _client_class(self.fast_path)
+        return self._client_cls
+
+    def _direct_headers(self) -> dict[str, str]:
+        """Headers of the direct path: what the SDK sends that a server reads (auth, JSON,
+        ``OpenAI-Organization`` / ``OpenAI-Project`` from ``$OPENAI_ORG_ID`` /
+        ``$OPENAI_PROJECT_ID`` as the SDK does); not the SDK's telemetry (``x-stainless-*``)."""
+        from judge_rl import __version__
+
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"judge_rl/{__version__}",
+            "Authorization": f"Bearer {self._api_key() or 'EMPTY'}",
+        }
+        for env, name in (
+            ("OPENAI_ORG_ID", "OpenAI-Organization"),
+            ("OPENAI_PROJECT_ID", "OpenAI-Project"),
+        ):
+            if os.environ.get(env):
+                headers[name] = os.environ[env]
+        return headers
 
     def _aiohttp_session(self) -> Any:
         import aiohttp
@@ -949,7 +981,6 @@ class OpenAIBackend:
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     async def _one(self, req: ChatRequest) -> ChatResult:
-        openai = self._openai
         content = self._body(req)
         options = {"headers": {"Content-Type": "application/json"}}
         self.stats["requests"] += 1
@@ -969,22 +1000,22 @@ class OpenAIBackend:
             except asyncio.CancelledError:
                 self._release(ep, "cancelled", time.monotonic())
                 raise
-            except openai.APITimeoutError:
+            except _Timeout:
                 error = f"timeout: no answer within {self.timeout_s:g}s"
                 outcome = "timeout"
-            except openai.APIConnectionError as e:
-                error = f"connection: {_cause(e)}"
+            except _Unreachable as e:
+                error = f"connection: {e}"
                 outcome = "down"
-            except openai.APIStatusError as e:
-                status = e.status_code
-                detail = _status_detail(e)
+            except _HTTPStatus as e:
+                status = e.status
+                detail = e.detail
                 if status == 429:
                     error = f"rate_limit: HTTP 429 {detail}".rstrip()
-                    retry_after = parse_retry_after(e.response.headers)
+                    retry_after = parse_retry_after(e.headers)
                     outcome = "rate_limit"
                 elif status >= 500 or status in (408, 409):
                     error = f"server: HTTP {status} {detail}".rstrip()
-                    retry_after = parse_retry_after(e.response.headers)
+                    retry_after = parse_retry_after(e.headers)
                     outcome = "down" if status >= 500 else "alive"
                 else:  # 4xx: the request itself is wrong; retrying will not help
                     meta.latencies.append(time.perf_counter() - t0)
@@ -1031,17 +1062,29 @@ class OpenAIBackend:
     async def _send(
         self, ep: _Endpoint, content: bytes, options: dict[str, Any], attempt: int = 0
     ) -> bytes:
-        """POST ``/chat/completions``; the body of a 2xx answer, else the SDK's exception.
+        """POST ``/chat/completions``; the body of a 2xx answer, else :class:`_Timeout`,
+        :class:`_Unreachable` or :class:`_HTTPStatus`.
 
-        With ``fast_path`` the SDK builds and checks the request and maps errors (its
-        ``_build_request``, ``_make_status_error_from_response``) but its generic request loop
-        (option copies, retry bookkeeping we do not use: its retries are off) is skipped; with
-        aiohttp installed the bytes go out on an aiohttp session directly (see
-        :meth:`_send_direct`).
+        With aiohttp installed (and no proxy) the bytes go out on an aiohttp session directly
+        (see :meth:`_send_direct`), without the SDK. Otherwise the SDK's client sends them: with
+        ``fast_path`` the SDK builds and checks the request (its ``_build_request``) but its
+        generic request loop (option copies, retry bookkeeping we do not use: its retries are
+        off) is skipped; its exceptions are mapped to ours.
         """
+        if ep.session is not None:
+            return await self._send_direct(ep, content, attempt)
+        openai = self._openai
+        try:
+            return await self._send_sdk(ep, content, options)
+        except openai.APITimeoutError as e:
+            raise _Timeout() from e
+        except openai.APIConnectionError as e:
+            raise _Unreachable(_cause(e)) from e
+        except openai.APIStatusError as e:
+            raise _HTTPStatus(e.status_code, e.response.headers, _status_detail(e)) from e
+
+    async def _send_sdk(self, ep: _Endpoint, content: bytes, options: dict[str, Any]) -> bytes:
         client = ep.client
-        if ep.session is not None and ep.sdk_ok:
-            return await self._send_direct(ep, content, options, attempt)
         if self.fast_path and ep.sdk_ok:
             import openai
             from openai._models import FinalRequestOptions
@@ -1067,28 +1110,14 @@ class OpenAIBackend:
         )
         return bytes(resp.content)
 
-    async def _send_direct(
-        self, ep: _Endpoint, content: bytes, options: dict[str, Any], attempt: int
-    ) -> bytes:
-        """The SDK builds the request once (URL, auth and SDK headers); each call then sends the
-        new body with those headers on the endpoint's aiohttp session. Failures are raised as the
-        SDK's own exceptions (status errors through ``_make_status_error_from_response``)."""
+    async def _send_direct(self, ep: _Endpoint, content: bytes, attempt: int) -> bytes:
+        """POST the body on the endpoint's aiohttp session with headers built once per
+        endpoint (:meth:`_direct_headers`); the SDK is not involved."""
         import aiohttp
-        import openai
 
-        client = ep.client
         if ep.template is None:
-            from openai._models import FinalRequestOptions
-
-            opts = FinalRequestOptions.construct(
-                method="post", url="/chat/completions", content=content, headers=options["headers"]
-            )
-            opts = await client._prepare_options(opts)
-            sample = client._build_request(opts)
-            await client._prepare_request(sample)
-            headers = {k: v for k, v in sample.headers.items() if k.lower() not in _PER_REQUEST}
-            ep.template = (str(sample.url), headers, sample)
-        url, headers, sample = ep.template
+            ep.template = (_join_url(ep.url, "/chat/completions"), self._direct_headers())
+        url, headers = ep.template
         if attempt:
             headers = {**headers, "x-stainless-retry-count": str(attempt)}
         try:
@@ -1096,16 +1125,14 @@ class OpenAIBackend:
                 body = await resp.read()
                 status = resp.status
                 if status >= 300:
-                    resp_headers = [
-                        (k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS
-                    ]
+                    resp_headers = {k.lower(): v for k, v in resp.headers.items()}
         except TimeoutError as e:  # aiohttp's timeouts subclass asyncio.TimeoutError
-            raise openai.APITimeoutError(request=sample) from e
+            raise _Timeout() from e
         except (aiohttp.ClientError, OSError) as e:
-            raise openai.APIConnectionError(request=sample) from e
+            raise _Unreachable((str(e) or type(e).__name__)[:200]) from e
         if status >= 300:
-            response = _httpx().Response(status, headers=resp_headers, content=body, request=sample)
-            raise client._make_status_error_from_response(response)
+            text = body.decode("utf-8", "replace")
+            raise _HTTPStatus(status, resp_headers, " ".join(text.split())[:160])
         return body
 
     def _fail(self, error: str, meta: _Attempts, t_start: float) -> ChatResult:
@@ -1170,6 +1197,36 @@ class OpenAIBackend:
 
 # -------------------------------------------------------------------------------------------
 # Helpers
+
+
+class _Timeout(Exception):
+    """An attempt got no answer within ``timeout_s``."""
+
+
+class _Unreachable(Exception):
+    """An attempt could not reach the server (its text says why)."""
+
+
+class _HTTPStatus(Exception):
+    """A non-2xx answer: status, headers (lower-case names) and the body's text, shortened."""
+
+    def __init__(self, status: int, headers: Any, detail: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.detail = detail
+
+
+def _join_url(base: str, path: str) -> str:
+    """``base`` (``http://host:8000/v1``) with ``path`` appended to its path, query kept.
+
+    >>> _join_url("http://h:8000/v1", "/chat/completions")
+    'http://h:8000/v1/chat/completions'
+    >>> _join_url("https://h/openai/v1/?api-version=1", "/chat/completions")
+    'https://h/openai/v1/chat/completions?api-version=1'
+    """
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
 
 
 def _http_client(limits: Any, timeout: Any, transport: str) -> Any:
@@ -1268,10 +1325,6 @@ def _client_class(fast: bool) -> Any:
     _TemplateClient.__name__ = _TemplateClient.__qualname__ = AsyncOpenAI.__name__
     _CLIENT_CLASSES[True] = _TemplateClient
     return _TemplateClient
-
-
-_PER_REQUEST = {"content-length", "x-stainless-retry-count", "idempotency-key", "host"}
-_HOP_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
 
 
 def _proxied(url: str) -> bool:

@@ -243,8 +243,15 @@ VOLATILE = {
 }
 
 
+# What a server reads: the direct path (transport auto) sends these as the SDK does, and leaves
+# out the SDK's telemetry (user-agent, x-stainless-*).
+SERVER_READS = {"authorization", "content-type", "accept", "openai-organization", "openai-project"}
+
+
 @pytest.mark.parametrize("transport", ["auto", "httpx"])
-def test_fast_paths_send_what_the_sdk_sends(transport):
+def test_fast_paths_send_what_the_sdk_sends(transport, monkeypatch):
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-test")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-test")
     faults = {"server_once": 0.3, "malformed": 0.2, "rate_limit_once": 0.2}
     with start_in_thread(faults=faults, retry_after="0.01") as srv:
         reqs = [_req(i) for i in range(40)]
@@ -268,7 +275,37 @@ def test_fast_paths_send_what_the_sdk_sends(transport):
             assert (a.error or "").split(":")[0] == (b.error or "").split(":")[0]
             assert a.texts == b.texts
     strip = lambda h: {k: v for k, v in h.items() if k not in VOLATILE}  # noqa: E731
+    if transport == "auto":
+        strip = lambda h: {k: v for k, v in h.items() if k in SERVER_READS}  # noqa: E731
+        assert strip(sdk_headers)["openai-organization"] == "org-test"
     assert strip(fast_headers) == strip(sdk_headers)
+
+
+def test_the_direct_path_never_imports_the_sdk():
+    """The default path (aiohttp, no proxy) judges without importing ``openai``: its import
+    (~0.7 s CPU) would land in every ``judge-rl label`` run (issue 19 item 2)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from judge_rl.backends._fakeserver import start_in_thread\n"
+        "from judge_rl.backends.base import ChatRequest\n"
+        "from judge_rl.backends.openai import OpenAIBackend\n"
+        "with start_in_thread() as srv:\n"
+        "    b = OpenAIBackend('m', base_urls=srv.url, concurrency=4)\n"
+        "    async def go():\n"
+        "        r = await b.chat([ChatRequest(messages=[{'role': 'user', 'content': 'q'}])])\n"
+        "        await b.aclose()\n"
+        "        return r\n"
+        "    res = asyncio.run(go())\n"
+        "assert res[0].error is None and res[0].texts, res\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'httpx', 'httpx2')))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if "proxy" not in k.lower()}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
 
 
 # --- endpoint pool and real-server behaviour (issue 15 item 6, issue 16 item 6) --------------
