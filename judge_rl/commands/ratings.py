@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
 WEAKNESS = (
     "online Elo depends on the order of the battles (shuffle them and the ratings change) and "
@@ -107,13 +110,17 @@ def run(args: argparse.Namespace) -> int:
     import math
     import time
 
-    from judge_rl import runlog
-    from judge_rl.console import console, err_console
+    if "numpy" not in sys.modules:
+        # OpenBLAS's worker threads spin for ~0.1 s CPU after numpy loads; the fit's matrices
+        # are models x models, so one BLAS thread does the same work without that cost.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+    from judge_rl._io import safe_run_dir
     from judge_rl.errors import ConfigError
     from judge_rl.tournament import bradley_terry as bt
     from judge_rl.tournament.battles import finite_or_none, read_battles
     from judge_rl.tournament.elo import elo_leaderboard
-    from judge_rl.tournament.table import rich_table, to_csv, to_json
+    from judge_rl.tournament.table import to_csv, to_json
 
     if args.bootstrap < 0 or args.bootstrap > 100_000:
         raise ConfigError("must be between 0 and 100000", setting="--bootstrap")
@@ -163,41 +170,184 @@ def run(args: argparse.Namespace) -> int:
     rows = [finite_or_none(r) for r in rows]
     elapsed = time.perf_counter() - t0
 
-    rd = runlog.run_dir(args.run or None)
-    log = runlog.new_log(
-        "ratings", rd.name, config={k: v for k, v in vars(args).items() if k != "func"}
-    )
-    log.timings["ratings"] = elapsed
-    log.tournament = runlog.TournamentSection(
-        method=args.method,
-        leaderboard=rows,
-        models=counts.models,
-        win_matrix=counts.win_matrix(),
-        predicted=predicted,
-        battles=bs.to_battles() if len(bs) <= 5000 else [],
-        warnings=warnings,
-        pairing="file",
-    )
-    extra = log.tournament.model_extra  # the section allows extra keys
-    if extra is not None:
-        extra["interval"] = interval  # level and scheme of the intervals, for every report
+    rd = safe_run_dir(args.run or None)
+    notes = []
     if len(bs) > 5000:
-        log.notes.append(f"{len(bs)} battles read from {args.battles}; not copied into the log")
-    path = log.save(rd)
+        notes.append(f"{len(bs)} battles read from {args.battles}; not copied into the log")
+    tournament = {
+        "method": args.method,
+        "leaderboard": rows,
+        "models": counts.models,
+        "win_matrix": counts.win_matrix(),
+        "predicted": predicted,
+        "battles": bs.battle_dicts() if len(bs) <= 5000 else [],
+        "winrates": [],
+        "warnings": warnings,
+        "calls": 0,
+        "pairing": "file",
+        "interval": interval,  # level and scheme of the intervals, for every report
+    }
+    path = write_run_log(
+        rd,
+        command="ratings",
+        config={k: v for k, v in vars(args).items() if k != "func"},
+        timings={"ratings": elapsed},
+        notes=notes,
+        tournament=tournament,
+    )
 
     if args.format == "csv":
-        console().file.write(to_csv(rows))
+        sys.stdout.write(to_csv(rows))
     elif args.format == "json":
-        console().file.write(
-            to_json(rows, warnings=warnings, method=args.method, interval=interval) + "\n"
-        )
+        sys.stdout.write(to_json(rows, warnings=warnings, method=args.method, interval=interval))
+        sys.stdout.write("\n")
     else:
+        from judge_rl.console import console
+        from judge_rl.tournament.table import rich_table
+
         title = (
             f"{'Bradley-Terry' if args.method == 'bt' else 'Online Elo'} ratings — "
             f"{len(bs)} battles, {len(bs.models)} models"
         )
         console().print(rich_table(rows, title=title, interval=interval or None))
         console().print(f"run log: {path}  ({elapsed:.2f} s)", markup=False, highlight=False)
-    for w in warnings:
-        err_console().print(f"warning: {w}", markup=False, highlight=False)
+    if warnings:
+        sys.stdout.flush()
+        for w in warnings:
+            sys.stderr.write(f"warning: {w}\n")
     return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The run log, written without pydantic
+# ----------------------------------------------------------------------------------------------
+# Importing pydantic and building judge_rl.runlog's ~25 models cost 0.24 s CPU, a fifth of the
+# whole command on a million battles. The log below has exactly the shape (fields, order,
+# defaults) that ``judge_rl.runlog.RunLog.model_dump_json`` writes;
+# tests/tournament/test_ratings_cli.py::test_run_log_matches_the_schema loads it back through
+# ``runlog.load`` and checks the schema's own dump of it equals the file.
+
+_LOG_VERSION = 1  # judge_rl.runlog.LOG_VERSION (the test above checks they agree)
+_SECTIONS = (
+    "label",
+    "audit",
+    "reward_model",
+    "ppo",
+    "overopt",
+    "tournament",
+    "pipeline",
+    "demo",
+)
+
+
+def write_run_log(
+    run_dir: str | os.PathLike[str],
+    *,
+    command: str,
+    config: dict[str, object],
+    timings: dict[str, float],
+    notes: list[str],
+    tournament: dict[str, object],
+) -> Path:
+    """Write ``run_dir/log.json`` (a :class:`judge_rl.runlog.RunLog` with a tournament section)
+    atomically; returns its path."""
+    import json
+    from datetime import UTC, datetime
+
+    from judge_rl._io import atomic_write_text
+    from judge_rl.tournament.battles import finite_or_none
+
+    rd = Path(run_dir)
+    log: dict[str, object] = {
+        "version": _LOG_VERSION,
+        "run": rd.name,
+        "command": command,
+        "created": datetime.now(UTC).isoformat(),
+        "config": config,
+        "environment": environment(),
+        "judges": [],
+        "timings": {k: float(v) for k, v in timings.items()},
+        "cost": {},
+        "notes": list(notes),
+    }
+    for name in _SECTIONS:
+        log[name] = tournament if name == "tournament" else None
+    log["extra"] = {}
+    path = rd / "log.json"
+    # NaN / inf are written as null, as pydantic writes them
+    atomic_write_text(path, json.dumps(finite_or_none(log), indent=1, ensure_ascii=False))
+    return path
+
+
+def environment() -> dict[str, object]:
+    """:func:`judge_rl.runlog.environment` (versions and hardware), without importing pydantic
+    or importlib.metadata."""
+    import platform
+
+    versions = _versions(("judge_rl", "torch", "transformers", "openai", "vllm", "accelerate"))
+    env: dict[str, object] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "judge_rl": versions.get("judge_rl"),
+    }
+    for pkg in ("torch", "transformers", "openai", "vllm", "accelerate"):
+        if versions.get(pkg):
+            env[pkg] = versions[pkg]
+    if "torch" in sys.modules:
+        import torch
+
+        env["cuda"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+        env["threads"] = torch.get_num_threads()
+    return env
+
+
+def _norm(name: str) -> str:
+    """A distribution name as importlib.metadata compares them (PEP 503, ``-`` as ``_``)."""
+    import re
+
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions, found as importlib.metadata finds them: the first ``*.dist-info`` /
+    ``*.egg-info`` on ``sys.path`` with the name, its ``Version:`` header. Importing
+    importlib.metadata costs ~50 ms, a tenth of the command on a million battles; this reads
+    a folder listing and one small file per package. (Zipped path entries are not searched.)"""
+    want = {_norm(p): p for p in packages}
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            stem, dot, ext = name.rpartition(".")
+            if not dot or ext not in ("dist-info", "egg-info"):
+                continue
+            key = _norm(stem.split("-", 1)[0])
+            if key not in want or want[key] in found:
+                continue
+            folder = os.path.join(entry or ".", name)
+            meta = os.path.join(folder, "METADATA" if ext == "dist-info" else "PKG-INFO")
+            version = _header_version(meta if os.path.isdir(folder) else folder)
+            if version:
+                found[want[key]] = version
+        if len(found) == len(want):
+            break
+    return found
+
+
+def _header_version(path: str) -> str | None:
+    """The ``Version:`` header of a METADATA / PKG-INFO file (headers end at a blank line)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                if line.startswith("Version:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None

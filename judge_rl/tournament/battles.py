@@ -35,12 +35,14 @@ import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from judge_rl.errors import DataError
-from judge_rl.types import Battle
+
+if TYPE_CHECKING:  # pydantic is not imported to read battles
+    from judge_rl.types import Battle
 
 WINNER_ALIASES: dict[str, int] = {
     "a": 0,
@@ -353,7 +355,8 @@ def _parse(data: Any, p: str) -> Table:
         tbl = pc.read_csv(
             pa.BufferReader(pa.py_buffer(data)),
             # One thread: on a shared machine Arrow's pool costs more CPU than it saves.
-            read_options=pc.ReadOptions(block_size=1 << 24, use_threads=False),
+            # Blocks of 64 MB: a file up to that size is one chunk (no dictionaries to unify).
+            read_options=pc.ReadOptions(block_size=1 << 26, use_threads=False),
             convert_options=pc.ConvertOptions(
                 column_types={
                     k: pa.dictionary(pa.int32(), pa.string())
@@ -439,21 +442,27 @@ class BattleSet:
         return bt.aggregate_codes(self.a, self.b, self.winner, self.models, self.weight, prompt)
 
     def to_battles(self, limit: int | None = None) -> list[Battle]:
+        from judge_rl.types import Battle
+
+        return [Battle(**d) for d in self.battle_dicts(limit)]
+
+    def battle_dicts(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The battles as :class:`~judge_rl.types.Battle` field dicts (no pydantic needed)."""
         n = len(self) if limit is None else min(limit, len(self))
         pids = self.prompt_ids
-        out = []
-        for k in range(n):
-            out.append(
-                Battle(
-                    model_a=self.models[int(self.a[k])],
-                    model_b=self.models[int(self.b[k])],
-                    winner=WINNER_NAMES[int(self.winner[k])],  # type: ignore[arg-type]
-                    prompt_id=pids[k] if pids else "",
-                    judge=self.judges[k] if self.judges else "",
-                    weight=float(self.weight[k]) if self.weight is not None else 1.0,
-                )
-            )
-        return out
+        models, a, b, w = self.models, self.a[:n].tolist(), self.b[:n].tolist(), self.winner
+        weight = self.weight[:n].tolist() if self.weight is not None else [1.0] * n
+        return [
+            {
+                "model_a": models[a[k]],
+                "model_b": models[b[k]],
+                "winner": WINNER_NAMES[int(w[k])],
+                "prompt_id": pids[k] if pids else "",
+                "judge": self.judges[k] if self.judges else "",
+                "weight": float(weight[k]),
+            }
+            for k in range(n)
+        ]
 
 
 def _chunks(col: Any) -> list[Any]:
@@ -540,15 +549,19 @@ def _encode(col: Any) -> tuple[np.ndarray, list[str]]:
     col = _as_text(col)
     if not pa.types.is_dictionary(col.type):
         col = col.dictionary_encode()
-    if not hasattr(col, "chunks"):
-        col = pa.chunked_array([col])
-    col = pa.table({"x": col}).unify_dictionaries().column(0)
-    if col.num_chunks == 0:
+    chunks = _chunks(col)
+    if len(chunks) > 1:  # one dictionary for every chunk (Arrow remaps the indices)
+        chunks = pa.table({"x": pa.chunked_array(chunks)}).unify_dictionaries().column(0).chunks
+    if not chunks:
         return np.zeros(0, np.int64), []
-    values = [str(v) for v in col.chunk(0).dictionary.to_pylist()]
-    idx = np.concatenate(
-        [np.where(_valid(c.indices), _values(c.indices, "i"), -1) for c in col.chunks]
-    )
+    values = [str(v) for v in chunks[0].dictionary.to_pylist()]
+    parts = []
+    for c in chunks:
+        idx = _values(c.indices, "i")  # int64, a fresh array
+        if c.indices.null_count:
+            idx[~_valid(c.indices)] = -1
+        parts.append(idx)
+    idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
     if "" in values:  # an empty string is a missing value
         lut = np.arange(len(values) + 1)
         lut[values.index("")] = -1
@@ -641,7 +654,9 @@ def battles_from_table(t: Table) -> BattleSet:
     for v in vals_b:
         names.setdefault(v, len(names))
     models = list(names)
-    b = np.asarray([names[v] for v in vals_b], np.int64)[b] if len(vals_b) else b
+    remap_b = [names[v] for v in vals_b]
+    if remap_b != list(range(len(remap_b))):  # model_b's dictionary in another order
+        b = np.asarray(remap_b, np.int64)[b]
     n = len(t)
     same = a == b
     if same.any():
@@ -729,8 +744,8 @@ def battles_from_table(t: Table) -> BattleSet:
         weight = None
     return BattleSet(
         models=[str(m) for m in models],
-        a=a.astype(np.int64),
-        b=b.astype(np.int64),
+        a=np.asarray(a, np.int64),
+        b=np.asarray(b, np.int64),
         winner=np.asarray(winner, np.int64),
         weight=weight,
         prompt=prompt,

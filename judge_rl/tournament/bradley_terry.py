@@ -151,6 +151,27 @@ class BattleGroups:
         return 0 < self.n_prompts < int(self.count.sum())
 
 
+_SWAP = np.array([1, 0, 2])
+"""Outcome seen from the other side: a win of the first slot is a win of the second."""
+
+
+def _groups(
+    cell: np.ndarray, a: np.ndarray, weight: np.ndarray | None, prompt: np.ndarray | None
+) -> BattleGroups:
+    """Battles collapsed by (prompt, cell, weight).  # cell: (N,) flat cell per battle"""
+    pr = np.full(len(a), -1, np.int64) if prompt is None else np.asarray(prompt, np.int64)
+    wt = np.ones(len(a)) if weight is None else np.asarray(weight, float)
+    table = np.rec.fromarrays([pr, cell, wt], names="p,c,w")  # type: ignore[call-overload]
+    uniq, inv = np.unique(table, return_inverse=True)
+    return BattleGroups(
+        cell=np.asarray(uniq["c"], np.int64),
+        prompt=np.asarray(uniq["p"], np.int64),
+        weight=np.asarray(uniq["w"], float),
+        count=np.bincount(inv.reshape(-1), minlength=len(uniq)),
+        n_prompts=0 if prompt is None else len(np.unique(pr)),
+    )
+
+
 def aggregate_codes(
     a: np.ndarray,
     b: np.ndarray,
@@ -159,7 +180,8 @@ def aggregate_codes(
     weight: np.ndarray | None = None,
     prompt: np.ndarray | None = None,
 ) -> PairCounts:
-    """Aggregate integer-coded battles (vectorised; 1M battles in ~0.1 s).
+    """Aggregate integer-coded battles (vectorised: four passes over the battles, ~10 ms per
+    million).
 
     Args:
         a: index of ``model_a`` in ``models`` per battle.  # (N,)
@@ -170,50 +192,58 @@ def aggregate_codes(
         prompt: optional prompt code per battle (``0..X-1``), for the prompt-clustered
             bootstrap.  # (N,)
     """
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    w = np.asarray(winner, dtype=np.int64)
     n = len(models)
-    if np.any(a == b):
+    a, b, w = np.asarray(a), np.asarray(b), np.asarray(winner)
+    # One pass over the battles: each one's directed cell (a, b, outcome). Turning (a, b) into
+    # i < j happens on the few cells that occur, not per battle.
+    key = a.astype(np.intp) * (3 * n)  # (N,)
+    key += b * 3
+    key += w.astype(np.intp, copy=False)
+    wt = None if weight is None else np.asarray(weight, float)
+    size = n * n * 3
+    if size <= max(1 << 22, 4 * len(key)):  # a table over every directed cell
+        directed = np.bincount(key, minlength=size)
+        dkeys = np.flatnonzero(directed)  # (D,) the cells that occur
+        dcount = directed[dkeys]
+        dweight = None if wt is None else np.bincount(key, wt, size)[dkeys]
+        inv = None
+    else:  # very many models: only the cells that occur
+        dkeys, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1)
+        dcount = np.bincount(inv, minlength=len(dkeys))
+        dweight = None if wt is None else np.bincount(inv, wt, len(dkeys))
+    da, db, do = dkeys // (3 * n), (dkeys // 3) % n, dkeys % 3
+    if np.any(da == db):
         k = int(np.argmax(a == b))
         raise JudgeRLError(f"battle {k + 1}: a model cannot battle itself ({models[a[k]]})")
-    # Normalise each battle to i < j; a win of b becomes a win of the first slot's opponent.
-    swap = a > b
-    i = np.where(swap, b, a)
-    j = np.where(swap, a, b)
-    outcome = np.where(swap & (w == WIN_A), WIN_B, np.where(swap & (w == WIN_B), WIN_A, w))
-    key = (i * n + j) * 3 + outcome  # (N,)
-    size = n * n * 3
-    counts = np.bincount(key, minlength=size).reshape(n * n, 3)
-    if weight is None:
+    # pair (min, max); a win of b becomes a win of the second slot when a > b
+    flat = np.minimum(da, db) * n + np.maximum(da, db)
+    outcome = np.where(da > db, _SWAP[do], do)
+    met, pair = np.unique(flat, return_inverse=True)  # ascending i * n + j, as pairs are listed
+    pair = pair.reshape(-1)
+    counts = np.zeros((len(met), 3), np.int64)
+    np.add.at(counts, (pair, outcome), dcount)
+    if dweight is None:
         cells = counts.astype(float)
     else:
-        cells = np.bincount(key, weights=np.asarray(weight, float), minlength=size).reshape(
-            n * n, 3
-        )
-    met = np.flatnonzero(counts.sum(axis=1) > 0)
+        cells = np.zeros((len(met), 3))
+        np.add.at(cells, (pair, outcome), dweight)
     groups = None
     if weight is not None or prompt is not None:
-        pair_of = np.full(n * n, -1, dtype=np.int64)
-        pair_of[met] = np.arange(len(met))
-        cell = pair_of[key // 3] * 3 + key % 3  # (N,) flat cell in the met-pair order
-        pr = np.full(len(a), -1, np.int64) if prompt is None else np.asarray(prompt, np.int64)
-        wt = np.ones(len(a)) if weight is None else np.asarray(weight, float)
-        table = np.rec.fromarrays([pr, cell, wt], names="p,c,w")  # type: ignore[call-overload]
-        uniq, inv = np.unique(table, return_inverse=True)
-        groups = BattleGroups(
-            cell=np.asarray(uniq["c"], np.int64),
-            prompt=np.asarray(uniq["p"], np.int64),
-            weight=np.asarray(uniq["w"], float),
-            count=np.bincount(inv.reshape(-1), minlength=len(uniq)),
-            n_prompts=0 if prompt is None else len(np.unique(pr)),
-        )
+        cell_of = pair * 3 + outcome  # (D,) flat cell of each directed cell
+        if inv is None:
+            lut = np.zeros(size, np.int64)
+            lut[dkeys] = cell_of
+            cell = lut[key]
+        else:
+            cell = cell_of[inv]
+        groups = _groups(cell, a, weight, prompt)
     return PairCounts(
         models=list(models),
         i=(met // n).astype(np.int64),
         j=(met % n).astype(np.int64),
-        cells=cells[met],
-        counts=counts[met],
+        cells=cells,
+        counts=counts,
         groups=groups,
     )
 

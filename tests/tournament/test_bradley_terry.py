@@ -151,3 +151,62 @@ def test_bootstrap_on_counts_matches_resampling_rows():
     strat = bt.resample_cells(counts, 50, rng, by="pairs")
     np.testing.assert_allclose(strat.sum(axis=2), np.tile(counts.counts.sum(axis=1), (50, 1)))
     np.testing.assert_allclose(strat.mean(axis=0), counts.cells, rtol=0.15, atol=3)
+
+
+def _aggregate_by_hand(a, b, w, n, weight=None):
+    """The definition, one battle at a time: pair (min, max), outcome seen from the min."""
+    cells: dict[tuple[int, int], list[float]] = {}
+    counts: dict[tuple[int, int], list[int]] = {}
+    for k in range(len(a)):
+        x, y, o = int(a[k]), int(b[k]), int(w[k])
+        if x > y:
+            x, y, o = y, x, {0: 1, 1: 0, 2: 2}[o]
+        cells.setdefault((x, y), [0.0, 0.0, 0.0])[o] += 1.0 if weight is None else weight[k]
+        counts.setdefault((x, y), [0, 0, 0])[o] += 1
+    keys = sorted(cells)
+    return keys, np.array([cells[k] for k in keys]), np.array([counts[k] for k in keys])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_aggregate_codes_equals_the_per_battle_definition(dtype):
+    rng = np.random.default_rng(3)
+    n = 7
+    a = rng.integers(0, n, 3000)
+    b = (a + rng.integers(1, n, 3000)) % n  # never a == b
+    w = rng.integers(0, 3, 3000)
+    a[:40], b[:40] = 5, 6  # a pair met only one way round
+    wt = rng.uniform(0.1, 2.0, 3000)
+    pr = rng.integers(0, 50, 3000)
+    for weight in (None, wt):
+        keys, cells, counts = _aggregate_by_hand(a, b, w, n, weight)
+        got = bt.aggregate_codes(
+            a.astype(dtype), b.astype(dtype), w.astype(dtype), list("ABCDEFG"), weight, pr
+        )
+        assert list(zip(got.i.tolist(), got.j.tolist(), strict=True)) == keys
+        np.testing.assert_allclose(got.cells, cells)
+        np.testing.assert_array_equal(got.counts, counts)
+        assert got.groups is not None and int(got.groups.count.sum()) == 3000
+        # each group's cell holds battles of that cell only: sums by cell give the counts back
+        by_cell = np.bincount(got.groups.cell, got.groups.count, 3 * len(keys))
+        np.testing.assert_array_equal(by_cell.reshape(-1, 3), counts)
+    with pytest.raises(bt.JudgeRLError, match="battle 3: a model cannot battle itself"):
+        bt.aggregate_codes(np.array([0, 1, 2]), np.array([1, 0, 2]), np.zeros(3), list("ABC"))
+
+
+def test_aggregate_codes_many_models_counts_only_the_cells_that_occur():
+    """1,300 models (5M directed cells, more than 4 per battle): the sparse path, same result."""
+    rng = np.random.default_rng(4)
+    n = 1300
+    a = rng.integers(0, n, 4000)
+    b = (a + rng.integers(1, n, 4000)) % n
+    a[:30], b[:30] = 9, 3
+    w = rng.integers(0, 3, 4000)
+    wt = rng.uniform(0.5, 1.5, 4000)
+    keys, cells, counts = _aggregate_by_hand(a, b, w, n, wt)
+    got = bt.aggregate_codes(a, b, w, [f"m{k}" for k in range(n)], wt, rng.integers(0, 9, 4000))
+    assert list(zip(got.i.tolist(), got.j.tolist(), strict=True)) == keys
+    np.testing.assert_allclose(got.cells, cells)
+    np.testing.assert_array_equal(got.counts, counts)
+    assert got.groups is not None
+    by_cell = np.bincount(got.groups.cell, got.groups.count, 3 * len(keys))
+    np.testing.assert_array_equal(by_cell.reshape(-1, 3), counts)
