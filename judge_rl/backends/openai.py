@@ -1,8 +1,10 @@
 """OpenAI-compatible chat backend: OpenAI, ``vllm serve``, Ollama, llama.cpp server, any proxy.
 
-By default (aiohttp installed, no proxy) requests go out on an aiohttp session without the
-``openai`` SDK; otherwise the SDK's :class:`~openai.AsyncOpenAI` is the protocol layer (base URL,
-auth header, error classes). Around either this module adds what a judging run needs:
+By default (no proxy) requests go out on a small keep-alive HTTP/1.1 client of our own
+(:mod:`judge_rl.backends._http`) without the ``openai`` SDK; otherwise (a proxy, ``transport:
+aiohttp | httpx``, ``fast_path: false``) the SDK's :class:`~openai.AsyncOpenAI` is the protocol
+layer (base URL, auth header, error classes). Around either this module adds what a judging run
+needs:
 
 * one shared client per base URL and per event loop (never one per request), with an HTTP
   connection pool as large as the concurrency limit, kept alive between requests;
@@ -14,19 +16,20 @@ auth header, error classes). Around either this module adds what a judging run n
 * ``top_logprobs`` turned into ``label_probs`` when the request asks for labels;
 * usage tokens and cost from a price table (USD per 1M input / output tokens).
 
-Speed: the request body is serialised once per request with :mod:`json`. With aiohttp (a core
-dependency) and no proxy, the direct path posts each body on a shared aiohttp session with
-headers built once per endpoint (auth, JSON, ``OpenAI-Organization`` / ``OpenAI-Project``) and
-reads the JSON straight from the bytes; it never imports the ``openai`` SDK, whose import alone
-costs ~0.7 s of CPU at every start of ``judge-rl label``. Without aiohttp, behind a proxy, or
-with ``transport: httpx``, requests go through the SDK's client, built from a template the SDK's
-``_build_request`` made and checked against it. Either way the SDK's generic per-call machinery
-(typed-parameter transform, option copies, pydantic response models) is skipped: about 0.25 ms
-of client CPU per call instead of 1.8 ms for ``chat.completions.create`` (see
-``docs/backends.md``). ``fast_path=False`` uses the SDK's public ``post`` for every call.
+Speed: the request body is serialised once per request with :mod:`json`. The direct path
+(``transport: auto``, no proxy) writes each request as one buffer on a pooled keep-alive
+connection with headers built once per endpoint (auth, JSON, ``OpenAI-Organization`` /
+``OpenAI-Project``) and reads the JSON straight from the bytes; it imports neither the ``openai``
+SDK (~0.7 s of CPU) nor aiohttp (~0.3 s) at every start of ``judge-rl label``, and costs less
+client CPU per call than an aiohttp session. Behind a proxy, or with ``transport: aiohttp |
+httpx``, requests go through the SDK's client, built from a template the SDK's ``_build_request``
+made and checked against it; the SDK's generic per-call machinery (typed-parameter transform,
+option copies, pydantic response models) is skipped either way: about 0.55 ms of client CPU per
+call instead of 1.8 ms for ``chat.completions.create`` (see ``docs/backends.md``).
+``fast_path=False`` uses the SDK's public ``post`` for every call.
 
 The API key is read from the environment variable named by ``api_key_env`` and lives only inside
-the client objects (and the request template built from them, kept out of every ``repr``): it is
+the client objects (the SDK's clients or the direct path's connection pools): it is
 not an attribute of the backend, not in :meth:`OpenAIBackend.describe`, and never logged.
 """
 
@@ -109,10 +112,9 @@ class _Endpoint:
     client: Any = field(default=None, repr=False)
     inflight: int = 0
     session: Any = field(default=None, repr=False)
-    """aiohttp session of the direct fast path (None: requests go through the SDK's client)."""
+    """Keep-alive pool of the direct path (None: requests go through the SDK's client)."""
     template: Any = field(default=None, repr=False)
-    """(url, headers) of the direct fast path, built once; holds the auth header, so it is kept
-    out of ``repr``."""
+    """Request target (path and query) of the direct path, built once."""
     ok: int = 0
     """Successful responses so far."""
     failures: dict[str, int] = field(default_factory=dict)
@@ -448,12 +450,13 @@ class OpenAIBackend:
             (newer OpenAI models).
         check_connection: Before the first request, check that each base URL accepts a TCP
             connection; an endpoint that refuses every attempt is a :class:`JudgeRLError`.
-        transport: HTTP transport under the openai client: ``aiohttp`` (openai's own
-            ``DefaultAioHttpClient``), ``httpx``, or ``auto`` (aiohttp when installed).
-        fast_path: Build each chat request from a template the SDK built once (same URL,
-            headers and timeout; new body and retry count) instead of running the SDK's generic
-            request machinery every time; with aiohttp the bytes go out on an aiohttp session.
-            ``False``: the SDK's public ``post`` for every call.
+        transport: ``auto``: our own keep-alive HTTP/1.1 client (no SDK; proxied URLs go
+            through the SDK over aiohttp when installed); ``aiohttp`` (openai's own
+            ``DefaultAioHttpClient``) or ``httpx``: the SDK's client over that transport.
+        fast_path: With ``transport: auto``, send requests on our own client; otherwise build
+            each SDK request from a template the SDK built once (same URL, headers and timeout;
+            new body and retry count) instead of running the SDK's generic request machinery
+            every time. ``False``: the SDK's public ``post`` for every call.
         base_url: Alias of ``base_urls`` for a single URL.
         seed: Seed of the backoff jitter (for reproducible tests).
         adaptive: Adapt each URL's concurrency: slow start from ``initial_concurrency`` up to
@@ -586,13 +589,13 @@ class OpenAIBackend:
                 f"{', '.join(redact_url(u) for u in self.base_urls)}",
                 setting="api_key_env",
             )
-        self._direct = self.fast_path and self.transport != "httpx" and _has_aiohttp()
+        self._direct = self.fast_path and self.transport == "auto"
         self._openai: Any = None
         self._client_cls: Any = None
         if not self._direct or any(_proxied(u) for u in self.base_urls):
             # The SDK is imported when the judge is built, not inside the first request: the
-            # import (~0.7 s of CPU) stays out of the judging window. The direct path (aiohttp,
-            # no proxy) never imports it.
+            # import (~0.7 s of CPU) stays out of the judging window. The direct path (our own
+            # HTTP/1.1 client, no proxy) never imports it, nor aiohttp.
             self._load_sdk()
         self._endpoints = [self._new_endpoint(u) for u in self.base_urls]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -690,9 +693,9 @@ class OpenAIBackend:
         for ep in self._endpoints:
             ep.template = None
             ep.client = None
-            ep.session = self._aiohttp_session() if direct and not _proxied(ep.url) else None
+            ep.session = self._http_pool(ep.url) if direct and not _proxied(ep.url) else None
             if ep.session is not None:
-                continue  # the direct path: our own request on aiohttp, no SDK client
+                continue  # the direct path: our own HTTP/1.1 client, no SDK client
             AsyncOpenAI, httpx2 = self._load_sdk(), _httpx()  # noqa: N806
             timeout = httpx2.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
             limits = httpx2.Limits(
@@ -745,15 +748,17 @@ class OpenAIBackend:
                 headers[name] = os.environ[env]
         return headers
 
-    def _aiohttp_session(self) -> Any:
-        import aiohttp
+    def _http_pool(self, url: str) -> Any:
+        """Keep-alive connections to ``url`` for the direct path. Proxied URLs never get here
+        (they go through the SDK's client, which honours proxy settings)."""
+        from judge_rl.backends._http import HTTPPool
 
-        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=min(10.0, self.timeout_s))
-        # trust_env=False: proxied URLs never get here (they go through the SDK's client, which
-        # honours proxy settings), and aiohttp's per-request environment lookups cost a thread
-        # hop each.
-        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+        return HTTPPool(
+            url,
+            timeout_s=self.timeout_s,
+            connect_timeout_s=min(10.0, self.timeout_s),
+            headers=self._direct_headers(),
+        )
 
     # ---------------------------------------------------------------------------------------
     # The endpoint pool: routing, circuit breakers, adaptive concurrency
@@ -1065,8 +1070,8 @@ class OpenAIBackend:
         """POST ``/chat/completions``; the body of a 2xx answer, else :class:`_Timeout`,
         :class:`_Unreachable` or :class:`_HTTPStatus`.
 
-        With aiohttp installed (and no proxy) the bytes go out on an aiohttp session directly
-        (see :meth:`_send_direct`), without the SDK. Otherwise the SDK's client sends them: with
+        On the direct path (``transport: auto``, no proxy) the bytes go out on our own
+        keep-alive client (see :meth:`_send_direct`), without the SDK. Otherwise the SDK's client sends them: with
         ``fast_path`` the SDK builds and checks the request (its ``_build_request``) but its
         generic request loop (option copies, retry bookkeeping we do not use: its retries are
         off) is skipped; its exceptions are mapped to ours.
@@ -1111,29 +1116,23 @@ class OpenAIBackend:
         return bytes(resp.content)
 
     async def _send_direct(self, ep: _Endpoint, content: bytes, attempt: int) -> bytes:
-        """POST the body on the endpoint's aiohttp session with headers built once per
-        endpoint (:meth:`_direct_headers`); the SDK is not involved."""
-        import aiohttp
+        """POST the body on the endpoint's keep-alive pool (:mod:`judge_rl.backends._http`),
+        with headers built once per endpoint (:meth:`_direct_headers`); no SDK involved."""
+        from judge_rl.backends._http import HTTPConnectionError, HTTPTimeout
 
         if ep.template is None:
-            ep.template = (_join_url(ep.url, "/chat/completions"), self._direct_headers())
-        url, headers = ep.template
-        if attempt:
-            headers = {**headers, "x-stainless-retry-count": str(attempt)}
+            ep.template = _path_of(ep.url, "/chat/completions")
+        extra = {"x-stainless-retry-count": str(attempt)} if attempt else None
         try:
-            async with ep.session.post(url, data=content, headers=headers) as resp:
-                body = await resp.read()
-                status = resp.status
-                if status >= 300:
-                    resp_headers = {k.lower(): v for k, v in resp.headers.items()}
-        except TimeoutError as e:  # aiohttp's timeouts subclass asyncio.TimeoutError
+            resp = await ep.session.post(ep.template, content, extra)
+        except HTTPTimeout as e:
             raise _Timeout() from e
-        except (aiohttp.ClientError, OSError) as e:
-            raise _Unreachable((str(e) or type(e).__name__)[:200]) from e
-        if status >= 300:
-            text = body.decode("utf-8", "replace")
-            raise _HTTPStatus(status, resp_headers, " ".join(text.split())[:160])
-        return body
+        except HTTPConnectionError as e:
+            raise _Unreachable(str(e)[:200] or type(e).__name__) from e
+        if resp.status >= 300:
+            text = resp.body.decode("utf-8", "replace")
+            raise _HTTPStatus(resp.status, resp.headers, " ".join(text.split())[:160])
+        return resp.body
 
     def _fail(self, error: str, meta: _Attempts, t_start: float) -> ChatResult:
         return OpenAIChatResult(error=error, **meta.fields(t_start))
@@ -1217,16 +1216,18 @@ class _HTTPStatus(Exception):
         self.detail = detail
 
 
-def _join_url(base: str, path: str) -> str:
-    """``base`` (``http://host:8000/v1``) with ``path`` appended to its path, query kept.
+def _path_of(base: str, path: str) -> str:
+    """The request target of ``path`` under ``base`` (``http://host:8000/v1``): its path with
+    ``path`` appended, query kept.
 
-    >>> _join_url("http://h:8000/v1", "/chat/completions")
-    'http://h:8000/v1/chat/completions'
-    >>> _join_url("https://h/openai/v1/?api-version=1", "/chat/completions")
-    'https://h/openai/v1/chat/completions?api-version=1'
+    >>> _path_of("http://h:8000/v1", "/chat/completions")
+    '/v1/chat/completions'
+    >>> _path_of("https://h/openai/v1/?api-version=1", "/chat/completions")
+    '/openai/v1/chat/completions?api-version=1'
     """
     parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
+    target = parts.path.rstrip("/") + path
+    return f"{target}?{parts.query}" if parts.query else target
 
 
 def _http_client(limits: Any, timeout: Any, transport: str) -> Any:
@@ -1334,14 +1335,6 @@ def _proxied(url: str) -> bool:
     parts = urlsplit(url)
     proxies = urllib.request.getproxies()
     return bool(proxies.get(parts.scheme)) and not urllib.request.proxy_bypass(parts.hostname or "")
-
-
-def _has_aiohttp() -> bool:
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _direct_ok(client: Any) -> bool:

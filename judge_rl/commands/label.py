@@ -93,6 +93,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
+PROGRESS_EVERY_S = 0.1
+"""Least time between two progress-bar updates (one per judgment cost ~0.05 ms each)."""
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -281,9 +285,13 @@ def to_records(comparisons: list[Any], judgments: list[Any]) -> list[Any]:
     kind = judgments[0].judge.kind if judgments else ""
     origin = {"verifier": "verifier", "human": "human"}.get(kind, "judge")
     out = []
+    keys: dict[int, tuple[Any, str]] = {}  # the fingerprint's key is a hash: once per judge
     for c, j in zip(comparisons, judgments, strict=True):
         if not j.ok:
             continue
+        fp_key = keys.get(id(j.judge))
+        if fp_key is None or fp_key[0] is not j.judge:
+            fp_key = keys[id(j.judge)] = (j.judge, j.judge.key)
         if j.winner == "b":
             chosen, rejected = c.b, c.a
             p = 1.0 - j.p_a if j.p_a is not None else 1.0
@@ -294,7 +302,7 @@ def to_records(comparisons: list[Any], judgments: list[Any]) -> list[Any]:
                 p = 0.5
         prov: dict[str, Any] = {
             "judge": j.judge.name,
-            "judge_key": j.judge.key,
+            "judge_key": fp_key[1],
             "comparison_id": c.id,
             "chosen_id": chosen.id,
             "rejected_id": rejected.id,
@@ -437,12 +445,22 @@ async def _run(args: argparse.Namespace) -> int:
         await _close(judge)
         return 0
 
-    state = {"done": 0, "failed": 0, "cost": 0.0, "fresh": 0}
+    state = {"done": 0, "failed": 0, "cost": 0.0, "fresh": 0, "shown": 0, "next": 0.0}
     t0 = time.perf_counter()
     total = max(est.units, 1) if est.units else len(comparisons)
     cols = (TextColumn("{task.fields[stats]}"),)
     with progress(*cols) as bar:
         task = bar.add_task(f"judging with {fp.name}", total=total, stats="")
+
+        def show(now: float) -> None:
+            rate = state["fresh"] / max(1e-9, now - t0)
+            bar.update(
+                task,
+                advance=state["done"] - state["shown"],
+                stats=f"{rate:.1f}/s  ${state['cost']:.4f}  failed {state['failed']}",
+            )
+            state["shown"] = state["done"]
+            state["next"] = now + PROGRESS_EVERY_S
 
         def hook(event: str, rec: Any) -> None:
             state["done"] += 1
@@ -453,12 +471,9 @@ async def _run(args: argparse.Namespace) -> int:
                 state["cost"] += float(getattr(rec, "cost", 0.0) or 0.0)
             if getattr(rec, "error", None):
                 state["failed"] += 1
-            rate = state["fresh"] / max(1e-9, time.perf_counter() - t0)
-            bar.update(
-                task,
-                advance=1,
-                stats=f"{rate:.1f}/s  ${state['cost']:.4f}  failed {state['failed']}",
-            )
+            now = time.perf_counter()
+            if now >= state["next"]:  # the bar redraws ~10 times a second: no need for more
+                show(now)
 
         token = progress_hook.set(hook)
         try:
@@ -466,6 +481,7 @@ async def _run(args: argparse.Namespace) -> int:
         finally:
             progress_hook.reset(token)
             await _close(judge)
+        show(time.perf_counter())
         bar.update(task, completed=total)
     elapsed = time.perf_counter() - t0
 

@@ -58,7 +58,8 @@ def prompt_token_bound(text: str) -> int:
     >>> prompt_token_bound("a" * 400), prompt_token_bound("答" * 400)
     (100, 400)
     """
-    other = sum(1 for ch in text if ord(ch) > 127)
+    # non-ASCII characters, counted in C (a per-character loop cost ~0.1 ms per judge call)
+    other = 0 if text.isascii() else len(text) - len(text.encode("ascii", "ignore"))
     return max(1, (len(text) - other + 3) // 4 + other)
 
 

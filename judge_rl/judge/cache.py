@@ -89,26 +89,49 @@ def _turns(fp: JudgeFingerprint, *cands: Candidate) -> list[Any]:
     return [[c.metadata.get("question_turns"), c.metadata.get("turns")] for c in cands]
 
 
-def compare_gen_key(fp: JudgeFingerprint, c: Comparison) -> str:
-    """What the model was asked for ``c`` (``a`` shown first), without the versions."""
-    parts: list[Any] = ["compare", fp.key, c.prompt, c.a.response, c.b.response, c.reference]
+def compare_gen_key(fp: JudgeFingerprint, c: Comparison, *, fp_key: str | None = None) -> str:
+    """What the model was asked for ``c`` (``a`` shown first), without the versions.
+    ``fp_key``: ``fp.key`` when the caller has it (it is a hash of the whole fingerprint)."""
+    parts: list[Any] = [
+        "compare",
+        fp_key or fp.key,
+        c.prompt,
+        c.a.response,
+        c.b.response,
+        c.reference,
+    ]
     return content_hash(parts + _turns(fp, c.a, c.b), n=32)
 
 
-def score_gen_key(fp: JudgeFingerprint, cand: Candidate) -> str:
+def score_gen_key(fp: JudgeFingerprint, cand: Candidate, *, fp_key: str | None = None) -> str:
     """What the model was asked to score ``cand``, without the versions."""
-    parts: list[Any] = ["score", fp.key, cand.prompt, cand.response, cand.metadata.get("reference")]
+    ref = cand.metadata.get("reference")
+    parts: list[Any] = ["score", fp_key or fp.key, cand.prompt, cand.response, ref]
     return content_hash(parts + _turns(fp, cand), n=32)
 
 
-def compare_key(fp: JudgeFingerprint, c: Comparison) -> str:
-    """Cache key of ``c`` judged by ``fp`` with ``a`` shown first."""
-    return content_hash([compare_gen_key(fp, c), KEY_VERSIONS], n=32)
+def compare_key(fp: JudgeFingerprint, c: Comparison, *, gen: str | None = None) -> str:
+    """Cache key of ``c`` judged by ``fp`` with ``a`` shown first (``gen``: its
+    :func:`compare_gen_key` when the caller has it)."""
+    return content_hash([gen or compare_gen_key(fp, c), KEY_VERSIONS], n=32)
 
 
-def score_key(fp: JudgeFingerprint, cand: Candidate) -> str:
+def score_key(fp: JudgeFingerprint, cand: Candidate, *, gen: str | None = None) -> str:
     """Cache key of ``cand`` scored by ``fp``."""
-    return content_hash([score_gen_key(fp, cand), KEY_VERSIONS], n=32)
+    return content_hash([gen or score_gen_key(fp, cand), KEY_VERSIONS], n=32)
+
+
+def _compare_keys(fp: JudgeFingerprint, comps: Sequence[Comparison]) -> tuple[list[str], list[str]]:
+    """``(keys, generation keys)`` of ``comps``, the fingerprint hashed once."""
+    fk = fp.key
+    gens = [compare_gen_key(fp, c, fp_key=fk) for c in comps]
+    return [compare_key(fp, c, gen=g) for c, g in zip(comps, gens, strict=True)], gens
+
+
+def _score_keys(fp: JudgeFingerprint, cands: Sequence[Candidate]) -> tuple[list[str], list[str]]:
+    fk = fp.key
+    gens = [score_gen_key(fp, c, fp_key=fk) for c in cands]
+    return [score_key(fp, c, gen=g) for c, g in zip(cands, gens, strict=True)], gens
 
 
 class JudgmentCache:
@@ -373,8 +396,7 @@ class CachedJudge:
                 tie_margin=float(getattr(self.inner, "tie_margin", 0.0)),
                 probability="bt" if fp.kind == "reward_model" else None,
             )
-        keys = [compare_key(fp, c) for c in comparisons]
-        gens = [compare_gen_key(fp, c) for c in comparisons]
+        keys, gens = _compare_keys(fp, comparisons)
         values = await self._run(
             keys, list(comparisons), self.inner.compare, kind="judgment", gens=gens
         )
@@ -391,8 +413,7 @@ class CachedJudge:
 
     async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
         fp = self.fingerprint
-        keys = [score_key(fp, c) for c in candidates]
-        gens = [score_gen_key(fp, c) for c in candidates]
+        keys, gens = _score_keys(fp, candidates)
         values = await self._run(keys, list(candidates), self.inner.score, kind="score", gens=gens)
         out = []
         for (s, cached), cand in zip(values, candidates, strict=True):
@@ -415,20 +436,23 @@ class CachedJudge:
         fp = self.fingerprint
         fn = getattr(self.inner, "estimate", None)
         if fp.kind in POINTWISE_KINDS:
-            cands = _unique_by(
-                [c for comp in comparisons for c in (comp.a, comp.b)], lambda x: score_key(fp, x)
-            )
-            hits = self.cache.get_many(score_key(fp, c) for c in cands) if self.cache else {}
-            misses = [c for c in cands if score_key(fp, c) not in hits]
+            both = [c for comp in comparisons for c in (comp.a, comp.b)]
+            by_key: dict[str, Candidate] = {}
+            for k, cand in zip(_score_keys(fp, both)[0], both, strict=True):
+                by_key.setdefault(k, cand)  # the first candidate of each key, in order
+            hits = self.cache.get_many(by_key) if self.cache else {}
+            misses = [c for k, c in by_key.items() if k not in hits]
             est_fn = getattr(self.inner, "estimate_scores", None)
             est = est_fn(misses) if est_fn else Estimate()
             est.cached += len(hits) * (est.calls // max(1, len(misses)) if misses else 1)
             est.comparisons = len(comparisons)
             est.units = 2 * len(comparisons)
             return est
-        uniq = _unique_by(list(comparisons), lambda x: compare_key(fp, x))
-        hits = self.cache.get_many(compare_key(fp, c) for c in uniq) if self.cache else {}
-        misses = [c for c in uniq if compare_key(fp, c) not in hits]
+        uniq: dict[str, Comparison] = {}
+        for k, c in zip(_compare_keys(fp, comparisons)[0], comparisons, strict=True):
+            uniq.setdefault(k, c)  # the first comparison of each key, in order
+        hits = self.cache.get_many(uniq) if self.cache else {}
+        misses = [c for k, c in uniq.items() if k not in hits]
         est = fn(misses) if fn else Estimate()
         est.cached += len(hits)
         est.comparisons = len(comparisons)
@@ -626,13 +650,6 @@ def _rebind_judgment(j: Judgment, c: Comparison, cached: bool) -> Judgment:
             "members": members,
         }
     )
-
-
-def _unique_by(items: list[Any], key: Any) -> list[Any]:
-    seen: dict[str, Any] = {}
-    for x in items:
-        seen.setdefault(key(x), x)
-    return list(seen.values())
 
 
 __all__ = [

@@ -282,28 +282,32 @@ def test_fast_paths_send_what_the_sdk_sends(transport, monkeypatch):
 
 
 def test_the_direct_path_never_imports_the_sdk():
-    """The default path (aiohttp, no proxy) judges without importing ``openai``: its import
-    (~0.7 s CPU) would land in every ``judge-rl label`` run (issue 19 item 2)."""
+    """The default path (no proxy) judges without importing ``openai`` or aiohttp: their
+    imports (~0.7 s and ~0.3 s CPU) would land in every ``judge-rl label`` run (issue 19
+    item 2). The server runs here; the client in a fresh process."""
+    import os
     import subprocess
     import sys
 
     code = (
         "import asyncio, sys\n"
-        "from judge_rl.backends._fakeserver import start_in_thread\n"
         "from judge_rl.backends.base import ChatRequest\n"
         "from judge_rl.backends.openai import OpenAIBackend\n"
-        "with start_in_thread() as srv:\n"
-        "    b = OpenAIBackend('m', base_urls=srv.url, concurrency=4)\n"
-        "    async def go():\n"
-        "        r = await b.chat([ChatRequest(messages=[{'role': 'user', 'content': 'q'}])])\n"
-        "        await b.aclose()\n"
-        "        return r\n"
-        "    res = asyncio.run(go())\n"
+        "b = OpenAIBackend('m', base_urls=sys.argv[1], concurrency=4)\n"
+        "async def go():\n"
+        "    r = await b.chat([ChatRequest(messages=[{'role': 'user', 'content': 'q'}])])\n"
+        "    await b.aclose()\n"
+        "    return r\n"
+        "res = asyncio.run(go())\n"
         "assert res[0].error is None and res[0].texts, res\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'httpx', 'httpx2')))\n"
+        "clients = ('openai', 'httpx', 'httpx2', 'aiohttp')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in clients))\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if "proxy" not in k.lower()}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    with start_in_thread() as srv:
+        r = subprocess.run(
+            [sys.executable, "-c", code, srv.url], capture_output=True, text=True, env=env
+        )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "[]"
 
