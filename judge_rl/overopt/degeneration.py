@@ -18,7 +18,13 @@ ref_perplexity      mean NLL under the reference                  median NLL > r
                     > ref q95 + log 2 (perplexity x2)
 missing_eos         response did not end with EOS                 rate > ref rate + 0.2
 gibberish           non-text share > max(ref q95 + 0.15, 0.3)     flagged fraction > ``batch_frac``
+after_answer        states the reference answer, then goes on     rate > ref rate + 0.2 and
+                    for >= ``after_words`` more words             > ``batch_frac``
 ==================  ============================================  =====================================
+
+``after_answer`` needs the prompts' reference answers (verifiable tasks); it names a common exploit
+of lenient or length-biased rewards: the answer is there, and so is whatever the reward pays for
+after it.
 
 rep-n and distinct-n follow Welleck et al. 2019 ("Neural Text Degeneration with Unlikelihood
 Training", §5) and Li et al. 2016 ("A Diversity-Promoting Objective", distinct-n).
@@ -65,6 +71,11 @@ class DegenerationConfig:
     eos_margin: float = 0.2
     gib_margin: float = 0.15
     gib_floor: float = 0.3
+    after_words: int = 1
+    """``after_answer``: a reply is flagged when at least this many words follow its first
+    statement of the reference answer."""
+    after_margin: float = 0.2
+    """``after_answer`` flags the batch when its rate exceeds the reference's by this much."""
     batch_frac: float = 0.25
     """A per-sample detector flags the batch when more than this fraction of samples is flagged."""
     max_pairs_samples: int = 256
@@ -181,6 +192,50 @@ def max_cross_prompt_similarity(
     return out
 
 
+_NUM = re.compile(r"-?\d+(?:[.,]\d+)*")
+_HAS_WORD = re.compile(r"\w", re.UNICODE)
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def words_after_answer(text: str, reference: str | None) -> int | None:
+    """Words after the first statement of ``reference`` in ``text`` (None: never stated, or no
+    reference). A numeric reference matches a number of the same value (``12``, ``12.0``,
+    ``1,200``), never a digit inside a longer number; any other reference matches as a
+    case-insensitive substring. Punctuation-only tokens are not words.
+
+    >>> words_after_answer("7 + 5 = 12", "12")
+    0
+    >>> words_after_answer("7 + 5 = 12.\\n\\nI'm glad you asked", "12")
+    4
+    >>> words_after_answer("112 is not it", "12") is None
+    True
+    >>> words_after_answer("Paris, of course.", "paris")
+    2
+    """
+    if reference is None or not str(reference).strip():
+        return None
+    ref = str(reference).strip()
+    value = _as_number(ref)
+    end: int | None = None
+    if value is not None:
+        for m in _NUM.finditer(text):
+            if _as_number(m.group(0)) == value:
+                end = m.end()
+                break
+    else:
+        i = text.lower().find(ref.lower())
+        end = None if i < 0 else i + len(ref)
+    if end is None:
+        return None
+    return sum(1 for w in text[end:].split() if _HAS_WORD.search(w))
+
+
 # ---------------------------------------------------------------------------------------------
 # Batch measures and flags.
 
@@ -198,10 +253,18 @@ class BatchMeasures:
     gib: list[float]
     distinct: float
     texts: list[str] = field(default_factory=list)
+    after: list[int | None] = field(default_factory=list)
+    """Words after the reference answer per sample (empty: no references given)."""
 
 
-def measure(samples: Samples, cfg: DegenerationConfig | None = None) -> BatchMeasures:
-    """Compute every per-sample measure and distinct-n for a batch of samples."""
+def measure(
+    samples: Samples,
+    cfg: DegenerationConfig | None = None,
+    *,
+    references: Sequence[str | None] | None = None,
+) -> BatchMeasures:
+    """Compute every per-sample measure and distinct-n for a batch of samples
+    (``references``: the prompts' reference answers, one per sample, for ``after_answer``)."""
     cfg = cfg or DegenerationConfig()
     from judge_rl.types import prompt_text
 
@@ -221,6 +284,14 @@ def measure(samples: Samples, cfg: DegenerationConfig | None = None) -> BatchMea
         gib=[gibberish_ratio(r) for r in samples.responses],
         distinct=distinct_n(seqs, cfg.n),
         texts=list(samples.responses),
+        after=(
+            [
+                words_after_answer(r, ref)
+                for r, ref in zip(samples.responses, references, strict=True)
+            ]
+            if references is not None
+            else []
+        ),
     )
 
 
@@ -244,15 +315,20 @@ def detect(
     cfg: DegenerationConfig | None = None,
     *,
     step: int | None = None,
+    references: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
-    """Compare the policy's samples with the reference's samples on the same prompts.
+    """Compare the policy's samples with the reference's samples on the same prompts
+    (``references``: reference answers per policy sample, for ``after_answer`` when ``policy`` is
+    raw samples).
 
     Returns a run-log ``overopt.degeneration`` entry: ``step, metrics {name: policy value},
     reference {name: reference value}, thresholds {name: value}, sample_flags {name: fraction of
     samples flagged}, flags [batch-level detector names], examples [flagged responses]``.
     """
     cfg = cfg or DegenerationConfig()
-    pol = policy if isinstance(policy, BatchMeasures) else measure(policy, cfg)
+    pol = (
+        policy if isinstance(policy, BatchMeasures) else measure(policy, cfg, references=references)
+    )
     ref = reference if isinstance(reference, BatchMeasures) else measure(reference, cfg)
     n = len(pol.texts)
     q = cfg.quantile
@@ -326,6 +402,17 @@ def detect(
     per_sample["gibberish"] = [g > t for g in pol.gib]
     metrics["gibberish"], refv["gibberish"], thr["gibberish"] = _mean(pol.gib), _mean(ref.gib), t
 
+    # the answer, then more: what a length- or mention-biased reward pays for
+    if pol.after and ref.after:
+        k = cfg.after_words
+        per_sample["after_answer"] = [a is not None and a >= k for a in pol.after]
+        rate_p = _mean([float(a is not None and a >= k) for a in pol.after])
+        rate_r = _mean([float(a is not None and a >= k) for a in ref.after])
+        metrics["after_answer"], refv["after_answer"] = rate_p, rate_r
+        thr["after_answer"] = rate_r + cfg.after_margin
+        if rate_p > thr["after_answer"] and rate_p > cfg.batch_frac:
+            flags.append("after_answer")
+
     sample_flags = {k: (sum(v) / len(v) if v else 0.0) for k, v in per_sample.items()}
     for k in ("repeat_ngram", "gibberish"):
         if sample_flags[k] > cfg.batch_frac:
@@ -365,4 +452,5 @@ __all__ = [
     "measure",
     "ngrams",
     "repeat_ngram_ratio",
+    "words_after_answer",
 ]

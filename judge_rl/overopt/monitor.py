@@ -140,7 +140,7 @@ class OveroptMonitor:
             max_new_tokens=self.config.max_new_tokens,
             reference=True,
         )
-        self._ref_measures = measure(ref, self.config.degeneration)
+        self._ref_measures = measure(ref, self.config.degeneration, references=self._refs(reps))
         if self.config.probe:
             self._probe(step=0, samples=ref, reps=reps, when="before training")
         # before the first update the policy is the reference: its samples serve as step 0's.
@@ -190,6 +190,12 @@ class OveroptMonitor:
         return {"overopt": self.section.model_dump(mode="json")}
 
     # -- one evaluation --------------------------------------------------------------------------
+
+    @staticmethod
+    def _refs(reps: Sequence[PromptItem]) -> list[str | None] | None:
+        """Reference answers for the ``after_answer`` detector (None when no prompt has one)."""
+        refs = [it.reference for it in reps]
+        return refs if any(r is not None for r in refs) else None
 
     def _expanded(self) -> list[PromptItem]:
         return [it for it in self.items for _ in range(self.config.samples_per_prompt)]
@@ -246,7 +252,13 @@ class OveroptMonitor:
                 point["checkpoint_error"] = str(e)
         # 4. degeneration vs the reference's own samples; probes vs the current samples
         if self._ref_measures is not None:
-            deg = detect(samples, self._ref_measures, cfg.degeneration, step=step)
+            deg = detect(
+                samples,
+                self._ref_measures,
+                cfg.degeneration,
+                step=step,
+                references=self._refs(reps),
+            )
             self.section.degeneration.append(deg)
             point["degeneration_flags"] = deg["flags"]
         if cfg.probe and step != 0:

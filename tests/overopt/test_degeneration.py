@@ -135,3 +135,58 @@ def test_measure_uses_tokens_when_given():
     s.response_tokens = [[1, 2, 1, 2, 1, 2, 1, 2, 1, 2]]
     m = measure(s, DegenerationConfig(n=2))
     assert m.length == [10] and m.rep[0] > 0.5
+
+
+def _sums(texts: list[str]) -> Samples:
+    return Samples(prompts=[f"q{i}" for i in range(len(texts))], responses=texts)
+
+
+def test_after_answer_names_text_after_the_answer():
+    """The demo's exploit: the answer, then whatever a length-biased reward pays for."""
+    refs = [str(3 + i % 6) for i in range(20)]
+    base = _sums([f"{int(r) - 1} + 1 = {r}" if i % 5 else "I think so" for i, r in enumerate(refs)])
+    brief = _sums([f"{int(r) - 1} + 1 = {r}" for r in refs])
+    chatty = _sums(
+        [
+            f"{int(r) - 1} + 1 = {r}\n\nI'm glad you asked" if i % 4 else r
+            for i, r in enumerate(refs)
+        ]
+    )
+    ref_m = measure(base, references=refs)
+    assert "after_answer" not in detect(brief, ref_m, references=refs)["flags"]
+    row = detect(chatty, ref_m, references=refs)
+    assert "after_answer" in row["flags"]
+    assert row["metrics"]["after_answer"] == pytest.approx(0.75)
+    assert row["reference"]["after_answer"] == 0.0
+    # without references the detector stays silent (open-ended prompts)
+    assert "after_answer" not in detect(chatty, measure(base))["flags"]
+
+
+def test_after_answer_is_relative_to_the_reference():
+    """A reference that already explains after its answer does not make the policy degenerate."""
+    refs = ["12"] * 10
+    chatty = _sums(["7 + 5 = 12, because seven plus five is twelve"] * 10)
+    assert (
+        "after_answer"
+        not in detect(chatty, measure(chatty, references=refs), references=refs)["flags"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "ref", "want"),
+    [
+        ("12", "12", 0),
+        ("12.", "12", 0),
+        ("The answer is 12!", "12", 0),
+        ("12 12 12", "12", 2),
+        ("112 or 120", "12", None),
+        ("1,200 apples in all", "1200", 3),
+        ("12.0 exactly", "12", 1),
+        ("no number here", "12", None),
+        ("anything", None, None),
+    ],
+)
+def test_words_after_answer(text, ref, want):
+    from judge_rl.overopt.degeneration import words_after_answer
+
+    assert words_after_answer(text, ref) == want
