@@ -1,7 +1,7 @@
 """The ``ppo`` stage: PPO against the proxy reward, watched by the over-optimisation monitor.
 
 Besides PPO's own run-log section and the monitor's ``overopt`` section, the stage keeps the
-policy's greedy answers to the tournament prompts at every monitor evaluation
+policy's answers to the tournament prompts at every monitor evaluation
 (:class:`Snapshots`), so the tournament can field the base policy, the best checkpoint by gold and
 the last one without saving or reloading full models.
 """
@@ -43,7 +43,12 @@ class PPOStageConfig:
     stop_on_alarm: bool = False
     """Stop PPO when the alarm fires (the demo keeps going to show gold falling further)."""
     snapshot_max_new_tokens: int = 16
-    """Budget of the greedy tournament answers taken at each evaluation."""
+    """Budget of the tournament answers taken at each evaluation."""
+    snapshot_greedy: bool = True
+    """Greedy tournament answers; false: sampled at the PPO temperature (the policy as it was
+    trained and as the monitor measures it)."""
+    snapshot_samples: int = 1
+    """Answers per tournament prompt at each evaluation (sampled answers: each is one battle)."""
     ppo: dict[str, Any] = field(default_factory=dict)
     """Settings of :class:`judge_rl.train._ppo_config.PPOConfig` (same names)."""
 
@@ -76,8 +81,20 @@ def ppo_config(
     return pc
 
 
+def expand_prompts(items: Sequence[PromptItem], samples: int) -> list[PromptItem]:
+    """``samples`` copies of each prompt, ids ``ID#1 .. ID#k`` (the prompts themselves for 1):
+    one tournament battle per sampled answer, each contestant answering the same copies."""
+    if samples <= 1:
+        return list(items)
+    return [
+        i.model_copy(update={"prompt_id": f"{i.prompt_id}#{j + 1}"})
+        for i in items
+        for j in range(samples)
+    ]
+
+
 class Snapshot(BaseModel):
-    """The policy's greedy answers to the tournament prompts at one monitor step."""
+    """The policy's answers to the tournament prompts at one monitor step."""
 
     step: int
     candidates: list[Candidate] = Field(default_factory=list)
@@ -90,17 +107,30 @@ class PPOResult(BaseModel):
     best_step: int | None = None
     """Monitor step of the best checkpoint by gold (the proxy plays no part)."""
     last_step: int = 0
+    snapshot_samples: int = 1
+    """Answers per tournament prompt in each snapshot (the tournament expands its prompts
+    with :func:`expand_prompts` to match)."""
     ppo: PPOSection | None = None
     overopt: OveroptSection | None = None
 
 
 class SnapshotCallback:
-    """Greedy answers to ``prompts`` before training and at every monitor evaluation."""
+    """Answers to ``prompts`` (greedy, or ``samples`` sampled ones each) before training and at
+    every monitor evaluation."""
 
-    def __init__(self, prompts: Sequence[PromptItem], every: int, max_new_tokens: int):
-        self.items = list(prompts)
+    def __init__(
+        self,
+        prompts: Sequence[PromptItem],
+        every: int,
+        max_new_tokens: int,
+        *,
+        greedy: bool = True,
+        samples: int = 1,
+    ):
+        self.items = expand_prompts(prompts, samples)
         self.every = every
         self.max_new_tokens = max_new_tokens
+        self.greedy = greedy
         self.snapshots: list[Snapshot] = []
 
     def _take(self, handle: Any, *, reference: bool = False) -> None:
@@ -108,7 +138,7 @@ class SnapshotCallback:
             return
         s = handle.sample(
             [i.prompt for i in self.items],
-            greedy=True,
+            greedy=self.greedy,
             max_new_tokens=self.max_new_tokens,
             reference=reference,
         )
@@ -195,7 +225,15 @@ def run_ppo(
             seed=seed,
         ),
     )
-    snaps = SnapshotCallback(tournament, cfg.monitor_every, cfg.snapshot_max_new_tokens)
+    if cfg.snapshot_samples < 1:
+        raise ConfigError(f"must be >= 1, got {cfg.snapshot_samples}", setting="snapshot_samples")
+    snaps = SnapshotCallback(
+        tournament,
+        cfg.monitor_every,
+        cfg.snapshot_max_new_tokens,
+        greedy=cfg.snapshot_greedy,
+        samples=cfg.snapshot_samples,
+    )
     callbacks: list[Any] = [monitor, snaps]
     if advance is not None:
         callbacks.append(_Progress(advance))
@@ -215,6 +253,7 @@ def run_ppo(
         snapshots=sorted(snaps.snapshots, key=lambda s: s.step),
         best_step=best.get("step"),
         last_step=int(trainer.step),
+        snapshot_samples=cfg.snapshot_samples,
         ppo=section,
         overopt=monitor.section,
     )
@@ -224,4 +263,11 @@ def stage_fields() -> list[str]:
     return [f.name for f in dataclasses.fields(PPOStageConfig)]
 
 
-__all__ = ["PPOResult", "PPOStageConfig", "Snapshot", "SnapshotCallback", "run_ppo"]
+__all__ = [
+    "PPOResult",
+    "PPOStageConfig",
+    "Snapshot",
+    "SnapshotCallback",
+    "expand_prompts",
+    "run_ppo",
+]

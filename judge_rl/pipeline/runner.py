@@ -375,7 +375,7 @@ def _tournament(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseM
     )
     out = tour_mod.tournament(
         cfg,
-        prompts=inp["prompts"],
+        prompts=ppo_mod.expand_prompts(inp["prompts"], ppo.snapshot_samples),
         answers=answers,
         judge=ctx.judge(cfg.judge, cfg.judge_options),
         names=names,

@@ -1,6 +1,6 @@
 """The ``tournament`` stage: checkpoints and degenerate baselines on the task's own prompts.
 
-Contestants: the base policy, the best checkpoint by gold, the last checkpoint (their greedy
+Contestants: the base policy, the best checkpoint by gold, the last checkpoint (their
 answers from the ``ppo`` stage's snapshots) and degenerate baselines (an empty answer, the prompt
 echoed, one word repeated, the answer repeated). Every pair meets on every prompt (round robin);
 Bradley-Terry ratings with a bootstrap that resamples battles within each pair of models.

@@ -176,3 +176,43 @@ def test_claims_and_notes_follow_the_numbers():
     d2 = claims(ReportConfig(bootstrap=200), flat, best_step=0)
     text2 = " ".join(notes(d2))
     assert "did not rise" in text2 and "excludes 0" not in text2
+
+
+def test_sampled_snapshots_meet_on_the_same_prompt_copies():
+    """k sampled answers per tournament prompt: every contestant answers the same k copies, the
+    tournament expands its prompts the same way, and every answer is one battle."""
+    from judge_rl.pipeline.ppo import SnapshotCallback, expand_prompts
+    from judge_rl.pipeline.tournament import TournamentConfig, contestant_answers, tournament
+    from judge_rl.train.callbacks import Samples, StepInfo
+
+    items = make_prompts(PromptsConfig(train=2, heldout=1, tournament=3, label=1)).tournament
+
+    class Handle:
+        step = 0
+        greedy: list[bool] = []
+
+        def sample(self, prompts, *, greedy=False, max_new_tokens=None, reference=False):
+            self.greedy.append(greedy)
+            # the base answers wrongly, later steps rightly
+            ans = [i.reference if self.step else "0" for i in expand_prompts(items, 2)]
+            return Samples(prompts=list(prompts), responses=ans)
+
+    h = Handle()
+    cb = SnapshotCallback(items, every=2, max_new_tokens=4, greedy=False, samples=2)
+    cb.on_train_start(h)
+    h.step = 2
+    cb.on_step(StepInfo(step=2, prompts=[], responses=[], rewards=[], stats={}), h)
+    assert h.greedy == [False, False]
+    ids = {c.prompt_id for c in cb.snapshots[-1].candidates}
+    assert ids == {f"{i.prompt_id}#{j}" for i in items for j in (1, 2)}
+    answers, names = contestant_answers(cb.snapshots, 2, 2, ["base", "best"])
+    out = tournament(
+        TournamentConfig(degenerate=[], bootstrap=50),
+        prompts=expand_prompts(items, 2),
+        answers=answers,
+        judge=GraderJudge(BriefAnswer()),
+        names=names,
+    )
+    rows = {r["model"]: r for r in out.section.leaderboard}
+    assert rows[names["best"]]["battles"] == 6 and rows["base-policy"]["battles"] == 6
+    assert out.section.leaderboard[0]["model"] == names["best"]
