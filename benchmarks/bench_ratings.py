@@ -9,10 +9,13 @@ FastChat code is never copied into this repository.
 
 Two comparisons, each printed as a ratio:
 
-* command: ``python -m judge_rl ratings battles.csv`` vs ``python peer.py battles.csv``, process
-  start to exit, CPU time of the process and its children (FastChat's bootstrap runs in a
-  multiprocessing pool) and wall time; medians of ``--repeats`` interleaved runs, with
-  ``--bootstrap 100`` and ``--bootstrap 0``;
+* command: ``python -m judge_rl ratings battles.csv`` (the default output, a rich table, and the
+  run log) vs ``python peer.py battles.csv`` (prints the ratings), process start to exit, CPU
+  time of the process and its children (FastChat's bootstrap runs in a multiprocessing pool)
+  and wall time; medians of ``--repeats`` interleaved runs, with ``--bootstrap 100`` and
+  ``--bootstrap 0``. Both run with cached bytecode, as after a ``pip install`` (the
+  ``PYTHONPYCACHEPREFIX`` is a temp folder; ``PYTHONDONTWRITEBYTECODE`` is dropped), after one
+  untimed warm-up run each. The same battles as JSONL and Parquet are timed for judge_rl too;
 * library: judge_rl's ``aggregate_codes`` + ``leaderboard`` on integer codes vs FastChat's
   ``compute_bt`` + ``compute_bootstrap_bt`` on a DataFrame already in memory.
 
@@ -107,8 +110,27 @@ def peer_setup(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 def load() -> str:
+    """The machine's load, as ``uptime`` prints it (1, 5 and 15 minute averages)."""
     la = os.getloadavg()
-    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} CPUs"
+    return f"load average (uptime) {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} CPUs"
+
+
+def write_other_formats(d: Path, ma: np.ndarray, mb: np.ndarray, win: np.ndarray) -> dict:
+    """The same battles as JSONL and Parquet: {kind: path}."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    jsonl, parquet = d / "battles.jsonl", d / "battles.parquet"
+    with jsonl.open("w") as f:
+        f.writelines(
+            json.dumps({"model_a": x, "model_b": y, "winner": z}) + "\n"
+            for x, y, z in zip(ma.tolist(), mb.tolist(), win.tolist(), strict=True)
+        )
+    table = pa.table({"model_a": ma.tolist(), "model_b": mb.tolist(), "winner": win.tolist()})
+    pq.write_table(table, parquet)
+    return {"jsonl": jsonl, "parquet": parquet}
 
 
 def library_ours(a, b, w, names, rounds: int, repeats: int) -> dict:
@@ -149,28 +171,40 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} bootstrap rounds; medians of {args.repeats} interleaved runs"
     )
     peer = None if args.no_peer else peer_setup(args)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
     with tempfile.TemporaryDirectory() as d:
+        # Bytecode cached, as after a pip install, for both sides.
+        env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1", COLUMNS="100")
+        env["PYTHONPYCACHEPREFIX"] = str(Path(d) / "pycache")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         csv = Path(d) / "battles.csv"
         win = np.array(["model_a", "model_b", "tie"])[w]
+        na = np.array(names)
         with csv.open("w") as f:
             f.write("model_a,model_b,winner\n")
-            na = np.array(names)
             f.writelines(f"{x},{y},{z}\n" for x, y, z in zip(na[a], na[b], win, strict=True))
+        other = write_other_formats(Path(d), na[a], na[b], win)
         script = Path(d) / "peer.py"
         script.write_text(PEER_SCRIPT)
         times: dict[str, list[tuple[float, float]]] = {}
-        ours_cmd = [sys.executable, "-m", "judge_rl", "ratings", str(csv), "--format", "csv"]
+
+        def ours(path: Path, rounds: int) -> list[str]:
+            run = ["--bootstrap", str(rounds), "--run", str(Path(d) / "run")]
+            return [sys.executable, "-m", "judge_rl", "ratings", str(path), *run]
+
+        def theirs(rounds: int) -> list[str]:
+            assert peer is not None
+            return [peer[0], str(script), "text", str(csv), peer[1], str(rounds)]
+
+        timed(ours(csv, 0), env)  # warm-up: writes the bytecode
+        if peer:
+            timed(theirs(0), env)
         for _ in range(args.repeats):
             for rounds in (args.rounds, 0):
-                run = ["--bootstrap", str(rounds), "--run", str(Path(d) / "run")]
-                wall, cpu, _ = timed([*ours_cmd, *run], env)
-                times.setdefault(f"ours{rounds}", []).append((wall, cpu))
+                times.setdefault(f"ours{rounds}", []).append(timed(ours(csv, rounds), env)[:2])
                 if peer:
-                    wall, cpu, _ = timed(
-                        [peer[0], str(script), "text", str(csv), peer[1], str(rounds)]
-                    )
-                    times.setdefault(f"peer{rounds}", []).append((wall, cpu))
+                    times.setdefault(f"peer{rounds}", []).append(timed(theirs(rounds), env)[:2])
+            for kind, path in other.items():
+                times.setdefault(kind, []).append(timed(ours(path, args.rounds), env)[:2])
         med = {
             k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
             for k, v in times.items()
@@ -190,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{label + f' --bootstrap {rounds}':34} {med[key][0]:8.2f} {med[key][1]:8.2f}"
                 )
+    for kind in ("jsonl", "parquet"):
+        label = f"judge-rl ratings, {kind} --bootstrap {args.rounds}"
+        print(f"{label:34} {med[kind][0]:8.2f} {med[kind][1]:8.2f}")
     print(
         f"{'library, ours (' + str(args.rounds) + ' rounds)':34} {lib['wall']:8.3f} {lib['cpu']:8.3f}"
     )
@@ -216,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"RATIO ratings_library_vs_fastchat_head {peer_lib['lib_cpu'] / lib['cpu']:.1f}x CPU "
                 f"({peer_lib['lib_cpu']:.2f}s vs {lib['cpu']:.3f}s, fit + {args.rounds} rounds)"
             )
+        p = med[f"peer{args.rounds}"]
+        for kind in ("jsonl", "parquet"):
+            o = med[kind]
+            print(
+                f"RATIO ratings_command_{kind}_vs_fastchat_head_csv_bootstrap{args.rounds} "
+                f"{p[1] / o[1]:.1f}x CPU ({p[1]:.2f}s vs {o[1]:.2f}s)"
+            )
+    print(load())
     lc_example()
     if not args.skip_adaptive:
         adaptive_report(args.adaptive_seeds, args.adaptive_prompts)

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 _console: Console | None = None
 _err: Console | None = None
@@ -48,6 +42,17 @@ def err_console() -> Console:
 def progress(*extra: Any, transient: bool = False) -> Progress:
     """A progress bar on stderr with count, rate-friendly columns and ETA; ``extra`` columns
     (e.g. ``TextColumn("{task.fields[cost]}")``) are appended."""
+    # imported here: rich.progress costs ~30 ms, which commands without a bar need not pay
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),

@@ -66,6 +66,11 @@ LAYOUTS = (
     ("generator_1", "generator_2"),
 )
 PROMPT_KEYS = ("prompt_id", "question_id", "instruction")
+TEXT_COLUMNS = (
+    *("model_a", "model_b", "left", "right", "winner", "prompt_id", "question_id", "judge"),
+    *("generator_1", "generator_2", "model_left", "model_right", "instruction"),
+)
+"""Columns read as dictionary-encoded text (few distinct values, many rows)."""
 
 
 def parse_winner(value: Any) -> int:
@@ -163,6 +168,8 @@ def _decompress(data: bytes, path: str, cap: int) -> bytes:
 
 def _utf8(data: bytes, path: str) -> None:
     """Raise a DataError naming the line of the first byte that is not UTF-8."""
+    if data.isascii():  # no copy: most battle files are ASCII
+        return
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -294,7 +301,14 @@ def _parse(data: Any, p: str) -> Table:
     if data[:4] == b"PAR1":
         import pyarrow.parquet as pq
 
-        return Table(pq.read_table(pa.BufferReader(pa.py_buffer(data))), p, "parquet")
+        # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
+        # pandas (0.35 s). Text columns that name models come back dictionary-encoded, as the
+        # CSV reader gives them.
+        f = pq.ParquetFile(pa.BufferReader(pa.py_buffer(data)))
+        names = set(f.schema_arrow.names)
+        keep = [k for k in TEXT_COLUMNS if k in names]
+        f = pq.ParquetFile(pa.BufferReader(pa.py_buffer(data)), read_dictionary=keep)
+        return Table(f.read(use_threads=False), p, "parquet")
     if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (Excel's "CSV UTF-8")
         data = data[3:]
     start = _first_char(data)
@@ -311,7 +325,7 @@ def _parse(data: Any, p: str) -> Table:
         raise DataError(f"not valid JSON (starts with {first!r})", file=p, line=line)
     if ".parquet" in suffixes:
         raise DataError("not a Parquet file (no PAR1 header)", file=p)
-    if head == b"[" or (head == b"{" and not _is_jsonl(data)):
+    if head == b"[" or (head == b"{" and not _is_jsonl(data, start)):
         try:
             obj = json.loads(data)
         except RecursionError:
@@ -338,11 +352,12 @@ def _parse(data: Any, p: str) -> Table:
     if head == b"{":  # JSONL
         import pyarrow.json as pj
 
-        if b"\n\n" not in data[start:].rstrip() and b"\r" not in data:
+        blank = data.find(b"\n\n", start)  # a blank line before the last row shifts lines
+        if (blank < 0 or _first_char(memoryview(data)[blank:]) < 0) and b"\r" not in data:
             try:
                 tbl = pj.read_json(
                     pa.BufferReader(data),
-                    read_options=pj.ReadOptions(block_size=1 << 24, use_threads=False),
+                    read_options=pj.ReadOptions(block_size=1 << 26, use_threads=False),
                 )
                 return Table(tbl, p, "jsonl")
             except (pa.ArrowException, ValueError):
@@ -358,12 +373,7 @@ def _parse(data: Any, p: str) -> Table:
             # Blocks of 64 MB: a file up to that size is one chunk (no dictionaries to unify).
             read_options=pc.ReadOptions(block_size=1 << 26, use_threads=False),
             convert_options=pc.ConvertOptions(
-                column_types={
-                    k: pa.dictionary(pa.int32(), pa.string())
-                    for k in ("model_a", "model_b", "left", "right", "winner", "prompt_id")
-                    + ("question_id", "judge", "generator_1", "generator_2")
-                    + ("model_left", "model_right", "instruction")
-                },
+                column_types={k: pa.dictionary(pa.int32(), pa.string()) for k in TEXT_COLUMNS},
                 strings_can_be_null=True,
                 null_values=[""],  # "nan", "NA", "null" stay visible (and are refused)
             ),
@@ -383,8 +393,20 @@ def _first_char(data: bytes) -> int:
     return -1 if m is None else m.start()
 
 
-def _is_jsonl(data: bytes) -> bool:
-    """One JSON object per line, rather than one (possibly one-line) container object?"""
+def _is_jsonl(data: bytes, start: int = 0) -> bool:
+    """One JSON object per line, rather than one (possibly one-line) container object?
+
+    Decided from the first line where it is a JSON value by itself (more text after it: JSON
+    lines), so a large JSONL file is not decoded and parsed whole just to find that out."""
+    end = data.find(b"\n", start)
+    if end >= 0:
+        try:
+            json.loads(data[start:end])
+        except (ValueError, RecursionError):
+            pass  # not a value by itself (a pretty-printed object?): parse the whole text
+        else:
+            if _first_char(memoryview(data)[end:]) >= 0:
+                return True  # a value, then more values: JSON lines
     try:
         obj = json.loads(data)
     except RecursionError:
@@ -542,13 +564,23 @@ def _as_text(col: Any) -> Any:
         return pa.chunked_array([pa.array(vals, pa.string())])
 
 
+def _call(function: str, *args: Any) -> Any:
+    """An Arrow compute kernel by name. ``pyarrow.compute`` builds Python wrappers for every
+    kernel when imported (~75 ms); its ``call_function`` lives in ``pyarrow._compute``."""
+    try:
+        from pyarrow._compute import call_function
+    except ImportError:  # a pyarrow that moved it: the public module has it too
+        from pyarrow.compute import call_function
+    return call_function(function, list(args))
+
+
 def _encode(col: Any) -> tuple[np.ndarray, list[str]]:
     """Dictionary codes of a text column: ``(codes (N,), values)``; null and ``""`` -> -1."""
     import pyarrow as pa
 
     col = _as_text(col)
     if not pa.types.is_dictionary(col.type):
-        col = col.dictionary_encode()
+        col = _call("dictionary_encode", col)
     chunks = _chunks(col)
     if len(chunks) > 1:  # one dictionary for every chunk (Arrow remaps the indices)
         chunks = pa.table({"x": pa.chunked_array(chunks)}).unify_dictionaries().column(0).chunks

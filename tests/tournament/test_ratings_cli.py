@@ -138,7 +138,7 @@ _PROBE = """
 import sys
 from judge_rl.cli import main
 rc = main(sys.argv[1:])
-heavy = ("pydantic", "rich", "pandas", "importlib.metadata", "torch", "scipy")
+heavy = ("pydantic", "rich", "pandas", "importlib.metadata", "torch", "scipy", "pyarrow.compute")
 print("LOADED", ",".join(m for m in heavy if m in sys.modules), rc)
 """
 
@@ -176,6 +176,22 @@ def test_ratings_imports_no_pydantic_no_rich_for_csv_output(tmp_path):
     # the rich table (default output) needs rich, still no pydantic
     loaded = _probe(tmp_path, "ratings", str(p), "--run", "r2", "--bootstrap", "5")
     assert loaded == "rich"
+
+
+def test_parquet_and_csv_input_import_no_pandas(tmp_path):
+    """pyarrow.parquet.read_table goes through pyarrow.dataset, which imports pandas (0.35 s);
+    pyarrow.compute builds its wrappers on import (75 ms). Neither is needed to read battles."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [("x", "y", "model_a"), ("y", "z", "tie"), ("z", "x", "model_b")] * 50
+    cols = {k: [r[i] for r in rows] for i, k in enumerate(("model_a", "model_b", "winner"))}
+    pq.write_table(pa.table(cols), tmp_path / "b.parquet")
+    csv_path = tmp_path / "b.csv"
+    csv_path.write_text("model_a,model_b,winner\n" + "".join(f"{a},{b},{w}\n" for a, b, w in rows))
+    for path in (tmp_path / "b.parquet", csv_path):
+        loaded = _probe(tmp_path, "ratings", str(path), "--format", "json", "--bootstrap", "5")
+        assert loaded == "", path.name
 
 
 def _schema_round_trip(path):
