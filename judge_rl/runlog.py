@@ -251,6 +251,8 @@ class DemoSection(_Section):
     of the difference excludes 0)."""
     exploit: list[str] = Field(default_factory=list)
     """Degeneration detectors flagged at the alarm (or at the last step)."""
+    exploit_detail: list[str] = Field(default_factory=list)
+    """Each flagged detector in words, with its value and the reference policy's."""
     ranking: list[str] = Field(default_factory=list)
     """Tournament models, best first."""
     best_above_base: bool | None = None

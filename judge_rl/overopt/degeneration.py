@@ -50,6 +50,40 @@ _VOWELS = set("aeiouyAEIOUYàáâäèéêëìíîïòóôöùúûüÿ")
 _OK_PUNCT = set(".,;:!?'\"()[]{}-–—/\\%$€£#&*+=<>@_`~^|…")
 
 
+DETECTORS: dict[str, tuple[str, bool]] = {
+    "repeat_ngram": ("repeated n-grams within a reply (mean rep-n)", False),
+    "distinct_n": ("few distinct n-grams across replies (distinct-n)", False),
+    "length": ("reply length far from the base policy's (median tokens)", False),
+    "cross_prompt": ("the same reply to different prompts (mean similarity)", False),
+    "ref_perplexity": ("text the reference model finds unlikely (median perplexity)", False),
+    "missing_eos": ("replies cut off at the token limit", True),
+    "gibberish": ("non-text characters (mean share)", False),
+    "after_answer": ("replies that go on after stating the answer", True),
+}
+"""Detector name -> (what it means in a sentence, whether its metric is a rate)."""
+
+
+def describe(row: dict[str, Any], name: str) -> str:
+    """``name (meaning: policy value, reference value)`` from a :func:`detect` row.
+
+    >>> describe({"metrics": {"after_answer": 0.6}, "reference": {"after_answer": 0.25}},
+    ...          "after_answer")
+    'after_answer (replies that go on after stating the answer: 60% of replies, reference 25%)'
+    """
+    meaning, rate = DETECTORS.get(name, (name, False))
+    v, r = (row.get("metrics") or {}).get(name), (row.get("reference") or {}).get(name)
+
+    def fmt(x: Any) -> str:
+        if x is None or (isinstance(x, float) and not math.isfinite(x)):
+            return "n/a"
+        return f"{x:.0%}" if rate else f"{x:.3g}"
+
+    if v is None:
+        return f"{name} ({meaning})" if name in DETECTORS else name
+    unit = " of replies" if rate else ""
+    return f"{name} ({meaning}: {fmt(v)}{unit}, reference {fmt(r)})"
+
+
 @dataclass
 class DegenerationConfig:
     """Thresholds of the degeneration detectors (all relative to the reference's own samples)."""
@@ -443,8 +477,10 @@ def detect(
 
 
 __all__ = [
+    "DETECTORS",
     "BatchMeasures",
     "DegenerationConfig",
+    "describe",
     "detect",
     "distinct_n",
     "gibberish_ratio",

@@ -121,9 +121,12 @@ def claims(
     if overopt.alarms:
         out.alarm_step = int(overopt.alarms[0]["step"])
     at = out.alarm_step if out.alarm_step is not None else last["step"]
+    from judge_rl.overopt.degeneration import describe
+
     for row in overopt.degeneration:
         if row.get("step") == at:
             out.exploit = list(row.get("flags") or [])
+            out.exploit_detail = [describe(row, k) for k in out.exploit]
     if ratings is not None and audit is not None:
         for j in audit.judges:
             if j.judge == ratings.judge:
@@ -214,7 +217,7 @@ def notes(d: DemoSection, audit: Any = None) -> list[str]:
             "degeneration detectors at "
             + (f"the alarm (step {d.alarm_step})" if d.alarm_step is not None else "the last step")
             + " flagged: "
-            + ", ".join(d.exploit)
+            + "; ".join(d.exploit_detail or d.exploit)
         )
     if audit is not None:
         for j in audit.judges:

@@ -172,6 +172,17 @@ def test_claims_and_notes_follow_the_numbers():
     assert d.exploit == ["repetition"]
     text = " ".join(notes(d))
     assert "which excludes 0" in text and "over-optimisation" in text and "repetition" in text
+    # a detector the monitor knows is said in words, with its value and the reference's
+    sec.degeneration = [
+        {
+            "step": 4,
+            "flags": ["after_answer"],
+            "metrics": {"after_answer": 0.55},
+            "reference": {"after_answer": 0.2},
+        }
+    ]
+    text = " ".join(notes(claims(ReportConfig(bootstrap=200), sec, best_step=2)))
+    assert "go on after stating the answer: 55% of replies, reference 20%" in text
     flat = OveroptSection(gold="g", proxy="p", points=[_point(0, up, up), _point(2, up, up)])
     d2 = claims(ReportConfig(bootstrap=200), flat, best_step=0)
     text2 = " ".join(notes(d2))
