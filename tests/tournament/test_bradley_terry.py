@@ -210,3 +210,13 @@ def test_aggregate_codes_many_models_counts_only_the_cells_that_occur():
     assert got.groups is not None
     by_cell = np.bincount(got.groups.cell, got.groups.count, 3 * len(keys))
     np.testing.assert_array_equal(by_cell.reshape(-1, 3), counts)
+
+
+def test_quantiles_equal_numpy_quantile():
+    rng = np.random.default_rng(5)
+    for rounds in (1, 2, 7, 100, 1000):
+        x = rng.normal(1000, 50, (rounds, 6))
+        x[:, 5] = np.round(x[:, 5] / 100)  # ties in a column (ranks are integers)
+        for q in (0.0, 0.025, 0.05, 0.5, 0.95, 0.975, 1.0):
+            (got,) = bt.quantiles(x, q)
+            np.testing.assert_array_equal(got, np.quantile(x, q, axis=0))

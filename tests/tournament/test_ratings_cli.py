@@ -139,6 +139,7 @@ import sys
 from judge_rl.cli import main
 rc = main(sys.argv[1:])
 heavy = ("pydantic", "rich", "pandas", "importlib.metadata", "torch", "scipy", "pyarrow.compute")
+heavy += ("numpy.ma",)
 print("LOADED", ",".join(m for m in heavy if m in sys.modules), rc)
 """
 
