@@ -201,21 +201,27 @@ def _json_rows(data: bytes, path: str) -> tuple[list[Any], list[int]]:
 
 def _from_pylist(rows: list[Any], path: str, lines: list[int] | None = None) -> Any:
     """An Arrow table from Python rows (dicts), naming the first row that is not an object."""
+    from itertools import repeat
+
     import pyarrow as pa
 
-    for k, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise DataError(
-                f"expected an object per row, got {type(r).__name__}",
-                file=path,
-                line=lines[k] if lines else k + 1,
-            )
-    keys: dict[str, None] = {}
-    for r in rows:
-        keys.update(dict.fromkeys(r))
+    # C-level passes (map, set.union) over the rows; a row-by-row Python loop only to name a
+    # bad row or to order the keys of rows that differ.
+    if set(map(type, rows)) - {dict}:
+        for k, r in enumerate(rows):
+            if not isinstance(r, dict):
+                raise DataError(
+                    f"expected an object per row, got {type(r).__name__}",
+                    file=path,
+                    line=lines[k] if lines else k + 1,
+                )
+    keys: dict[str, None] = dict.fromkeys(rows[0]) if rows else {}
+    if set().union(*rows) != set(keys):
+        for r in rows:
+            keys.update(dict.fromkeys(r))
     cols: dict[str, Any] = {}
     for key in keys:
-        vals = [r.get(key) for r in rows]
+        vals = list(map(dict.get, rows, repeat(key)))
         try:
             cols[key] = pa.array(vals)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -353,7 +359,7 @@ def _parse(data: Any, p: str) -> Table:
         import pyarrow.json as pj
 
         blank = data.find(b"\n\n", start)  # a blank line before the last row shifts lines
-        if (blank < 0 or _first_char(memoryview(data)[blank:]) < 0) and b"\r" not in data:
+        if (blank < 0 or _first_char(data, blank) < 0) and b"\r" not in data:
             try:
                 tbl = pj.read_json(
                     pa.BufferReader(data),
@@ -385,11 +391,12 @@ def _parse(data: Any, p: str) -> Table:
     return Table(tbl, p, "csv", first_line=2)
 
 
-def _first_char(data: bytes) -> int:
-    """Offset of the first non-whitespace byte, -1 when there is none (no copy of the data)."""
+def _first_char(data: bytes, pos: int = 0) -> int:
+    """Offset of the first non-whitespace byte from ``pos``, -1 when there is none (no copy of
+    the data)."""
     import re
 
-    m = re.compile(rb"\S").search(data)
+    m = re.compile(rb"\S").search(data, pos)
     return -1 if m is None else m.start()
 
 
@@ -405,7 +412,7 @@ def _is_jsonl(data: bytes, start: int = 0) -> bool:
         except (ValueError, RecursionError):
             pass  # not a value by itself (a pretty-printed object?): parse the whole text
         else:
-            if _first_char(memoryview(data)[end:]) >= 0:
+            if _first_char(data, end) >= 0:
                 return True  # a value, then more values: JSON lines
     try:
         obj = json.loads(data)

@@ -230,3 +230,26 @@ def test_large_csv_is_memory_mapped_and_read_the_same(tmp_path):
     p.write_bytes(p.read_bytes().replace(b"model-01,", b"model-\xff1,", 1))  # a bad byte
     with pytest.raises(DataError, match=r"big\.csv:\d+: not UTF-8"):
         read_battles(p)
+
+
+def test_json_lines_told_from_one_json_object_by_the_first_line(tmp_path):
+    """JSONL is recognised from its first line (no whole-file parse); blank lines, a
+    pretty-printed container and a one-line container still read as before."""
+    row = {"model_a": "x", "model_b": "y", "winner": "a"}
+    line = json.dumps(row)
+    cases = {
+        "trailing_blank.jsonl": f"{line}\n{line}\n\n\n",
+        "blank_in_middle.jsonl": f"{line}\n\n{line}\n",
+        "pretty.json": json.dumps({"battles": [row, row]}, indent=2),
+        "one_line.json": json.dumps({"battles": [row, row]}),
+        "one_row.jsonl": line + "\n",
+    }
+    for name, text in cases.items():
+        p = tmp_path / name
+        p.write_text(text)
+        bs = read_battles(p)
+        assert bs.models == ["x", "y"] and len(bs) == (1 if name == "one_row.jsonl" else 2), name
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(f"{line}\n\n{line}\n{{not json\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:4"):
+        read_battles(bad)
