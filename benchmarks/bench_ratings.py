@@ -77,6 +77,72 @@ print(json.dumps(out) if mode == "json" else r.to_string())
 """
 
 
+PHASES_SCRIPT = r"""
+import io, os, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+out, last = [], cpu()
+def mark(name):
+    global last
+    now = cpu()
+    out.append((name, now - last))
+    last = now
+path, rounds, run = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the command sets it
+import judge_rl.cli
+mark("judge_rl.cli (argparse, logging, errors)")
+import numpy
+mark("import numpy")
+import pyarrow, pyarrow.csv
+mark("import pyarrow")
+from judge_rl.commands import ratings
+from judge_rl.tournament import battles, bradley_terry as bt, table
+mark("import the command's modules")
+bs = battles.read_battles(path)
+mark("read the file into codes")
+counts = bs.counts()
+mark("aggregate to pair counts")
+lb = bt.leaderboard(counts, bootstrap_rounds=rounds, seed=0)
+mark(f"fit + {rounds} bootstrap rounds")
+rows = [battles.finite_or_none(r) for r in lb.rows]
+sec = {"leaderboard": rows, "models": counts.models, "win_matrix": counts.win_matrix(),
+       "predicted": lb.fit.predicted().tolist(), "interval": lb.interval}
+ratings.write_run_log(run, command="ratings", config={}, timings={}, notes=[], tournament=sec)
+mark("run log")
+from judge_rl.console import console
+from rich.console import Console
+Console(file=io.StringIO(), width=100).print(table.rich_table(rows, title="t", interval=lb.interval))
+mark("rich table (import + render)")
+print("PHASES", __import__("json").dumps(out))
+"""
+
+
+def phases(csv: Path, rounds: int, env: dict[str, str], d: Path) -> None:
+    """Where the command's CPU goes: the interpreter's start, then each phase in one process
+    (the command's own steps, timed with getrusage). Best of 3 runs per phase."""
+    script = d / "phases.py"
+    script.write_text(PHASES_SCRIPT)
+    (d / "phases_run").mkdir(exist_ok=True)
+    best: dict[str, float] = {}
+    for _ in range(3):
+        _, start_cpu, _ = timed([sys.executable, "-c", "pass"], env)
+        best["python start (site, editable-install finder)"] = min(
+            best.get("python start (site, editable-install finder)", math.inf), start_cpu
+        )
+        _, _, out = timed(
+            [sys.executable, str(script), str(csv), str(rounds), str(d / "phases_run")], env
+        )
+        line = [x for x in out.splitlines() if x.startswith("PHASES ")][-1]
+        for name, v in json.loads(line[len("PHASES ") :]):
+            best[name] = min(best.get(name, math.inf), v)
+    print()
+    print(f"where the command's CPU goes (best of 3 per phase, {rounds} rounds; {load()})")
+    for name, v in best.items():
+        print(f"  {name:48} {v:6.3f} s")
+    print(f"  {'sum':48} {sum(best.values()):6.3f} s")
+
+
 def _children_cpu() -> float:
     c = resource.getrusage(resource.RUSAGE_CHILDREN)
     return c.ru_utime + c.ru_stime
@@ -209,30 +275,31 @@ def main(argv: list[str] | None = None) -> int:
             k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
             for k, v in times.items()
         }
+        phases(csv, args.rounds, env, Path(d))
         lib = library_ours(a, b, w, names, args.rounds, args.repeats)
         peer_lib = None
         if peer:
             _, _, out = timed([peer[0], str(script), "json", str(csv), peer[1], str(args.rounds)])
             peer_lib = json.loads(out.strip().splitlines()[-1])
     print()
-    print(f"{'':34} {'wall s':>8} {'CPU s':>8}")
+    print(f"{'':44} {'wall s':>8} {'CPU s':>8}")
     for rounds in (args.rounds, 0):
         for who in ("ours", "peer"):
             key = f"{who}{rounds}"
             if key in med:
                 label = "judge-rl ratings" if who == "ours" else "FastChat HEAD script"
                 print(
-                    f"{label + f' --bootstrap {rounds}':34} {med[key][0]:8.2f} {med[key][1]:8.2f}"
+                    f"{label + f' --bootstrap {rounds}':44} {med[key][0]:8.2f} {med[key][1]:8.2f}"
                 )
     for kind in ("jsonl", "parquet"):
         label = f"judge-rl ratings, {kind} --bootstrap {args.rounds}"
-        print(f"{label:34} {med[kind][0]:8.2f} {med[kind][1]:8.2f}")
+        print(f"{label:44} {med[kind][0]:8.2f} {med[kind][1]:8.2f}")
     print(
-        f"{'library, ours (' + str(args.rounds) + ' rounds)':34} {lib['wall']:8.3f} {lib['cpu']:8.3f}"
+        f"{'library, ours (' + str(args.rounds) + ' rounds)':44} {lib['wall']:8.3f} {lib['cpu']:8.3f}"
     )
     if peer_lib:
         print(
-            f"{'library, FastChat (' + str(args.rounds) + ' rounds)':34} "
+            f"{'library, FastChat (' + str(args.rounds) + ' rounds)':44} "
             f"{peer_lib['lib_wall']:8.3f} {peer_lib['lib_cpu']:8.3f}"
         )
         diff = max(
