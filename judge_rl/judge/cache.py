@@ -121,6 +121,10 @@ def score_key(fp: JudgeFingerprint, cand: Candidate, *, gen: str | None = None) 
     return content_hash([gen or score_gen_key(fp, cand), KEY_VERSIONS], n=32)
 
 
+MAX_ESTIMATED = 1_000_000
+"""Most comparisons whose keys :meth:`CachedJudge.estimate` keeps for the compare that follows."""
+
+
 def _compare_keys(fp: JudgeFingerprint, comps: Sequence[Comparison]) -> tuple[list[str], list[str]]:
     """``(keys, generation keys)`` of ``comps``, the fingerprint hashed once."""
     fk = fp.key
@@ -366,6 +370,9 @@ class CachedJudge:
         self.cache = cache
         self.cache_errors = tuple(cache_errors)
         self.poll_s = poll_s
+        self._estimated: dict[int, tuple[Comparison, str, str]] = {}
+        """Keys :meth:`estimate` hashed, by ``id`` of the comparison (kept with it, so the id
+        cannot be reused), for the :meth:`compare` that follows: each key hashed once."""
 
     @property
     def fingerprint(self) -> JudgeFingerprint:
@@ -396,7 +403,7 @@ class CachedJudge:
                 tie_margin=float(getattr(self.inner, "tie_margin", 0.0)),
                 probability="bt" if fp.kind == "reward_model" else None,
             )
-        keys, gens = _compare_keys(fp, comparisons)
+        keys, gens = self._compare_keys(fp, comparisons)
         values = await self._run(
             keys, list(comparisons), self.inner.compare, kind="judgment", gens=gens
         )
@@ -448,18 +455,46 @@ class CachedJudge:
             est.comparisons = len(comparisons)
             est.units = 2 * len(comparisons)
             return est
+        keys, gens = _compare_keys(fp, comparisons)
+        self._estimated = {}
+        if len(comparisons) <= MAX_ESTIMATED:
+            self._estimated = {
+                id(c): (c, k, g) for c, k, g in zip(comparisons, keys, gens, strict=True)
+            }
         uniq: dict[str, Comparison] = {}
-        for k, c in zip(_compare_keys(fp, comparisons)[0], comparisons, strict=True):
+        for k, c in zip(keys, comparisons, strict=True):
             uniq.setdefault(k, c)  # the first comparison of each key, in order
         hits = self.cache.get_many(uniq) if self.cache else {}
-        misses = [c for k, c in uniq.items() if k not in hits]
-        est = fn(misses) if fn else Estimate()
+        todo = [c for k, c in uniq.items() if k not in hits]
+        est = fn(todo) if fn else Estimate()
         est.cached += len(hits)
         est.comparisons = len(comparisons)
         est.units = len(comparisons)
         return est
 
+    def _compare_keys(
+        self, fp: JudgeFingerprint, comps: Sequence[Comparison]
+    ) -> tuple[list[str], list[str]]:
+        """:func:`_compare_keys`, taking the keys :meth:`estimate` hashed for these objects."""
+        memo = self._estimated
+        if not memo:
+            return _compare_keys(fp, comps)
+        keys: list[str] = []
+        gens: list[str] = []
+        fk: str | None = None
+        for c in comps:
+            hit = memo.get(id(c))
+            if hit is not None and hit[0] is c:
+                keys.append(hit[1])
+                gens.append(hit[2])
+                continue
+            fk = fk or fp.key
+            gens.append(compare_gen_key(fp, c, fp_key=fk))
+            keys.append(compare_key(fp, c, gen=gens[-1]))
+        return keys, gens
+
     async def aclose(self) -> None:
+        self._estimated = {}
         close = getattr(self.inner, "aclose", None)
         if close is not None:
             await close()

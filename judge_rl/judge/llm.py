@@ -214,6 +214,10 @@ def compile_template(text: str, kind: str, *, file: str = "<template>", mode: st
     return env.from_string(text)
 
 
+MAX_PREPARED_CHARS = 50_000_000
+"""Most prompt characters :meth:`LLMJudge.estimate` keeps rendered for the compare that follows."""
+
+
 class LLMJudge:
     """A prompted judge over any backend.
 
@@ -351,6 +355,9 @@ class LLMJudge:
         """Chunks in flight: the backend's concurrency (API backends), or 2 (local models: one
         batch runs while the next is prepared)."""
         self._completion_seen: list[int] = []
+        self._prepared: dict[int, tuple[Comparison, ChatRequest]] = {}
+        """Requests :meth:`estimate` rendered, by ``id`` of the comparison (kept with it, so
+        the id cannot be reused), for the :meth:`compare` that follows: one render each."""
         self._prompt_ratio = 1.0
         """Largest seen ratio of a reply's prompt tokens to the reservation's estimate (>= 1):
         later reservations are scaled by it."""
@@ -418,9 +425,13 @@ class LLMJudge:
             )
         requests: list[ChatRequest | None] = []
         pre_errors: list[str | None] = []
+        prepared = self._prepared
         for c in comparisons:
             try:
-                requests.append(self._pair_request(c))
+                hit = prepared.pop(id(c), None) if prepared else None
+                requests.append(
+                    hit[1] if hit is not None and hit[0] is c else self._pair_request(c)
+                )
                 pre_errors.append(None)
             except _InputError as e:
                 requests.append(None)
@@ -481,6 +492,8 @@ class LLMJudge:
     def estimate(self, comparisons: Sequence[Comparison]) -> Estimate:
         """Calls, tokens and cost to judge ``comparisons`` once each (no cache)."""
         reqs: list[ChatRequest] = []
+        self._prepared = prepared = {}
+        chars = 0
         for c in comparisons:
             try:
                 if self.kind in POINTWISE_KINDS:
@@ -488,6 +501,9 @@ class LLMJudge:
                         reqs += self._point_requests_for(cand, c.reference)
                 else:
                     reqs.append(self._pair_request(c))
+                    if chars < MAX_PREPARED_CHARS:  # keep it for compare (bounded memory)
+                        prepared[id(c)] = (c, reqs[-1])
+                        chars += sum(len(str(m.get("content", ""))) for m in reqs[-1].messages)
             except _InputError:
                 continue
         return self.estimate_requests(reqs, comparisons=len(comparisons))
@@ -514,6 +530,7 @@ class LLMJudge:
         )
 
     async def aclose(self) -> None:
+        self._prepared = {}
         await self.backend.aclose()
 
     # --- rendering ----------------------------------------------------------------------------

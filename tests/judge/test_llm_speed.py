@@ -1,0 +1,68 @@
+"""Per-judgment work of the judging path (issue 19 item 2): what ``judge-rl label`` does for
+each comparison happens once, not once for the estimate and again for the judging."""
+
+from __future__ import annotations
+
+import asyncio
+
+from judge_rl import _io
+from judge_rl.backends.mock import MockBackend
+from judge_rl.judge import LLMJudge, estimate
+from judge_rl.judge.budget import prompt_token_bound
+from judge_rl.judge.cache import CachedJudge, compare_key
+
+
+class _CountingTemplate:
+    def __init__(self, inner):
+        self.inner, self.renders = inner, 0
+
+    def render(self, **kw):
+        self.renders += 1
+        return self.inner.render(**kw)
+
+
+def test_estimate_then_compare_renders_each_comparison_once(comparisons, pairwise_template):
+    judge = LLMJudge(MockBackend(rule="longer"), pairwise_template, name="t")
+    counting = judge.template = _CountingTemplate(judge.template)
+    est = judge.estimate(comparisons)
+    out = asyncio.run(judge.compare(comparisons))
+    assert est.calls == len(comparisons) and all(j.ok for j in out)
+    assert counting.renders == len(comparisons)
+    # the same requests as without the estimate: identical verdicts and raw outputs
+    fresh = LLMJudge(MockBackend(rule="longer"), pairwise_template, name="t")
+    again = asyncio.run(fresh.compare(comparisons))
+    assert [(j.winner, j.calls[0].raw) for j in out] == [(j.winner, j.calls[0].raw) for j in again]
+    # a comparison the estimate did not see is rendered as usual
+    other = comparisons[0].model_copy(update={"prompt": "something else"})
+    asyncio.run(judge.compare([other]))
+    assert counting.renders == len(comparisons) + 1
+
+
+def test_estimate_then_compare_hashes_each_cache_key_once(
+    comparisons, pairwise_template, monkeypatch
+):
+    judge = CachedJudge(LLMJudge(MockBackend(rule="longer"), pairwise_template, name="t"), None)
+    calls = {"n": 0}
+    real = _io.content_hash
+
+    def counting(obj, n=16):
+        calls["n"] += 1
+        return real(obj, n)
+
+    monkeypatch.setattr("judge_rl.judge.cache.content_hash", counting)
+    estimate(judge, comparisons)
+    asyncio.run(judge.compare(comparisons))
+    # a generation key and a key per comparison, plus the fingerprint's key once
+    assert calls["n"] <= 2 * len(comparisons) + 2
+    fp = judge.fingerprint
+    monkeypatch.undo()
+    assert judge._estimated[id(comparisons[0])][1] == compare_key(fp, comparisons[0])
+
+
+def test_prompt_token_bound_counts_non_ascii_as_before():
+    def slow(text: str) -> int:
+        other = sum(1 for ch in text if ord(ch) > 127)
+        return max(1, (len(text) - other + 3) // 4 + other)
+
+    for text in ["", "a" * 401, "答" * 7 + "abc", "héllo wörld 😀", "x\udcff y", "\x7f\x80"]:
+        assert prompt_token_bound(text) == slow(text)
