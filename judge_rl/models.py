@@ -63,14 +63,43 @@ def embedded_gguf_path() -> Path:
 
 
 def embedded_model_dir() -> Path:
-    """A transformers model folder with the embedded model, converted once from the GGUF."""
+    """A transformers model folder with the embedded model, converted once from the GGUF.
+
+    The conversion runs in a child process: dequantising holds the GGUF reader and the float32
+    weights at once (about 1.6 GB), and memory a Python process frees is not all returned to the
+    system, so converting in-process would raise the calling run's peak for the rest of its life.
+    """
     gguf = embedded_gguf_path()
     target = cache_root() / f"{EMBEDDED_NAME}-{EMBEDDED_VERSION}"
     if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import subprocess
+    import sys
 
     log.info("converting %s to %s (once)", gguf, target)
+    code = "import sys; from judge_rl.models import _convert_gguf; _convert_gguf(*sys.argv[1:])"
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(gguf), str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0 or not (target / "config.json").exists():
+        from judge_rl.errors import JudgeRLError
+
+        tail = (r.stderr or r.stdout or "").strip().splitlines()[-5:]
+        raise JudgeRLError(
+            f"converting the embedded model {gguf} to {target} failed (exit {r.returncode}): "
+            + " | ".join(tail)
+        )
+    return target
+
+
+def _convert_gguf(gguf_file: str, target_dir: str) -> None:
+    """Dequantise ``gguf_file`` into the model folder ``target_dir`` (atomically)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf, target = Path(gguf_file), Path(target_dir)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # A GGUF-loaded model is marked quantised and refuses save_pretrained, although its weights
@@ -80,16 +109,17 @@ def embedded_model_dir() -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
+    del gguf_model
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(tmp, target)
     except OSError:  # another process won the race
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def resolve_model(name_or_path: str) -> str:

@@ -63,3 +63,20 @@ def test_load_policy_checkpoint_reads_full_folders_and_refuses_others(tmp_path):
     (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": ""}')
     with pytest.raises(ConfigError, match="base model|peft"):
         load_policy_checkpoint(adapter)
+
+
+def test_embedded_conversion_runs_in_a_child_and_reports_its_failure(tmp_path, monkeypatch):
+    """The GGUF conversion (about 1.6 GB at its peak) runs in a child process, so the caller's
+    peak memory never holds it; a failed conversion is one error naming the file, no folder left."""
+    import pytest
+
+    from judge_rl import models
+    from judge_rl.errors import JudgeRLError
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file")
+    monkeypatch.setenv("JUDGE_RL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "embedded_gguf_path", lambda: bad)
+    with pytest.raises(JudgeRLError, match="broken.gguf"):
+        models.embedded_model_dir()
+    assert not (tmp_path / "cache" / f"{models.EMBEDDED_NAME}-{models.EMBEDDED_VERSION}").exists()
