@@ -292,28 +292,49 @@ class JudgmentCache:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                for key in dict.fromkeys(keys):
-                    row = db.execute("SELECT value FROM judgments WHERE key = ?", (key,)).fetchone()
-                    if row is not None and not self.refresh:
-                        done[key] = row[0]
-                        continue
-                    c = db.execute(
-                        "SELECT owner, host, pid, expires FROM claims WHERE key = ?", (key,)
-                    ).fetchone()
-                    if (
-                        c is not None
-                        and c[0] != self.owner
-                        and c[3] > now
-                        and self._alive(c[1], c[2])
-                    ):
-                        busy.add(key)
-                        continue
-                    db.execute(
+                # three statements per 400 keys, not three per key (judge-rl label claims
+                # every comparison: issue 19 item 2)
+                uniq = list(dict.fromkeys(keys))
+                pid, expires = os.getpid(), now + self.claim_ttl_s
+                for i in range(0, len(uniq), 400):
+                    chunk = uniq[i : i + 400]
+                    marks = ",".join("?" * len(chunk))
+                    finished: dict[str, str] = {}
+                    if not self.refresh:
+                        finished = dict(
+                            db.execute(
+                                f"SELECT key, value FROM judgments WHERE key IN ({marks})", chunk
+                            ).fetchall()
+                        )
+                    claims = {
+                        r[0]: r[1:]
+                        for r in db.execute(
+                            "SELECT key, owner, host, pid, expires FROM claims "
+                            f"WHERE key IN ({marks})",
+                            chunk,
+                        )
+                    }
+                    rows = []
+                    for key in chunk:
+                        if key in finished:
+                            done[key] = finished[key]
+                            continue
+                        c = claims.get(key)
+                        if (
+                            c is not None
+                            and c[0] != self.owner
+                            and c[3] > now
+                            and self._alive(c[1], c[2])
+                        ):
+                            busy.add(key)
+                            continue
+                        rows.append((key, self.owner, self.host, pid, expires))
+                        acquired.add(key)
+                    db.executemany(
                         "INSERT OR REPLACE INTO claims(key, owner, host, pid, expires) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        (key, self.owner, self.host, os.getpid(), now + self.claim_ttl_s),
+                        rows,
                     )
-                    acquired.add(key)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
