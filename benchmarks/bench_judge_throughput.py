@@ -1,7 +1,8 @@
 """Judging throughput against a local OpenAI-compatible endpoint, judge_rl vs AlpacaEval.
 
-The endpoint (``judge_rl.backends._fakeserver`` in its own process, so it does not share the
-client's event loop) answers every request after a fixed latency (50 ms). With 64 requests in
+The endpoint (``judge_rl.backends._fakeserver --lean`` in its own process, so it does not share
+the client's event loop; bare asyncio, so it costs the shared cores little) answers every
+request after a fixed latency (50 ms). With 64 requests in
 flight the ceiling is 64 / 0.05 = 1,280 judgments/s. Rows:
 
 - ``judge-rl label CLI``: the command a user runs, end to end (``python -m judge_rl label`` from
@@ -83,6 +84,7 @@ def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
             str(latency),
             "--max-seconds",
             "1800",
+            "--lean",  # bare asyncio: the endpoint shares the cores, so it should cost little
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -22,7 +22,8 @@ Run in a thread (:func:`start_in_thread`) or as a process::
     python -m judge_rl.backends._fakeserver --latency 0.05 --max-seconds 300
 
 which prints ``PORT <n>`` once listening and exits after ``--max-seconds`` or when its stdin
-closes. It runs on aiohttp (a core dependency: the openai backend's fast transport).
+closes. It runs on aiohttp's web server; ``--lean`` (the throughput benchmark's endpoint, no
+faults) answers on bare asyncio at a fraction of the CPU per request.
 """
 
 from __future__ import annotations
@@ -317,6 +318,72 @@ def _answer_logprobs(letter: str) -> list[dict[str, Any]]:
     ]
 
 
+class _LeanHTTP(asyncio.Protocol):
+    """The fault-free server on bare asyncio (``--lean``): the benchmark's endpoint shares the
+    client's cores, so it should cost far less CPU per request than the client it measures.
+    Same answers as :meth:`FakeServer.chat` without faults; ``POST .../chat/completions``
+    only (anything else: 404); keep-alive HTTP/1.1 with ``Content-Length`` bodies."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.buf = bytearray()
+        self.transport: Any = None
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            length = 0
+            for line in head[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buf) < end + 4 + length:
+                return
+            body = bytes(self.buf[end + 4 : end + 4 + length])
+            del self.buf[: end + 4 + length]
+            self._answer(head[0], body)
+
+    def _answer(self, request_line: str, raw: bytes) -> None:
+        st = self.server.state
+        method, _, rest = request_line.partition(" ")
+        path = rest.split(" ", 1)[0]
+        if method != "POST" or not path.endswith("/chat/completions"):
+            self._send(404, b'{"error": {"message": "not found"}}')
+            return
+        try:
+            body = json.loads(raw)
+            key = content_key(body.get("messages"))
+        except (ValueError, AttributeError):
+            self._send(400, b'{"error": {"message": "body is not a JSON object"}}')
+            return
+        st.hits[key] += 1
+        st.statuses["200"] += 1
+        st.answered[key] += 1
+        out = json.dumps(self.server.completion(body, key, unparseable=False)).encode()
+        if self.server.latency_s:
+            self.loop.call_later(self.server.latency_s, self._send, 200, out)
+        else:
+            self._send(200, out)
+
+    def _send(self, status: int, body: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.transport.write(head.encode("latin-1") + body)
+
+
 class RunningServer:
     """A server running in a background thread; ``url`` ends in ``/v1``."""
 
@@ -396,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slots", type=int, default=0, help="requests processed at once (0: all)")
     p.add_argument("--ignore-n", action="store_true", help="answer one choice whatever n asks")
     p.add_argument("--reply", default="verdict", choices=("verdict", "echo", "answer"))
+    p.add_argument(
+        "--lean",
+        action="store_true",
+        help="serve on bare asyncio (no faults, slots or /stats; several times less CPU per "
+        "request than the aiohttp app): the throughput benchmark's endpoint",
+    )
     args = p.parse_args(argv)
     faults = {}
     for part in filter(None, args.faults.split(",")):
@@ -415,23 +488,36 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve_forever(server, args.port, args.max_seconds))
+    if args.lean and (faults or args.slots):
+        p.error("--lean serves without faults or slots")
+    asyncio.run(_serve_forever(server, args.port, args.max_seconds, lean=args.lean))
     return 0
 
 
-async def _serve_forever(server: FakeServer, port: int, max_seconds: float) -> None:
-    from aiohttp import web
-
-    runner = web.AppRunner(server.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
+async def _serve_forever(
+    server: FakeServer, port: int, max_seconds: float, *, lean: bool = False
+) -> None:
     loop = asyncio.get_running_loop()
+    if lean:
+        lean_server = await loop.create_server(
+            lambda: _LeanHTTP(server), "127.0.0.1", port, backlog=1024
+        )
+        print(f"PORT {lean_server.sockets[0].getsockname()[1]}", flush=True)
+    else:
+        from aiohttp import web
+
+        runner = web.AppRunner(server.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+        await site.start()
+        print(f"PORT {runner.addresses[0][1]}", flush=True)
     stdin_closed = loop.run_in_executor(None, sys.stdin.read)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stdin_closed, max_seconds)
-    await runner.cleanup()
+    if lean:
+        lean_server.close()
+    else:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -167,3 +167,43 @@ def test_a_reused_connection_closed_before_any_answer_is_retried_once_a_new_one_
 
     first, second, n_seen = _run(go())
     assert (first, second, n_seen) == (b"1", b"2", 3)
+
+
+def test_the_lean_endpoint_answers_like_the_fake_server():
+    """The throughput benchmark's endpoint (``_fakeserver --lean``, bare asyncio) gives the
+    answers of the aiohttp fake server, through the backend's direct path."""
+    import subprocess
+    import sys
+
+    from judge_rl.backends._fakeserver import start_in_thread
+    from judge_rl.backends.base import ChatRequest
+    from judge_rl.backends.openai import OpenAIBackend
+
+    reqs = [
+        ChatRequest(messages=[{"role": "user", "content": f"question {i}"}], max_tokens=8)
+        for i in range(20)
+    ]
+
+    def texts(url: str) -> list[tuple[str | None, list[str]]]:
+        backend = OpenAIBackend("fake-judge", base_urls=url, concurrency=8)
+
+        async def go():
+            try:
+                return await backend.chat(reqs)
+            finally:
+                await backend.aclose()
+
+        return [(r.error, r.texts) for r in asyncio.run(go())]
+
+    cmd = [sys.executable, "-m", "judge_rl.backends._fakeserver", "--lean", "--latency", "0.01"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        lean = texts(f"http://127.0.0.1:{int(line.split()[1])}/v1")
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    with start_in_thread() as srv:
+        full = texts(srv.url)
+    assert lean == full and all(err is None for err, _ in lean)
