@@ -171,10 +171,28 @@ def fence(label: str, text: str) -> str:
 def compile_template(text: str, kind: str, *, file: str = "<template>", mode: str = "joint") -> Any:
     """Parse and validate a Jinja2 template for ``kind``; returns the compiled template.
 
+    The same template text is compiled once per process (``judge-rl label`` validates the spec,
+    then builds the judge: one compile instead of three, ~20 ms each); rendering never changes
+    a compiled template.
+
     Raises:
         ConfigError: the template does not parse, uses a variable this kind cannot supply, or
             leaves out one it must show (naming the file and the variable).
     """
+    key = (text, kind, file, mode)
+    hit = _COMPILED.get(key)
+    if hit is None:
+        hit = _compile_template(text, kind, file=file, mode=mode)
+        if len(_COMPILED) >= 64:
+            _COMPILED.clear()
+        _COMPILED[key] = hit
+    return hit
+
+
+_COMPILED: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _compile_template(text: str, kind: str, *, file: str, mode: str) -> Any:
     from jinja2 import StrictUndefined, TemplateSyntaxError, meta
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 

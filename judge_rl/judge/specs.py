@@ -207,10 +207,35 @@ def list_judges() -> list[str]:
 
 def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate a ``judge.yaml`` (keys and value types; templates are checked when the
-    judge is built). Returns the spec with ``name`` filled from the folder when absent."""
-    from judge_rl._io import safe_yaml_load
+    judge is built). Returns the spec with ``name`` filled from the folder when absent.
+
+    A file read before with the same bytes is not parsed again (``judge-rl label`` reads its
+    spec five times before judging); each caller gets its own copy."""
+    import copy
 
     path = Path(path)
+    key: tuple[Any, ...] | None = None
+    try:
+        if path.is_file() and path.stat().st_size <= 256 * 1024:
+            key = (str(path.resolve()), path.read_bytes())
+    except OSError:
+        key = None  # let the read below name the problem
+    if key is not None and key in _READ:
+        return copy.deepcopy(_READ[key])
+    data = _read_spec(path)
+    if key is not None:
+        if len(_READ) >= 64:
+            _READ.clear()
+        _READ[key] = copy.deepcopy(data)
+    return data
+
+
+_READ: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    from judge_rl._io import safe_yaml_load
+
     # Bounded: UTF-8, size, nesting and nodes after alias expansion (no billion laughs).
     data = safe_yaml_load(path, file=str(path))
     if not isinstance(data, dict):

@@ -66,3 +66,36 @@ def test_prompt_token_bound_counts_non_ascii_as_before():
 
     for text in ["", "a" * 401, "答" * 7 + "abc", "héllo wörld 😀", "x\udcff y", "\x7f\x80"]:
         assert prompt_token_bound(text) == slow(text)
+
+
+def test_spec_is_parsed_and_its_template_compiled_once_per_process(tmp_path, monkeypatch):
+    """``judge-rl label`` validates the spec, then builds the judge: the YAML is parsed and
+    the template compiled once, not five and three times."""
+    import judge_rl._io
+    import judge_rl.judge.llm as llm
+    from judge_rl.judge.specs import load_judge, read_spec, validate_spec
+
+    folder = tmp_path / "j"
+    folder.mkdir()
+    (folder / "prompt.j2").write_text(
+        "Q {{ prompt }} A {{ response_a }} B {{ response_b }} [[A]] [[B]] [[C]] t1"
+    )
+    spec = folder / "judge.yaml"
+    spec.write_text("version: 1\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\n")
+    loads, compiles = [], []
+    real_load, real_compile = judge_rl._io.safe_yaml_load, llm._compile_template
+    monkeypatch.setattr(
+        judge_rl._io, "safe_yaml_load", lambda *a, **k: loads.append(1) or real_load(*a, **k)
+    )
+    monkeypatch.setattr(
+        llm, "_compile_template", lambda *a, **k: compiles.append(1) or real_compile(*a, **k)
+    )
+    validate_spec(spec)
+    validate_spec(spec)
+    load_judge(spec, cache=None)
+    assert (len(loads), len(compiles)) == (1, 1)
+    # every caller gets its own copy; a changed file (even of the same size) is read again
+    read_spec(spec)["model"] = "changed"
+    assert read_spec(spec)["model"] == "m"
+    spec.write_text("version: 2\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\n")
+    assert read_spec(spec)["version"] == "2" and len(loads) == 2
