@@ -141,6 +141,8 @@ rc = main(sys.argv[1:])
 heavy = ("pydantic", "rich", "pandas", "importlib.metadata", "torch", "scipy", "pyarrow.compute")
 heavy += ("numpy.ma",)
 print("LOADED", ",".join(m for m in heavy if m in sys.modules), rc)
+import os
+print("BLAS", os.environ.get("OPENBLAS_NUM_THREADS"))
 """
 
 
@@ -152,6 +154,7 @@ def _probe(tmp_path, *args):
     from tests.conftest import ROOT
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    env.pop("OPENBLAS_NUM_THREADS", None)
     r = subprocess.run(
         [sys.executable, "-c", _PROBE, *args],
         capture_output=True,
@@ -162,6 +165,8 @@ def _probe(tmp_path, *args):
     )
     assert r.returncode == 0, r.stderr
     line = [x for x in r.stdout.splitlines() if x.startswith("LOADED")][-1]
+    # OpenBLAS's idle worker spins ~0.1 s CPU after numpy loads: the command runs one thread
+    assert "BLAS 1" in r.stdout
     return line.split()[1] if len(line.split()) == 3 else ""
 
 
