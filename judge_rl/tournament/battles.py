@@ -33,6 +33,7 @@ import json
 import lzma
 import math
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,12 @@ TEXT_COLUMNS = (
     *("generator_1", "generator_2", "model_left", "model_right", "instruction"),
 )
 """Columns read as dictionary-encoded text (few distinct values, many rows)."""
+BATTLE_COLUMNS = frozenset(
+    {k for lay in LAYOUTS for k in lay}
+    | {"winner", "preference", "weight", "judge"}
+    | set(PROMPT_KEYS)
+)
+"""Every column :func:`battles_from_table` reads."""
 
 
 def parse_winner(value: Any) -> int:
@@ -112,6 +119,8 @@ class Table:
     line_of: np.ndarray | None = None
     """Explicit line number per row where rows are not consecutive (JSONL with blank lines)."""
     runlog: dict[str, Any] | None = None
+    source_columns: list[str] | None = None
+    """Every column of the file, where the table holds only the ones asked for."""
 
     def line(self, row: int) -> int:
         if self.line_of is not None:
@@ -199,8 +208,15 @@ def _json_rows(data: bytes, path: str) -> tuple[list[Any], list[int]]:
     return rows, lines
 
 
-def _from_pylist(rows: list[Any], path: str, lines: list[int] | None = None) -> Any:
-    """An Arrow table from Python rows (dicts), naming the first row that is not an object."""
+def _from_pylist(
+    rows: list[Any],
+    path: str,
+    lines: list[int] | None = None,
+    columns: Collection[str] | None = None,
+) -> tuple[Any, list[str]]:
+    """An Arrow table from Python rows (dicts), naming the first row that is not an object, and
+    every key seen. ``columns``: convert only these (a reader that needs a few columns of wide
+    rows, e.g. Chatbot Arena's battles with nested metadata, skips converting the rest)."""
     from itertools import repeat
 
     import pyarrow as pa
@@ -219,8 +235,12 @@ def _from_pylist(rows: list[Any], path: str, lines: list[int] | None = None) -> 
     if set().union(*rows) != set(keys):
         for r in rows:
             keys.update(dict.fromkeys(r))
+    if columns is not None and not columns & keys.keys():
+        columns = None  # none of them: keep every column (the rows still count, errors name them)
     cols: dict[str, Any] = {}
     for key in keys:
+        if columns is not None and key not in columns:
+            continue
         vals = list(map(dict.get, rows, repeat(key)))
         try:
             cols[key] = pa.array(vals)
@@ -239,11 +259,14 @@ def _from_pylist(rows: list[Any], path: str, lines: list[int] | None = None) -> 
                 ],
                 type=pa.string(),
             )
-    return pa.table(cols) if cols else pa.table({})
+    return (pa.table(cols) if cols else pa.table({})), list(keys)
 
 
-def read_table(path: str | Path) -> Table:
+def read_table(path: str | Path, columns: Collection[str] | None = None) -> Table:
     """Parse a battle / annotation file into an Arrow table (see the module docstring).
+
+    ``columns``: the columns the caller uses; others may be left out of the table (JSON and
+    Parquet skip converting them; ``Table.source_columns`` still lists every column).
 
     Raises:
         DataError: naming the file (and line) for anything unreadable, never another exception.
@@ -261,7 +284,7 @@ def read_table(path: str | Path) -> Table:
         raise DataError("no battles in the file (it is empty)", file=p)
     max_rows = limit("JUDGE_RL_MAX_ROWS")
     try:
-        t = _parse(data, p)
+        t = _parse(data, p, columns)
     except DataError:
         raise
     except RecursionError:
@@ -301,7 +324,7 @@ def _mapped(p: str, cap: int) -> Any:
         return None
 
 
-def _parse(data: Any, p: str) -> Table:
+def _parse(data: Any, p: str, columns: Collection[str] | None = None) -> Table:
     import pyarrow as pa
 
     if data[:4] == b"PAR1":
@@ -314,7 +337,9 @@ def _parse(data: Any, p: str) -> Table:
         names = set(f.schema_arrow.names)
         keep = [k for k in TEXT_COLUMNS if k in names]
         f = pq.ParquetFile(pa.BufferReader(pa.py_buffer(data)), read_dictionary=keep)
-        return Table(f.read(use_threads=False), p, "parquet")
+        every = list(f.schema_arrow.names)
+        use = None if columns is None else [k for k in every if k in columns]
+        return Table(f.read(columns=use, use_threads=False), p, "parquet", source_columns=every)
     if data[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (Excel's "CSV UTF-8")
         data = data[3:]
     start = _first_char(data)
@@ -341,7 +366,8 @@ def _parse(data: Any, p: str) -> Table:
         if isinstance(obj, dict):
             if "run" in obj and ("tournament" in obj or "label" in obj):  # a judge_rl run log
                 battles = (obj.get("tournament") or {}).get("battles") or []
-                return Table(_from_pylist(list(battles), p), p, "runlog", runlog=obj)
+                tbl, every = _from_pylist(list(battles), p, columns=columns)
+                return Table(tbl, p, "runlog", runlog=obj, source_columns=every)
             for key in ("battles", "annotations", "rows"):
                 if isinstance(obj.get(key), list):
                     obj = obj[key]
@@ -354,7 +380,8 @@ def _parse(data: Any, p: str) -> Table:
                 )
         if not isinstance(obj, list):
             raise DataError("expected a list of rows", file=p)
-        return Table(_from_pylist(obj, p), p, "json")
+        tbl, every = _from_pylist(obj, p, columns=columns)
+        return Table(tbl, p, "json", source_columns=every)
     if head == b"{":  # JSONL
         import pyarrow.json as pj
 
@@ -369,7 +396,8 @@ def _parse(data: Any, p: str) -> Table:
             except (pa.ArrowException, ValueError):
                 pass  # mixed types or a bad line: the Python path names the line
         rows, lines = _json_rows(data, p)
-        return Table(_from_pylist(rows, p, lines), p, "jsonl", line_of=np.asarray(lines))
+        tbl, every = _from_pylist(rows, p, lines, columns)
+        return Table(tbl, p, "jsonl", line_of=np.asarray(lines), source_columns=every)
     import pyarrow.csv as pc
 
     try:
@@ -668,7 +696,7 @@ def read_battles(path: str | Path) -> BattleSet:
             winner outside the accepted spellings, a bad weight, an empty file, or a file that
             names one model only.
     """
-    t = read_table(path)
+    t = read_table(path, columns=BATTLE_COLUMNS)
     return battles_from_table(t)
 
 
@@ -679,9 +707,10 @@ def battles_from_table(t: Table) -> BattleSet:
     cols = set(t.columns)
     layout = next((lay for lay in LAYOUTS if lay[0] in cols or lay[1] in cols), None)
     if layout is None:
+        every = sorted(t.source_columns if t.source_columns is not None else cols)
         raise DataError(
             "missing field (expected model_a/model_b/winner, left/right/winner or AlpacaEval's "
-            f"generator_1/generator_2/preference; columns: {', '.join(sorted(cols)[:12])})",
+            f"generator_1/generator_2/preference; columns: {', '.join(every[:12])})",
             file=t.path,
             line=t.line(0),
             field="model_a",

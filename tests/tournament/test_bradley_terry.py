@@ -220,3 +220,22 @@ def test_quantiles_equal_numpy_quantile():
         for q in (0.0, 0.025, 0.05, 0.5, 0.95, 0.975, 1.0):
             (got,) = bt.quantiles(x, q)
             np.testing.assert_array_equal(got, np.quantile(x, q, axis=0))
+
+
+def test_unique_rows_equals_numpy_unique_on_a_record_array(monkeypatch):
+    rng = np.random.default_rng(6)
+    p = rng.integers(-1, 40, 5000)
+    c = rng.integers(0, 90, 5000)
+    w = rng.choice([0.5, 1.0, 2.0, 1e-9], 5000)
+    (up, uc, uw), inv = bt.unique_rows(p, c, w)
+    uniq, ref_inv = np.unique(np.rec.fromarrays([p, c, w], names="p,c,w"), return_inverse=True)
+    np.testing.assert_array_equal(up, uniq["p"])
+    np.testing.assert_array_equal(uc, uniq["c"])
+    np.testing.assert_array_equal(uw, uniq["w"])
+    np.testing.assert_array_equal(inv, ref_inv.reshape(-1))
+    # more combinations than one int64 key holds (lowered here): the record array, same answer
+    monkeypatch.setattr(bt, "_KEY_SPAN", 1000)
+    (up, uc, uw), inv = bt.unique_rows(p, c, w)
+    np.testing.assert_array_equal(uc, uniq["c"])
+    np.testing.assert_array_equal(uw, uniq["w"])
+    np.testing.assert_array_equal(inv, ref_inv.reshape(-1))

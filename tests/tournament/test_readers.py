@@ -253,3 +253,33 @@ def test_json_lines_told_from_one_json_object_by_the_first_line(tmp_path):
     bad.write_text(f"{line}\n\n{line}\n{{not json\n")
     with pytest.raises(DataError, match=r"bad.jsonl:4"):
         read_battles(bad)
+
+
+def test_arena_json_with_nested_metadata_converts_only_the_battle_columns(tmp_path):
+    """Chatbot Arena's clean_battle JSON: a list of rows with nested, mixed metadata. Only the
+    columns a rating reads are converted; a file with none of them still names its columns."""
+    from judge_rl.tournament.battles import read_table
+
+    rows = [
+        {
+            "model_a": "x",
+            "model_b": "y",
+            "winner": ["model_a", "tie (bothbad)"][k % 2],
+            "question_id": f"q{k % 3}",
+            "conv_metadata": {"sum_user_tokens": k, "header_count_a": {"h1": 0}},
+            "category_tag": {"if_v0.1": {"if": bool(k % 2), "score": k}} if k else "none",
+        }
+        for k in range(20)
+    ]
+    p = tmp_path / "arena.json"
+    p.write_text(json.dumps(rows))
+    bs = read_battles(p)
+    assert bs.models == ["x", "y"] and len(bs) == 20 and len(bs.prompt_names) == 3
+    t = read_table(p, columns={"model_a", "model_b", "winner"})
+    assert t.columns == ["model_a", "model_b", "winner"]
+    assert t.source_columns is not None and "category_tag" in t.source_columns
+    assert read_table(p).columns == list(rows[0])  # no columns asked for: every column
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"first": "x", "second": "y", "verdict": "a"}]))
+    with pytest.raises(DataError, match="columns: first, second, verdict"):
+        read_battles(other)
