@@ -207,3 +207,48 @@ def test_the_lean_endpoint_answers_like_the_fake_server():
     with start_in_thread() as srv:
         full = texts(srv.url)
     assert lean == full and all(err is None for err, _ in lean)
+
+
+def test_https_with_the_servers_certificate(tmp_path):
+    """The TLS path (``https://``: handshake, SNI, certificate check) against a local server
+    with a self-signed certificate for 127.0.0.1, trusted by the pool's context."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+
+    async def go():
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(cert, key)
+
+        async def handle(reader, writer):
+            head = await reader.readuntil(b"\r\n\r\n")
+            n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(n)
+            writer.write(_ok(b'{"tls": true}'))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        pool = HTTPPool(f"https://127.0.0.1:{port}/v1", timeout_s=5)
+        with pytest.raises(HTTPConnectionError):  # not trusted by the default context
+            await pool.post("/v1/chat/completions", b"{}")
+        pool._ssl = ssl.create_default_context(cafile=str(cert))
+        resp = await pool.post("/v1/chat/completions", b"{}")
+        await pool.close()
+        server.close()
+        return resp, pool.host_header
+
+    resp, host = _run(go())
+    assert resp.body == b'{"tls": true}' and host.startswith("127.0.0.1:")
