@@ -136,11 +136,17 @@ class SnapshotCallback:
     def _take(self, handle: Any, *, reference: bool = False) -> None:
         if not self.items:
             return
+        import inspect
+
+        # texts only: the tournament needs no KL, and skipping the two scoring passes halves
+        # the snapshot's cost
+        extra = {"score": False} if "score" in inspect.signature(handle.sample).parameters else {}
         s = handle.sample(
             [i.prompt for i in self.items],
             greedy=self.greedy,
             max_new_tokens=self.max_new_tokens,
             reference=reference,
+            **extra,
         )
         step = 0 if reference else int(handle.step)
         name = "base-policy" if reference else f"step-{step}"

@@ -57,10 +57,11 @@ class PolicyHandle(Protocol):
         greedy: bool = False,
         max_new_tokens: int | None = None,
         reference: bool = False,
+        score: bool = True,
     ) -> Samples:
         """Sample the current policy (or, with ``reference=True``, the frozen reference) on
-        ``prompts``; fills ``kl`` and ``ref_logprob``. Does not change training state or RNG
-        streams used by training."""
+        ``prompts``; fills ``kl`` and ``ref_logprob`` unless ``score`` is false (texts only).
+        Does not change training state or RNG streams used by training."""
         ...
 
     def save_checkpoint(self, tag: str | None = None) -> str:

@@ -1232,9 +1232,11 @@ class GRPOTrainer:
         greedy: bool = False,
         max_new_tokens: int | None = None,
         reference: bool = False,
+        score: bool = True,
     ) -> Samples:
         """Sample the policy (or the reference) on ``prompts``; fills ``kl`` (k1 sum per sample)
-        and ``ref_logprob`` (mean per token). Leaves training's RNG streams untouched."""
+        and ``ref_logprob`` (mean per token) unless ``score`` is false (texts only). Leaves
+        training's RNG streams untouched."""
         import contextlib
 
         import torch
@@ -1267,12 +1269,12 @@ class GRPOTrainer:
                     )
                 mask = batch.response_mask.float().to(self.device)  # (b, R)
                 rows = slice(0, len(batch.texts))
-                lp = self._logprobs(self.model, batch, rows)[0]  # (b, R)
-                if self.has_reference:
+                if score and self.has_reference:
+                    lp = self._logprobs(self.model, batch, rows)[0]  # (b, R)
                     ref = self._ref_logprobs(batch, rows)  # (b, R)
                     out.kl.extend(((lp - ref) * mask).sum(1).tolist())
                     out.ref_logprob.extend(masked_mean(ref, mask, dim=1).tolist())
-                else:
+                elif score:
                     out.kl.extend([NAN] * len(batch.texts))
                     out.ref_logprob.extend([NAN] * len(batch.texts))
                 out.responses.extend(batch.texts)

@@ -138,6 +138,10 @@ def kl_penalty(
     raise ConfigError(f"unknown KL estimator {estimator!r} (k1, k3)", setting="kl_estimator")
 
 
+SAMPLE_CHUNK = 64
+"""Fewest prompts :meth:`PPOTrainer.sample` generates for at once (monitor and snapshots)."""
+
+
 class FixedKLController:
     """A constant KL coefficient."""
 
@@ -1621,18 +1625,25 @@ class PPOTrainer:
         greedy: bool = False,
         max_new_tokens: int | None = None,
         reference: bool = False,
+        score: bool = True,
     ) -> Samples:
         """Sample the policy (or the reference) on ``prompts``; fills ``kl`` (k1 sum per sample)
-        and ``ref_logprob`` (mean per token). Leaves training's RNG streams untouched."""
+        and ``ref_logprob`` (mean per token) unless ``score`` is false (texts only: no policy or
+        reference forward pass). Leaves training's RNG streams untouched.
+
+        Generation runs in chunks of at least :data:`SAMPLE_CHUNK` prompts: decoding a small
+        model is bound by reading its weights, so one chunk of 48 costs about 0.7x what three
+        chunks of 16 do (CPU, embedded model); the scoring passes keep ``mini_batch_size``."""
         items = _as_items(list(prompts))
         encoded = self._encode_prompts(items, self.policy)
         out = Samples(prompts=list(prompts), responses=[])
         mb = max(self.config.mini_batch_size, 1)
+        chunk = max(self.config.batch_size, SAMPLE_CHUNK)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(self.config.seed + 104729 * (self._step + 1))
-            for s in range(0, len(items), self.config.batch_size):
-                sl = slice(s, s + self.config.batch_size)
+            for s in range(0, len(items), chunk):
+                sl = slice(s, s + chunk)
                 model = None
                 if reference and self.ref_policy is not None:
                     model = self.ref_policy
@@ -1655,7 +1666,7 @@ class PPOTrainer:
                     )
                 B = batch.response_ids.shape[0]
                 mask = batch.response_mask.float().to(self.device)  # (B, R)
-                for r in range(0, B, mb):
+                for r in range(0, B if score else 0, mb):
                     rows = slice(r, r + mb)
                     lp = self._logprobs(self.policy, batch, rows)[0]  # (b, R)
                     ref = self._ref_logprobs(batch, rows)  # (b, R)

@@ -104,6 +104,7 @@ class Recorder:
         assert info.step == handle.step and len(info.responses) == len(info.rewards)
         assert "reward_mean" in info.stats and info.prompt_ids
         if self.do_sample:
+            self.samples.append(handle.sample(["q1", "q2", "q3"], max_new_tokens=6, score=False))
             self.samples.append(handle.sample(["q1", "q2", "q3"], max_new_tokens=6))
             self.samples.append(handle.sample(["q1", "q2"], greedy=True, reference=True))
         return info.step >= self.stop_at
@@ -151,6 +152,8 @@ def test_callbacks_sample_and_stop_without_touching_training_rng(tmp_path):
             assert all(lp <= 0 for lp in s0.ref_logprob)
             later = rec.samples[-2]
             assert len(later.kl) == 3 and all(math.isfinite(k) for k in later.kl)
+            texts_only = rec.samples[-3]  # the same draw, without the scoring passes
+            assert texts_only.responses == later.responses and texts_only.kl == []
             assert len(rec.samples[-1].responses) == 2
     # sampling in the callback did not change what training did
     a, b = runs
