@@ -9,14 +9,20 @@ CPU, the same threads: the same samples and tokens per step on both sides. judge
 its default (a value head on the policy: one body forward per update pass, no separate value
 model) and TRL's layout (a separate value model initialised from the reward model). TRL
 (``trl.experimental.ppo``, TRL 1.12) runs in its own venv (.bench-venvs/trl-ppo). The first
-update is warm-up and not timed. Prints s/update, samples/s and tokens/s, then ``RATIO`` lines.
+update is warm-up and not timed. Prints wall and CPU s/update, samples/s, and the token positions
+the policy trained on per update (4 epochs x B x (P + R), padding included; the same on both
+sides when the token work is the same) and per second, then ``RATIO`` lines (wall and CPU time).
 
 Part 2 (``--part memory``): the embedded model (SmolLM2-135M) on CPU, each configuration in a
 fresh process (peak RSS is a process's high-water mark): default (fp32, value head), gradient
 checkpointing, LoRA r=8 (reference = disabled adapter, no copy). Batch 8, 24 new tokens, one
 PPO epoch; 2 steps, the second timed. Prints one table: peak RSS and samples/s.
 
-    python benchmarks/bench_ppo.py [--part trl|memory|all] [--threads 1] [--updates 4]
+Part 3 (``--part demo-memory``, not in ``all``): the PPO stage of evals/demo.yaml (LoRA r=8,
+batch 16, mini-batch 16, 12 new tokens, value head) as it is, with ``micro_batch_size`` 8, and
+with gradient checkpointing; peak RSS per fresh process, CPU s per step, step-1 KL.
+
+    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|all] [--threads 1] [--updates 4]
 """
 
 from __future__ import annotations
@@ -67,16 +73,23 @@ cfg = PPOConfig(output_dir=out_file + ".dir", per_device_train_batch_size=%(batc
                 report_to=[], save_strategy="no", logging_steps=1, use_cpu=True,
                 local_rollout_forward_batch_size=%(batch)d, seed=0, bf16=False,
                 dataloader_num_workers=0)
-marks = []
+marks, cpu, positions = [], [], [0]
+def count(module, args, kwargs):
+    ids = kwargs.get("input_ids", args[0] if args else None)
+    if torch.is_grad_enabled() and ids is not None:
+        positions[0] += ids.numel()  # positions the policy trains on (padding included)
+policy.model.register_forward_pre_hook(count, with_kwargs=True)
 class Clock(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         marks.append(time.perf_counter())
+        cpu.append((time.process_time(), positions[0]))
 trainer = PPOTrainer(args=cfg, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
                      train_dataset=ds, value_model=value, callbacks=[Clock()])
 t0 = time.perf_counter()
+cpu0 = (time.process_time(), 0)
 trainer.train()
 import trl
-json.dump({"marks": [t0] + marks, "trl": trl.__version__,
+json.dump({"marks": [t0] + marks, "cpu": [cpu0] + cpu, "trl": trl.__version__,
            "scores": [h.get("objective/scores") for h in trainer.state.log_history
                       if "objective/scores" in h]}, open(out_file, "w"))
 """
@@ -116,15 +129,28 @@ def run_ours(
     trainer = PPOTrainer(
         cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), f"rm:{rm}", prompts
     )
+    import torch
+
+    positions = [0]
+
+    def count(module, args, kwargs):  # type: ignore[no-untyped-def]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if torch.is_grad_enabled() and ids is not None:
+            positions[0] += ids.numel()  # positions the policy trains on (padding included)
+
+    trainer.policy.model.register_forward_pre_hook(count, with_kwargs=True)
     t0 = time.perf_counter()
     marks = [t0]
+    cpu = [(time.process_time(), 0)]
     while trainer.step < updates:
         trainer.section.steps.append(trainer.train_step())
         marks.append(time.perf_counter())
+        cpu.append((time.process_time(), positions[0]))
     steps = trainer.section.steps
     return {
         "tokens": [s["response_length"] * BATCH for s in steps],
         "marks": marks,
+        "cpu": cpu,
         "scores": [s["reward_mean"] for s in steps],
         "split": {
             k: statistics.mean(s[k] for s in steps[1:])
@@ -133,11 +159,26 @@ def run_ours(
     }
 
 
-def summarise(marks: list[float]) -> dict:
+def summarise(marks: list[float], cpu: list[tuple[float, int]]) -> dict:
+    """Per update (the first one warms up and is not counted): wall and CPU seconds, samples/s,
+    and the token positions the policy trained on (4 epochs x B x (P + R), padding included:
+    the same on both sides when the token work is the same) per second."""
     per = [b - a for a, b in zip(marks, marks[1:], strict=False)]
-    timed = per[1:] if len(per) > 1 else per  # the first update warms up
-    s = statistics.mean(timed)
-    return {"s_per_update": s, "samples_per_s": BATCH / s, "updates": len(per)}
+    cpu_per = [b[0] - a[0] for a, b in zip(cpu, cpu[1:], strict=False)]
+    pos_per = [b[1] - a[1] for a, b in zip(cpu, cpu[1:], strict=False)]
+    k = 1 if len(per) > 1 else 0  # the first update warms up
+    s = statistics.mean(per[k:])
+    c = statistics.mean(cpu_per[k:])
+    pos = statistics.mean(pos_per[k:])
+    return {
+        "s_per_update": s,
+        "cpu_per_update": c,
+        "samples_per_s": BATCH / s,
+        "samples_per_cpu_s": BATCH / c,
+        "positions_per_update": pos,
+        "tokens_per_s": pos / s,
+        "updates": len(per),
+    }
 
 
 # -- part 2: memory per configuration (one fresh process each) ----------------------------------
@@ -148,10 +189,30 @@ MEMORY_CONFIGS = {
     "lora-r8": {"lora_r": 8},
 }
 MEM_BATCH, MEM_TOKENS = 8, 24
+# Part 3 (``--part demo-memory``): the PPO stage of evals/demo.yaml (LoRA r=8, batch 16, one
+# mini-batch of 16, 12 new tokens at temperature 0.7, one epoch, value head, lr 1e-3, KL 0.01),
+# as it is and with the two memory settings.
+DEMO_PPO = {
+    "lora_r": 8,
+    "batch_size": 16,
+    "mini_batch_size": 16,
+    "max_new_tokens": 12,
+    "temperature": 0.7,
+    "ppo_epochs": 1,
+    "lr": 1e-3,
+    "kl_coef": 0.01,
+    "value_model": "head",
+}
+DEMO_MEMORY_CONFIGS = {
+    "demo": {},
+    "demo micro-batch 8": {"micro_batch_size": 8},
+    "demo grad-ckpt": {"gradient_checkpointing": True},
+}
 
 
 def one_memory_config(name: str, threads: int) -> dict:
-    """Run 2 PPO steps of the embedded model in this process; returns samples/s and peak RSS."""
+    """Run 2 PPO steps of the embedded model in this process; returns samples/s and peak RSS
+    (the process's high-water mark: what ``/usr/bin/time -v`` reports as maximum resident set)."""
     import resource
 
     import torch
@@ -159,43 +220,54 @@ def one_memory_config(name: str, threads: int) -> dict:
     from judge_rl.train.ppo import PPOConfig, PPOTrainer
 
     torch.set_num_threads(threads)
+    if name in DEMO_MEMORY_CONFIGS:
+        settings = {**DEMO_PPO, **DEMO_MEMORY_CONFIGS[name]}
+        prompts = [
+            f"What is {i % 9 + 1} + {i * 7 % 9 + 1}? Reply with only the number." for i in range(40)
+        ]
+    else:
+        settings = {
+            "batch_size": MEM_BATCH,
+            "mini_batch_size": MEM_BATCH,
+            "ppo_epochs": 1,
+            "max_new_tokens": MEM_TOKENS,
+            **MEMORY_CONFIGS[name],
+        }
+        prompts = [f"Write one short sentence about the number {i}." for i in range(16)]
     cfg = PPOConfig(
-        policy="embedded",
-        reward="contains:a",
-        steps=2,
-        batch_size=MEM_BATCH,
-        mini_batch_size=MEM_BATCH,
-        ppo_epochs=1,
-        max_new_tokens=MEM_TOKENS,
-        device="cpu",
-        seed=0,
-        **MEMORY_CONFIGS[name],
+        policy="embedded", reward="contains:a", steps=2, device="cpu", seed=0, **settings
     )
-    prompts = [f"Write one short sentence about the number {i}." for i in range(16)]
+    batch = cfg.batch_size
     trainer = PPOTrainer(cfg, prompts=prompts)
     marks = [time.perf_counter()]
+    cpu = [time.process_time()]
     tokens = []
+    kl = []
     while trainer.step < cfg.steps:
         st = trainer.train_step()
         trainer.section.steps.append(st)
-        tokens.append(st["response_length"] * MEM_BATCH)
+        tokens.append(st["response_length"] * batch)
+        kl.append(st["kl"])
         marks.append(time.perf_counter())
+        cpu.append(time.process_time())
     dt = marks[-1] - marks[-2]
     trainable = sum(p.numel() for p in trainer.unwrapped.parameters() if p.requires_grad)
     return {
         "config": name,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "samples_per_s": MEM_BATCH / dt,
+        "samples_per_s": batch / dt,
+        "cpu_s_per_step": cpu[-1] - cpu[-2],
         "tokens_per_s": tokens[-1] / dt,
         "trainable_m": trainable / 1e6,
+        "kl_step1": kl[0],
     }
 
 
-def memory_table(threads: int) -> list[dict]:
+def memory_table(threads: int, names: list[str]) -> list[dict]:
     import subprocess
 
     rows = []
-    for name in MEMORY_CONFIGS:
+    for name in names:
         r = subprocess.run(
             [sys.executable, __file__, "--one-memory", name, "--threads", str(threads)],
             capture_output=True,
@@ -208,16 +280,25 @@ def memory_table(threads: int) -> list[dict]:
     return rows
 
 
-def print_memory(rows: list[dict], threads: int) -> None:
-    print(
-        f"embedded SmolLM2-135M, CPU, {threads} thread(s), batch {MEM_BATCH}, {MEM_TOKENS} new "
-        f"tokens, 1 PPO epoch, second step timed; load average {os.getloadavg()[0]:.1f}"
+def print_memory(rows: list[dict], threads: int, demo: bool = False) -> None:
+    what = (
+        "the PPO stage of evals/demo.yaml (LoRA r=8, batch 16, mini-batch 16, 12 new tokens)"
+        if demo
+        else f"batch {MEM_BATCH}, {MEM_TOKENS} new tokens"
     )
-    print(f"{'config':12}{'peak RSS MB':>13}{'samples/s':>11}{'tokens/s':>10}{'trainable M':>13}")
+    print(
+        f"embedded SmolLM2-135M, CPU, {threads} thread(s), {what}, 1 PPO epoch, second step "
+        f"timed; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'config':22}{'peak RSS MB':>13}{'samples/s':>11}{'CPU s/step':>12}{'tokens/s':>10}"
+        f"{'trainable M':>13}{'step-1 KL':>11}"
+    )
     for r in rows:
         print(
-            f"{r['config']:12}{r['peak_rss_mb']:13.0f}{r['samples_per_s']:11.2f}"
-            f"{r['tokens_per_s']:10.1f}{r['trainable_m']:13.2f}"
+            f"{r['config']:22}{r['peak_rss_mb']:13.0f}{r['samples_per_s']:11.2f}"
+            f"{r['cpu_s_per_step']:12.1f}{r['tokens_per_s']:10.1f}{r['trainable_m']:13.2f}"
+            f"{r['kl_step1']:11.3g}"
         )
 
 
@@ -255,15 +336,22 @@ def trl_part(args: argparse.Namespace) -> None:
         ours = run_ours(policy, rm, prompts, args.updates, "head")
         ours_rm = run_ours(policy, rm, prompts, args.updates, "rm")
     rows = {
-        "trl " + trl["trl"]: summarise(trl["marks"]),
-        "judge_rl": summarise(ours["marks"]),
-        "judge_rl (rm value)": summarise(ours_rm["marks"]),
+        "trl " + trl["trl"]: summarise(trl["marks"], trl["cpu"]),
+        "judge_rl": summarise(ours["marks"], ours["cpu"]),
+        "judge_rl (rm value)": summarise(ours_rm["marks"], ours_rm["cpu"]),
     }
     print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
     print()
-    print(f"{'tool':22}{'s/update':>10}{'samples/s':>11}{'updates':>9}")
+    print(
+        f"{'tool':22}{'s/update':>10}{'CPU s/upd':>10}{'samples/s':>11}{'train tok/upd':>15}"
+        f"{'tokens/s':>10}{'updates':>9}"
+    )
     for name, r in rows.items():
-        print(f"{name:22}{r['s_per_update']:10.3f}{r['samples_per_s']:11.2f}{r['updates']:9d}")
+        print(
+            f"{name:22}{r['s_per_update']:10.3f}{r['cpu_per_update']:10.3f}"
+            f"{r['samples_per_s']:11.2f}{r['positions_per_update']:15.0f}"
+            f"{r['tokens_per_s']:10.0f}{r['updates']:9d}"
+        )
     sp = ours["split"]
     print(
         f"judge_rl time split per update: generate {sp['time_generate']:.3f} s, score "
@@ -275,14 +363,16 @@ def trl_part(args: argparse.Namespace) -> None:
         o = rows[name]
         print(
             f"RATIO ppo_samples_per_s {name}/trl = {o['samples_per_s'] / t['samples_per_s']:.2f}x "
-            f"({o['samples_per_s']:.2f} vs {t['samples_per_s']:.2f} samples/s, hidden "
+            f"wall, {o['samples_per_cpu_s'] / t['samples_per_cpu_s']:.2f}x CPU time "
+            f"({o['samples_per_s']:.2f} vs {t['samples_per_s']:.2f} samples/s; train tokens per "
+            f"update {o['positions_per_update']:.0f} vs {t['positions_per_update']:.0f}; hidden "
             f"{args.hidden} x {args.layers} layers, CPU, {args.threads} thread(s))"
         )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["trl", "memory", "all"], default="all")
+    ap.add_argument("--part", choices=["trl", "memory", "demo-memory", "all"], default="all")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--updates", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=256)
@@ -306,7 +396,10 @@ def main() -> int:
         trl_part(args)
     if args.part in ("memory", "all"):
         print()
-        print_memory(memory_table(args.threads), args.threads)
+        print_memory(memory_table(args.threads, list(MEMORY_CONFIGS)), args.threads)
+    if args.part == "demo-memory":
+        rows = memory_table(args.threads, list(DEMO_MEMORY_CONFIGS))
+        print_memory(rows, args.threads, demo=True)
     return 0
 
 

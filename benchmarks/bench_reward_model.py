@@ -4,11 +4,15 @@ Same tiny Llama-style model (hidden 256, 4 layers, byte tokenizer, saved once so
 identical weights), same 2,000 synthetic pairs (50-200 tokens; the chosen side carries a marker
 word, so the loss has something to learn), batch 8, 1 epoch, lr 1e-4 linear decay, AdamW, grad
 clip 1.0, no eval, CPU, same thread count. TRL runs in its own venv (.bench-venvs/trl) through
-benchmarks/_peer.py; its gradient checkpointing (on by default in RewardConfig) is turned off so
-both do the same arithmetic.
+benchmarks/_peer.py (or ``--peer-python``) at its best settings for speed: length-grouped
+batches (``train_sampling_strategy="group_by_length"`` with each pair's longer side as its
+length), gradient checkpointing (on by default in RewardConfig) off.
 
-Prints pairs/s and the final loss (mean of the last quarter of steps) of both, for fp32 and bf16
-autocast, then ``RATIO`` lines (judge_rl pairs/s ÷ TRL pairs/s).
+Both timing windows run from the first step's start to the last step's end (no saving inside).
+Prints, per side: pairs/s (wall), pairs per CPU second, tokens/s and tokens per pair (token
+positions the model ran in training forwards, padding included, a shared prompt once), so the
+``RATIO`` lines split judge_rl's lead into less token work (fewer positions per pair: length
+grouping, the shared prompt run once) and compute speed (positions per second).
 
     python benchmarks/bench_reward_model.py            # fp32 and bf16
     python benchmarks/bench_reward_model.py --quick    # 400 pairs, bf16 only (a smoke run)
@@ -109,6 +113,8 @@ def tail_loss(losses: list[tuple[int, float]], total: int) -> float:
 
 
 def run_ours(data: Path, model: Path, threads: int, bf16: bool, out: Path) -> dict:
+    import torch
+
     from judge_rl.data import read_preferences
     from judge_rl.train.reward_model import RewardModelConfig, train_reward_model
 
@@ -128,18 +134,37 @@ def run_ours(data: Path, model: Path, threads: int, bf16: bool, out: Path) -> di
         log_every=5,
         seed=0,
     )
-    times: dict[str, float] = {}
+    from transformers.models.llama import modeling_llama
 
-    def hook(ev):
-        if ev.kind in ("start", "end"):
-            times[ev.kind] = time.perf_counter()
+    positions = [0]
+    fwd = modeling_llama.LlamaModel.forward
 
-    res = train_reward_model(cfg, records=recs, hooks=[hook])
-    wall = times["end"] - times["start"]  # the whole loop incl. the final save
+    def counting_forward(self, input_ids=None, *a, **k):  # type: ignore[no-untyped-def]
+        if torch.is_grad_enabled() and input_ids is not None:
+            positions[0] += input_ids.numel()  # positions run, padding included
+        return fwd(self, input_ids, *a, **k)
+
+    marks: dict[str, tuple[float, float, int]] = {}
+
+    def hook(ev):  # type: ignore[no-untyped-def]
+        if ev.kind in ("start", "step"):
+            key = "first" if ev.kind == "start" else "last"
+            marks[key] = (time.perf_counter(), time.process_time(), positions[0])
+
+    modeling_llama.LlamaModel.forward = counting_forward  # type: ignore[method-assign]
+    try:
+        res = train_reward_model(cfg, records=recs, hooks=[hook])
+    finally:
+        modeling_llama.LlamaModel.forward = fwd  # type: ignore[method-assign]
+    # The window: first step's start to last step's end, as TRL's (the final save is outside).
+    wall = marks["last"][0] - marks["first"][0]
     losses = [(int(r["step"]), r["loss"]) for r in res.section.train]
     return {
         "pairs_per_s": len(recs) / wall,
         "wall_s": wall,
+        "cpu_s": marks["last"][1] - marks["first"][1],
+        "positions": marks["last"][2] - marks["first"][2],
+        "pairs": len(recs),
         "steps": res.steps,
         "final_loss": tail_loss(losses, res.steps),
         "mean_loss": sum(v for _, v in losses) / len(losses),
@@ -149,35 +174,62 @@ def run_ours(data: Path, model: Path, threads: int, bf16: bool, out: Path) -> di
 PEER = r"""
 import json, sys, time, torch
 from datasets import load_dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+from transformers.models.llama import modeling_llama
 from trl import RewardConfig, RewardTrainer
 data, model_dir, threads, bf16, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 torch.set_num_threads(threads)
 ds = load_dataset("json", data_files=data, split="train")
 tok = AutoTokenizer.from_pretrained(model_dir)
+# group_by_length (TRL's best setting for speed): lengths precomputed as the longer side of each
+# pair in the tokens TRL itself will build (prompt + response + EOS), so batches pad least.
+ds = ds.map(lambda ex: {"length": 1 + max(len(tok(ex["prompt"] + ex["chosen"])["input_ids"]),
+                                          len(tok(ex["prompt"] + ex["rejected"])["input_ids"]))})
 model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+positions = [0]
+_fwd = modeling_llama.LlamaModel.forward
+def counting_forward(self, input_ids=None, *a, **k):
+    if torch.is_grad_enabled() and input_ids is not None:
+        positions[0] += input_ids.numel()  # positions the model runs, padding included
+    return _fwd(self, input_ids, *a, **k)
+modeling_llama.LlamaModel.forward = counting_forward
 args = RewardConfig(output_dir=out, num_train_epochs=1, per_device_train_batch_size=8,
     learning_rate=1e-4, lr_scheduler_type="linear", warmup_steps=0, bf16=bf16, fp16=False,
     gradient_checkpointing=False, max_length=256, logging_steps=5, save_strategy="no",
     eval_strategy="no", report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
-    disable_tqdm=True)
-trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
-t = time.perf_counter()
+    disable_tqdm=True, train_sampling_strategy=SAMPLING, length_column_name="length")
+marks = {}
+class Clock(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kw):
+        marks.setdefault("first", (time.perf_counter(), time.process_time(), positions[0]))
+    def on_step_end(self, args, state, control, **kw):
+        marks["last"] = (time.perf_counter(), time.process_time(), positions[0])
+class Trainer(RewardTrainer):
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "length" not in self._signature_columns:  # keep it for the length-grouped sampler
+            self._signature_columns = [*self._signature_columns, "length"]
+trainer = Trainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
 trainer.train()
-wall = time.perf_counter() - t
+# The window: first step's start to last step's end (same on both sides; no saving in it).
+wall = marks["last"][0] - marks["first"][0]
+cpu = marks["last"][1] - marks["first"][1]
 losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-print("RESULT " + json.dumps({"pairs_per_s": len(ds) / wall, "wall_s": wall,
+print("RESULT " + json.dumps({"pairs_per_s": len(ds) / wall, "wall_s": wall, "cpu_s": cpu,
+      "positions": marks["last"][2] - marks["first"][2], "pairs": len(ds),
       "steps": trainer.state.global_step, "losses": losses,
       "trl": __import__("trl").__version__}))
 """
 
 
-def run_trl(py: str, data: Path, model: Path, threads: int, bf16: bool, out: Path) -> dict:
+def run_trl(
+    py: str, data: Path, model: Path, threads: int, bf16: bool, out: Path, sampling: str
+) -> dict:
     sys.path.insert(0, str(HERE))
     from _peer import run_peer
 
-    script = out.parent / "trl_peer.py"
-    script.write_text(PEER)
+    script = out.parent / f"trl_peer_{sampling}.py"
+    script.write_text(PEER.replace("SAMPLING", repr(sampling)))
     text = run_peer(
         py, str(script), str(data), str(model), str(threads), "1" if bf16 else "0", str(out)
     )
@@ -189,12 +241,29 @@ def run_trl(py: str, data: Path, model: Path, threads: int, bf16: bool, out: Pat
     return r
 
 
+def _row(prec: str, side: str, r: dict) -> str:
+    return (
+        f"{prec:6}{side:26}{r['pairs_per_s']:9.2f}{r['pairs'] / r['cpu_s']:11.2f}"
+        f"{r['positions'] / r['wall_s']:10.0f}{r['positions'] / r['pairs']:11.1f}"
+        f"{r['final_loss']:9.4f}{r['mean_loss']:9.4f}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="400 pairs, bf16 only")
     ap.add_argument("--precision", choices=["both", "fp32", "bf16"], default="both")
     ap.add_argument("--threads", type=int, default=0, help="0 = idle cores (same for both)")
+    ap.add_argument(
+        "--trl-sampling",
+        choices=["group_by_length", "random", "both"],
+        default="group_by_length",
+        help="TRL's sampler: group_by_length (its best setting, the ratio's reference) or random",
+    )
+    ap.add_argument(
+        "--peer-python", default=None, help="a python with trl installed (default: .bench-venvs)"
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -212,8 +281,11 @@ def main() -> int:
         if args.quick
         else (["bf16", "fp32"] if args.precision == "both" else [args.precision])
     )
+    samplings = (
+        ["group_by_length", "random"] if args.trl_sampling == "both" else [args.trl_sampling]
+    )
     threads = args.threads or auto_threads()
-    py = peer_python("trl", TRL_REQ, torch=True)
+    py = args.peer_python or peer_python("trl", TRL_REQ, torch=True)
     with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
         root = Path(tmp)
         data = root / "pairs.jsonl"
@@ -229,39 +301,51 @@ def main() -> int:
         results: dict[str, dict[str, dict]] = {}
         for prec in precisions:
             bf16 = prec == "bf16"
+            results[prec] = {}
             # TRL first, then ours: neither gets a warmer machine by position every time.
-            results[prec] = {
-                "trl": run_trl(py, data, model, threads, bf16, root / f"trl-{prec}"),
-                "judge_rl": run_ours(data, model, threads, bf16, root / f"ours-{prec}"),
-            }
-            for side, r in results[prec].items():
-                print(
-                    f"  {prec:5} {side:9} {r['pairs_per_s']:7.2f} pairs/s  "
-                    f"{r['wall_s']:7.1f} s  {r['steps']} steps  final loss "
-                    f"{r['final_loss']:.4f}  (mean {r['mean_loss']:.4f})",
-                    flush=True,
+            for sampling in samplings:
+                r = run_trl(
+                    py, data, model, threads, bf16, root / f"trl-{prec}-{sampling}", sampling
                 )
+                results[prec][f"trl {r['trl']} {sampling}"] = r
+            results[prec]["judge_rl"] = run_ours(data, model, threads, bf16, root / f"ours-{prec}")
         print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
         print()
-        print(f"{'precision':10}{'tool':10}{'pairs/s':>10}{'final loss':>12}")
+        print(
+            "window: first step's start to last step's end on both sides (no saving inside); "
+            "positions = token positions the model ran in training forwards (padding included, "
+            "a shared prompt once)"
+        )
+        print(
+            f"{'prec':6}{'tool':26}{'pairs/s':>9}{'pairs/CPUs':>11}{'tokens/s':>10}"
+            f"{'tok/pair':>11}{'final':>9}{'mean':>9}"
+        )
         for prec, sides in results.items():
             for side, r in sides.items():
-                print(f"{prec:10}{side:10}{r['pairs_per_s']:10.2f}{r['final_loss']:12.4f}")
+                print(_row(prec, side, r))
         for prec, sides in results.items():
-            ratio = sides["judge_rl"]["pairs_per_s"] / sides["trl"]["pairs_per_s"]
-            dl = sides["judge_rl"]["final_loss"] - sides["trl"]["final_loss"]
-            print(
-                f"RATIO reward_model_train_{prec}_pairs_per_s judge_rl/trl = {ratio:.2f}x "
-                f"(final loss {sides['judge_rl']['final_loss']:.3f} vs "
-                f"{sides['trl']['final_loss']:.3f}, diff {dl:+.3f})"
-            )
+            ours = sides["judge_rl"]
+            for side, trl in sides.items():
+                if side == "judge_rl":
+                    continue
+                tag = side.split()[-1]
+                ratio = ours["pairs_per_s"] / trl["pairs_per_s"]
+                cpu = (ours["pairs"] / ours["cpu_s"]) / (trl["pairs"] / trl["cpu_s"])
+                work = (trl["positions"] / trl["pairs"]) / (ours["positions"] / ours["pairs"])
+                speed = (ours["positions"] / ours["wall_s"]) / (trl["positions"] / trl["wall_s"])
+                dl = ours["mean_loss"] - trl["mean_loss"]
+                print(
+                    f"RATIO reward_model_train_{prec}_pairs_per_s judge_rl/trl[{tag}] = "
+                    f"{ratio:.2f}x wall, {cpu:.2f}x CPU time = {work:.2f}x less token work "
+                    f"(positions per pair) x {speed:.2f}x tokens/s; mean loss diff {dl:+.3f}"
+                )
         if "fp32" in results and "bf16" in results:
-            best = max(
-                results["fp32"]["judge_rl"]["pairs_per_s"],
-                results["bf16"]["judge_rl"]["pairs_per_s"],
-            )
+            best = max(r["judge_rl"]["pairs_per_s"] for r in results.values())
             best_trl = max(
-                results["fp32"]["trl"]["pairs_per_s"], results["bf16"]["trl"]["pairs_per_s"]
+                r["pairs_per_s"]
+                for sides in results.values()
+                for k, r in sides.items()
+                if k != "judge_rl"
             )
             print(
                 f"RATIO reward_model_train_best_pairs_per_s judge_rl/trl = {best / best_trl:.2f}x"
