@@ -13,6 +13,9 @@ only what is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -93,6 +96,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
+@contextlib.contextmanager
+def _run_gc() -> Iterator[None]:
+    """The cyclic garbage collector during a run: young collections every 50,000 allocations
+    instead of 700, and what the run holds for its whole life (modules, the comparisons read,
+    the judge) frozen by :func:`_quiet_gc` once built. A run keeps every judgment until the end,
+    so the full collections that allocation triggers would scan ever more live objects (1.2 s
+    of 10 s CPU for 10,000 judgments with the defaults). Cycles are still collected, less
+    often; the interpreter's settings come back when the run ends (for in-process callers)."""
+    import gc
+
+    before = gc.get_threshold()
+    if os.environ.get("JUDGE_RL_GC_DEFAULT"):  # the interpreter's defaults, to compare
+        yield
+        return
+    gc.set_threshold(50_000, before[1], before[2])
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def _quiet_gc() -> None:
+    """Freeze what is alive now (see :func:`_run_gc`)."""
+    import gc
+
+    if os.environ.get("JUDGE_RL_GC_DEFAULT") or gc.get_threshold()[0] != 50_000:
+        return  # not inside _run_gc
+    gc.collect()
+    gc.freeze()
+
+
 PROGRESS_EVERY_S = 0.1
 """Least time between two progress-bar updates (one per judgment cost ~0.05 ms each)."""
 
@@ -100,7 +135,8 @@ PROGRESS_EVERY_S = 0.1
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    return asyncio.run(_run(args))
+    with _run_gc():
+        return asyncio.run(_run(args))
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -433,6 +469,7 @@ async def _run(args: argparse.Namespace) -> int:
             f"skipped {len(skipped)} invalid input rows (first: line {skipped[0][0]}: {skipped[0][1]})"
         )
     judge, budget, cache = judge_from_args(args)
+    _quiet_gc()
     if getattr(args, "refresh", False) and cache is not None:
         cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
     fp = judge.fingerprint
