@@ -599,7 +599,8 @@ class CachedJudge:
             chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
             # Bounded chunks in flight: enough to keep the backend saturated, few enough that the
             # budget is checked call by call with costs seen so far (not all reserved at t=0).
-            sem = asyncio.Semaphore(self.max_in_flight)
+            # ``max_in_flight`` workers take the chunks in order (no task and semaphore wait per
+            # chunk: ~10% of the judge path's CPU for one-comparison chunks).
             status: dict[str, str] = {}
             claimed_upto = 0
             busy_keys: list[str] = []
@@ -630,19 +631,18 @@ class CachedJudge:
                     cache.store(batch, rel)
 
             async def one(ci: int, chunk: list[str]) -> None:
-                async with sem:
+                if cache is not None:
+                    if ci >= claimed_upto:
+                        claim_from(ci)
+                    chunk = [k for k in chunk if status.get(k) == "acquired"]
+                if not chunk:
+                    return
+                try:
+                    recs = await fn([items[by_key[k][0]] for k in chunk])
+                except BaseException:
                     if cache is not None:
-                        if ci >= claimed_upto:
-                            claim_from(ci)
-                        chunk = [k for k in chunk if status.get(k) == "acquired"]
-                    if not chunk:
-                        return
-                    try:
-                        recs = await fn([items[by_key[k][0]] for k in chunk])
-                    except BaseException:
-                        if cache is not None:
-                            cache.release(chunk)
-                        raise
+                        cache.release(chunk)
+                    raise
                 for k, rec in zip(chunk, recs, strict=True):
                     if cache is not None:
                         if self._cacheable(rec):
@@ -654,7 +654,13 @@ class CachedJudge:
                     finish(k, rec, False)
                 await write()
 
-            await asyncio.gather(*(one(ci, ch) for ci, ch in enumerate(chunks)))
+            queue = iter(enumerate(chunks))
+
+            async def worker() -> None:
+                for ci, chunk in queue:  # one shared iterator: each chunk to one worker, in order
+                    await one(ci, chunk)
+
+            await asyncio.gather(*(worker() for _ in range(min(self.max_in_flight, len(chunks)))))
             return busy_keys
 
         pending = list(by_key)

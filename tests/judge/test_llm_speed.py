@@ -99,3 +99,33 @@ def test_spec_is_parsed_and_its_template_compiled_once_per_process(tmp_path, mon
     assert read_spec(spec)["model"] == "m"
     spec.write_text("version: 2\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\n")
     assert read_spec(spec)["version"] == "2" and len(loads) == 2
+
+
+def test_chunks_go_to_a_fixed_pool_of_workers_in_order(make_comp):
+    """The cache layer hands chunks to ``max_in_flight`` workers: no task (and semaphore wait)
+    per comparison, still in input order and never more in flight."""
+    from judge_rl.types import Judgment
+
+    comps = [make_comp(f"a{i}", f"b{i}", prompt=f"p{i}", i=i) for i in range(300)]
+    inner = LLMJudge(MockBackend(rule="longer"), "{{ prompt }} {{ response_a }} {{ response_b }}")
+    seen: list[str] = []
+    peak = {"tasks": 0, "in_flight": 0, "now": 0}
+    real = inner.compare
+
+    async def spy(chunk):
+        seen.extend(c.id for c in chunk)
+        peak["now"] += 1
+        peak["in_flight"] = max(peak["in_flight"], peak["now"])
+        peak["tasks"] = max(peak["tasks"], len(asyncio.all_tasks()))
+        await asyncio.sleep(0.001)
+        try:
+            return await real(chunk)
+        finally:
+            peak["now"] -= 1
+
+    inner.compare = spy
+    inner.max_in_flight = 8
+    out: list[Judgment] = asyncio.run(CachedJudge(inner, None).compare(comps))
+    assert [j.comparison_id for j in out] == [c.id for c in comps] and all(j.ok for j in out)
+    assert seen == [c.id for c in comps]  # taken in order
+    assert peak["in_flight"] == 8 and peak["tasks"] <= 8 + 2  # workers + the main task
