@@ -55,6 +55,12 @@ def add_monitor_arguments(p: argparse.ArgumentParser) -> None:
         "--monitor-samples", type=int, default=1, metavar="K", help="samples per prompt [1]"
     )
     g.add_argument(
+        "--monitor-scored-samples",
+        type=int,
+        metavar="J",
+        help="of those, how many per prompt get the KL and perplexity passes (default: all)",
+    )
+    g.add_argument(
         "--monitor-max-new-tokens",
         type=int,
         metavar="N",
@@ -108,6 +114,7 @@ def monitor_config(args: argparse.Namespace) -> Any:
     return MonitorConfig(
         every=args.monitor_every,
         samples_per_prompt=args.monitor_samples,
+        scored_samples=getattr(args, "monitor_scored_samples", None),
         max_new_tokens=args.monitor_max_new_tokens,
         stop_on_alarm=bool(args.stop_on_alarm),
         probe=bool(args.probe),

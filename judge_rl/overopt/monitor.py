@@ -52,6 +52,11 @@ class MonitorConfig:
     """Evaluate every this many PPO steps (also before step 1 and after the last step)."""
     samples_per_prompt: int = 1
     """Samples per held-out prompt at each evaluation (more: tighter CIs)."""
+    scored_samples: int | None = None
+    """Of those, how many per prompt get the KL and reference-perplexity passes (None: all).
+    Gold and proxy score every sample; the two forward passes per scored sample cost about as
+    much as generating it, so scoring one sample per prompt keeps the KL axis and the
+    perplexity detector at a fraction of the cost of the rest."""
     max_new_tokens: int | None = None
     """Response budget when sampling (None: the trainer's)."""
     greedy: bool = False
@@ -134,12 +139,7 @@ class OveroptMonitor:
                 raise ValueError("the monitor has no proxy reward and the trainer exposes none")
             self.section.proxy = self.proxy.name
         reps = self._expanded()
-        ref = handle.sample(
-            [it.prompt for it in reps],
-            greedy=self.config.greedy,
-            max_new_tokens=self.config.max_new_tokens,
-            reference=True,
-        )
+        ref = self._draw(handle, reference=True)
         self._ref_measures = measure(ref, self.config.degeneration, references=self._refs(reps))
         if self.config.probe:
             self._probe(step=0, samples=ref, reps=reps, when="before training")
@@ -191,6 +191,44 @@ class OveroptMonitor:
 
     # -- one evaluation --------------------------------------------------------------------------
 
+    def _draw(self, handle: PolicyHandle, *, reference: bool = False) -> Samples:
+        """Samples on the held-out prompts in :meth:`_expanded` order; only ``scored_samples``
+        per prompt carry KL and reference log-probs (the rest: nan), when the handle can skip
+        the scoring passes (``score``) and draw an independent stream (``stream``)."""
+        import inspect
+
+        cfg = self.config
+        k = cfg.samples_per_prompt
+        ks = k if cfg.scored_samples is None else max(1, min(cfg.scored_samples, k))
+        params = inspect.signature(handle.sample).parameters
+        kw: dict[str, Any] = {
+            "greedy": cfg.greedy,
+            "max_new_tokens": cfg.max_new_tokens,
+            "reference": reference,
+        }
+        if ks >= k or "score" not in params or "stream" not in params:
+            return handle.sample([it.prompt for it in self._expanded()], **kw)
+        a = handle.sample([it.prompt for it in self.items for _ in range(ks)], **kw)
+        b = handle.sample(
+            [it.prompt for it in self.items for _ in range(k - ks)], score=False, stream=1, **kw
+        )
+        out = Samples(prompts=[], responses=[])
+        nan = math.nan
+        for i in range(len(self.items)):
+            for src, lo, hi, scored in (
+                (a, i * ks, (i + 1) * ks, True),
+                (b, i * (k - ks), (i + 1) * (k - ks), False),
+            ):
+                out.prompts.extend(src.prompts[lo:hi])
+                out.responses.extend(src.responses[lo:hi])
+                if src.response_tokens:
+                    out.response_tokens.extend(src.response_tokens[lo:hi])
+                if src.ended_with_eos:
+                    out.ended_with_eos.extend(src.ended_with_eos[lo:hi])
+                out.kl.extend(src.kl[lo:hi] if scored else [nan] * (hi - lo))
+                out.ref_logprob.extend(src.ref_logprob[lo:hi] if scored else [nan] * (hi - lo))
+        return out
+
     @staticmethod
     def _refs(reps: Sequence[PromptItem]) -> list[str | None] | None:
         """Reference answers for the ``after_answer`` detector (None when no prompt has one)."""
@@ -210,9 +248,7 @@ class OveroptMonitor:
         reps = self._expanded()
         # 1. sample the current policy on the held-out prompts (KL to the reference comes along)
         if samples is None:
-            samples = handle.sample(
-                [it.prompt for it in reps], greedy=cfg.greedy, max_new_tokens=cfg.max_new_tokens
-            )
+            samples = self._draw(handle)
         # 2. proxy and gold scores with CIs
         queries = [
             RewardQuery(
@@ -230,7 +266,8 @@ class OveroptMonitor:
         index = [i for i in range(len(self.items)) for _ in range(cfg.samples_per_prompt)]
         gold_by_prompt = by_prompt_means(gold_scores, index, len(self.items))
         proxy_by_prompt = by_prompt_means(proxy_scores, index, len(self.items))
-        kl = mean_ci(samples.kl, seed=seed + 2) if samples.kl else None
+        kls = [k for k in samples.kl if math.isfinite(k)]
+        kl = mean_ci(kls, seed=seed + 2) if kls else None
         point: dict[str, Any] = {
             "step": step,
             "kl": kl.mean if kl else None,

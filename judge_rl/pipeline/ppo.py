@@ -36,6 +36,8 @@ class PPOStageConfig:
     """Monitor evaluation every this many steps (and before the first, after the last)."""
     monitor_samples: int = 1
     """Samples per held-out prompt at each evaluation."""
+    monitor_scored_samples: int | None = None
+    """Of those, how many per prompt get the KL and perplexity passes (None: all)."""
     monitor_checkpoints: bool = True
     """Save the policy at each evaluation (small with LoRA) for best-by-gold selection."""
     probe: bool = False
@@ -225,6 +227,7 @@ def run_ppo(
         MonitorConfig(
             every=cfg.monitor_every,
             samples_per_prompt=cfg.monitor_samples,
+            scored_samples=cfg.monitor_scored_samples,
             probe=cfg.probe,
             save_checkpoints=cfg.monitor_checkpoints,
             stop_on_alarm=cfg.stop_on_alarm,

@@ -58,10 +58,13 @@ class PolicyHandle(Protocol):
         max_new_tokens: int | None = None,
         reference: bool = False,
         score: bool = True,
+        stream: int = 0,
     ) -> Samples:
         """Sample the current policy (or, with ``reference=True``, the frozen reference) on
         ``prompts``; fills ``kl`` and ``ref_logprob`` unless ``score`` is false (texts only).
-        Does not change training state or RNG streams used by training."""
+        Calls at the same step with the same ``stream`` draw the same random numbers; another
+        ``stream`` draws independent ones. Does not change training state or RNG streams used by
+        training."""
         ...
 
     def save_checkpoint(self, tag: str | None = None) -> str:

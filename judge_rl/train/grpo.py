@@ -1233,6 +1233,7 @@ class GRPOTrainer:
         max_new_tokens: int | None = None,
         reference: bool = False,
         score: bool = True,
+        stream: int = 0,
     ) -> Samples:
         """Sample the policy (or the reference) on ``prompts``; fills ``kl`` (k1 sum per sample)
         and ``ref_logprob`` (mean per token) unless ``score`` is false (texts only). Leaves
@@ -1250,7 +1251,7 @@ class GRPOTrainer:
         step = self.config.samples_per_step
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(self.config.seed + 104729 * (self._step + 1))
+            torch.manual_seed(self.config.seed + 104729 * (self._step + 1) + 7919 * stream)
             for s in range(0, len(items), step):
                 sl = slice(s, s + step)
                 ctx: Any = contextlib.nullcontext()

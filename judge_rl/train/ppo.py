@@ -1626,6 +1626,7 @@ class PPOTrainer:
         max_new_tokens: int | None = None,
         reference: bool = False,
         score: bool = True,
+        stream: int = 0,
     ) -> Samples:
         """Sample the policy (or the reference) on ``prompts``; fills ``kl`` (k1 sum per sample)
         and ``ref_logprob`` (mean per token) unless ``score`` is false (texts only: no policy or
@@ -1641,7 +1642,7 @@ class PPOTrainer:
         chunk = max(self.config.batch_size, SAMPLE_CHUNK)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(self.config.seed + 104729 * (self._step + 1))
+            torch.manual_seed(self.config.seed + 104729 * (self._step + 1) + 7919 * stream)
             for s in range(0, len(items), chunk):
                 sl = slice(s, s + chunk)
                 model = None

@@ -160,3 +160,39 @@ def test_points_carry_per_prompt_scores_for_the_paired_test():
     p = mon.section.points[-1]
     assert len(p["gold_by_prompt"]) == len(mon.items) == len(p["proxy_by_prompt"])
     assert mon.horizon is None or mon.horizon >= len(mon.section.points)
+
+
+class StreamHandle(ScriptedHandle):
+    """Records each draw; texts-only draws carry no KL (as the PPO trainer's ``score=False``)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.calls: list[tuple[int, bool, int]] = []
+
+    def sample(
+        self, prompts, *, greedy=False, max_new_tokens=None, reference=False, score=True, stream=0
+    ):
+        self.calls.append((len(prompts), score, stream))
+        out = super().sample(prompts, greedy=greedy, reference=reference)
+        if not score:
+            out.kl, out.ref_logprob = [], []
+        return out
+
+
+def test_scored_samples_take_kl_from_a_subset_and_gold_from_every_sample():
+    """samples_per_prompt 3, scored_samples 1: one scored draw (1 per prompt) and one texts-only
+    draw on another stream (2 per prompt); gold and proxy see all 3 per prompt, in prompt order."""
+    mon = _monitor(samples_per_prompt=3, scored_samples=1)
+    handle = StreamHandle(SCRIPT, REF)
+    _train(mon, handle, 4)
+    n = len(mon.items)
+    assert handle.calls[:2] == [(n, True, 0), (2 * n, False, 1)]
+    sec = OveroptSection.model_validate(mon.log_section()["overopt"])
+    p = sec.points[-1]
+    assert p["gold_n"] == 3 * n and len(p["gold_by_prompt"]) == n
+    assert p["kl"] is not None and p["kl"] > 0  # from the scored third only (nan rows skipped)
+    assert all(row["n"] == 3 * n for row in sec.degeneration)
+    # all samples scored when asked (the default): one draw per evaluation
+    plain = StreamHandle(SCRIPT, REF)
+    _train(_monitor(samples_per_prompt=3), plain, 4)
+    assert all(c == (3 * n, True, 0) for c in plain.calls)
