@@ -20,7 +20,9 @@ PPO epoch; 2 steps, the second timed. Prints one table: peak RSS and samples/s.
 
 Part 3 (``--part demo-memory``, not in ``all``): the PPO stage of evals/demo.yaml (LoRA r=8,
 batch 16, mini-batch 16, 12 new tokens, value head) as it is, with ``micro_batch_size`` 8, and
-with gradient checkpointing; peak RSS per fresh process, CPU s per step, step-1 KL.
+with gradient checkpointing; peak RSS per fresh process, the bytes the update's forward saves for
+the backward (``saved MB``), CPU and system s per step, step-1 KL. Set
+``MALLOC_MMAP_THRESHOLD_`` in the environment to see glibc's heap fragmentation's share.
 
     python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|all] [--threads 1] [--updates 4]
 """
@@ -239,17 +241,39 @@ def one_memory_config(name: str, threads: int) -> dict:
     )
     batch = cfg.batch_size
     trainer = PPOTrainer(cfg, prompts=prompts)
+    # Bytes the update's forward keeps for the backward (unique non-parameter storages).
+    saved: dict[int, int] = {}
+    params = {p.untyped_storage().data_ptr() for p in trainer.model.parameters()}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            saved[st.data_ptr()] = st.nbytes()
+        return t
+
+    joint = trainer._joint
+
+    def counted_joint(*a: object, **k: object) -> tuple[torch.Tensor, ...]:
+        if not torch.is_grad_enabled():
+            return joint(*a, **k)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            return joint(*a, **k)
+
+    trainer._joint = counted_joint  # type: ignore[method-assign]
     marks = [time.perf_counter()]
     cpu = [time.process_time()]
+    sys_t = [resource.getrusage(resource.RUSAGE_SELF).ru_stime]
     tokens = []
     kl = []
     while trainer.step < cfg.steps:
+        saved.clear()
         st = trainer.train_step()
         trainer.section.steps.append(st)
         tokens.append(st["response_length"] * batch)
         kl.append(st["kl"])
         marks.append(time.perf_counter())
         cpu.append(time.process_time())
+        sys_t.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime)
     dt = marks[-1] - marks[-2]
     trainable = sum(p.numel() for p in trainer.unwrapped.parameters() if p.requires_grad)
     return {
@@ -257,6 +281,8 @@ def one_memory_config(name: str, threads: int) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "samples_per_s": batch / dt,
         "cpu_s_per_step": cpu[-1] - cpu[-2],
+        "sys_s_per_step": sys_t[-1] - sys_t[-2],
+        "saved_mb": sum(saved.values()) / 2**20,
         "tokens_per_s": tokens[-1] / dt,
         "trainable_m": trainable / 1e6,
         "kl_step1": kl[0],
@@ -290,15 +316,18 @@ def print_memory(rows: list[dict], threads: int, demo: bool = False) -> None:
         f"embedded SmolLM2-135M, CPU, {threads} thread(s), {what}, 1 PPO epoch, second step "
         f"timed; load average {os.getloadavg()[0]:.1f}"
     )
+    env = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    if env:
+        print(f"MALLOC_MMAP_THRESHOLD_={env} (glibc: every allocation above it is its own mmap)")
     print(
-        f"{'config':22}{'peak RSS MB':>13}{'samples/s':>11}{'CPU s/step':>12}{'tokens/s':>10}"
-        f"{'trainable M':>13}{'step-1 KL':>11}"
+        f"{'config':22}{'peak RSS MB':>13}{'saved MB':>10}{'samples/s':>11}{'CPU s/step':>12}"
+        f"{'sys s/step':>12}{'tokens/s':>10}{'trainable M':>13}{'step-1 KL':>11}"
     )
     for r in rows:
         print(
-            f"{r['config']:22}{r['peak_rss_mb']:13.0f}{r['samples_per_s']:11.2f}"
-            f"{r['cpu_s_per_step']:12.1f}{r['tokens_per_s']:10.1f}{r['trainable_m']:13.2f}"
-            f"{r['kl_step1']:11.3g}"
+            f"{r['config']:22}{r['peak_rss_mb']:13.0f}{r['saved_mb']:10.0f}"
+            f"{r['samples_per_s']:11.2f}{r['cpu_s_per_step']:12.1f}{r['sys_s_per_step']:12.1f}"
+            f"{r['tokens_per_s']:10.1f}{r['trainable_m']:13.2f}{r['kl_step1']:11.3g}"
         )
 
 
