@@ -430,13 +430,19 @@ class OveroptMonitor:
 
 
 def _horizon(handle: Any, every: int) -> int | None:
-    """Evaluations of the whole run: step 0, every ``every`` steps, and the last step."""
+    """Evaluations of the whole run: step 0, every ``every`` steps, and the last step (when it
+    is not one of those).
+
+    >>> class H: total_steps = 16
+    >>> _horizon(H(), 4), _horizon(H(), 5), _horizon(H(), 20)
+    (5, 5, 2)
+    """
     total = getattr(handle, "total_steps", None)
     if total is None:
         total = getattr(getattr(handle, "config", None), "steps", None)
     if not isinstance(total, int) or total < 1:
         return None
-    return total // every + 2
+    return total // every + 1 + (1 if total % every else 0)
 
 
 def _fmt(x: float | None) -> str:
