@@ -25,6 +25,9 @@ from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024
 """Longest answer head (status line and headers) accepted."""
+MAX_BODY = 64 * 1024 * 1024
+"""Longest answer body accepted, as sent and after decompression (a chat completion is a few KB;
+a server that sends more is broken or hostile, and must not exhaust memory)."""
 
 
 class HTTPTimeout(Exception):
@@ -47,6 +50,15 @@ class _Lost(Exception):
     def __init__(self, why: str, got_bytes: bool) -> None:
         super().__init__(why)
         self.got_bytes = got_bytes
+
+
+def _inflate(data: bytes, wbits: int) -> bytes:
+    """Decompress at most :data:`MAX_BODY` bytes (a compression bomb is an error, not a crash)."""
+    d = zlib.decompressobj(wbits)
+    out = d.decompress(data, MAX_BODY)
+    if d.unconsumed_tail:
+        raise ValueError(f"decompressed answer body over {MAX_BODY} bytes")
+    return out
 
 
 class _Conn(asyncio.Protocol):
@@ -98,7 +110,10 @@ class _Conn(asyncio.Protocol):
             return
         if self.headers is not None and self.until_close:
             self.body += self.buf
-            self._done()
+            try:
+                self._done()
+            except (ValueError, zlib.error) as e:
+                self._fail(f"malformed HTTP answer: {e}")
             return
         why = str(exc) if exc else "the server closed the connection"
         w.set_exception(_Lost(why or type(exc).__name__, self.got_bytes))
@@ -133,12 +148,16 @@ class _Conn(asyncio.Protocol):
                 self.chunked = True
             elif "content-length" in headers:
                 self.length = int(headers["content-length"])
+                if not 0 <= self.length <= MAX_BODY:
+                    raise ValueError(f"answer body of {self.length} bytes (limit {MAX_BODY})")
             elif status in (204, 304):
                 self.length = 0
             else:
                 self.until_close = True
             conn = headers.get("connection", "").lower()
             self.keep = version == "HTTP/1.1" and "close" not in conn and not self.until_close
+        if len(buf) + len(self.body) > MAX_BODY + 65536:  # chunked or until-close, too long
+            raise ValueError(f"answer body over {MAX_BODY} bytes")
         if self.chunked:
             self._parse_chunks()
         elif self.length >= 0 and len(buf) >= self.length:
@@ -173,12 +192,14 @@ class _Conn(asyncio.Protocol):
     def _done(self) -> None:
         assert self.headers is not None and self.waiter is not None
         body = bytes(self.body)
+        if len(body) > MAX_BODY:
+            raise ValueError(f"answer body of {len(body)} bytes (limit {MAX_BODY})")
         enc = self.headers.get("content-encoding", "").lower()
         if enc in ("gzip", "x-gzip", "deflate"):
             try:
-                body = zlib.decompress(body, 47 if "gzip" in enc else zlib.MAX_WBITS)
+                body = _inflate(body, 47 if "gzip" in enc else zlib.MAX_WBITS)
             except zlib.error:
-                body = zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+                body = _inflate(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
         self.waiter.set_result(Response(self.status, self.headers, body))
 
     def _fail(self, why: str) -> None:

@@ -252,3 +252,42 @@ def test_https_with_the_servers_certificate(tmp_path):
 
     resp, host = _run(go())
     assert resp.body == b'{"tls": true}' and host.startswith("127.0.0.1:")
+
+
+def test_oversized_and_compression_bomb_answers_are_errors(monkeypatch):
+    """A body over MAX_BODY (declared, streamed or after decompression) is one clear error, never
+    unbounded memory."""
+    import judge_rl.backends._http as http
+
+    monkeypatch.setattr(http, "MAX_BODY", 1000)
+    bomb = gzip.compress(b"0" * 100_000)  # 100 KB inflated from a few hundred bytes
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000,
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"y" * 100_000,
+        _ok(bomb, b"Content-Encoding: gzip\r\n"),
+    ]
+
+    async def go():
+        out = []
+        for answer in answers:
+            server, url, _ = await _serve([answer])
+            with pytest.raises(HTTPConnectionError, match="malformed.*(bytes|over)") as e:
+                await HTTPPool(url, timeout_s=2.0).post("/c", b"{}")
+            out.append(str(e.value))
+            server.close()
+            await server.wait_closed()
+        return out
+
+    msgs = _run(go())
+    assert len(msgs) == 3
+    # within the limit the same gzip path still answers
+    monkeypatch.setattr(http, "MAX_BODY", 200_000)
+
+    async def ok():
+        server, url, _ = await _serve([_ok(bomb, b"Content-Encoding: gzip\r\n")])
+        r = await HTTPPool(url, timeout_s=2.0).post("/c", b"{}")
+        server.close()
+        await server.wait_closed()
+        return r
+
+    assert _run(ok()).body == b"0" * 100_000
