@@ -790,9 +790,9 @@ class GRPOTrainer:
         ``generate`` continues from it on the ``(G*K, P)`` batch. Same sampling distribution and
         settings as :class:`~judge_rl.train.rollout.HFRolloutEngine`."""
         import torch
-        from transformers import DynamicCache, GenerationConfig
+        from transformers import DynamicCache
 
-        from judge_rl.train.rollout import left_pad, response_mask_from_ids
+        from judge_rl.train.rollout import left_pad, response_mask_from_ids, sampling_config
 
         c = self.config
         eng = self.engine
@@ -800,19 +800,8 @@ class GRPOTrainer:
         m: Any = self.policy
         dev = self.device
         pos = (q_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)
-        cfg = GenerationConfig(
-            max_new_tokens=c.max_new_tokens,
-            min_new_tokens=0,
-            do_sample=not greedy,
-            temperature=None if greedy else c.temperature,
-            top_k=None if greedy else (c.top_k or 0),
-            top_p=None if greedy else c.top_p,
-            pad_token_id=eng.pad_id,
-            eos_token_id=eng.eos,
-            use_cache=True,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            typical_p=1.0,
+        cfg = sampling_config(
+            c.max_new_tokens, greedy, c.temperature, c.top_k, c.top_p, eng.pad_id, eng.eos
         )
         was_training = m.training
         m.eval()

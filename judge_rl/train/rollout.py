@@ -165,6 +165,37 @@ def response_mask_from_ids(
 # transformers engine
 
 
+def sampling_config(
+    max_new_tokens: int,
+    greedy: bool,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    pad_id: int,
+    eos: int | list[int],
+) -> Any:
+    """The ``GenerationConfig`` of a rollout: sampling exactly as the trainer's log-probabilities
+    assume, or greedy."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=0,
+        do_sample=not greedy,
+        temperature=None if greedy else temperature,
+        top_k=None if greedy else (top_k or 0),
+        top_p=None if greedy else top_p,
+        pad_token_id=pad_id,
+        eos_token_id=eos,
+        use_cache=True,
+        # Pinned so a model's own generation_config cannot reshape the distribution that
+        # PPO's log-probabilities assume (transformers fills unset fields from it).
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        typical_p=1.0,
+    )
+
+
 class HFRolloutEngine:
     """Sampling with ``model.generate`` (KV cache, batched, left padding).
 
@@ -211,25 +242,11 @@ class HFRolloutEngine:
         model: Any = None,
     ) -> Rollout:
         import torch
-        from transformers import GenerationConfig
 
         m: Any = model if model is not None else self.model
         n_new = max_new_tokens or self.max_new_tokens
-        cfg = GenerationConfig(
-            max_new_tokens=n_new,
-            min_new_tokens=0,
-            do_sample=not greedy,
-            temperature=None if greedy else self.temperature,
-            top_k=None if greedy else (self.top_k or 0),
-            top_p=None if greedy else self.top_p,
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos,
-            use_cache=True,
-            # Pinned so a model's own generation_config cannot reshape the distribution that
-            # PPO's log-probabilities assume (transformers fills unset fields from it).
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            typical_p=1.0,
+        cfg = sampling_config(
+            n_new, greedy, self.temperature, self.top_k, self.top_p, self.pad_id, self.eos
         )
         device = next(m.parameters()).device
         was_training = m.training
