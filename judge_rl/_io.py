@@ -325,8 +325,8 @@ def safe_yaml_load(
         return None
     _check_yaml_tree(node, where, max_nodes, max_depth)
     try:
-        # safe: SafeLoader builds only plain YAML types; size, depth and aliases checked above
-        return yaml.load(decoded, Loader=yaml.SafeLoader)  # noqa: S506
+        # SafeLoader builds only plain YAML types; size, depth and aliases checked above
+        return yaml.load(decoded, Loader=yaml.SafeLoader)  # noqa: S506  # safe: SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}: " if mark is not None else ""
