@@ -3,7 +3,10 @@
 Requests are rendered with the tokenizer's chat template, left-padded and batched. Two paths:
 
 * **generation** (``label_probs`` is None): ``model.generate`` with the request's sampling
-  parameters, ``n`` samples per request; stop strings cut the text afterwards;
+  parameters, ``n`` samples per request; stop strings cut the text afterwards. The ``n`` samples
+  of a prompt share one prefill (:func:`generate_prefill_once`): the prompt's tokens run through
+  the model once and the key/value cache is repeated ``n`` times (``num_return_sequences`` would
+  run the prefill ``n`` times); :attr:`HFBackend.prefills` counts the prompt rows prefilled;
 * **label probabilities** (``label_probs`` given): one forward pass, no sampling. The next-token
   distribution after the generation prompt (plus ``metadata["label_prefix"]`` when a request has
   one: ``"[["``, or a judge's whole reply up to its verdict slot, which continues the assistant
@@ -26,7 +29,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from judge_rl.backends.base import ChatRequest, ChatResult
@@ -51,7 +55,14 @@ class HFBackend:
         max_length: The longest prompt, in tokens. A longer conversation loses its oldest turns
             first; a last turn (plus prefill) that does not fit alone is a ``too_long`` error.
         model_object: An already loaded model (e.g. a policy being trained); skips loading.
+            It is switched to eval mode while it generates or scores, and back afterwards.
         tokenizer: An already loaded tokenizer (needed with ``model_object``).
+        prompt_format: How generation prompts become tokens. ``chat`` (default): the chat
+            template (plain ``role: text`` turns for a tokenizer without one), old turns dropped
+            to fit ``max_length``. ``policy``: exactly as the RL trainer encodes a policy's
+            prompts (:func:`judge_rl.train.rollout.encode_prompt`: a one-user-turn prompt on a
+            tokenizer without a chat template is its raw text with the tokenizer's special
+            tokens); nothing is dropped. With a chat template both give the same tokens.
     """
 
     name = "hf"
@@ -70,6 +81,7 @@ class HFBackend:
         max_length: int = 2048,
         model_object: PreTrainedModel | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
+        prompt_format: str = "chat",
         **extra: Any,
     ) -> None:
         if extra:
@@ -79,12 +91,20 @@ class HFBackend:
             )
         if batch_size < 1:
             raise ConfigError(f"must be >= 1, got {batch_size}", setting="batch_size")
+        if prompt_format not in ("chat", "policy"):
+            raise ConfigError(
+                f"unknown prompt format {prompt_format!r} (use chat or policy)",
+                setting="prompt_format",
+            )
         from judge_rl.models import default_device, load_causal_lm, load_tokenizer
 
         self.model = str(model)
         self.batch_size = int(batch_size)
         self.max_new_tokens = max_new_tokens
         self.max_length = int(max_length)
+        self.prompt_format = prompt_format
+        self.prefills = 0
+        """Prompt rows run through a generation prefill (one per prompt, whatever its ``n``)."""
         if model_object is not None:
             if tokenizer is None:
                 raise ConfigError("model_object needs its tokenizer", setting="tokenizer")
@@ -272,7 +292,7 @@ class HFBackend:
         import torch
 
         enc = self._encode(texts)
-        with torch.inference_mode():
+        with torch.inference_mode(), _eval_mode(self.lm):
             # Only the last position's logits are needed: logits_to_keep=1 skips the LM head
             # (hidden x vocab matmul) on every other position, T times less work.
             logits = self.lm(**enc, logits_to_keep=1).logits  # (B, 1, V)
@@ -304,25 +324,66 @@ class HFBackend:
     # --- generation -----------------------------------------------------------------------------
 
     def _gen_batch(self, batch: list[ChatRequest]) -> list[ChatResult]:
-        texts, pos, results = self._fit_batch(batch, with_prefix=False)
-        if texts:
+        ids, pos, results = self._prompt_ids(batch)
+        if ids:
             fitted = [batch[k] for k in pos]
-            for k, res in zip(pos, self._gen_texts(fitted, texts), strict=True):
+            for k, res in zip(pos, self._gen_ids(fitted, ids), strict=True):
                 results[k] = res
         return [r if r is not None else ChatResult(error="backend: not run") for r in results]
 
-    def _gen_texts(self, batch: list[ChatRequest], texts: list[str]) -> list[ChatResult]:
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The token ids a generation request's prompt runs as (see ``prompt_format``).
+
+        Raises:
+            PromptTooLong: the prompt does not fit ``max_length``.
+        """
+        if self.prompt_format == "policy":
+            from judge_rl.train.rollout import encode_prompt
+
+            one_turn = len(messages) == 1 and messages[0].get("role") == "user"
+            ids = encode_prompt(self.tok, messages[0]["content"] if one_turn else list(messages))
+            if len(ids) > self.max_length:
+                raise PromptTooLong(
+                    f"too_long: the prompt needs {len(ids)} tokens, the context allows "
+                    f"{self.max_length} (max_length); nothing was cut"
+                )
+            return ids
+        text, _ = self.fit(messages)
+        return [int(t) for t in self.tok(text, add_special_tokens=False)["input_ids"]]
+
+    def _prompt_ids(
+        self, batch: list[ChatRequest]
+    ) -> tuple[list[list[int]], list[int], list[ChatResult | None]]:
+        """Token ids of the requests that fit (with their batch positions) and, per request, a
+        ``too_long`` result for those that do not."""
+        ids: list[list[int]] = []
+        pos: list[int] = []
+        errors: list[ChatResult | None] = []
+        for k, r in enumerate(batch):
+            try:
+                ids.append(self.prompt_ids(r.messages))
+            except PromptTooLong as e:
+                errors.append(ChatResult(error=str(e)))
+                continue
+            errors.append(None)
+            pos.append(k)
+        return ids, pos, errors
+
+    def _gen_ids(self, batch: list[ChatRequest], prompts: list[list[int]]) -> list[ChatResult]:
         import torch
 
+        from judge_rl.train.rollout import left_pad
+
         r0 = batch[0]
-        enc = self._encode(texts)
-        n_in = enc["input_ids"].shape[1]
+        pad = int(self.tok.pad_token_id)
+        ids, mask = left_pad(prompts, pad)  # (B, P) each
+        ids, mask = ids.to(self.lm.device), mask.to(self.lm.device)
+        n_in = ids.shape[1]
         sample = r0.temperature > 0
         kwargs: dict[str, Any] = {
             "max_new_tokens": self._max_new(r0),
             "do_sample": sample,
-            "num_return_sequences": r0.n,
-            "pad_token_id": self.tok.pad_token_id,
+            "pad_token_id": pad,
         }
         if self.tok.eos_token_id is not None:
             kwargs["eos_token_id"] = self.tok.eos_token_id
@@ -334,11 +395,11 @@ class HFBackend:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if r0.seed is not None:
             torch.manual_seed(r0.seed)
-        with torch.inference_mode():
-            lm: Any = self.lm
-            seqs = lm.generate(**enc, **kwargs)  # (B*n, T_in + T_new)
-        new = seqs[:, n_in:]  # (B*n, T_new)
-        n_prompt = enc["attention_mask"].sum(dim=-1).tolist()  # (B,)
+        with torch.inference_mode(), _eval_mode(self.lm):
+            seqs = generate_prefill_once(self.lm, ids, mask, r0.n, **kwargs)  # (B*n, P + R)
+        self.prefills += len(batch) if n_in >= 2 else len(batch) * r0.n
+        new = seqs[:, n_in:]  # (B*n, R)
+        n_prompt = mask.sum(dim=-1).tolist()  # (B,)
         out: list[ChatResult] = []
         for b, req in enumerate(batch):
             texts_b, finish, n_new = [], [], 0
@@ -408,6 +469,62 @@ class PromptTooLong(Exception):
     """A prompt whose last turn does not fit ``max_length``; its message starts ``too_long:``."""
 
 
+def generate_prefill_once(model: Any, ids: Any, mask: Any, n: int, **kwargs: Any) -> Any:
+    """``model.generate`` with ``n`` samples per prompt whose prompts run through the model once.
+
+    Token ids (B*n, P+R), sample ``j`` of prompt ``b`` in row ``b*n + j`` (the order of
+    ``num_return_sequences``). The prompts' first P-1 tokens run once; their key/value cache is
+    repeated ``n`` times and ``generate`` continues from it, feeding only the last prompt token.
+    Greedy decoding continues exactly as ``n`` separate prefills do
+    (tests/pipeline/test_stages.py). With ``n == 1`` or one-token prompts it is plain
+    ``generate``.
+
+    Args:
+        model: A causal LM (eval mode, gradients off: the caller's business).
+        ids: Left-padded prompt ids (B, P).
+        mask: Their attention mask (B, P).
+        n: Samples per prompt.
+        **kwargs: ``generate``'s decoding arguments (``max_new_tokens``, ``do_sample``…).
+    """
+    if n == 1 or ids.shape[1] < 2:
+        return model.generate(input_ids=ids, attention_mask=mask, num_return_sequences=n, **kwargs)
+    import inspect
+
+    from transformers import DynamicCache
+
+    # transformers 5 renamed the argument (``cache``); older versions take ``past_key_values``
+    params = inspect.signature(model.forward).parameters
+    key = "cache" if "cache" in params else "past_key_values"
+    cache = DynamicCache()
+    extra: dict[str, Any] = {key: cache}
+    if "logits_to_keep" in params:  # the prefill's logits are not used: skip the LM head
+        extra["logits_to_keep"] = 1
+    pos = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, P): positions skip the left padding
+    model(
+        input_ids=ids[:, :-1],
+        attention_mask=mask[:, :-1],
+        position_ids=pos[:, :-1],
+        use_cache=True,
+        **extra,
+    )
+    cache.batch_repeat_interleave(n)  # (B*n, ...) rows in num_return_sequences order
+    ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)  # (B*n, P)
+    return model.generate(input_ids=ids, attention_mask=mask, **{key: cache}, **kwargs)
+
+
+@contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """``model`` in eval mode (no dropout) for the block; a model being trained goes back."""
+    was_training = bool(getattr(model, "training", False))
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
 def _apply_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string.
 
@@ -438,4 +555,4 @@ def _dtype(name: str | None) -> Any:
     return table[name]
 
 
-__all__ = ["HFBackend"]
+__all__ = ["HFBackend", "generate_prefill_once"]

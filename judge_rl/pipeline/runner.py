@@ -290,8 +290,22 @@ def _prompt_file(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> Base
 
 
 def _generate(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel:
-    model, tok = ctx.model(cfg.model)
-    return gen_mod.generate(cfg, inp["prompts"], model, tok)
+    # hf: the loaded model other stages naming it share; vllm/openai: the backend loads its own
+    model, tok = ctx.model(cfg.model) if cfg.backend == "hf" else (None, None)
+    advance = ctx.task(f"generate ({cfg.model})", len(inp["prompts"]))
+    seen = [0]
+
+    def on_progress(p: gen_mod.GenerateProgress) -> None:
+        advance(p.done - seen[0])
+        seen[0] = p.done
+
+    out = gen_mod.generate(cfg, inp["prompts"], model, tok, on_progress=on_progress)
+    if not out.candidates:  # an empty output is never a success
+        kinds = ", ".join(f"{k}: {v}" for k, v in out.section.failure_kinds.items())
+        raise JudgeRLError(f"stage {name!r}: no candidates came back ({kinds or 'none asked'})")
+    assert ctx.log is not None
+    ctx.log.extra["generate"] = out.section.log_dict()
+    return out
 
 
 def _label(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel:

@@ -192,12 +192,13 @@ def test_generate_with_the_embedded_model(embedded, tmp_path, monkeypatch):
     from judge_rl.backends.hf import HFBackend
     from judge_rl.cli import build_parser
     from judge_rl.commands import generate
+    from judge_rl.pipeline import generate as library
 
     model, tok = embedded
     monkeypatch.setattr(
-        generate,
+        library,
         "make_backend",
-        lambda args: HFBackend("embedded", model_object=model, tokenizer=tok, batch_size=2),
+        lambda cfg: HFBackend("embedded", model_object=model, tokenizer=tok, batch_size=2),
     )
     out = tmp_path / "emb.jsonl"
     prompts = tmp_path / "short.jsonl"
