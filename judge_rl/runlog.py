@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from judge_rl._io import atomic_write_text
 from judge_rl.errors import JudgeRLError
@@ -59,15 +66,93 @@ class Metric(BaseModel):
     """Why ``value`` is None, or a caveat."""
 
 
+class LabelSummary(BaseModel):
+    """The label stage's counts (``judge-rl label`` and the pipeline's ``label`` stage).
+
+    A typed record; it replaces the loose dict the section used to hold and reads like it
+    (``summary["calls"]``, ``summary.get("transport")``, ``"n" in summary``, ``dict(summary)``):
+    the keys are the fields a run set, so an older log (some keys absent) loads, reads and writes
+    back the same. Keys it does not know (an older pipeline's ``records``) are kept.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    n: int = 0
+    """Comparisons judged (failures included)."""
+    verdicts: dict[str, int] = Field(default_factory=lambda: {"a": 0, "b": 0, "tie": 0})
+    ties: int = 0
+    failures: dict[str, int] = Field(default_factory=dict)
+    """Error kind -> failed comparisons (they never become labels)."""
+    failed: int = 0
+    position_consistency: float | None = None
+    """Share of the comparisons judged in both orders whose verdicts agreed (None: single order)."""
+    position_checked: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    """USD of the calls made (cache hits cost nothing)."""
+    time_s: float = 0.0
+    calls: int = 0
+    """Model calls made (cache hits not counted)."""
+    cached: int = 0
+    """Calls served from the judgment cache."""
+    label_mass_mean: float | None = None
+    """Mean probability mass of the label tokens at the verdict position (judges that read it)."""
+    low_label_mass: int | None = None
+    label_mass_calls: int | None = None
+    probs_contradict: int | None = None
+    verdict_from_probs: int | None = None
+    written: int | None = None
+    """Preference records produced (written to the output file by ``judge-rl label``)."""
+    decided: int | None = None
+    """Records that are not ties."""
+    ties_dropped: int = 0
+    budget_refused: int | None = None
+    """Calls the budget refused (``--max-cost`` / ``--max-calls``)."""
+    transport: dict[str, Any] = Field(default_factory=dict)
+    """What the judge's backends did on the wire (attempts, retries, timeouts, endpoints)."""
+
+    @model_serializer(mode="wrap")
+    def _set_keys_only(self, handler: Any) -> Any:
+        data = handler(self)
+        if not isinstance(data, dict):
+            return data
+        keep = set(self.keys())
+        return {k: v for k, v in data.items() if k in keep}
+
+    def keys(self) -> list[str]:
+        """The keys this summary has: fields set by the run, then kept unknown keys."""
+        extra = list(self.__pydantic_extra__ or {})
+        return [k for k in type(self).model_fields if k in self.model_fields_set] + extra
+
+    def values(self) -> list[Any]:
+        return [self[k] for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.keys()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self else default
+
+
 class LabelSection(_Section):
-    """``judge-rl label``: comparisons, judgments and a summary."""
+    """``judge-rl label`` and the pipeline's ``label`` stage: comparisons, judgments and a
+    :class:`LabelSummary`."""
 
     comparisons: list[Comparison] = Field(default_factory=list)
     judgments: list[Judgment] = Field(default_factory=list)
     scores: list[Score] = Field(default_factory=list)
-    summary: dict[str, Any] = Field(default_factory=dict)
+    summary: LabelSummary = Field(default_factory=LabelSummary)
     """n, verdicts {a,b,tie}, failures {kind: count}, position_consistency, prompt_tokens,
-    completion_tokens, cost, time_s, calls, cached."""
+    completion_tokens, cost, time_s, calls, cached, … (see :class:`LabelSummary`)."""
     output: str | None = None
     """Path of the preference file written."""
 
@@ -381,6 +466,7 @@ __all__ = [
     "DemoSection",
     "Interval",
     "LabelSection",
+    "LabelSummary",
     "Metric",
     "OveroptSection",
     "PPOSection",

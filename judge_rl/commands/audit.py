@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from judge_rl.judge.cli_options import add_judge_options
+from judge_rl.commands._judge_options import add_judge_options
 
 METRIC_ROWS = [
     ("accuracy", "accuracy (no ties)"),
@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from judge_rl import runlog
+    from judge_rl.commands._judge_options import budget_from_args, cache_from_args, judge_overrides
     from judge_rl.console import console, progress
     from judge_rl.data import read_preferences, records_to_comparisons
     from judge_rl.errors import ConfigError, JudgeRLError
     from judge_rl.judge.audit import AuditConfig, audit_judge, injection_calls
-    from judge_rl.judge.cli_options import budget_from_args, cache_from_args, judge_overrides
     from judge_rl.judge.specs import load_judge, shadowed_builtin, validate_spec
 
     shadow = shadowed_builtin(args.judge)
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"skipped {len(res.skipped)} invalid rows")
 
     run_dir = runlog.run_dir(args.output or f"audit-{judge.fingerprint.name}")
-    from judge_rl.commands.label import _text
+    from judge_rl.pipeline.label import log_text as _text
 
     log = runlog.new_log(
         "audit",
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     log.timings["audit"] = time.perf_counter() - t0
     from types import SimpleNamespace
 
-    from judge_rl.judge.cli_options import transport_summary
+    from judge_rl.pipeline.label import transport_summary
 
     transport = transport_summary(SimpleNamespace(members=[judge, *extra.values()]))
     if transport:  # what the judges' backends did on the wire (OpenAI-compatible endpoints)

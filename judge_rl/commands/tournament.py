@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import TextColumn
 
     from judge_rl import runlog
+    from judge_rl.commands._judge_options import budget_from_args, resolve_prices
     from judge_rl.console import console, err_console, progress
     from judge_rl.errors import ConfigError
     from judge_rl.judge import load_judge
-    from judge_rl.judge.cli_options import budget_from_args, resolve_prices
     from judge_rl.tournament.runner import (
         build_field,
         load_spec,

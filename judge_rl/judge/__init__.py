@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Lazy re-exports (PEP 562): `import judge_rl.judge.cli_options` from a command's argparse set-up
-# must not pull in asyncio, sqlite and the judges, so `judge-rl --help` stays fast.
+# Lazy re-exports (PEP 562): importing one submodule (e.g. `judge_rl.judge.specs`) must not pull
+# in asyncio, sqlite and the judges, so `judge-rl --help` stays fast.
 _EXPORTS: dict[str, str] = {
     "progress_hook": "judge_rl.judge._common",
     "Judge": "judge_rl.judge.base",

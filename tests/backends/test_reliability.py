@@ -310,7 +310,7 @@ def test_one_of_two_urls_killed_mid_run_traffic_moves_to_the_live_one(tmp_path):
 
 def test_transport_summary_for_run_logs(tmp_path):
     from judge_rl.judge import compare_sync, load_judge
-    from judge_rl.judge.cli_options import transport_summary
+    from judge_rl.pipeline.label import transport_summary
 
     with start_in_thread(faults={"server_once": 0.3}) as srv:
         judge = load_judge(write_spec(tmp_path / "judge", srv.url), cache=None)

@@ -93,7 +93,7 @@ backend_options:
 def _args(*argv):
     import argparse
 
-    from judge_rl.judge.cli_options import add_judge_options
+    from judge_rl.commands._judge_options import add_judge_options
 
     p = argparse.ArgumentParser()
     add_judge_options(p)
@@ -112,7 +112,7 @@ def test_max_cost_is_a_hard_cap_with_64_in_flight_and_long_completions(write_spe
     """Completions 50x longer than expected (max_tokens 400 vs 8), 64 calls in flight, a $0.01
     cap: the run spends at most the cap. Before: every call reserved 8 completion tokens and the
     run spent several times the cap."""
-    from judge_rl.judge.cli_options import judge_from_args
+    from judge_rl.commands._judge_options import judge_from_args
 
     spec = write_spec("long", LONG_SPEC % ("x" * 3000))
     judge, budget, _ = judge_from_args(_args("--judge", spec, "--max-cost", "0.01", "--no-cache"))
@@ -175,8 +175,8 @@ def test_cli_refuses_nan_cap_and_negative_prices_with_exit_2(cli, tmp_path, flag
 
 
 def test_negative_prices_in_a_spec_are_refused(write_spec):
+    from judge_rl.commands._judge_options import judge_from_args
     from judge_rl.errors import ConfigError
-    from judge_rl.judge.cli_options import judge_from_args
 
     spec = write_spec(
         "neg",
@@ -195,8 +195,8 @@ def test_negative_prices_in_a_spec_are_refused(write_spec):
 
 
 def test_prices_come_from_the_cli_the_table_or_zero_for_local_and_unknown():
+    from judge_rl.commands._judge_options import judge_overrides, resolve_prices
     from judge_rl.judge.budget import table_prices
-    from judge_rl.judge.cli_options import judge_overrides, resolve_prices
 
     # The shipped pairwise spec is priced for gpt-4o-mini; --model gpt-4o takes gpt-4o's prices.
     prices, note = resolve_prices(_args("--judge", "pairwise", "--model", "gpt-4o"))

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from judge_rl.commands.label import apply_references, pair_candidates, read_references
 from judge_rl.data import read_candidates
 from judge_rl.errors import DataError
 from judge_rl.judge.specs import load_judge
+from judge_rl.pipeline.label import apply_references, pair_candidates, read_references
 from tests.conftest import DATA, requires_embedded
 
 MT = DATA / "mt_bench"

@@ -330,7 +330,7 @@ def test_issue16_1_a_local_judge_shadowing_a_builtin_is_announced_first(
 
 
 def test_issue15_2_label_summary_counts_small_label_mass(make_comp):
-    from judge_rl.commands.label import summarize
+    from judge_rl.pipeline.label import summarize
 
     replies = [("A", {"A": 0.8, "B": 0.1, "C": 0.1}, m, "label") for m in (0.05, 0.1, 0.9)]
     judge = _judge(Scripted(replies), label_probs=True, max_tokens=2)

@@ -1,5 +1,9 @@
 """Command-line options every judging command shares (``label``, ``audit``, ``tournament``…).
 
+Argparse belongs to the commands: this module was ``judge_rl/judge/cli_options.py`` inside the
+judge library package. What a run log records about the wire (``transport_summary``) is library
+code: :func:`judge_rl.pipeline.label.transport_summary`.
+
 ``add_judge_options(parser)`` adds ``--judge --order --inconsistent --base-url --model --backend
 --concurrency --hardened/--plain --max-cost --max-calls --prices --cache --no-cache``;
 ``judge_from_args(args)`` builds the judge, its budget and its cache from them. Importing this
@@ -197,33 +201,6 @@ def _as_urls(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def transport_summary(judge: Any) -> dict[str, Any]:
-    """What the judge's backends did on the wire, for a run log's summary: counters summed over
-    the distinct backends (``requests``, ``attempts``, ``retries``, ``timeouts``,
-    ``breaker_opened``) and, per base URL, ``endpoint_stats()`` (attempts, answers, failures by
-    kind, breaker state, current concurrency limit). Empty for backends that keep none."""
-    from judge_rl.judge.budget import _llm_judges
-
-    totals: dict[str, int] = {}
-    endpoints: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for llm in _llm_judges(judge):
-        backend = getattr(llm, "backend", None)
-        if backend is None or id(backend) in seen:
-            continue
-        seen.add(id(backend))
-        for key, value in (getattr(backend, "stats", None) or {}).items():
-            if isinstance(value, int):
-                totals[key] = totals.get(key, 0) + value
-        eps = getattr(backend, "endpoint_stats", None)
-        if callable(eps):
-            endpoints += eps()
-    out: dict[str, Any] = dict(totals)
-    if endpoints:
-        out["endpoints"] = endpoints
-    return out
-
-
 def cache_from_args(args: argparse.Namespace) -> Any:
     """A :class:`~judge_rl.judge.cache.JudgmentCache`, or None with ``--no-cache``."""
     from judge_rl.judge.cache import JudgmentCache
@@ -271,5 +248,4 @@ __all__ = [
     "judge_from_args",
     "judge_overrides",
     "resolve_prices",
-    "transport_summary",
 ]
