@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -163,3 +165,86 @@ def test_killed_process_claims_are_taken_over(tmp_path, cache_path):
     res = json.loads(out.strip().splitlines()[-1])
     assert res["ok"] == n
     assert res["calls"] == 2 * n - done  # finished work was not redone
+
+
+# --- issue 19 item 2: the cache's cost per judgment ----------------------------------------------
+
+
+def _many(n: int) -> list[Comparison]:
+    out = []
+    for i in range(n):
+        p = f"question {i}"
+        a = Candidate(prompt_id=str(i), prompt=p, response=f"first {i}", source="m1")
+        b = Candidate(prompt_id=str(i), prompt=p, response=f"second answer {i}", source="m2")
+        out.append(Comparison(prompt_id=str(i), prompt=p, a=a, b=b))
+    return out
+
+
+def test_issue19_finished_judgments_are_stored_a_quarter_of_the_flight_at_a_time(
+    cache_path, pairwise_template, monkeypatch
+):
+    """256 one-call chunks finishing at 256 different moments (64 in flight): the old code
+    committed one transaction per event-loop tick in which chunks finished (~1 per judgment
+    here); now one per 64 // 4 = 16 finished keys."""
+    from judge_rl.judge import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "STORE_AFTER_S", 3600.0)  # only the size rule
+    latencies = iter([0.001 * (1 + (i * 37) % 64) for i in range(256)])
+
+    class Spread(MockBackend):  # every request its own latency: chunks finish one by one
+        async def chat(self, requests):
+            await asyncio.sleep(next(latencies))
+            return await super().chat(requests)
+
+    cache = JudgmentCache(cache_path)
+    judge = CachedJudge(LLMJudge(Spread(concurrency=64), pairwise_template), cache)
+    js = compare_sync(judge, _many(256))
+    assert all(j.ok for j in js) and len(cache) == 256
+    assert cache.transactions == 256 // 16
+    assert cache.writes == 256
+
+
+def test_issue19_interrupted_run_keeps_every_finished_judgment(cache_path, pairwise_template):
+    """Cancelled part-way (Ctrl-C), every judgment already reported is in the cache, although
+    fewer than a batch of them had been stored."""
+    from judge_rl.judge import progress_hook
+
+    seen: list[object] = []
+
+    async def go() -> None:
+        backend = MockBackend(latency_s=[0.001, 0.05], concurrency=64)
+        judge = CachedJudge(LLMJudge(backend, pairwise_template), JudgmentCache(cache_path))
+        token = progress_hook.set(lambda event, rec: seen.append(rec))
+        task = asyncio.ensure_future(judge.compare(_many(400)))
+        try:
+            while len(seen) < 30:
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            progress_hook.reset(token)
+
+    asyncio.run(go())
+    assert 30 <= len(seen) < 400
+    stored = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    assert stored == len(seen)
+
+
+def test_issue19_the_store_connection_never_checkpoints_in_a_commit(tmp_path, monkeypatch):
+    """SQLite's automatic checkpoint (every 1,000 WAL pages, inside the COMMIT that crosses
+    them) syncs the files while the event loop waits; the cache checkpoints on a thread."""
+    from judge_rl.judge import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "CHECKPOINT_ROWS", 50)
+    cache = JudgmentCache(tmp_path / "c.sqlite")
+    assert cache._db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for b in range(6):
+        cache.store([(f"k{b}-{i}", "j", "judgment", "x" * 2000) for i in range(40)], ())
+        if cache._checkpointer is not None:
+            cache._checkpointer.join()  # on its thread: the store above did not wait for it
+    assert cache.checkpoints == 3 and cache.transactions == 6  # every 50 rows: 80, 80, 80
+    cache.close()
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == 240
