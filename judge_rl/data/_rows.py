@@ -172,7 +172,9 @@ def _decode_line(raw: bytes) -> tuple[str | None, str | None]:
 
 def _parse_json(text: str) -> tuple[Any, str | None]:
     try:
-        return json.loads(text, parse_constant=_reject_constant), None
+        if text.startswith("\ufeff"):  # json.loads's own message for a byte-order mark
+            return json.loads(text, parse_constant=_reject_constant), None
+        return _DECODER(text), None
     except (json.JSONDecodeError, ValueError) as e:
         msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
         col = f" (column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
@@ -186,6 +188,10 @@ def _reject_constant(name: str) -> Any:
     # numeric field refuses them (turning Infinity into "missing" made p_chosen a hard label).
     return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(name, math.nan)
 
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant).decode
+"""What ``json.loads(text, parse_constant=_reject_constant)`` does, with the decoder built once
+(``json.loads`` with an argument builds one per row)."""
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
