@@ -309,11 +309,12 @@ def _generate(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseMod
 
 
 def _label(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseModel:
-    out = label_mod.label(cfg, inp["candidates"], ctx.judge(cfg.judge, cfg.judge_options))
+    judge = ctx.judge(cfg.judge, cfg.judge_options)
+    out = label_mod.label(cfg, inp["candidates"], judge)
     assert ctx.log is not None
     ctx.log.label = out.section
-    if out.judgments:
-        ctx.log.add_judge(out.judgments[0].judge)
+    for fp in label_mod.fingerprints(judge):  # the judge and its members, as `judge-rl label`
+        ctx.log.add_judge(fp)
     return out
 
 
