@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,20 +97,55 @@ def embedded_model_dir() -> Path:
 
 
 def _convert_gguf(gguf_file: str, target_dir: str) -> None:
-    """Dequantise ``gguf_file`` into the model folder ``target_dir`` (atomically)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Dequantise ``gguf_file`` into the model folder ``target_dir`` (atomically).
+
+    transformers reads the config, the tokenizer and the weights from the GGUF file through three
+    separate parses of its metadata (about 6 s each on one core, most of it the 49k-entry vocabulary
+    read element by element) and maps tensor names and dequantises in numpy. Here the file is parsed
+    once and shared by the config and tokenizer loaders, and a llama checkpoint's weights are
+    dequantised with torch and renamed by :func:`_llama_weights`: the same float32 values, bit for
+    bit (``tests/test_models.py``), in a fraction of the time. Other architectures take
+    transformers' own path.
+    """
+    from unittest import mock
+
+    import gguf as gguf_pkg
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf, target = Path(gguf_file), Path(target_dir)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    reader = gguf_pkg.GGUFReader(str(gguf))
+
+    def shared_reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        return reader if Path(path) == gguf and not args and not kwargs else _parse(path)
+
+    _parse = gguf_pkg.GGUFReader
+    # transformers imports GGUFReader from the gguf package inside each loader call: patching
+    # the package attribute makes all three calls read the one parse (this runs in a child process).
+    with mock.patch.object(gguf_pkg, "GGUFReader", shared_reader):
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        state = _llama_weights(reader, config) if config.model_type == "llama" else None
+        if state is None:
+            gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            state = gguf_model.state_dict()
+            del gguf_model
     # A GGUF-loaded model is marked quantised and refuses save_pretrained, although its weights
-    # are already dequantised float32: rebuild it from a clean config and copy the weights.
-    config = gguf_model.config
+    # are already dequantised float32: build the model from a clean config and copy the weights.
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(gguf_model.state_dict())
-    del gguf_model
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers < 5
+        from transformers.modeling_utils import no_init_weights
+    with no_init_weights():  # every weight is overwritten below: random init is wasted work
+        model = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    if unexpected or [k for k in missing if not _tied(model, k)]:
+        raise RuntimeError(
+            f"GGUF weights do not fit the model: missing {missing}, extra {unexpected}"
+        )
+    del state
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -120,6 +156,88 @@ def _convert_gguf(gguf_file: str, target_dir: str) -> None:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tied(model: Any, key: str) -> bool:
+    """``key`` is the output embedding of a model that ties it to the input embedding."""
+    return key == "lm_head.weight" and bool(getattr(model.config, "tie_word_embeddings", False))
+
+
+_LLAMA_BLOCK = {
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_LLAMA_TOP = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+}
+
+
+def _llama_weights(reader: Any, config: Any) -> dict[str, Any] | None:
+    """A llama GGUF checkpoint's tensors as a transformers state dict (float32), or ``None`` when
+    a tensor name or type is outside what this handles (the caller then uses transformers' path).
+
+    GGUF stores the q and k projections with llama.cpp's rotary permutation; it is undone here as
+    transformers undoes it.
+    """
+    out: dict[str, Any] = {}
+    for t in reader.tensors:
+        stem, _, kind = t.name.rpartition(".")
+        m = re.fullmatch(r"blk\.(\d+)\.(\w+)", stem)
+        if m and m.group(2) in _LLAMA_BLOCK:
+            name = f"model.layers.{m.group(1)}.{_LLAMA_BLOCK[m.group(2)]}.{kind}"
+        elif stem in _LLAMA_TOP:
+            name = f"{_LLAMA_TOP[stem]}.{kind}"
+        else:
+            return None
+        w = _dequantize(t)
+        if w is None:
+            return None
+        if m and m.group(2) in ("attn_q", "attn_k"):
+            heads = config.num_attention_heads
+            if m.group(2) == "attn_k":
+                heads = getattr(config, "num_key_value_heads", None) or heads
+            w = w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:])
+            w = w.transpose(1, 2).reshape(-1, *w.shape[3:])
+        out[name] = w
+    return out
+
+
+def _dequantize(t: Any) -> Any:
+    """One GGUF tensor as a float32 torch tensor in transformers' orientation (rows = outputs),
+    for the types the embedded model uses (F32, F16, Q4_1, Q8_0); ``None`` for any other."""
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType as Q
+
+    shape = tuple(int(x) for x in reversed(t.shape))
+    data = np.ascontiguousarray(t.data)
+    if t.tensor_type == Q.F32:
+        return torch.from_numpy(data.view(np.float32).copy()).reshape(shape)
+    if t.tensor_type == Q.F16:
+        return torch.from_numpy(data.view(np.float16).astype(np.float32)).reshape(shape)
+    raw = torch.from_numpy(data.view(np.uint8).copy())
+    if t.tensor_type == Q.Q4_1:  # blocks of 32: f16 scale d, f16 minimum m, 16 bytes of nibbles
+        b = raw.reshape(-1, 20)
+        d = b[:, 0:2].contiguous().view(torch.float16).float()
+        lo = b[:, 2:4].contiguous().view(torch.float16).float()
+        qs = b[:, 4:]
+        q = torch.cat([qs & 0x0F, qs >> 4], 1).float()  # low nibbles are values 0-15
+        return (d * q + lo).reshape(shape)
+    if t.tensor_type == Q.Q8_0:  # blocks of 32: f16 scale d, 32 int8
+        b = raw.reshape(-1, 34)
+        d = b[:, 0:2].contiguous().view(torch.float16).float()
+        q = b[:, 2:].contiguous().view(torch.int8).float()
+        return (q * d).reshape(shape)
+    return None
 
 
 def resolve_model(name_or_path: str) -> str:
