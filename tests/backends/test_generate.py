@@ -182,6 +182,8 @@ def test_bad_settings_are_rejected_before_loading():
         (["--n", "0"], "--n"),
         (["--top-p", "0"], "--top-p"),
         (["--base-url", "http://x/v1"], "--base-url"),
+        (["--temperature", "0", "--n", "2"], "--n"),  # greedy: one answer per prompt
+        (["--timeout", "0"], "--timeout"),
     ]:
         args = build_parser().parse_args(base + extra)
         with pytest.raises(ConfigError, match=setting):

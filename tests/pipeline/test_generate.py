@@ -148,3 +148,24 @@ def test_pipeline_stage_runs_the_library_and_logs_its_section(loaded, tiny_model
     logged = ctx.log.extra["generate"]
     assert logged["summary"]["candidates"] == 6 and logged["summary"]["prefills"] == 3
     assert logged["source"] == "base" and logged["sampling"]["n"] == 2
+    # what a resumed run reads back from stages/generate.json
+    assert runner.KINDS["generate"].output.model_validate_json(out.model_dump_json()) == out
+
+
+def test_stage_through_an_openai_compatible_server(tmp_path):
+    """The same function samples through a server (here one that ignores ``n``: the missing
+    samples are asked for again); the source defaults to the model name sent to it."""
+    pytest.importorskip("aiohttp")
+    from judge_rl.backends._fakeserver import start_in_thread
+
+    cfg = GenerateConfig(
+        backend="openai", model="served", n=3, temperature=0.7, source=None, max_retries=0
+    )
+    with start_in_thread(reply="echo", ignore_n=True) as srv:
+        cfg.base_urls = [srv.url]
+        out = generate(cfg, _items())
+    assert len(out.candidates) == 9 and {c.source for c in out.candidates} == {"served"}
+    assert [c.metadata["sample"] for c in out.candidates[:3]] == [0, 1, 2]
+    assert out.candidates[0].response.startswith("echo: What is 2+3?")
+    assert out.section.summary.attempts == 9 and out.section.prefills is None
+    assert out.section.backend is not None and out.section.transport is not None
