@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from pydantic import (
     model_serializer,
 )
 
+from judge_rl._env import environment
 from judge_rl._io import atomic_write_text
 from judge_rl.errors import JudgeRLError
 from judge_rl.types import Battle, Comparison, JudgeFingerprint, Judgment, Score
@@ -384,36 +383,6 @@ class RunLog(BaseModel):
         path = Path(run_dir) / "log.json"
         atomic_write_text(path, self.model_dump_json(indent=1))
         return path
-
-
-def environment() -> dict[str, Any]:
-    """Versions and hardware, recorded in every run log (no secrets, no env vars)."""
-    env: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "judge_rl": _version("judge_rl"),
-    }
-    for pkg in ("torch", "transformers", "openai", "vllm", "accelerate"):
-        v = _version(pkg)
-        if v:
-            env[pkg] = v
-    if "torch" in sys.modules:
-        import torch
-
-        env["cuda"] = torch.cuda.is_available()
-        if torch.cuda.is_available():
-            env["gpu"] = torch.cuda.get_device_name(0)
-        env["threads"] = torch.get_num_threads()
-    return env
-
-
-def _version(pkg: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return None
 
 
 def run_dir(name: str | None = None, root: str | os.PathLike[str] = DEFAULT_ROOT) -> Path:
