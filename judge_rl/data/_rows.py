@@ -498,13 +498,18 @@ def _jsonable(row: Any) -> Any:
     return row
 
 
+_JSONL_ROW = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+"""``json.dumps(row, ensure_ascii=False, allow_nan=False)``, the encoder built once (``dumps``
+with arguments builds one per row)."""
+
+
 def jsonl_bytes(rows: Iterable[Any]) -> bytes:
     """Serialise rows (dicts or pydantic models) as JSONL bytes, UTF-8, one object per line."""
-    out = io.StringIO()
-    for row in rows:
-        out.write(json.dumps(_jsonable(row), ensure_ascii=False, allow_nan=False))
-        out.write("\n")
-    return out.getvalue().encode("utf-8")
+    lines = [_JSONL_ROW(_jsonable(row)) for row in rows]
+    if not lines:
+        return b""
+    lines.append("")  # a newline after the last row too
+    return "\n".join(lines).encode("utf-8")
 
 
 def write_jsonl(rows: Iterable[Any], path: str | os.PathLike[str]) -> Path:

@@ -97,3 +97,37 @@ def test_fewer_hashes_per_plain_row(tmp_path, monkeypatch):
     monkeypatch.setattr(json.JSONEncoder, "__init__", counting)
     assert len(read_comparisons(path)) == 50
     assert len(built) <= 2  # format detection's own; none per row
+
+
+def test_jsonl_bytes_as_json_dumps_wrote_them(monkeypatch):
+    from judge_rl.data._rows import jsonl_bytes
+    from judge_rl.types import PreferenceRecord
+
+    rows = [
+        {"prompt": "é 🙂 \u2028", "chosen": [{"role": "user", "content": "x"}], "p": 0.5},
+        PreferenceRecord(prompt="q", chosen="a", rejected="b", provenance={"k": [1, None]}),
+        {"n": 10**30, "t": True, "none": None},
+    ]
+    old = "".join(
+        json.dumps(
+            r.model_dump(mode="json") if hasattr(r, "model_dump") else r,
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        + "\n"
+        for r in rows
+    ).encode("utf-8")
+    assert jsonl_bytes(rows) == old
+    assert jsonl_bytes([]) == b""
+    with pytest.raises(ValueError, match="Out of range float"):
+        jsonl_bytes([{"x": float("nan")}])
+    built = []
+    orig = json.JSONEncoder.__init__
+
+    def counting(self, *a, **k):
+        built.append(1)
+        orig(self, *a, **k)
+
+    monkeypatch.setattr(json.JSONEncoder, "__init__", counting)
+    jsonl_bytes(rows * 100)
+    assert built == []  # one encoder for every row, built at import (was one per row)
