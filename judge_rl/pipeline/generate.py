@@ -542,7 +542,11 @@ async def agenerate(
     if not items:
         raise DataError("no prompts to generate for")
     source = resolve_source(cfg)
-    out = Path(cfg.output) if cfg.output else None
+    out = None
+    if cfg.output:
+        from judge_rl._io import check_output_file
+
+        out = check_output_file(cfg.output, "output")  # a folder, a device…: before any work
     have, _ = load_counts(out, source) if out is not None else ({}, 0)
     todo = [it for it in items if have.get(it.prompt_id, 0) < cfg.n]
     batch_size = cfg.batch_size or default_batch_size(cfg.backend)
