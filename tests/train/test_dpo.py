@@ -18,13 +18,7 @@ from judge_rl.train.dpo import DPOConfig, DPOTrainer, pair_labels
 from judge_rl.types import PreferenceRecord
 from tests.conftest import requires_embedded
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 def t(*v: float) -> torch.Tensor:

@@ -17,13 +17,7 @@ from judge_rl.train.rewards import RewardQuery
 from judge_rl.types import PromptItem
 from tests.conftest import requires_embedded
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 @pytest.fixture

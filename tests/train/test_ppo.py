@@ -15,14 +15,7 @@ from judge_rl.train.reward_sources import make_reward_source
 from judge_rl.types import PromptItem
 from tests.conftest import requires_embedded
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: one thread is fastest, and it keeps results reproducible on a loaded machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 def toy(seed: int = 0, **kw):

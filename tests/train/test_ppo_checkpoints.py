@@ -8,7 +8,6 @@ import json
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from judge_rl.models import tiny_causal_lm, tiny_tokenizer
 from judge_rl.overopt.monitor import MonitorConfig, OveroptMonitor
@@ -20,12 +19,7 @@ PROMPTS = [f"q{i}" for i in range(8)]
 HELD_OUT = [f"h{i}" for i in range(6)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 def cfg(**kw):

@@ -22,12 +22,7 @@ from judge_rl.train.ppo import PPOConfig, PPOTrainer  # noqa: E402
 PROMPTS = [f"q{i}" for i in range(8)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 def cfg(**kw):

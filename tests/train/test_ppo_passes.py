@@ -13,12 +13,7 @@ from judge_rl.train.ppo import PPOConfig, PPOTrainer
 PROMPTS = [f"question number {i}: say something" for i in range(8)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 def count_passes(**kw):

@@ -24,13 +24,7 @@ from judge_rl.train.reward_model import (  # noqa: E402
     train_reward_model,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
 def cfg(out: Path, **kw) -> RewardModelConfig:
