@@ -114,13 +114,14 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_run(args))
 
 
-def config_from_args(args: argparse.Namespace, judge_options: dict[str, Any] | None = None) -> Any:
+def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~judge_rl.pipeline.label.LabelConfig` the flags describe."""
+    from judge_rl.commands._judge_options import _plain_overrides
     from judge_rl.pipeline.label import LabelConfig
 
     return LabelConfig(
         judge=args.judge,
-        judge_options=dict(judge_options or {}),
+        judge_options=_plain_overrides(args),
         pairing="baseline" if args.baseline else "all",
         baseline=args.baseline,
         seed=args.seed,

@@ -70,11 +70,12 @@ class LabelConfig:
     drop_ties: bool = False
     """Leave ties out of the records (``judge-rl label`` drops them by default)."""
     max_failures: str | None = None
-    """Failed comparisons tolerated (``N`` or ``P%``; None: 0), for the caller's exit status."""
+    """Failed comparisons tolerated (``N`` or ``P%``; None: 0): ``judge-rl label``'s exit status
+    (the pipeline stage keeps going and counts failures by kind in the summary)."""
     refresh: bool = False
     """Ask the judge again for every comparison and replace the cached answers."""
     input_format: str | None = None
-    """Force the input file's format (:func:`read_input`)."""
+    """Force the input file's format (:func:`read_input`; the pipeline stage reads no file)."""
     skip_invalid: bool = False
     """Skip bad input rows (listed) instead of failing (:func:`read_input`)."""
 
@@ -478,8 +479,24 @@ def label(cfg: LabelConfig, candidates: Sequence[Candidate], judge: Any) -> Labe
         per_prompt=cfg.max_pairs_per_prompt,
     )
     comps = select(cfg, comps).comparisons
+    if cfg.refresh:
+        for cache in _caches(judge):
+            cache.refresh = True
     out: Labels = _run(label_comparisons(cfg, comps, judge))
     return out
+
+
+def _caches(judge: Any, _seen: set[int] | None = None) -> list[Any]:
+    """The judgment caches inside a judge tree (``inner`` wrappers, jury ``members``)."""
+    seen = set() if _seen is None else _seen
+    if judge is None or id(judge) in seen:
+        return []
+    seen.add(id(judge))
+    cache = getattr(judge, "cache", None)
+    found = [cache] if cache is not None and hasattr(cache, "refresh") else []
+    for sub in (getattr(judge, "inner", None), *(getattr(judge, "members", None) or [])):
+        found += _caches(sub, seen)
+    return found
 
 
 def make_labels(

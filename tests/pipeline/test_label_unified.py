@@ -184,3 +184,18 @@ def test_judge_and_pipeline_packages_hold_no_argparse_and_no_command_imports():
     assert not (PKG / "judge" / "cli_options.py").exists()
     audit = _imports(PKG / "commands" / "audit.py")
     assert not any(n.startswith("judge_rl.commands.label") for n in audit)
+
+
+def test_pipeline_stage_refresh_asks_the_judge_again(tmp_path):
+    from judge_rl.judge.cache import JudgmentCache
+    from judge_rl.pipeline.label import LabelConfig, label
+
+    cache = JudgmentCache(tmp_path / "c.sqlite")
+    cfg = LabelConfig(judge="mock-pairwise", pairing="all")
+    first = label(cfg, _cands(), load_judge("mock-pairwise", cache=cache))
+    again = label(cfg, _cands(), load_judge("mock-pairwise", cache=cache))
+    cfg.refresh = True
+    fresh = label(cfg, _cands(), load_judge("mock-pairwise", cache=cache))
+    cache.close()
+    assert first.section.summary.calls > 0 and again.section.summary.calls == 0
+    assert fresh.section.summary.calls == first.section.summary.calls
