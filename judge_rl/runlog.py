@@ -142,6 +142,75 @@ class LabelSummary(BaseModel):
         return getattr(self, key) if key in self else default
 
 
+class Sampling(BaseModel):
+    """The sampling settings, recorded on every candidate (``metadata["sampling"]``)."""
+
+    backend: str = "hf"
+    model: str = ""
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 0
+    seed: int = 0
+
+
+class GenerateStats(BaseModel):
+    """Counts of one ``generate`` run (the run log's ``generate.summary``)."""
+
+    prompts: int = 0
+    """Prompts asked for (after any limit)."""
+    skipped_done: int = 0
+    """Prompts whose samples were already in the output."""
+    generated: int = 0
+    """Prompts that got all their samples in this run."""
+    candidates: int = 0
+    """Candidates produced in this run."""
+    failed: int = 0
+    partial: int = 0
+    """Failed prompts that still kept some samples."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    prefills: int | None = None
+    """Prompt rows the model prefilled (hf: one per prompt, whatever ``n``); None when the
+    backend does not say."""
+    time_s: float = 0.0
+    tokens_per_s: float = 0.0
+
+
+class GenerateFailure(BaseModel):
+    """A prompt that did not get all its samples."""
+
+    prompt_id: str
+    error: str
+    """``kind: detail``."""
+    kept: int = 0
+    """Samples it got before failing (written like any other)."""
+
+
+class GenerateSection(_Section):
+    """Run-log record of one ``generate`` run or stage (``log.generate``)."""
+
+    output: str | None = None
+    source: str = ""
+    sampling: Sampling = Field(default_factory=Sampling)
+    summary: GenerateStats = Field(default_factory=GenerateStats)
+    failures: list[GenerateFailure] = Field(default_factory=list)
+    """The first 100 failures."""
+    failure_kinds: dict[str, int] = Field(default_factory=dict)
+    """Failed prompts by error kind (all of them)."""
+    backend: dict[str, Any] | None = None
+    """What identifies the backend (its ``describe()``)."""
+    transport: dict[str, Any] | None = None
+    """openai: transport counts per endpoint."""
+
+    @property
+    def prefills(self) -> int | None:
+        return self.summary.prefills
+
+
 class LabelSection(_Section):
     """``judge-rl label`` and the pipeline's ``label`` stage: comparisons, judgments and a
     :class:`LabelSummary`."""
@@ -364,6 +433,7 @@ class RunLog(BaseModel):
     cost: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     """Plain statements the report shows, e.g. "the policy did not improve"."""
+    generate: GenerateSection | None = None
     label: LabelSection | None = None
     audit: AuditSection | None = None
     reward_model: RewardModelSection | None = None

@@ -230,7 +230,7 @@ async def _run(args: argparse.Namespace) -> int:
         finally:
             if live:  # the work finished before an error is in the output; the log says so
                 log.timings["generate"] = live[0].summary.time_s
-                log.extra["generate"] = live[0].log_dict()
+                log.generate = live[0]
                 log.save(rdir)
     section = live[0]
     stats = section.summary

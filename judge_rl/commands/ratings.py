@@ -229,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
 
 _LOG_VERSION = 1  # judge_rl.runlog.LOG_VERSION (the test above checks they agree)
 _SECTIONS = (
+    "generate",
     "label",
     "audit",
     "reward_model",

@@ -304,7 +304,7 @@ def _generate(ctx: Context, name: str, cfg: Any, inp: dict[str, Any]) -> BaseMod
         kinds = ", ".join(f"{k}: {v}" for k, v in out.section.failure_kinds.items())
         raise JudgeRLError(f"stage {name!r}: no candidates came back ({kinds or 'none asked'})")
     assert ctx.log is not None
-    ctx.log.extra["generate"] = out.section.log_dict()
+    ctx.log.generate = out.section
     return out
 
 
@@ -467,7 +467,16 @@ def run_pipeline(
         config={"spec": spec.model_dump(exclude={"path"}), "profile": profile, "seed": spec.seed},
     )
     if previous is not None:  # keep the finished stages' sections
-        for key in ("label", "audit", "reward_model", "ppo", "overopt", "tournament", "demo"):
+        for key in (
+            "generate",
+            "label",
+            "audit",
+            "reward_model",
+            "ppo",
+            "overopt",
+            "tournament",
+            "demo",
+        ):
             setattr(log_, key, getattr(previous, key))
         log_.judges = previous.judges
         log_.timings = dict(previous.timings)

@@ -51,7 +51,7 @@ def test_generate_tiny_model_writes_candidates_and_resumes(tiny_model_dir, tmp_p
     assert first["sampling"]["temperature"] == 0.7 and first["sampling"]["n"] == 2
     assert first["completion_tokens"] > 0
     log = json.loads((tmp_path / "run" / "log.json").read_text())
-    assert log["command"] == "generate" and log["extra"]["generate"]["summary"]["candidates"] == 6
+    assert log["command"] == "generate" and log["generate"]["summary"]["candidates"] == 6
 
     # A crash mid-write leaves a partial line; the next run drops it and does only what is missing.
     with out.open("a") as f:
@@ -272,9 +272,9 @@ def test_llama_cpp_like_server_generate_n6_and_label_with_default_settings(tmp_p
     assert len(rows) == 36
     assert {r["source"] for r in rows} == {"smollm2"}  # the served model, not the embedded one
     assert sorted(r["metadata"]["sample"] for r in rows) == sorted(list(range(6)) * 6)
-    summary = load(tmp_path / "gen").extra["generate"]["summary"]
-    assert summary["timeouts"] == 0 and summary["failed"] == 0
-    assert summary["attempts"] == 36  # one request per sample, none repeated
+    summary = load(tmp_path / "gen").generate.summary
+    assert summary.timeouts == 0 and summary.failed == 0
+    assert summary.attempts == 36  # one request per sample, none repeated
     assert rows[0]["metadata"]["transport"]["attempts"] == 6  # the prompt's 6 requests
 
     pairs = tmp_path / "pairs.jsonl"

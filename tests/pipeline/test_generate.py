@@ -64,7 +64,7 @@ def test_command_and_stage_give_identical_candidates(tiny_model_dir, loaded, tmp
     )  # fmt: skip
     assert rc == 0
     cli_rows = _rows(out)
-    summary = json.loads((tmp_path / "run" / "log.json").read_text())["extra"]["generate"]
+    summary = json.loads((tmp_path / "run" / "log.json").read_text())["generate"]
     assert summary["summary"]["prefills"] == 3  # one per prompt, not 9
 
     cfg = GenerateConfig(
@@ -145,9 +145,10 @@ def test_pipeline_stage_runs_the_library_and_logs_its_section(loaded, tiny_model
     out = runner._generate(ctx, "generate", cfg, {"prompts": _items()})
     again = generate(cfg, _items(), *loaded)
     assert [c.id for c in out.candidates] == [c.id for c in again.candidates]
-    logged = ctx.log.extra["generate"]
-    assert logged["summary"]["candidates"] == 6 and logged["summary"]["prefills"] == 3
-    assert logged["source"] == "base" and logged["sampling"]["n"] == 2
+    logged = ctx.log.generate  # a typed section of the run log
+    assert logged.summary.candidates == 6 and logged.summary.prefills == 3
+    assert logged.source == "base" and logged.sampling.n == 2
+    assert "generate" not in ctx.log.extra
     # what a resumed run reads back from stages/generate.json
     assert runner.KINDS["generate"].output.model_validate_json(out.model_dump_json()) == out
 
