@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ from pydantic import BaseModel, Field
 from judge_rl.runlog import GenerateFailure, GenerateSection, GenerateStats, Sampling
 from judge_rl.types import Candidate, PromptItem
 
-BACKEND_KINDS = ("hf", "vllm", "openai")
-"""The backends :func:`generate` can sample with."""
+BACKEND_KINDS = ("hf", "vllm", "openai", "mock")
+"""The backends :func:`generate` can sample with (``mock``: scripted replies, for tests and fault
+injection)."""
 
 
 @dataclass
@@ -76,6 +77,9 @@ class GenerateConfig:
     """openai: retries after the first attempt."""
     output: str | None = None
     """Candidates JSONL to resume from and append to (None: keep them in memory only)."""
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    """Further keyword options of the backend (e.g. a tournament contestant's ``generation``
+    settings that have no field here, or the ``mock`` backend's ``text``)."""
 
 
 def default_batch_size(backend: str) -> int:
@@ -245,12 +249,17 @@ def make_backend(cfg: GenerateConfig) -> Any:
     from judge_rl.backends.base import load_backend
 
     batch = cfg.batch_size or default_batch_size(cfg.backend)
+    extra = dict(cfg.backend_options)
     if cfg.backend == "hf":
         return load_backend(
-            "hf", model=cfg.model, device=cfg.device, batch_size=batch, dtype=cfg.dtype
+            "hf", model=cfg.model, device=cfg.device, batch_size=batch, dtype=cfg.dtype, **extra
         )
     if cfg.backend == "vllm":
-        return load_backend("vllm", model=cfg.model, dtype=cfg.dtype or "auto", batch_size=batch)
+        return load_backend(
+            "vllm", model=cfg.model, dtype=cfg.dtype or "auto", batch_size=batch, **extra
+        )
+    if cfg.backend == "mock":
+        return load_backend("mock", model=cfg.model, **extra)
     return load_backend(
         "openai",
         model=cfg.model,
@@ -259,6 +268,7 @@ def make_backend(cfg: GenerateConfig) -> Any:
         concurrency=cfg.concurrency,
         timeout_s=cfg.timeout_s,
         max_retries=cfg.max_retries,
+        **extra,
     )
 
 

@@ -237,48 +237,43 @@ def load_file_contestant(
 def generate_contestant(
     spec: ContestantSpec, prompts: Sequence[PromptItem], base: Path
 ) -> dict[str, Candidate]:
-    """Responses of ``spec.model`` to ``prompts`` through a generation backend."""
-    from judge_rl.backends.base import ChatRequest, load_backend
+    """Responses of ``spec.model`` to ``prompts``: one greedy answer each by default, through
+    :func:`judge_rl.pipeline.generate.generate` (the one path from prompts to candidates).
+
+    ``spec.generation`` holds ``backend`` (default hf), ``max_tokens`` (256), ``temperature`` (0),
+    ``seed``, any other :class:`~judge_rl.pipeline.generate.GenerateConfig` field, and further
+    options of the backend. A prompt whose generation failed is left out (and logged).
+    """
+    import dataclasses
+
     from judge_rl.judge.base import _run
+    from judge_rl.pipeline.generate import GenerateConfig, agenerate
 
     assert spec.model is not None and spec.name is not None
     opts = dict(spec.generation)
-    backend_name = opts.pop("backend", "hf")
-    max_tokens = int(opts.pop("max_tokens", 256))
-    temperature = float(opts.pop("temperature", 0.0))
-    seed = opts.pop("seed", 0)
     model = spec.model
     if not model.startswith(("embedded", "tiny")) and (base / model).exists():
         model = str(base / model)
-    backend = load_backend(backend_name, model=model, **opts)
-    reqs = []
-    for p in prompts:
-        msgs = p.prompt if isinstance(p.prompt, list) else [{"role": "user", "content": p.prompt}]
-        reqs.append(
-            ChatRequest(
-                messages=list(msgs), max_tokens=max_tokens, temperature=temperature, seed=seed
-            )
-        )
-
-    async def go() -> list[Any]:
-        try:
-            return list(await backend.chat(reqs))
-        finally:
-            await backend.aclose()
-
-    results = _run(go())
+    fields = {f.name for f in dataclasses.fields(GenerateConfig)} - {
+        "model", "n", "source", "output", "backend_options", "max_new_tokens", "temperature"
+    }  # fmt: skip
+    cfg = GenerateConfig(
+        model=model,
+        n=1,
+        backend=str(opts.pop("backend", "hf")),
+        max_new_tokens=int(opts.pop("max_tokens", 256)),
+        temperature=float(opts.pop("temperature", 0.0)),
+        source=spec.name,
+        **{k: opts.pop(k) for k in list(opts) if k in fields},
+        backend_options=opts,
+    )
+    got = _run(agenerate(cfg, prompts))
+    for f in got.section.failures:
+        log.warning("%s: generation failed on %s: %s", spec.name, f.prompt_id, f.error)
     out: dict[str, Candidate] = {}
-    for p, r in zip(prompts, results, strict=True):
-        if r.error:
-            log.warning("%s: generation failed on %s: %s", spec.name, p.prompt_id, r.error)
-            continue
-        out[p.prompt_id] = Candidate(
-            prompt_id=p.prompt_id,
-            prompt=p.prompt,
-            response=r.text or "",
-            source=spec.name,
-            metadata={"model": spec.model},
-        )
+    for c in got.candidates:
+        c.metadata["model"] = spec.model
+        out[c.prompt_id] = c
     return out
 
 

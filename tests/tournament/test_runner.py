@@ -216,6 +216,25 @@ bootstrap: 20
     assert len(field.prompts) == 4
     gen = field.candidates["verbose-policy"][field.prompts[0].prompt_id]
     assert gen.response.startswith("very long answer") and gen.source == "verbose-policy"
+    # the one path from prompts to candidates: the generate stage's function made these
+    from judge_rl.pipeline.generate import GenerateConfig, generate
+
+    same = generate(
+        GenerateConfig(
+            model="mock-policy",
+            backend="mock",
+            n=1,
+            temperature=0.0,
+            max_new_tokens=64,
+            source="verbose-policy",
+            backend_options={"text": "very long answer " * 400},
+        ),
+        field.prompts,
+    ).candidates
+    assert [c.id for c in same] == [
+        field.candidates["verbose-policy"][p.prompt_id].id for p in field.prompts
+    ]
+    assert gen.metadata["sampling"]["max_new_tokens"] == 64 and gen.metadata["sample"] == 0
     from judge_rl.judge import load_judge
 
     res = run_tournament(load_judge("mock-pairwise"), field, bootstrap=20)
