@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "device": "{cpu,cuda}",
         },
     )
-    from judge_rl.commands.ppo import add_monitor_arguments
+    from judge_rl.commands._monitor_options import add_monitor_arguments
 
     add_monitor_arguments(p)
     p.set_defaults(func=run)
@@ -228,7 +228,8 @@ def run(args: argparse.Namespace, callbacks: list[Any] | None = None) -> int:
     if not prompts:
         raise ConfigError(f"{config.prompts}: no prompts", setting="prompts")
     set_threads(args)
-    from judge_rl.commands.ppo import ProgressCallback, monitor_callbacks
+    from judge_rl.commands._monitor_options import monitor_callbacks
+    from judge_rl.commands.ppo import ProgressCallback
     from judge_rl.console import console
     from judge_rl.runlog import new_log, run_dir
     from judge_rl.train.grpo import GRPOTrainer

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from judge_rl.commands._monitor_options import add_monitor_arguments, monitor_callbacks
 from judge_rl.errors import ConfigError
 
 CLI_ONLY = ("config", "threads")
@@ -92,27 +93,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Over-optimisation monitor (section reserved for the overopt helper: flags and callbacks)
-
-
-def add_monitor_arguments(p: argparse.ArgumentParser) -> None:
-    """``--monitor-*`` flags (the over-optimisation monitor adds them here)."""
-    try:
-        from judge_rl.overopt import cli as overopt_cli  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    fn = getattr(overopt_cli, "add_monitor_arguments", None)
-    if fn is not None:
-        fn(p)
-
-
-def monitor_callbacks(args: argparse.Namespace, config: Any) -> list[Any]:
-    """Callbacks built from the ``--monitor-*`` flags (none unless the monitor is asked for)."""
-    try:
-        from judge_rl.overopt import cli as overopt_cli  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    fn = getattr(overopt_cli, "monitor_callbacks", None)
-    return list(fn(args, config)) if fn is not None else []
 
 
 # ---------------------------------------------------------------------------------------------

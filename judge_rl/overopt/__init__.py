@@ -6,8 +6,8 @@
 - :mod:`judge_rl.overopt.degeneration`: degeneration detectors relative to the reference policy;
 - :mod:`judge_rl.overopt.probes`: degenerate inputs that a sound reward must not prefer;
 - :mod:`judge_rl.overopt.offline`: the same analysis over a finished run's checkpoints;
-- :mod:`judge_rl.overopt.planted`: a planted reward hack on a tiny model (tests, docs);
-- :mod:`judge_rl.overopt.cli`: the ``--monitor-*`` flags of ``judge-rl ppo``.
+- :mod:`judge_rl.overopt.planted`: a planted reward hack on a tiny model (tests, docs).
 
-Nothing is imported here: ``judge-rl --help`` imports :mod:`judge_rl.overopt.cli` only.
+The ``--monitor-*`` flags of ``judge-rl ppo`` / ``grpo`` live in
+:mod:`judge_rl.commands._monitor_options`. Nothing is imported here.
 """

@@ -1,7 +1,8 @@
 """The ``--monitor-*`` flags of ``judge-rl ppo`` and the callbacks built from them.
 
-:mod:`judge_rl.commands.ppo` calls :func:`add_monitor_arguments` when it builds its parser and
-:func:`monitor_callbacks` before training. Argparse only at module level: ``judge-rl --help`` stays
+:mod:`judge_rl.commands.ppo` and :mod:`judge_rl.commands.grpo` call :func:`add_monitor_arguments`
+when they build their parsers and :func:`monitor_callbacks` before training: flags become a
+:class:`judge_rl.overopt.monitor.MonitorConfig` here, and the library never sees argparse. Argparse only at module level: ``judge-rl --help`` stays
 fast.
 """
 
