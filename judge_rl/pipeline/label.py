@@ -82,11 +82,13 @@ class LabelConfig:
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
             raise ConfigError(
-                f"pairing must be one of {', '.join(PAIRINGS)}, not {self.pairing!r}",
+                f"label: pairing must be one of {', '.join(PAIRINGS)}, not {self.pairing!r}",
                 setting="pairing",
             )
         if self.pairing == "baseline" and not self.baseline:
-            raise ConfigError("pairing 'baseline' needs a baseline source", setting="baseline")
+            raise ConfigError(
+                "label: pairing 'baseline' needs a baseline source", setting="baseline"
+            )
 
 
 class Labels(BaseModel):

@@ -199,3 +199,24 @@ def test_pipeline_stage_refresh_asks_the_judge_again(tmp_path):
     cache.close()
     assert first.section.summary.calls > 0 and again.section.summary.calls == 0
     assert fresh.section.summary.calls == first.section.summary.calls
+
+
+def test_a_pipeline_spec_with_an_unknown_pairing_is_refused_before_any_stage(tmp_path):
+    import yaml
+
+    from judge_rl.errors import ConfigError
+    from judge_rl.pipeline import read_pipeline, validate
+
+    spec = yaml.safe_load((PKG.parent / "evals" / "demo.yaml").read_text(encoding="utf-8"))
+    label_stage = next(n for n, st in spec["stages"].items() if st.get("kind", n) == "label")
+
+    def with_config(**extra) -> Path:
+        spec["stages"][label_stage].setdefault("config", {}).update(extra)
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    with pytest.raises(ConfigError, match="pairing must be one of consecutive, all, baseline"):
+        validate(read_pipeline(with_config(pairing="bogus")), "quick")
+    plan = validate(read_pipeline(with_config(pairing="all", seed=1)), "quick")
+    assert plan.configs[label_stage].pairing == "all"
