@@ -25,9 +25,11 @@ also prints what the CPU figures imply on a quiet 2-core machine (client on one 
 on the other), as a range: at best the client's CPU overlaps the endpoint's latency fully (rate
 = min(limit, 1 / client CPU per judgment, 1 / endpoint CPU per request)), at worst not at all
 (rate = limit / (1 + limit * client CPU per judgment)); end to end = n / (start-up CPU + n /
-rate). It prints ``uptime`` before and after, a table and ``RATIO`` lines. Every file goes
-to one temporary folder, removed at the end. Run:
-``python benchmarks/bench_judge_throughput.py`` (``--skip-peer`` to time judge_rl only).
+rate). It prints ``uptime`` before and after, a table and ``RATIO`` lines; ``--phases`` runs the
+command once more and prints its CPU time by phase (start-up, reading, the estimate, judging,
+records, the preference file, the run log). Every file goes to one temporary folder, removed at
+the end. Run: ``python benchmarks/bench_judge_throughput.py`` (``--skip-peer`` to time judge_rl
+only).
 """
 
 from __future__ import annotations
@@ -70,6 +72,54 @@ wall = time.perf_counter() - t0
 cpu = time.process_time() - c0
 ok = sum(1 for c in out["completions"] if "[[" in c)
 print(json.dumps({"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu}))
+"""
+
+
+PHASES_SCRIPT = r"""
+import inspect, json, resource, sys, time
+marks = [("start", time.process_time())]
+def mark(name):
+    marks.append((name, time.process_time()))
+import judge_rl.data as D
+import judge_rl.judge as J
+import judge_rl.pipeline.label as PL
+import judge_rl.runlog as R
+from judge_rl.cli import main
+mark("start-up (imports)")
+def wrap(mod, name, label):
+    f = getattr(mod, name, None)
+    if f is None:
+        return
+    if inspect.iscoroutinefunction(f):
+        async def w(*a, **k):
+            mark(label + ": before"); r = await f(*a, **k); mark(label); return r
+    else:
+        def w(*a, **k):
+            mark(label + ": before"); r = f(*a, **k); mark(label); return r
+    setattr(mod, name, w)
+wrap(PL, "read_input", "read input")
+wrap(PL, "quiet_gc", "gc freeze")
+wrap(J, "estimate", "estimate (render, cache keys, lookups)")
+wrap(PL, "make_labels", "records + summary")
+wrap(D, "write_preferences", "write preferences")
+save = R.RunLog.save
+def logged(self, d):
+    mark("run log: before"); r = save(self, d); mark("run log"); return r
+R.RunLog.save = logged
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+mark("end")
+out, prev = {}, marks[0][1]
+for name, t in marks[1:]:
+    if name.endswith(": before"):  # the time since the previous phase ended
+        name = "until " + name[: -len(": before")]
+    out[name] = out.get(name, 0.0) + t - prev
+    prev = t
+ru = resource.getrusage(resource.RUSAGE_SELF)
+out["total"] = ru.ru_utime + ru.ru_stime
+sys.stderr.write("PHASES " + json.dumps(out) + "\n")
 """
 
 
@@ -251,6 +301,25 @@ def bench_cli(
     return full
 
 
+def bench_phases(tmp: Path, tag: str = "phases") -> dict[str, float] | str:
+    """The CLI row's command once more (same spec, pairs and settings), with the CPU time of
+    each phase: process time read at the start and end of the library functions it calls
+    (wrapped in place; a function that is not there is left out). ``until X`` is the time
+    between the previous phase and X (e.g. ``until records + summary``: judging)."""
+    spec, pairs = tmp / "cli-judge" / "judge.yaml", tmp / "pairs.jsonl"
+    out, run, cache = tmp / f"labels-{tag}.jsonl", tmp / f"run-{tag}", tmp / f"cache-{tag}.sqlite"
+    cmd = [sys.executable, "-c", PHASES_SCRIPT, "label", "--judge", str(spec)]
+    cmd += ["--input", str(pairs), "--output", str(out), "--run", str(run), "--cache", str(cache)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("JUDGE_RL_NO_PROGRESS", None)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    line = next((x for x in r.stderr.splitlines() if x.startswith("PHASES ")), None)
+    if r.returncode != 0 or line is None:
+        return f"phases run failed ({r.returncode}): {r.stderr.strip().splitlines()[-1:]}"
+    return json.loads(line[len("PHASES ") :])  # type: ignore[no-any-return]
+
+
 def bench_alpaca_eval(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, float] | str:
     """AlpacaEval's OpenAI decoder in its own venv; a string says why it could not run."""
     from _peer import peer_python
@@ -294,11 +363,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     ap.add_argument("--skip-peer", action="store_true", help="time judge_rl only")
     ap.add_argument("--skip-library", action="store_true", help="time the CLI (and peer) only")
+    ap.add_argument(
+        "--phases",
+        action="store_true",
+        help="run the CLI row's command once more and print its CPU time by phase",
+    )
     args = ap.parse_args(argv)
     limit = args.concurrency / args.latency
     up_start = uptime()
     proc, url = start_server(args.latency)
     rows: dict[str, dict[str, float] | str] = {}
+    phases: dict[str, float] | str = "not run (--phases)"
     server_cpu: dict[str, float] = {}
     served: dict[str, int] = {}
 
@@ -321,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.n,
                 args.n + 2 * args.small,
             )
+            if args.phases and isinstance(rows.get("judge-rl label CLI"), dict):
+                phases = bench_phases(tmp)
             if not args.skip_library:
                 warm = args.concurrency  # + the warm-up requests
                 timed("judge_rl backend", bench_backend, args.n, args.n + warm)
@@ -369,6 +446,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['startup_wall_s']:.2f} s wall for the {args.small}-pair run"
             )
     cli = rows.get("judge-rl label CLI")
+    if args.phases:
+        if isinstance(phases, str):
+            print(f"phases: {phases}")
+        else:
+            print(f"CPU by phase of `judge-rl label` on {args.n} pairs (a separate run):")
+            for name, sec in phases.items():
+                print(f"  {name:<48} {sec:7.3f} s {1000 * sec / args.n:8.3f} ms/judgment")
     if isinstance(cli, dict) and "cpu_per_judgment_s" in cli:
         per_s = cli["cpu_per_judgment_s"]
         srv_s = srv_ms.get("judge-rl label CLI", 0.0) / 1000
