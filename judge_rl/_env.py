@@ -81,3 +81,4 @@ def _header_version(path: str) -> str | None:
                     return line.split(":", 1)[1].strip()
     except OSError:
         return None
+    return None

@@ -136,7 +136,7 @@ def _convert_gguf(gguf_file: str, target_dir: str) -> None:
     try:
         from transformers.initialization import no_init_weights
     except ImportError:  # transformers < 5
-        from transformers.modeling_utils import no_init_weights
+        from transformers.modeling_utils import no_init_weights  # type: ignore[attr-defined,no-redef]
     with no_init_weights():  # every weight is overwritten below: random init is wasted work
         model = AutoModelForCausalLM.from_config(config)
     missing, unexpected = model.load_state_dict(state, strict=False)

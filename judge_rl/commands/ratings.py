@@ -279,5 +279,3 @@ def write_run_log(
     # NaN / inf are written as null, as pydantic writes them
     atomic_write_text(path, json.dumps(finite_or_none(log), indent=1, ensure_ascii=False))
     return path
-
-    return None

@@ -438,10 +438,10 @@ def detect(
 
     # the answer, then more: what a length- or mention-biased reward pays for
     if pol.after and ref.after:
-        k = cfg.after_words
-        per_sample["after_answer"] = [a is not None and a >= k for a in pol.after]
-        rate_p = _mean([float(a is not None and a >= k) for a in pol.after])
-        rate_r = _mean([float(a is not None and a >= k) for a in ref.after])
+        words = cfg.after_words
+        per_sample["after_answer"] = [a is not None and a >= words for a in pol.after]
+        rate_p = _mean([float(a is not None and a >= words) for a in pol.after])
+        rate_r = _mean([float(a is not None and a >= words) for a in ref.after])
         metrics["after_answer"], refv["after_answer"] = rate_p, rate_r
         thr["after_answer"] = rate_r + cfg.after_margin
         if rate_p > thr["after_answer"] and rate_p > cfg.batch_frac:
