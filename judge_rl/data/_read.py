@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from json.encoder import encode_basestring as _json_text  # what json.dumps uses for text
 from pathlib import Path
 from typing import Any
 
@@ -269,8 +270,15 @@ arguments builds one per call: a third of the hash's cost)."""
 
 
 def _hash(obj: Any, n: int = 16) -> str:
-    """:func:`judge_rl._io.content_hash`, the same digest (tested), a little faster."""
-    return hashlib.sha256(_HASH_JSON(obj).encode("utf-8")).hexdigest()[:n]
+    """:func:`judge_rl._io.content_hash`, the same digest (tested), faster: text and lists of
+    text are written with the C string encoder ``json.dumps`` itself uses."""
+    if type(obj) is str:
+        text = _json_text(obj)
+    elif type(obj) is list and all(type(x) is str for x in obj):
+        text = "[" + ",".join(map(_json_text, obj)) + "]"
+    else:
+        text = _HASH_JSON(obj)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
 def _plain_pair(row: dict[str, Any], file_label: str, line: int) -> Comparison | None:

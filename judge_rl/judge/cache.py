@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -36,10 +37,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring as _json_text  # what json.dumps uses for text
 from pathlib import Path
 from typing import Any
 
-from judge_rl._io import content_hash
+from judge_rl._io import canonical_json, content_hash
 from judge_rl.judge._common import JUDGING_VERSION, POINTWISE_KINDS, compare_by_scores, report
 from judge_rl.judge.budget import Estimate
 from judge_rl.judge.parse import PARSER_VERSION
@@ -100,25 +102,48 @@ def compare_gen_key(fp: JudgeFingerprint, c: Comparison, *, fp_key: str | None =
         c.b.response,
         c.reference,
     ]
-    return content_hash(parts + _turns(fp, c.a, c.b), n=32)
+    return _key_hash(parts + _turns(fp, c.a, c.b))
 
 
 def score_gen_key(fp: JudgeFingerprint, cand: Candidate, *, fp_key: str | None = None) -> str:
     """What the model was asked to score ``cand``, without the versions."""
     ref = cand.metadata.get("reference")
     parts: list[Any] = ["score", fp_key or fp.key, cand.prompt, cand.response, ref]
-    return content_hash(parts + _turns(fp, cand), n=32)
+    return _key_hash(parts + _turns(fp, cand))
 
 
 def compare_key(fp: JudgeFingerprint, c: Comparison, *, gen: str | None = None) -> str:
     """Cache key of ``c`` judged by ``fp`` with ``a`` shown first (``gen``: its
     :func:`compare_gen_key` when the caller has it)."""
-    return content_hash([gen or compare_gen_key(fp, c), KEY_VERSIONS], n=32)
+    return _versioned(gen or compare_gen_key(fp, c))
 
 
 def score_key(fp: JudgeFingerprint, cand: Candidate, *, gen: str | None = None) -> str:
     """Cache key of ``cand`` scored by ``fp``."""
-    return content_hash([gen or score_gen_key(fp, cand), KEY_VERSIONS], n=32)
+    return _versioned(gen or score_gen_key(fp, cand))
+
+
+def _key_hash(parts: list[Any]) -> str:
+    """``content_hash(parts, n=32)`` (the same digest: tested). Parts that are all text or None
+    are written as canonical JSON directly, with the C string encoder ``json.dumps`` itself uses:
+    ``json.dumps`` with arguments builds a JSON encoder per call, most of a key's cost (two keys
+    per comparison: issue 19 item 2)."""
+    if all(type(x) is str or x is None for x in parts):
+        text = "[" + ",".join("null" if x is None else _json_text(x) for x in parts) + "]"
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return content_hash(parts, n=32)
+
+
+_VERSIONS_JSON: tuple[dict[str, Any], str] | None = None
+
+
+def _versioned(gen: str) -> str:
+    """``content_hash([gen, KEY_VERSIONS], n=32)``, the versions' JSON written once."""
+    global _VERSIONS_JSON
+    if _VERSIONS_JSON is None or _VERSIONS_JSON[0] != KEY_VERSIONS:
+        _VERSIONS_JSON = (dict(KEY_VERSIONS), canonical_json(KEY_VERSIONS))
+    text = "[" + _json_text(gen) + "," + _VERSIONS_JSON[1] + "]"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 CHECKPOINT_ROWS = 2_000

@@ -35,7 +35,9 @@ def _write(path, rows):
 
 
 def test_hash_is_content_hash():
-    for obj in ["", "é🙂", ["q-1", "", "x" * 5000], ["a", ["b", None, 1.5]], {"b": 1, "a": "ü"}]:
+    cases = ["", "é🙂", ["q-1", "", "x" * 5000], ["a", ["b", None, 1.5]], {"b": 1, "a": "ü"}]
+    cases += ['"\\\n\t\x00\x1f\u2028\ud7ff', [], ["\x7f", "</script>"], [1, "a"], 7]
+    for obj in cases:
         assert R._hash(obj) == content_hash(obj)
         assert R._hash(obj, 12) == content_hash(obj, 12)
 

@@ -248,3 +248,42 @@ def test_issue19_the_store_connection_never_checkpoints_in_a_commit(tmp_path, mo
     db = sqlite3.connect(tmp_path / "c.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == 240
+
+
+def test_issue19_keys_are_the_content_hashes_they_were(monkeypatch):
+    """The keys are written without ``json.dumps`` (which builds an encoder per call): the same
+    digests as ``content_hash`` of the same parts, for text, None, messages and turns."""
+    import json as json_mod
+
+    from judge_rl._io import content_hash
+    from judge_rl.judge import cache as C
+    from judge_rl.types import JudgeFingerprint
+
+    fp = JudgeFingerprint(name="j", kind="pairwise", params={"temperature": 0.0})
+    fp_turns = JudgeFingerprint(name="j", kind="pairwise", params={"turn": 2})
+    msgs = [{"role": "user", "content": 'héllo \u2028 "x"'}]
+    for prompt, ref in [("q", None), ("Grüße 🙂\n\t\\", "ref"), (msgs, "r")]:
+        a = Candidate(prompt_id="p", prompt=prompt, response="é", metadata={"turns": ["1", "2"]})
+        b = Candidate(prompt_id="p", prompt=prompt, response="\x00b", metadata={"reference": 3})
+        c = Comparison(prompt_id="p", prompt=prompt, a=a, b=b, reference=ref)
+        for f in (fp, fp_turns):
+            turns = C._turns(f, a, b)
+            gen = content_hash(["compare", f.key, prompt, "é", "\x00b", ref, *turns], n=32)
+            assert C.compare_gen_key(f, c) == gen
+            assert C.compare_key(f, c) == content_hash([gen, C.KEY_VERSIONS], n=32)
+            sgen = content_hash(["score", f.key, prompt, "\x00b", 3, *C._turns(f, b)], n=32)
+            assert C.score_gen_key(f, b) == sgen
+            assert C.score_key(f, b) == content_hash([sgen, C.KEY_VERSIONS], n=32)
+    monkeypatch.setitem(C.KEY_VERSIONS, "parser", "test-99")  # a version change is a new key
+    assert C.compare_key(fp, c) == content_hash([C.compare_gen_key(fp, c), C.KEY_VERSIONS], n=32)
+    built = []
+    orig = json_mod.JSONEncoder.__init__
+
+    def counting(self, *args, **kw):
+        built.append(1)
+        orig(self, *args, **kw)
+
+    comps = _many(50)
+    monkeypatch.setattr(json_mod.JSONEncoder, "__init__", counting)
+    C._compare_keys(fp, comps)
+    assert len(built) <= 1  # the fingerprint's key; none per comparison (was 2 per comparison)
