@@ -149,8 +149,9 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.pipeline.label import (
         LabelProgress,
         fingerprints,
-        label_comparisons,
+        judge_comparisons,
         log_text,
+        make_labels,
         read_input,
         select,
     )
@@ -208,13 +209,14 @@ async def _run(args: argparse.Namespace) -> int:
             )
 
         try:
-            labels = await label_comparisons(
-                cfg, comparisons, judge, cache=cache, budget=budget, on_progress=show
+            judgments, _ = await judge_comparisons(
+                cfg, comparisons, judge, cache=cache, on_progress=show
             )
         finally:
             await _close(judge)
         bar.update(task, completed=total)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0  # the judging window: the run log's timings.label
+    labels = make_labels(cfg, comparisons, judgments, elapsed, judge=judge, budget=budget)
 
     records = labels.records
     out_path = write_preferences(records, args.output)

@@ -423,12 +423,31 @@ async def label_comparisons(
     on_progress: Callable[[LabelProgress], None] | None = None,
 ) -> Labels:
     """Judge ``comparisons`` with ``judge`` (anything with an async ``compare``) and turn the
-    verdicts into preference records.
+    verdicts into preference records: :func:`judge_comparisons` then :func:`make_labels`.
+
+    ``budget``: recorded in the summary (``budget_refused``); ``cache``, ``on_progress``: see
+    :func:`judge_comparisons`. The judge is not closed (its owner closes it).
+    """
+    comps = list(comparisons)
+    judgments, elapsed = await judge_comparisons(
+        cfg, comps, judge, cache=cache, on_progress=on_progress
+    )
+    return make_labels(cfg, comps, judgments, elapsed, judge=judge, budget=budget)
+
+
+async def judge_comparisons(
+    cfg: LabelConfig,
+    comparisons: Sequence[Comparison],
+    judge: Any,
+    *,
+    cache: Any = None,
+    on_progress: Callable[[LabelProgress], None] | None = None,
+) -> tuple[list[Judgment], float]:
+    """``(judgments, seconds)``: ``judge``'s verdicts on ``comparisons``, in their order.
 
     ``cache``: the judge's :class:`~judge_rl.judge.cache.JudgmentCache`, set to refresh when
-    ``cfg.refresh``; ``budget``: recorded in the summary (``budget_refused``); ``on_progress``:
-    called at most every :data:`PROGRESS_EVERY_S` seconds while judging and once at the end.
-    The judge is not closed (its owner closes it).
+    ``cfg.refresh``; ``on_progress``: called at most every :data:`PROGRESS_EVERY_S` seconds while
+    judging and once at the end (``final``). The judge is not closed.
     """
     from judge_rl.judge._common import progress_hook
 
@@ -465,7 +484,7 @@ async def label_comparisons(
     if on_progress is not None:
         state.elapsed_s, state.final = elapsed, True
         on_progress(state)
-    return make_labels(cfg, comps, judgments, elapsed, judge=judge, budget=budget)
+    return judgments, elapsed
 
 
 def label(cfg: LabelConfig, candidates: Sequence[Candidate], judge: Any) -> Labels:
@@ -731,6 +750,7 @@ __all__ = [
     "Selected",
     "apply_references",
     "fingerprints",
+    "judge_comparisons",
     "label",
     "label_comparisons",
     "log_text",
