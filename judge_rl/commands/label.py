@@ -292,25 +292,12 @@ def check_output(path: str) -> None:
     check_output_file(path, "--output")  # a folder, a file as parent, no permission: now
 
 
-def redact_url(url: str) -> str:
-    """A URL without credentials, query or fragment (for the run log).
-
-    >>> redact_url("https://user:secret@host:8000/v1?key=abc")
-    'https://host:8000/v1'
-    """
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def _safe_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """The judge overrides for the run log: base URLs without credentials."""
     over = dict(overrides)
     if "base_urls" in over:
+        from judge_rl.backends.openai import redact_url
+
         over["base_urls"] = [redact_url(u) for u in over["base_urls"]]
     return over
 

@@ -125,7 +125,16 @@ def build_config(
                 file=file or None,
                 setting=where,
             )
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as e:  # the config's own check (__post_init__): name the stage and key
+        key = e.setting or ""
+        msg = str(e).split(": ", 1)[-1] if e.setting else str(e)
+        raise ConfigError(
+            f"stage {stage!r}: {msg}",
+            file=file or None,
+            setting=f"stages.{stage}.config.{prefix}{key}" if key else f"stages.{stage}.config",
+        ) from None
 
 
 def read_pipeline(path: str | Path) -> PipelineSpec:

@@ -216,7 +216,10 @@ def test_a_pipeline_spec_with_an_unknown_pairing_is_refused_before_any_stage(tmp
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         return path
 
-    with pytest.raises(ConfigError, match="pairing must be one of consecutive, all, baseline"):
+    with pytest.raises(ConfigError, match="pairing must be one of consecutive, all, baseline") as e:
         validate(read_pipeline(with_config(pairing="bogus")), "quick")
+    # the config's own check names the stage, the key and the spec file, like a wrong type does
+    assert e.value.setting == f"stages.{label_stage}.config.pairing"
+    assert f"stage {label_stage!r}" in str(e.value) and str(e.value).startswith(str(tmp_path))
     plan = validate(read_pipeline(with_config(pairing="all", seed=1)), "quick")
     assert plan.configs[label_stage].pairing == "all"
