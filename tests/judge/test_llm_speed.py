@@ -101,6 +101,11 @@ def test_spec_is_parsed_and_its_template_compiled_once_per_process(tmp_path, mon
     assert read_spec(spec)["version"] == "2" and len(loads) == 2
 
 
+def _code_file(task: asyncio.Task) -> str:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code.co_filename.replace("\\", "/") if code is not None else ""
+
+
 def test_chunks_go_to_a_fixed_pool_of_workers_in_order(make_comp):
     """The cache layer hands chunks to ``max_in_flight`` workers: no task (and semaphore wait)
     per comparison, still in input order and never more in flight."""
@@ -116,7 +121,9 @@ def test_chunks_go_to_a_fixed_pool_of_workers_in_order(make_comp):
         seen.extend(c.id for c in chunk)
         peak["now"] += 1
         peak["in_flight"] = max(peak["in_flight"], peak["now"])
-        peak["tasks"] = max(peak["tasks"], len(asyncio.all_tasks()))
+        # tasks of the cache layer only (the mock backend's gather makes its own, transient ones)
+        mine = [t for t in asyncio.all_tasks() if _code_file(t).endswith("judge/cache.py")]
+        peak["tasks"] = max(peak["tasks"], len(mine))
         await asyncio.sleep(0.001)
         try:
             return await real(chunk)
@@ -128,4 +135,4 @@ def test_chunks_go_to_a_fixed_pool_of_workers_in_order(make_comp):
     out: list[Judgment] = asyncio.run(CachedJudge(inner, None).compare(comps))
     assert [j.comparison_id for j in out] == [c.id for c in comps] and all(j.ok for j in out)
     assert seen == [c.id for c in comps]  # taken in order
-    assert peak["in_flight"] == 8 and peak["tasks"] <= 8 + 2  # workers + the main task
+    assert peak["in_flight"] == 8 and peak["tasks"] == 8 + 1  # workers + compare, none per chunk
