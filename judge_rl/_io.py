@@ -93,9 +93,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+).encode
+"""``json.dumps`` with these arguments builds an encoder per call (~40% of a content hash)."""
+
+
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: the input of every content hash."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL(obj)
 
 
 def content_hash(obj: Any, n: int = 16) -> str:

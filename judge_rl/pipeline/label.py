@@ -462,7 +462,10 @@ async def judge_comparisons(
         nonlocal next_at
         state.done += 1
         calls = getattr(rec, "calls", None)
-        fresh = not (getattr(rec, "cached", False) or (calls and all(c.cached for c in calls)))
+        # a Judgment has calls and no ``cached`` field (getattr's default on a pydantic model goes
+        # through __getattr__ raising AttributeError: ~7 us a judgment); a Score has ``cached``
+        cached = getattr(rec, "cached", False) if calls is None else False
+        fresh = not (cached or (calls and all(c.cached for c in calls)))
         if fresh:
             state.fresh += 1
             state.cost += float(getattr(rec, "cost", 0.0) or 0.0)
