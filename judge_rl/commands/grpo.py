@@ -124,15 +124,12 @@ def _coerce(name: str, value: Any, annotation: str, file: str) -> Any:
 
 def load_config_file(path: str, cls: type) -> dict[str, Any]:
     """Fields of ``cls`` from a YAML file; unknown keys and wrong types are errors."""
-    import yaml
+    from judge_rl._io import safe_yaml_load
 
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{path} does not exist", setting="config")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}".replace("\n", " "), file=path) from None
+    data = safe_yaml_load(p, file=path) or {}
     if not isinstance(data, dict):
         raise ConfigError("top level must be a mapping of settings", file=path)
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from judge_rl._io import safe_yaml_load
 from judge_rl.errors import ConfigError
 
 SPEC_VERSIONS = ("1",)
@@ -143,10 +143,7 @@ def read_pipeline(path: str | Path) -> PipelineSpec:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{p}: no such pipeline spec", setting="spec")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", file=str(p)) from None
+    data = safe_yaml_load(p, file=str(p))  # the judges' and tournaments' reader: bounded, safe
     if not isinstance(data, dict):
         raise ConfigError("a pipeline spec is a mapping with 'version' and 'stages'", file=str(p))
     try:
