@@ -513,6 +513,41 @@ def load_state_dict_from_folder(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(saved.state_dict())
 
 
+def full_state_dict(module: Any) -> dict[str, Any]:
+    """``module.state_dict()`` with full tensors, for saving on one rank.
+
+    Under FSDP2 (``fully_shard``) ``state_dict()`` hands out sharded ``DTensor`` s even inside
+    ``unshard()`` (it swaps the sharded parameters back in), and turning one into a full tensor is
+    a collective: rank 0 saving alone waits forever for the other ranks (issue 17). Inside a
+    full-parameter gather (:func:`judge_rl.train.ppo.gather_full_params`) the module's registered
+    parameters are the unsharded ones, so the state dict is built from them and the persistent
+    buffers, with no communication. Outside a gather a sharded parameter is an error rather than a
+    hang. Without FSDP2 this is ``state_dict()``.
+    """
+    if not _fsdp2_managed(module):
+        return dict(module.state_dict())
+    out: dict[str, Any] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        if type(p).__name__ == "DTensor":
+            raise RuntimeError(
+                f"{name} is sharded: save the model inside its full-parameter gather"
+            )
+        out[name] = p
+    for prefix, mod in module.named_modules(remove_duplicate=False):
+        for b_name, b in mod._buffers.items():
+            if b is not None and b_name not in mod._non_persistent_buffers_set:
+                out[f"{prefix}.{b_name}" if prefix else b_name] = b
+    return out
+
+
+def _fsdp2_managed(module: Any) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return any(isinstance(m, FSDPModule) for m in module.modules())
+
+
 def merged_lora_state(model: Any, merge: bool = True) -> dict[str, Any]:
     """A peft model's weights under the base model's parameter names: LoRA deltas added
     (``merge=True``: what vLLM or a merged export needs) or left out (the base weights). Computed
@@ -522,7 +557,7 @@ def merged_lora_state(model: Any, merge: bool = True) -> dict[str, Any]:
 
     base = model.get_base_model()
     sd: dict[str, Any] = {}
-    for k, v in base.state_dict().items():
+    for k, v in full_state_dict(base).items():
         if "lora_" in k:
             continue
         sd[k.replace(".base_layer.", ".")] = v.detach()

@@ -184,9 +184,12 @@ class PolicyAndValue(nn.Module):
         return logits, values
 
     def value_state(self) -> dict[str, torch.Tensor]:
+        """The value model's or head's full weights (inside the gather when sharded)."""
+        from judge_rl.models import full_state_dict
+
         mod = self.value_model if self.value_model is not None else self.value_head
         assert mod is not None
-        return mod.state_dict()
+        return full_state_dict(mod)
 
     def load_value_state(self, state: dict[str, torch.Tensor]) -> None:
         mod = self.value_model if self.value_model is not None else self.value_head

@@ -822,6 +822,7 @@ class GRPOTrainer:
                 attention_mask=mask_k.to(dev),
                 past_key_values=cache,
                 generation_config=cfg,
+                synced_gpus=False,  # inside the full-parameter gather, as the PPO engine's
             )  # (G*K, P + R')
         if was_training:
             m.train()

@@ -450,13 +450,19 @@ def gather_full_params(accelerator: Any, model: Any) -> Iterator[None]:
     elif accelerator.distributed_type == DistributedType.FSDP:
         fsdp2 = _fsdp2_modules(model)
         if fsdp2:
+            # A forward reshards an FSDP2 module after it (reshard_after_forward), and the next
+            # forward gathers it again: a collective that one rank sampling alone (the monitor)
+            # would wait on forever. Inside the block the modules stay gathered.
+            after = [_reshards_after_forward(m) for m in fsdp2]
             for m in fsdp2:
+                m.set_reshard_after_forward(False, recurse=False)
                 m.unshard()
             try:
                 yield
             finally:
-                for m in reversed(fsdp2):
+                for m, was in zip(reversed(fsdp2), reversed(after), strict=True):
                     m.reshard()
+                    m.set_reshard_after_forward(was, recurse=False)
         else:
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
@@ -464,6 +470,16 @@ def gather_full_params(accelerator: Any, model: Any) -> Iterator[None]:
                 yield
     else:
         yield
+
+
+def _reshards_after_forward(module: Any) -> bool:
+    """An FSDP2 module's ``reshard_after_forward`` (no public getter; True, fully_shard's default,
+    when it cannot be read)."""
+    try:
+        group = module._get_fsdp_state()._fsdp_param_group
+        return group is None or group.post_forward_mesh_info is not None
+    except AttributeError:
+        return True
 
 
 def _fsdp2_modules(model: Any) -> list[Any]:
@@ -1373,11 +1389,13 @@ class PPOTrainer:
     def _policy_state(self) -> dict[str, torch.Tensor]:
         """The policy's full state dict (call inside :meth:`_full_params` when sharded), in
         ``save_dtype``, with FSDP's wrapper names removed."""
+        from judge_rl.models import full_state_dict
+
         sd = {
             k.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", ""): (
                 v.detach()
             )
-            for k, v in self.policy.state_dict().items()
+            for k, v in full_state_dict(self.policy).items()
         }
         return self.precision.state_dict_in(sd)
 

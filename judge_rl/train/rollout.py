@@ -256,6 +256,10 @@ class HFRolloutEngine:
                 input_ids=query_ids.to(device),
                 attention_mask=query_mask.to(device),
                 generation_config=cfg,
+                # always inside a full-parameter gather: no rank waits on another while
+                # sampling (transformers would sync every token under ZeRO-3/FSDP, and the
+                # monitor samples on rank 0 alone)
+                synced_gpus=False,
             )  # (B, P + R')
         if was_training:
             m.train()
