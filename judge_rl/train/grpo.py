@@ -451,6 +451,15 @@ class GRPOTrainer:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         on_cpu = c.device == "cpu" or (c.device is None and not torch.cuda.is_available())
+        from judge_rl.train.ppo import sharding_requested
+
+        shard = sharding_requested()
+        if shard:  # no full-parameter gather here: rank-0 saves and monitor sampling would hang
+            raise ConfigError(
+                f"grpo runs on one process or DDP; {shard} sharding is not supported "
+                "(judge-rl ppo supports it): launch without an FSDP/DeepSpeed config",
+                setting="device",
+            )
         self.accelerator = acc = Accelerator(cpu=on_cpu)
         self.device = acc.device
         torch.manual_seed(c.seed)

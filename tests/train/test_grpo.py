@@ -245,6 +245,18 @@ def test_config_errors():
         GRPOConfig(algorithm="ppo").validate()
 
 
+@pytest.mark.parametrize("env", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_sharded_launch_is_refused_before_any_work(monkeypatch, env):
+    """GRPO has no full-parameter gather: under FSDP / ZeRO-3 its rank-0 saves and monitor
+    sampling would wait forever on the other ranks, so such a launch is one clear error."""
+    from judge_rl.errors import ConfigError
+
+    cfg, model, tok, prompts = toy(steps=1)
+    monkeypatch.setenv(env, "true")
+    with pytest.raises(ConfigError, match="device: grpo runs on one process or DDP"):
+        GRPOTrainer(cfg, model, tok, "contains:a", prompts)
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
