@@ -600,23 +600,6 @@ async def agenerate(
     return Candidates(candidates=results_out, section=section)
 
 
-def _sample(model: Any, ids: Any, mask: Any, cfg: GenerateConfig, pad: int, eos: int) -> Any:
-    """Token ids (B*n, P+R) of ``cfg.n`` samples per prompt with one prefill (the decoding
-    settings of ``cfg``; see :func:`judge_rl.backends.hf.generate_prefill_once`)."""
-    from judge_rl.backends.hf import generate_prefill_once
-
-    kw: dict[str, Any] = {
-        "max_new_tokens": cfg.max_new_tokens,
-        "pad_token_id": pad,
-        "eos_token_id": eos,
-    }
-    if cfg.temperature > 0:
-        kw.update(do_sample=True, temperature=cfg.temperature, top_k=0, top_p=cfg.top_p)
-    else:
-        kw.update(do_sample=False)
-    return generate_prefill_once(model, ids, mask, cfg.n, **kw)
-
-
 __all__ = [
     "BACKEND_KINDS",
     "Candidates",

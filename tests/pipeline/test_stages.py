@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from judge_rl.pipeline.generate import GenerateConfig, _sample, generate
+from judge_rl.pipeline.generate import GenerateConfig, generate
 from judge_rl.pipeline.label import LabelConfig, label
 from judge_rl.pipeline.report import ReportConfig, claims, notes, paired_diff
 from judge_rl.pipeline.task import (
@@ -40,20 +40,21 @@ def test_one_prefill_for_n_samples_gives_what_n_prefills_give(peaked_tiny):
     """The cache of the prompt, repeated n times, continues exactly as n separate prefills do."""
     import torch
 
+    from judge_rl.backends.hf import generate_prefill_once
     from judge_rl.train.rollout import encode_prompt, left_pad
 
     model, tok = peaked_tiny
     prompts = ["hello there", "a much longer prompt with more words in it", "x"]
     ids, mask = left_pad([encode_prompt(tok, p) for p in prompts], tok.pad_token_id)
-    greedy = GenerateConfig(n=2, temperature=0.0, max_new_tokens=6)
-    fast = _sample(model, ids, mask, greedy, tok.pad_token_id, tok.eos_token_id)
-    plain = model.generate(
-        input_ids=ids.repeat_interleave(2, 0),
-        attention_mask=mask.repeat_interleave(2, 0),
+    kw = dict(
         max_new_tokens=6,
         do_sample=False,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
+    )
+    fast = generate_prefill_once(model, ids, mask, 2, **kw)
+    plain = model.generate(
+        input_ids=ids.repeat_interleave(2, 0), attention_mask=mask.repeat_interleave(2, 0), **kw
     )
     assert torch.equal(fast, plain)
     assert len({tuple(r) for r in plain[:, ids.shape[1] :].tolist()}) > 1  # not a constant model
