@@ -113,12 +113,14 @@ def _convert_gguf(gguf_file: str, target_dir: str) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf, target = Path(gguf_file), Path(target_dir)
-    reader = gguf_pkg.GGUFReader(str(gguf))
+    parse = gguf_pkg.GGUFReader
+    reader = parse(str(gguf))
 
     def shared_reader(path: Any, *args: Any, **kwargs: Any) -> Any:
-        return reader if Path(path) == gguf and not args and not kwargs else _parse(path)
+        if Path(path) == gguf and not args and not kwargs:
+            return reader
+        return parse(path, *args, **kwargs)
 
-    _parse = gguf_pkg.GGUFReader
     # transformers imports GGUFReader from the gguf package inside each loader call: patching
     # the package attribute makes all three calls read the one parse (this runs in a child process).
     with mock.patch.object(gguf_pkg, "GGUFReader", shared_reader):
