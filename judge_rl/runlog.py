@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -455,6 +456,14 @@ class RunLog(BaseModel):
         return path
 
 
+SECTIONS: tuple[str, ...] = tuple(
+    name
+    for name, f in RunLog.model_fields.items()
+    if any(isinstance(t, type) and issubclass(t, _Section) for t in typing.get_args(f.annotation))
+)
+"""The run log's stage sections (``generate`` ... ``demo``), in field order."""
+
+
 def run_dir(name: str | None = None, root: str | os.PathLike[str] = DEFAULT_ROOT) -> Path:
     """``reports/<name>``; a timestamped name when none is given. Created if missing.
     Confined to ``reports/`` (no ``..``): see :func:`judge_rl._io.safe_run_dir`."""
@@ -501,8 +510,12 @@ def load(path: str | os.PathLike[str]) -> RunLog:
 
 __all__ = [
     "LOG_VERSION",
+    "SECTIONS",
     "AuditSection",
     "DemoSection",
+    "GenerateFailure",
+    "GenerateSection",
+    "GenerateStats",
     "Interval",
     "LabelSection",
     "LabelSummary",
@@ -512,6 +525,7 @@ __all__ = [
     "PipelineSection",
     "RewardModelSection",
     "RunLog",
+    "Sampling",
     "StageRecord",
     "TournamentSection",
     "environment",

@@ -466,18 +466,10 @@ def run_pipeline(
         run_dir.name,
         config={"spec": spec.model_dump(exclude={"path"}), "profile": profile, "seed": spec.seed},
     )
-    if previous is not None:  # keep the finished stages' sections
-        for key in (
-            "generate",
-            "label",
-            "audit",
-            "reward_model",
-            "ppo",
-            "overopt",
-            "tournament",
-            "demo",
-        ):
-            setattr(log_, key, getattr(previous, key))
+    if previous is not None:  # keep the finished stages' sections (pipeline is rebuilt below)
+        for key in runlog.SECTIONS:
+            if key != "pipeline":
+                setattr(log_, key, getattr(previous, key))
         log_.judges = previous.judges
         log_.timings = dict(previous.timings)
     log_.pipeline = PipelineSection(spec=spec.path, name=spec.name, profile=profile)
