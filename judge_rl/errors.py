@@ -51,6 +51,7 @@ class ConfigError(JudgeRLError):
         elif setting:
             where = f"{setting}: "
         super().__init__(f"{where}{message}")
+        self.message = message
         self.setting = setting
         self.file = file
 

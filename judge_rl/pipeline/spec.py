@@ -129,9 +129,8 @@ def build_config(
         return cls(**values)
     except ConfigError as e:  # the config's own check (__post_init__): name the stage and key
         key = e.setting or ""
-        msg = str(e).split(": ", 1)[-1] if e.setting else str(e)
         raise ConfigError(
-            f"stage {stage!r}: {msg}",
+            f"stage {stage!r}: {e.message}",
             file=file or None,
             setting=f"stages.{stage}.config.{prefix}{key}" if key else f"stages.{stage}.config",
         ) from None
