@@ -335,6 +335,37 @@ def load_reward_model(
     return model, tok
 
 
+def read_positions(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """``(N, width)`` bool, True at each right-padded sequence's last real token: the one
+    position per sequence whose final hidden state the reward head reads."""
+    import torch
+
+    cols = torch.arange(width, device=lengths.device)  # (T,)
+    return cols[None, :] == (lengths - 1)[:, None]  # (N, T)
+
+
+def _checkpointing(model: Any) -> bool:
+    """Does the model re-run its forward in the backward (gradient/activation checkpointing)?"""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # new name first
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
+def _read_only(model: Any, keep: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+    """The last decoder layer's MLP on the ``keep`` rows only (:mod:`judge_rl.train._last_mlp`)
+    for one forward pass, where nothing re-runs that pass later: no gradient, or no gradient
+    checkpointing (autograd keeps what ran; a checkpointed backward re-runs the forward, so the
+    caller's block must then cover the backward: :meth:`_Trainer._read_block`)."""
+    import torch
+
+    if torch.is_grad_enabled() and _checkpointing(model):
+        return contextlib.nullcontext()
+    from judge_rl.train._last_mlp import last_mlp_only
+
+    return last_mlp_only(keep, model)
+
+
 def sequence_rewards(
     model: PreTrainedModel, input_ids: torch.Tensor, lengths: torch.Tensor
 ) -> torch.Tensor:
@@ -343,7 +374,8 @@ def sequence_rewards(
 
     The backbone runs without an attention mask: with right padding, causal attention never lets
     a real token see a pad, so the rewards do not depend on how much padding a batch has. The
-    head runs on the N last hidden states only, not on all N×T positions.
+    head runs on the N last hidden states only, not on all N×T positions, and the last decoder
+    layer's MLP only at those N positions (the others' outputs are never read).
     """
     import torch
 
@@ -354,7 +386,8 @@ def sequence_rewards(
         mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None] < lengths[:, None]
         out = model(input_ids=input_ids, attention_mask=mask.long())
         return out.logits.squeeze(-1).float()  # (N,)
-    hidden = backbone(input_ids=input_ids, use_cache=False).last_hidden_state  # (N, T, H)
+    with _read_only(model, read_positions(lengths, input_ids.shape[1])):
+        hidden = backbone(input_ids=input_ids, use_cache=False).last_hidden_state  # (N, T, H)
     last = hidden[torch.arange(n, device=hidden.device), lengths - 1]  # (N, H)
     return head(last).squeeze(-1).float()  # (N,)
 
@@ -374,26 +407,32 @@ def shared_prefix_rewards(
     prefix runs once (``(B, Tp)``), its keys/values are repeated for the two sides, and only the
     suffixes run twice (``(2B, Ts)``), attending to their pair's real prefix tokens through
     ``mask``. Gradients flow through the cached keys/values. Inputs come from
-    :func:`judge_rl.train.rm_data.shared_prefix_tensors`.
+    :func:`judge_rl.train.rm_data.shared_prefix_tensors`. The last decoder layer's MLP runs
+    only at each suffix's last real token (none of the prefix's rows: only its keys and values
+    are read).
     """
     import torch
     from transformers import DynamicCache
 
     backbone = getattr(model, model.base_model_prefix)
     cache = DynamicCache()
-    backbone(input_ids=prefix, use_cache=True, past_key_values=cache)  # (B, Tp) -> K/V cache
+    # Only the prefix's keys/values are read: its last-layer MLP output is not (no row kept).
+    none = torch.zeros(prefix.shape, dtype=torch.bool, device=prefix.device)  # (B, Tp)
+    with _read_only(model, none):
+        backbone(input_ids=prefix, use_cache=True, past_key_values=cache)  # (B, Tp) -> K/V
     cache.batch_repeat_interleave(2)  # (2B, heads, Tp, d): rows 2i, 2i+1 share pair i's prefix
     if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
         mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(
             ~mask, torch.finfo(torch.float32).min
         )  # additive form for eager attention
-    hidden = backbone(
-        input_ids=suffix,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-    ).last_hidden_state  # (2B, Ts, H)
+    with _read_only(model, read_positions(suffix_len, suffix.shape[1])):
+        hidden = backbone(
+            input_ids=suffix,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state  # (2B, Ts, H)
     last = hidden[torch.arange(suffix.shape[0], device=hidden.device), suffix_len - 1]  # (2B, H)
     head: Any = model.score
     r = head(last).squeeze(-1).float()  # (2B,)
@@ -854,6 +893,10 @@ class _Trainer:
 
         if not self.cfg.shared_prefix:
             return False
+        if _checkpointing(self.model):
+            # a checkpointed layer runs without its cache in training: no prefix keys/values
+            log.info("gradient checkpointing on: the plain layout (no shared-prefix forward)")
+            return False
         from judge_rl.train.rm_data import common_prefix_len
 
         idx = [
@@ -896,6 +939,23 @@ class _Trainer:
 
     # -- one optimizer step ------------------------------------------------------------------
 
+    def _read_block(
+        self, batch: dict[str, torch.Tensor]
+    ) -> contextlib.AbstractContextManager[None]:
+        """Around a micro-batch's forward AND backward when the model checkpoints gradients (its
+        backward re-runs the forward): the last layer's MLP on the read rows only (each
+        sequence's last real token; a shared prefix then runs in full). Without checkpointing
+        the forward functions skip those rows themselves (:func:`_read_only`)."""
+        if not _checkpointing(self.model):
+            return contextlib.nullcontext()
+        from judge_rl.train._last_mlp import last_mlp_only
+
+        if "prefix" in batch:
+            keep = read_positions(batch["suffix_len"], batch["suffix"].shape[1])
+        else:
+            keep = read_positions(batch["lengths"], batch["ids"].shape[1])
+        return last_mlp_only(keep, self.model)
+
     def train_step(self) -> dict[str, float]:
         import torch
 
@@ -915,7 +975,7 @@ class _Trainer:
                 ctx = d.accelerator.no_sync(self.forward)
             else:
                 ctx = self.forward.no_sync()  # type: ignore[operator]
-            with ctx:
+            with ctx, self._read_block(batch_in):
                 with _autocast(
                     self.device, self.precision.compute is not None, self.precision.compute
                 ):
@@ -1466,6 +1526,7 @@ __all__ = [
     "latest_checkpoint",
     "load_reward_model",
     "pair_loss",
+    "read_positions",
     "sequence_rewards",
     "soft_label_loss",
     "train_reward_model",
