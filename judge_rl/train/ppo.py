@@ -952,6 +952,15 @@ class PPOTrainer:
         ent = entropy_from_logits(logits) if with_entropy else None
         return lp, ent
 
+    def _read_tail(self, keep: int) -> contextlib.AbstractContextManager[None]:
+        """The last decoder layer's MLP runs only on the last ``keep`` positions (the ones the LM
+        head and the value head read: :mod:`judge_rl.train._last_mlp`) in the policy, the
+        reference and a separate value model; exact there. Cover the backward too."""
+        from judge_rl.train._last_mlp import last_mlp_only
+
+        u = self.unwrapped
+        return last_mlp_only(keep, u.policy, self.ref_policy, u.value_model)
+
     def _joint(self, batch: _Batch, rows: slice | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Policy logits -> (log-probs, entropy-ready logits) and values of the response. (b, R)."""
         R = batch.response_ids.shape[1]
@@ -1077,7 +1086,7 @@ class PPOTrainer:
         b_entropy = torch.zeros(B, R, device=self.device)  # (B, R)
         fb = self._micro
         fused = self._micro >= B and c.mini_batch_size >= B
-        with torch.no_grad():
+        with torch.no_grad(), self._read_tail(R + 1):
             for s in range(0, B, fb):
                 rows = slice(s, s + fb)
                 if not fused:
@@ -1152,7 +1161,7 @@ class PPOTrainer:
                     mb_mask = b_mask[mb_inds]  # (b, R)
                     last = k == n_micro - 1
                     sync = contextlib.nullcontext() if last else acc.no_sync(self.model)
-                    with sync:
+                    with sync, self._read_tail(R + 1):  # forward and backward
                         new_logprobs, vpred, logits = self._joint(batch, mb_inds)  # (b, R)
                         if fused and _epoch == 0:  # this forward is pi_old's (see step 3)
                             b_logprobs[mb_inds] = new_logprobs.detach()

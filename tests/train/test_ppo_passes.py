@@ -41,11 +41,16 @@ def count_passes(**kw):
         with_kwargs=True,
     )
     t.policy.lm_head.register_forward_pre_hook(lambda m, a: head.append(a[0].shape[1]))
+    mlp_rows: list[tuple[int, ...]] = []  # (B, T) of each pass through the last layer's MLP
+    t.policy.model.layers[-1].mlp.down_proj.register_forward_pre_hook(
+        lambda m, a: mlp_rows.append(tuple(a[0].shape[:-1]))
+    )
     stats = t.train_step()
     batch = t._last_batch
     P, R = batch.query_ids.shape[1], batch.response_ids.shape[1]
     full = [(w, g) for w, g in widths if w == P + R]  # generate's calls are P or 1 wide
     n_head = len(head) - (len(widths) - len(full))  # generate's LM-head calls come first
+    stats["_mlp_rows"] = mlp_rows[-len(full) :]  # the full-sequence passes come last
     return full, head[-n_head:], P, R, stats
 
 
@@ -64,3 +69,14 @@ def test_micro_batches_keep_one_no_grad_pass_for_pi_old():
     assert [g for _, g in full] == [False, False] + [True] * 6  # 2 no-grad, 3 epochs x 2 grad
     assert set(head) == {R + 1}
     assert stats["kl"] == 0.0
+
+
+def test_last_layer_mlp_runs_on_the_response_positions_only():
+    """Prompt positions' final hidden states are never read (LM head and value head see the
+    last R + 1), so the last layer's MLP skips them (train/_last_mlp.py), forward and the
+    gradient-checkpointing recomputation alike; the step-1 KL stays exactly 0."""
+    for kw in ({}, {"gradient_checkpointing": True}):
+        full, _, P, R, stats = count_passes(**kw)
+        assert P > R
+        assert stats["_mlp_rows"] and set(stats["_mlp_rows"]) == {(8, R + 1)}, kw
+        assert stats["kl"] == 0.0
