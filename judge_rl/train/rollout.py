@@ -251,7 +251,11 @@ class HFRolloutEngine:
         device = next(m.parameters()).device
         was_training = m.training
         m.eval()
-        with torch.no_grad():
+        from judge_rl.train._last_mlp import last_mlp_only
+
+        # sampling reads the last position's logits only: the prompt's other positions skip the
+        # last layer's MLP in the prefill (exact; decoding steps are one position wide anyway)
+        with torch.no_grad(), last_mlp_only(1, m):
             out = m.generate(
                 input_ids=query_ids.to(device),
                 attention_mask=query_mask.to(device),

@@ -105,3 +105,22 @@ def test_other_layouts_and_empty_keeps_run_unchanged():
         with last_mlp_only(5, model):
             assert vars(last_mlp(model))["forward"] is inner
     assert "forward" not in vars(last_mlp(model))
+
+
+def test_rollout_prefill_skips_the_prompt_rows_and_samples_the_same_tokens():
+    from judge_rl.train.rollout import HFRolloutEngine, left_pad, sampling_config
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=64, num_layers=2, seed=0).eval()
+    eng = HFRolloutEngine(model, tok, max_new_tokens=8)
+    q, qm = left_pad([list(range(10, 22)), list(range(30, 37))], int(tok.pad_token_id))  # (2, 12)
+    rows = _rows_through(last_mlp(model))
+    torch.manual_seed(5)
+    got = eng.generate(q, qm).response_ids
+    assert rows[0] == 2  # the prefill: one row per prompt, not 2 x 12
+    cfg = sampling_config(8, False, 1.0, 0, 1.0, eng.pad_id, eng.eos)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        plain = model.generate(input_ids=q, attention_mask=qm, generation_config=cfg)
+    ref = plain[:, q.shape[1] :]  # (2, R)
+    assert torch.equal(got, ref[:, : got.shape[1]])
