@@ -8,14 +8,22 @@ benchmarks/_peer.py (or ``--peer-python``) at its best settings for speed: lengt
 batches (``train_sampling_strategy="group_by_length"`` with each pair's longer side as its
 length), gradient checkpointing (on by default in RewardConfig) off.
 
-Both timing windows run from the first step's start to the last step's end (no saving inside).
-Prints, per side: pairs/s (wall), pairs per CPU second, tokens/s and tokens per pair (token
-positions the model ran in training forwards, padding included, a shared prompt once), so the
-``RATIO`` lines split judge_rl's lead into less token work (fewer positions per pair: length
-grouping, the shared prompt run once) and compute speed (positions per second).
+Two measurements per side:
 
-    python benchmarks/bench_reward_model.py            # fp32 and bf16
-    python benchmarks/bench_reward_model.py --quick    # 400 pairs, bf16 only (a smoke run)
+- the library (training window): from the first step's start to the last step's end, the same
+  window on both sides (no saving inside). Prints pairs/s (wall), pairs per CPU second, tokens/s
+  and tokens per pair (token positions the model ran in training forwards, padding included, a
+  shared prompt once), so the ``RATIO`` lines split judge_rl's lead into less token work (fewer
+  positions per pair: length grouping, the shared prompt run once) and compute speed (positions
+  per second);
+- the command a user runs, end to end: ``python -m judge_rl train-rm --data pairs.jsonl ...``
+  against TRL's script (load the JSONL, the lengths for ``group_by_length``, load the model,
+  train, ``save_model``), each timed from process start to exit (imports, reading the file on
+  disk, tokenising, loading, training, saving), wall and the child's CPU time.
+
+    python benchmarks/bench_reward_model.py            # 600 pairs, fp32 (about 4 min)
+    python benchmarks/bench_reward_model.py --precision both --pairs 2000   # + bf16, longer
+    python benchmarks/bench_reward_model.py --quick    # 200 pairs, fp32 (a smoke run)
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -215,6 +225,7 @@ trainer.train()
 wall = marks["last"][0] - marks["first"][0]
 cpu = marks["last"][1] - marks["first"][1]
 losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+trainer.save_model(out + "/final")  # what a user's script does last (outside the window)
 print("RESULT " + json.dumps({"pairs_per_s": len(ds) / wall, "wall_s": wall, "cpu_s": cpu,
       "positions": marks["last"][2] - marks["first"][2], "pairs": len(ds),
       "steps": trainer.state.global_step, "losses": losses,
@@ -230,15 +241,47 @@ def run_trl(
 
     script = out.parent / f"trl_peer_{sampling}.py"
     script.write_text(PEER.replace("SAMPLING", repr(sampling)))
+    cpu0, t0 = _child_cpu(), time.perf_counter()
     text = run_peer(
         py, str(script), str(data), str(model), str(threads), "1" if bf16 else "0", str(out)
     )
+    process = {"wall_s": time.perf_counter() - t0, "cpu_s": _child_cpu() - cpu0}
     line = [ln for ln in text.splitlines() if ln.startswith("RESULT ")][-1]
     r = json.loads(line[len("RESULT ") :])
+    r["process"] = process
     losses = [(int(s), float(v)) for s, v in r.pop("losses")]
     r["final_loss"] = tail_loss(losses, r["steps"])
     r["mean_loss"] = sum(v for _, v in losses) / len(losses)
     return r
+
+
+def _child_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_cli(data: Path, model: Path, threads: int, bf16: bool, out: Path, pairs: int) -> dict:
+    """``python -m judge_rl train-rm`` on the pairs file, process start to exit (the settings of
+    :func:`run_ours`; run in a scratch folder so its run log stays out of the repo)."""
+    cmd = [
+        sys.executable, "-m", "judge_rl", "train-rm",
+        "--data", str(data), "--model", str(model), "--output", str(out),
+        "--epochs", "1", "--lr", "1e-4", "--batch-size", "8", "--max-length", "256",
+        "--eval-split", "0", "--eval-every", "0", "--save-every", "0",
+        "--bf16", "on" if bf16 else "off", "--threads", str(threads), "--seed", "0",
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cwd = out.parent / "cli-cwd"
+    cwd.mkdir(exist_ok=True)
+    cpu0, t0 = _child_cpu(), time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - cpu0
+    if r.returncode != 0:
+        raise RuntimeError(f"train-rm failed ({r.returncode}):\n{r.stderr[-4000:]}")
+    if not (out / "reward_model.json").exists():
+        raise RuntimeError(f"train-rm exited 0 but wrote no model to {out}")
+    return {"wall_s": wall, "cpu_s": cpu, "pairs": pairs}
 
 
 def _row(prec: str, side: str, r: dict) -> str:
@@ -251,9 +294,9 @@ def _row(prec: str, side: str, r: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=2000)
-    ap.add_argument("--quick", action="store_true", help="400 pairs, bf16 only")
-    ap.add_argument("--precision", choices=["both", "fp32", "bf16"], default="both")
+    ap.add_argument("--pairs", type=int, default=600)
+    ap.add_argument("--quick", action="store_true", help="200 pairs, fp32 only")
+    ap.add_argument("--precision", choices=["both", "fp32", "bf16"], default="fp32")
     ap.add_argument("--threads", type=int, default=0, help="0 = idle cores (same for both)")
     ap.add_argument(
         "--trl-sampling",
@@ -275,9 +318,9 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     from _peer import peer_python
 
-    n = 400 if args.quick else args.pairs
+    n = 200 if args.quick else args.pairs
     precisions = (
-        ["bf16"]
+        ["fp32"]
         if args.quick
         else (["bf16", "fp32"] if args.precision == "both" else [args.precision])
     )
@@ -299,6 +342,7 @@ def main() -> int:
             flush=True,
         )
         results: dict[str, dict[str, dict]] = {}
+        commands: dict[str, dict] = {}
         for prec in precisions:
             bf16 = prec == "bf16"
             results[prec] = {}
@@ -309,6 +353,7 @@ def main() -> int:
                 )
                 results[prec][f"trl {r['trl']} {sampling}"] = r
             results[prec]["judge_rl"] = run_ours(data, model, threads, bf16, root / f"ours-{prec}")
+            commands[prec] = run_cli(data, model, threads, bf16, root / f"cli-{prec}", n)
         print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
         print()
         print(
@@ -339,6 +384,36 @@ def main() -> int:
                     f"{ratio:.2f}x wall, {cpu:.2f}x CPU time = {work:.2f}x less token work "
                     f"(positions per pair) x {speed:.2f}x tokens/s; mean loss diff {dl:+.3f}"
                 )
+        print()
+        print(
+            "command, end to end (process start to exit: imports, reading the pairs file, "
+            "tokenising, loading the model, training, saving the model)"
+        )
+        print(f"{'prec':6}{'tool':44}{'pairs/s':>9}{'pairs/CPUs':>11}{'wall s':>8}")
+        for prec, sides in results.items():
+            rows = {
+                f"trl {side.split()[1]} {side.split()[-1]} (script)": r["process"]
+                for side, r in sides.items()
+                if side != "judge_rl"
+            }
+            rows["judge_rl (python -m judge_rl train-rm)"] = commands[prec]
+            for side, r in rows.items():
+                print(
+                    f"{prec:6}{side:44}{n / r['wall_s']:9.2f}{n / r['cpu_s']:11.2f}"
+                    f"{r['wall_s']:8.1f}"
+                )
+        for prec, sides in results.items():
+            cmd = commands[prec]
+            for side, trl in sides.items():
+                if side == "judge_rl":
+                    continue
+                tag, proc = side.split()[-1], trl["process"]
+                print(
+                    f"RATIO reward_model_command_{prec}_pairs_per_s judge_rl/trl[{tag}] = "
+                    f"{proc['wall_s'] / cmd['wall_s']:.2f}x wall, "
+                    f"{proc['cpu_s'] / cmd['cpu_s']:.2f}x CPU time (process start to exit)"
+                )
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         if "fp32" in results and "bf16" in results:
             best = max(r["judge_rl"]["pairs_per_s"] for r in results.values())
             best_trl = max(
