@@ -638,6 +638,7 @@ class GRPOTrainer:
         import torch
         from transformers import DynamicCache
 
+        from judge_rl.train._last_mlp import last_mlp_only
         from judge_rl.train.ppo import logprobs_from_logits
 
         dev = self.device
@@ -672,10 +673,13 @@ class GRPOTrainer:
             "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
         )
         cache = DynamicCache()
+        read = torch.zeros(len(prompts), tp, dtype=torch.bool)  # (U, P): each prompt's last token
+        read[torch.arange(len(prompts)), plen - 1] = True
         with self._autocast():
-            hp = body(
-                input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
-            ).last_hidden_state  # (U, P, H)
+            with last_mlp_only(read.to(dev), body):  # the cache needs no last-layer MLP output
+                hp = body(
+                    input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
+                ).last_hidden_state  # (U, P, H)
             h_last = hp[torch.arange(len(prompts), device=dev), plen.to(dev) - 1]  # (U, H)
             cache.reorder_cache(own.to(dev))  # type: ignore[arg-type] # (b, heads, P, d): each sample's own prompt
             hs = body(
@@ -722,6 +726,7 @@ class GRPOTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         import torch
 
+        from judge_rl.train._last_mlp import last_mlp_only
         from judge_rl.train.ppo import logprobs_from_logits
 
         R = batch.response_ids.shape[1]
@@ -736,7 +741,10 @@ class GRPOTrainer:
         }
         if self._keep:
             kw["logits_to_keep"] = R + 1
-        with self._autocast():
+        # the last layer's MLP on the positions the head reads (not under gradient checkpointing:
+        # its recomputation runs in the backward, outside this block)
+        keep = R + 1 if not self.config.gradient_checkpointing else None
+        with self._autocast(), last_mlp_only(keep, model):
             logits = model(**kw).logits[:, -(R + 1) : -1]  # (b, R, V)
         logits = logits.float() / self.config.temperature
         lp = logprobs_from_logits(logits, batch.response_ids[rows].to(self.device))  # (b, R)

@@ -124,3 +124,52 @@ def test_rollout_prefill_skips_the_prompt_rows_and_samples_the_same_tokens():
         plain = model.generate(input_ids=q, attention_mask=qm, generation_config=cfg)
     ref = plain[:, q.shape[1] :]  # (2, R)
     assert torch.equal(got, ref[:, : got.shape[1]])
+
+
+def _passes(model: nn.Module) -> list[list[int]]:
+    """Each call of the decoder body as [rows into the body (B x T), rows into the last layer's
+    MLP], in call order (every body call passes through the last MLP once)."""
+    calls: list[list[int]] = []
+    model.model.register_forward_pre_hook(
+        lambda _m, a, k: calls.append([k["input_ids"].numel()]), with_kwargs=True
+    )
+    out = [m for m in last_mlp(model).modules() if isinstance(m, nn.Linear)][-1]
+    out.register_forward_pre_hook(lambda _m, a: calls[-1].append(a[0].shape[:-1].numel()))
+    return calls
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_dpo_passes_skip_the_unread_rows(shared):
+    from judge_rl.train.dpo import DPOConfig, DPOTrainer
+    from tests.train.test_dpo import planted
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=2, seed=0)
+    cfg = DPOConfig(beta=0.1, lr=1e-3, max_steps=1, batch_size=8, eval_fraction=0.0,
+                    device="cpu", shared_prompt=shared)  # fmt: skip
+    tr = DPOTrainer(cfg, model, tok, planted(16))
+    calls = _passes(model)
+    tr.train()
+    assert tr._shared is shared and calls
+    if shared:  # the prompt pass keeps one row per pair (B x P in, B rows kept)
+        kept = {m for b, m in calls if m < b and b % m == 0}
+        assert {8, 16} <= kept  # the training step's 8 pairs; the reference pass's 16
+    else:  # every pass: the response positions only
+        assert all(m < b for b, m in calls)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_grpo_passes_skip_the_unread_rows(shared):
+    from judge_rl.train.grpo import GRPOConfig, GRPOTrainer
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=2, seed=0)
+    cfg = GRPOConfig(steps=1, batch_size=2, group_size=4, epochs=1, lr=1e-3, max_new_tokens=6,
+                     device="cpu", seed=0, shared_prompt=shared)  # fmt: skip
+    tr = GRPOTrainer(cfg, model, tok, "contains:a", [f"question {i} here" for i in range(4)])
+    calls = _passes(model)
+    tr.train()
+    assert tr._shared is shared
+    sampling = [c for c in calls if c[0] <= 8]  # decoding steps: 8 samples x 1 position
+    assert all(m == b for b, m in sampling)
+    assert any(m < b for b, m in calls if b > 8)  # the training passes skip rows
