@@ -214,6 +214,10 @@ async def _run(args: argparse.Namespace) -> int:
             )
         finally:
             await _close(judge)
+            # every judgment is stored: the cache's last checkpoint (SQLite copying its
+            # write-ahead log into the database and syncing it) runs on a thread while the
+            # records and the run log are written, instead of after them
+            closing = _close_cache_soon(cache)
         bar.update(task, completed=total)
     elapsed = time.perf_counter() - t0  # the judging window: the run log's timings.label
     labels = make_labels(cfg, comparisons, judgments, elapsed, judge=judge, budget=budget)
@@ -259,8 +263,8 @@ async def _run(args: argparse.Namespace) -> int:
             f"left out {summary.ties_dropped} ties (--drop-ties is the default; "
             "--no-drop-ties keeps them with p_chosen=0.5)"
         )
-    if cache is not None:
-        cache.close()
+    if closing is not None:
+        closing.join()
     budget.check()  # exit 2 with a clear message when the budget stopped the run
     fails = FailureSummary(total=len(labels.judgments))
     fails.extend(j.error_kind or "error" for j in labels.judgments if not j.ok)
@@ -300,6 +304,32 @@ def _safe_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
         over["base_urls"] = [redact_url(u) for u in over["base_urls"]]
     return over
+
+
+def _close_cache_soon(cache: Any) -> Any:
+    """``cache.close()`` started on a thread; ``.join()`` on what this returns waits for it and
+    raises what it raised. None without a cache."""
+    if cache is None:
+        return None
+    import threading
+
+    class Closing(threading.Thread):
+        error: BaseException | None = None
+
+        def run(self) -> None:
+            try:
+                cache.close()
+            except BaseException as e:  # raised by join(), in the command's thread
+                self.error = e
+
+        def join(self, timeout: float | None = None) -> None:
+            super().join(timeout)
+            if self.error is not None:
+                raise self.error
+
+    t = Closing(name="judge-rl-cache-close")
+    t.start()
+    return t
 
 
 async def _close(judge: Any) -> None:

@@ -720,12 +720,15 @@ def run_gc() -> Iterator[None]:
 
 
 def quiet_gc() -> None:
-    """Freeze what is alive now (see :func:`run_gc`); nothing outside :func:`run_gc`."""
+    """Freeze what is tracked now (see :func:`run_gc`); nothing outside :func:`run_gc`.
+
+    No full collection first: it scanned every object the run holds (0.14 s of CPU before the
+    first call for 10,000 pairs) to find the little garbage that imports leave, which stays
+    frozen only until :func:`run_gc` ends and is collected then."""
     import gc
 
     if os.environ.get("JUDGE_RL_GC_DEFAULT") or gc.get_threshold()[0] != 50_000:
         return  # not inside run_gc
-    gc.collect()
     gc.freeze()
 
 
