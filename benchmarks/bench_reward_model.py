@@ -122,7 +122,9 @@ def tail_loss(losses: list[tuple[int, float]], total: int) -> float:
 # --- the two sides ----------------------------------------------------------------------------
 
 
-def run_ours(data: Path, model: Path, threads: int, bf16: bool, out: Path) -> dict:
+def run_ours(
+    data: Path, model: Path, threads: int, bf16: bool, out: Path, shared_prefix: bool = True
+) -> dict:
     import torch
 
     from judge_rl.data import read_preferences
@@ -143,6 +145,7 @@ def run_ours(data: Path, model: Path, threads: int, bf16: bool, out: Path) -> di
         threads=threads,
         log_every=5,
         seed=0,
+        shared_prefix=shared_prefix,
     )
     from transformers.models.llama import modeling_llama
 
@@ -255,6 +258,52 @@ def run_trl(
     return r
 
 
+ABLATIONS = ("all", "no last-MLP skip", "no fused AdamW", "no shared prefix")
+
+
+def run_ablation(data: Path, model: Path, threads: int, out: Path, reps: int) -> None:
+    """judge_rl's library path with each speed lever turned off in turn (fp32), interleaved in
+    one process; pairs per CPU second (best of ``reps``) tells them apart on a busy machine."""
+    import contextlib
+
+    import torch
+
+    from judge_rl.train import _last_mlp
+
+    skip, adamw = _last_mlp.last_mlp_only, torch.optim.AdamW
+
+    def plain_adamw(params, **kw):  # type: ignore[no-untyped-def]
+        return adamw(params, **{**kw, "fused": None})
+
+    best: dict[str, dict] = {}
+    for rep in range(reps):
+        for v in ABLATIONS:
+            if v == "no last-MLP skip":
+                _last_mlp.last_mlp_only = lambda _k, *_m: contextlib.nullcontext()  # type: ignore[assignment]
+            if v == "no fused AdamW":
+                torch.optim.AdamW = plain_adamw  # type: ignore[misc]
+            try:
+                r = run_ours(data, model, threads, False, out / f"abl-{rep}-{ABLATIONS.index(v)}",
+                             shared_prefix=v != "no shared prefix")  # fmt: skip
+            finally:
+                _last_mlp.last_mlp_only, torch.optim.AdamW = skip, adamw  # type: ignore[misc]
+            if v not in best or r["cpu_s"] < best[v]["cpu_s"]:
+                best[v] = r
+    print()
+    print(
+        f"ablation: judge_rl's library window, fp32, {threads} thread(s), best of {reps} "
+        f"interleaved runs by CPU time; load average now {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'variant':22}{'pairs/CPUs':>11}{'tok/CPUs':>10}{'tok/pair':>10}{'vs all':>8}")
+    base = best["all"]["pairs"] / best["all"]["cpu_s"]
+    for v, r in best.items():
+        rate = r["pairs"] / r["cpu_s"]
+        print(
+            f"{v:22}{rate:11.2f}{r['positions'] / r['cpu_s']:10.0f}"
+            f"{r['positions'] / r['pairs']:10.1f}{rate / base:8.2f}"
+        )
+
+
 def _child_cpu() -> float:
     """CPU seconds (user + system) of the finished child processes so far."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -305,6 +354,13 @@ def main() -> int:
         help="TRL's sampler: group_by_length (its best setting, the ratio's reference) or random",
     )
     ap.add_argument(
+        "--ablation",
+        type=int,
+        default=0,
+        metavar="REPS",
+        help="instead of the comparison: judge_rl with each speed lever off in turn, REPS rounds",
+    )
+    ap.add_argument(
         "--peer-python", default=None, help="a python with trl installed (default: .bench-venvs)"
     )
     args = ap.parse_args()
@@ -328,6 +384,15 @@ def main() -> int:
         ["group_by_length", "random"] if args.trl_sampling == "both" else [args.trl_sampling]
     )
     threads = args.threads or auto_threads()
+    if args.ablation:
+        with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
+            root = Path(tmp)
+            data = root / "pairs.jsonl"
+            write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
+            build_model(root / "model")
+            print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
+            run_ablation(data, root / "model", threads, root, args.ablation)
+        return 0
     py = args.peer_python or peer_python("trl", TRL_REQ, torch=True)
     with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
         root = Path(tmp)
