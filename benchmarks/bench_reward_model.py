@@ -113,6 +113,22 @@ def build_model(path: Path) -> None:
     tok.save_pretrained(path)
 
 
+def real_tokens(data: Path, model: Path) -> tuple[float, float]:
+    """Tokens per pair before padding: (the shared prompt once + both responses' own tokens,
+    both sides in full), the floors of judge_rl's and TRL's token work."""
+    from transformers import AutoTokenizer
+
+    from judge_rl.data import read_preferences
+    from judge_rl.train.rm_data import common_prefix_len, tokenize_pairs
+
+    tok = AutoTokenizer.from_pretrained(model)
+    pairs = tokenize_pairs(read_preferences(data).records, tok, max_length=256)
+    n = max(1, len(pairs))
+    both = sum(len(c) + len(r) for c, r in zip(pairs.chosen, pairs.rejected, strict=True))
+    shared = sum(common_prefix_len(c, r) for c, r in zip(pairs.chosen, pairs.rejected, strict=True))
+    return (both - shared) / n, both / n
+
+
 def tail_loss(losses: list[tuple[int, float]], total: int) -> float:
     """Mean logged loss over the last quarter of the steps."""
     last = [v for s, v in losses if s > 0.75 * total]
@@ -433,6 +449,16 @@ def main() -> int:
         for prec, sides in results.items():
             for side, r in sides.items():
                 print(_row(prec, side, r))
+        once, both = real_tokens(data, model)
+        for prec, sides in results.items():
+            for side, r in sides.items():
+                floor = once if side == "judge_rl" else both
+                run = r["positions"] / r["pairs"]
+                print(
+                    f"padding {prec} {side}: {1 - floor / run:.1%} of the positions run "
+                    f"({floor:.1f} real tokens per pair"
+                    f"{': the shared prompt once' if side == 'judge_rl' else ''})"
+                )
         for prec, sides in results.items():
             ours = sides["judge_rl"]
             for side, trl in sides.items():
