@@ -1,0 +1,212 @@
+"""DeepSpeed ZeRO-3 on two CPU processes over gloo (issue 17 item 5): inside PPO's full-parameter
+gather (:func:`judge_rl.train.ppo.gather_full_params`) rank 0 alone samples with the rollout
+engine and saves the policy as a full state dict, as the over-optimisation monitor and the
+checkpoints do, and nothing waits on a collective the other rank skips; after the block the
+parameters are partitioned again and training goes on.
+
+Needs DeepSpeed, which is not a project dependency: install it outside the project venv, e.g.
+
+    .venv/bin/python -m pip install --no-deps --no-build-isolation --target /tmp/ds-site \\
+        deepspeed hjson msgpack py-cpuinfo einops ninja
+
+and run with ``DS_ACCELERATOR=cpu PYTHONPATH=/tmp/ds-site`` (the test sets ``DS_ACCELERATOR``
+itself). DeepSpeed's CPU accelerator compiles its shared-memory collectives op on first use
+(g++, about 2 CPU-minutes, cached under ``TORCH_EXTENSIONS_DIR``); the test builds it once in a
+subprocess before starting the ranks, and skips with the reason when that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+_DS_CONFIG = {
+    "train_micro_batch_size_per_gpu": 2,
+    "gradient_accumulation_steps": 1,
+    # every parameter sharded (the default keeps parameters under 1e5 elements whole on each
+    # rank, which is all of a tiny model's)
+    "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu_deepspeed_or_skip() -> None:
+    """Skip unless DeepSpeed imports and its CPU accelerator starts (its communication op built)."""
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed (see this file's doc)")
+    code = (
+        "from deepspeed.accelerator import get_accelerator as g\n"
+        "a = g()\n"
+        "assert a.device_name() == 'cpu', a.device_name()\n"
+        "from deepspeed.comm.torch import build_shm_op\n"
+        "build_shm_op()\n"
+    )
+    env = dict(os.environ, DS_ACCELERATOR="cpu")
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip(
+            "DeepSpeed's CPU op build did not finish in 15 min (a stale 'lock' file left in "
+            "TORCH_EXTENSIONS_DIR by a killed build makes it wait forever)"
+        )
+    if r.returncode != 0:
+        pytest.skip(f"DeepSpeed's CPU accelerator cannot start: {r.stderr.strip()[-600:]}")
+
+
+def _worker(rank: int, world: int, port: int, out: str, via: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        DS_ACCELERATOR="cpu",
+    )
+    torch.set_num_threads(1)
+    import copy
+
+    from accelerate import Accelerator, DeepSpeedPlugin
+    from accelerate.utils import InitProcessGroupKwargs
+    from safetensors.torch import save_file
+
+    from judge_rl.models import full_state_dict, tiny_causal_lm, tiny_tokenizer
+    from judge_rl.train.ppo import gather_full_params
+    from judge_rl.train.rollout import HFRolloutEngine
+    from judge_rl.train.sharding import zero3_full_params
+
+    # No CUDA: accelerate's backend for DeepSpeed must be named (gloo), else it counts one process.
+    acc = Accelerator(
+        deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=copy.deepcopy(_DS_CONFIG)),
+        kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")],
+    )
+    try:
+        tok = tiny_tokenizer()
+        model = tiny_causal_lm(tok, hidden_size=32, num_layers=2, seed=3)
+        plain = copy.deepcopy(model)  # a plain model, given the gathered weights below
+        ids = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 7, 6, 5]])
+        mask = torch.ones_like(ids)
+
+        def loss_of(m: torch.nn.Module) -> torch.Tensor:
+            return m(input_ids=ids, attention_mask=mask, labels=ids).loss
+
+        engine, ds_opt = acc.prepare(model, torch.optim.SGD(model.parameters(), lr=0.5))
+        acc.backward(loss_of(engine))  # one step: the coordinator is now recording its trace
+        ds_opt.step()
+        ds_opt.zero_grad()
+
+        policy = engine.module  # what the trainer samples from (accelerator.unwrap_model)
+        offload = ds_opt.optimizer.parameter_offload
+        hooks_before = (len(offload.forward_hooks), len(offload.backward_hooks))
+        p0 = next(policy.parameters())
+        sharded = [int(p0.numel()), str(p0.ds_status)]
+
+        gather = gather_full_params(acc, engine) if via == "ppo" else zero3_full_params(engine)
+        with gather:
+            inside = [int(p0.numel()), str(p0.ds_status)]
+            if rank == 0:  # rank 0 alone samples and saves (the monitor and checkpoints)
+                with torch.no_grad():
+                    logits = policy(input_ids=ids).logits.detach().clone()
+                got = HFRolloutEngine(policy, tok, max_new_tokens=6).generate(
+                    ids, mask, greedy=True
+                )
+                sd = {k: v.detach().clone() for k, v in full_state_dict(policy).items()}
+                policy.save_pretrained(Path(out) / "saved", state_dict=sd)
+            acc.wait_for_everyone()
+        after = [int(p0.numel()), str(p0.ds_status)]
+        hooks_after = (len(offload.forward_hooks), len(offload.backward_hooks))
+
+        # the gathered weights, fetched the plain way (every rank, no forward); on rank 0 a plain
+        # transformers model with these weights gives the logits and sample rank 0 must have seen
+        import deepspeed
+
+        logit_gap, same_sample = 0.0, True
+        with deepspeed.zero.GatheredParameters(list(policy.parameters())):
+            if rank == 0:
+                gathered = {n: p.detach().clone() for n, p in policy.named_parameters()}
+                save_file(gathered, str(Path(out) / "gathered.safetensors"))
+        if rank == 0:
+            with torch.no_grad():
+                for n, p in plain.named_parameters():
+                    p.copy_(gathered[n])
+                logit_gap = float((plain(input_ids=ids).logits - logits).abs().max())
+            want = HFRolloutEngine(plain, tok, max_new_tokens=6).generate(ids, mask, greedy=True)
+            same_sample = want.response_ids.tolist() == got.response_ids.tolist()
+        # training goes on after the block (hooks back, parameters partitioned again)
+        loss2 = loss_of(engine)
+        acc.backward(loss2)
+        ds_opt.step()
+        Path(out, f"rank{rank}.json").write_text(
+            json.dumps(
+                {
+                    "sharded": sharded,
+                    "inside": inside,
+                    "after": after,
+                    "full_numel": int(next(plain.parameters()).numel()),
+                    "hooks_before": hooks_before,
+                    "hooks_after": hooks_after,
+                    "logit_gap": logit_gap,
+                    "same_sample": same_sample,
+                    "loss2": float(loss2.detach()),
+                }
+            )
+        )
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# "ppo": the trainer's gather (judge_rl.train.ppo.gather_full_params, what the monitor and the
+# checkpoints run inside); "sharding": judge_rl.train.sharding.zero3_full_params on its own.
+@pytest.mark.parametrize("via", ["ppo", "sharding"])
+def test_zero3_rank0_samples_and_saves_full_weights_inside_the_gather(tmp_path, monkeypatch, via):
+    _cpu_deepspeed_or_skip()
+    mp = pytest.importorskip("torch.multiprocessing")
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # inherited by the spawned ranks
+    ctx = mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), via), nprocs=2, join=False)
+    deadline = time.monotonic() + 180
+    while not ctx.join(timeout=2):
+        if time.monotonic() > deadline:  # a rank waiting on a collective the other skipped
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung inside the ZeRO-3 gather (a collective only one rank entered)")
+    for rank in (0, 1):
+        r = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert r["sharded"] == [0, "ZeroParamStatus.NOT_AVAILABLE"]  # really sharded
+        assert r["inside"] == [r["full_numel"], "ZeroParamStatus.AVAILABLE"]  # gathered
+        assert r["after"] == r["sharded"]  # and partitioned again
+        assert r["hooks_after"] == r["hooks_before"] and r["hooks_before"][0] > 0  # restored
+        assert r["logit_gap"] < 1e-6 and r["same_sample"], str(r)  # the full model, on rank 0
+    a, b = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1))
+    assert a["loss2"] == b["loss2"] and a["loss2"] == a["loss2"]  # the next step ran, in sync
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from judge_rl.models import tiny_causal_lm, tiny_tokenizer
+
+    back = dict(AutoModelForCausalLM.from_pretrained(str(tmp_path / "saved")).named_parameters())
+    gathered = load_file(str(tmp_path / "gathered.safetensors"))
+    assert back.keys() == gathered.keys()
+    assert all(torch.equal(back[k].detach(), gathered[k]) for k in gathered)  # full, exact
+    init = dict(
+        tiny_causal_lm(tiny_tokenizer(), hidden_size=32, num_layers=2, seed=3).named_parameters()
+    )
+    assert not all(torch.equal(init[k], gathered[k]) for k in gathered)  # the step was saved
