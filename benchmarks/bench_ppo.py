@@ -12,6 +12,9 @@ model) and TRL's layout (a separate value model initialised from the reward mode
 update is warm-up and not timed. Prints wall and CPU s/update, samples/s, and the token positions
 the policy trained on per update (4 epochs x B x (P + R), padding included; the same on both
 sides when the token work is the same) and per second, then ``RATIO`` lines (wall and CPU time).
+The command row times ``judge-rl ppo`` as a user runs it (``python -m judge_rl ppo`` from the
+files on disk, its own process, start to exit: imports, loading and the final save included)
+against TRL's whole script (its process, start to exit), the same updates on both sides.
 
 Part 2 (``--part memory``): the embedded model (SmolLM2-135M) on CPU, each configuration in a
 fresh process (peak RSS is a process's high-water mark): default (fp32, value head), gradient
@@ -159,6 +162,39 @@ def run_ours(
             for k in ("time_generate", "time_score", "time_train")
         },
     }
+
+
+def _clock(since: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(wall, CPU of finished child processes) now, or elapsed since ``since``."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    now = (time.perf_counter(), ru.ru_utime + ru.ru_stime)
+    return now if since is None else (now[0] - since[0], now[1] - since[1])
+
+
+def run_cli(
+    root: Path, policy: Path, rm: Path, prompts: list[str], updates: int, threads: int
+) -> tuple[float, float]:
+    """``judge-rl ppo`` as a user runs it, in its own process, from the files on disk, with
+    part 1's settings (value head, the default): (wall, CPU) seconds, start to exit."""
+    import subprocess
+
+    pfile = root / "prompts.jsonl"
+    pfile.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    cmd = [sys.executable, "-m", "judge_rl", "ppo", "--policy", str(policy), "--reward",
+           f"rm:{rm}", "--prompts", str(pfile), "--output", str(root / "cli-out"),
+           "--steps", str(updates), "--batch-size", str(BATCH), "--mini-batch-size", str(BATCH),
+           "--ppo-epochs", str(EPOCHS), "--max-new-tokens", str(NEW_TOKENS), "--temperature",
+           "1.0", "--kl-coef", str(KL), "--lr", str(LR), "--device", "cpu", "--seed", "0",
+           "--threads", str(threads)]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = _clock()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    took = _clock(t0)
+    if r.returncode != 0:
+        raise RuntimeError(f"judge-rl ppo failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return took
 
 
 def summarise(marks: list[float], cpu: list[tuple[float, int]]) -> dict:
@@ -351,6 +387,7 @@ def trl_part(args: argparse.Namespace) -> None:
             flush=True,
         )
         # TRL first, then ours: neither side always gets the warmer machine.
+        t_peer = _clock()
         run_peer(
             py,
             str(root / "peer.py"),
@@ -361,7 +398,9 @@ def trl_part(args: argparse.Namespace) -> None:
             str(args.updates),
             str(root / "trl.json"),
         )
+        peer_whole = _clock(t_peer)
         trl = json.loads((root / "trl.json").read_text())
+        cli = run_cli(root, policy, rm, prompts, args.updates, args.threads)
         ours = run_ours(policy, rm, prompts, args.updates, "head")
         ours_rm = run_ours(policy, rm, prompts, args.updates, "rm")
     rows = {
@@ -386,6 +425,17 @@ def trl_part(args: argparse.Namespace) -> None:
         f"judge_rl time split per update: generate {sp['time_generate']:.3f} s, score "
         f"{sp['time_score']:.3f} s, train {sp['time_train']:.3f} s; mean response "
         f"{statistics.mean(ours['tokens']) / BATCH:.1f} tokens"
+    )
+    print(
+        f"end to end, process start to exit, {args.updates} updates (imports, model loading and "
+        f"saving included): `judge-rl ppo` {cli[0]:.1f} s wall, {cli[1]:.1f} CPU s; TRL's "
+        f"script {peer_whole[0]:.1f} s wall, {peer_whole[1]:.1f} CPU s"
+    )
+    print(
+        f"RATIO ppo_command judge-rl ppo/trl script = {peer_whole[0] / cli[0]:.2f}x wall, "
+        f"{peer_whole[1] / cli[1]:.2f}x CPU time (the whole process each, {args.updates} updates "
+        f"of {BATCH} samples; hidden {args.hidden} x {args.layers} layers, CPU, "
+        f"{args.threads} thread(s))"
     )
     t = rows["trl " + trl["trl"]]
     for name in ("judge_rl", "judge_rl (rm value)"):
