@@ -320,6 +320,57 @@ def run_ablation(data: Path, model: Path, threads: int, out: Path, reps: int) ->
         )
 
 
+def run_profile(data: Path, model: Path, threads: int, out: Path, rows: int = 25) -> None:
+    """torch.profiler over judge_rl's training steps (fp32; the first 3 steps left out as
+    warm-up): self CPU time per op, the split of what is left to speed up."""
+    import torch
+
+    from judge_rl.data import read_preferences
+    from judge_rl.train.reward_model import RewardModelConfig, train_reward_model
+
+    recs = read_preferences(data).records
+    cfg = RewardModelConfig(
+        model=str(model), output=str(out), epochs=1, lr=1e-4, batch_size=8, max_length=256,
+        eval_split=0.0, eval_every=0, save_every=0, bf16="off", threads=threads, seed=0,
+    )  # fmt: skip
+    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True)
+    on = [False]
+
+    def hook(ev):  # type: ignore[no-untyped-def]
+        if ev.kind == "step" and ev.step == 3:
+            prof.start()
+            on[0] = True
+        elif ev.kind == "save" and on[0]:  # the final save is outside the profile
+            prof.stop()
+            on[0] = False
+
+    train_reward_model(cfg, records=recs, hooks=[hook])
+    if on[0]:
+        prof.stop()
+    avg = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in avg)
+    print(f"profile: judge_rl training steps 4 to the end, {threads} thread(s), fp32")
+    print(f"{'op':44}{'self CPU %':>11}{'calls':>8}")
+    for e in sorted(avg, key=lambda e: -e.self_cpu_time_total)[:rows]:
+        print(f"{e.key[:43]:44}{100 * e.self_cpu_time_total / total:10.1f}%{e.count:8d}")
+    groups = {
+        "matmul (aten::mm, addmm)": ("aten::mm", "aten::addmm"),
+        "attention (aten::bmm)": ("aten::bmm",),
+        "optimizer (fused AdamW, clip)": ("aten::_fused_adamw_", "aten::linalg_vector_norm"),
+    }
+    mm = [e for e in avg if e.key in ("aten::mm", "aten::addmm")]
+    mm_s = sum(e.self_cpu_time_total for e in mm) / 1e6
+    if mm_s:
+        rate = sum(e.flops for e in mm) / mm_s / 1e9
+        print(f"matmul rate: {rate:.1f} GFLOP/s per thread (self CPU time of aten::mm/addmm)")
+    done = 0.0
+    for name, keys in groups.items():
+        t = sum(e.self_cpu_time_total for e in avg if e.key in keys)
+        done += t
+        print(f"SPLIT {name}: {100 * t / total:.1f}%")
+    print(f"SPLIT everything else (elementwise, copies, autograd): {100 * (1 - done / total):.1f}%")
+
+
 def _child_cpu() -> float:
     """CPU seconds (user + system) of the finished child processes so far."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -377,6 +428,11 @@ def main() -> int:
         help="instead of the comparison: judge_rl with each speed lever off in turn, REPS rounds",
     )
     ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the comparison: torch.profiler over judge_rl's training steps",
+    )
+    ap.add_argument(
         "--peer-python", default=None, help="a python with trl installed (default: .bench-venvs)"
     )
     args = ap.parse_args()
@@ -400,6 +456,15 @@ def main() -> int:
         ["group_by_length", "random"] if args.trl_sampling == "both" else [args.trl_sampling]
     )
     threads = args.threads or auto_threads()
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
+            root = Path(tmp)
+            data = root / "pairs.jsonl"
+            write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
+            build_model(root / "model")
+            print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
+            run_profile(data, root / "model", threads, root / "out")
+        return 0
     if args.ablation:
         with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
             root = Path(tmp)
