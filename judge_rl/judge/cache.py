@@ -606,7 +606,7 @@ class CachedJudge:
             by_key: dict[str, Candidate] = {}
             for k, cand in zip(_score_keys(fp, both)[0], both, strict=True):
                 by_key.setdefault(k, cand)  # the first candidate of each key, in order
-            hits = self.cache.get_many(by_key) if self.cache else {}
+            hits = self.cache.get_many(by_key) if self.cache is not None else {}
             misses = [c for k, c in by_key.items() if k not in hits]
             est_fn = getattr(self.inner, "estimate_scores", None)
             est = est_fn(misses) if est_fn else Estimate()
@@ -623,7 +623,7 @@ class CachedJudge:
         uniq: dict[str, Comparison] = {}
         for k, c in zip(keys, comparisons, strict=True):
             uniq.setdefault(k, c)  # the first comparison of each key, in order
-        hits = self.cache.get_many(uniq) if self.cache else {}
+        hits = self.cache.get_many(uniq) if self.cache is not None else {}
         todo = [c for k, c in uniq.items() if k not in hits]
         est = fn(todo) if fn else Estimate()
         est.cached += len(hits)

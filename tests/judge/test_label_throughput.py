@@ -242,3 +242,23 @@ if __name__ == "__main__":  # record the golden outputs (run with the code befor
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps(out, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+def test_the_estimate_never_counts_the_whole_cache(tmp_path, pairwise_template, monkeypatch):
+    """``CachedJudge.estimate`` looked its keys up behind ``if self.cache``, which calls
+    ``JudgmentCache.__len__``: a ``COUNT(*)`` over every stored judgment before the first call
+    of every run (~8 ms per 200,000 rows here; a shared default cache grows without bound)."""
+    cache = JudgmentCache(tmp_path / "c.sqlite")
+    judge = CachedJudge(LLMJudge(MockBackend(concurrency=8), pairwise_template), cache)
+    compare_sync(judge, _many(5))
+    counted: list[int] = []
+    real = JudgmentCache.__len__
+
+    def spy(self):
+        counted.append(1)
+        return real(self)
+
+    monkeypatch.setattr(JudgmentCache, "__len__", spy)
+    est = judge.estimate(_many(8))
+    assert (est.cached, est.calls) == (5, 3)
+    assert counted == []
