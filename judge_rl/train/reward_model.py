@@ -814,7 +814,7 @@ class _Trainer:
             and self.device.split(":")[0] in ("cpu", "cuda")
         )
         self.optimizer: Any = torch.optim.AdamW(
-            params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {})
+            params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True if fused else None
         )
         acc = self.dist.accelerator
         if acc is not None:
