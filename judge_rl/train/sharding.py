@@ -30,7 +30,45 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["zero3_full_params", "zero3_hooks_removed"]
+__all__ = [
+    "deepspeed_cpu_kwargs",
+    "set_deepspeed_micro_batch",
+    "zero3_full_params",
+    "zero3_hooks_removed",
+]
+
+
+def deepspeed_cpu_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """``Accelerator`` keyword arguments for DeepSpeed on DeepSpeed's own CPU accelerator
+    (``DS_ACCELERATOR=cpu``), or None when DeepSpeed would not run on the CPU.
+
+    accelerate runs DeepSpeed only when not told ``cpu=True`` (with it, it falls back to DDP), and
+    with no CUDA device it does not name a process-group backend, so it counts one process; the
+    backend is named here (gloo) and ``cpu`` dropped."""
+    import os
+
+    if os.environ.get("DS_ACCELERATOR", "").lower() != "cpu":
+        return None
+    from accelerate.utils import InitProcessGroupKwargs
+
+    out = {k: v for k, v in kwargs.items() if k != "cpu"}
+    handlers = list(out.get("kwargs_handlers") or [])
+    if not any(isinstance(h, InitProcessGroupKwargs) for h in handlers):
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    out["kwargs_handlers"] = handlers
+    return out
+
+
+def set_deepspeed_micro_batch(accelerator: Any, micro_batch_size: int) -> None:
+    """Fill DeepSpeed's ``train_micro_batch_size_per_gpu`` when its config leaves it ``auto``
+    (accelerate takes it from a prepared data loader; the trainers prepare none). No-op without
+    DeepSpeed or with a number already set."""
+    ds = getattr(accelerator.state, "deepspeed_plugin", None)
+    if ds is None:
+        return
+    cfg = ds.deepspeed_config
+    if cfg.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        cfg["train_micro_batch_size_per_gpu"] = int(micro_batch_size)
 
 
 def _zero3_offload(engine: Any) -> Any:
@@ -97,7 +135,7 @@ def zero3_hooks_removed(engine: Any) -> Iterator[None]:
         h.remove()
     offload.forward_hooks = []
     offload.backward_hooks = []
-    if pre_fn is not None:
+    if pre is not None and pre_fn is not None:
         pre.remove()
     try:
         yield
