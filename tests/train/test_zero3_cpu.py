@@ -13,6 +13,11 @@ and run with ``DS_ACCELERATOR=cpu PYTHONPATH=/tmp/ds-site`` (the test sets ``DS_
 itself). DeepSpeed's CPU accelerator compiles its shared-memory collectives op on first use
 (g++, about 2 CPU-minutes, cached under ``TORCH_EXTENSIONS_DIR``); the test builds it once in a
 subprocess before starting the ranks, and skips with the reason when that fails.
+
+The ``[ppo]`` case and the PPO-trainer test go through ``judge_rl/train/ppo.py``: they need its
+ZeRO-3 gather to use :func:`judge_rl.train.sharding.zero3_full_params` and its accelerator to
+accept DeepSpeed's CPU accelerator (:func:`judge_rl.train.sharding.deepspeed_cpu_kwargs`); without
+those, the first hangs (killed after 180 s) and the second stops on "DeepSpeed needs GPUs".
 """
 
 from __future__ import annotations
