@@ -327,6 +327,10 @@ def make_accelerator(**kwargs: Any) -> Any:
     from accelerate.state import AcceleratorState
 
     shard = sharding_requested()
+    if shard == "DeepSpeed" and kwargs.get("cpu"):
+        from judge_rl.train.sharding import deepspeed_cpu_kwargs
+
+        kwargs = deepspeed_cpu_kwargs(kwargs) or kwargs  # DS_ACCELERATOR=cpu: DeepSpeed on CPU
     if shard and kwargs.get("cpu"):
         raise ConfigError(
             f"{shard} needs GPUs (accelerate runs it only on accelerators); on CPU launch "
@@ -443,9 +447,11 @@ def gather_full_params(accelerator: Any, model: Any) -> Iterator[None]:
 
     ds = getattr(accelerator.state, "deepspeed_plugin", None)
     if ds is not None and getattr(ds, "zero_stage", 0) == 3:
-        import deepspeed
+        # rank 0 alone may run forwards inside (the monitor): DeepSpeed's module hooks are
+        # taken off for the block, as TRL does for generation (judge_rl.train.sharding)
+        from judge_rl.train.sharding import zero3_full_params
 
-        with deepspeed.zero.GatheredParameters(list(model.parameters())):
+        with zero3_full_params(model):
             yield
     elif accelerator.distributed_type == DistributedType.FSDP:
         fsdp2 = _fsdp2_modules(model)
@@ -672,6 +678,14 @@ class PPOTrainer:
                 log.warning("%s does not support gradient checkpointing", type(policy).__name__)
         params = [p for p in joint.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-5)
+        from judge_rl.train.sharding import set_deepspeed_micro_batch
+
+        set_deepspeed_micro_batch(
+            acc,
+            c.micro_batch_size or c.mini_batch_size,
+            mini_batch_size=c.mini_batch_size,
+            max_grad_norm=c.max_grad_norm or 0.0,
+        )
         self.model, self.optimizer = acc.prepare(joint, optimizer)
         self._params = params
 

@@ -59,16 +59,37 @@ def deepspeed_cpu_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def set_deepspeed_micro_batch(accelerator: Any, micro_batch_size: int) -> None:
+def set_deepspeed_micro_batch(
+    accelerator: Any,
+    micro_batch_size: int,
+    *,
+    mini_batch_size: int | None = None,
+    max_grad_norm: float | None = None,
+) -> None:
     """Fill DeepSpeed's ``train_micro_batch_size_per_gpu`` when its config leaves it ``auto``
-    (accelerate takes it from a prepared data loader; the trainers prepare none). No-op without
-    DeepSpeed or with a number already set."""
+    (accelerate takes it from a prepared data loader; the trainers prepare none), and its
+    ``gradient_clipping`` from ``max_grad_norm`` when that is ``auto`` (under DeepSpeed
+    ``accelerator.clip_grad_norm_`` does nothing: the engine clips). Refuses micro-batches smaller
+    than the mini-batch: accelerate steps the engine at every backward, so the accumulation the
+    trainer does would become one optimiser step per micro-batch. No-op without DeepSpeed."""
     ds = getattr(accelerator.state, "deepspeed_plugin", None)
     if ds is None:
         return
+    if mini_batch_size is not None and micro_batch_size < mini_batch_size:
+        from judge_rl.errors import ConfigError
+
+        raise ConfigError(
+            f"micro_batch_size {micro_batch_size} < mini_batch_size {mini_batch_size} is not "
+            "supported under DeepSpeed (the engine steps at every backward); use the same size "
+            "or set gradient_accumulation_steps in the DeepSpeed config with a smaller "
+            "mini_batch_size",
+            setting="micro_batch_size",
+        )
     cfg = ds.deepspeed_config
     if cfg.get("train_micro_batch_size_per_gpu", "auto") == "auto":
         cfg["train_micro_batch_size_per_gpu"] = int(micro_batch_size)
+    if max_grad_norm is not None and cfg.get("gradient_clipping", "auto") == "auto":
+        cfg["gradient_clipping"] = float(max_grad_norm)
 
 
 def _zero3_offload(engine: Any) -> Any:
