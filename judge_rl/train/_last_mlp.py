@@ -1,20 +1,23 @@
-"""The last decoder layer's MLP on the positions whose output is read, and nowhere else.
+"""The last decoder layer's row-wise work (MLP, query and output projections) on the positions
+whose output is read, and nowhere else.
 
 A training forward reads the final hidden state at a few positions only: PPO, GRPO and DPO read
 the response positions (``logits_to_keep``), a reward model reads the last token of each
 sequence. Every position still needs the earlier layers (the read positions attend to them) and
-the last layer's attention still needs every position's keys and values. But the last layer's MLP
-is position-wise, so its output at a position nobody reads is arithmetic thrown away: the MLP is
-about two thirds of a Llama layer's matmul work, so with 4 layers and a prompt that is 60% of the
-sequence about a tenth of the forward and backward.
+the last layer's keys and values. But everything else in the last layer is row-wise: the MLP, and
+the attention's query and output projections (a query only makes its own row's attention output).
+Their output at a position nobody reads is arithmetic thrown away: about five sixths of a Llama
+layer's matmul work, so with 4 layers and a prompt that is 60% of the sequence about an eighth of
+the forward and backward.
 
-Inside :func:`last_mlp_only` that MLP runs on the read rows only and adds 0 at the others. The
+Inside :func:`last_mlp_only` those modules run on the read rows only and give 0 at the others. The
 read positions get exactly the model's arithmetic; the final hidden states at the other positions
 are NOT the model's and must not be read. The block must cover the backward too: gradient
 checkpointing re-runs the forward there.
 
-Only dense MLPs of the usual decoder layout are touched (a ``ModuleList`` of layers with an
-``mlp``, no ``experts``); any other model runs unchanged.
+Only the usual decoder layout is touched (a ``ModuleList`` of layers with a dense ``mlp``, no
+``experts``; ``self_attn.q_proj`` and ``o_proj`` where the attention has them separately); any
+other model runs unchanged.
 """
 
 from __future__ import annotations
@@ -27,21 +30,44 @@ import torch
 from torch import nn
 
 
+def _last_layer(model: nn.Module) -> nn.Module | None:
+    """The last decoder layer of ``model``'s first stack of decoder layers (a ``ModuleList``
+    whose layers have an ``mlp``), or ``None``."""
+    for mod in model.modules():
+        if (
+            isinstance(mod, nn.ModuleList)
+            and len(mod) > 0
+            and isinstance(getattr(mod[-1], "mlp", None), nn.Module)
+        ):
+            return mod[-1]  # type: ignore[no-any-return]
+    return None
+
+
 def last_mlp(model: nn.Module) -> nn.Module | None:
     """The dense MLP of the last decoder layer of ``model``'s first stack of decoder layers, or
     ``None`` when the model has no such layout (or a mixture-of-experts one)."""
-    for mod in model.modules():
-        if isinstance(mod, nn.ModuleList) and len(mod) > 0:
-            layer = mod[-1]
-            mlp = getattr(layer, "mlp", None)
-            if not isinstance(mlp, nn.Module):
-                continue
-            if hasattr(mlp, "experts") or not any(
-                isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D" for m in mlp.modules()
-            ):
-                return None  # routed experts, or nothing we know to be position-wise
-            return mlp
-    return None
+    layer = _last_layer(model)
+    if layer is None:
+        return None
+    mlp = layer.mlp
+    if hasattr(mlp, "experts") or not any(
+        isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D" for m in mlp.modules()
+    ):
+        return None  # routed experts, or nothing we know to be position-wise
+    return mlp  # type: ignore[no-any-return]
+
+
+def row_wise_modules(model: nn.Module) -> list[nn.Module]:
+    """The last layer's modules whose output at a position feeds only that position's final
+    hidden state: the MLP, and the attention's separate query and output projections
+    (``q_proj``, ``o_proj``; keys and values are left alone, every position needs them). A
+    query of zeros at an unread row changes no other row's attention. [] for other layouts."""
+    mlp = last_mlp(model)
+    if mlp is None:
+        return []
+    attn = getattr(_last_layer(model), "self_attn", None)
+    projs = [getattr(attn, name, None) for name in ("q_proj", "o_proj")]
+    return [mlp] + [m for m in projs if isinstance(m, nn.Module)]
 
 
 def _tail_forward(inner: Callable[..., Any], keep: int) -> Callable[..., Any]:
@@ -68,22 +94,23 @@ def _rows_forward(inner: Callable[..., Any], rows: torch.Tensor) -> Callable[...
 
 @contextmanager
 def last_mlp_only(keep: int | torch.Tensor | None, *models: nn.Module | None) -> Iterator[None]:
-    """Inside the block, the last decoder layer's MLP of each model runs only where ``keep``
-    says: the last ``keep`` positions (an int, as ``logits_to_keep``) or the positions where a
-    (B, T) bool tensor is True. ``None``, 0 or a model of another layout: unchanged. Re-entrant
-    (an inner block on the same model changes nothing)."""
+    """Inside the block, the last decoder layer's row-wise work (:func:`row_wise_modules`: its
+    MLP, query and output projections) of each model runs only where ``keep`` says: the last
+    ``keep`` positions (an int, as ``logits_to_keep``) or the positions where a (B, T) bool
+    tensor is True. ``None``, 0 or a model of another layout: unchanged. Re-entrant (an inner
+    block on the same model changes nothing)."""
     with ExitStack() as stack:
         if keep is not None and not (isinstance(keep, int) and keep <= 0):
             seen: set[int] = set()
             for model in models:
-                mlp = last_mlp(model) if model is not None else None
-                if mlp is None or id(mlp) in seen or "forward" in vars(mlp):
-                    continue  # another layout, the same MLP twice, or already inside a block
-                seen.add(id(mlp))
-                inner = mlp.forward
-                if isinstance(keep, int):
-                    mlp.forward = _tail_forward(inner, keep)  # type: ignore[method-assign]
-                else:
-                    mlp.forward = _rows_forward(inner, keep.bool())  # type: ignore[method-assign]
-                stack.callback(vars(mlp).pop, "forward", None)
+                for mod in row_wise_modules(model) if model is not None else []:
+                    if id(mod) in seen or "forward" in vars(mod):
+                        continue  # the same module twice, or already inside a block
+                    seen.add(id(mod))
+                    inner = mod.forward
+                    if isinstance(keep, int):
+                        mod.forward = _tail_forward(inner, keep)  # type: ignore[method-assign]
+                    else:
+                        mod.forward = _rows_forward(inner, keep.bool())  # type: ignore[method-assign]
+                    stack.callback(vars(mod).pop, "forward", None)
         yield

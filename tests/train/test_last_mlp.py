@@ -40,6 +40,14 @@ def test_tail_keep_gives_the_same_logits_and_gradients_and_skips_the_other_rows(
     keep = 6
     ref_logits, ref_grads = _lm_step(model, ids, keep)
     rows = _rows_through(last_mlp(model))
+    attn = model.model.layers[-1].self_attn
+    computed: dict[str, list[int]] = {"q": [], "o": [], "k": []}  # rows with a nonzero output
+    for name, proj in (("q", attn.q_proj), ("o", attn.o_proj), ("k", attn.k_proj)):
+        proj.register_forward_hook(
+            lambda _m, a, out, name=name: computed[name].append(
+                int(out.abs().sum(-1).gt(0).sum(-1).max())
+            )
+        )
     with last_mlp_only(keep, model):
         logits, grads = _lm_step(model, ids, keep)
     assert "forward" not in vars(last_mlp(model))  # restored after the block
@@ -49,6 +57,9 @@ def test_tail_keep_gives_the_same_logits_and_gradients_and_skips_the_other_rows(
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
     # every pass through the last MLP (the recomputation too) saw only B x keep rows
     assert rows and all(n == 3 * keep for n in rows)
+    # the query and output projections too; keys see every position (the kept rows attend to them)
+    assert set(computed["q"]) == set(computed["o"]) == {keep}
+    assert set(computed["k"]) == {20}
 
 
 def test_the_other_positions_are_not_the_models():
