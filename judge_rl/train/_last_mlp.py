@@ -43,18 +43,22 @@ def _last_layer(model: nn.Module) -> nn.Module | None:
     return None
 
 
+def _dense_mlp(layer: nn.Module | None) -> nn.Module | None:
+    """A decoder layer's MLP when it is dense and position-wise, else ``None``."""
+    mlp = getattr(layer, "mlp", None)
+    if (
+        mlp is None
+        or hasattr(mlp, "experts")
+        or not any(isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D" for m in mlp.modules())
+    ):
+        return None  # no layer, routed experts, or nothing we know to be position-wise
+    return mlp  # type: ignore[no-any-return]
+
+
 def last_mlp(model: nn.Module) -> nn.Module | None:
     """The dense MLP of the last decoder layer of ``model``'s first stack of decoder layers, or
     ``None`` when the model has no such layout (or a mixture-of-experts one)."""
-    layer = _last_layer(model)
-    if layer is None:
-        return None
-    mlp = layer.mlp
-    if hasattr(mlp, "experts") or not any(
-        isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D" for m in mlp.modules()
-    ):
-        return None  # routed experts, or nothing we know to be position-wise
-    return mlp  # type: ignore[no-any-return]
+    return _dense_mlp(_last_layer(model))
 
 
 def row_wise_modules(model: nn.Module) -> list[nn.Module]:
@@ -62,10 +66,11 @@ def row_wise_modules(model: nn.Module) -> list[nn.Module]:
     hidden state: the MLP, and the attention's separate query and output projections
     (``q_proj``, ``o_proj``; keys and values are left alone, every position needs them). A
     query of zeros at an unread row changes no other row's attention. [] for other layouts."""
-    mlp = last_mlp(model)
+    layer = _last_layer(model)  # one walk over the model's modules
+    mlp = _dense_mlp(layer)
     if mlp is None:
         return []
-    attn = getattr(_last_layer(model), "self_attn", None)
+    attn = getattr(layer, "self_attn", None)
     projs = [getattr(attn, name, None) for name in ("q_proj", "o_proj")]
     return [mlp] + [m for m in projs if isinstance(m, nn.Module)]
 
