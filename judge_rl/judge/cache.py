@@ -846,10 +846,8 @@ class CachedJudge:
             todo_chunks = iter(enumerate(chunks))
 
             async def worker() -> None:
-                for (
-                    ci,
-                    chunk,
-                ) in todo_chunks:  # one shared iterator: each chunk to one worker, in order
+                # one shared iterator: each chunk to one worker, in order
+                for ci, chunk in todo_chunks:
                     await one(ci, chunk)
 
             try:

@@ -678,9 +678,9 @@ class PPOTrainer:
                 log.warning("%s does not support gradient checkpointing", type(policy).__name__)
         params = [p for p in joint.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-5)
-        from judge_rl.train.sharding import set_deepspeed_micro_batch
+        from judge_rl.train.sharding import configure_deepspeed
 
-        set_deepspeed_micro_batch(
+        configure_deepspeed(
             acc,
             c.micro_batch_size or c.mini_batch_size,
             mini_batch_size=c.mini_batch_size,

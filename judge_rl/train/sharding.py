@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "deepspeed_cpu_kwargs",
-    "set_deepspeed_micro_batch",
+    "configure_deepspeed",
     "zero3_full_params",
     "zero3_hooks_removed",
 ]
@@ -59,7 +59,7 @@ def deepspeed_cpu_kwargs(kwargs: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def set_deepspeed_micro_batch(
+def configure_deepspeed(
     accelerator: Any,
     micro_batch_size: int,
     *,

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from judge_rl.errors import ConfigError
-from judge_rl.train.sharding import set_deepspeed_micro_batch
+from judge_rl.train.sharding import configure_deepspeed
 
 
 def _acc(cfg: dict | None) -> SimpleNamespace:
@@ -18,16 +18,16 @@ def _acc(cfg: dict | None) -> SimpleNamespace:
 
 def test_auto_values_are_filled_and_set_ones_kept():
     cfg = {"train_micro_batch_size_per_gpu": "auto", "gradient_clipping": "auto"}
-    set_deepspeed_micro_batch(_acc(cfg), 8, mini_batch_size=8, max_grad_norm=1.0)
+    configure_deepspeed(_acc(cfg), 8, mini_batch_size=8, max_grad_norm=1.0)
     assert cfg == {"train_micro_batch_size_per_gpu": 8, "gradient_clipping": 1.0}
     cfg = {"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 0.5}
-    set_deepspeed_micro_batch(_acc(cfg), 8, mini_batch_size=8, max_grad_norm=1.0)
+    configure_deepspeed(_acc(cfg), 8, mini_batch_size=8, max_grad_norm=1.0)
     assert cfg == {"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 0.5}
-    set_deepspeed_micro_batch(_acc(None), 2, mini_batch_size=8)  # no DeepSpeed: nothing to do
+    configure_deepspeed(_acc(None), 2, mini_batch_size=8)  # no DeepSpeed: nothing to do
 
 
 def test_micro_batches_below_the_mini_batch_are_refused_under_deepspeed():
     """accelerate steps the DeepSpeed engine at every backward: accumulating micro-batches
     would silently become one optimiser step each."""
     with pytest.raises(ConfigError, match="micro_batch_size"):
-        set_deepspeed_micro_batch(_acc({}), 4, mini_batch_size=8)
+        configure_deepspeed(_acc({}), 4, mini_batch_size=8)
