@@ -311,6 +311,8 @@ def load_reward_model(
 
     ``name_or_path``: a model folder, a hub name, or an embedded alias (``embedded``).
     """
+    import pickle
+
     import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -322,10 +324,13 @@ def load_reward_model(
     torch.manual_seed(seed)  # the new head's initialisation
     level = _quiet_transformers()
     try:
+        # transformers reads pickled weights (pytorch_model.bin) weights-only: a pickle that
+        # asks for code is refused (UnpicklingError), never run
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, pickle.UnpicklingError) as e:
         raise ConfigError(
-            f"cannot load {name_or_path!r} as a reward model: {e}", setting="model"
+            f"cannot load {name_or_path!r} as a reward model: {_load_error_reason(e)}",
+            setting="model",
         ) from None
     finally:
         hf_logging.set_verbosity(level)
@@ -670,6 +675,57 @@ def latest_checkpoint(output: str | os.PathLike[str]) -> Path | None:
             if best is None or step > best[0]:
                 best = (step, p)
     return best[1] if best else None
+
+
+def _load_error_reason(e: BaseException) -> str:
+    """One line of a load error: torch's weights-only refusal names the disallowed global in
+    its ``WeightsUnpickler error`` line (the rest of its message suggests loading unsafely)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    line = next(
+        (x for x in lines if x.startswith("WeightsUnpickler error")),
+        lines[0] if lines else type(e).__name__,
+    )
+    return line.split(". Please use ")[0]  # not torch's advice to allow-list the global
+
+
+_STATE_KEYS = ("step", "optimizer", "scheduler", "rng", "fingerprint", "section")
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's trainer state (``trainer_state.pt``), read as plain data only.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists,
+    tuples and dicts, never an arbitrary pickled object (a checkpoint folder may come from
+    anywhere, and unpickling runs whatever code the file names). What the trainer saves is
+    such data (the run-log section as a JSON dict). Anything else is refused, not loaded.
+
+    Raises:
+        ConfigError: naming the file, when it is not such a state (tampered, from another
+            tool, or truncated).
+    """
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        why = _load_error_reason(e)
+        raise ConfigError(
+            f"not loaded: it holds more than plain data (tensors, numbers, strings, lists, "
+            f"dicts), and unpickling it could run code ({why}). Resume only from checkpoints "
+            "written by judge-rl train-rm, or start a new --output",
+            setting="resume",
+            file=str(path),
+        ) from None
+    if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
+        raise ConfigError(
+            "not a judge-rl train-rm trainer state (expected a dict with "
+            f"{', '.join(_STATE_KEYS)})",
+            setting="resume",
+            file=str(path),
+        )
+    return state
 
 
 def _read_records(cfg: RewardModelConfig) -> list[PreferenceRecord]:
@@ -1246,7 +1302,7 @@ class _Trainer:
 
         from judge_rl.runlog import RewardModelSection
 
-        state = torch.load(folder / STATE_FILE, map_location=self.device, weights_only=False)
+        state = load_trainer_state(folder / STATE_FILE)
         if state["fingerprint"] != self.fingerprint:
             diff = sorted(
                 k for k in self.fingerprint if state["fingerprint"].get(k) != self.fingerprint[k]
@@ -1463,6 +1519,8 @@ class RewardModelScorer:
         batch_size: int = 16,
         max_length: int = 1024,
     ) -> None:
+        import pickle
+
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -1484,10 +1542,12 @@ class RewardModelScorer:
         )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(p))
+            # pickled weights (pytorch_model.bin) are read weights-only by transformers: a
+            # pickle that asks for code is refused, never run
             self.model = AutoModelForSequenceClassification.from_pretrained(str(p))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, pickle.UnpicklingError) as e:
             raise ConfigError(
-                f"cannot load reward model {p}: {e}", setting="reward_model"
+                f"cannot load reward model {p}: {_load_error_reason(e)}", setting="reward_model"
             ) from None
         if getattr(self.model.config, "num_labels", 1) != 1:
             raise ConfigError(
