@@ -29,7 +29,7 @@ def check_plain(obj: Any, where: str = "state") -> None:
     loading would refuse (anything but tensors, plain containers and scalars)."""
     import torch
 
-    if isinstance(obj, _SCALARS | torch.Tensor | torch.dtype | torch.device | torch.Size):
+    if isinstance(obj, (*_SCALARS, torch.Tensor, torch.dtype, torch.device, torch.Size)):
         return
     if isinstance(obj, dict):
         for k, v in obj.items():

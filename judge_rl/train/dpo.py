@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from judge_rl.errors import ConfigError
+from judge_rl.train._checkpoint import load_trainer_state, save_trainer_state
 from judge_rl.train._group import DPO_LOSSES
 
 if TYPE_CHECKING:
@@ -829,7 +830,7 @@ class DPOTrainer:
             "summary": self.summary,
             "config": self.config.to_dict(),
         }
-        torch.save(state, tmp / STATE_FILE)
+        save_trainer_state(state, tmp / STATE_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=1))
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
@@ -856,7 +857,8 @@ class DPOTrainer:
         # the reference is the *initial* policy: its log-probabilities come from the cache, or
         # are computed now, before the checkpoint's weights are loaded
         self.reference_logps()
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint folder is untrusted input (judge_rl/train/_checkpoint.py)
+        state = load_trainer_state(path / STATE_FILE)
         if self._peft:
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file

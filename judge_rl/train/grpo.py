@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from judge_rl.errors import ConfigError
+from judge_rl.train._checkpoint import load_trainer_state, save_trainer_state
 from judge_rl.train._group import ADVANTAGES, LOSS_AGGREGATIONS
 from judge_rl.train._ppo_config import dataclass_field_docs
 from judge_rl.train.rewards import RewardQuery
@@ -1180,7 +1181,7 @@ class GRPOTrainer:
                 "section": self.section.model_dump(mode="json"),
                 "config": self.config.to_dict(),
             }
-            torch.save(state, tmp / STATE_FILE)
+            save_trainer_state(state, tmp / STATE_FILE)
             (tmp / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=1))
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
@@ -1205,7 +1206,8 @@ class GRPOTrainer:
         from judge_rl.runlog import PPOSection
 
         log.info("resuming from %s", path)
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint folder is untrusted input (judge_rl/train/_checkpoint.py)
+        state = load_trainer_state(path / STATE_FILE)
         if self._peft:
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from judge_rl.errors import ConfigError
+from judge_rl.train._checkpoint import load_trainer_state, save_trainer_state
 from judge_rl.train._ppo_config import PPOConfig, config_fields
 from judge_rl.train.callbacks import Callback, Samples, StepInfo
 from judge_rl.train.rewards import RewardQuery, RewardSource
@@ -1498,7 +1499,7 @@ class PPOTrainer:
             if self.is_main:
                 shutil.rmtree(tmp, ignore_errors=True)
                 self._write_policy(tmp)
-                torch.save(self.unwrapped.value_state(), tmp / VALUE_FILE)
+                save_trainer_state(self.unwrapped.value_state(), tmp / VALUE_FILE)
                 self.section.checkpoints.append({"step": self._step, "path": str(path)})
                 state = {
                     "step": self._step,
@@ -1512,13 +1513,13 @@ class PPOTrainer:
                     "precision": self.precision.describe(),
                     "callbacks": self._callback_state(),
                 }
-                torch.save(state, tmp / STATE_FILE)
+                save_trainer_state(state, tmp / STATE_FILE)
                 (tmp / CKPT_INFO).write_text(json.dumps({"step": self._step, "tag": ""}))
                 (tmp / "ppo_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
         # the optimiser's state (sharded under ZeRO/FSDP: accelerate gathers it, all ranks)
         opt_state = self.optimizer.state_dict()
         if self.is_main:
-            torch.save(opt_state, tmp / OPTIM_FILE)
+            save_trainer_state(opt_state, tmp / OPTIM_FILE)
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
             if self.config.keep_checkpoints:
@@ -1622,7 +1623,8 @@ class PPOTrainer:
         from judge_rl.runlog import PPOSection
 
         log.info("resuming from %s", path)
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint folder is untrusted input (judge_rl/train/_checkpoint.py)
+        state = load_trainer_state(path / STATE_FILE)
         if self._peft:
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
@@ -1634,10 +1636,10 @@ class PPOTrainer:
             from judge_rl.models import load_state_dict_from_folder
 
             self.policy.load_state_dict(load_state_dict_from_folder(path))
-        self.unwrapped.load_value_state(torch.load(path / VALUE_FILE, map_location="cpu"))
+        self.unwrapped.load_value_state(load_trainer_state(path / VALUE_FILE))
         opt = state.get("optimizer")
         if opt is None and (path / OPTIM_FILE).exists():
-            opt = torch.load(path / OPTIM_FILE, map_location="cpu", weights_only=False)
+            opt = load_trainer_state(path / OPTIM_FILE)
         if opt is not None:
             self.optimizer.load_state_dict(opt)
         else:
