@@ -691,39 +691,24 @@ def _load_error_reason(e: BaseException) -> str:
 _STATE_KEYS = ("step", "optimizer", "scheduler", "rng", "fingerprint", "section")
 
 
-def load_trainer_state(path: Path) -> dict[str, Any]:
-    """A checkpoint's trainer state (``trainer_state.pt``), read as plain data only.
-
-    The file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists,
-    tuples and dicts, never an arbitrary pickled object (a checkpoint folder may come from
-    anywhere, and unpickling runs whatever code the file names). What the trainer saves is
-    such data (the run-log section as a JSON dict). Anything else is refused, not loaded.
+def _read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's trainer state (``trainer_state.pt``), read as plain data only
+    (:func:`judge_rl.train._checkpoint.load_trainer_state`: ``weights_only=True``, never an
+    object of the file's choosing; a checkpoint folder may come from anywhere). What the trainer
+    saves is such data (the run-log section as a JSON dict; checked at save time).
 
     Raises:
         ConfigError: naming the file, when it is not such a state (tampered, from another
-            tool, or truncated).
+            tool, truncated).
     """
-    import pickle
+    from judge_rl.train._checkpoint import load_trainer_state
 
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        why = _load_error_reason(e)
-        raise ConfigError(
-            f"not loaded: it holds more than plain data (tensors, numbers, strings, lists, "
-            f"dicts), and unpickling it could run code ({why}). Resume only from checkpoints "
-            "written by judge-rl train-rm, or start a new --output",
-            setting="resume",
-            file=str(path),
-        ) from None
+    state = load_trainer_state(path, map_location="cpu")
     if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
         raise ConfigError(
-            "not a judge-rl train-rm trainer state (expected a dict with "
+            f"{path}: not a judge-rl train-rm trainer state (expected a dict with "
             f"{', '.join(_STATE_KEYS)})",
             setting="resume",
-            file=str(path),
         )
     return state
 
@@ -1247,6 +1232,8 @@ class _Trainer:
         ``optimizer=False`` leaves the optimiser's state out (the final checkpoint, by default)."""
         import torch
 
+        from judge_rl.train._checkpoint import save_trainer_state
+
         final = self.out / f"{CHECKPOINT_PREFIX}{self.step}"
         full = self._full_state()  # every rank (sharded runs)
         opt_state = self.optimizer.state_dict() if optimizer else None  # every rank
@@ -1263,7 +1250,7 @@ class _Trainer:
                 "fingerprint": self.fingerprint,
                 "section": self.section.model_dump(mode="json"),
             }
-            torch.save(state, tmp / STATE_FILE)
+            save_trainer_state(state, tmp / STATE_FILE)  # plain data: loads weights-only
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             self.section.checkpoints.append({"step": self.step, "path": str(final)})
@@ -1302,7 +1289,7 @@ class _Trainer:
 
         from judge_rl.runlog import RewardModelSection
 
-        state = load_trainer_state(folder / STATE_FILE)
+        state = _read_state(folder / STATE_FILE)
         if state["fingerprint"] != self.fingerprint:
             diff = sorted(
                 k for k in self.fingerprint if state["fingerprint"].get(k) != self.fingerprint[k]
