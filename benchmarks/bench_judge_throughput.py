@@ -410,10 +410,12 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             # the CLI row serves 2 small runs + the full one
+            # each of the --cli-runs full runs judges --n pairs (the table's n is one run's);
+            # the endpoint served them all + 2 small runs
             timed(
                 "judge-rl label CLI",
                 lambda u, n, c, t: bench_cli(u, n, c, t, small=args.small, runs=args.cli_runs),
-                args.n * args.cli_runs,
+                args.n,
                 args.n * args.cli_runs + 2 * args.small,
             )
             if args.phases and isinstance(rows.get("judge-rl label CLI"), dict):
