@@ -47,3 +47,51 @@ def run_peer(python: str, script: str, *args: str, timeout: float = 1800) -> str
     if r.returncode != 0:
         raise RuntimeError(f"{script} failed ({r.returncode}):\n{r.stderr[-4000:]}")
     return r.stdout
+
+
+def clock(since: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(wall, CPU of finished child processes) now, or elapsed since ``since``: times a
+    subprocess (a peer's whole script, a ``judge-rl`` command) start to exit."""
+    import resource
+    import time
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    now = (time.perf_counter(), ru.ru_utime + ru.ru_stime)
+    return now if since is None else (now[0] - since[0], now[1] - since[1])
+
+
+def run_command(args: list[str], timeout: float = 1800) -> tuple[float, float]:
+    """``python -m judge_rl ARGS`` in its own process, as a user runs it from the files on disk:
+    (wall, CPU) seconds, process start to exit (raises when it fails)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = clock()
+    r = subprocess.run(
+        [sys.executable, "-m", "judge_rl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    took = clock(t0)
+    if r.returncode != 0:
+        raise RuntimeError(f"judge-rl {args[0]} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return took
+
+
+def count_train_positions(model: object) -> list[int]:
+    """Count the token positions (padding included) that ``model``'s forward runs on with
+    gradients on; returns the one-element counter the hook adds to."""
+    import torch
+
+    positions = [0]
+
+    def count(module, args, kwargs):  # type: ignore[no-untyped-def]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            emb = kwargs.get("inputs_embeds")
+            ids = emb[..., 0] if emb is not None else None
+        if torch.is_grad_enabled() and ids is not None:
+            positions[0] += ids.numel()
+
+    model.register_forward_pre_hook(count, with_kwargs=True)  # type: ignore[attr-defined]
+    return positions

@@ -1,17 +1,22 @@
 """GRPO speed and learning: judge_rl's GRPOTrainer vs TRL's GRPOTrainer, side by side.
 
-Same tiny Llama-style policy (hidden 64, 2 layers, byte tokenizer; saved once so both start from
-identical weights), same 64 plain-text prompts, 8 prompts x K = 8 samples per step (64
-completions), 16 new tokens, temperature 1, one update per batch, GRPO advantages (group mean and
-std), token-level loss, clip 0.2, k3 KL with beta 0.04 (so both run the reference), lr 5e-3
-(constant), the same reward (1 when the completion contains the letter "a"), CPU, the same thread
-count. TRL (its current release) runs in its own venv under /tmp (``--peer-python``; created
-with ``pip install torch==2.13.0 trl`` when missing).
+Same Llama-style policy (hidden 256, 4 layers by default: a realistic width, not framework
+overhead; byte tokenizer; saved once so both start from identical weights), same 64 plain-text
+prompts, 8 prompts x K = 8 samples per step (64 completions), 16 new tokens, temperature 1, one
+update per batch, GRPO advantages (group mean and std), token-level loss, clip 0.2, k3 KL with
+beta 0.04 (so both run the reference), lr 5e-3 (constant), the same reward (1 when the completion
+contains the letter "a"), CPU, the same thread count. TRL (1.16) runs in its own venv
+(``.bench-venvs/trl``).
 
-Both run ``--steps`` steps; the first is warm-up and not timed. Prints s/step and completions/s,
-the two reward curves side by side, then ``RATIO`` lines (completions/s, judge_rl ÷ TRL).
+judge_rl runs twice: its default (each prompt's K samples share one prompt forward) and with
+``shared_prompt=False``, the same token work as TRL (the train-token column counts the positions
+each side's policy forward runs on with gradients, padding included). Both run ``--steps`` steps;
+the first is warm-up and not timed. The command row times ``judge-rl grpo`` as a user runs it
+(its own process from the files on disk, start to exit: imports, loading and the final save
+included) against TRL's whole script, the same steps on both sides. Prints s/step,
+completions/s and train tokens/s, the reward curves side by side, then ``RATIO`` lines.
 
-    python benchmarks/bench_grpo.py [--threads 1] [--steps 12]
+    python benchmarks/bench_grpo.py [--threads 1] [--steps 12] [--hidden 256 --layers 4]
     python benchmarks/bench_grpo.py --embedded --steps 12   # a real run, embedded model
 """
 
@@ -21,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PEER_VENV = Path("/tmp/peer-trl-h6")
-TRL_REQ = ["trl==1.16.0"]
+TRL_REQ = ["trl==1.16.*"]
 PROMPTS_PER_STEP, K, NEW_TOKENS, LR, BETA = 8, 8, 16, 5e-3, 0.04
 
 _PEER_TEMPLATE = r"""
@@ -59,18 +62,25 @@ cfg = GRPOConfig(output_dir=out_file + ".dir", per_device_train_batch_size=%(per
                  max_steps=int(steps), logging_steps=1, report_to=[], save_strategy="no",
                  use_cpu=True, bf16=False, seed=0, dataloader_num_workers=0,
                  max_grad_norm=1.0, log_completions=False, disable_dropout=True)
-marks, cpu = [], []
+marks, cpu, positions = [], [], [0]
+def count(module, args, kwargs):
+    ids = kwargs.get("input_ids", args[0] if args else None)
+    if torch.is_grad_enabled() and ids is not None:
+        positions[0] += ids.numel()  # positions the policy trains on (padding included)
+policy.model.register_forward_pre_hook(count, with_kwargs=True)
 class Clock(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         marks.append(time.perf_counter())
         cpu.append(time.process_time())
+        pos.append(positions[0])
+pos = []
 trainer = GRPOTrainer(model=policy, reward_funcs=[contains_a], args=cfg, train_dataset=ds,
                       processing_class=tok, callbacks=[Clock()])
 t0, c0 = time.perf_counter(), time.process_time()
 trainer.train()
 import trl
 rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-json.dump({"marks": [t0] + marks, "cpu": [c0] + cpu, "trl": trl.__version__,
+json.dump({"marks": [t0] + marks, "cpu": [c0] + cpu, "pos": [0] + pos, "trl": trl.__version__,
            "rewards": rewards}, open(out_file, "w"))
 """
 PEER = _PEER_TEMPLATE % {
@@ -82,38 +92,17 @@ PEER = _PEER_TEMPLATE % {
 }
 
 
-def peer_python(path: str | None) -> str:
-    """The TRL venv's python (created under /tmp when missing)."""
-    venv = Path(path) if path else PEER_VENV
-    py = venv / "bin" / "python"
-    if py.exists():
-        return str(py)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "torch==2.13.0"], check=True)
-    subprocess.run([*pip, *TRL_REQ], check=True)
-    return str(py)
-
-
-def run_peer(python: str, script: Path, *args: str) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ""
-    r = subprocess.run(
-        [python, str(script), *args], env=env, capture_output=True, text=True, timeout=1800
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"{script} failed ({r.returncode}):\n{r.stderr[-4000:]}")
-
-
-def build(root: Path) -> tuple[Path, list[str]]:
+def build(root: Path, hidden: int, layers: int) -> tuple[Path, list[str]]:
     from judge_rl.models import save_tiny_model
 
-    policy = save_tiny_model(root / "policy", hidden_size=64, num_layers=2, seed=0)
+    policy = save_tiny_model(root / "policy", hidden_size=hidden, num_layers=layers, seed=0)
     prompts = [f"Question {i}: write a word about the number {i * 7 % 23}." for i in range(64)]
     return policy, prompts
 
 
-def run_ours(policy: Path, prompts: list[str], steps: int) -> dict:
+def run_ours(policy: Path, prompts: list[str], steps: int, shared_prompt: bool = True) -> dict:
+    from _peer import count_train_positions
+
     from judge_rl.models import load_causal_lm, load_tokenizer
     from judge_rl.train.grpo import GRPOConfig, GRPOTrainer
 
@@ -130,22 +119,26 @@ def run_ours(policy: Path, prompts: list[str], steps: int) -> dict:
         loss_agg="token",
         cliprange=0.2,
         chat_template=False,  # TRL tokenises plain-text prompts as they are
+        shared_prompt=shared_prompt,
         device="cpu",
         seed=0,
     )
     trainer = GRPOTrainer(
         cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), "contains:a", prompts
     )
+    positions = count_train_positions(trainer.model.model)
     t0 = time.perf_counter()
-    marks, cpu = [t0], [time.process_time()]
+    marks, cpu, pos = [t0], [time.process_time()], [0]
     while trainer.step < steps:
         trainer.section.steps.append(trainer.train_step())
         marks.append(time.perf_counter())
         cpu.append(time.process_time())
+        pos.append(positions[0])
     st = trainer.section.steps
     return {
         "marks": marks,
         "cpu": cpu,
+        "pos": pos,
         "rewards": [s["reward_mean"] for s in st],
         "split": {
             k: statistics.mean(s[k] for s in st[1:])
@@ -228,22 +221,25 @@ def run_embedded(steps: int, threads: int) -> int:
     return 0
 
 
-def summarise(marks: list[float], cpu: list[float]) -> dict:
+def summarise(marks: list[float], cpu: list[float], pos: list[int]) -> dict:
     per = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     per_cpu = [b - a for a, b in zip(cpu, cpu[1:], strict=False)]
-    timed = per[1:] if len(per) > 1 else per  # the first step warms up
-    timed_cpu = per_cpu[1:] if len(per_cpu) > 1 else per_cpu
-    s, c = statistics.mean(timed), statistics.mean(timed_cpu)
+    per_pos = [b - a for a, b in zip(pos, pos[1:], strict=False)]
+    first = 1 if len(per) > 1 else 0  # the first step warms up
+    s, c = statistics.mean(per[first:]), statistics.mean(per_cpu[first:])
+    tok = statistics.mean(per_pos[first:])
     n = PROMPTS_PER_STEP * K
     return {"s_per_step": s, "completions_per_s": n / s, "cpu_per_step": c,
-            "completions_per_cpu_s": n / c, "steps": len(per)}  # fmt: skip
+            "completions_per_cpu_s": n / c, "steps": len(per), "train_tokens": tok,
+            "tokens_per_s": tok / s}  # fmt: skip
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--peer-python", default=None, help="venv folder of TRL [/tmp/peer-trl-h6]")
+    ap.add_argument("--hidden", type=int, default=256, help="policy width [256]")
+    ap.add_argument("--layers", type=int, default=4, help="policy layers [4]")
     ap.add_argument(
         "--embedded",
         action="store_true",
@@ -251,6 +247,7 @@ def main() -> int:
     )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(HERE))
     if args.embedded:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         return run_embedded(args.steps, args.threads)
@@ -259,51 +256,101 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from _peer import clock, peer_python, run_command, run_peer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    py = peer_python(args.peer_python)
+    py = peer_python("trl", TRL_REQ, torch=True)
     with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
         root = Path(tmp)
-        policy, prompts = build(root)
+        policy, prompts = build(root, args.hidden, args.layers)
         (root / "prompts.json").write_text(json.dumps(prompts))
+        (root / "prompts.jsonl").write_text(
+            "".join(json.dumps({"prompt": p}) + "\n" for p in prompts)
+        )
         (root / "peer.py").write_text(PEER)
         print(
-            f"tiny Llama (hidden 64, 2 layers), {len(prompts)} prompts, {PROMPTS_PER_STEP} "
-            f"prompts x K={K} per step, {NEW_TOKENS} new tokens, beta {BETA}, lr {LR:g}, "
-            f"{args.steps} steps, {args.threads} thread(s), load average before: "
+            f"tiny Llama (hidden {args.hidden}, {args.layers} layers), {len(prompts)} prompts, "
+            f"{PROMPTS_PER_STEP} prompts x K={K} per step, {NEW_TOKENS} new tokens, beta {BETA}, "
+            f"lr {LR:g}, {args.steps} steps, {args.threads} thread(s), load average before: "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
             flush=True,
         )
         # TRL first, then ours: neither side always gets the warmer machine.
-        run_peer(
-            py,
-            root / "peer.py",
-            str(policy),
-            str(root / "prompts.json"),
-            str(args.threads),
-            str(args.steps),
-            str(root / "trl.json"),
-        )
+        t_peer = clock()
+        run_peer(py, str(root / "peer.py"), str(policy), str(root / "prompts.json"),
+                 str(args.threads), str(args.steps), str(root / "trl.json"))  # fmt: skip
+        peer_whole = clock(t_peer)
         trl = json.loads((root / "trl.json").read_text())
+        cli = run_command(
+            [
+                "grpo",
+                "--policy",
+                str(policy),
+                "--reward",
+                "contains:a",
+                "--prompts",
+                str(root / "prompts.jsonl"),
+                "--output",
+                str(root / "cli-out"),
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(PROMPTS_PER_STEP),
+                "--group-size",
+                str(K),
+                "--epochs",
+                "1",
+                "--max-new-tokens",
+                str(NEW_TOKENS),
+                "--temperature",
+                "1.0",
+                "--lr",
+                str(LR),
+                "--beta",
+                str(BETA),
+                "--loss-agg",
+                "token",
+                "--cliprange",
+                "0.2",
+                "--no-chat-template",
+                "--device",
+                "cpu",
+                "--seed",
+                "0",
+                "--threads",
+                str(args.threads),
+            ]  # fmt: skip
+        )
         ours = run_ours(policy, prompts, args.steps)
+        same = run_ours(policy, prompts, args.steps, shared_prompt=False)
     tname = "trl " + trl["trl"]
     rows = {
-        tname: summarise(trl["marks"], trl["cpu"]),
-        "judge_rl": summarise(ours["marks"], ours["cpu"]),
+        tname: summarise(trl["marks"], trl["cpu"], trl["pos"]),
+        "judge_rl": summarise(ours["marks"], ours["cpu"], ours["pos"]),
+        "judge_rl (no shared)": summarise(same["marks"], same["cpu"], same["pos"]),
     }
     print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
     print()
-    print(f"{'tool':14}{'s/step':>9}{'completions/s':>15}{'CPU s/step':>12}{'per CPU s':>11}")
+    print(
+        f"{'tool':22}{'s/step':>9}{'completions/s':>15}{'CPU s/step':>12}{'per CPU s':>11}"
+        f"{'train tok/step':>16}{'tokens/s':>10}"
+    )
     for name, r in rows.items():
         print(
-            f"{name:14}{r['s_per_step']:9.3f}{r['completions_per_s']:15.1f}"
+            f"{name:22}{r['s_per_step']:9.3f}{r['completions_per_s']:15.1f}"
             f"{r['cpu_per_step']:12.3f}{r['completions_per_cpu_s']:11.1f}"
+            f"{r['train_tokens']:16.0f}{r['tokens_per_s']:10.0f}"
         )
     sp = ours["split"]
     print(
         f"judge_rl time split per step: generate {sp['time_generate']:.3f} s, score "
         f"{sp['time_score']:.3f} s, train {sp['time_train']:.3f} s"
+    )
+    print(
+        f"end to end, process start to exit, {args.steps} steps (imports, model loading and "
+        f"saving included): `judge-rl grpo` {cli[0]:.1f} s wall, {cli[1]:.1f} CPU s; TRL's "
+        f"script {peer_whole[0]:.1f} s wall, {peer_whole[1]:.1f} CPU s"
     )
     print()
     print("reward curve (mean reward per step; same model, prompts, K, budget, reward)")
@@ -312,23 +359,27 @@ def main() -> int:
         a = ours["rewards"][i] if i < len(ours["rewards"]) else float("nan")
         b = trl["rewards"][i] if i < len(trl["rewards"]) else float("nan")
         print(f"{i + 1:5d}{a:10.3f}{b:12.3f}")
-    t, o = rows[tname], rows["judge_rl"]
+    t = rows[tname]
     n = min(3, len(ours["rewards"]), len(trl["rewards"]))
     print(
         f"last {n} steps mean reward: judge_rl {statistics.mean(ours['rewards'][-n:]):.3f}, "
         f"{tname} {statistics.mean(trl['rewards'][-n:]):.3f}"
     )
+    where = f"hidden {args.hidden} x {args.layers} layers, CPU, {args.threads} thread(s)"
     print(
-        f"RATIO grpo_completions_per_s judge_rl/trl = "
-        f"{o['completions_per_s'] / t['completions_per_s']:.2f}x "
-        f"({o['completions_per_s']:.1f} vs {t['completions_per_s']:.1f} completions/s, CPU, "
-        f"{args.threads} thread(s))"
+        f"RATIO grpo_command judge-rl grpo/trl script = {peer_whole[0] / cli[0]:.2f}x wall, "
+        f"{peer_whole[1] / cli[1]:.2f}x CPU time (the whole process each, {args.steps} steps; "
+        f"{where})"
     )
-    print(
-        f"RATIO grpo_completions_per_cpu_s judge_rl/trl = "
-        f"{o['completions_per_cpu_s'] / t['completions_per_cpu_s']:.2f}x (CPU time, steadier "
-        "on a loaded machine)"
-    )
+    for name in ("judge_rl", "judge_rl (no shared)"):
+        o = rows[name]
+        print(
+            f"RATIO grpo_completions_per_s {name}/trl = "
+            f"{o['completions_per_s'] / t['completions_per_s']:.2f}x wall, "
+            f"{o['completions_per_cpu_s'] / t['completions_per_cpu_s']:.2f}x CPU time "
+            f"({o['completions_per_s']:.1f} vs {t['completions_per_s']:.1f} completions/s; train "
+            f"tokens per step {o['train_tokens']:.0f} vs {t['train_tokens']:.0f}; {where})"
+        )
     return 0
 
 
