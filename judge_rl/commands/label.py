@@ -150,8 +150,10 @@ async def _run(args: argparse.Namespace) -> int:
         LabelProgress,
         fingerprints,
         judge_comparisons,
+        judge_streamed,
         log_text,
         make_labels,
+        open_stream,
         read_input,
         select,
     )
@@ -166,36 +168,49 @@ async def _run(args: argparse.Namespace) -> int:
     check_output(args.output)
     validate_spec(args.judge)  # spec problems before reading a large input
     cfg = config_from_args(args)
-    got = read_input(args.input, cfg)
-    chosen = select(cfg, got.comparisons)  # --limit, --references
-    comparisons = chosen.comparisons
-    if chosen.references_matched is not None:
-        err.print(
-            f"references: {chosen.references_matched} of {len(comparisons)} comparisons "
-            f"(turn {chosen.reference_turn}) from {args.references}",
-            markup=False,
-            highlight=False,
-        )
-    skipped = got.skipped
-    if skipped:
-        err.print(
-            f"skipped {len(skipped)} invalid input rows (first: line {skipped[0][0]}: {skipped[0][1]})"
-        )
+    # A pair file is judged while it is read (the first chunk's requests go out while the rest
+    # is read, keyed and looked up); the header and estimate lines come once it is all read.
+    # Other inputs (candidates, references, other formats) and --dry-run read it all first.
+    stream = None if args.dry_run else open_stream(args.input, cfg)
+    comparisons: list[Any] = []
+    if stream is None:
+        got = read_input(args.input, cfg)
+        chosen = select(cfg, got.comparisons)  # --limit, --references
+        comparisons = chosen.comparisons
+        if chosen.references_matched is not None:
+            err.print(
+                f"references: {chosen.references_matched} of {len(comparisons)} comparisons "
+                f"(turn {chosen.reference_turn}) from {args.references}",
+                markup=False,
+                highlight=False,
+            )
+        skipped = got.skipped
+        if skipped:
+            err.print(
+                f"skipped {len(skipped)} invalid input rows (first: line {skipped[0][0]}: "
+                f"{skipped[0][1]})"
+            )
     judge, budget, cache = judge_from_args(args)
     _quiet_gc()
     fp = judge.fingerprint
-    est = estimate(judge, comparisons)
-    err.print(
-        f"[bold]{fp.name}[/] v{fp.version} ({fp.kind}, {fp.backend or '-'} {fp.model or ''}): "
-        f"{got.description}"
-    )
-    err.print(_estimate_line(est, budget))
-    if args.dry_run:
-        await _close(judge)
-        return 0
+
+    def header(est: Any, description: str) -> None:
+        err.print(
+            f"[bold]{fp.name}[/] v{fp.version} ({fp.kind}, {fp.backend or '-'} "
+            f"{fp.model or ''}): {description}"
+        )
+        err.print(_estimate_line(est, budget))
+
+    total: int | None = None
+    if stream is None:
+        est = estimate(judge, comparisons)
+        header(est, got.description)
+        if args.dry_run:
+            await _close(judge)
+            return 0
+        total = max(est.units, 1) if est.units else len(comparisons)
 
     t0 = time.perf_counter()
-    total = max(est.units, 1) if est.units else len(comparisons)
     cols = (TextColumn("{task.fields[stats]}"),)
     with progress(*cols) as bar:
         task = bar.add_task(f"judging with {fp.name}", total=total, stats="")
@@ -208,10 +223,23 @@ async def _run(args: argparse.Namespace) -> int:
                 stats=f"{rate:.1f}/s  ${p.cost:.4f}  failed {p.failed}",
             )
 
+        def read(est: Any) -> None:  # the streamed input is all read; judging goes on
+            nonlocal total
+            assert stream is not None
+            _quiet_gc()  # what was read lives to the end of the run
+            header(est, stream.description)
+            total = max(est.units, 1) if est.units else len(stream.comparisons)
+            bar.update(task, total=total)
+
         try:
-            judgments, _ = await judge_comparisons(
-                cfg, comparisons, judge, cache=cache, on_progress=show
-            )
+            if stream is None:
+                judgments, _ = await judge_comparisons(
+                    cfg, comparisons, judge, cache=cache, on_progress=show
+                )
+            else:
+                comparisons, judgments, _ = await judge_streamed(
+                    cfg, stream, judge, cache=cache, on_progress=show, on_read=read
+                )
         finally:
             await _close(judge)
             # every judgment is stored: the cache's last checkpoint (SQLite copying its

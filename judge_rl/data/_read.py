@@ -214,15 +214,27 @@ def read_comparisons(
     if found != "pairwise":
         res = read_preferences(path, fmt=found, columns=columns, skip_invalid=skip_invalid)
         return records_to_comparisons(res.records, seed=seed)
+    return list(iter_comparisons(path, columns=columns, skip_invalid=skip_invalid))
+
+
+def iter_comparisons(
+    path: PathLike,
+    *,
+    columns: Mapping[str, str] | None = None,
+    skip_invalid: bool = False,
+) -> Iterator[Comparison]:
+    """The comparisons of a ``pairwise`` file (:func:`read_comparisons`' reading of that
+    format), one at a time: a streamed ``judge-rl label`` judges the first ones while the rest
+    is read. A bad row raises :class:`DataError` when it is reached (``skip_invalid``: it is
+    left out)."""
     coll = _Collector(path, skip_invalid)
     tabular = file_kind(path) in ("csv", "tsv")
-    out: list[Comparison] = []
     label = F.file_label(str(path))
     for line, row in _dict_rows(path, columns, coll):
         if not tabular:
             fast = _plain_pair(row, label, line)
             if fast is not None:
-                out.append(fast)
+                yield fast
                 continue
         ctx = F.Ctx(str(path), line, "pairwise", tabular=tabular)
         try:
@@ -251,10 +263,9 @@ def read_comparisons(
             meta["human"] = _verdict(p_a)
             meta["human_p_a"] = p_a
         ref = meta.pop("reference", None)
-        out.append(
-            Comparison(prompt_id=pid, prompt=prompt, a=ca, b=cb, reference=_ref(ref), metadata=meta)
+        yield Comparison(
+            prompt_id=pid, prompt=prompt, a=ca, b=cb, reference=_ref(ref), metadata=meta
         )
-    return out
 
 
 _PLAIN_PAIR_KEYS = frozenset(

@@ -30,6 +30,8 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import inspect
+import itertools
 import logging
 import os
 import queue
@@ -38,7 +40,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from json.encoder import encode_basestring as _json_text  # what json.dumps uses for text
 from pathlib import Path
 from typing import Any
@@ -566,16 +568,60 @@ class CachedJudge:
         values = await self._run(
             keys, list(comparisons), self.inner.compare, kind="judgment", gens=gens
         )
-        out = []
-        for (rec, cached), c in zip(values, comparisons, strict=True):
-            same = (rec.a_id, rec.b_id, rec.comparison_id, rec.prompt_id) == (
-                c.a.id,
-                c.b.id,
-                c.id,
-                c.prompt_id,
-            )
-            out.append(rec if same else _rebind_judgment(rec, c, cached))
-        return out
+        return _bound(values, comparisons)
+
+    async def compare_stream(
+        self,
+        chunks: AsyncIterator[Sequence[Comparison]],
+        *,
+        on_estimate: Any = None,
+    ) -> list[Judgment]:
+        """:meth:`compare` of the comparisons ``chunks`` yields, judging the first ones while
+        the later ones are still coming (a streamed ``judge-rl label``: the input is read
+        while the first chunk is judged). Results in input order, as :meth:`compare` gives
+        them for the whole list; a comparison equal to an earlier one is judged once.
+
+        ``on_estimate(Estimate)``: called once, when ``chunks`` is exhausted (judging goes
+        on), with what :meth:`estimate` would have said of the whole input before the run:
+        the calls still to make after cache hits, from each chunk's own cache lookup.
+        Pointwise kinds read every chunk first, then estimate and compare."""
+        fp = self.fingerprint
+        comps: list[Comparison] = []
+        if fp.kind in POINTWISE_KINDS:
+            async for chunk in chunks:
+                comps.extend(chunk)
+            if on_estimate is not None:
+                on_estimate(self.estimate(comps))
+            return await self.compare(comps)
+        inner_estimate = getattr(self.inner, "estimate", None)
+        keeps = (
+            inner_estimate is not None and "keep" in inspect.signature(inner_estimate).parameters
+        )
+        total = Estimate()
+
+        def on_batch(todo: list[Comparison], hits: int) -> None:
+            nonlocal total
+            if inner_estimate is None:
+                est = Estimate()
+            else:  # the judge renders each request here once and keeps it for compare
+                est = inner_estimate(todo, keep=True) if keeps else inner_estimate(todo)
+            est.cached += hits
+            total = total + est
+
+        async def batches() -> AsyncIterator[tuple[list[str], list[Any], list[str] | None]]:
+            async for chunk in chunks:
+                chunk = list(chunk)
+                comps.extend(chunk)
+                keys, gens = _compare_keys(fp, chunk)
+                yield keys, chunk, gens
+            total.comparisons = total.units = len(comps)
+            if on_estimate is not None:
+                on_estimate(total)
+
+        values = await self._run_stream(
+            batches(), self.inner.compare, kind="judgment", on_batch=on_batch
+        )
+        return _bound(values, comps)
 
     async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
         fp = self.fingerprint
@@ -705,19 +751,42 @@ class CachedJudge:
         kind: str,
         gens: list[str] | None = None,
     ) -> list[tuple[Any, bool]]:
-        """``(record, from_cache)`` for every key, in order.
+        """``(record, from_cache)`` for every key, in order: :meth:`_run_stream` over one
+        batch (looked up in full before any worker starts)."""
 
-        Steps: (1) one bulk lookup of finished keys; (2) the rest in chunks of ``batch_size``,
-        at most ``max_in_flight`` at once, each claimed shortly before it runs (claims are taken
-        ``max_in_flight`` chunks at a time, one transaction) and handed to a
-        stored ``max_in_flight // STORE_EVERY`` keys at a time (one transaction; none waits
-        longer than ``STORE_AFTER_S``, and what finished is stored when the run is interrupted); (3) keys another live
-        process claimed are polled until its results land (or its claims lapse).
+        async def one() -> AsyncIterator[tuple[list[str], list[Any], list[str] | None]]:
+            yield keys, items, gens
+
+        return await self._run_stream(one(), fn, kind=kind, streamed=False)
+
+    async def _run_stream(
+        self,
+        batches: AsyncIterator[tuple[list[str], list[Any], list[str] | None]],
+        fn: Any,
+        *,
+        kind: str,
+        streamed: bool = True,
+        on_batch: Any = None,
+    ) -> list[tuple[Any, bool]]:
+        """``(record, from_cache)`` for every key of ``batches`` (``(keys, items, generation
+        keys or None)`` each), in order.
+
+        Steps: (1) each batch's new keys are looked up (finished keys answered from the cache;
+        ``on_batch(items still to judge, hits)`` is called with what is left); (2) the rest go
+        to ``max_in_flight`` workers in chunks of ``batch_size``, each claimed shortly before it
+        runs (claims are taken ``max_in_flight`` chunks at a time, one transaction), finished
+        chunks stored ``max_in_flight // STORE_EVERY`` keys at a time (one transaction; none
+        waits longer than ``STORE_AFTER_S``, and what finished is stored when the run is
+        interrupted); (3) keys another live process claimed are polled until its results land
+        (or its claims lapse). ``streamed``: the workers start at once and take the keys as
+        the batches arrive (a streamed run judges its first comparisons while the rest of its
+        input is read); otherwise every batch is looked up before the first worker starts. A
+        key seen in an earlier batch is judged once.
         """
+        order: list[str] = []  # the key of every item, in order
         by_key: dict[str, list[int]] = {}
-        for i, k in enumerate(keys):
-            by_key.setdefault(k, []).append(i)
-        gen_of = dict(zip(keys, gens, strict=True)) if gens is not None else {}
+        item_of: dict[str, Any] = {}
+        gen_of: dict[str, str] = {}
         result: dict[str, tuple[Any, bool]] = {}
         judge_key = self.fingerprint.key
         cache = self.cache
@@ -732,16 +801,62 @@ class CachedJudge:
                 cache.hits += len(by_key[key])
             finish(key, _parse(kind, value), True)
 
-        async def judge_keys(todo: list[str]) -> list[str]:
-            """Judge ``todo``; returns the keys another process is judging."""
+        def add(keys: list[str], items: list[Any], gens: list[str] | None) -> list[str]:
+            """Register a batch; returns its keys not seen before, in order."""
+            new = []
+            for i, (k, item) in enumerate(zip(keys, items, strict=True)):
+                at = by_key.get(k)
+                order.append(k)
+                if at is None:
+                    by_key[k] = [len(order) - 1]
+                    item_of[k] = item
+                    if gens is not None:
+                        gen_of[k] = gens[i]
+                    new.append(k)
+                    continue
+                at.append(len(order) - 1)
+                done = result.get(k)
+                if done is not None:  # finished in an earlier batch: this copy's progress now
+                    if done[1] and cache is not None:
+                        cache.hits += 1
+                    report(kind, done[0])
+            return new
+
+        def lookup(new: list[str]) -> list[str]:
+            """The keys of ``new`` still to judge after the cache (and older versions)."""
+            if cache is None:
+                if on_batch is not None:
+                    on_batch([item_of[k] for k in new], 0)
+                return new
+            found = cache.get_many(new) if new else {}
+            for k, v in found.items():
+                hit(k, v)
+            todo = [k for k in new if k not in found]
+            if on_batch is not None:
+                on_batch([item_of[k] for k in todo], len(found))
+            return self._reparse_older(cache, todo, gen_of, kind, finish)
+
+        async def todo_batches() -> AsyncIterator[list[str]]:
+            async for keys, items, gens in batches:
+                todo = lookup(add(keys, items, gens))
+                if todo:
+                    yield todo
+
+        async def given(keys: list[str]) -> AsyncIterator[list[str]]:
+            yield keys
+
+        async def judge_keys(todo_in: AsyncIterator[list[str]], n: int | None) -> list[str]:
+            """Judge the keys ``todo_in`` yields (``n`` of them when known); returns the keys
+            another process is judging."""
             size = self.batch_size
-            chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
             # Bounded chunks in flight: enough to keep the backend saturated, few enough that the
             # budget is checked call by call with costs seen so far (not all reserved at t=0).
             # ``max_in_flight`` workers take the chunks in order (no task and semaphore wait per
             # chunk: ~10% of the judge path's CPU for one-comparison chunks).
+            queue: collections.deque[str] = collections.deque()
+            ended = False
+            more = asyncio.Event()
             status: dict[str, str] = {}
-            claimed_upto = 0
             busy_keys: list[str] = []
             # Finished rows are stored a few chunks at a time (one transaction per
             # ``store_at`` keys, and none waits longer than STORE_AFTER_S): one transaction per
@@ -802,14 +917,14 @@ class CachedJudge:
                 except Exception as e:
                     failed.append(e)
 
-            def claim_from(ci: int) -> None:
-                # Claim chunk ci and the next ones (one transaction): processes on the same input
-                # split the work instead of one of them claiming everything up front.
-                nonlocal claimed_upto
+            def claim(chunk: list[str]) -> None:
+                # Claim the chunk and the keys queued after it, max_in_flight chunks in all (one
+                # transaction): processes on the same input split the work instead of one of
+                # them claiming everything up front. Claims go in queue order, so the keys
+                # still queued after an unclaimed chunk are unclaimed too.
                 assert cache is not None
-                end = max(ci + 1, claimed_upto + self.max_in_flight)
-                group = [k for ch in chunks[claimed_upto:end] for k in ch]
-                claimed_upto = min(end, len(chunks))
+                room = (self.max_in_flight - 1) * size
+                group = chunk + list(itertools.islice(queue, room))
                 acquired, busy, done = cache.claim(group)
                 for k in group:
                     status[k] = "acquired" if k in acquired else ("busy" if k in busy else "done")
@@ -824,17 +939,17 @@ class CachedJudge:
                 if failed:
                     raise failed.pop()
 
-            async def one(ci: int, chunk: list[str]) -> None:
+            async def one(chunk: list[str]) -> None:
                 nonlocal drain_at
                 raise_failed()
                 if cache is not None:
-                    if ci >= claimed_upto:
-                        claim_from(ci)
+                    if any(k not in status for k in chunk):
+                        claim(chunk)
                     chunk = [k for k in chunk if status.get(k) == "acquired"]
                 if not chunk:
                     return
                 try:
-                    recs = await fn([items[by_key[k][0]] for k in chunk])
+                    recs = await fn([item_of[k] for k in chunk])
                 except BaseException:
                     if cache is not None:
                         cache.release(chunk)
@@ -843,17 +958,41 @@ class CachedJudge:
                 if drain_at is None:
                     drain_at = loop.call_soon(drain_soon)
 
-            todo_chunks = iter(enumerate(chunks))
+            async def feed() -> None:
+                nonlocal ended
+                try:
+                    async for keys in todo_in:
+                        queue.extend(keys)
+                        more.set()
+                finally:
+                    ended = True
+                    more.set()
 
             async def worker() -> None:
-                # one shared iterator: each chunk to one worker, in order
-                for ci, chunk in todo_chunks:
-                    await one(ci, chunk)
+                # one shared queue: each chunk to one worker, in order
+                while True:
+                    if queue:
+                        await one([queue.popleft() for _ in range(min(size, len(queue)))])
+                    elif ended:
+                        return
+                    else:
+                        more.clear()
+                        await more.wait()
 
+            workers = self.max_in_flight if n is None else min(self.max_in_flight, -(-n // size))
+            tasks = [asyncio.ensure_future(feed())]
+            tasks += [asyncio.ensure_future(worker()) for _ in range(max(1, workers))]
             try:
-                await asyncio.gather(
-                    *(worker() for _ in range(min(self.max_in_flight, len(chunks))))
-                )
+                try:
+                    await asyncio.gather(*tasks)
+                except BaseException:
+                    # the input's reader or a worker failed, or the run was interrupted: the
+                    # other workers stop too (their claims released) before what finished is
+                    # stored below
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
             finally:
                 if drain_at is not None:
                     drain_at.cancel()
@@ -866,20 +1005,34 @@ class CachedJudge:
             raise_failed()
             return busy_keys
 
-        pending = list(by_key)
-        if cache is not None:
-            found = cache.get_many(pending)
-            for k, v in found.items():
-                hit(k, v)
-            pending = [k for k in pending if k not in found]
-            pending = self._reparse_older(cache, pending, gen_of, kind, finish)
-        while pending:
-            busy_set = set(await judge_keys(pending))
-            pending = [k for k in pending if k in busy_set]
+        if streamed:
+            pending = await judge_keys(todo_batches(), None)
+        else:
+            pending = []
+            async for todo in todo_batches():
+                pending += todo
             if pending:
-                log.info("waiting for %d judgments another process is making", len(pending))
-                await asyncio.sleep(self.poll_s)
-        return [result[k] for k in keys]
+                pending = await judge_keys(given(pending), len(pending))
+        while pending:
+            log.info("waiting for %d judgments another process is making", len(pending))
+            await asyncio.sleep(self.poll_s)
+            busy_set = set(await judge_keys(given(pending), len(pending)))
+            pending = [k for k in pending if k in busy_set]
+        return [result[k] for k in order]
+
+
+def _bound(values: list[tuple[Any, bool]], comparisons: Sequence[Comparison]) -> list[Judgment]:
+    """The judgments of ``values`` (by key, in order) bound to ``comparisons``' ids."""
+    out = []
+    for (rec, cached), c in zip(values, comparisons, strict=True):
+        same = (rec.a_id, rec.b_id, rec.comparison_id, rec.prompt_id) == (
+            c.a.id,
+            c.b.id,
+            c.id,
+            c.prompt_id,
+        )
+        out.append(rec if same else _rebind_judgment(rec, c, cached))
+    return out
 
 
 def _parse(kind: str, value: str) -> Judgment | Score:

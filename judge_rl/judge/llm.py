@@ -382,6 +382,8 @@ class LLMJudge:
         self._prepared: dict[int, tuple[Comparison, ChatRequest]] = {}
         """Requests :meth:`estimate` rendered, by ``id`` of the comparison (kept with it, so
         the id cannot be reused), for the :meth:`compare` that follows: one render each."""
+        self._prepared_chars = 0
+        """Characters of the requests in :attr:`_prepared` (bounded by MAX_PREPARED_CHARS)."""
         self._prompt_ratio = 1.0
         """Largest seen ratio of a reply's prompt tokens to the reservation's estimate (>= 1):
         later reservations are scaled by it."""
@@ -513,11 +515,18 @@ class LLMJudge:
             out.append(self._point_score(cand, res))
         return out
 
-    def estimate(self, comparisons: Sequence[Comparison]) -> Estimate:
-        """Calls, tokens and cost to judge ``comparisons`` once each (no cache)."""
+    def estimate(self, comparisons: Sequence[Comparison], *, keep: bool = False) -> Estimate:
+        """Calls, tokens and cost to judge ``comparisons`` once each (no cache).
+
+        The requests rendered here are kept for the :meth:`compare` that follows (each
+        rendered once); ``keep``: add them to those kept by earlier calls not yet judged (a
+        streamed run estimates chunk by chunk) instead of replacing them."""
         reqs: list[ChatRequest] = []
-        self._prepared = prepared = {}
-        chars = 0
+        if not keep or not self._prepared:
+            self._prepared = {}
+            self._prepared_chars = 0
+        prepared = self._prepared
+        chars = self._prepared_chars
         for c in comparisons:
             try:
                 if self.kind in POINTWISE_KINDS:
@@ -530,6 +539,7 @@ class LLMJudge:
                         chars += sum(len(str(m.get("content", ""))) for m in reqs[-1].messages)
             except _InputError:
                 continue
+        self._prepared_chars = chars
         return self.estimate_requests(reqs, comparisons=len(comparisons))
 
     def estimate_scores(self, candidates: Sequence[Candidate]) -> Estimate:

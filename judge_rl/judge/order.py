@@ -18,7 +18,7 @@ arithmetic on verdict labels: to show ``b`` first it hands the inner judge the c
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from judge_rl.errors import ConfigError
@@ -94,6 +94,15 @@ class OrderedJudge:
     async def compare(self, comparisons: Sequence[Comparison]) -> list[Judgment]:
         plan = self.shown(comparisons)
         results = await self.inner.compare([c for _, c in plan])
+        return self._mapped(comparisons, plan, results)
+
+    def _mapped(
+        self,
+        comparisons: Sequence[Comparison],
+        plan: list[tuple[int, Comparison]],
+        results: Sequence[Judgment],
+    ) -> list[Judgment]:
+        """The inner judge's ``results`` for ``plan`` as one judgment per comparison."""
         if self.fingerprint.kind in POINTWISE_KINDS:
             return list(results)
         mapped: list[list[Judgment]] = [[] for _ in comparisons]
@@ -102,6 +111,43 @@ class OrderedJudge:
         if self.order != "both":
             return [m[0].model_copy(update={"order": self.order}) for m in mapped]
         return [combine_orders(m[0], m[1], self.inconsistent) for m in mapped]
+
+    async def compare_stream(
+        self,
+        chunks: AsyncIterator[Sequence[Comparison]],
+        *,
+        on_estimate: Any = None,
+    ) -> list[Judgment]:
+        """:meth:`compare` of the comparisons ``chunks`` yields, the first ones judged while
+        the later ones are still coming (the inner judge's ``compare_stream``; an inner judge
+        without one gets the whole list once ``chunks`` is exhausted). ``on_estimate``: see
+        :meth:`judge_rl.judge.cache.CachedJudge.compare_stream`."""
+        comps: list[Comparison] = []
+        plan: list[tuple[int, Comparison]] = []
+
+        async def shown() -> AsyncIterator[list[Comparison]]:
+            async for chunk in chunks:
+                base = len(comps)
+                comps.extend(chunk)
+                part = [(base + i, x) for i, x in self.shown(list(chunk))]
+                plan.extend(part)
+                yield [x for _, x in part]
+
+        def estimated(est: Estimate) -> None:
+            est.comparisons = len(comps)
+            if on_estimate is not None:
+                on_estimate(est)
+
+        stream = getattr(self.inner, "compare_stream", None)
+        if stream is not None:
+            results = await stream(shown(), on_estimate=estimated)
+        else:
+            async for _ in shown():
+                pass
+            estimated(self.estimate(comps))
+            plan = self.shown(comps)
+            results = await self.inner.compare([c for _, c in plan])
+        return self._mapped(comps, plan, results)
 
     async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
         return await self.inner.score(candidates)  # type: ignore[no-any-return]

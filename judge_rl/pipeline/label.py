@@ -27,7 +27,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,9 @@ class LabelConfig:
     """Force the input file's format (:func:`read_input`; the pipeline stage reads no file)."""
     skip_invalid: bool = False
     """Skip bad input rows (listed) instead of failing (:func:`read_input`)."""
+    stream: bool = True
+    """Judge a pair file while it is read (:func:`open_stream`, :func:`judge_streamed`); False
+    reads the whole input first."""
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
@@ -179,6 +182,82 @@ def read_input(path: str | os.PathLike[str], cfg: LabelConfig) -> LabelInput:
         raise DataError("--baseline applies to candidate files, not to pair files", file=str(p))
     comps = read_comparisons(p, fmt=fmt, skip_invalid=cfg.skip_invalid, seed=cfg.seed)
     return LabelInput(comps, f"{len(comps)} comparisons ({fmt})", skipped)
+
+
+STREAM_FIRST = 64
+"""Comparisons in a streamed run's first chunk: one for each of the 64 requests a backend
+keeps in flight by default, sent while the rest of the input is read."""
+
+STREAM_CHUNK = 128
+"""Comparisons per later chunk. Each is read, keyed, looked up in the cache and rendered in one
+go, during which the event loop handles no answer (~10 ms, a fifth of a 50 ms answer)."""
+
+
+@dataclass
+class PairStream:
+    """A pair file read chunk by chunk while it is judged (:func:`open_stream`)."""
+
+    path: str
+    format: str
+    limit: int | None = None
+    skip_invalid: bool = False
+    comparisons: list[Comparison] = field(default_factory=list)
+    """The comparisons read so far (all of them once :meth:`chunks` is exhausted)."""
+
+    @property
+    def description(self) -> str:
+        """One line, as :func:`read_input` describes the same file."""
+        return f"{len(self.comparisons)} comparisons ({self.format})"
+
+    async def chunks(
+        self, first: int | None = None, size: int | None = None
+    ) -> AsyncIterator[list[Comparison]]:
+        """The comparisons, ``first`` (default :data:`STREAM_FIRST`) then ``size`` (default
+        :data:`STREAM_CHUNK`) at a time, ``limit`` in all; between two chunks the event loop
+        handles what came in (answers, the next requests)."""
+        import asyncio
+        import itertools
+
+        from judge_rl.data._read import iter_comparisons
+
+        rows = iter_comparisons(self.path, skip_invalid=self.skip_invalid)
+        take = first or STREAM_FIRST
+        while True:
+            if self.limit is not None:
+                take = min(take, max(0, self.limit) - len(self.comparisons))
+            chunk = list(itertools.islice(rows, take)) if take > 0 else []
+            if not chunk:
+                return
+            self.comparisons.extend(chunk)
+            yield chunk
+            await asyncio.sleep(0)
+            take = size or STREAM_CHUNK
+
+
+def open_stream(path: str | os.PathLike[str], cfg: LabelConfig) -> PairStream | None:
+    """The input as a :class:`PairStream` (judged while it is read), or None where it must be
+    read whole first (:func:`read_input`): a candidates file or folder (paired within each
+    prompt), another preference format (sides assigned over the whole file), references to
+    match (``cfg.references``), a baseline, a ``limit`` (the header names the whole file's
+    comparisons, and a bad row past the limit is still an error), an empty or missing file,
+    ``cfg.stream`` off.
+
+    Raises:
+        DataError: the file's first row cannot be read (as :func:`read_input`).
+    """
+    from pathlib import Path
+
+    from judge_rl.data import detect_format
+
+    p = Path(path)
+    if not cfg.stream or cfg.references or cfg.baseline or cfg.limit is not None:
+        return None
+    if not p.is_file():
+        return None
+    fmt = cfg.input_format or detect_format(p)
+    if fmt != "pairwise":
+        return None
+    return PairStream(str(p), fmt, limit=cfg.limit, skip_invalid=cfg.skip_invalid)
 
 
 def pairing_text(cfg: LabelConfig) -> str:
@@ -456,6 +535,71 @@ async def judge_comparisons(
     comps = list(comparisons)
     t0 = time.perf_counter()
     state = LabelProgress()
+    token = progress_hook.set(_progress_hook(state, t0, on_progress))
+    try:
+        judgments = list(await judge.compare(comps)) if comps else []
+    finally:
+        progress_hook.reset(token)
+    elapsed = time.perf_counter() - t0
+    if on_progress is not None:
+        state.elapsed_s, state.final = elapsed, True
+        on_progress(state)
+    return judgments, elapsed
+
+
+async def judge_streamed(
+    cfg: LabelConfig,
+    stream: PairStream,
+    judge: Any,
+    *,
+    cache: Any = None,
+    on_progress: Callable[[LabelProgress], None] | None = None,
+    on_read: Callable[[Any], None] | None = None,
+) -> tuple[list[Comparison], list[Judgment], float]:
+    """``(comparisons, judgments, seconds)``: :func:`judge_comparisons` of the comparisons
+    ``stream`` reads, judging from its first chunk on while the rest is read (the same
+    judgments, in the same order, as reading first and judging after: a comparison equal to an
+    earlier one is judged once; the budget is checked call by call as ever).
+
+    ``on_read(estimate)``: called once the whole input is read (judging goes on), with the
+    :class:`~judge_rl.judge.budget.Estimate` that :func:`judge_rl.judge.estimate` gives for it
+    (each chunk's cache lookup counted as it came). A bad row raises :class:`DataError` when it
+    is reached: the judging stops, what finished is in the cache. A judge without
+    ``compare_stream`` gets the whole input once it is read.
+    """
+    from judge_rl.judge import estimate
+    from judge_rl.judge._common import progress_hook
+
+    if cfg.refresh and cache is not None:
+        cache.refresh = True
+    t0 = time.perf_counter()
+    state = LabelProgress()
+    token = progress_hook.set(_progress_hook(state, t0, on_progress))
+    try:
+        stream_fn = getattr(judge, "compare_stream", None)
+        if stream_fn is not None:
+            judgments = list(await stream_fn(stream.chunks(), on_estimate=on_read))
+        else:
+            async for _ in stream.chunks():
+                pass
+            if on_read is not None:
+                on_read(estimate(judge, stream.comparisons))
+            comps = stream.comparisons
+            judgments = list(await judge.compare(comps)) if comps else []
+    finally:
+        progress_hook.reset(token)
+    elapsed = time.perf_counter() - t0
+    if on_progress is not None:
+        state.elapsed_s, state.final = elapsed, True
+        on_progress(state)
+    return stream.comparisons, judgments, elapsed
+
+
+def _progress_hook(
+    state: LabelProgress, t0: float, on_progress: Callable[[LabelProgress], None] | None
+) -> Callable[[str, Any], None]:
+    """The judge layer's progress hook: counts into ``state``, calls ``on_progress`` at most
+    every :data:`PROGRESS_EVERY_S` seconds."""
     next_at = 0.0
 
     def hook(event: str, rec: Any) -> None:
@@ -478,16 +622,7 @@ async def judge_comparisons(
                 on_progress(state)
                 next_at = now + PROGRESS_EVERY_S
 
-    token = progress_hook.set(hook)
-    try:
-        judgments = list(await judge.compare(comps)) if comps else []
-    finally:
-        progress_hook.reset(token)
-    elapsed = time.perf_counter() - t0
-    if on_progress is not None:
-        state.elapsed_s, state.final = elapsed, True
-        on_progress(state)
-    return judgments, elapsed
+    return hook
 
 
 def label(cfg: LabelConfig, candidates: Sequence[Candidate], judge: Any) -> Labels:
@@ -753,14 +888,17 @@ __all__ = [
     "LabelInput",
     "LabelProgress",
     "Labels",
+    "PairStream",
     "Selected",
     "apply_references",
     "fingerprints",
     "judge_comparisons",
+    "judge_streamed",
     "label",
     "label_comparisons",
     "log_text",
     "make_labels",
+    "open_stream",
     "pair_candidates",
     "quiet_gc",
     "read_input",
