@@ -78,7 +78,7 @@ print(json.dumps({"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu}))
 
 
 PHASES_SCRIPT = r"""
-import inspect, json, resource, sys, time
+import functools, inspect, json, resource, sys, time
 marks = [("start", time.process_time())]
 def mark(name):
     marks.append((name, time.process_time()))
@@ -100,8 +100,46 @@ def wrap(mod, name, label):
             mark(label + ": before"); r = f(*a, **k); mark(label); return r
     setattr(mod, name, w)
 wrap(PL, "read_input", "read input")
+wrap(PL, "open_stream", "open the input (streamed run: format from its first row)")
 wrap(PL, "quiet_gc", "gc freeze")
 wrap(J, "estimate", "estimate (render, cache keys, lookups)")
+wrap(PL, "judge_streamed", "judging (streamed: reading, keys, lookups, renders inside)")
+inside = {}
+def acc(mod, name, label):
+    # CPU of the calls of mod.name, summed; they run inside the phase around them, which
+    # already counts it (listed with "inside")
+    f = getattr(mod, name, None)
+    if f is None:
+        return
+    if inspect.isgeneratorfunction(f):
+        def w(*a, **k):
+            it = f(*a, **k)
+            while True:
+                t = time.process_time()
+                try:
+                    x = next(it)
+                except StopIteration:
+                    inside[label] = inside.get(label, 0.0) + time.process_time() - t
+                    return
+                inside[label] = inside.get(label, 0.0) + time.process_time() - t
+                yield x
+        setattr(mod, name, functools.wraps(f)(w))
+        return
+    else:
+        def w(*a, **k):
+            t = time.process_time()
+            try:
+                return f(*a, **k)
+            finally:
+                inside[label] = inside.get(label, 0.0) + time.process_time() - t
+    setattr(mod, name, functools.wraps(f)(w))
+import judge_rl.data._read as DR
+import judge_rl.judge.cache as JC
+import judge_rl.judge.llm as JL
+acc(DR, "iter_comparisons", "  inside: reading rows (streamed)")
+acc(JC, "_compare_keys", "  inside: cache keys")
+acc(JC.JudgmentCache, "get_many", "  inside: cache lookups")
+acc(JL.LLMJudge, "estimate", "  inside: estimate renders")
 wrap(PL, "make_labels", "records + summary")
 wrap(D, "write_preferences", "write preferences")
 save = R.RunLog.save
@@ -119,6 +157,7 @@ for name, t in marks[1:]:
         name = "until " + name[: -len(": before")]
     out[name] = out.get(name, 0.0) + t - prev
     prev = t
+out.update(inside)
 ru = resource.getrusage(resource.RUSAGE_SELF)
 out["total"] = ru.ru_utime + ru.ru_stime
 sys.stderr.write("PHASES " + json.dumps(out) + "\n")
