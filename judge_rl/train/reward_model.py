@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+OPTIM_SHARD_FILE = "optimizer-rank{rank}.pt"
+"""Each rank's part of a sharded optimiser's state (DeepSpeed ZeRO, FSDP), in the checkpoint."""
 META_FILE = "reward_model.json"
 CHECKPOINT_PREFIX = "checkpoint-"
 
@@ -857,14 +859,17 @@ class _Trainer:
         self.optimizer: Any = torch.optim.AdamW(
             params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True if fused else None
         )
+        # the schedule sets the learning rate in the torch optimizer's parameter groups, which
+        # the wrappers keep using (DeepSpeed's ZeRO optimizer is no torch Optimizer to schedule)
+        base_opt = self.optimizer
         acc = self.dist.accelerator
         if acc is not None:
+            self._configure_deepspeed(acc)
             # DDP, FSDP or DeepSpeed, as accelerate launch configured (model and optimiser
             # together: DeepSpeed builds its engine from both)
             self.forward, self.optimizer = acc.prepare(self.module, self.optimizer)
         else:
             self.forward = self.module
-        base_opt = getattr(self.optimizer, "optimizer", self.optimizer)
         warmup = int(cfg.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             base_opt, _schedule(warmup, self.total_steps)
@@ -889,6 +894,27 @@ class _Trainer:
         self.section.model_extra["shared_prefix"] = self.shared_ok  # type: ignore[index]
         if resume_from is not None:
             self._load_state(resume_from)
+
+    def _configure_deepspeed(self, acc: Any) -> None:
+        """DeepSpeed's micro-batch (``auto`` in its config: accelerate takes it from a data loader,
+        and this trainer prepares none) and gradient clipping (DeepSpeed clips inside its engine
+        step; ``auto`` takes ``max_grad_norm``). The engine steps at the end of every backward
+        that accelerate marks as a boundary; the micro-batches of one optimizer step are marked
+        (:meth:`train_step`). No-op without DeepSpeed."""
+        if getattr(acc.state, "deepspeed_plugin", None) is None:
+            return
+        from judge_rl.train.sharding import configure_deepspeed
+
+        ds = acc.state.deepspeed_plugin.deepspeed_config
+        gas = ds.get("gradient_accumulation_steps", "auto")
+        if gas not in ("auto", 1):
+            raise ConfigError(
+                f"the DeepSpeed config's gradient_accumulation_steps is {gas}: set it to 1 or "
+                "auto and use --grad-accum (train-rm accumulates its micro-batches itself)",
+                setting="grad_accum",
+            )
+        ds["gradient_accumulation_steps"] = 1
+        configure_deepspeed(acc, self.cfg.batch_size, max_grad_norm=self.cfg.max_grad_norm)
 
     # -- data order --------------------------------------------------------------------------
 
@@ -1019,9 +1045,15 @@ class _Trainer:
             batch_in = self._model_batch(local, self.train)
             p = torch.tensor([self.train.p_chosen[i] for i in local], device=self.device)  # (B,)
             m = torch.tensor([self.train.margin[i] for i in local], device=self.device)  # (B,)
-            sync = mi == len(micro) - 1 or d.world == 1
-            if sync:
+            last_micro = mi == len(micro) - 1
+            sync = last_micro or d.world == 1
+            if self._deepspeed:
+                # the engine steps (clips, updates, zeroes) at the end of each backward that
+                # accelerate marks as a boundary: only the step's last micro-batch
+                d.accelerator.gradient_state._set_sync_gradients(last_micro)
                 ctx: Any = contextlib.nullcontext()
+            elif sync:
+                ctx = contextlib.nullcontext()
             elif d.accelerator is not None:
                 ctx = d.accelerator.no_sync(self.forward)
             else:
@@ -1054,6 +1086,8 @@ class _Trainer:
                         torch.tensor(float(b), device=self.device),
                     ]
                 )
+        if self._deepspeed:
+            d.accelerator.gradient_state._set_sync_gradients(True)
         if self.scaler is not None:
             self.scaler.unscale_(getattr(self.optimizer, "optimizer", self.optimizer))
         if cfg.max_grad_norm > 0 and d.accelerator is not None:
@@ -1073,9 +1107,14 @@ class _Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             last = latest_checkpoint(self.out)
             where = f"the last checkpoint, {last}, is intact" if last else "no checkpoint yet"
+            applied = (
+                "DeepSpeed's engine had already applied the step"
+                if self._deepspeed
+                else "stopped before updating the weights"
+            )
             raise TrainingDiverged(
                 f"loss became non-finite at step {self.step + 1} (loss sum {loss_sum}, "
-                f"gradient norm {gn}); stopped before updating the weights; {where}. "
+                f"gradient norm {gn}); {applied}; {where}. "
                 "Lower --lr, check the data's margins/labels, or try --bf16 off"
             )
         if self.scaler is not None:
@@ -1100,22 +1139,40 @@ class _Trainer:
         return m.module if hasattr(m, "module") and not hasattr(m, "config") else m
 
     def rewards_of(self, data: TokenizedPairs) -> tuple[list[float], list[float]]:
-        """Rewards of every pair's chosen and rejected side (no grad, length-sorted batches)."""
+        """Rewards of every pair's chosen and rejected side (no grad, length-sorted batches).
+
+        With several processes each scores every ``world``-th pair of the length order (a
+        share of similar lengths) on its local full model and the shares are exchanged, so every
+        rank returns all pairs' rewards: a collective (sharded runs call it inside the
+        full-parameter gather, :meth:`_gathered`)."""
         import torch
 
+        d = self.dist
         bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
         order = sorted(range(len(data)), key=lambda i: -data.lengths[i])
-        rc = [0.0] * len(data)
-        rr = [0.0] * len(data)
+        mine = order[d.rank :: d.world]
+        rc_mine: list[float] = []
+        rr_mine: list[float] = []
         self.model.eval()
         with torch.no_grad(), _autocast(self.device, self.bf16):
-            for s in range(0, len(order), bs):
-                idx = order[s : s + bs]
+            for s in range(0, len(mine), bs):
+                idx = mine[s : s + bs]
                 ids, lengths, _, _ = self._tensors(idx, data)
                 r = sequence_rewards(self.model, ids, lengths).tolist()
-                for k, i in enumerate(idx):
-                    rc[i], rr[i] = r[k], r[k + len(idx)]
+                rc_mine += r[: len(idx)]
+                rr_mine += r[len(idx) :]
         self.model.train()
+        shares: list[Any] = [(mine, rc_mine, rr_mine)]
+        if d.world > 1:
+            import torch.distributed as dist
+
+            shares = [None] * d.world
+            dist.all_gather_object(shares, (mine, rc_mine, rr_mine))
+        rc = [math.nan] * len(data)
+        rr = [math.nan] * len(data)
+        for idx_s, rc_s, rr_s in shares:
+            for i, c, r_ in zip(idx_s, rc_s, rr_s, strict=True):
+                rc[i], rr[i] = c, r_
         return rc, rr
 
     def evaluate(self) -> dict[str, float]:
@@ -1187,11 +1244,32 @@ class _Trainer:
             ds is not None and getattr(ds, "zero_stage", 0) == 3
         )
 
+    @property
+    def _deepspeed(self) -> bool:
+        acc = self.dist.accelerator
+        return acc is not None and getattr(acc.state, "deepspeed_plugin", None) is not None
+
+    @property
+    def _zero3(self) -> bool:
+        acc = self.dist.accelerator
+        ds = getattr(acc.state, "deepspeed_plugin", None) if acc is not None else None
+        return ds is not None and getattr(ds, "zero_stage", 0) == 3
+
     def _full_state(self) -> dict[str, Any] | None:
         """The model's full state dict when sharded (a collective: every rank calls it; rank 0
         gets the tensors), else None (the live model saves itself)."""
         if not self._sharded:
             return None
+        if self._zero3:
+            # accelerate's get_state_dict needs stage3_gather_16bit_weights_on_model_save (and
+            # gives 16-bit weights); the gather gives the weights as they are, on rank 0
+            from judge_rl.models import full_state_dict
+
+            with self._gathered():
+                full = None
+                if self.dist.main:
+                    full = {k: v.detach().clone() for k, v in full_state_dict(self.model).items()}
+            return full
         sd = self.dist.accelerator.get_state_dict(self.forward)
         return {k.removeprefix("model."): v for k, v in (sd or {}).items()}
 
@@ -1236,15 +1314,23 @@ class _Trainer:
 
         final = self.out / f"{CHECKPOINT_PREFIX}{self.step}"
         full = self._full_state()  # every rank (sharded runs)
-        opt_state = self.optimizer.state_dict() if optimizer else None  # every rank
+        per_rank = optimizer and self._per_rank_optimizer
+        opt_state = self.optimizer.state_dict() if optimizer and not per_rank else None
+        if per_rank:  # each rank its own part, to a temp name rank 0 moves into the folder
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_trainer_state(self._optimizer_shard(), self._shard_tmp(self.dist.rank))
+            self.dist.barrier()
         if self.dist.main:
             tmp = self.out / f".tmp-{CHECKPOINT_PREFIX}{self.step}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             self._save_model(tmp, full)
+            for r in range(self.dist.world if per_rank else 0):
+                os.replace(self._shard_tmp(r), tmp / OPTIM_SHARD_FILE.format(rank=r))
             state = {
                 "step": self.step,
                 "optimizer": opt_state,
+                "optimizer_shards": self.dist.world if per_rank else 0,
                 "scheduler": self.scheduler.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
                 "fingerprint": self.fingerprint,
@@ -1258,13 +1344,82 @@ class _Trainer:
         self.dist.barrier()
         return final
 
+    # -- optimiser state of sharded runs: one file per rank -------------------------------------
+
+    @property
+    def _per_rank_optimizer(self) -> bool:
+        """Does each rank hold only its part of the optimiser state (DeepSpeed ZeRO, FSDP)?"""
+        return self._zero_optimizer() is not None or self._sharded
+
+    def _zero_optimizer(self) -> Any:
+        """DeepSpeed's ZeRO optimizer (stages 1-3) behind accelerate's wrapper, else None."""
+        acc = self.dist.accelerator
+        if acc is None or getattr(acc.state, "deepspeed_plugin", None) is None:
+            return None
+        inner = getattr(self.optimizer, "optimizer", None)
+        return (
+            inner if hasattr(inner, "loss_scaler") and hasattr(inner, "partition_count") else None
+        )
+
+    def _shard_tmp(self, rank: int) -> Path:
+        return self.out / f".tmp-step{self.step}-{OPTIM_SHARD_FILE.format(rank=rank)}"
+
+    def _optimizer_shard(self) -> dict[str, Any]:
+        """This rank's optimiser state as plain data (loadable weights-only). DeepSpeed's ZeRO
+        state holds its loss scaler as an object (it is the live one again on load; a
+        full-precision run's is a constant 1) and its stage as an enum (an int here)."""
+        import enum
+
+        zero = self._zero_optimizer()
+        if zero is None:
+            return {"optimizer": self.optimizer.state_dict()}
+        from deepspeed.checkpoint.constants import LOSS_SCALER
+
+        sd = zero.state_dict()
+        return {
+            "zero": {
+                k: (int(v.value) if isinstance(v, enum.Enum) else v)
+                for k, v in sd.items()
+                if k != LOSS_SCALER
+            }
+        }
+
+    def _load_optimizer_shards(self, folder: Path, shards: int) -> None:
+        """Each rank's optimiser part back (DeepSpeed ZeRO reads the list of every rank's part
+        and takes its own; FSDP's optimizer its own file)."""
+        from judge_rl.train._checkpoint import load_trainer_state
+
+        zero = self._zero_optimizer()
+        if zero is None:
+            own = load_trainer_state(folder / OPTIM_SHARD_FILE.format(rank=self.dist.rank))
+            self.optimizer.load_state_dict(own["optimizer"])
+            return
+        from deepspeed.checkpoint.constants import LOSS_SCALER
+
+        parts = []
+        for r in range(shards):
+            part = load_trainer_state(folder / OPTIM_SHARD_FILE.format(rank=r))
+            if not isinstance(part, dict) or not isinstance(part.get("zero"), dict):
+                raise ConfigError(
+                    f"{folder / OPTIM_SHARD_FILE.format(rank=r)}: not a DeepSpeed optimiser part",
+                    setting="resume",
+                )
+            sd = dict(part["zero"])
+            sd[LOSS_SCALER] = zero.loss_scaler
+            parts.append(sd)
+        zero.load_state_dict(parts)
+
     def _publish_final(self, checkpoint: Path) -> None:
         """The final model in ``output``, atomically: the checkpoint's model files are linked
         (no second copy on disk; copied where links fail) under temp names, renamed into place,
         and ``reward_model.json`` goes last: a folder with it is complete (a reader of a
         half-published folder finds no ``reward_model.json``)."""
         (self.out / META_FILE).unlink(missing_ok=True)
-        files = [f for f in checkpoint.iterdir() if f.is_file() and f.name != STATE_FILE]
+        files = [
+            f
+            for f in checkpoint.iterdir()
+            if f.is_file() and f.name != STATE_FILE and not f.name.startswith("optimizer-rank")
+        ]
         files.sort(key=lambda f: f.name == META_FILE)  # the marker last
         for f in files:
             tmp = self.out / f".tmp-{f.name}-{os.getpid()}"
@@ -1299,7 +1454,19 @@ class _Trainer:
                 "the same data and settings, or use a new --output",
                 setting="resume",
             )
-        if state.get("optimizer") is not None:
+        shards = int(state.get("optimizer_shards") or 0)
+        if shards or (state.get("optimizer") is not None and self._per_rank_optimizer):
+            if shards != self.dist.world or not self._per_rank_optimizer:
+                raise ConfigError(
+                    f"{folder} holds the optimiser state of "
+                    + (f"{shards} sharded processes" if shards else "an unsharded run")
+                    + f"; this run has {self.dist.world} process(es)"
+                    + (" with a sharded optimiser" if self._per_rank_optimizer else "")
+                    + ": resume with the same processes and sharding as the run that wrote it",
+                    setting="resume",
+                )
+            self._load_optimizer_shards(folder, shards)
+        elif state.get("optimizer") is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         else:
             log.warning("%s holds no optimiser state (a finished run): fresh AdamW moments", folder)
@@ -1399,13 +1566,15 @@ class _Trainer:
             raise
 
     def _do_eval(self) -> None:
+        # every rank scores its share of the held-out pairs (inside the full-parameter gather
+        # when sharded); rank 0 records the metrics of all of them
         with self._gathered():
-            if self.dist.main:
-                ev = self.evaluate()
-                self.section.evals.append(ev)
-                self._write_log()
-                self._emit("eval", ev)
-            self.dist.barrier()
+            ev = self.evaluate()
+        if self.dist.main:
+            self.section.evals.append(ev)
+            self._write_log()
+            self._emit("eval", ev)
+        self.dist.barrier()
 
     def close(self) -> None:
         if self.dist.initialised_here:
