@@ -255,16 +255,32 @@ class HFRolloutEngine:
 
         # sampling reads the last position's logits only: the prompt's other positions skip the
         # last layer's MLP in the prefill (exact; decoding steps are one position wide anyway)
+        from judge_rl.train._lean_decode import lean_decoder
+
+        # a Llama-layout model on CPU: the same tokens as generate, less work per step
+        # (judge_rl/train/_lean_decode.py); anything else: generate
+        lean = lean_decoder(m, top_k=None if greedy else self.top_k, top_p=self.top_p)
         with torch.no_grad(), last_mlp_only(1, m):
-            out = m.generate(
-                input_ids=query_ids.to(device),
-                attention_mask=query_mask.to(device),
-                generation_config=cfg,
-                # always inside a full-parameter gather: no rank waits on another while
-                # sampling (transformers would sync every token under ZeRO-3/FSDP, and the
-                # monitor samples on rank 0 alone)
-                synced_gpus=False,
-            )  # (B, P + R')
+            if lean is not None:
+                out = lean.sample(
+                    query_ids.to(device),
+                    query_mask.to(device),
+                    max_new_tokens=n_new,
+                    greedy=greedy,
+                    temperature=self.temperature,
+                    eos=self.eos,
+                    pad_id=self.pad_id,
+                )  # (B, P + R')
+            else:
+                out = m.generate(
+                    input_ids=query_ids.to(device),
+                    attention_mask=query_mask.to(device),
+                    generation_config=cfg,
+                    # always inside a full-parameter gather: no rank waits on another while
+                    # sampling (transformers would sync every token under ZeRO-3/FSDP, and the
+                    # monitor samples on rank 0 alone)
+                    synced_gpus=False,
+                )  # (B, P + R')
         if was_training:
             m.train()
         response_ids = out[:, query_ids.shape[1] :].cpu()  # (B, R') with R' <= n_new

@@ -34,13 +34,17 @@ def count_passes(**kw):
     cfg.update(kw)
     t = PPOTrainer(PPOConfig(**cfg), model, tok, "contains:a", PROMPTS)
     widths: list[tuple[int, bool]] = []  # (sequence width, grad enabled) of each body forward
-    head: list[int] = []
+    head: list[tuple[int, int]] = []  # (positions, width of the body forward before it)
     body = t.policy.model
     body.register_forward_pre_hook(
         lambda m, a, k: widths.append((k["input_ids"].shape[1], torch.is_grad_enabled())),
         with_kwargs=True,
     )
-    t.policy.lm_head.register_forward_pre_hook(lambda m, a: head.append(a[0].shape[1]))
+    # the LM head is also called per decoding step without a body forward (the lean sampling
+    # loop, judge_rl/train/_lean_decode.py): each call is tagged with the last body forward
+    t.policy.lm_head.register_forward_pre_hook(
+        lambda m, a: head.append((a[0].shape[1], widths[-1][0] if widths else 0))
+    )
     mlp_rows: list[tuple[int, ...]] = []  # (B, T) of each pass through the last layer's MLP
     t.policy.model.layers[-1].mlp.down_proj.register_forward_pre_hook(
         lambda m, a: mlp_rows.append(tuple(a[0].shape[:-1]))
@@ -49,9 +53,9 @@ def count_passes(**kw):
     batch = t._last_batch
     P, R = batch.query_ids.shape[1], batch.response_ids.shape[1]
     full = [(w, g) for w, g in widths if w == P + R]  # generate's calls are P or 1 wide
-    n_head = len(head) - (len(widths) - len(full))  # generate's LM-head calls come first
+    full_head = [n for n, w in head if w == P + R]  # generate's calls follow P or 1 wide ones
     stats["_mlp_rows"] = mlp_rows[-len(full) :]  # the full-sequence passes come last
-    return full, head[-n_head:], P, R, stats
+    return full, full_head, P, R, stats
 
 
 def test_one_full_forward_per_epoch_and_no_separate_no_grad_policy_pass():

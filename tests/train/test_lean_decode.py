@@ -1,0 +1,105 @@
+"""The lean sampling loop (judge_rl/train/_lean_decode.py) gives ``generate``'s tokens: same
+seed, same tokens and the same RNG state after, sampled and greedy, left-padded, multi-head and
+grouped-query attention, rows that stop at EOS early; anything it does not know goes to
+``generate``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from judge_rl.models import tiny_causal_lm, tiny_tokenizer
+from judge_rl.train._last_mlp import last_mlp_only
+from judge_rl.train._lean_decode import lean_decoder
+from judge_rl.train.rollout import HFRolloutEngine, encode_prompt, left_pad, sampling_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
+
+PROMPTS = ["hi", "a longer prompt here", "q", "what is two plus two?"]
+
+
+def gqa_model(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=96,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                      bos_token_id=None, tie_word_embeddings=True)  # fmt: skip
+    torch.manual_seed(1)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def both(model, tok, *, n_new, greedy, temperature=1.0, eos=None, seed=0):
+    """(generate's ids, lean ids, generate's next random number, lean's)."""
+    q, qm = left_pad([encode_prompt(tok, p) for p in PROMPTS], tok.pad_token_id)
+    eos = eos or [tok.eos_token_id]
+    cfg = sampling_config(n_new, greedy, temperature, 0, 1.0, tok.pad_token_id, eos)
+    lean = lean_decoder(model, top_k=0, top_p=1.0)
+    assert lean is not None
+    with torch.no_grad(), last_mlp_only(1, model):
+        torch.manual_seed(seed)
+        ref = model.generate(input_ids=q, attention_mask=qm, generation_config=cfg)
+        r_ref = torch.rand(3)
+        torch.manual_seed(seed)
+        out = lean.sample(q, qm, max_new_tokens=n_new, greedy=greedy, temperature=temperature,
+                          eos=eos, pad_id=tok.pad_token_id)  # fmt: skip
+        r_out = torch.rand(3)
+    return ref, out, r_ref, r_out
+
+
+@pytest.mark.parametrize("arch", ["mha", "gqa"])
+@pytest.mark.parametrize(("greedy", "temperature"), [(False, 1.0), (False, 0.7), (True, 1.0)])
+def test_same_tokens_as_generate(arch, greedy, temperature):
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=2) if arch == "mha" else gqa_model(tok)
+    for seed in range(3):
+        ref, out, r_ref, r_out = both(model, tok, n_new=24, greedy=greedy,
+                                      temperature=temperature, seed=seed)  # fmt: skip
+        assert out.shape == ref.shape and torch.equal(out, ref), seed
+        assert torch.equal(r_out, r_ref)  # the same random numbers drawn
+
+
+def test_rows_that_stop_early_and_the_loop_that_stops_when_all_have():
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=2)
+    eos = list(range(10, len(tok), 2))  # about half the vocabulary ends a response
+    for seed in range(4):
+        ref, out, r_ref, r_out = both(model, tok, n_new=40, greedy=False, eos=eos, seed=seed)
+        assert out.shape == ref.shape and torch.equal(out, ref), seed
+        assert torch.equal(r_out, r_ref)
+    width = max(len(encode_prompt(tok, p)) for p in PROMPTS)
+    assert ref.shape[1] < width + 40  # every row stopped before max_new_tokens
+
+
+def test_engine_uses_it_and_matches_generate(monkeypatch):
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=2)
+    eng = HFRolloutEngine(model, tok, max_new_tokens=16, temperature=1.0)
+    q, qm = left_pad([encode_prompt(tok, p) for p in PROMPTS], tok.pad_token_id)
+    calls = []
+    monkeypatch.setattr(model, "generate", lambda *a, **k: calls.append(1) or 1 / 0)
+    torch.manual_seed(0)
+    lean = eng.generate(q, qm)
+    assert not calls  # the lean loop ran
+    monkeypatch.undo()
+    monkeypatch.setenv("JUDGE_RL_LEAN_DECODE", "0")
+    torch.manual_seed(0)
+    plain = eng.generate(q, qm)
+    assert torch.equal(lean.response_ids, plain.response_ids) and lean.texts == plain.texts
+    assert torch.equal(lean.response_mask, plain.response_mask)
+
+
+def test_falls_back_where_it_does_not_apply(monkeypatch):
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=1)
+    assert lean_decoder(model, top_k=0, top_p=1.0) is not None
+    assert lean_decoder(model, top_k=5, top_p=1.0) is None  # truncated sampling
+    assert lean_decoder(model, top_k=0, top_p=0.9) is None
+    model.generation_config.suppress_tokens = [3]  # a logits processor generate would add
+    assert lean_decoder(model, top_k=0, top_p=1.0) is None
+    model.generation_config.suppress_tokens = None
+    model.config._attn_implementation = "eager"
+    assert lean_decoder(model, top_k=0, top_p=1.0) is None
+    model.config._attn_implementation = "sdpa"
+    monkeypatch.setenv("JUDGE_RL_LEAN_DECODE", "0")
+    assert lean_decoder(model, top_k=0, top_p=1.0) is None
