@@ -4,7 +4,7 @@ Same Llama-style policy (hidden 256, 4 layers by default: a realistic width, not
 overhead; byte tokenizer; saved once so both start from identical weights), same 64 plain-text
 prompts, 8 prompts x K = 8 samples per step (64 completions), 16 new tokens, temperature 1, one
 update per batch, GRPO advantages (group mean and std), token-level loss, clip 0.2, k3 KL with
-beta 0.04 (so both run the reference), lr 5e-3 (constant), the same reward (1 when the completion
+beta 0.04 (so both run the reference), lr 1e-3 (constant), the same reward (1 when the completion
 contains the letter "a"), CPU, the same thread count. TRL (1.16) runs in its own venv
 (``.bench-venvs/trl``).
 
@@ -34,7 +34,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TRL_REQ = ["trl==1.16.*"]
-PROMPTS_PER_STEP, K, NEW_TOKENS, LR, BETA = 8, 8, 16, 5e-3, 0.04
+# lr 1e-3: at hidden 256, 5e-3 made judge_rl's reward swing (1.0 -> 0.16 -> 1.0: once every group
+# scores 1 the only gradient is beta * KL, which Adam scales to a full-size step back towards the
+# reference) while TRL's run of the same seed did not; at 1e-3 it climbs smoothly (docs/grpo.md)
+PROMPTS_PER_STEP, K, NEW_TOKENS, LR, BETA = 8, 8, 16, 1e-3, 0.04
 
 _PEER_TEMPLATE = r"""
 import json, sys, time
