@@ -23,7 +23,7 @@ other model runs unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -119,3 +119,31 @@ def last_mlp_only(keep: int | torch.Tensor | None, *models: nn.Module | None) ->
                         mod.forward = _rows_forward(inner, keep.bool())  # type: ignore[method-assign]
                     stack.callback(vars(mod).pop, "forward", None)
         yield
+
+
+def checkpoints_activations(model: nn.Module | None) -> bool:
+    """Does ``model`` re-run forwards in its backward (gradient/activation checkpointing on,
+    for a plain transformers model, a peft-wrapped one or a value model around a body)?
+    transformers flags each checkpointed module with ``gradient_checkpointing = True``."""
+    if model is None:
+        return False
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+def read_rows_block(
+    keep: int | torch.Tensor | None, *models: nn.Module | None, covers_backward: bool = False
+) -> AbstractContextManager[None]:
+    """:func:`last_mlp_only` for a training or scoring forward, safe under gradient
+    checkpointing: a checkpointed model re-runs its layers' forwards in the backward, and
+    that recomputation must see the same modules as the forward did. A caller whose block
+    covers the backward too says ``covers_backward=True`` (PPO's update); otherwise, while
+    gradients are on and one of ``models`` checkpoints, the block does nothing (the full last
+    layer runs, exact everywhere). Without gradients nothing is recomputed: the rows are
+    skipped."""
+    if (
+        not covers_backward
+        and torch.is_grad_enabled()
+        and any(checkpoints_activations(m) for m in models)
+    ):
+        return nullcontext()
+    return last_mlp_only(keep, *models)

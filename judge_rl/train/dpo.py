@@ -490,7 +490,7 @@ class DPOTrainer:
         return self._plain_logps(rows)
 
     def _plain_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        from judge_rl.train._last_mlp import last_mlp_only
+        from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train.ppo import logprobs_from_logits
 
         ids, am, pos, r_ids, r_mask = (t.to(self.device) for t in self._batch_tensors(rows))
@@ -503,10 +503,9 @@ class DPOTrainer:
         }
         if self._keep:
             kw["logits_to_keep"] = R + 1  # only response positions meet the vocabulary
-        # the last layer's MLP on the positions the head reads (not under gradient checkpointing:
-        # its recomputation runs in the backward, outside this block)
-        keep = R + 1 if not self.config.gradient_checkpointing else None
-        with self._autocast(), last_mlp_only(keep, self.policy):
+        # the last layer's row-wise work on the positions the head reads (skipped with gradients
+        # under checkpointing: its recomputation runs in the backward, outside this block)
+        with self._autocast(), read_rows_block(R + 1, self.policy):
             logits = self.policy(**kw).logits[:, -(R + 1) : -1]  # (2n, R, V)
         lp = logprobs_from_logits(logits.float(), r_ids)  # (2n, R)
         m = r_mask.to(lp.dtype)
@@ -521,7 +520,7 @@ class DPOTrainer:
         import torch
         from transformers import DynamicCache
 
-        from judge_rl.train._last_mlp import last_mlp_only
+        from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train.ppo import logprobs_from_logits
 
         pad = int(self.tokenizer.pad_token_id)
@@ -558,7 +557,7 @@ class DPOTrainer:
         read = torch.zeros(n, tp, dtype=torch.bool)  # (n, P): each prompt's last token
         read[torch.arange(n), plen - 1] = True
         with self._autocast():
-            with last_mlp_only(read.to(dev), body):  # the cache needs no last-layer MLP output
+            with read_rows_block(read.to(dev), body):  # the cache needs no last-layer MLP output
                 hp = body(
                     input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
                 ).last_hidden_state  # (n, P, H)

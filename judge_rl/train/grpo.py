@@ -639,7 +639,7 @@ class GRPOTrainer:
         import torch
         from transformers import DynamicCache
 
-        from judge_rl.train._last_mlp import last_mlp_only
+        from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train.ppo import logprobs_from_logits
 
         dev = self.device
@@ -677,7 +677,7 @@ class GRPOTrainer:
         read = torch.zeros(len(prompts), tp, dtype=torch.bool)  # (U, P): each prompt's last token
         read[torch.arange(len(prompts)), plen - 1] = True
         with self._autocast():
-            with last_mlp_only(read.to(dev), body):  # the cache needs no last-layer MLP output
+            with read_rows_block(read.to(dev), body):  # the cache needs no last-layer MLP output
                 hp = body(
                     input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
                 ).last_hidden_state  # (U, P, H)
@@ -727,7 +727,7 @@ class GRPOTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         import torch
 
-        from judge_rl.train._last_mlp import last_mlp_only
+        from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train.ppo import logprobs_from_logits
 
         R = batch.response_ids.shape[1]
@@ -742,10 +742,9 @@ class GRPOTrainer:
         }
         if self._keep:
             kw["logits_to_keep"] = R + 1
-        # the last layer's MLP on the positions the head reads (not under gradient checkpointing:
-        # its recomputation runs in the backward, outside this block)
-        keep = R + 1 if not self.config.gradient_checkpointing else None
-        with self._autocast(), last_mlp_only(keep, model):
+        # the last layer's row-wise work on the positions the head reads (skipped with gradients
+        # under checkpointing: its recomputation runs in the backward, outside this block)
+        with self._autocast(), read_rows_block(R + 1, model):
             logits = model(**kw).logits[:, -(R + 1) : -1]  # (b, R, V)
         logits = logits.float() / self.config.temperature
         lp = logprobs_from_logits(logits, batch.response_ids[rows].to(self.device))  # (b, R)

@@ -976,10 +976,11 @@ class PPOTrainer:
         """The last decoder layer's MLP runs only on the last ``keep`` positions (the ones the LM
         head and the value head read: :mod:`judge_rl.train._last_mlp`) in the policy, the
         reference and a separate value model; exact there. Cover the backward too."""
-        from judge_rl.train._last_mlp import last_mlp_only
+        from judge_rl.train._last_mlp import read_rows_block
 
         u = self.unwrapped
-        return last_mlp_only(keep, u.policy, self.ref_policy, u.value_model)
+        models = (u.policy, self.ref_policy, u.value_model)
+        return read_rows_block(keep, *models, covers_backward=True)
 
     def _joint(self, batch: _Batch, rows: slice | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Policy logits -> (log-probs, entropy-ready logits) and values of the response. (b, R)."""

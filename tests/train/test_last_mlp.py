@@ -139,13 +139,16 @@ def test_rollout_prefill_skips_the_prompt_rows_and_samples_the_same_tokens():
 
 def _passes(model: nn.Module) -> list[list[int]]:
     """Each call of the decoder body as [rows into the body (B x T), rows into the last layer's
-    MLP], in call order (every body call passes through the last MLP once)."""
+    MLP], in call order (every body call passes through the last MLP once; the lean sampling
+    loop's decoding steps call the layers without the body and are not counted)."""
     calls: list[list[int]] = []
     model.model.register_forward_pre_hook(
         lambda _m, a, k: calls.append([k["input_ids"].numel()]), with_kwargs=True
     )
     out = [m for m in last_mlp(model).modules() if isinstance(m, nn.Linear)][-1]
-    out.register_forward_pre_hook(lambda _m, a: calls[-1].append(a[0].shape[:-1].numel()))
+    out.register_forward_pre_hook(
+        lambda _m, a: calls[-1].append(a[0].shape[:-1].numel()) if len(calls[-1]) == 1 else None
+    )
     return calls
 
 
@@ -184,3 +187,43 @@ def test_grpo_passes_skip_the_unread_rows(shared):
     sampling = [c for c in calls if c[0] <= 8]  # decoding steps: 8 samples x 1 position
     assert all(m == b for b, m in sampling)
     assert any(m < b for b, m in calls if b > 8)  # the training passes skip rows
+
+
+def test_read_rows_block_under_gradient_checkpointing():
+    """``read_rows_block`` (the one helper PPO, GRPO and DPO use): with gradients on and a
+    checkpointing model, a block around the forward alone does nothing (the backward re-runs
+    the forward outside it); around forward and backward (``covers_backward``) and without
+    gradients it skips the rows. The gradients are the full forward's every time."""
+    from judge_rl.train._last_mlp import checkpoints_activations, read_rows_block
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=64, num_layers=2, seed=0)
+    assert not checkpoints_activations(model)
+    model.gradient_checkpointing_enable()
+    model.train()
+    assert checkpoints_activations(model)
+    ids = torch.randint(10, 200, (3, 20))  # (B, T)
+    keep = 5
+    ref_logits, ref_grads = _lm_step(model, ids, keep)
+    rows = _rows_through(last_mlp(model))
+
+    def check(logits, grads):
+        torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+        for g, r in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+    model.zero_grad(set_to_none=True)
+    with read_rows_block(keep, model):  # forward only: a no-op here
+        logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
+    logits.float().log_softmax(-1)[..., 7].sum().backward()
+    check(logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert rows and all(n == 3 * 20 for n in rows)  # forward and recomputation: every row
+    rows.clear()
+    with read_rows_block(keep, model, covers_backward=True):
+        check(*_lm_step(model, ids, keep))
+    assert rows and all(n == 3 * keep for n in rows)
+    rows.clear()
+    with torch.no_grad(), read_rows_block(keep, model):
+        logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    assert rows == [3 * keep]
