@@ -78,32 +78,40 @@ print(json.dumps({"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu}))
 
 
 PHASES_SCRIPT = r"""
-import functools, inspect, json, resource, sys, time
-marks = [("start", time.process_time())]
+import functools, inspect, json, os, resource, sys, time
+T0 = float(os.environ.get("BENCH_T0") or time.time())  # the benchmark's clock at the spawn
+marks = [("start", time.process_time(), T0)]
 def mark(name):
-    marks.append((name, time.process_time()))
+    marks.append((name, time.process_time(), time.time()))
+mark("interpreter start")
 import judge_rl.data as D
 import judge_rl.judge as J
 import judge_rl.pipeline.label as PL
 import judge_rl.runlog as R
 from judge_rl.cli import main
 mark("start-up (imports)")
-def wrap(mod, name, label):
+def wrap(mod, name, label, once=False):
     f = getattr(mod, name, None)
     if f is None:
         return
+    seen = []
     if inspect.iscoroutinefunction(f):
         async def w(*a, **k):
             mark(label + ": before"); r = await f(*a, **k); mark(label); return r
     else:
         def w(*a, **k):
+            if once and seen:  # a later call runs inside another phase: not marked
+                return f(*a, **k)
+            seen.append(1)
             mark(label + ": before"); r = f(*a, **k); mark(label); return r
-    setattr(mod, name, w)
+    setattr(mod, name, functools.wraps(f)(w))
 wrap(PL, "read_input", "read input")
 wrap(PL, "open_stream", "open the input (streamed run: format from its first row)")
-wrap(PL, "quiet_gc", "gc freeze")
+wrap(PL, "quiet_gc", "gc freeze", once=True)
 wrap(J, "estimate", "estimate (render, cache keys, lookups)")
 wrap(PL, "judge_streamed", "judging (streamed: reading, keys, lookups, renders inside)")
+wrap(PL, "make_labels", "records + summary")
+wrap(D, "write_preferences", "write preferences")
 inside = {}
 def acc(mod, name, label):
     # CPU of the calls of mod.name, summed; they run inside the phase around them, which
@@ -140,8 +148,24 @@ acc(DR, "iter_comparisons", "  inside: reading rows (streamed)")
 acc(JC, "_compare_keys", "  inside: cache keys")
 acc(JC.JudgmentCache, "get_many", "  inside: cache lookups")
 acc(JL.LLMJudge, "estimate", "  inside: estimate renders")
-wrap(PL, "make_labels", "records + summary")
-wrap(D, "write_preferences", "write preferences")
+events = {}
+try:
+    import judge_rl.backends.openai as O
+    one = O.OpenAIBackend._one
+    async def first_one(self, req):
+        events.setdefault("first request sent (wall s since start)", time.time() - T0)
+        return await one(self, req)
+    O.OpenAIBackend._one = first_one
+except ImportError:
+    pass
+PS = getattr(PL, "PairStream", None)
+if PS is not None:
+    chunks = PS.chunks
+    async def timed_chunks(self, *a, **k):
+        async for c in chunks(self, *a, **k):
+            yield c
+        events["input all read, streamed (wall s since start)"] = time.time() - T0
+    PS.chunks = timed_chunks
 save = R.RunLog.save
 def logged(self, d):
     mark("run log: before"); r = save(self, d); mark("run log"); return r
@@ -151,15 +175,20 @@ try:
 except SystemExit:
     pass
 mark("end")
-out, prev = {}, marks[0][1]
-for name, t in marks[1:]:
+out, prev_c, prev_w = {}, marks[0][1], marks[0][2]
+for name, c, w in marks[1:]:
     if name.endswith(": before"):  # the time since the previous phase ended
         name = "until " + name[: -len(": before")]
-    out[name] = out.get(name, 0.0) + t - prev
-    prev = t
-out.update(inside)
+    got = out.setdefault(name, [0.0, 0.0])
+    got[0] += c - prev_c
+    got[1] += w - prev_w
+    prev_c, prev_w = c, w
+for name, sec in inside.items():
+    out[name] = [sec, None]
 ru = resource.getrusage(resource.RUSAGE_SELF)
-out["total"] = ru.ru_utime + ru.ru_stime
+out["total (to the end of main; exit follows)"] = [ru.ru_utime + ru.ru_stime, time.time() - T0]
+for name, sec in events.items():
+    out[name] = [None, sec]
 sys.stderr.write("PHASES " + json.dumps(out) + "\n")
 """
 
@@ -354,11 +383,14 @@ def bench_cli(
     return full
 
 
-def bench_phases(tmp: Path, tag: str = "phases") -> dict[str, float] | str:
-    """The CLI row's command once more (same spec, pairs and settings), with the CPU time of
-    each phase: process time read at the start and end of the library functions it calls
-    (wrapped in place; a function that is not there is left out). ``until X`` is the time
-    between the previous phase and X (e.g. ``until records + summary``: judging)."""
+def bench_phases(tmp: Path, tag: str = "phases") -> dict[str, list[float | None]] | str:
+    """The CLI row's command once more (same spec, pairs and settings), with the CPU and wall
+    time of each phase: process time and the clock read at the start and end of the library
+    functions it calls (wrapped in place; a function that is not there is left out), the wall
+    clock from the spawn. ``until X`` is the time between the previous phase and X (e.g.
+    ``until records + summary``: judging). ``inside:`` lines sum the CPU of calls made inside
+    a phase (already counted in it); the wall times of the first request and of the end of a
+    streamed input are since the spawn. ``{name: [cpu s or None, wall s or None]}``."""
     spec, pairs = tmp / "cli-judge" / "judge.yaml", tmp / "pairs.jsonl"
     out, run, cache = tmp / f"labels-{tag}.jsonl", tmp / f"run-{tag}", tmp / f"cache-{tag}.sqlite"
     cmd = [sys.executable, "-c", PHASES_SCRIPT, "label", "--judge", str(spec)]
@@ -366,6 +398,7 @@ def bench_phases(tmp: Path, tag: str = "phases") -> dict[str, float] | str:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("JUDGE_RL_NO_PROGRESS", None)
+    env["BENCH_T0"] = repr(time.time())
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     line = next((x for x in r.stderr.splitlines() if x.startswith("PHASES ")), None)
     if r.returncode != 0 or line is None:
@@ -432,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     up_start = uptime()
     proc, url = start_server(args.latency)
     rows: dict[str, dict[str, Any] | str] = {}
-    phases: dict[str, float] | str = "not run (--phases)"
+    phases: dict[str, list[float | None]] | str = "not run (--phases)"
     server_cpu: dict[str, float] = {}
     served: dict[str, int] = {}
 
@@ -519,8 +552,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"phases: {phases}")
         else:
             print(f"CPU by phase of `judge-rl label` on {args.n} pairs (a separate run):")
-            for name, sec in phases.items():
-                print(f"  {name:<48} {sec:7.3f} s {1000 * sec / args.n:8.3f} ms/judgment")
+            print(f"  {'':<58} {'CPU s':>7} {'ms/judgment':>11} {'wall s':>7}")
+            for name, (sec, wall) in phases.items():
+                cpu = f"{sec:7.3f} {1000 * sec / args.n:11.3f}" if sec is not None else " " * 19
+                w = f"{wall:7.3f}" if wall is not None else ""
+                print(f"  {name:<58} {cpu} {w}")
     if isinstance(cli, dict) and "cpu_per_judgment_s" in cli:
         per_s = cli["cpu_per_judgment_s"]
         srv_s = srv_ms.get("judge-rl label CLI", 0.0) / 1000
