@@ -27,7 +27,10 @@ with gradient checkpointing; peak RSS per fresh process, the bytes the update's 
 the backward (``saved MB``), CPU and system s per step, step-1 KL. Set
 ``MALLOC_MMAP_THRESHOLD_`` in the environment to see glibc's heap fragmentation's share.
 
-    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|all] [--threads 1] [--updates 4]
+Part 4 (``--part parts``, not in ``all``): the rollout through ``generate`` vs the lean sampling
+loop, and 4 AdamW steps default vs fused, on part 1's policy (CPU s, interleaved repetitions).
+
+    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|all] [--threads 1]
 """
 
 from __future__ import annotations
@@ -367,6 +370,70 @@ def print_memory(rows: list[dict], threads: int, demo: bool = False) -> None:
         )
 
 
+# -- part 4: the two pieces of this round, each against what it replaced -----------------------
+
+
+def parts_ablation(args: argparse.Namespace, reps: int = 8) -> None:
+    """``--part parts``: on part 1's policy (same width, same 16 prompts of the first rollout),
+    one rollout of 32 new tokens through ``generate`` vs the lean sampling loop
+    (judge_rl/train/_lean_decode.py; ``JUDGE_RL_LEAN_DECODE=0`` is generate), interleaved, and
+    one AdamW step over the policy's parameters, default (single-tensor) vs ``fused=True``.
+    CPU seconds, minimum and median over ``reps`` interleaved repetitions."""
+    import copy
+
+    import torch
+
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train.rollout import HFRolloutEngine, encode_prompt, left_pad
+
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-parts-") as tmp:
+        policy, _, prompts = build_models(Path(tmp), args.hidden, args.layers)
+        model, tok = load_causal_lm(str(policy)), load_tokenizer(str(policy))
+    q, qm = left_pad([encode_prompt(tok, p) for p in prompts[:BATCH]], int(tok.pad_token_id))
+    eng = HFRolloutEngine(model, tok, max_new_tokens=NEW_TOKENS, temperature=1.0)
+    times: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    same = True
+    for r in range(reps + 1):
+        got = []
+        for name, flag in (("generate", "0"), ("lean loop", "1")):
+            os.environ["JUDGE_RL_LEAN_DECODE"] = flag
+            torch.manual_seed(r)
+            c = time.process_time()
+            out = eng.generate(q, qm)
+            if r:  # the first round warms up
+                times[name].append(time.process_time() - c)
+            got.append(out.response_ids)
+        same = same and torch.equal(got[0], got[1])
+    os.environ.pop("JUDGE_RL_LEAN_DECODE", None)
+    adam: dict[str, list[float]] = {"AdamW": [], "AdamW fused": []}
+    opts = {}
+    for name, kw in (("AdamW", {}), ("AdamW fused", {"fused": True})):
+        m = copy.deepcopy(model)
+        params = list(m.parameters())
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opts[name] = torch.optim.AdamW(params, lr=LR, eps=1e-5, **kw)
+        opts[name].step()  # state allocated
+    for _ in range(reps):
+        for name, opt in opts.items():
+            c = time.process_time()
+            for _ in range(4):  # 4 epochs x 1 mini-batch: the optimiser steps of one update
+                opt.step()
+            adam[name].append(time.process_time() - c)
+    print(
+        f"policy hidden {args.hidden} x {args.layers} layers, {args.threads} thread(s), CPU s, "
+        f"{reps} interleaved repetitions, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'piece':44}{'min':>8}{'median':>8}")
+    for label, d in (
+        (f"rollout {BATCH} x {NEW_TOKENS} tokens: ", times),
+        ("4 optimiser steps (one update): ", adam),
+    ):
+        for name, v in d.items():
+            print(f"{label + name:44}{min(v):8.3f}{statistics.median(v):8.3f}")
+    print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
+
+
 # -- part 1: against TRL ----------------------------------------------------------------------
 
 
@@ -451,7 +518,9 @@ def trl_part(args: argparse.Namespace) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["trl", "memory", "demo-memory", "all"], default="all")
+    ap.add_argument(
+        "--part", choices=["trl", "memory", "demo-memory", "parts", "all"], default="all"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--updates", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=256)
@@ -476,6 +545,8 @@ def main() -> int:
     if args.part in ("memory", "all"):
         print()
         print_memory(memory_table(args.threads, list(MEMORY_CONFIGS)), args.threads)
+    if args.part == "parts":
+        parts_ablation(args)
     if args.part == "demo-memory":
         rows = memory_table(args.threads, list(DEMO_MEMORY_CONFIGS))
         print_memory(rows, args.threads, demo=True)
