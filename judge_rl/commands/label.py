@@ -110,8 +110,22 @@ def run(args: argparse.Namespace) -> int:
 
     from judge_rl.pipeline.label import run_gc
 
-    with run_gc():
+    with run_gc(keep_frozen=_exits_after()):
         return asyncio.run(_run(args))
+
+
+def _exits_after() -> bool:
+    """Whether this process is the ``judge-rl`` command itself (``python -m judge_rl`` or the
+    ``judge-rl`` script), which exits when the command returns: what the run froze may stay
+    frozen. An in-process caller (tests, a notebook) gets its collector back as it was."""
+    import os
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and getattr(spec, "name", None) == "judge_rl.__main__":
+        return True
+    return os.path.basename(str(getattr(main, "__file__", "") or "")) == "judge-rl"
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

@@ -832,13 +832,15 @@ def transport_summary(judge: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def run_gc() -> Iterator[None]:
+def run_gc(*, keep_frozen: bool = False) -> Iterator[None]:
     """The cyclic garbage collector during a run: young collections every 50,000 allocations
     instead of 700, and what the run holds for its whole life (modules, the comparisons read,
     the judge) frozen by :func:`quiet_gc` once built. A run keeps every judgment until the end,
     so the full collections that allocation triggers would scan ever more live objects (1.2 s
     of 10 s CPU for 10,000 judgments with the defaults). Cycles are still collected, less
     often; the interpreter's settings come back when the run ends (for in-process callers).
+    ``keep_frozen``: what was frozen stays frozen (a process that exits when the run ends:
+    the interpreter's last collection at exit then skips it, ~0.2 s for 10,000 judgments).
     ``JUDGE_RL_GC_DEFAULT=1`` keeps the interpreter's defaults (to compare)."""
     import gc
 
@@ -850,7 +852,8 @@ def run_gc() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.unfreeze()
+        if not keep_frozen:
+            gc.unfreeze()
         gc.set_threshold(*before)
 
 
