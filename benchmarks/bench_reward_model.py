@@ -139,7 +139,13 @@ def tail_loss(losses: list[tuple[int, float]], total: int) -> float:
 
 
 def run_ours(
-    data: Path, model: Path, threads: int, bf16: bool, out: Path, shared_prefix: bool = True
+    data: Path,
+    model: Path,
+    threads: int,
+    bf16: bool,
+    out: Path,
+    shared_prefix: bool = True,
+    attn: str = "auto",
 ) -> dict:
     import torch
 
@@ -162,6 +168,7 @@ def run_ours(
         log_every=5,
         seed=0,
         shared_prefix=shared_prefix,
+        attn=attn,
     )
     from transformers.models.llama import modeling_llama
 
@@ -274,10 +281,12 @@ def run_trl(
     return r
 
 
-ABLATIONS = ("all", "no last-MLP skip", "no fused AdamW", "no shared prefix")
+ABLATIONS = ("all", "no last-MLP skip", "no fused AdamW", "no shared prefix", "eager attention")
 
 
-def run_ablation(data: Path, model: Path, threads: int, out: Path, reps: int) -> None:
+def run_ablation(
+    data: Path, model: Path, threads: int, out: Path, reps: int, only: list[str] | None = None
+) -> None:
     """judge_rl's library path with each speed lever turned off in turn (fp32), interleaved in
     one process; pairs per CPU second (best of ``reps``) tells them apart on a busy machine."""
     import contextlib
@@ -291,16 +300,18 @@ def run_ablation(data: Path, model: Path, threads: int, out: Path, reps: int) ->
     def plain_adamw(params, **kw):  # type: ignore[no-untyped-def]
         return adamw(params, **{**kw, "fused": None})
 
+    variants = [v for v in ABLATIONS if not only or v == "all" or v in only]
     best: dict[str, dict] = {}
     for rep in range(reps):
-        for v in ABLATIONS:
+        for v in variants:
             if v == "no last-MLP skip":
                 _last_mlp.last_mlp_only = lambda _k, *_m: contextlib.nullcontext()  # type: ignore[assignment]
             if v == "no fused AdamW":
                 torch.optim.AdamW = plain_adamw  # type: ignore[misc]
             try:
                 r = run_ours(data, model, threads, False, out / f"abl-{rep}-{ABLATIONS.index(v)}",
-                             shared_prefix=v != "no shared prefix")  # fmt: skip
+                             shared_prefix=v != "no shared prefix",
+                             attn="eager" if v == "eager attention" else "auto")  # fmt: skip
             finally:
                 _last_mlp.last_mlp_only, torch.optim.AdamW = skip, adamw  # type: ignore[misc]
             if v not in best or r["cpu_s"] < best[v]["cpu_s"]:
@@ -428,6 +439,12 @@ def main() -> int:
         help="instead of the comparison: judge_rl with each speed lever off in turn, REPS rounds",
     )
     ap.add_argument(
+        "--only",
+        default="",
+        metavar="V1,V2",
+        help="with --ablation: only these variants beside 'all' (" + ", ".join(ABLATIONS[1:]) + ")",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="instead of the comparison: torch.profiler over judge_rl's training steps",
@@ -472,7 +489,11 @@ def main() -> int:
             write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
             build_model(root / "model")
             print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
-            run_ablation(data, root / "model", threads, root, args.ablation)
+            only = [v.strip() for v in args.only.split(",") if v.strip()]
+            bad = [v for v in only if v not in ABLATIONS]
+            if bad:
+                ap.error(f"--only: unknown variant(s) {bad}; choose from {list(ABLATIONS[1:])}")
+            run_ablation(data, root / "model", threads, root, args.ablation, only)
         return 0
     py = args.peer_python or peer_python("trl", TRL_REQ, torch=True)
     with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:

@@ -115,7 +115,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--attn",
         choices=["auto", "eager", "sdpa", "flash_attention_2"],
         default="auto",
-        help="attention kernel (auto: eager on CPU up to --max-length 256, else sdpa)",
+        help="attention kernel (auto: sdpa)",
     )
     p.add_argument(
         "--no-shared-prefix",

@@ -135,9 +135,9 @@ class RewardModelConfig:
     eval_batch_size: int = 0
     """Pairs per evaluation batch (0 = 2 × batch_size)."""
     attn: str = "auto"
-    """Attention kernel for training: ``eager``, ``sdpa``, or ``auto``: eager on CPU for
-    ``max_length`` ≤ 256 (torch's SDPA backward measured slower there), else sdpa (its memory
-    stays linear in the length)."""
+    """Attention kernel for training: ``eager``, ``sdpa``, or ``auto`` = sdpa (torch's fused
+    kernel, memory linear in the length; on CPU with torch 2.13 also faster than eager for short
+    inputs, shared-prefix mask included: ``benchmarks/bench_reward_model.py --ablation``)."""
     shared_prefix: bool = True
     """Run the tokens chosen and rejected share (the prompt, often more) once per pair, not
     twice, when that saves ≥ 10% of the work; checked against the plain forward at start-up."""
@@ -788,12 +788,7 @@ class _Trainer:
         self.precision.to_master(model)
         self.model: Any = model.to(self.device)  # type: ignore[arg-type]
         self.tok = tokenizer
-        attn = (
-            cfg.attn
-            if cfg.attn != "auto"
-            else ("eager" if self.device == "cpu" and cfg.max_length <= 256 else "sdpa")
-        )
-        _set_attention(self.model, attn)
+        _set_attention(self.model, cfg.attn if cfg.attn != "auto" else "sdpa")
 
         # 1. tokenise once, split
         if not records:
