@@ -29,8 +29,11 @@ the backward (``saved MB``), CPU and system s per step, step-1 KL. Set
 
 Part 4 (``--part parts``, not in ``all``): the rollout through ``generate`` vs the lean sampling
 loop, and 4 AdamW steps default vs fused, on part 1's policy (CPU s, interleaved repetitions).
+Part 5 (``--part profile``, not in ``all``): one judge_rl update of part 1 split by phase (CPU s),
+then the torch profiler's top operators.
 
-    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|all] [--threads 1]
+    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|all]
+        [--threads 1]
 """
 
 from __future__ import annotations
@@ -434,6 +437,74 @@ def parts_ablation(args: argparse.Namespace, reps: int = 8) -> None:
     print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
 
 
+def profile_part(args: argparse.Namespace, updates: int = 3) -> None:
+    """``--part profile``: where one judge_rl update of part 1 (default layout) spends its CPU
+    time: each phase's CPU seconds per update (``updates`` timed after one warm-up), system time
+    and minor page faults per update, then the torch profiler's top operators for one update."""
+    import functools
+    import resource
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train.ppo import PPOConfig, PPOTrainer
+
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-prof-") as tmp:
+        policy, rm, prompts = build_models(Path(tmp), args.hidden, args.layers)
+        cfg = PPOConfig(steps=updates + 2, batch_size=BATCH, mini_batch_size=BATCH,
+                        ppo_epochs=EPOCHS, max_new_tokens=NEW_TOKENS, temperature=1.0,
+                        kl_coef=KL, lr=LR, value_model="head", device="cpu", seed=0)  # fmt: skip
+        tr = PPOTrainer(
+            cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), f"rm:{rm}", prompts
+        )
+        spent: dict[str, float] = {}
+
+        def wrap(obj: object, name: str, label: str) -> None:
+            f = getattr(obj, name)
+
+            @functools.wraps(f)
+            def timed(*a: object, **k: object) -> object:
+                c = time.process_time()
+                try:
+                    return f(*a, **k)
+                finally:
+                    spent[label] = spent.get(label, 0.0) + time.process_time() - c
+
+            setattr(obj, name, timed)
+
+        for obj, name, label in (
+            (tr, "_rollout", "rollout"),
+            (tr, "_score", "reward"),
+            (tr, "_ref_logprobs", "reference forward"),
+            (tr, "_joint", "training forwards"),
+            (tr.accelerator, "backward", "backwards"),
+            (tr.accelerator, "clip_grad_norm_", "gradient clipping"),
+            (tr.optimizer, "step", "optimiser steps"),
+        ):
+            wrap(obj, name, label)
+        tr.section.steps.append(tr.train_step())  # warm-up
+        spent.clear()
+        ru0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
+        for _ in range(updates):
+            tr.section.steps.append(tr.train_step())
+        ru1, total = resource.getrusage(resource.RUSAGE_SELF), time.process_time() - c0
+        print(
+            f"judge_rl, hidden {args.hidden} x {args.layers} layers, {args.threads} thread(s), "
+            f"CPU s per update over {updates} updates, load average {os.getloadavg()[0]:.1f}"
+        )
+        for label, v in spent.items():
+            print(f"  {label:22}{v / updates:8.3f}")
+        rest = total - sum(spent.values())
+        print(f"  {'other':22}{rest / updates:8.3f}\n  {'total':22}{total / updates:8.3f}")
+        print(
+            f"  system time {(ru1.ru_stime - ru0.ru_stime) / updates:.3f} s, minor page faults "
+            f"{(ru1.ru_minflt - ru0.ru_minflt) / updates:.0f} per update"
+        )
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            tr.section.steps.append(tr.train_step())
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 # -- part 1: against TRL ----------------------------------------------------------------------
 
 
@@ -519,7 +590,9 @@ def trl_part(args: argparse.Namespace) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--part", choices=["trl", "memory", "demo-memory", "parts", "all"], default="all"
+        "--part",
+        choices=["trl", "memory", "demo-memory", "parts", "profile", "all"],
+        default="all",
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--updates", type=int, default=4)
@@ -547,6 +620,8 @@ def main() -> int:
         print_memory(memory_table(args.threads, list(MEMORY_CONFIGS)), args.threads)
     if args.part == "parts":
         parts_ablation(args)
+    if args.part == "profile":
+        profile_part(args)
     if args.part == "demo-memory":
         rows = memory_table(args.threads, list(DEMO_MEMORY_CONFIGS))
         print_memory(rows, args.threads, demo=True)

@@ -1,9 +1,9 @@
 """A lean sampling loop for Llama-layout models on CPU: the same tokens as ``model.generate``
 for the same seed, with less work per decoding step.
 
-Decoding a small model on CPU is bound by memory and per-call overhead, not arithmetic: at
-hidden 256 x 4 layers and batch 16, a step of ``generate`` spent about 17 ms where its matmuls
-need about 5 (profile in docs/ppo.md). Two costs go away here:
+Decoding a small model on CPU is bound by memory and per-call overhead, not arithmetic
+(docs/ppo.md; ``python benchmarks/bench_ppo.py --part parts`` times this loop against
+``generate``). Two costs go away here:
 
 - the KV cache grows in place (:class:`GrowInPlaceLayer`: one buffer of prompt + ``max_new``
   positions per layer, written at the next free position) instead of ``torch.cat`` copying the
