@@ -615,7 +615,11 @@ class DPOTrainer:
         path = Path(c.output) / REF_CACHE if c.output else None
         key = self._cache_key()
         if path is not None and path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            try:  # derived data: an unreadable or unsafe file is recomputed, never unpickled
+                saved = load_trainer_state(path)
+            except ConfigError as e:
+                log.warning("%s; recomputing the reference log-probabilities", e)
+                saved = None
             if isinstance(saved, dict) and saved.get("key") == key:
                 self.ref = saved["logps"]
                 return self.ref

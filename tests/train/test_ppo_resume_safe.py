@@ -163,3 +163,20 @@ def test_save_refuses_state_that_would_not_load_back(tmp_path):
     with pytest.raises(TypeError, match="PPOConfig"):
         save_trainer_state({"config": ppo_cfg()}, tmp_path / "s.pt")
     assert not (tmp_path / "s.pt").exists()
+
+
+def test_dpo_reference_cache_with_a_payload_is_recomputed_not_run(tmp_path):
+    from judge_rl.train.dpo import REF_CACHE, DPOConfig, DPOTrainer
+    from judge_rl.types import PreferenceRecord
+
+    out = tmp_path / "o"
+    out.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"key": "x", "logps": _Touch(marker)}, out / REF_CACHE)
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=1)
+    pairs = [PreferenceRecord(prompt=f"p{i}", chosen="a b", rejected="c") for i in range(4)]
+    cfg = DPOConfig(epochs=1, batch_size=4, device="cpu", max_length=32, max_prompt_length=16,
+                    output=str(out))  # fmt: skip
+    ref = DPOTrainer(cfg, model, tok, pairs).reference_logps()
+    assert ref.shape == (4, 4) and not marker.exists()
