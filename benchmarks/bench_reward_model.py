@@ -555,11 +555,13 @@ def main() -> int:
                 cpu = (ours["pairs"] / ours["cpu_s"]) / (trl["pairs"] / trl["cpu_s"])
                 work = (trl["positions"] / trl["pairs"]) / (ours["positions"] / ours["pairs"])
                 speed = (ours["positions"] / ours["wall_s"]) / (trl["positions"] / trl["wall_s"])
+                speed_cpu = (ours["positions"] / ours["cpu_s"]) / (trl["positions"] / trl["cpu_s"])
                 dl = ours["mean_loss"] - trl["mean_loss"]
                 print(
                     f"RATIO reward_model_train_{prec}_pairs_per_s judge_rl/trl[{tag}] = "
                     f"{ratio:.2f}x wall, {cpu:.2f}x CPU time = {work:.2f}x less token work "
-                    f"(positions per pair) x {speed:.2f}x tokens/s; mean loss diff {dl:+.3f}"
+                    f"(positions per pair) x {speed:.2f}x tokens/s ({speed_cpu:.2f}x tokens per "
+                    f"CPU s); mean loss diff {dl:+.3f}"
                 )
         print()
         print(
