@@ -396,7 +396,11 @@ class DPOTrainer:
 
         self._keep = accepts_logits_to_keep(self.policy)
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        # on CPU the fused kernel, as PPO's (`bench_ppo.py --part parts`)
+        fused = True if self.device.type == "cpu" else None
+        self.optimizer = torch.optim.AdamW(
+            params, lr=c.lr, weight_decay=c.weight_decay, fused=fused
+        )
 
         # 3. Tokenise, split ----------------------------------------------------------------
         self.pairs = tokenize_pairs(

@@ -481,7 +481,11 @@ class GRPOTrainer:
         policy.to(self.device)
         policy.eval()  # no dropout: sampling and update log-probabilities must agree
         params = [p for p in policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8)
+        # on CPU the fused kernel, as PPO's (`bench_ppo.py --part parts`)
+        fused = True if self.device.type == "cpu" else None
+        optimizer = torch.optim.AdamW(
+            params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8, fused=fused
+        )
         self.model, self.optimizer = acc.prepare(policy, optimizer)
         from judge_rl.train._ppo_models import accepts_logits_to_keep
 
