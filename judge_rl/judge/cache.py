@@ -594,17 +594,23 @@ class CachedJudge:
                 on_estimate(self.estimate(comps))
             return await self.compare(comps)
         inner_estimate = getattr(self.inner, "estimate", None)
-        keeps = (
-            inner_estimate is not None and "keep" in inspect.signature(inner_estimate).parameters
-        )
+        params = inspect.signature(inner_estimate).parameters if inner_estimate else {}
+        kw: dict[str, Any] = {}
+        if "keep" in params:
+            kw["keep"] = True  # the judge renders each request here once, kept for compare
+        per_call = getattr(self.inner, "completion_estimate", None)
+        if "completion" in params and per_call is not None:
+            # as before the first call: replies that come back while the input is read do
+            # not change what the estimate assumes for the later chunks
+            kw["completion"] = per_call()
         total = Estimate()
 
         def on_batch(todo: list[Comparison], hits: int) -> None:
             nonlocal total
             if inner_estimate is None:
                 est = Estimate()
-            else:  # the judge renders each request here once and keeps it for compare
-                est = inner_estimate(todo, keep=True) if keeps else inner_estimate(todo)
+            else:
+                est = inner_estimate(todo, **kw)
             est.cached += hits
             total = total + est
 

@@ -515,12 +515,21 @@ class LLMJudge:
             out.append(self._point_score(cand, res))
         return out
 
-    def estimate(self, comparisons: Sequence[Comparison], *, keep: bool = False) -> Estimate:
+    def estimate(
+        self,
+        comparisons: Sequence[Comparison],
+        *,
+        keep: bool = False,
+        completion: int | None = None,
+    ) -> Estimate:
         """Calls, tokens and cost to judge ``comparisons`` once each (no cache).
 
         The requests rendered here are kept for the :meth:`compare` that follows (each
         rendered once); ``keep``: add them to those kept by earlier calls not yet judged (a
-        streamed run estimates chunk by chunk) instead of replacing them."""
+        streamed run estimates chunk by chunk) instead of replacing them. ``completion``:
+        completion tokens per call to assume (default :meth:`completion_estimate`; a streamed
+        run passes the one from before its first call, so a later chunk's estimate does not
+        take the replies seen meanwhile)."""
         reqs: list[ChatRequest] = []
         if not keep or not self._prepared:
             self._prepared = {}
@@ -540,7 +549,7 @@ class LLMJudge:
             except _InputError:
                 continue
         self._prepared_chars = chars
-        return self.estimate_requests(reqs, comparisons=len(comparisons))
+        return self.estimate_requests(reqs, comparisons=len(comparisons), completion=completion)
 
     def estimate_scores(self, candidates: Sequence[Candidate]) -> Estimate:
         reqs: list[ChatRequest] = []
@@ -551,9 +560,12 @@ class LLMJudge:
                 continue
         return self.estimate_requests(reqs)
 
-    def estimate_requests(self, reqs: Sequence[ChatRequest], comparisons: int = 0) -> Estimate:
+    def estimate_requests(
+        self, reqs: Sequence[ChatRequest], comparisons: int = 0, completion: int | None = None
+    ) -> Estimate:
         prompt = sum(_request_tokens(r) for r in reqs)
-        completion = self._completion_estimate() * len(reqs)
+        per_call = self._completion_estimate() if completion is None else completion
+        completion = per_call * len(reqs)
         return Estimate(
             comparisons=comparisons,
             calls=len(reqs),
@@ -839,6 +851,11 @@ class LLMJudge:
         }
 
     # --- sending ------------------------------------------------------------------------------
+
+    def completion_estimate(self) -> int:
+        """Completion tokens per call an estimate assumes now: ``expected_completion_tokens``
+        (default ``max_tokens``) until 8 replies are in, then their mean."""
+        return self._completion_estimate()
 
     def _completion_estimate(self) -> int:
         if len(self._completion_seen) >= 8:

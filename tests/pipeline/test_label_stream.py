@@ -143,6 +143,10 @@ def test_streamed_outputs_equal_reading_first(label, tmp_path, monkeypatch, orde
         return await chat(self, requests)
 
     monkeypatch.setattr(MockBackend, "chat", counting_chat)
+    # small chunks: answers come back while the file is still read (the estimate of a later
+    # chunk must not take the completion lengths seen so far)
+    monkeypatch.setattr(pl, "STREAM_FIRST", 16)
+    monkeypatch.setattr(pl, "STREAM_CHUNK", 16)
     rc, out_s, err_s = label(*args_for(tmp_path, judge, inp, "stream", cache="cs"), *extra)
     assert rc == 0, err_s
     per = 2 if order == "both" else 1
