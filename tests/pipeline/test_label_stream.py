@@ -281,3 +281,49 @@ def test_limit_and_dry_run_read_the_whole_file_first(label, tmp_path):
     bad = write(tmp_path / "bad.jsonl", [*rows[:400], {"prompt": "x", "response_a": 3}])
     rc, _, err = label(*args_for(tmp_path, judge, bad, "badlim"), "--limit", "70")
     assert rc == 2 and f"{bad}:401: response_a" in err
+
+
+def test_ctrl_c_mid_stream_keeps_the_message_and_the_finished_work(tmp_path):
+    """SIGINT while a streamed run judges: the command's usual message and exit status (130),
+    every judgment finished before it in the cache, and the same command judges only the rest."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    judge = spec(tmp_path, latency=0.01)
+    rows = pair_rows(3000)
+    inp = write(tmp_path / "pairs.jsonl", rows)
+    args = args_for(tmp_path, judge, inp, "int")
+    env = dict(os.environ, JUDGE_RL_NO_PROGRESS="1")
+    cmd = [sys.executable, "-m", "judge_rl", "label", *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "c.sqlite"
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if done >= 100:
+                break
+    assert proc.poll() is None and done >= 100, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].endswith("interrupted; finished work is saved")
+    with sqlite3.connect(db) as conn:
+        cached = conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    assert 100 <= cached < 3000
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    # only what was missing (3,000 distinct comparisons; the estimate counts each once)
+    assert f"estimate: {3000 - cached} calls, {cached} cached" in out.stderr
+    log = load(tmp_path / "run-int")
+    assert log.label is not None and log.label.summary["n"] == 3002
