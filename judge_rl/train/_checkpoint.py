@@ -29,11 +29,15 @@ def check_plain(obj: Any, where: str = "state") -> None:
     loading would refuse (anything but tensors, plain containers and scalars)."""
     import torch
 
-    if isinstance(obj, (*_SCALARS, torch.Tensor, torch.dtype, torch.device, torch.Size)):
+    # scalars by exact type: a subclass (an IntEnum such as DeepSpeed's ZeRO stage, a str
+    # subclass) passes isinstance but is pickled by class, and weights-only loading refuses it
+    if type(obj) in _SCALARS or isinstance(
+        obj, (torch.Tensor, torch.dtype, torch.device, torch.Size)
+    ):
         return
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if not isinstance(k, _SCALARS):
+            if type(k) not in _SCALARS:
                 raise TypeError(f"{where}: key {k!r} of type {type(k).__name__} is not plain data")
             check_plain(v, f"{where}[{k!r}]")
         return

@@ -9,6 +9,7 @@ ConfigError naming the file (exit 2 at the CLI), and the marker must not appear.
 
 from __future__ import annotations
 
+import enum
 import json
 import pathlib
 import shutil
@@ -180,3 +181,23 @@ def test_dpo_reference_cache_with_a_payload_is_recomputed_not_run(tmp_path):
                     output=str(out))  # fmt: skip
     ref = DPOTrainer(cfg, model, tok, pairs).reference_logps()
     assert ref.shape == (4, 4) and not marker.exists()
+
+
+class _Stage(enum.IntEnum):
+    THREE = 3
+
+
+class _Name(str):
+    __slots__ = ()
+
+
+def test_check_plain_refuses_subclasses_of_scalars_that_weights_only_refuses(tmp_path):
+    """An IntEnum (DeepSpeed's ZeRO stage) or a str subclass passes isinstance(int/str) but is
+    pickled by class, so a weights-only load refuses it: the save-time check must refuse it too."""
+    for bad in (_Stage.THREE, _Name("x"), {_Name("k"): 1}):
+        torch.save({"v": bad}, tmp_path / "raw.pt")
+        with pytest.raises(ConfigError):  # what the check must agree with
+            load_trainer_state(tmp_path / "raw.pt")
+        with pytest.raises(TypeError):
+            check_plain({"v": bad})
+    check_plain({"v": 3, True: "ok", "f": 1.5, "b": b"x"})
