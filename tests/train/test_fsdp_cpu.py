@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import sys
 import time
 from pathlib import Path
 
@@ -17,10 +17,8 @@ import torch
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _launch import free_port  # noqa: E402
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -97,7 +95,7 @@ def test_fsdp2_rank0_samples_and_saves_full_weights_inside_the_gather(tmp_path):
     mp = pytest.importorskip("torch.multiprocessing")
     from judge_rl.models import tiny_causal_lm, tiny_tokenizer
 
-    ctx = mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=False)
+    ctx = mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=False)
     deadline = time.monotonic() + 120
     while not ctx.join(timeout=2):
         if time.monotonic() > deadline:  # a rank waiting on a collective the other skipped

@@ -8,15 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _launch import ROOT, free_port  # noqa: E402
 
 
 def test_two_process_gloo_run_stays_in_sync(tmp_path):
@@ -39,7 +32,7 @@ def test_two_process_gloo_run_stays_in_sync(tmp_path):
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        str(_free_port()),
+        str(free_port()),
         str(Path(__file__).with_name("ppo_ddp_worker.py")),
         str(tmp_path),
     ]

@@ -25,12 +25,8 @@ Needs DeepSpeed, which is not a project dependency (see tests/train/test_zero3_c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -38,121 +34,41 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rm_helpers  # noqa: E402
+from _launch import (  # noqa: E402
+    accelerate_launch,
+    cpu_deepspeed_or_skip,
+    launch_env,
+    zero3_accelerate_config,
+)
 
 torch = pytest.importorskip("torch")
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS = 3
 EVAL_SPLIT = 0.25
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_deepspeed_or_skip() -> None:
-    """Skip unless DeepSpeed imports and its CPU accelerator starts (its shared-memory op built:
-    ~2 CPU-minutes the first time, cached under TORCH_EXTENSIONS_DIR)."""
-    pytest.importorskip("deepspeed", reason="deepspeed is not installed (see this file's doc)")
-    code = (
-        "from deepspeed.accelerator import get_accelerator as g\n"
-        "assert g().device_name() == 'cpu', g().device_name()\n"
-        "from deepspeed.comm.torch import build_shm_op\n"
-        "build_shm_op()\n"
-    )
-    env = dict(os.environ, DS_ACCELERATOR="cpu")
-    try:
-        r = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("DeepSpeed's CPU op build did not finish in 15 min (a stale lock file?)")
-    if r.returncode != 0:
-        pytest.skip(f"DeepSpeed's CPU accelerator cannot start: {r.stderr.strip()[-600:]}")
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process under ``pid`` (torchrun starts the ranks in sessions of their own, so a
-    process-group kill of the launcher would leave them running)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 def _launch(tmp: Path, out: Path, run: Path, *extra: str) -> str:
     """``accelerate launch`` (ZeRO-3 on 2 CPU processes) of ``judge-rl train-rm`` through this
     file's ``__main__`` (the CLI, plus a hook that saves the gathered weights at the end)."""
-    ds_json = tmp / "ds_zero3.json"
-    ds_json.write_text(
-        json.dumps(
-            {
-                "train_micro_batch_size_per_gpu": "auto",  # train-rm fills it (--batch-size)
-                "gradient_accumulation_steps": 1,
-                "gradient_clipping": "auto",  # train-rm fills it (max_grad_norm)
-                # every parameter sharded (the default keeps small ones whole on every rank)
-                "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
-            }
-        )
+    cfg = zero3_accelerate_config(
+        tmp,
+        train_micro_batch_size_per_gpu="auto",  # train-rm fills it (--batch-size)
+        gradient_clipping="auto",  # train-rm fills it (max_grad_norm)
     )
-    cfg = tmp / "accelerate.yaml"
-    cfg.write_text(
-        "compute_environment: LOCAL_MACHINE\n"
-        "distributed_type: DEEPSPEED\n"
-        "deepspeed_config:\n"
-        f"  deepspeed_config_file: {ds_json}\n"
-        "  deepspeed_multinode_launcher: standard\n"
-        "  zero3_init_flag: false\n"
-        "machine_rank: 0\nnum_machines: 1\nnum_processes: 2\n"
-        "rdzv_backend: static\nsame_network: true\nuse_cpu: false\n"
-    )
-    env = dict(
-        os.environ,
-        DS_ACCELERATOR="cpu",
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        JUDGE_RL_NO_PROGRESS="1",
-        NO_COLOR="1",
-    )
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-    )
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg),
-        "--main_process_port", str(_free_port()), __file__,
+    env = launch_env(JUDGE_RL_NO_PROGRESS="1", NO_COLOR="1")
+    args = [
         "train-rm", "--data", str(tmp / "pairs.jsonl"), "--model", str(tmp / "bb"),
         "--output", str(out), "--run-name", str(run), "--batch-size", "2", "--grad-accum", "2",
         "--lr", "2e-3",
         "--max-steps", str(STEPS), "--save-every", "2", "--eval-every", "2",
         "--eval-split", str(EVAL_SPLIT), "--threads", "1", "--bf16", "off", *extra,
     ]  # fmt: skip
-    log_path = tmp / f"launch-{run.name}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp
-        )
-        try:
-            proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            for pid in [*_descendants(proc.pid), proc.pid]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail(f"train-rm under ZeRO-3 hung:\n{log_path.read_text()[-3000:]}")
-    text = log_path.read_text()
-    assert proc.returncode == 0, text[-4000:]
-    return text
+    return accelerate_launch(
+        cfg, __file__, args, env=env, log_path=tmp / f"launch-{run.name}.log",
+        hang="train-rm under ZeRO-3 hung", cwd=tmp,
+    )  # fmt: skip
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -174,7 +90,7 @@ def _scores(model, tok, recs, eos: bool) -> list[float]:  # noqa: ANN001
 
 
 def test_train_rm_zero3_two_cpu_processes_full_checkpoint_eval_and_resume(tmp_path):
-    _cpu_deepspeed_or_skip()
+    cpu_deepspeed_or_skip()
     from transformers import AutoModelForSequenceClassification
 
     from judge_rl.data import write_preferences
