@@ -9,9 +9,11 @@ dequantised weights as a regular model folder so later loads take a second, not 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -511,8 +513,31 @@ def load_state_dict_from_folder(path: str | os.PathLike[str]) -> dict[str, Any]:
     model of the same architecture."""
     from transformers import AutoModelForCausalLM
 
-    saved = AutoModelForCausalLM.from_pretrained(str(path))
+    with _whole_tensors():
+        saved = AutoModelForCausalLM.from_pretrained(str(path))
     return dict(saved.state_dict())
+
+
+@contextlib.contextmanager
+def _whole_tensors() -> Iterator[None]:
+    """While accelerate's DeepSpeed ZeRO-3 config is live, transformers builds every model under
+    ``zero.Init``: partitioned, each tensor empty on this rank. A folder read for its weights
+    (to load into a live model, e.g. on resume) must come whole, so the config is hidden from
+    transformers for the block (its own ``unset_hf_deepspeed_config``) and put back after."""
+    try:
+        from transformers.integrations import deepspeed as hf_ds
+    except ImportError:
+        yield
+        return
+    ref = getattr(hf_ds, "_hf_deepspeed_config_weak_ref", None)
+    if ref is None:
+        yield
+        return
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = ref
 
 
 def full_state_dict(module: Any) -> dict[str, Any]:

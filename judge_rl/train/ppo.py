@@ -438,12 +438,14 @@ def _ckpt_step(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def gather_full_params(accelerator: Any, model: Any) -> Iterator[None]:
+def gather_full_params(accelerator: Any, model: Any, writeback: bool = False) -> Iterator[None]:
     """Full parameters on every rank inside the block, as TRL's ``unwrap_model_for_generation``:
     DeepSpeed ZeRO-3 (``GatheredParameters``), FSDP1 (``summon_full_params``), FSDP2
     (``unshard``/``reshard`` of each ``fully_shard`` module: FSDP2 has no
     ``summon_full_params``, and skipping the gather silently is what issue 17 found); a no-op
-    for DDP and one process. A collective: every rank enters it."""
+    for DDP and one process. With ``writeback`` (ZeRO-3, FSDP1) what is written into the full
+    parameters inside the block (a checkpoint loaded on resume) stays in the shards after it. A
+    collective: every rank enters it."""
     from accelerate.utils import DistributedType
 
     ds = getattr(accelerator.state, "deepspeed_plugin", None)
@@ -452,7 +454,7 @@ def gather_full_params(accelerator: Any, model: Any) -> Iterator[None]:
         # taken off for the block, as TRL does for generation (judge_rl.train.sharding)
         from judge_rl.train.sharding import zero3_full_params
 
-        with zero3_full_params(model):
+        with zero3_full_params(model, writeback=writeback):
             yield
     elif accelerator.distributed_type == DistributedType.FSDP:
         fsdp2 = _fsdp2_modules(model)
@@ -473,7 +475,7 @@ def gather_full_params(accelerator: Any, model: Any) -> Iterator[None]:
         else:
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-            with FSDP.summon_full_params(model, writeback=False, recurse=True):
+            with FSDP.summon_full_params(model, writeback=writeback, recurse=True):
                 yield
     else:
         yield
@@ -887,7 +889,7 @@ class PPOTrainer:
         return acc.distributed_type == DistributedType.FSDP
 
     @contextlib.contextmanager
-    def _full_params(self) -> Iterator[None]:
+    def _full_params(self, writeback: bool = False) -> Iterator[None]:
         """Gather sharded weights (DeepSpeed ZeRO-3, FSDP1, FSDP2) so that every rank holds the
         full model inside the block (:func:`gather_full_params`); re-entrant: a no-op inside an
         outer gather.
@@ -901,7 +903,7 @@ class PPOTrainer:
             return
         self._gathered = True
         try:
-            with gather_full_params(self.accelerator, self.model):
+            with gather_full_params(self.accelerator, self.model, writeback=writeback):
                 yield
         finally:
             self._gathered = False
@@ -1522,10 +1524,20 @@ class PPOTrainer:
                 save_trainer_state(state, tmp / STATE_FILE)
                 (tmp / CKPT_INFO).write_text(json.dumps({"step": self._step, "tag": ""}))
                 (tmp / "ppo_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
-        # the optimiser's state (sharded under ZeRO/FSDP: accelerate gathers it, all ranks)
-        opt_state = self.optimizer.state_dict()
+        from judge_rl.train.sharding import OPTIM_PART_FILE, zero_optimizer, zero_state_part
+
+        zero = zero_optimizer(self.accelerator, self.optimizer)
+        if zero is not None:
+            # DeepSpeed ZeRO: each rank holds (and saves) only its part of the optimiser state
+            self.accelerator.wait_for_everyone()  # rank 0 has made tmp
+            rank = self.accelerator.process_index
+            save_trainer_state(zero_state_part(zero), tmp / OPTIM_PART_FILE.format(rank=rank))
+            self.accelerator.wait_for_everyone()  # every part is written
+        else:
+            opt_state = self.optimizer.state_dict()  # FSDP: accelerate gathers it, all ranks
         if self.is_main:
-            save_trainer_state(opt_state, tmp / OPTIM_FILE)
+            if zero is None:
+                save_trainer_state(opt_state, tmp / OPTIM_FILE)
             shutil.rmtree(path, ignore_errors=True)
             os.replace(tmp, path)
             if self.config.keep_checkpoints:
@@ -1568,9 +1580,12 @@ class PPOTrainer:
     def _drop_old_optimizers(self, keep: Path) -> None:
         """Optimiser state only in the latest resume point (an older one resumes with a fresh
         optimiser and a warning)."""
+        from judge_rl.train.sharding import OPTIM_PART_FILE
+
         for p in self._checkpoint_dirs():
-            if p != keep and (p / OPTIM_FILE).exists():
-                (p / OPTIM_FILE).unlink()
+            if p != keep:
+                for f in [p / OPTIM_FILE, *p.glob(OPTIM_PART_FILE.format(rank="*"))]:
+                    f.unlink(missing_ok=True)
 
     def _protected_checkpoints(self) -> set[Path]:
         keep: set[Path] = set()
@@ -1631,22 +1646,47 @@ class PPOTrainer:
         log.info("resuming from %s", path)
         # weights_only: a checkpoint folder is untrusted input (judge_rl/train/_checkpoint.py)
         state = load_trainer_state(path / STATE_FILE)
-        if self._peft:
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
+        value_state = load_trainer_state(path / VALUE_FILE)
+        # under ZeRO-3 / FSDP the weights go into the gathered parameters and back to the shards
+        with self._full_params(writeback=True):
+            if self._peft:
+                from peft import set_peft_model_state_dict
+                from safetensors.torch import load_file
 
-            set_peft_model_state_dict(
-                self.policy, load_file(str(path / "adapter_model.safetensors"))
-            )
-        else:
-            from judge_rl.models import load_state_dict_from_folder
+                set_peft_model_state_dict(
+                    self.policy, load_file(str(path / "adapter_model.safetensors"))
+                )
+            else:
+                from judge_rl.models import load_state_dict_from_folder
 
-            self.policy.load_state_dict(load_state_dict_from_folder(path))
-        self.unwrapped.load_value_state(load_trainer_state(path / VALUE_FILE))
+                self.policy.load_state_dict(load_state_dict_from_folder(path))
+            self.unwrapped.load_value_state(value_state)
+        from judge_rl.train.sharding import OPTIM_PART_FILE, load_zero_state_parts, zero_optimizer
+
+        zero = zero_optimizer(self.accelerator, self.optimizer)
+        parts = sorted(path.glob(OPTIM_PART_FILE.format(rank="*")))
         opt = state.get("optimizer")
         if opt is None and (path / OPTIM_FILE).exists():
             opt = load_trainer_state(path / OPTIM_FILE)
-        if opt is not None:
+        if zero is not None and parts:
+            if len(parts) != self.accelerator.num_processes:
+                raise ConfigError(
+                    f"{path}: optimiser state of {len(parts)} processes; resume with as many "
+                    f"(this run has {self.accelerator.num_processes})",
+                    setting="resume",
+                )
+            n = len(parts)
+            load_zero_state_parts(
+                zero, [load_trainer_state(path / OPTIM_PART_FILE.format(rank=r)) for r in range(n)]
+            )
+        elif parts or (zero is not None and opt is not None):
+            raise ConfigError(
+                f"{path}: its optimiser state was saved "
+                f"{'per rank under DeepSpeed ZeRO' if parts else 'whole, without ZeRO'}; resume "
+                "under the same set-up",
+                setting="resume",
+            )
+        elif opt is not None:
             self.optimizer.load_state_dict(opt)
         else:
             log.warning("%s holds no optimiser state (not the latest): fresh AdamW moments", path)

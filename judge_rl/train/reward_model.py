@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
-OPTIM_SHARD_FILE = "optimizer-rank{rank}.pt"
+OPTIM_SHARD_FILE = "optimizer-rank{rank}.pt"  # = sharding.OPTIM_PART_FILE
 """Each rank's part of a sharded optimiser's state (DeepSpeed ZeRO, FSDP), in the checkpoint."""
 META_FILE = "reward_model.json"
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -1348,49 +1348,34 @@ class _Trainer:
 
     def _zero_optimizer(self) -> Any:
         """DeepSpeed's ZeRO optimizer (stages 1-3) behind accelerate's wrapper, else None."""
-        acc = self.dist.accelerator
-        if acc is None or getattr(acc.state, "deepspeed_plugin", None) is None:
-            return None
-        inner = getattr(self.optimizer, "optimizer", None)
-        return (
-            inner if hasattr(inner, "loss_scaler") and hasattr(inner, "partition_count") else None
-        )
+        from judge_rl.train.sharding import zero_optimizer
+
+        return zero_optimizer(self.dist.accelerator, self.optimizer)
 
     def _shard_tmp(self, rank: int) -> Path:
         return self.out / f".tmp-step{self.step}-{OPTIM_SHARD_FILE.format(rank=rank)}"
 
     def _optimizer_shard(self) -> dict[str, Any]:
-        """This rank's optimiser state as plain data (loadable weights-only). DeepSpeed's ZeRO
-        state holds its loss scaler as an object (it is the live one again on load; a
-        full-precision run's is a constant 1) and its stage as an enum (an int here)."""
-        import enum
+        """This rank's optimiser state as plain data (loadable weights-only; DeepSpeed's ZeRO
+        part through :func:`judge_rl.train.sharding.zero_state_part`)."""
+        from judge_rl.train.sharding import zero_state_part
 
         zero = self._zero_optimizer()
         if zero is None:
             return {"optimizer": self.optimizer.state_dict()}
-        from deepspeed.checkpoint.constants import LOSS_SCALER
-
-        sd = zero.state_dict()
-        return {
-            "zero": {
-                k: (int(v.value) if isinstance(v, enum.Enum) else v)
-                for k, v in sd.items()
-                if k != LOSS_SCALER
-            }
-        }
+        return {"zero": zero_state_part(zero)}
 
     def _load_optimizer_shards(self, folder: Path, shards: int) -> None:
         """Each rank's optimiser part back (DeepSpeed ZeRO reads the list of every rank's part
         and takes its own; FSDP's optimizer its own file)."""
         from judge_rl.train._checkpoint import load_trainer_state
+        from judge_rl.train.sharding import load_zero_state_parts
 
         zero = self._zero_optimizer()
         if zero is None:
             own = load_trainer_state(folder / OPTIM_SHARD_FILE.format(rank=self.dist.rank))
             self.optimizer.load_state_dict(own["optimizer"])
             return
-        from deepspeed.checkpoint.constants import LOSS_SCALER
-
         parts = []
         for r in range(shards):
             part = load_trainer_state(folder / OPTIM_SHARD_FILE.format(rank=r))
@@ -1399,10 +1384,8 @@ class _Trainer:
                     f"{folder / OPTIM_SHARD_FILE.format(rank=r)}: not a DeepSpeed optimiser part",
                     setting="resume",
                 )
-            sd = dict(part["zero"])
-            sd[LOSS_SCALER] = zero.loss_scaler
-            parts.append(sd)
-        zero.load_state_dict(parts)
+            parts.append(part["zero"])
+        load_zero_state_parts(zero, parts)
 
     def _publish_final(self, checkpoint: Path) -> None:
         """The final model in ``output``, atomically: the checkpoint's model files are linked

@@ -31,8 +31,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "OPTIM_PART_FILE",
     "deepspeed_cpu_kwargs",
     "configure_deepspeed",
+    "load_zero_state_parts",
+    "zero_optimizer",
+    "zero_state_part",
     "zero3_full_params",
     "zero3_hooks_removed",
 ]
@@ -170,13 +174,56 @@ def zero3_hooks_removed(engine: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def zero3_full_params(engine: Any) -> Iterator[None]:
+def zero3_full_params(engine: Any, writeback: bool = False) -> Iterator[None]:
     """Every parameter of a ZeRO-3 ``engine`` whole on every rank inside the block, with
     DeepSpeed's module hooks off (:func:`zero3_hooks_removed`), so that rank 0 alone may sample
     from and save ``engine.module``; the parameters are partitioned again and the hooks restored
-    on exit. A collective: every rank enters it."""
+    on exit. With ``writeback`` what rank 0 writes into them inside the block (a checkpoint
+    loaded on resume) is what every rank's partition holds after it; without, changes are
+    dropped. A collective: every rank enters it."""
     import deepspeed
 
     params = list(engine.parameters())
-    with deepspeed.zero.GatheredParameters(params), zero3_hooks_removed(engine):
+    modifier = 0 if writeback else None
+    with (
+        deepspeed.zero.GatheredParameters(params, modifier_rank=modifier),
+        zero3_hooks_removed(engine),
+    ):
         yield
+
+
+# -- DeepSpeed ZeRO optimiser state: one part per rank, as plain data ----------------------------
+
+OPTIM_PART_FILE = "optimizer-rank{rank}.pt"
+"""Each rank's part of a ZeRO optimiser's state in a checkpoint folder."""
+
+
+def zero_optimizer(accelerator: Any, optimizer: Any) -> Any:
+    """DeepSpeed's ZeRO optimizer (stages 1-3) behind accelerate's wrapper, else None: its state
+    is this rank's part only (``state_dict`` gathers nothing)."""
+    if accelerator is None or getattr(accelerator.state, "deepspeed_plugin", None) is None:
+        return None
+    inner = getattr(optimizer, "optimizer", None)
+    return inner if hasattr(inner, "loss_scaler") and hasattr(inner, "partition_count") else None
+
+
+def zero_state_part(zero: Any) -> dict[str, Any]:
+    """This rank's ZeRO optimiser state as plain data (loadable weights-only): the loss scaler
+    (an object; the live one is put back on load, and a full-precision run's is a constant 1)
+    left out, the stage enum as an int."""
+    import enum
+
+    from deepspeed.checkpoint.constants import LOSS_SCALER
+
+    return {
+        k: (int(v.value) if isinstance(v, enum.Enum) else v)
+        for k, v in zero.state_dict().items()
+        if k != LOSS_SCALER
+    }
+
+
+def load_zero_state_parts(zero: Any, parts: list[dict[str, Any]]) -> None:
+    """Every rank's part back (:func:`zero_state_part`, in rank order); ZeRO takes its own."""
+    from deepspeed.checkpoint.constants import LOSS_SCALER
+
+    zero.load_state_dict([{**p, LOSS_SCALER: zero.loss_scaler} for p in parts])

@@ -22,18 +22,23 @@ those, the first hangs (killed after 180 s) and the second stops on "DeepSpeed n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _launch import (  # noqa: E402
+    accelerate_launch,
+    cpu_deepspeed_or_skip,
+    free_port,
+    launch_env,
+    zero3_accelerate_config,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -44,36 +49,6 @@ _DS_CONFIG = {
     # rank, which is all of a tiny model's)
     "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_deepspeed_or_skip() -> None:
-    """Skip unless DeepSpeed imports and its CPU accelerator starts (its communication op built)."""
-    pytest.importorskip("deepspeed", reason="deepspeed is not installed (see this file's doc)")
-    code = (
-        "from deepspeed.accelerator import get_accelerator as g\n"
-        "a = g()\n"
-        "assert a.device_name() == 'cpu', a.device_name()\n"
-        "from deepspeed.comm.torch import build_shm_op\n"
-        "build_shm_op()\n"
-    )
-    env = dict(os.environ, DS_ACCELERATOR="cpu")
-    try:
-        r = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip(
-            "DeepSpeed's CPU op build did not finish in 15 min (a stale 'lock' file left in "
-            "TORCH_EXTENSIONS_DIR by a killed build makes it wait forever)"
-        )
-    if r.returncode != 0:
-        pytest.skip(f"DeepSpeed's CPU accelerator cannot start: {r.stderr.strip()[-600:]}")
 
 
 def _worker(rank: int, world: int, port: int, out: str, via: str) -> None:
@@ -185,10 +160,10 @@ def _worker(rank: int, world: int, port: int, out: str, via: str) -> None:
 # checkpoints run inside); "sharding": judge_rl.train.sharding.zero3_full_params on its own.
 @pytest.mark.parametrize("via", ["ppo", "sharding"])
 def test_zero3_rank0_samples_and_saves_full_weights_inside_the_gather(tmp_path, monkeypatch, via):
-    _cpu_deepspeed_or_skip()
+    cpu_deepspeed_or_skip()
     mp = pytest.importorskip("torch.multiprocessing")
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # inherited by the spawned ranks
-    ctx = mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), via), nprocs=2, join=False)
+    ctx = mp.spawn(_worker, args=(2, free_port(), str(tmp_path), via), nprocs=2, join=False)
     deadline = time.monotonic() + 180
     while not ctx.join(timeout=2):
         if time.monotonic() > deadline:  # a rank waiting on a collective the other skipped
@@ -244,10 +219,9 @@ class _RankZeroMonitor:
         return {}
 
 
-def _ppo_main(out: str) -> None:
+def _ppo_main(out: str, steps: int = 2, resume: str | None = None) -> None:
     """Run under ``accelerate launch`` (see the test below): two PPO steps with the monitor."""
     Path(out).mkdir(parents=True, exist_ok=True)
-    Path(out, f"pid-{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
     torch.set_num_threads(1)
     import deepspeed
 
@@ -257,7 +231,8 @@ def _ppo_main(out: str) -> None:
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, hidden_size=32, num_layers=1, seed=0)
     cfg = PPOConfig(
-        steps=2,
+        steps=steps,
+        resume=resume,
         batch_size=4,
         mini_batch_size=2,
         ppo_epochs=1,
@@ -272,6 +247,7 @@ def _ppo_main(out: str) -> None:
     trainer = PPOTrainer(cfg, model, tok, "contains:a", [f"q{i}" for i in range(16)],
                          callbacks=[monitor])  # fmt: skip
     section = trainer.train()
+    tag = "-resumed" if resume else ""
     acc = trainer.accelerator
     engine = trainer.model
     with deepspeed.zero.GatheredParameters(list(engine.parameters())):
@@ -281,10 +257,10 @@ def _ppo_main(out: str) -> None:
             policy = trainer.unwrapped.policy
             save_file(
                 {n: p.detach().clone() for n, p in policy.named_parameters()},
-                str(Path(out) / "gathered.safetensors"),
+                str(Path(out) / f"gathered{tag}.safetensors"),
             )
     p0 = next(trainer.unwrapped.policy.parameters())
-    Path(out, f"rank{acc.process_index}.json").write_text(
+    Path(out, f"rank{acc.process_index}{tag}.json").write_text(
         json.dumps(
             {
                 "distributed_type": str(acc.distributed_type),
@@ -303,59 +279,14 @@ def test_zero3_ppo_monitor_samples_on_rank0_and_the_checkpoint_reloads(tmp_path)
     monitor samples and saves on rank 0 alone at each step (on the code before
     judge_rl.train.sharding this hangs at step 1); the final checkpoint, written on rank 0, is a
     full state dict that plain transformers reloads, equal to the gathered weights."""
-    _cpu_deepspeed_or_skip()
-    ds_json = tmp_path / "ds_zero3.json"
-    ds_json.write_text(
-        json.dumps(
-            {
-                "train_micro_batch_size_per_gpu": "auto",  # the trainer fills it
-                "gradient_accumulation_steps": 1,
-                "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
-            }
-        )
-    )
-    cfg = tmp_path / "accelerate.yaml"
-    cfg.write_text(
-        "compute_environment: LOCAL_MACHINE\n"
-        "distributed_type: DEEPSPEED\n"
-        "deepspeed_config:\n"
-        f"  deepspeed_config_file: {ds_json}\n"
-        "  deepspeed_multinode_launcher: standard\n"
-        "  zero3_init_flag: false\n"
-        "machine_rank: 0\n"
-        "num_machines: 1\n"
-        "num_processes: 2\n"
-        "rdzv_backend: static\n"
-        "same_network: true\n"
-        "use_cpu: false\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(root), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-    )
+    cpu_deepspeed_or_skip()
+    # "auto": the trainer fills the micro-batch
+    cfg = zero3_accelerate_config(tmp_path, train_micro_batch_size_per_gpu="auto")
     out = tmp_path / "run"
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg),
-        "--main_process_port", str(_free_port()), __file__, str(out),
-    ]  # fmt: skip
-    # on a hang the launcher's group and both ranks (torchrun starts them in sessions of their
-    # own; their pids are in the run folder) are killed, so that nothing is left running
-    log_path = tmp_path / "launch.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            for pid_file in out.glob("pid-*"):
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-            proc.wait()
-            pytest.fail("the ZeRO-3 PPO run hung (a collective only rank 0 entered: the monitor)")
-    assert proc.returncode == 0, log_path.read_text()[-4000:]
+    accelerate_launch(
+        cfg, __file__, [str(out)], env=launch_env(), log_path=tmp_path / "launch.log",
+        hang="the ZeRO-3 PPO run hung (a collective only rank 0 entered: the monitor)",
+    )  # fmt: skip
     a, b = (json.loads((out / f"rank{i}.json").read_text()) for i in (0, 1))
     assert a["distributed_type"] == "DistributedType.DEEPSPEED" and a["zero_stage"] == 3
     assert a["world"] == b["world"] == 2 and a["steps"] == b["steps"] == 2
@@ -371,7 +302,24 @@ def test_zero3_ppo_monitor_samples_on_rank0_and_the_checkpoint_reloads(tmp_path)
     gathered = load_file(str(out / "gathered.safetensors"))
     assert back.keys() == gathered.keys()
     assert all(torch.equal(back[k].detach(), gathered[k]) for k in gathered)
+    # each rank saved its own part of ZeRO's optimiser state, as plain data (weights-only);
+    # on the code before, rank 0's part alone was pickled (a stage enum, a loss-scaler object)
+    from judge_rl.train._checkpoint import load_trainer_state
+
+    parts = [
+        load_trainer_state(out / "checkpoint-000002" / f"optimizer-rank{r}.pt") for r in (0, 1)
+    ]
+    assert not (out / "checkpoint-000002" / "optimizer.pt").exists()
+    flat = [p["fp32_flat_groups"][0] for p in parts]
+    assert flat[0].numel() > 0 and not torch.equal(flat[0], flat[1])  # two different partitions
+    # resume under ZeRO-3: every rank reads every part and takes its own; one more step
+    accelerate_launch(
+        cfg, __file__, [str(out), "3", "latest"], env=launch_env(),
+        log_path=tmp_path / "launch-resume.log", hang="the ZeRO-3 PPO resume hung",
+    )  # fmt: skip
+    a, b = (json.loads((out / f"rank{i}-resumed.json").read_text()) for i in (0, 1))
+    assert a["steps"] == b["steps"] == 3 and len(a["monitor_texts"]) == 1
 
 
 if __name__ == "__main__":  # a rank of test_zero3_ppo_monitor_samples_on_rank0_...
-    _ppo_main(sys.argv[1])
+    _ppo_main(sys.argv[1], *([int(sys.argv[2]), sys.argv[3]] if len(sys.argv) > 2 else []))
