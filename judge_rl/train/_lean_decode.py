@@ -16,7 +16,7 @@ The prefill is the model's own ``forward`` (into the in-place cache). Sampling i
 ``generate``'s: float32 logits of the last position, divided by the temperature when it is not 1,
 softmax, ``torch.multinomial`` (``argmax`` when greedy), finished rows continue with the pad
 token, and the loop stops when every row has emitted an EOS or after ``max_new`` tokens.
-``tests/train/test_rollout.py`` checks that the tokens equal ``generate``'s, sampled and greedy,
+``tests/train/test_lean_decode.py`` checks that the tokens equal ``generate``'s, sampled and greedy,
 left-padded, with multi-head and grouped-query attention.
 
 Only what is known to match is taken (:func:`lean_decoder`): a ``LlamaForCausalLM`` whose
