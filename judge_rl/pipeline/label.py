@@ -27,7 +27,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -528,16 +528,32 @@ async def judge_comparisons(
     ``cfg.refresh``; ``on_progress``: called at most every :data:`PROGRESS_EVERY_S` seconds while
     judging and once at the end (``final``). The judge is not closed.
     """
+    comps = list(comparisons)
+
+    async def work() -> list[Judgment]:
+        return list(await judge.compare(comps)) if comps else []
+
+    return await _tracked(cfg, cache, on_progress, work)
+
+
+async def _tracked(
+    cfg: LabelConfig,
+    cache: Any,
+    on_progress: Callable[[LabelProgress], None] | None,
+    work: Callable[[], Awaitable[list[Judgment]]],
+) -> tuple[list[Judgment], float]:
+    """Run ``work`` with the progress hook set (``on_progress`` as :func:`judge_comparisons`
+    describes, once more at the end with ``final``) and the cache refreshing when
+    ``cfg.refresh``: ``(judgments, seconds)``."""
     from judge_rl.judge._common import progress_hook
 
     if cfg.refresh and cache is not None:
         cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
-    comps = list(comparisons)
     t0 = time.perf_counter()
     state = LabelProgress()
     token = progress_hook.set(_progress_hook(state, t0, on_progress))
     try:
-        judgments = list(await judge.compare(comps)) if comps else []
+        judgments = await work()
     finally:
         progress_hook.reset(token)
     elapsed = time.perf_counter() - t0
@@ -568,30 +584,19 @@ async def judge_streamed(
     ``compare_stream`` gets the whole input once it is read.
     """
     from judge_rl.judge import estimate
-    from judge_rl.judge._common import progress_hook
 
-    if cfg.refresh and cache is not None:
-        cache.refresh = True
-    t0 = time.perf_counter()
-    state = LabelProgress()
-    token = progress_hook.set(_progress_hook(state, t0, on_progress))
-    try:
+    async def work() -> list[Judgment]:
         stream_fn = getattr(judge, "compare_stream", None)
         if stream_fn is not None:
-            judgments = list(await stream_fn(stream.chunks(), on_estimate=on_read))
-        else:
-            async for _ in stream.chunks():
-                pass
-            if on_read is not None:
-                on_read(estimate(judge, stream.comparisons))
-            comps = stream.comparisons
-            judgments = list(await judge.compare(comps)) if comps else []
-    finally:
-        progress_hook.reset(token)
-    elapsed = time.perf_counter() - t0
-    if on_progress is not None:
-        state.elapsed_s, state.final = elapsed, True
-        on_progress(state)
+            return list(await stream_fn(stream.chunks(), on_estimate=on_read))
+        async for _ in stream.chunks():
+            pass
+        if on_read is not None:
+            on_read(estimate(judge, stream.comparisons))
+        comps = stream.comparisons
+        return list(await judge.compare(comps)) if comps else []
+
+    judgments, elapsed = await _tracked(cfg, cache, on_progress, work)
     return stream.comparisons, judgments, elapsed
 
 
