@@ -464,25 +464,27 @@ class DPOTrainer:
         return contextlib.nullcontext()
 
     def _batch_tensors(self, rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        """Chosen rows then rejected rows: prompts left-padded, responses right-padded.
-        Returns ids, attention mask, position ids (2n, P+R), response ids and mask (2n, R)."""
+        """Chosen rows then rejected rows, each prompt + response left-padded to the longest
+        row (as wide as TRL's batches, not the longest prompt plus the longest response).
+        Returns ids, attention mask, position ids (2n, L), and the last R columns' ids and
+        response mask (2n, R), R the longest response: every response ends at the last column."""
         import torch
 
         pad = int(self.tokenizer.pad_token_id)
         prompts = [self.pairs.prompt[i] for i in rows] * 2
         resps = [self.pairs.chosen[i] for i in rows] + [self.pairs.rejected[i] for i in rows]
-        P = max(len(p) for p in prompts)
+        L = max(len(p) + len(r) for p, r in zip(prompts, resps, strict=True))
         R = max(len(r) for r in resps)
         n2 = len(prompts)
-        ids = torch.full((n2, P + R), pad, dtype=torch.long)  # (2n, P+R)
-        am = torch.zeros((n2, P + R), dtype=torch.long)  # (2n, P+R)
+        ids = torch.full((n2, L), pad, dtype=torch.long)  # (2n, L)
+        am = torch.zeros((n2, L), dtype=torch.long)  # (2n, L)
+        rm = torch.zeros((n2, L), dtype=torch.long)  # (2n, L): response positions
         for k, (p, r) in enumerate(zip(prompts, resps, strict=True)):
-            ids[k, P - len(p) : P] = torch.tensor(p, dtype=torch.long)
-            am[k, P - len(p) : P] = 1
-            ids[k, P : P + len(r)] = torch.tensor(r, dtype=torch.long)
-            am[k, P : P + len(r)] = 1
-        pos = (am.cumsum(1) - 1).clamp(min=0)  # (2n, P+R): count real tokens only
-        return ids, am, pos, ids[:, P:], am[:, P:]
+            ids[k, L - len(p) - len(r) :] = torch.tensor(p + r, dtype=torch.long)
+            am[k, L - len(p) - len(r) :] = 1
+            rm[k, L - len(r) :] = 1
+        pos = (am.cumsum(1) - 1).clamp(min=0)  # (2n, L): count real tokens only
+        return ids, am, pos, ids[:, L - R :], rm[:, L - R :]
 
     def _seq_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed response log-probabilities (2n,) and token counts (2n,) under the policy:

@@ -160,6 +160,34 @@ def test_shared_prompt_forward_gives_the_plain_forward_results():
             assert x[k] == pytest.approx(y[k], rel=1e-3, abs=1e-4), k
 
 
+def test_plain_forward_pads_to_the_longest_row_and_matches_each_row_alone():
+    """The plain (not shared-prompt) batch is as wide as its longest prompt + response, as TRL
+    pads, not the longest prompt plus the longest response; each row's summed log-probability
+    equals that row's own unpadded forward."""
+    model, tok = tiny()
+    pairs = planted(40)
+    # prompts and responses of different lengths, so that the two widths differ
+    pairs[0] = PreferenceRecord(prompt="q: " + "the " * 20, chosen="zebra", rejected="a cat")
+    pairs[1] = PreferenceRecord(prompt="q", chosen="the " * 12 + "zebra", rejected="sun")
+    tr = DPOTrainer(cfg(shared_prompt=False, max_steps=1), model, tok, pairs)
+    rows = [0, 1, 2, 3]
+    ids, am, pos, r_ids, r_mask = tr._batch_tensors(rows)
+    p = [len(tr.pairs.prompt[i]) for i in rows] * 2
+    r = [len(tr.pairs.chosen[i]) for i in rows] + [len(tr.pairs.rejected[i]) for i in rows]
+    assert ids.shape[1] == max(a + b for a, b in zip(p, r, strict=True)) < max(p) + max(r)
+    assert int(am.sum()) == sum(p) + sum(r) and r_mask.sum(1).tolist() == r
+    with torch.no_grad():
+        got, n = tr._plain_logps(rows)
+        for k, i in enumerate(rows * 2):
+            resp = tr.pairs.chosen[i] if k < len(rows) else tr.pairs.rejected[i]
+            x = torch.tensor([tr.pairs.prompt[i] + resp])
+            lp = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), -1)
+            tgt = x[0, 1:]
+            want = lp.gather(1, tgt[:, None])[-len(resp) :].sum()
+            assert float(got[k]) == pytest.approx(float(want), abs=1e-4), k
+            assert int(n[k]) == len(resp)
+
+
 def test_length_normalised_variant_trains():
     model, tok = tiny()
     tr = DPOTrainer(cfg(length_normalize=True, beta=1.0, lr=3e-3), model, tok, planted())
