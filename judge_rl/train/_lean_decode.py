@@ -20,9 +20,24 @@ token, and the loop stops when every row has emitted an EOS or after ``max_new``
 left-padded, with multi-head and grouped-query attention.
 
 Only what is known to match is taken (:func:`lean_decoder`): a ``LlamaForCausalLM`` whose
-layers are plain ``LlamaDecoderLayer`` s (not peft, FSDP or DeepSpeed wrapped), the SDPA
-attention, on CPU, full-distribution sampling (no top-k/top-p) and a generation config without
-other logits processors; anything else uses ``generate``. ``JUDGE_RL_LEAN_DECODE=0`` turns it off.
+layers are ``LlamaDecoderLayer`` s (not FSDP or DeepSpeed wrapped), the SDPA attention, float32
+weights, on CPU, no autocast, every module in eval mode, full-distribution sampling (no
+top-k/top-p) and a generation config without other logits processors; anything else uses
+``generate``. ``JUDGE_RL_LEAN_DECODE=0`` turns it off.
+
+A peft LoRA model (``PeftModelForCausalLM`` around such a Llama, as ``--lora-r`` builds it) is
+taken too: the steps call the same modules the model's forward calls, and those are peft's
+``lora.Linear`` s, so the adapters' delta (``base(x) + B(A(dropout(x))) * scaling``) is in every
+step exactly as in ``generate`` (which peft forwards to the base model). Only the plain case is
+tested and taken: LoRA (no other peft method), one active adapter, no DoRA or other LoRA variant,
+no LoRA bias, adapters neither merged nor disabled, no other peft wrappers (``modules_to_save``,
+trainable tokens, LoRA on embeddings); dropout is allowed because eval mode (required above) makes
+it the identity. Anything else uses ``generate``.
+
+``sample(..., group=K)`` is GRPO's shared-prefill rollout (judge_rl/train/grpo.py): each prompt
+but its last token is prefilled once, the cache repeated K times, and the last prompt token runs
+as the first one-token step of the (G*K) rows, which is what ``generate`` does when handed that
+repeated cache; tested to give the same tokens as that path.
 """
 
 from __future__ import annotations
@@ -114,6 +129,13 @@ def _make_layer_class() -> type | None:
         def get_seq_length(self, *args: Any, **kwargs: Any) -> int:
             return self.filled if self.is_initialized else 0
 
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.is_initialized:  # each row's buffer K times: (B*K, KV, cap, D)
+                self._k = self._k.repeat_interleave(repeats, dim=0)
+                self._v = self._v.repeat_interleave(repeats, dim=0)
+                n = self.filled
+                self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+
     return GrowInPlaceLayer
 
 
@@ -193,26 +215,46 @@ class LeanDecoder:
         temperature: float,
         eos: list[int],
         pad_id: int,
+        group: int = 0,
     ) -> torch.Tensor:
-        """Like ``generate``: (B, P + R') prompt and response ids, R' <= ``max_new_tokens``."""
+        """Like ``generate``: (B, P + R') prompt and response ids, R' <= ``max_new_tokens``.
+
+        ``group=K`` (>= 1): GRPO's shared prefill. ``input_ids`` (G, P) are each prompt once
+        (every row at least 2 real tokens); all but the last position are prefilled once, the
+        cache is repeated K times, and the last prompt token is the first one-token step of the
+        G*K rows (prompt i's samples are rows i*K .. i*K+K-1). Returns (G*K, P + R'), the tokens
+        ``generate`` samples when handed the repeated cache and the repeated prompts."""
+        from judge_rl.train._last_mlp import last_mlp_only
+
         B, P = input_ids.shape
         device = input_ids.device
         cache = grow_in_place_cache(self.model.config, P + max_new_tokens)
         am = attention_mask.long()
         pos = am.cumsum(-1) - 1  # (B, P) as generate: real tokens count from 0
         pos = pos.masked_fill(am == 0, 0)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=am,
-            position_ids=pos,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        n_pre = P - 1 if group else P
+        # the prefill's logits are read at the last position only (group: not at all)
+        with last_mlp_only(1, self.model):
+            out = self.model(
+                input_ids=input_ids[:, :n_pre],
+                attention_mask=am[:, :n_pre],
+                position_ids=pos[:, :n_pre],
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)  # (B, V)
         del out
+        if group:
+            cache.batch_repeat_interleave(group)  # (B*K, KV, P-1, D) per layer
+            input_ids = input_ids.repeat_interleave(group, 0)  # (B*K, P)
+            am = am.repeat_interleave(group, 0)  # (B*K, P)
+            pos = pos.repeat_interleave(group, 0)  # (B*K, P)
+            B = B * group
         keep = torch.zeros(B, P + max_new_tokens, dtype=torch.bool, device=device)  # (B, S)
         keep[:, :P] = am.bool()
+        if group:  # the last prompt token: a one-token step over the repeated cache
+            logits = self._step(cache, input_ids[:, -1:], pos[:, -1:], keep[:, None, None, :P])
         eos_t = torch.tensor(eos, device=device)
         unfinished = torch.ones(B, dtype=torch.long, device=device)  # (B,)
         new: list[torch.Tensor] = []
@@ -237,6 +279,58 @@ class LeanDecoder:
         return torch.cat([input_ids, torch.stack(new, dim=1)], dim=1)  # (B, P + R')
 
 
+def _lora_base(model: Any) -> Any | None:
+    """The wrapped model of a plain peft LoRA model (see the module docstring), else ``None``."""
+    try:
+        from peft import PeftModel
+        from peft.tuners.lora import LoraModel
+    except ImportError:
+        return None
+    if not isinstance(model, PeftModel) or not isinstance(model.base_model, LoraModel):
+        return None
+    active = list(getattr(model, "active_adapters", None) or [])
+    if len(active) != 1:
+        return None  # none or several adapters at once
+    cfg = model.peft_config.get(active[0])
+    if (
+        cfg is None
+        or getattr(cfg, "peft_type", None) != "LORA"
+        or getattr(cfg, "use_dora", False)
+        or getattr(cfg, "lora_bias", False)
+        or getattr(cfg, "alora_invocation_tokens", None)
+        or getattr(cfg, "modules_to_save", None)
+        or getattr(cfg, "trainable_token_indices", None)
+    ):
+        return None
+    return model.get_base_model()
+
+
+def _plain_lora_layers(base: nn.Module, adapter: str | None) -> bool:
+    """Every peft module inside ``base`` is a ``lora.Linear`` holding ``adapter`` alone as
+    its active adapter, vanilla (no variant, no DoRA magnitude), neither merged nor disabled;
+    and nothing in ``base`` is peft's when ``adapter`` is None (a plain model)."""
+    lora_linear: Any = None
+    for mod in base.modules():
+        if not type(mod).__module__.startswith("peft"):
+            continue
+        if adapter is None:
+            return False
+        if lora_linear is None:
+            from peft.tuners.lora.layer import Linear as lora_linear
+        if (
+            type(mod) is not lora_linear
+            or list(mod.active_adapters) != [adapter]
+            or mod.merged
+            or mod.disable_adapters
+            or adapter not in mod.lora_A
+            or getattr(mod, "lora_variant", {}).get(adapter) is not None
+            or getattr(mod, "use_dora", {}).get(adapter, False)
+            or len(getattr(mod, "lora_magnitude_vector", {})) > 0
+        ):
+            return False
+    return True
+
+
 def lean_decoder(model: Any, *, top_k: int | None, top_p: float | None) -> LeanDecoder | None:
     """A :class:`LeanDecoder` for ``model`` when the lean loop is known to give ``generate``'s
     tokens for it (see the module docstring), else ``None``."""
@@ -244,8 +338,17 @@ def lean_decoder(model: Any, *, top_k: int | None, top_p: float | None) -> LeanD
         return None
     if (top_k or 0) != 0 or (top_p is not None and top_p < 1.0):
         return None
+    gens = [getattr(model, "generation_config", None)]
+    adapter = None
+    if type(model).__module__.startswith("peft"):
+        base = _lora_base(model)
+        if base is None:
+            return None  # other peft methods or settings: generate
+        adapter = list(model.active_adapters)[0]
+        model = base
+        gens.append(getattr(model, "generation_config", None))
     if type(model).__name__ != _LAYER_CLASSES["model"]:
-        return None  # other architectures, peft-wrapped models
+        return None  # other architectures, wrapped models
     cfg = getattr(model, "config", None)
     if getattr(cfg, "_attn_implementation", None) != "sdpa":
         return None
@@ -258,6 +361,10 @@ def lean_decoder(model: Any, *, top_k: int | None, top_p: float | None) -> LeanD
     first = next(model.parameters(), None)
     if first is None or first.device.type != "cpu" or hasattr(first, "ds_id"):
         return None  # GPU paths differ; DeepSpeed-partitioned parameters
+    if first.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+        return None  # only float32 arithmetic is tested
+    if any(m.training for m in model.modules()):
+        return None  # dropout would be active (the engines sample in eval mode)
     body = getattr(model, "model", None)
     layers = getattr(body, "layers", None)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
@@ -270,11 +377,13 @@ def lean_decoder(model: Any, *, top_k: int | None, top_p: float | None) -> LeanD
             or type(getattr(layer, "input_layernorm", None)).__name__ != _LAYER_CLASSES["norm"]
         ):
             return None
-    gen = getattr(model, "generation_config", None)
-    for name, default in _UNSUPPORTED_GEN.items():
-        value = getattr(gen, name, default)
-        if value not in (default, None):
-            return None
+    if not _plain_lora_layers(model, adapter):
+        return None
+    for gen in gens:
+        for name, default in _UNSUPPORTED_GEN.items():
+            value = getattr(gen, name, default)
+            if value not in (default, None):
+                return None
     if grow_in_place_cache(cfg, 1) is None:
         return None
     return LeanDecoder(model)

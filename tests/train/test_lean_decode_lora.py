@@ -1,0 +1,132 @@
+"""The lean sampling loop (judge_rl/train/_lean_decode.py) on a peft LoRA-wrapped Llama gives
+``generate``'s tokens and random draws (the adapters changed so that the delta matters: random
+non-zero ``lora_B``), sampled and greedy, left-padded, multi-head and grouped-query attention;
+peft settings whose exactness is not tested go to ``generate``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from judge_rl.models import tiny_causal_lm, tiny_tokenizer
+from judge_rl.train._lean_decode import lean_decoder
+from judge_rl.train.rollout import HFRolloutEngine, encode_prompt, left_pad
+from tests.train.test_lean_decode import PROMPTS, both, gqa_model
+
+peft = pytest.importorskip("peft")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
+
+
+def lora(model, *, seed=3, **kw):
+    """``model`` with LoRA on every linear layer, as PPO's ``--lora-r`` builds it, and random
+    non-zero ``lora_B`` (peft starts it at zero: the adapter would change nothing)."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", **kw)
+    pm = get_peft_model(model, cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return pm.eval()
+
+
+def base(arch, tok):
+    return tiny_causal_lm(tok, hidden_size=32, num_layers=2) if arch == "mha" else gqa_model(tok)
+
+
+@pytest.mark.parametrize("arch", ["mha", "gqa"])
+@pytest.mark.parametrize(("greedy", "temperature"), [(False, 1.0), (False, 0.7), (True, 1.0)])
+def test_lora_model_same_tokens_as_generate(arch, greedy, temperature):
+    tok = tiny_tokenizer()
+    model = lora(base(arch, tok))
+    q, qm = left_pad([encode_prompt(tok, p) for p in PROMPTS], tok.pad_token_id)
+    assert qm.min() == 0  # left padding present
+    with torch.no_grad():  # the adapter changes the model's output
+        with_lora = model(input_ids=q, attention_mask=qm).logits
+        with model.disable_adapter():
+            without = model(input_ids=q, attention_mask=qm).logits
+    assert (with_lora - without).abs().max() > 0.1
+    for seed in range(3):
+        ref, out, r_ref, r_out = both(model, tok, n_new=24, greedy=greedy,
+                                      temperature=temperature, seed=seed)  # fmt: skip
+        assert out.shape == ref.shape and torch.equal(out, ref), seed
+        assert torch.equal(r_out, r_ref)  # the same random numbers drawn
+
+
+def test_lora_tokens_differ_from_the_base_models():
+    """The check above compares against generate on the LoRA model, not on its base."""
+    tok = tiny_tokenizer()
+    model = lora(base("mha", tok))
+    ref, out, _, _ = both(model, tok, n_new=16, greedy=True)
+    plain, _, _, _ = both(base("mha", tok), tok, n_new=16, greedy=True)  # same weights, no LoRA
+    assert torch.equal(out, ref) and not torch.equal(out, plain)
+
+
+def test_engine_takes_the_lean_loop_for_a_lora_policy(monkeypatch):
+    tok = tiny_tokenizer()
+    model = lora(base("gqa", tok), lora_dropout=0.1)  # dropout: the identity in eval mode
+    model.train()  # the engine switches to eval for sampling, and back
+    eng = HFRolloutEngine(model, tok, max_new_tokens=16, temperature=0.7)
+    q, qm = left_pad([encode_prompt(tok, p) for p in PROMPTS], tok.pad_token_id)
+    calls = []
+    monkeypatch.setattr(model.get_base_model(), "generate", lambda *a, **k: calls.append(1) / 0)
+    torch.manual_seed(0)
+    lean = eng.generate(q, qm)
+    assert not calls and model.training
+    monkeypatch.undo()
+    monkeypatch.setenv("JUDGE_RL_LEAN_DECODE", "0")
+    torch.manual_seed(0)
+    plain = eng.generate(q, qm)
+    assert torch.equal(lean.response_ids, plain.response_ids) and lean.texts == plain.texts
+
+
+def test_peft_settings_that_are_not_tested_go_to_generate():
+    from peft import LoraConfig, get_peft_model
+
+    tok = tiny_tokenizer()
+
+    def fresh(**kw):
+        return lora(tiny_causal_lm(tok, hidden_size=32, num_layers=1), **kw)
+
+    ok = fresh()
+    assert lean_decoder(ok, top_k=0, top_p=1.0) is not None
+    ok.train()
+    assert lean_decoder(ok, top_k=0, top_p=1.0) is None  # train mode: dropout active
+    assert lean_decoder(fresh(use_dora=True), top_k=0, top_p=1.0) is None
+    assert lean_decoder(fresh(lora_bias=True), top_k=0, top_p=1.0) is None
+    assert lean_decoder(fresh(modules_to_save=["lm_head"]), top_k=0, top_p=1.0) is None
+    m = fresh()
+    m.merge_adapter()  # merged weights
+    assert lean_decoder(m, top_k=0, top_p=1.0) is None
+    m.unmerge_adapter()
+    assert lean_decoder(m, top_k=0, top_p=1.0) is not None
+    with m.disable_adapter():  # adapters off
+        assert lean_decoder(m, top_k=0, top_p=1.0) is None
+    m.add_adapter("other", LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    m.base_model.set_adapter(["default", "other"])  # two active adapters
+    m.eval()
+    assert lean_decoder(m, top_k=0, top_p=1.0) is None
+    m.set_adapter("other")
+    m.eval()  # the new adapter's modules were made in train mode
+    assert lean_decoder(m, top_k=0, top_p=1.0) is not None
+    ia3 = get_peft_model(
+        tiny_causal_lm(tok, hidden_size=32, num_layers=1),
+        peft.IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"],
+                       feedforward_modules=["down_proj"]),
+    ).eval()  # fmt: skip
+    assert lean_decoder(ia3, top_k=0, top_p=1.0) is None  # another peft method
+    emb = get_peft_model(
+        tiny_causal_lm(tok, hidden_size=32, num_layers=1),
+        LoraConfig(r=2, target_modules=["embed_tokens", "q_proj"], task_type="CAUSAL_LM"),
+    ).eval()
+    assert lean_decoder(emb, top_k=0, top_p=1.0) is None  # LoRA on the embedding
+
+
+def test_other_float_types_and_autocast_go_to_generate():
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok, hidden_size=32, num_layers=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lean_decoder(model, top_k=0, top_p=1.0) is None
+    assert lean_decoder(model.to(torch.bfloat16), top_k=0, top_p=1.0) is None
