@@ -809,42 +809,59 @@ class GRPOTrainer:
         """Sample K responses to each of G prompts, running each prompt's prefill once: the
         prompts (all but their last token) fill a KV cache ``(G, ...)``, repeated K times, and
         ``generate`` continues from it on the ``(G*K, P)`` batch. Same sampling distribution and
-        settings as :class:`~judge_rl.train.rollout.HFRolloutEngine`."""
+        settings as :class:`~judge_rl.train.rollout.HFRolloutEngine`. Where the lean sampling
+        loop applies (judge_rl/train/_lean_decode.py, ``sample(group=K)``) it does the same
+        with less work per step: the same tokens and random draws for the same seed
+        (tests/train/test_grpo_lean.py)."""
         import torch
         from transformers import DynamicCache
 
+        from judge_rl.train._lean_decode import lean_decoder
         from judge_rl.train.rollout import left_pad, response_mask_from_ids, sampling_config
 
         c = self.config
         eng = self.engine
         q_ids, q_mask = left_pad(encoded, int(self.tokenizer.pad_token_id))  # (G, P)
+        ids_k = q_ids.repeat_interleave(K, 0)  # (G*K, P)
+        mask_k = q_mask.repeat_interleave(K, 0)  # (G*K, P)
         m: Any = self.policy
         dev = self.device
-        pos = (q_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)
-        cfg = sampling_config(
-            c.max_new_tokens, greedy, c.temperature, c.top_k, c.top_p, eng.pad_id, eng.eos
-        )
         was_training = m.training
         m.eval()
+        lean = lean_decoder(m, top_k=None if greedy else c.top_k, top_p=c.top_p)
         with torch.no_grad():
-            cache = DynamicCache()
-            m(
-                input_ids=q_ids[:, :-1].to(dev),
-                attention_mask=q_mask[:, :-1].to(dev),
-                position_ids=pos[:, :-1].to(dev),
-                use_cache=True,
-                past_key_values=cache,
-            )  # prefill (G, P-1)
-            cache.batch_repeat_interleave(K)  # (G*K, heads, P-1, d)
-            ids_k = q_ids.repeat_interleave(K, 0)  # (G*K, P)
-            mask_k = q_mask.repeat_interleave(K, 0)  # (G*K, P)
-            out = m.generate(
-                input_ids=ids_k.to(dev),
-                attention_mask=mask_k.to(dev),
-                past_key_values=cache,
-                generation_config=cfg,
-                synced_gpus=False,  # inside the full-parameter gather, as the PPO engine's
-            )  # (G*K, P + R')
+            if lean is not None:
+                out = lean.sample(
+                    q_ids.to(dev),
+                    q_mask.to(dev),
+                    max_new_tokens=c.max_new_tokens,
+                    greedy=greedy,
+                    temperature=c.temperature,
+                    eos=eng.eos,
+                    pad_id=eng.pad_id,
+                    group=K,
+                )  # (G*K, P + R')
+            else:
+                pos = (q_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)
+                cfg = sampling_config(
+                    c.max_new_tokens, greedy, c.temperature, c.top_k, c.top_p, eng.pad_id, eng.eos
+                )
+                cache = DynamicCache()
+                m(
+                    input_ids=q_ids[:, :-1].to(dev),
+                    attention_mask=q_mask[:, :-1].to(dev),
+                    position_ids=pos[:, :-1].to(dev),
+                    use_cache=True,
+                    past_key_values=cache,
+                )  # prefill (G, P-1)
+                cache.batch_repeat_interleave(K)  # (G*K, heads, P-1, d)
+                out = m.generate(
+                    input_ids=ids_k.to(dev),
+                    attention_mask=mask_k.to(dev),
+                    past_key_values=cache,
+                    generation_config=cfg,
+                    synced_gpus=False,  # inside the full-parameter gather, as the PPO engine's
+                )  # (G*K, P + R')
         if was_training:
             m.train()
         response_ids = out[:, ids_k.shape[1] :].cpu()  # (B, R')

@@ -1,7 +1,7 @@
 """The lean sampling loop (judge_rl/train/_lean_decode.py) gives ``generate``'s tokens: same
 seed, same tokens and the same RNG state after, sampled and greedy, left-padded, multi-head and
-grouped-query attention, rows that stop at EOS early; anything it does not know goes to
-``generate``."""
+grouped-query attention, rows that stop at EOS early, on tiny Llamas whose output depends on
+the context (:func:`llama`); anything it does not know goes to ``generate``."""
 
 from __future__ import annotations
 
@@ -18,15 +18,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 PROMPTS = ["hi", "a longer prompt here", "q", "what is two plus two?"]
 
 
-def gqa_model(tok):
+def llama(tok, kv_heads=4, init=0.3):
+    """A tiny Llama whose output depends on its context: weights drawn wider than transformers'
+    0.02 (at 0.02 the logits barely depend on the prompt, and a first step at the wrong position
+    still gave the same tokens; at 0.3 it does not)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=96,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=kv_heads,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                      bos_token_id=None, tie_word_embeddings=True)  # fmt: skip
+                      bos_token_id=None, tie_word_embeddings=True, initializer_range=init)  # fmt: skip
     torch.manual_seed(1)
     return LlamaForCausalLM(cfg).eval()
+
+
+def gqa_model(tok):
+    return llama(tok, kv_heads=2)
 
 
 def both(model, tok, *, n_new, greedy, temperature=1.0, eos=None, seed=0):
@@ -51,7 +58,7 @@ def both(model, tok, *, n_new, greedy, temperature=1.0, eos=None, seed=0):
 @pytest.mark.parametrize(("greedy", "temperature"), [(False, 1.0), (False, 0.7), (True, 1.0)])
 def test_same_tokens_as_generate(arch, greedy, temperature):
     tok = tiny_tokenizer()
-    model = tiny_causal_lm(tok, hidden_size=32, num_layers=2) if arch == "mha" else gqa_model(tok)
+    model = llama(tok, kv_heads=4 if arch == "mha" else 2)
     for seed in range(3):
         ref, out, r_ref, r_out = both(model, tok, n_new=24, greedy=greedy,
                                       temperature=temperature, seed=seed)  # fmt: skip

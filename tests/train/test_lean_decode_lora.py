@@ -11,7 +11,7 @@ import torch
 from judge_rl.models import tiny_causal_lm, tiny_tokenizer
 from judge_rl.train._lean_decode import lean_decoder
 from judge_rl.train.rollout import HFRolloutEngine, encode_prompt, left_pad
-from tests.train.test_lean_decode import PROMPTS, both, gqa_model
+from tests.train.test_lean_decode import PROMPTS, both, llama
 
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
@@ -33,7 +33,7 @@ def lora(model, *, seed=3, **kw):
 
 
 def base(arch, tok):
-    return tiny_causal_lm(tok, hidden_size=32, num_layers=2) if arch == "mha" else gqa_model(tok)
+    return llama(tok, kv_heads=4 if arch == "mha" else 2)  # output depends on the context
 
 
 @pytest.mark.parametrize("arch", ["mha", "gqa"])
