@@ -983,7 +983,7 @@ class OpenAIBackend:
             body["response_format"] = req.response_format
         if self.extra_body:
             body.update(self.extra_body)
-        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return _BODY_JSON(body).encode("utf-8")
 
     async def _one(self, req: ChatRequest) -> ChatResult:
         content = self._body(req)
@@ -1196,6 +1196,11 @@ class OpenAIBackend:
 
 # -------------------------------------------------------------------------------------------
 # Helpers
+
+
+_BODY_JSON = json.JSONEncoder(ensure_ascii=False).encode
+"""``json.dumps(body, ensure_ascii=False)`` with the encoder built once (``json.dumps`` with an
+argument builds one per call)."""
 
 
 class _Timeout(Exception):

@@ -158,6 +158,12 @@ STORE_EVERY = 4
 """Finished chunks are stored ``max_in_flight // STORE_EVERY`` at a time (one transaction),
 so an interrupted run loses at most the calls in flight and a quarter as many finished ones."""
 
+ROWS_PER_STATEMENT = 128
+"""Rows written by one ``INSERT`` (6 values each: under SQLite's oldest limit of 999)."""
+
+KEYS_PER_STATEMENT = 900
+"""Keys of one ``DELETE`` of claims."""
+
 STORE_AFTER_S = 0.05
 """Longest time a finished chunk waits to be stored."""
 
@@ -313,7 +319,7 @@ class JudgmentCache:
     def _store_on(
         self, db: sqlite3.Connection, items: Sequence[tuple[str, ...]], release: Iterable[str]
     ) -> None:
-        drop = [(k, self.owner) for k in [*(it[0] for it in items), *release]]
+        drop = [*(it[0] for it in items), *release]
         if not drop:
             return
         now = time.time()
@@ -322,16 +328,21 @@ class JudgmentCache:
             if items:
                 before = db.total_changes
                 verb = "INSERT OR REPLACE" if self.refresh else "INSERT OR IGNORE"
-                db.executemany(
-                    f"{verb} INTO judgments(key, judge, kind, value, created, gen) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (it[0], it[1], it[2], it[3], now, it[4] if len(it) > 4 else None)
-                        for it in items
-                    ],
-                )
+                # one statement per ROWS_PER_STATEMENT rows, the rows in order (what
+                # ``executemany`` did row by row): each statement lets go of the interpreter
+                # lock once while SQLite works, not once per row (issue 19 item 2)
+                for i in range(0, len(items), ROWS_PER_STATEMENT):
+                    part = items[i : i + ROWS_PER_STATEMENT]
+                    values: list[Any] = []
+                    for it in part:
+                        values += (it[0], it[1], it[2], it[3], now, it[4] if len(it) > 4 else None)
+                    db.execute(
+                        f"{verb} INTO judgments(key, judge, kind, value, created, gen) VALUES "
+                        + ",".join(["(?, ?, ?, ?, ?, ?)"] * len(part)),
+                        values,
+                    )
                 self.writes += db.total_changes - before
-            db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", drop)
+            self._drop_claims(db, drop)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -340,6 +351,15 @@ class JudgmentCache:
         self._since_checkpoint += len(drop)
         if self._since_checkpoint >= CHECKPOINT_ROWS:
             self._checkpoint_soon()
+
+    def _drop_claims(self, db: sqlite3.Connection, keys: list[str]) -> None:
+        """Delete our claims on ``keys`` (inside the caller's transaction)."""
+        for i in range(0, len(keys), KEYS_PER_STATEMENT):
+            part = keys[i : i + KEYS_PER_STATEMENT]
+            db.execute(
+                f"DELETE FROM claims WHERE owner = ? AND key IN ({','.join('?' * len(part))})",
+                [self.owner, *part],
+            )
 
     def _checkpoint_soon(self) -> None:
         """Copy the WAL into the database on a thread with its own connection (a passive
@@ -418,11 +438,13 @@ class JudgmentCache:
                             continue
                         rows.append((key, self.owner, self.host, pid, expires))
                         acquired.add(key)
-                    db.executemany(
-                        "INSERT OR REPLACE INTO claims(key, owner, host, pid, expires) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        rows,
-                    )
+                    for j in range(0, len(rows), ROWS_PER_STATEMENT):
+                        part = rows[j : j + ROWS_PER_STATEMENT]
+                        db.execute(
+                            "INSERT OR REPLACE INTO claims(key, owner, host, pid, expires) "
+                            "VALUES " + ",".join(["(?, ?, ?, ?, ?)"] * len(part)),
+                            [x for row in part for x in row],
+                        )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -435,10 +457,7 @@ class JudgmentCache:
         if not keys:
             return
         with self._lock:
-            db = self._db()
-            db.executemany(
-                "DELETE FROM claims WHERE key = ? AND owner = ?", [(k, self.owner) for k in keys]
-            )
+            self._drop_claims(self._db(), keys)
 
     def _alive(self, host: str, pid: int) -> bool:
         if host != self.host:

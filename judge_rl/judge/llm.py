@@ -872,9 +872,12 @@ class LLMJudge:
                 continue
             if self.budget is not None:
                 # the call's worst case (prompt + max_tokens): the cap holds however many calls
-                # are in flight and however long their completions turn out
-                prompt = _reserve_tokens(req) * self._prompt_ratio
-                est = worst_case_cost(prompt, max(1, req.max_tokens), self.prices)
+                # are in flight and however long their completions turn out (0 without prices:
+                # no need to count the prompt's tokens)
+                est = 0.0
+                if self.prices:
+                    prompt = _reserve_tokens(req) * self._prompt_ratio
+                    est = worst_case_cost(prompt, max(1, req.max_tokens), self.prices)
                 if not self.budget.reserve(est, worst_case=True):
                     out[i] = ChatResult(error=f"budget: {self.budget.reason()}")
                     continue
@@ -899,7 +902,7 @@ class LLMJudge:
             if res.error is None and res.completion_tokens:
                 self._completion_seen.append(res.completion_tokens)
             if self.budget is not None:
-                if res.prompt_tokens:  # a tokenizer denser than the estimate: reserve more
+                if res.prompt_tokens and self.prices:  # a denser tokenizer: reserve more
                     need = res.prompt_tokens / max(1, _reserve_tokens(requests[i]))  # type: ignore[arg-type]
                     self._prompt_ratio = max(self._prompt_ratio, need)
                 self.budget.settle(
