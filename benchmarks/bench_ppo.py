@@ -31,8 +31,12 @@ Part 4 (``--part parts``, not in ``all``): the rollout through ``generate`` vs t
 loop, and 4 AdamW steps default vs fused, on part 1's policy (CPU s, interleaved repetitions).
 Part 5 (``--part profile``, not in ``all``): one judge_rl update of part 1 split by phase (CPU s),
 then the torch profiler's top operators.
+Part 6 (``--part demo-rollout``, not in ``all``): the rollouts of evals/demo.yaml's PPO stage (its
+``ppo`` settings read from the file: LoRA r=8 on the embedded SmolLM2-135M, batch 16, the new
+tokens and temperature it sets; its train prompts), ``generate`` vs the lean sampling loop,
+interleaved; wall and CPU s per rollout, and whether the tokens are the same.
 
-    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|all]
+    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|demo-rollout|all]
         [--threads 1]
 """
 
@@ -437,6 +441,67 @@ def parts_ablation(args: argparse.Namespace, reps: int = 8) -> None:
     print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
 
 
+def demo_rollout(args: argparse.Namespace, reps: int = 4) -> None:
+    """``--part demo-rollout``: the demo's PPO rollouts (see the module docstring), ``generate``
+    (``JUDGE_RL_LEAN_DECODE=0``) vs the lean loop, interleaved, each batch the trainer's next
+    16 prompts; the first round warms up. Same seed per round on both sides."""
+    import torch
+    import yaml
+
+    from judge_rl.pipeline.task import PromptsConfig, make_prompts
+    from judge_rl.train.ppo import PPOConfig, PPOTrainer
+
+    spec = yaml.safe_load((ROOT / "evals" / "demo.yaml").read_text())
+    stage = spec["stages"]["ppo"]["config"]
+    settings = dict(stage["ppo"], steps=1, save_every=0)
+    prompts = make_prompts(PromptsConfig(**spec["stages"]["prompts"]["config"])).train
+    cfg = PPOConfig(policy=stage["policy"], reward="contains:a", device="cpu",
+                    seed=int(spec.get("seed", 0)), **settings)  # fmt: skip
+    trainer = PPOTrainer(cfg, prompts=prompts)
+    from judge_rl.train._lean_decode import lean_decoder
+
+    was = trainer.policy.training
+    trainer.policy.eval()  # as the engine puts it for sampling
+    takes = lean_decoder(trainer.policy, top_k=cfg.top_k, top_p=cfg.top_p) is not None
+    trainer.policy.train(was)
+    batches = []
+    for _ in range(reps + 1):
+        idx = trainer._next_indices()
+        batches.append(([trainer.items[i] for i in idx], [trainer._encoded[i] for i in idx]))
+    wall: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    cpu: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    same, tokens = True, []
+    for r, (items, enc) in enumerate(batches):
+        got = []
+        for name, flag in (("generate", "0"), ("lean loop", "1")):
+            os.environ["JUDGE_RL_LEAN_DECODE"] = flag
+            torch.manual_seed(r)
+            t, c = time.perf_counter(), time.process_time()
+            b = trainer._rollout(items, enc)
+            if r:  # the first round warms up
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+            got.append(b.response_ids)
+        same = same and got[0].shape == got[1].shape and torch.equal(got[0], got[1])
+        tokens.append(int(b.response_mask.sum()))
+    os.environ.pop("JUDGE_RL_LEAN_DECODE", None)
+    print(
+        f"evals/demo.yaml's PPO rollouts: embedded SmolLM2-135M, LoRA r={cfg.lora_r}, batch "
+        f"{cfg.batch_size}, {cfg.max_new_tokens} new tokens, temperature {cfg.temperature}, "
+        f"{args.threads} thread(s), {reps} interleaved repetitions after one warm-up, load "
+        f"average {os.getloadavg()[0]:.1f}; lean loop taken: {takes}"
+    )
+    print(f"{'rollout':14}{'wall min':>10}{'wall med':>10}{'CPU min':>10}{'CPU med':>10}")
+    for name in wall:
+        w, c = wall[name], cpu[name]
+        print(f"{name:14}{min(w):10.2f}{statistics.median(w):10.2f}{min(c):10.2f}"
+              f"{statistics.median(c):10.2f}")  # fmt: skip
+    ratio = statistics.median(wall["generate"]) / statistics.median(wall["lean loop"])
+    print(f"response tokens per rollout: {statistics.mean(tokens[1:]):.0f}; generate / lean "
+          f"(median wall): {ratio:.2f}x")  # fmt: skip
+    print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
+
+
 def profile_part(args: argparse.Namespace, updates: int = 3) -> None:
     """``--part profile``: where one judge_rl update of part 1 (default layout) spends its CPU
     time: each phase's CPU seconds per update (``updates`` timed after one warm-up), system time
@@ -591,7 +656,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--part",
-        choices=["trl", "memory", "demo-memory", "parts", "profile", "all"],
+        choices=["trl", "memory", "demo-memory", "parts", "profile", "demo-rollout", "all"],
         default="all",
     )
     ap.add_argument("--threads", type=int, default=1)
@@ -622,6 +687,8 @@ def main() -> int:
         parts_ablation(args)
     if args.part == "profile":
         profile_part(args)
+    if args.part == "demo-rollout":
+        demo_rollout(args)
     if args.part == "demo-memory":
         rows = memory_table(args.threads, list(DEMO_MEMORY_CONFIGS))
         print_memory(rows, args.threads, demo=True)
