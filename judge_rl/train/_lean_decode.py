@@ -30,9 +30,10 @@ taken too: the steps call the same modules the model's forward calls, and those 
 ``lora.Linear`` s, so the adapters' delta (``base(x) + B(A(dropout(x))) * scaling``) is in every
 step exactly as in ``generate`` (which peft forwards to the base model). Only the plain case is
 tested and taken: LoRA (no other peft method), one active adapter, no DoRA or other LoRA variant,
-no LoRA bias, adapters neither merged nor disabled, no other peft wrappers (``modules_to_save``,
-trainable tokens, LoRA on embeddings); dropout is allowed because eval mode (required above) makes
-it the identity. Anything else uses ``generate``.
+no LoRA bias, adapters not merged, no other peft wrappers (``modules_to_save``, trainable tokens,
+LoRA on embeddings); dropout is allowed because eval mode (required above) makes it the identity.
+Inside ``disable_adapter()`` (how PPO and GRPO sample the reference, the base model) the same
+modules run their base layer alone, in both paths. Anything else uses ``generate``.
 
 ``sample(..., group=K)`` is GRPO's shared-prefill rollout (judge_rl/train/grpo.py): each prompt
 but its last token is prefilled once, the cache repeated K times, and the last prompt token runs
@@ -307,8 +308,8 @@ def _lora_base(model: Any) -> Any | None:
 
 def _plain_lora_layers(base: nn.Module, adapter: str | None) -> bool:
     """Every peft module inside ``base`` is a ``lora.Linear`` holding ``adapter`` alone as
-    its active adapter, vanilla (no variant, no DoRA magnitude), neither merged nor disabled;
-    and nothing in ``base`` is peft's when ``adapter`` is None (a plain model)."""
+    its active adapter, vanilla (no variant, no DoRA magnitude), not merged; and nothing in
+    ``base`` is peft's when ``adapter`` is None (a plain model)."""
     lora_linear: Any = None
     for mod in base.modules():
         if not type(mod).__module__.startswith("peft"):
@@ -320,8 +321,7 @@ def _plain_lora_layers(base: nn.Module, adapter: str | None) -> bool:
         if (
             type(mod) is not lora_linear
             or list(mod.active_adapters) != [adapter]
-            or mod.merged
-            or mod.disable_adapters
+            or mod.merged  # (disabled adapters are fine: the module then runs its base alone)
             or adapter not in mod.lora_A
             or getattr(mod, "lora_variant", {}).get(adapter) is not None
             or getattr(mod, "use_dora", {}).get(adapter, False)

@@ -64,6 +64,20 @@ def test_lora_tokens_differ_from_the_base_models():
     assert torch.equal(out, ref) and not torch.equal(out, plain)
 
 
+@pytest.mark.parametrize("greedy", [False, True])
+def test_disabled_adapter_the_reference_same_tokens_as_generate(greedy):
+    """PPO and GRPO sample the reference of a LoRA policy inside ``disable_adapter()``."""
+    tok = tiny_tokenizer()
+    model = lora(base("gqa", tok))
+    with model.disable_adapter():
+        for seed in range(2):
+            ref, out, r_ref, r_out = both(model, tok, n_new=20, greedy=greedy, seed=seed)
+            assert torch.equal(out, ref) and torch.equal(r_out, r_ref), seed
+    plain, _, _, _ = both(base("gqa", tok), tok, n_new=20, greedy=greedy, seed=1)
+    on, _, _, _ = both(model, tok, n_new=20, greedy=greedy, seed=1)
+    assert torch.equal(out, plain) and not torch.equal(out, on)  # the base model's tokens
+
+
 def test_engine_takes_the_lean_loop_for_a_lora_policy(monkeypatch):
     tok = tiny_tokenizer()
     model = lora(base("gqa", tok), lora_dropout=0.1)  # dropout: the identity in eval mode
@@ -102,8 +116,6 @@ def test_peft_settings_that_are_not_tested_go_to_generate():
     assert lean_decoder(m, top_k=0, top_p=1.0) is None
     m.unmerge_adapter()
     assert lean_decoder(m, top_k=0, top_p=1.0) is not None
-    with m.disable_adapter():  # adapters off
-        assert lean_decoder(m, top_k=0, top_p=1.0) is None
     m.add_adapter("other", LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
     m.base_model.set_adapter(["default", "other"])  # two active adapters
     m.eval()
