@@ -1140,7 +1140,12 @@ class OpenAIBackend:
     def _parse(self, raw: bytes, req: ChatRequest, meta: _Attempts, t_start: float) -> ChatResult:
         info = meta.fields(t_start)
         try:
-            data = json.loads(raw)
+            if raw[:1] == b"{" and raw[1:2] != b"\x00":
+                # what json.loads does with bytes that start so (UTF-8), without its per-call
+                # encoding detection
+                data = _JSON_DECODE(raw.decode("utf-8", "surrogatepass"))
+            else:
+                data = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             snippet = raw[:60].decode("utf-8", "replace")
             return OpenAIChatResult(error=f"malformed: response is not JSON: {snippet!r}", **info)
@@ -1197,6 +1202,9 @@ class OpenAIBackend:
 # -------------------------------------------------------------------------------------------
 # Helpers
 
+
+_JSON_DECODE = json.JSONDecoder().decode
+"""``json.loads`` of text (the default decoder, built once)."""
 
 _BODY_JSON = json.JSONEncoder(ensure_ascii=False).encode
 """``json.dumps(body, ensure_ascii=False)`` with the encoder built once (``json.dumps`` with an

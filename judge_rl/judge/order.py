@@ -109,7 +109,15 @@ class OrderedJudge:
         for (i, _), j in zip(plan, results, strict=True):
             mapped[i].append(relabel(j, comparisons[i]))
         if self.order != "both":
-            return [m[0].model_copy(update={"order": self.order}) for m in mapped]
+            order = self.order
+            # a judgment already in this order (``fixed``, as the prompted judge makes them) is
+            # what the copy would be: no copy of every judgment at the end of a run
+            return [
+                m[0]
+                if m[0].order == order and "order" in m[0].model_fields_set
+                else m[0].model_copy(update={"order": order})
+                for m in mapped
+            ]
         return [combine_orders(m[0], m[1], self.inconsistent) for m in mapped]
 
     async def compare_stream(

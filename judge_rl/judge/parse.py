@@ -158,8 +158,11 @@ def _verdict_word(value: Any) -> ShownVerdict | None:
     if isinstance(value, bool) or value is None:
         return None
     s = str(value).strip().strip("[]()*.\"'` ").lower()
-    s = re.sub(r"^(response|assistant|output|answer|model|candidate)\s*", "", s)
+    s = _WORD_PREFIX.sub("", s)
     return _VERDICT_WORDS.get(s.strip("[]()*. "))
+
+
+_WORD_PREFIX = re.compile(r"^(response|assistant|output|answer|model|candidate)\s*")
 
 
 _MAX_JSON_DEPTH = 64
@@ -291,16 +294,22 @@ def _lines_at(text: str) -> list[tuple[int, str, int]]:
 
 
 def _last_line(text: str) -> tuple[int, str]:
-    ls = [(no, ln.strip()) for no, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-    return ls[-1] if ls else (0, "")
+    """``(line number, stripped text)`` of the last line that is not blank, or ``(0, "")``."""
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        s = lines[i].strip()
+        if s:
+            return i + 1, s
+    return 0, ""
 
 
 _HEADER = re.compile(r"^[*_#\s]*\[[^\[\]\n]{1,60}\][*_\s:]*$")
 
 
-def _check_echo(text: str) -> None:
-    """A reply ending in a header like ``[Response B]`` repeats the template; it is no verdict."""
-    _, last = _last_line(text)
+def _check_echo(text: str, last_line: tuple[int, str] | None = None) -> None:
+    """A reply ending in a header like ``[Response B]`` repeats the template; it is no verdict.
+    ``last_line``: :func:`_last_line` of ``text`` when the caller has it."""
+    _, last = last_line or _last_line(text)
     if _HEADER.match(last):
         raise ParseError(f"template echo: the reply ends with the header {last.strip('*_# ')}")
 
@@ -401,10 +410,12 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
     ('B', 'B is correct.\\n**Verdict: [[')
     """
     rule = rule or VerdictRule()
-    _check_echo(text)
+    last_line = _last_line(text)
+    _check_echo(text, last_line)
     found: list[tuple[int, ShownVerdict | None, str]] = []
     where: dict[int, int] = {}
     lines = _lines_at(text)
+    markers: dict[int, re.Match[str] | None] = {}  # _MARKER_LINE of each line, once
     if rule.rule == "pattern":
         rx = re.compile(str(rule.pattern))
         for no, line, off in lines:
@@ -415,14 +426,14 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
                 where[no] = off + m.start(1)
     if rule.uses("brackets"):
         for no, line, off in lines:
-            m = _MARKER_LINE.match(line)
+            m = markers[no] = _MARKER_LINE.match(line)
             if m:
                 v = _verdict_word(m.group(1)) if _LETTER_LINE.match(m.group(1)) else None
                 found.append((no, v, _show(v) if v else f"[[{m.group(1)}]]"))
                 where[no] = off + m.start(1)
     if rule.uses("label"):
         for no, line, off in lines:
-            if _MARKER_LINE.match(line):
+            if (markers[no] if no in markers else _MARKER_LINE.match(line)) is not None:
                 continue
             m = _LABEL_LINE.match(line)
             if m:
@@ -431,7 +442,7 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
                 where[no] = off + m.start(1)
     if rule.uses("letter") or rule.rule == "auto":
         last_at = lines[-1] if lines else (0, "", 0)
-        no, last = _last_line(text)
+        no, last = last_line
         m = _LETTER_LINE.match(last) if (rule.rule == "auto" or len(lines) <= 1) else None
         if m and not any(f[0] == no for f in found):
             v = _verdict_word(m.group(1))
