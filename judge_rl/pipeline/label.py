@@ -713,12 +713,19 @@ def to_records(
     origin = {"verifier": "verifier", "human": "human"}.get(kind, "judge")
     out = []
     keys: dict[int, tuple[Any, str]] = {}  # the fingerprint's key is a hash: once per judge
+    by_json: dict[str, str] = {}  # a fingerprint's JSON -> its key
     for c, j in zip(comparisons, judgments, strict=True):
         if not j.ok:
             continue
         fp_key = keys.get(id(j.judge))
         if fp_key is None or fp_key[0] is not j.judge:
-            fp_key = keys[id(j.judge)] = (j.judge, j.judge.key)
+            # judgments read back from the cache each carry their own copy of the fingerprint:
+            # one with the same JSON has the same key (its JSON costs a quarter of the hash)
+            text = j.judge.model_dump_json()
+            key = by_json.get(text)
+            if key is None:
+                key = by_json[text] = j.judge.key
+            fp_key = keys[id(j.judge)] = (j.judge, key)
         if j.winner == "b":
             chosen, rejected = c.b, c.a
             p = 1.0 - j.p_a if j.p_a is not None else 1.0
