@@ -674,10 +674,7 @@ def make_labels(
 ) -> Labels:
     """:class:`Labels` of finished judgments: records (ties dropped when ``cfg.drop_ties``) and
     the section with its summary."""
-    records = to_records(comparisons, judgments)
-    ties = sum(1 for r in records if r.is_tie)
-    if cfg.drop_ties:
-        records = [r for r in records if not r.is_tie]
+    records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties)
     summary = summarize(judgments, time_s)
     summary.written = len(records)
     summary.decided = sum(1 for r in records if not r.is_tie)
@@ -709,6 +706,15 @@ def to_records(
     comparison, both candidates and their sources, the order shown and, when checked, whether
     both orders agreed.
     """
+    return _records(comparisons, judgments)[0]
+
+
+def _records(
+    comparisons: Sequence[Comparison], judgments: Sequence[Judgment], *, drop_ties: bool = False
+) -> tuple[list[PreferenceRecord], int]:
+    """:func:`to_records` and the number of ties among them; ``drop_ties``: the ties are
+    counted but never built (a third of the records for a judge that often says C)."""
+    ties = 0
     kind = judgments[0].judge.kind if judgments else ""
     origin = {"verifier": "verifier", "human": "human"}.get(kind, "judge")
     out = []
@@ -734,6 +740,11 @@ def to_records(
             p = j.p_a if j.p_a is not None else 1.0
             if j.winner == "tie":
                 p = 0.5
+        p_chosen = max(0.5, min(1.0, p)) if j.winner != "tie" else 0.5
+        if abs(p_chosen - 0.5) < 1e-9:  # PreferenceRecord.is_tie
+            ties += 1
+            if drop_ties:
+                continue
         prov: dict[str, Any] = {
             "judge": j.judge.name,
             "judge_key": fp_key[1],
@@ -754,12 +765,12 @@ def to_records(
                 chosen=chosen.response,
                 rejected=rejected.response,
                 prompt_id=c.prompt_id,
-                p_chosen=max(0.5, min(1.0, p)) if j.winner != "tie" else 0.5,
+                p_chosen=p_chosen,
                 origin=origin,  # type: ignore[arg-type]
                 provenance=prov,
             )
         )
-    return out
+    return out, ties
 
 
 def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:

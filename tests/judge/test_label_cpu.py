@@ -284,3 +284,36 @@ def test_records_of_cached_judgments_hash_each_fingerprint_once(monkeypatch):
     assert [r.provenance["judge_key"] for r in records] == [fp.key] * 4 + [other.key] * 2
     assert fp.key != other.key  # 0.0 and 0 are different JSON: different judges
     assert len(hashed) == 2
+
+
+@pytest.mark.parametrize("drop_ties", [True, False])
+def test_records_with_ties_dropped_are_the_ones_filtered_before(drop_ties):
+    """make_labels counts ties without building them when they are dropped: the records and
+    the summary's counts are what building every record and filtering gave (a tie is any
+    record at p_chosen 0.5: a C verdict, or a verdict whose probability is 0.5)."""
+    from judge_rl.pipeline.label import LabelConfig, make_labels, to_records
+
+    fp = JudgeFingerprint(name="j", kind="pairwise")
+    comps = [_comparison(i) for i in range(7)]
+    verdicts = [("a", None), ("b", 0.2), ("tie", None), ("a", 0.5), ("b", 0.5), (None, None)]
+    verdicts.append(("a", 0.9))
+    judgments = [
+        Judgment(
+            comparison_id=c.id,
+            prompt_id=c.prompt_id,
+            a_id=c.a.id,
+            b_id=c.b.id,
+            winner=w,
+            p_a=p,
+            judge=fp,
+            error=None if w else "parse: no verdict",
+        )
+        for c, (w, p) in zip(comps, verdicts, strict=True)
+    ]
+    every = to_records(comps, judgments)
+    assert len(every) == 6 and sum(r.is_tie for r in every) == 3
+    labels = make_labels(LabelConfig(drop_ties=drop_ties), comps, judgments, 1.0)
+    want = [r for r in every if not r.is_tie] if drop_ties else every
+    assert [r.model_dump() for r in labels.records] == [r.model_dump() for r in want]
+    s = labels.section.summary
+    assert (s.written, s.decided, s.ties_dropped) == (len(want), 3, 3 if drop_ties else 0)
