@@ -292,6 +292,11 @@ def _hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
+def _hash_text(text: str, n: int = 16) -> str:
+    """:func:`_hash` of the value whose JSON (as :func:`_hash` writes it) is ``text``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
 def _plain_pair(row: dict[str, Any], file_label: str, line: int) -> Comparison | None:
     """The comparison of a plain pair row (text ``prompt``, ``response_a``, ``response_b``;
     optional text ``prompt_id``, ``model_a``, ``model_b``; nothing else), or None for any other
@@ -312,11 +317,12 @@ def _plain_pair(row: dict[str, Any], file_label: str, line: int) -> Comparison |
     src_a, src_b = row.get("model_a", ""), row.get("model_b", "")
     if type(src_a) is not str or type(src_b) is not str or not (pid is None or type(pid) is str):
         return None
-    pid = pid or "q-" + _hash(prompt, 12)
-    ida = "c-" + _hash([pid, src_a, a])
-    idb = "c-" + _hash([pid, src_b, b])
+    pid = pid or "q-" + _hash_text(_json_text(prompt), 12)
+    # every part is text (checked above): the list's JSON written directly, as _hash would
+    ida = "c-" + _hash_text(f"[{_json_text(pid)},{_json_text(src_a)},{_json_text(a)}]")
+    idb = "c-" + _hash_text(f"[{_json_text(pid)},{_json_text(src_b)},{_json_text(b)}]")
     return Comparison(
-        id="p-" + _hash([pid, ida, idb]),
+        id="p-" + _hash_text(f"[{_json_text(pid)},{_json_text(ida)},{_json_text(idb)}]"),
         prompt_id=pid,
         prompt=prompt,
         a=Candidate(id=ida, prompt_id=pid, prompt=prompt, response=a, source=src_a),
