@@ -132,10 +132,16 @@ def _key_hash(parts: list[Any]) -> str:
     are written as canonical JSON directly, with the C string encoder ``json.dumps`` itself uses:
     ``json.dumps`` with arguments builds a JSON encoder per call, most of a key's cost (two keys
     per comparison: issue 19 item 2)."""
-    if all(type(x) is str or x is None for x in parts):
-        text = "[" + ",".join("null" if x is None else _json_text(x) for x in parts) + "]"
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-    return content_hash(parts, n=32)
+    out = []
+    for x in parts:  # one pass, no generators (two per key cost a fifth of it)
+        if type(x) is str:
+            out.append(_json_text(x))
+        elif x is None:
+            out.append("null")
+        else:
+            return content_hash(parts, n=32)
+    text = "[" + ",".join(out) + "]"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 _VERSIONS_JSON: tuple[dict[str, Any], str] | None = None
