@@ -68,9 +68,9 @@ def test_command_weights_bit_identical_to_library(cli, files, tmp_path):
 
 
 def test_command_pauses_the_collector_for_set_up_only(files, tmp_path, monkeypatch):
-    """Set-up (model load) runs with the cyclic collector off, the training steps with it on
-    (cycles made while loading are collected from the first step), and the command leaves it as
-    it found it, also after a failure."""
+    """Set-up (model load) runs with the cyclic collector off, the training steps with it on and
+    the set-up's objects frozen out of its collections, and the command leaves it as it found it
+    (nothing frozen), also after a failure."""
     import judge_rl.train.reward_model as rm
     from judge_rl.cli import main
 
@@ -83,7 +83,8 @@ def test_command_pauses_the_collector_for_set_up_only(files, tmp_path, monkeypat
         return load(*a, **k)
 
     def spy_step(self):  # type: ignore[no-untyped-def]
-        seen["step"].append(gc.isenabled())
+        # on, with the set-up's objects frozen out of its collections
+        seen["step"].append(gc.isenabled() and gc.get_freeze_count() > 0)
         return step(self)
 
     monkeypatch.setattr(rm, "load_reward_model", spy_load)
@@ -92,12 +93,12 @@ def test_command_pauses_the_collector_for_set_up_only(files, tmp_path, monkeypat
     assert gc.isenabled()
     assert main(_argv(data, model, tmp_path / "o")) == 0
     assert seen["load"] == [False] and seen["step"] and all(seen["step"])
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # collectable again afterwards
     # a failing run (bad data) restores it too
     bad = tmp_path / "bad.jsonl"
     bad.write_text("")
     assert main(_argv(bad, model, tmp_path / "o2")) == 2
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     # a caller that had it off gets it back off
     gc.disable()
     try:
