@@ -359,6 +359,9 @@ def _close_cache_soon(cache: Any) -> Any:
         error: BaseException | None = None
 
         def run(self) -> None:
+            from judge_rl.judge.cache import _background
+
+            _background()  # the records and the run log first; this is mostly a sync to disk
             try:
                 cache.close()
             except BaseException as e:  # raised by join(), in the command's thread

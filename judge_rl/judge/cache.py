@@ -377,6 +377,7 @@ class JudgmentCache:
         self.checkpoints += 1
 
         def run() -> None:
+            _background()  # below the event loop, as the store thread
             try:
                 conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
                 try:
@@ -483,7 +484,7 @@ a busy machine a woken thread of equal priority takes the loop's CPU the moment 
 it rows, and the loop waits behind other processes to get it back (0.23 s of a 10,000-judgment
 run's loop time went to 510 such hand-overs, 13 ms of them CPU: issue 19 item 2). A lower
 priority thread runs where a CPU is free, or after the loop's time slice; it needs ~0.04 ms of
-CPU a judgment."""
+CPU a judgment. The checkpoint thread and ``judge-rl label``'s closing thread run there too."""
 
 
 def _background() -> None:
