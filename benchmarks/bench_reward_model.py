@@ -19,7 +19,9 @@ Two measurements per side:
 - the command a user runs, end to end: ``python -m judge_rl train-rm --data pairs.jsonl ...``
   against TRL's script (load the JSONL, the lengths for ``group_by_length``, load the model,
   train, ``save_model``), each timed from process start to exit (imports, reading the file on
-  disk, tokenising, loading, training, saving), wall and the child's CPU time.
+  disk, tokenising, loading, training, saving), wall and the child's CPU time, and what each
+  spends outside its training window (TRL's from its own process; judge_rl's command minus the
+  library run's window, an estimate).
 
     python benchmarks/bench_reward_model.py            # 600 pairs, fp32 (about 4 min)
     python benchmarks/bench_reward_model.py --precision both --pairs 2000   # + bf16, longer
@@ -591,6 +593,16 @@ def main() -> int:
                     f"RATIO reward_model_command_{prec}_pairs_per_s judge_rl/trl[{tag}] = "
                     f"{proc['wall_s'] / cmd['wall_s']:.2f}x wall, "
                     f"{proc['cpu_s'] / cmd['cpu_s']:.2f}x CPU time (process start to exit)"
+                )
+                # What each process spends outside its training window (imports, reading,
+                # tokenising, loading, the start-up check, saving, exit): TRL's from its own
+                # process; judge_rl's command minus the library run's window (same data and
+                # settings, another process: an estimate).
+                print(
+                    f"outside the training window, {prec}: TRL script "
+                    f"{proc['cpu_s'] - trl['cpu_s']:.1f} s CPU ({proc['wall_s'] - trl['wall_s']:.1f}"
+                    f" s wall), judge-rl train-rm {cmd['cpu_s'] - sides['judge_rl']['cpu_s']:.1f} "
+                    f"s CPU ({cmd['wall_s'] - sides['judge_rl']['wall_s']:.1f} s wall)"
                 )
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         if "fp32" in results and "bf16" in results:
