@@ -171,7 +171,7 @@ async def _run(args: argparse.Namespace) -> int:
         read_input,
         select,
     )
-    from judge_rl.runlog import new_log, run_dir
+    from judge_rl.runlog import LogParts, new_log, run_dir
 
     err = err_console()
     max_failures = MaxFailures.parse(getattr(args, "max_failures", None))
@@ -224,6 +224,9 @@ async def _run(args: argparse.Namespace) -> int:
             return 0
         total = max(est.units, 1) if est.units else len(comparisons)
 
+    # the run log's comparisons and judgments are written out as they are judged, so that the
+    # log's save after the last answer is mostly the write itself (same bytes)
+    parts = LogParts()
     t0 = time.perf_counter()
     cols = (TextColumn("{task.fields[stats]}"),)
     with progress(*cols) as bar:
@@ -248,11 +251,17 @@ async def _run(args: argparse.Namespace) -> int:
         try:
             if stream is None:
                 judgments, _ = await judge_comparisons(
-                    cfg, comparisons, judge, cache=cache, on_progress=show
+                    cfg, comparisons, judge, cache=cache, on_progress=show, log_parts=parts
                 )
             else:
                 comparisons, judgments, _ = await judge_streamed(
-                    cfg, stream, judge, cache=cache, on_progress=show, on_read=read
+                    cfg,
+                    stream,
+                    judge,
+                    cache=cache,
+                    on_progress=show,
+                    on_read=read,
+                    log_parts=parts,
                 )
         finally:
             await _close(judge)
@@ -289,7 +298,7 @@ async def _run(args: argparse.Namespace) -> int:
     log.label = labels.section
     log.timings["label"] = elapsed
     log.cost["label"] = summary.cost
-    log_path = log.save(rdir)
+    log_path = log.save(rdir, parts=parts)
     console().print(_summary_table(fp.name, summary))
     console().print(f"wrote {len(records)} preferences to {out_path}; run log {log_path}")
     if summary.label_mass_calls and (summary.low_label_mass or 0) > summary.label_mass_calls / 2:

@@ -521,19 +521,22 @@ async def judge_comparisons(
     *,
     cache: Any = None,
     on_progress: Callable[[LabelProgress], None] | None = None,
+    log_parts: Any = None,
 ) -> tuple[list[Judgment], float]:
     """``(judgments, seconds)``: ``judge``'s verdicts on ``comparisons``, in their order.
 
     ``cache``: the judge's :class:`~judge_rl.judge.cache.JudgmentCache`, set to refresh when
     ``cfg.refresh``; ``on_progress``: called at most every :data:`PROGRESS_EVERY_S` seconds while
-    judging and once at the end (``final``). The judge is not closed.
+    judging and once at the end (``final``); ``log_parts``: a
+    :class:`~judge_rl.runlog.LogParts` that the comparisons and the judgments are written out
+    to as they are judged (for :meth:`~judge_rl.runlog.RunLog.save`). The judge is not closed.
     """
     comps = list(comparisons)
 
     async def work() -> list[Judgment]:
         return list(await judge.compare(comps)) if comps else []
 
-    return await _tracked(cfg, cache, on_progress, work)
+    return await _tracked(cfg, cache, on_progress, work, log_parts, lambda: comps)
 
 
 async def _tracked(
@@ -541,6 +544,8 @@ async def _tracked(
     cache: Any,
     on_progress: Callable[[LabelProgress], None] | None,
     work: Callable[[], Awaitable[list[Judgment]]],
+    log_parts: Any = None,
+    comparisons: Callable[[], list[Comparison]] | None = None,
 ) -> tuple[list[Judgment], float]:
     """Run ``work`` with the progress hook set (``on_progress`` as :func:`judge_comparisons`
     describes, once more at the end with ``final``) and the cache refreshing when
@@ -551,11 +556,14 @@ async def _tracked(
         cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
     t0 = time.perf_counter()
     state = LabelProgress()
-    token = progress_hook.set(_progress_hook(state, t0, on_progress))
+    parts = _PartsWriter(log_parts, comparisons) if log_parts is not None else None
+    token = progress_hook.set(_progress_hook(state, t0, on_progress, parts))
     try:
         judgments = await work()
     finally:
         progress_hook.reset(token)
+    if parts is not None:
+        parts.flush()
     elapsed = time.perf_counter() - t0
     if on_progress is not None:
         state.elapsed_s, state.final = elapsed, True
@@ -571,6 +579,7 @@ async def judge_streamed(
     cache: Any = None,
     on_progress: Callable[[LabelProgress], None] | None = None,
     on_read: Callable[[Any], None] | None = None,
+    log_parts: Any = None,
 ) -> tuple[list[Comparison], list[Judgment], float]:
     """``(comparisons, judgments, seconds)``: :func:`judge_comparisons` of the comparisons
     ``stream`` reads, judging from its first chunk on while the rest is read (the same
@@ -581,7 +590,8 @@ async def judge_streamed(
     :class:`~judge_rl.judge.budget.Estimate` that :func:`judge_rl.judge.estimate` gives for it
     (each chunk's cache lookup counted as it came). A bad row raises :class:`DataError` when it
     is reached: the judging stops, what finished is in the cache. A judge without
-    ``compare_stream`` gets the whole input once it is read.
+    ``compare_stream`` gets the whole input once it is read. ``log_parts``: see
+    :func:`judge_comparisons`.
     """
     from judge_rl.judge import estimate
 
@@ -596,12 +606,48 @@ async def judge_streamed(
         comps = stream.comparisons
         return list(await judge.compare(comps)) if comps else []
 
-    judgments, elapsed = await _tracked(cfg, cache, on_progress, work)
+    judgments, elapsed = await _tracked(
+        cfg, cache, on_progress, work, log_parts, lambda: stream.comparisons
+    )
     return stream.comparisons, judgments, elapsed
 
 
+class _PartsWriter:
+    """Writes the run log's items out while a run is judged: the judgments as they finish and
+    the comparisons read so far, every :data:`PARTS_EVERY` judgments (one list dump each)."""
+
+    def __init__(self, parts: Any, comparisons: Callable[[], list[Comparison]] | None) -> None:
+        self.parts = parts
+        self.comparisons = comparisons
+        self.pending: list[Judgment] = []
+        self.comps_done = 0
+
+    def judged(self, rec: Any) -> None:
+        if isinstance(rec, Judgment):
+            self.pending.append(rec)
+            if len(self.pending) >= PARTS_EVERY:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.comparisons is not None:
+            comps = self.comparisons()
+            if len(comps) > self.comps_done:
+                self.parts.add(comps[self.comps_done :])
+                self.comps_done = len(comps)
+        if self.pending:
+            self.parts.add(self.pending)
+            self.pending = []
+
+
+PARTS_EVERY = 64
+"""Judgments written out to the run log's parts at once (one list dump: ~2 ms)."""
+
+
 def _progress_hook(
-    state: LabelProgress, t0: float, on_progress: Callable[[LabelProgress], None] | None
+    state: LabelProgress,
+    t0: float,
+    on_progress: Callable[[LabelProgress], None] | None,
+    parts: _PartsWriter | None = None,
 ) -> Callable[[str, Any], None]:
     """The judge layer's progress hook: counts into ``state``, calls ``on_progress`` at most
     every :data:`PROGRESS_EVERY_S` seconds."""
@@ -620,6 +666,8 @@ def _progress_hook(
             state.cost += float(getattr(rec, "cost", 0.0) or 0.0)
         if getattr(rec, "error", None):
             state.failed += 1
+        if parts is not None:
+            parts.judged(rec)
         if on_progress is not None:
             now = time.perf_counter()
             if now >= next_at:  # a bar redraws ~10 times a second: no need for more
