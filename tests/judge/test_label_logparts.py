@@ -1,0 +1,126 @@
+"""The run log's comparisons and judgments written out while a run is judged
+(:class:`judge_rl.runlog.LogParts`): the file is the bytes ``model_dump_json(indent=1)`` writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from judge_rl.runlog import LabelSection, LogParts, RunLog, new_log
+from judge_rl.types import Candidate, Comparison, JudgeCall, JudgeFingerprint, Judgment
+
+TRICKY = [
+    "plain",
+    'line\nbreak\n },\n {\n  "x": 1',
+    'quote " and \\" and \\\\" : {}',
+    "é ü 日本 \U0001f600 \u2028",
+    '\n  "comparisons": [],\n  "judgments": [],\n',
+]
+
+
+def _log(n: int = 12) -> RunLog:
+    fp = JudgeFingerprint(name="j", version="1", kind="pairwise", params={"t": 0.5})
+    comps, judgments = [], []
+    for i in range(n):
+        t = TRICKY[i % len(TRICKY)]
+        a = Candidate(prompt_id=str(i), prompt=f"q {t}", response=f"a {t}", source="m1")
+        b = Candidate(prompt_id=str(i), prompt=f"q {t}", response=f"b {i}", source="m2")
+        c = Comparison(prompt_id=str(i), prompt=f"q {t}", a=a, b=b, metadata={"line": i})
+        comps.append(c)
+        calls = [
+            JudgeCall(first_id=a.id, winner="a", p_a=0.1 * (i % 10), raw=t, latency_s=1e-5 * i),
+            JudgeCall(
+                first_id=b.id,
+                raw=t,
+                error="parse: no verdict",
+                attempts=2,
+                retries=1,
+                attempt_latency_s=[0.25, 1.5e-7],
+            ),
+        ][: 1 + i % 2]
+        err = i % 4 == 3
+        judgments.append(
+            Judgment(
+                comparison_id=c.id,
+                prompt_id=c.prompt_id,
+                a_id=a.id,
+                b_id=b.id,
+                winner=None if err else "a",
+                error="server: 500" if err else None,
+                judge=fp,
+                order="both" if i % 2 else "fixed",
+                calls=calls,
+                consistent=None if err else bool(i % 3),
+                cost=0.001 * i,
+            )
+        )
+    log = new_log("label", "r", config={"judge": "x", "overrides": {"k": [1, 2.5, None]}})
+    log.add_judge(fp)
+    log.label = LabelSection(comparisons=comps, judgments=judgments, output="o.jsonl")
+    log.timings["label"] = 1.25
+    return log
+
+
+def test_parts_give_the_bytes_of_the_whole_dump():
+    log = _log(37)
+    want = log.model_dump_json(indent=1)
+    assert LogParts().dump(log) == want  # nothing added: every item written at the end
+    parts = LogParts()
+    sec = log.label
+    assert sec is not None
+    for i in range(0, 37, 5):  # as a run adds them: in chunks, judgments in another order
+        parts.add(sec.comparisons[i : i + 5])
+        parts.add(list(reversed(sec.judgments[i : i + 5])))
+    assert len(parts) == 74
+    assert parts.dump(log) == want
+    parts.add(sec.judgments)  # added twice: written once
+    assert len(parts) == 74 and parts.dump(log) == want
+
+
+def test_an_item_replaced_after_it_was_added_is_written_afresh():
+    log = _log(6)
+    sec = log.label
+    assert sec is not None
+    parts = LogParts()
+    parts.add(sec.comparisons)
+    parts.add(sec.judgments)
+    sec.judgments[2] = sec.judgments[2].model_copy(update={"order": "both", "cost": 9.5})
+    sec.judgments.append(sec.judgments[0])  # the same judgment twice (a repeated comparison)
+    assert parts.dump(log) == log.model_dump_json(indent=1)
+
+
+def test_no_splice_where_the_marks_are_not_unique(tmp_path: Path):
+    log = _log(3)
+    log.config = {"comparisons": [], "judgments": [], "z": 1}  # the same lines, 1 level up
+    parts = LogParts()
+    assert parts.dump(log) is None
+    path = log.save(tmp_path, parts=parts)
+    assert path.read_text(encoding="utf-8") == log.model_dump_json(indent=1)
+    empty = new_log("label", "r")
+    empty.label = LabelSection()
+    assert LogParts().dump(empty) is None
+    assert LogParts().dump(new_log("label", "r")) is None
+
+
+def test_the_command_writes_its_log_from_parts_made_while_judging(tmp_path, monkeypatch, capsys):
+    """``judge-rl label``: the run log holds the bytes of the whole dump, and every comparison
+    and judgment in it was written out before the judging window closed."""
+    import judge_rl.runlog as runlog
+    from tests.judge.test_label_throughput import run_label
+
+    seen: dict[str, object] = {}
+    save = runlog.RunLog.save
+
+    def spy(self: RunLog, run_dir, parts=None):  # type: ignore[no-untyped-def]
+        sec = self.label
+        assert sec is not None and parts is not None
+        items = {id(x) for x in sec.comparisons} | {id(x) for x in sec.judgments}
+        seen["made"] = sum(1 for k in parts._text if k in items)
+        seen["items"] = len(items)
+        seen["want"] = self.model_dump_json(indent=1)
+        return save(self, run_dir, parts=parts)
+
+    monkeypatch.setattr(runlog.RunLog, "save", spy)
+    run_label(tmp_path)
+    capsys.readouterr()
+    assert seen["items"] and seen["made"] == seen["items"]
+    assert (tmp_path / "run" / "log.json").read_text(encoding="utf-8") == seen["want"]
