@@ -34,7 +34,8 @@ then the torch profiler's top operators.
 Part 6 (``--part demo-rollout``, not in ``all``): the rollouts of evals/demo.yaml's PPO stage (its
 ``ppo`` settings read from the file: LoRA r=8 on the embedded SmolLM2-135M, batch 16, the new
 tokens and temperature it sets; its train prompts), ``generate`` vs the lean sampling loop,
-interleaved; wall and CPU s per rollout, and whether the tokens are the same.
+interleaved; wall and CPU s per rollout, whether the tokens are the same, the prefill's share
+and the top operators of one lean rollout (torch profiler).
 
     python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|demo-rollout|all]
         [--threads 1]
@@ -500,6 +501,25 @@ def demo_rollout(args: argparse.Namespace, reps: int = 4) -> None:
     print(f"response tokens per rollout: {statistics.mean(tokens[1:]):.0f}; generate / lean "
           f"(median wall): {ratio:.2f}x")  # fmt: skip
     print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
+    # where a lean rollout's CPU goes: its prefill alone (a 1-token rollout), then the profiler
+    items, enc = batches[0]
+    pre = []
+    for _ in range(3):
+        c = time.process_time()
+        trainer._rollout(items, enc, max_new_tokens=1)
+        pre.append(time.process_time() - c)
+    full = statistics.median(cpu["lean loop"])
+    print(f"prefill (a 1-new-token rollout): {statistics.median(pre):.2f} CPU s, "
+          f"{statistics.median(pre) / full:.0%} of a lean rollout")  # fmt: skip
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer._rollout(items, enc)
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    print("lean rollout, top operators by self CPU: " + ", ".join(
+        f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in ops[:5]))  # fmt: skip
 
 
 def profile_part(args: argparse.Namespace, updates: int = 3) -> None:
