@@ -229,7 +229,7 @@ class LeanDecoder:
 
         B, P = input_ids.shape
         device = input_ids.device
-        cache = grow_in_place_cache(self.model.config, P + max_new_tokens)
+        cache: Any = grow_in_place_cache(self.model.config, P + max_new_tokens)
         am = attention_mask.long()
         pos = am.cumsum(-1) - 1  # (B, P) as generate: real tokens count from 0
         pos = pos.masked_fill(am == 0, 0)
@@ -311,9 +311,10 @@ def _plain_lora_layers(base: nn.Module, adapter: str | None) -> bool:
     its active adapter, vanilla (no variant, no DoRA magnitude), not merged; and nothing in
     ``base`` is peft's when ``adapter`` is None (a plain model)."""
     lora_linear: Any = None
-    for mod in base.modules():
-        if not type(mod).__module__.startswith("peft"):
+    for module in base.modules():
+        if not type(module).__module__.startswith("peft"):
             continue
+        mod: Any = module
         if adapter is None:
             return False
         if lora_linear is None:
