@@ -1151,7 +1151,8 @@ class _Trainer:
 
         d = self.dist
         bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
-        order = sorted(range(len(data)), key=lambda i: -data.lengths[i])
+        lengths = data.lengths  # a property that builds the list: once, not once per pair
+        order = sorted(range(len(data)), key=lambda i: -lengths[i])
         mine = order[d.rank :: d.world]
         rc_mine: list[float] = []
         rr_mine: list[float] = []
