@@ -162,6 +162,7 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.judge.specs import shadowed_builtin, validate_spec
     from judge_rl.pipeline.label import (
         LabelProgress,
+        RecordParts,
         fingerprints,
         judge_comparisons,
         judge_streamed,
@@ -227,6 +228,7 @@ async def _run(args: argparse.Namespace) -> int:
     # the run log's comparisons and judgments are written out as they are judged, so that the
     # log's save after the last answer is mostly the write itself (same bytes)
     parts = LogParts()
+    made = RecordParts(drop_ties=cfg.drop_ties, lines=_jsonl(args.output))
     t0 = time.perf_counter()
     cols = (TextColumn("{task.fields[stats]}"),)
     with progress(*cols) as bar:
@@ -251,7 +253,13 @@ async def _run(args: argparse.Namespace) -> int:
         try:
             if stream is None:
                 judgments, _ = await judge_comparisons(
-                    cfg, comparisons, judge, cache=cache, on_progress=show, log_parts=parts
+                    cfg,
+                    comparisons,
+                    judge,
+                    cache=cache,
+                    on_progress=show,
+                    log_parts=parts,
+                    record_parts=made,
                 )
             else:
                 comparisons, judgments, _ = await judge_streamed(
@@ -262,6 +270,7 @@ async def _run(args: argparse.Namespace) -> int:
                     on_progress=show,
                     on_read=read,
                     log_parts=parts,
+                    record_parts=made,
                 )
         finally:
             await _close(judge)
@@ -271,10 +280,12 @@ async def _run(args: argparse.Namespace) -> int:
             closing = _close_cache_soon(cache)
         bar.update(task, completed=total)
     elapsed = time.perf_counter() - t0  # the judging window: the run log's timings.label
-    labels = make_labels(cfg, comparisons, judgments, elapsed, judge=judge, budget=budget)
+    labels = make_labels(
+        cfg, comparisons, judgments, elapsed, judge=judge, budget=budget, made=made
+    )
 
     records = labels.records
-    out_path = write_preferences(records, args.output)
+    out_path = write_preferences(records, args.output, lines=made.lines)
     summary = labels.section.summary
     rdir = run_dir(args.run)
     log = new_log(
@@ -332,6 +343,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".parquet", ".csv")
+
+
+def _jsonl(path: str) -> bool:
+    """Whether ``path`` is a ``.jsonl`` preference file (its lines can be made in advance)."""
+    return str(path).lower().endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))
 
 
 def check_output(path: str) -> None:

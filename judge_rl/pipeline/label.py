@@ -522,6 +522,7 @@ async def judge_comparisons(
     cache: Any = None,
     on_progress: Callable[[LabelProgress], None] | None = None,
     log_parts: Any = None,
+    record_parts: RecordParts | None = None,
 ) -> tuple[list[Judgment], float]:
     """``(judgments, seconds)``: ``judge``'s verdicts on ``comparisons``, in their order.
 
@@ -529,14 +530,16 @@ async def judge_comparisons(
     ``cfg.refresh``; ``on_progress``: called at most every :data:`PROGRESS_EVERY_S` seconds while
     judging and once at the end (``final``); ``log_parts``: a
     :class:`~judge_rl.runlog.LogParts` that the comparisons and the judgments are written out
-    to as they are judged (for :meth:`~judge_rl.runlog.RunLog.save`). The judge is not closed.
+    to as they are judged (for :meth:`~judge_rl.runlog.RunLog.save`); ``record_parts``: a
+    :class:`RecordParts` making the preference records as they are judged (for
+    :func:`make_labels`). The judge is not closed.
     """
     comps = list(comparisons)
 
     async def work() -> list[Judgment]:
         return list(await judge.compare(comps)) if comps else []
 
-    return await _tracked(cfg, cache, on_progress, work, log_parts, lambda: comps)
+    return await _tracked(cfg, cache, on_progress, work, log_parts, lambda: comps, record_parts)
 
 
 async def _tracked(
@@ -546,6 +549,7 @@ async def _tracked(
     work: Callable[[], Awaitable[list[Judgment]]],
     log_parts: Any = None,
     comparisons: Callable[[], list[Comparison]] | None = None,
+    record_parts: RecordParts | None = None,
 ) -> tuple[list[Judgment], float]:
     """Run ``work`` with the progress hook set (``on_progress`` as :func:`judge_comparisons`
     describes, once more at the end with ``final``) and the cache refreshing when
@@ -556,7 +560,9 @@ async def _tracked(
         cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
     t0 = time.perf_counter()
     state = LabelProgress()
-    parts = _PartsWriter(log_parts, comparisons) if log_parts is not None else None
+    parts = None
+    if log_parts is not None or record_parts is not None:
+        parts = _PartsWriter(log_parts, comparisons, record_parts)
     token = progress_hook.set(_progress_hook(state, t0, on_progress, parts))
     try:
         judgments = await work()
@@ -580,6 +586,7 @@ async def judge_streamed(
     on_progress: Callable[[LabelProgress], None] | None = None,
     on_read: Callable[[Any], None] | None = None,
     log_parts: Any = None,
+    record_parts: RecordParts | None = None,
 ) -> tuple[list[Comparison], list[Judgment], float]:
     """``(comparisons, judgments, seconds)``: :func:`judge_comparisons` of the comparisons
     ``stream`` reads, judging from its first chunk on while the rest is read (the same
@@ -590,8 +597,8 @@ async def judge_streamed(
     :class:`~judge_rl.judge.budget.Estimate` that :func:`judge_rl.judge.estimate` gives for it
     (each chunk's cache lookup counted as it came). A bad row raises :class:`DataError` when it
     is reached: the judging stops, what finished is in the cache. A judge without
-    ``compare_stream`` gets the whole input once it is read. ``log_parts``: see
-    :func:`judge_comparisons`.
+    ``compare_stream`` gets the whole input once it is read. ``log_parts``, ``record_parts``:
+    see :func:`judge_comparisons`.
     """
     from judge_rl.judge import estimate
 
@@ -607,17 +614,24 @@ async def judge_streamed(
         return list(await judge.compare(comps)) if comps else []
 
     judgments, elapsed = await _tracked(
-        cfg, cache, on_progress, work, log_parts, lambda: stream.comparisons
+        cfg, cache, on_progress, work, log_parts, lambda: stream.comparisons, record_parts
     )
     return stream.comparisons, judgments, elapsed
 
 
 class _PartsWriter:
-    """Writes the run log's items out while a run is judged: the judgments as they finish and
-    the comparisons read so far, every :data:`PARTS_EVERY` judgments (one list dump each)."""
+    """Writes the run log's items out while a run is judged (the judgments as they finish and
+    the comparisons read so far, every :data:`PARTS_EVERY` judgments: one list dump each) and
+    makes their preference records."""
 
-    def __init__(self, parts: Any, comparisons: Callable[[], list[Comparison]] | None) -> None:
+    def __init__(
+        self,
+        parts: Any,
+        comparisons: Callable[[], list[Comparison]] | None,
+        records: RecordParts | None = None,
+    ) -> None:
         self.parts = parts
+        self.records = records
         self.comparisons = comparisons
         self.pending: list[Judgment] = []
         self.comps_done = 0
@@ -632,10 +646,17 @@ class _PartsWriter:
         if self.comparisons is not None:
             comps = self.comparisons()
             if len(comps) > self.comps_done:
-                self.parts.add(comps[self.comps_done :])
+                new = comps[self.comps_done :]
+                if self.parts is not None:
+                    self.parts.add(new)
+                if self.records is not None:
+                    self.records.add_comparisons(new)
                 self.comps_done = len(comps)
         if self.pending:
-            self.parts.add(self.pending)
+            if self.parts is not None:
+                self.parts.add(self.pending)
+            if self.records is not None:
+                self.records.add(self.pending)
             self.pending = []
 
 
@@ -719,10 +740,12 @@ def make_labels(
     *,
     judge: Any = None,
     budget: Any = None,
+    made: RecordParts | None = None,
 ) -> Labels:
     """:class:`Labels` of finished judgments: records (ties dropped when ``cfg.drop_ties``) and
-    the section with its summary."""
-    records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties)
+    the section with its summary. ``made``: records a :class:`RecordParts` made while the run
+    was judged (the same records)."""
+    records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties, made=made)
     summary = summarize(judgments, time_s)
     summary.written = len(records)
     summary.decided = sum(1 for r in records if not r.is_tie)
@@ -758,67 +781,134 @@ def to_records(
 
 
 def _records(
-    comparisons: Sequence[Comparison], judgments: Sequence[Judgment], *, drop_ties: bool = False
+    comparisons: Sequence[Comparison],
+    judgments: Sequence[Judgment],
+    *,
+    drop_ties: bool = False,
+    made: RecordParts | None = None,
 ) -> tuple[list[PreferenceRecord], int]:
     """:func:`to_records` and the number of ties among them; ``drop_ties``: the ties are
-    counted but never built (a third of the records for a judge that often says C)."""
+    counted but never built (a third of the records for a judge that often says C).
+    ``made``: the records a :class:`RecordParts` made while the run was judged (used for the
+    same comparison and judgment objects; the rest are made here)."""
     ties = 0
     kind = judgments[0].judge.kind if judgments else ""
-    origin = {"verifier": "verifier", "human": "human"}.get(kind, "judge")
+    origin = _ORIGIN.get(kind, "judge")
     out = []
-    keys: dict[int, tuple[Any, str]] = {}  # the fingerprint's key is a hash: once per judge
-    by_json: dict[str, str] = {}  # a fingerprint's JSON -> its key
+    keys = _FingerprintKeys()
+    got_of = made.pairs if made is not None and made.drop_ties == drop_ties else {}
     for c, j in zip(comparisons, judgments, strict=True):
-        if not j.ok:
-            continue
-        fp_key = keys.get(id(j.judge))
-        if fp_key is None or fp_key[0] is not j.judge:
+        got = got_of.get(id(j)) if got_of else None
+        if got is not None and got[0] is c and got[1] is j and got[2] == origin:
+            rec, tie = got[3], got[4]
+        else:
+            rec, tie = _record(c, j, keys, origin, drop_ties)
+        ties += tie
+        if rec is not None:
+            out.append(rec)
+    return out, ties
+
+
+_ORIGIN = {"verifier": "verifier", "human": "human"}
+
+
+class _FingerprintKeys:
+    """A judge fingerprint's key (a hash) per fingerprint object, once per distinct JSON."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, tuple[Any, str]] = {}
+        self.by_json: dict[str, str] = {}  # a fingerprint's JSON -> its key
+
+    def __call__(self, fp: Any) -> str:
+        got = self.keys.get(id(fp))
+        if got is None or got[0] is not fp:
             # judgments read back from the cache each carry their own copy of the fingerprint:
             # one with the same JSON has the same key (its JSON costs a quarter of the hash)
-            text = j.judge.model_dump_json()
-            key = by_json.get(text)
+            text = fp.model_dump_json()
+            key = self.by_json.get(text)
             if key is None:
-                key = by_json[text] = j.judge.key
-            fp_key = keys[id(j.judge)] = (j.judge, key)
-        if j.winner == "b":
-            chosen, rejected = c.b, c.a
-            p = 1.0 - j.p_a if j.p_a is not None else 1.0
-        else:
-            chosen, rejected = c.a, c.b
-            p = j.p_a if j.p_a is not None else 1.0
-            if j.winner == "tie":
-                p = 0.5
-        p_chosen = max(0.5, min(1.0, p)) if j.winner != "tie" else 0.5
-        if abs(p_chosen - 0.5) < 1e-9:  # PreferenceRecord.is_tie
-            ties += 1
-            if drop_ties:
+                key = self.by_json[text] = fp.key
+            got = self.keys[id(fp)] = (fp, key)
+        return got[1]  # type: ignore[no-any-return]
+
+
+def _record(
+    c: Comparison, j: Judgment, keys: _FingerprintKeys, origin: str, drop_ties: bool
+) -> tuple[PreferenceRecord | None, bool]:
+    """``(record or None, is a tie)`` of one comparison's judgment: None for a failure and for
+    a tie that ``drop_ties`` leaves out."""
+    if not j.ok:
+        return None, False
+    if j.winner == "b":
+        chosen, rejected = c.b, c.a
+        p = 1.0 - j.p_a if j.p_a is not None else 1.0
+    else:
+        chosen, rejected = c.a, c.b
+        p = j.p_a if j.p_a is not None else 1.0
+        if j.winner == "tie":
+            p = 0.5
+    p_chosen = max(0.5, min(1.0, p)) if j.winner != "tie" else 0.5
+    tie = abs(p_chosen - 0.5) < 1e-9  # PreferenceRecord.is_tie
+    if tie and drop_ties:
+        return None, True
+    prov: dict[str, Any] = {
+        "judge": j.judge.name,
+        "judge_key": keys(j.judge),
+        "comparison_id": c.id,
+        "chosen_id": chosen.id,
+        "rejected_id": rejected.id,
+        "chosen_source": chosen.source,
+        "rejected_source": rejected.source,
+        "order": j.order,
+    }
+    if j.consistent is not None:
+        prov["consistent"] = j.consistent
+    if c.metadata.get("category"):
+        prov["category"] = c.metadata["category"]
+    rec = PreferenceRecord(
+        prompt=c.prompt,
+        chosen=chosen.response,
+        rejected=rejected.response,
+        prompt_id=c.prompt_id,
+        p_chosen=p_chosen,
+        origin=origin,  # type: ignore[arg-type]
+        provenance=prov,
+    )
+    return rec, tie
+
+
+class RecordParts:
+    """Preference records and their ``.jsonl`` lines made while a run is judged (each
+    judgment with the comparison of its id, as it finishes), so that after the last answer
+    :func:`make_labels` and :func:`~judge_rl.data.write_preferences` mostly look them up.
+    Matched by identity: a pair of objects the run did not end with is made afresh there."""
+
+    def __init__(self, *, drop_ties: bool = True, lines: bool = True) -> None:
+        self.drop_ties = drop_ties
+        self.pairs: dict[int, tuple[Comparison, Judgment, str, PreferenceRecord | None, bool]] = {}
+        self.lines: dict[int, tuple[PreferenceRecord, str]] | None = {} if lines else None
+        self._keys = _FingerprintKeys()
+        self._by_id: dict[str, Comparison] = {}
+
+    def add_comparisons(self, comparisons: Sequence[Comparison]) -> None:
+        by_id = self._by_id
+        for c in comparisons:
+            by_id.setdefault(c.id, c)
+
+    def add(self, judgments: Sequence[Judgment]) -> None:
+        """Make the records of ``judgments`` (those whose comparison was added)."""
+        from judge_rl.data._read import preference_line
+
+        by_id, pairs, lines = self._by_id, self.pairs, self.lines
+        for j in judgments:
+            c = by_id.get(j.comparison_id)
+            if c is None or id(j) in pairs:
                 continue
-        prov: dict[str, Any] = {
-            "judge": j.judge.name,
-            "judge_key": fp_key[1],
-            "comparison_id": c.id,
-            "chosen_id": chosen.id,
-            "rejected_id": rejected.id,
-            "chosen_source": chosen.source,
-            "rejected_source": rejected.source,
-            "order": j.order,
-        }
-        if j.consistent is not None:
-            prov["consistent"] = j.consistent
-        if c.metadata.get("category"):
-            prov["category"] = c.metadata["category"]
-        out.append(
-            PreferenceRecord(
-                prompt=c.prompt,
-                chosen=chosen.response,
-                rejected=rejected.response,
-                prompt_id=c.prompt_id,
-                p_chosen=p_chosen,
-                origin=origin,  # type: ignore[arg-type]
-                provenance=prov,
-            )
-        )
-    return out, ties
+            origin = _ORIGIN.get(j.judge.kind, "judge")
+            rec, tie = _record(c, j, self._keys, origin, self.drop_ties)
+            pairs[id(j)] = (c, j, origin, rec, tie)
+            if rec is not None and lines is not None:
+                lines[id(rec)] = (rec, preference_line(rec))
 
 
 def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
