@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from judge_rl.runlog import LabelSection, LogParts, RunLog, new_log
 from judge_rl.types import Candidate, Comparison, JudgeCall, JudgeFingerprint, Judgment
 
@@ -124,3 +126,102 @@ def test_the_command_writes_its_log_from_parts_made_while_judging(tmp_path, monk
     capsys.readouterr()
     assert seen["items"] and seen["made"] == seen["items"]
     assert (tmp_path / "run" / "log.json").read_text(encoding="utf-8") == seen["want"]
+
+
+# --- preference records made while judging ------------------------------------------------------
+
+
+def _judged(n: int = 40) -> tuple[list[Comparison], list[Judgment]]:
+    log = _log(n)
+    sec = log.label
+    assert sec is not None
+    comps, judgments = list(sec.comparisons), []
+    for i, j in enumerate(sec.judgments):  # ties, p_a None, b wins, categories, failures
+        upd: dict[str, object] = {}
+        if i % 5 == 1:
+            upd = {"winner": "tie", "p_a": None}
+        elif i % 5 == 2 and j.error is None:
+            upd = {"winner": "b", "p_a": 0.2 if i % 2 else None}
+        elif i % 5 == 4 and j.error is None:
+            upd = {"p_a": 0.5}  # a decided verdict at p 0.5: counted as a tie
+        judgments.append(j.model_copy(update=upd))
+    for i in range(0, n, 7):
+        comps[i] = comps[i].model_copy(update={"metadata": {"category": f"cat {i}"}})
+    comps.append(comps[3])  # a repeated comparison, judged once
+    judgments.append(judgments[3])
+    return comps, judgments
+
+
+@pytest.mark.parametrize("drop_ties", [True, False])
+def test_records_made_while_judging_are_the_records_made_after(drop_ties: bool):
+    from judge_rl.pipeline.label import RecordParts, _records
+
+    comps, judgments = _judged()
+    want = _records(comps, judgments, drop_ties=drop_ties)
+    made = RecordParts(drop_ties=drop_ties)
+    made.add(judgments[:10])  # before their comparisons came: not made
+    assert not made.pairs
+    for i in range(0, len(comps), 8):
+        made.add_comparisons(comps[i : i + 8])
+        made.add(list(reversed(judgments[i : i + 8])))
+    assert len(made.pairs) == len({id(j) for j in judgments})
+    got = _records(comps, judgments, drop_ties=drop_ties, made=made)
+    assert [r.model_dump() for r in got[0]] == [r.model_dump() for r in want[0]]
+    assert got[1] == want[1] and want[1] > 0
+    # the records are the ones made while judging (not made again)
+    made_recs = {id(p[3]) for p in made.pairs.values() if p[3] is not None}
+    assert all(id(r) in made_recs for r in got[0])
+    # a judgment replaced at the end, or a drop_ties that differs: made afresh
+    judgments[5] = judgments[5].model_copy(update={"winner": "a", "p_a": 0.9, "error": None})
+    again = _records(comps, judgments, drop_ties=drop_ties, made=made)
+    assert [r.model_dump() for r in again[0]] == [
+        r.model_dump() for r in _records(comps, judgments, drop_ties=drop_ties)[0]
+    ]
+    other = _records(comps, judgments, drop_ties=not drop_ties, made=made)
+    assert [r.model_dump() for r in other[0]] == [
+        r.model_dump() for r in _records(comps, judgments, drop_ties=not drop_ties)[0]
+    ]
+
+
+@pytest.mark.parametrize("name", ["p.jsonl", "p.jsonl.gz", "p.ndjson", "p.json", "p.csv"])
+def test_preference_lines_made_before_write_the_same_bytes(tmp_path: Path, name: str):
+    from judge_rl.data import write_preferences
+    from judge_rl.pipeline.label import RecordParts, _records
+
+    comps, judgments = _judged()
+    made = RecordParts(drop_ties=False)
+    made.add_comparisons(comps)
+    made.add(judgments)
+    recs = _records(comps, judgments, drop_ties=False, made=made)[0]
+    recs.append(recs[0].model_copy(update={"prompt": 'not made before: 日本 " \\'}))
+    assert made.lines is not None and len(made.lines) == len(recs) - 1
+    want = write_preferences(recs, tmp_path / "want" / name).read_bytes()
+    got = write_preferences(recs, tmp_path / "got" / name, lines=made.lines).read_bytes()
+    assert got == want
+    empty = write_preferences([], tmp_path / "empty" / name, lines=made.lines).read_bytes()
+    assert empty == write_preferences([], tmp_path / "empty2" / name).read_bytes()
+
+
+def test_the_command_makes_its_records_while_judging(tmp_path, monkeypatch, capsys):
+    import judge_rl.pipeline.label as PL
+    from tests.judge.test_label_throughput import run_label
+
+    seen: dict[str, int] = {}
+    records = PL._records
+
+    def spy(comparisons, judgments, *, drop_ties=False, made=None):  # type: ignore[no-untyped-def]
+        assert made is not None
+        seen["n"] = len(judgments)
+        seen["repeats"] = len(comparisons) - len({c.id for c in comparisons})
+        seen["made"] = sum(
+            1
+            for c, j in zip(comparisons, judgments, strict=True)
+            if id(j) in made.pairs and made.pairs[id(j)][0] is c
+        )
+        return records(comparisons, judgments, drop_ties=drop_ties, made=made)
+
+    monkeypatch.setattr(PL, "_records", spy)
+    run_label(tmp_path)
+    capsys.readouterr()
+    # all but a repeated comparison's later copies (another object: made after the window)
+    assert seen["n"] and seen["made"] == seen["n"] - seen["repeats"]
