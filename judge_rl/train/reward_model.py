@@ -915,10 +915,16 @@ class _Trainer:
 
     def _batches(self, epoch: int) -> list[list[int]]:
         """The epoch's global batches; a last batch too small to give every process a pair is
-        dropped (only possible with several processes)."""
+        dropped (only possible with several processes). Built once per epoch (a function of
+        seed and epoch alone; every step reads its slice): building it at every step cost
+        0.18 s of CPU per step at 100,000 pairs, 38 min over an epoch of batch 8."""
+        cached = self.__dict__.get("_epoch_batches")
+        if cached is not None and cached[0] == epoch:
+            return cached[1]  # type: ignore[no-any-return]
         b = length_grouped_batches(self.lengths, self.global_batch, seed=self.cfg.seed, epoch=epoch)
         if self.dist.world > 1:
             b = [x for x in b if len(x) >= self.dist.world]
+        self._epoch_batches = (epoch, b)
         return b
 
     def _step_batches(self, step: int) -> list[list[int]]:
