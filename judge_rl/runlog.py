@@ -503,11 +503,11 @@ class LogParts:
     def _list(self, items: list[Any]) -> str:
         if not items:
             return "[]"
-        text = self._text
-        out = []
-        for item in items:
-            got = text.get(id(item))
-            out.append(got[1] if got is not None and got[0] is item else _item_text(item))
+        get = self._text.get
+        out = [
+            got[1] if (got := get(id(item))) is not None and got[0] is item else _item_text(item)
+            for item in items
+        ]
         return "[\n" + ",\n".join(out) + "\n  ]"
 
     def dump(self, log: RunLog) -> str | None:
