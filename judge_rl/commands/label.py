@@ -154,6 +154,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     from rich.progress import TextColumn
 
+    from judge_rl._logparts import LogParts
     from judge_rl.commands._judge_options import judge_from_args, judge_overrides
     from judge_rl.console import console, err_console, progress
     from judge_rl.data import write_preferences
@@ -172,7 +173,6 @@ async def _run(args: argparse.Namespace) -> int:
         read_input,
         select,
     )
-    from judge_rl.runlog import LogParts, new_log, run_dir
 
     err = err_console()
     max_failures = MaxFailures.parse(getattr(args, "max_failures", None))
@@ -283,6 +283,8 @@ async def _run(args: argparse.Namespace) -> int:
     labels = make_labels(
         cfg, comparisons, judgments, elapsed, judge=judge, budget=budget, made=made
     )
+
+    from judge_rl.runlog import new_log, run_dir
 
     records = labels.records
     out_path = write_preferences(records, args.output, lines=made.lines)

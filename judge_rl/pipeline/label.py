@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from judge_rl.errors import ConfigError
-from judge_rl.runlog import LabelSection, LabelSummary
 from judge_rl.types import Candidate, Comparison, Judgment, PreferenceRecord
+
+if TYPE_CHECKING:  # imported by run_log_models(): once a run's first requests are out
+    from judge_rl.runlog import LabelSection, LabelSummary
 
 PAIRINGS = ("consecutive", "all", "baseline")
 """How candidates of one prompt are paired (see the module docstring)."""
@@ -94,13 +97,50 @@ class LabelConfig:
             )
 
 
+def _new_section() -> LabelSection:
+    from judge_rl.runlog import LabelSection
+
+    return LabelSection()
+
+
 class Labels(BaseModel):
     """The ``label`` stage's output."""
 
     comparisons: list[Comparison] = Field(default_factory=list)
     judgments: list[Judgment] = Field(default_factory=list)
     records: list[PreferenceRecord] = Field(default_factory=list)
-    section: LabelSection = Field(default_factory=LabelSection)
+    section: LabelSection = Field(default_factory=_new_section)
+
+
+_MODELS_LOCK = threading.Lock()
+
+
+def run_log_models() -> None:
+    """Import the run log's models (:mod:`judge_rl.runlog`: ~0.1 s of model building) and
+    complete :class:`Labels`, once. ``judge-rl label`` has this done on a thread once its first
+    requests are out, instead of before them; anything needing them calls it first."""
+    with _MODELS_LOCK:
+        if "LabelSection" in globals():
+            return
+        from judge_rl.runlog import LabelSection, LabelSummary
+
+        globals().update(LabelSection=LabelSection, LabelSummary=LabelSummary)
+        Labels.model_rebuild()
+
+
+def run_log_models_soon() -> None:
+    """:func:`run_log_models` on a thread (below the event loop's priority, as the cache's
+    store thread)."""
+    if "LabelSection" in globals():
+        return
+
+    def work() -> None:
+        from judge_rl.judge.cache import _background
+
+        _background()
+        run_log_models()
+
+    threading.Thread(target=work, name="judge-rl-log-models", daemon=True).start()
 
 
 @dataclass
@@ -635,8 +675,12 @@ class _PartsWriter:
         self.comparisons = comparisons
         self.pending: list[Judgment] = []
         self.comps_done = 0
+        self.started = False
 
     def judged(self, rec: Any) -> None:
+        if not self.started:  # the first answer: the first requests are out
+            self.started = True
+            run_log_models_soon()
         if isinstance(rec, Judgment):
             self.pending.append(rec)
             if len(self.pending) >= PARTS_EVERY:
@@ -745,6 +789,7 @@ def make_labels(
     """:class:`Labels` of finished judgments: records (ties dropped when ``cfg.drop_ties``) and
     the section with its summary. ``made``: records a :class:`RecordParts` made while the run
     was judged (the same records)."""
+    run_log_models()
     records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties, made=made)
     summary = summarize(judgments, time_s)
     summary.written = len(records)
@@ -915,6 +960,7 @@ def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
     """Counts of finished judgments: verdicts, failures by kind, position consistency, tokens,
     cost, calls made and served from the cache, label-token mass (judges that read it)."""
     from judge_rl.judge.parse import LOW_LABEL_MASS
+    from judge_rl.runlog import LabelSummary
 
     verdicts = Counter(j.winner for j in judgments if j.ok)
     failures = Counter(j.error_kind for j in judgments if not j.ok)
