@@ -36,9 +36,13 @@ Part 6 (``--part demo-rollout``, not in ``all``): the rollouts of evals/demo.yam
 tokens and temperature it sets; its train prompts), ``generate`` vs the lean sampling loop,
 interleaved; wall and CPU s per rollout, whether the tokens are the same, the prefill's share
 and the top operators of one lean rollout (torch profiler).
+Part 7 (``--part grpo-rollout``, not in ``all``): GRPO's shared-prefill group rollout
+(``GRPOTrainer._group_rollout``) on benchmarks/bench_grpo.py's policy and settings (hidden 256 x 4
+layers, 8 prompts x K=8, 16 new tokens), ``generate`` continuing from the repeated cache vs the
+lean loop (``sample(group=K)``), interleaved; CPU s per rollout and whether the tokens are the same.
 
-    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|demo-rollout|all]
-        [--threads 1]
+    python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|demo-rollout|
+        grpo-rollout|all] [--threads 1]
 """
 
 from __future__ import annotations
@@ -522,6 +526,58 @@ def demo_rollout(args: argparse.Namespace, reps: int = 4) -> None:
         f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in ops[:5]))  # fmt: skip
 
 
+def grpo_rollout(args: argparse.Namespace, reps: int = 8) -> None:
+    """``--part grpo-rollout``: see the module docstring; the first round warms up."""
+    import torch
+    from bench_grpo import NEW_TOKENS as G_NEW
+    from bench_grpo import PROMPTS_PER_STEP as G
+    from bench_grpo import K as GK
+    from bench_grpo import build as build_grpo
+
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train.grpo import GRPOConfig, GRPOTrainer
+
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-grpo-") as tmp:
+        policy, prompts = build_grpo(Path(tmp), args.hidden, args.layers)
+        model, tok = load_causal_lm(str(policy)), load_tokenizer(str(policy))
+    cfg = GRPOConfig(steps=1, batch_size=G, group_size=GK, max_new_tokens=G_NEW,
+                     temperature=1.0, chat_template=False, device="cpu", seed=0)  # fmt: skip
+    trainer = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
+    wall: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    cpu: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    same = True
+    for r in range(reps + 1):
+        start = (r * G) % len(prompts)
+        idx = list(range(start, start + G))
+        items = [trainer.items[i] for i in idx for _ in range(GK)]
+        enc = [trainer._encoded[i] for i in idx]
+        got = []
+        for name, flag in (("generate", "0"), ("lean loop", "1")):
+            os.environ["JUDGE_RL_LEAN_DECODE"] = flag
+            torch.manual_seed(r)
+            t, c = time.perf_counter(), time.process_time()
+            b = trainer._group_rollout(items, enc, GK)
+            if r:  # the first round warms up
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+            got.append(b.response_ids)
+        same = same and got[0].shape == got[1].shape and torch.equal(got[0], got[1])
+    os.environ.pop("JUDGE_RL_LEAN_DECODE", None)
+    print(
+        f"GRPO group rollout ({G} prompts x K={GK}, {G_NEW} new tokens) on a policy of hidden "
+        f"{args.hidden} x {args.layers} layers, {args.threads} thread(s), {reps} interleaved "
+        f"repetitions, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'rollout':14}{'wall min':>10}{'wall med':>10}{'CPU min':>10}{'CPU med':>10}")
+    for name in wall:
+        w, c = wall[name], cpu[name]
+        print(f"{name:14}{min(w):10.3f}{statistics.median(w):10.3f}{min(c):10.3f}"
+              f"{statistics.median(c):10.3f}")  # fmt: skip
+    ratio = statistics.median(cpu["generate"]) / statistics.median(cpu["lean loop"])
+    print(f"generate / lean (median CPU): {ratio:.2f}x")
+    print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
+
+
 def profile_part(args: argparse.Namespace, updates: int = 3) -> None:
     """``--part profile``: where one judge_rl update of part 1 (default layout) spends its CPU
     time: each phase's CPU seconds per update (``updates`` timed after one warm-up), system time
@@ -676,7 +732,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--part",
-        choices=["trl", "memory", "demo-memory", "parts", "profile", "demo-rollout", "all"],
+        choices=[
+            "trl",
+            "memory",
+            "demo-memory",
+            "parts",
+            "profile",
+            "demo-rollout",
+            "grpo-rollout",
+            "all",
+        ],  # fmt: skip
         default="all",
     )
     ap.add_argument("--threads", type=int, default=1)
@@ -709,6 +774,8 @@ def main() -> int:
         profile_part(args)
     if args.part == "demo-rollout":
         demo_rollout(args)
+    if args.part == "grpo-rollout":
+        grpo_rollout(args)
     if args.part == "demo-memory":
         rows = memory_table(args.threads, list(DEMO_MEMORY_CONFIGS))
         print_memory(rows, args.threads, demo=True)
