@@ -21,25 +21,16 @@ from judge_rl.errors import ConfigError
 from judge_rl.models import tiny_causal_lm, tiny_tokenizer
 from judge_rl.train._checkpoint import check_plain, load_trainer_state, save_trainer_state
 from judge_rl.train.ppo import OPTIM_FILE, STATE_FILE, VALUE_FILE, PPOConfig, PPOTrainer
+from tests.train._payload import TouchOnLoad
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
 PROMPTS = [f"q{i}" for i in range(4)]
 
 
-class _Touch:
-    """Unpickling this calls ``pathlib.Path(marker).touch()``."""
-
-    def __init__(self, marker: pathlib.Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
-
-
 def plant(path: pathlib.Path, marker: pathlib.Path) -> None:
     """A state file that looks like a trainer's but carries the payload."""
-    torch.save({"step": 1, "epoch": 0, "cursor": 0, "payload": _Touch(marker)}, path)
+    torch.save({"step": 1, "epoch": 0, "cursor": 0, "payload": TouchOnLoad(marker)}, path)
     assert not marker.exists()
 
 
@@ -173,7 +164,7 @@ def test_dpo_reference_cache_with_a_payload_is_recomputed_not_run(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     marker = tmp_path / "pwned"
-    torch.save({"key": "x", "logps": _Touch(marker)}, out / REF_CACHE)
+    torch.save({"key": "x", "logps": TouchOnLoad(marker)}, out / REF_CACHE)
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, hidden_size=32, num_layers=1)
     pairs = [PreferenceRecord(prompt=f"p{i}", chosen="a b", rejected="c") for i in range(4)]

@@ -6,7 +6,6 @@ scoring with the model in it, must never execute what the files' pickles ask for
 
 from __future__ import annotations
 
-import pathlib
 import sys
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rm_helpers  # noqa: E402
+
+from tests.train._payload import TouchOnLoad  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
@@ -26,16 +27,6 @@ from judge_rl.train.reward_model import (  # noqa: E402
     load_reward_model,
     train_reward_model,
 )
-
-
-class _TouchOnLoad:
-    """Unpickling this calls ``pathlib.Path.touch(marker)``: arbitrary code from a file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
 def _cfg(out: Path, **kw) -> RewardModelConfig:
@@ -67,7 +58,7 @@ def _plant(ck: Path, marker: Path) -> None:
     """Replace the checkpoint's trainer state with one that holds the malicious object (in
     torch.save's own zip format, as a tampered download would be)."""
     state = torch.load(ck / STATE_FILE, map_location="cpu", weights_only=True)
-    state["scheduler"]["evil"] = _TouchOnLoad(marker)
+    state["scheduler"]["evil"] = TouchOnLoad(marker)
     torch.save(state, ck / STATE_FILE)
 
 
@@ -140,7 +131,7 @@ def test_reward_model_folder_with_malicious_weights_is_refused(tmp_path):
 
     folder = rm_helpers.save_tiny_reward_backbone(tmp_path / "rm")
     sd = {k: v.clone() for k, v in rm_helpers.tiny_reward_model()[0].state_dict().items()}
-    sd["evil"] = _TouchOnLoad(tmp_path / "pwned")  # type: ignore[assignment]
+    sd["evil"] = TouchOnLoad(tmp_path / "pwned")  # type: ignore[assignment]
     (folder / "model.safetensors").unlink()
     torch.save(sd, folder / "pytorch_model.bin")
     with pytest.raises(ConfigError, match="Unsupported global") as e:
