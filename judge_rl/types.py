@@ -13,9 +13,11 @@ or a silent drop. Metrics skip failures by rule and report how many they skipped
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judge_rl._io import content_hash
 
@@ -63,19 +65,19 @@ def clip_raw(text: str, limit: int | None = None) -> tuple[str, int | None]:
     ], len(text)
 
 
+_IS_NONE = functools.partial(operator.is_, None)
+"""``exclude_if`` of the fields left out of dumps when unset: a field-level test that
+pydantic-core runs without a Python serializer around the whole record (was a wrap
+serializer popping the keys: ~2.5x slower per record; the same keys, values and order)."""
+
+
 class _RawClipped(_Record):
     """A record with a judge's ``raw`` output: stored clipped to :func:`max_raw_chars` (the
     verdict is read before the record is built), with ``raw_chars`` the original length."""
 
-    raw_chars: int | None = None
-    """Length of the raw output before it was clipped for storage (None: not clipped)."""
-
-    @model_serializer(mode="wrap")
-    def _omit_raw_chars(self, handler: Any) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and data.get("raw_chars") is None:
-            data.pop("raw_chars", None)
-        return data
+    raw_chars: int | None = Field(default=None, exclude_if=_IS_NONE)
+    """Length of the raw output before it was clipped for storage (None: not clipped; left out
+    of dumps then)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -185,38 +187,23 @@ class JudgeCall(_RawClipped):
     cost: float = 0.0
     latency_s: float = 0.0
     cached: bool = False
-    label_mass: float | None = None
+    label_mass: float | None = Field(default=None, exclude_if=_IS_NONE)
     """Total probability on the label tokens at the verdict position (before renormalising);
     small values mean ``p_a`` says little about what the judge wrote."""
-    note: str | None = None
+    note: str | None = Field(default=None, exclude_if=_IS_NONE)
     """Why ``p_a`` was left out or flagged (``low_mass``, ``probs_contradict``), or
     ``verdict_from_probs`` (no verdict written: taken from the label probabilities)."""
-    attempts: int | None = None
+    attempts: int | None = Field(default=None, exclude_if=_IS_NONE)
     """Attempts sent to a server for this call (1 + retries); None: the backend keeps none."""
-    retries: int | None = None
-    timeouts: int | None = None
+    retries: int | None = Field(default=None, exclude_if=_IS_NONE)
+    timeouts: int | None = Field(default=None, exclude_if=_IS_NONE)
     """Attempts that got no answer within the backend's timeout (their work was lost)."""
-    attempt_latency_s: list[float] | None = None
+    attempt_latency_s: list[float] | None = Field(default=None, exclude_if=_IS_NONE)
     """Seconds per attempt, in order (``latency_s`` is the answering attempt's)."""
 
-    @model_serializer(mode="wrap")
-    def _omit_unset_optional(self, handler: Any) -> Any:
-        # label_mass, note and the transport fields are left out when unset, so logs of judges
-        # without label probabilities or transport data read exactly as before they existed.
-        data = handler(self)
-        if isinstance(data, dict):
-            for key in (
-                "raw_chars",
-                "label_mass",
-                "note",
-                "attempts",
-                "retries",
-                "timeouts",
-                "attempt_latency_s",
-            ):
-                if data.get(key) is None:
-                    data.pop(key, None)
-        return data
+    # raw_chars, label_mass, note and the transport fields are left out when unset
+    # (``exclude_if``), so logs of judges without label probabilities or transport data read
+    # exactly as before they existed.
 
 
 class Judgment(_Record):
