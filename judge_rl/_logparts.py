@@ -59,8 +59,8 @@ class LogParts:
         """``log.model_dump_json(indent=1)``, its label items from what :meth:`add` wrote;
         None where that cannot be spliced safely (no label section, a key seen twice)."""
         section = log.label
-        if section is None or not (section.comparisons or section.judgments):
-            return None
+        if not self._text or section is None or not (section.comparisons or section.judgments):
+            return None  # nothing made in advance: the whole dump is the faster way
         bare = section.model_copy(update={"comparisons": [], "judgments": []})
         text = log.model_copy(update={"label": bare}).model_dump_json(indent=1)
         mark = '\n  "comparisons": [],\n  "judgments": [],\n'

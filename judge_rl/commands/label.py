@@ -225,10 +225,16 @@ async def _run(args: argparse.Namespace) -> int:
             return 0
         total = max(est.units, 1) if est.units else len(comparisons)
 
-    # the run log's comparisons and judgments are written out as they are judged, so that the
-    # log's save after the last answer is mostly the write itself (same bytes)
-    parts = LogParts()
-    made = RecordParts(drop_ties=cfg.drop_ties, lines=_jsonl(args.output))
+    # BUILD_IN_WINDOW: the run log's comparisons and judgments written out, and the records
+    # and their lines made, as they are judged (same bytes), so that little is left after the
+    # last answer; off: measured to cost more CPU than it saves after the window (see
+    # docs/backends.md, sixth round)
+    parts = LogParts() if BUILD_IN_WINDOW else None
+    made = (
+        RecordParts(drop_ties=cfg.drop_ties, lines=_jsonl(args.output))
+        if parts is not None
+        else None
+    )
     t0 = time.perf_counter()
     cols = (TextColumn("{task.fields[stats]}"),)
     with progress(*cols) as bar:
@@ -287,7 +293,7 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.runlog import new_log, run_dir
 
     records = labels.records
-    out_path = write_preferences(records, args.output, lines=made.lines)
+    out_path = write_preferences(records, args.output, lines=made.lines if made else None)
     summary = labels.section.summary
     rdir = run_dir(args.run)
     log = new_log(
@@ -345,6 +351,12 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".parquet", ".csv")
+
+
+BUILD_IN_WINDOW = False
+"""Make the run log's items, the records and their ``.jsonl`` lines while judging (the same
+outputs). Off by default: on the 2-core benchmark machine the judging window is CPU-bound and
+this made the whole run use more CPU (8.0-8.5 s against 7.5-7.8 s for 10,000 judgments)."""
 
 
 def _jsonl(path: str) -> bool:
