@@ -111,6 +111,21 @@ class Labels(BaseModel):
     records: list[PreferenceRecord] = Field(default_factory=list)
     section: LabelSection = Field(default_factory=_new_section)
 
+    # completed on first use (its section's model is imported lazily): built or read back
+    def __init__(self, **data: Any) -> None:
+        run_log_models()
+        super().__init__(**data)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Labels:  # type: ignore[override]
+        run_log_models()
+        return super().model_validate(obj, **kwargs)
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Labels:  # type: ignore[override]
+        run_log_models()
+        return super().model_validate_json(json_data, **kwargs)
+
 
 _MODELS_LOCK = threading.Lock()
 

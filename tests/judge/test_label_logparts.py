@@ -282,3 +282,21 @@ def test_the_run_log_models_are_imported_after_the_first_request(tmp_path: Path)
     assert line[0].split() == ["FIRST", "judge_rl.pipeline.label", "END", "True", "0"]
     log = json.loads((tmp_path / "run" / "log.json").read_text(encoding="utf-8"))
     assert len(log["label"]["judgments"]) == len(_pairs())
+
+
+def test_labels_read_back_without_the_run_log_imported_first():
+    """``Labels`` (whose section's model is imported lazily) completes itself when built or
+    read back in a fresh interpreter (a resumed pipeline reads a finished label stage)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from judge_rl.pipeline.label import Labels\n"
+        "assert 'judge_rl.runlog' not in sys.modules\n"
+        "a = Labels.model_validate({'records': []})\n"
+        "b = Labels.model_validate_json(a.model_dump_json())\n"
+        "print(type(b.section).__name__, Labels().section.summary.n)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["LabelSection", "0"], r.stderr[-2000:]
