@@ -55,6 +55,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -385,6 +386,42 @@ def print_memory(rows: list[dict], threads: int, demo: bool = False) -> None:
 # -- part 4: the two pieces of this round, each against what it replaced -----------------------
 
 
+def generate_vs_lean(rounds: int, rollout: Any) -> tuple[dict, dict, bool, list]:
+    """``rollout(r)`` with ``generate`` (``JUDGE_RL_LEAN_DECODE=0``) and with the lean loop in
+    turn, ``rounds`` times, the same seed per round on both sides; the first round warms up.
+    Returns wall and CPU seconds per side, whether every round sampled the same tokens, and the
+    lean loop's batches."""
+    import torch
+
+    wall: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    cpu: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    same, batches = True, []
+    for r in range(rounds):
+        got = []
+        for name, flag in (("generate", "0"), ("lean loop", "1")):
+            os.environ["JUDGE_RL_LEAN_DECODE"] = flag
+            torch.manual_seed(r)
+            t, c = time.perf_counter(), time.process_time()
+            b = rollout(r)
+            if r:
+                wall[name].append(time.perf_counter() - t)
+                cpu[name].append(time.process_time() - c)
+            got.append(b.response_ids)
+        same = same and got[0].shape == got[1].shape and bool(torch.equal(got[0], got[1]))
+        batches.append(b)
+    os.environ.pop("JUDGE_RL_LEAN_DECODE", None)
+    return wall, cpu, same, batches
+
+
+def print_rollouts(wall: dict, cpu: dict, digits: int) -> None:
+    """The table of :func:`generate_vs_lean`'s timings: min and median, wall and CPU."""
+    print(f"{'rollout':14}{'wall min':>10}{'wall med':>10}{'CPU min':>10}{'CPU med':>10}")
+    for name in wall:
+        w, c = wall[name], cpu[name]
+        cells = (min(w), statistics.median(w), min(c), statistics.median(c))
+        print(f"{name:14}" + "".join(f"{v:10.{digits}f}" for v in cells))
+
+
 def parts_ablation(args: argparse.Namespace, reps: int = 8) -> None:
     """``--part parts``: on part 1's policy (same width, same 16 prompts of the first rollout),
     one rollout of 32 new tokens through ``generate`` vs the lean sampling loop
@@ -403,20 +440,7 @@ def parts_ablation(args: argparse.Namespace, reps: int = 8) -> None:
         model, tok = load_causal_lm(str(policy)), load_tokenizer(str(policy))
     q, qm = left_pad([encode_prompt(tok, p) for p in prompts[:BATCH]], int(tok.pad_token_id))
     eng = HFRolloutEngine(model, tok, max_new_tokens=NEW_TOKENS, temperature=1.0)
-    times: dict[str, list[float]] = {"generate": [], "lean loop": []}
-    same = True
-    for r in range(reps + 1):
-        got = []
-        for name, flag in (("generate", "0"), ("lean loop", "1")):
-            os.environ["JUDGE_RL_LEAN_DECODE"] = flag
-            torch.manual_seed(r)
-            c = time.process_time()
-            out = eng.generate(q, qm)
-            if r:  # the first round warms up
-                times[name].append(time.process_time() - c)
-            got.append(out.response_ids)
-        same = same and torch.equal(got[0], got[1])
-    os.environ.pop("JUDGE_RL_LEAN_DECODE", None)
+    _, times, same, _ = generate_vs_lean(reps + 1, lambda r: eng.generate(q, qm))
     adam: dict[str, list[float]] = {"AdamW": [], "AdamW fused": []}
     opts = {}
     for name, kw in (("AdamW", {}), ("AdamW fused", {"fused": True})):
@@ -473,34 +497,15 @@ def demo_rollout(args: argparse.Namespace, reps: int = 4) -> None:
     for _ in range(reps + 1):
         idx = trainer._next_indices()
         batches.append(([trainer.items[i] for i in idx], [trainer._encoded[i] for i in idx]))
-    wall: dict[str, list[float]] = {"generate": [], "lean loop": []}
-    cpu: dict[str, list[float]] = {"generate": [], "lean loop": []}
-    same, tokens = True, []
-    for r, (items, enc) in enumerate(batches):
-        got = []
-        for name, flag in (("generate", "0"), ("lean loop", "1")):
-            os.environ["JUDGE_RL_LEAN_DECODE"] = flag
-            torch.manual_seed(r)
-            t, c = time.perf_counter(), time.process_time()
-            b = trainer._rollout(items, enc)
-            if r:  # the first round warms up
-                wall[name].append(time.perf_counter() - t)
-                cpu[name].append(time.process_time() - c)
-            got.append(b.response_ids)
-        same = same and got[0].shape == got[1].shape and torch.equal(got[0], got[1])
-        tokens.append(int(b.response_mask.sum()))
-    os.environ.pop("JUDGE_RL_LEAN_DECODE", None)
+    wall, cpu, same, lean = generate_vs_lean(reps + 1, lambda r: trainer._rollout(*batches[r]))
+    tokens = [int(b.response_mask.sum()) for b in lean]
     print(
         f"evals/demo.yaml's PPO rollouts: embedded SmolLM2-135M, LoRA r={cfg.lora_r}, batch "
         f"{cfg.batch_size}, {cfg.max_new_tokens} new tokens, temperature {cfg.temperature}, "
         f"{args.threads} thread(s), {reps} interleaved repetitions after one warm-up, load "
         f"average {os.getloadavg()[0]:.1f}; lean loop taken: {takes}"
     )
-    print(f"{'rollout':14}{'wall min':>10}{'wall med':>10}{'CPU min':>10}{'CPU med':>10}")
-    for name in wall:
-        w, c = wall[name], cpu[name]
-        print(f"{name:14}{min(w):10.2f}{statistics.median(w):10.2f}{min(c):10.2f}"
-              f"{statistics.median(c):10.2f}")  # fmt: skip
+    print_rollouts(wall, cpu, 2)
     ratio = statistics.median(wall["generate"]) / statistics.median(wall["lean loop"])
     print(f"response tokens per rollout: {statistics.mean(tokens[1:]):.0f}; generate / lean "
           f"(median wall): {ratio:.2f}x")  # fmt: skip
@@ -528,7 +533,6 @@ def demo_rollout(args: argparse.Namespace, reps: int = 4) -> None:
 
 def grpo_rollout(args: argparse.Namespace, reps: int = 8) -> None:
     """``--part grpo-rollout``: see the module docstring; the first round warms up."""
-    import torch
     from bench_grpo import NEW_TOKENS as G_NEW
     from bench_grpo import PROMPTS_PER_STEP as G
     from bench_grpo import K as GK
@@ -543,36 +547,20 @@ def grpo_rollout(args: argparse.Namespace, reps: int = 8) -> None:
     cfg = GRPOConfig(steps=1, batch_size=G, group_size=GK, max_new_tokens=G_NEW,
                      temperature=1.0, chat_template=False, device="cpu", seed=0)  # fmt: skip
     trainer = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
-    wall: dict[str, list[float]] = {"generate": [], "lean loop": []}
-    cpu: dict[str, list[float]] = {"generate": [], "lean loop": []}
-    same = True
-    for r in range(reps + 1):
+
+    def rollout(r: int) -> Any:
         start = (r * G) % len(prompts)
         idx = list(range(start, start + G))
         items = [trainer.items[i] for i in idx for _ in range(GK)]
-        enc = [trainer._encoded[i] for i in idx]
-        got = []
-        for name, flag in (("generate", "0"), ("lean loop", "1")):
-            os.environ["JUDGE_RL_LEAN_DECODE"] = flag
-            torch.manual_seed(r)
-            t, c = time.perf_counter(), time.process_time()
-            b = trainer._group_rollout(items, enc, GK)
-            if r:  # the first round warms up
-                wall[name].append(time.perf_counter() - t)
-                cpu[name].append(time.process_time() - c)
-            got.append(b.response_ids)
-        same = same and got[0].shape == got[1].shape and torch.equal(got[0], got[1])
-    os.environ.pop("JUDGE_RL_LEAN_DECODE", None)
+        return trainer._group_rollout(items, [trainer._encoded[i] for i in idx], GK)
+
+    wall, cpu, same, _ = generate_vs_lean(reps + 1, rollout)
     print(
         f"GRPO group rollout ({G} prompts x K={GK}, {G_NEW} new tokens) on a policy of hidden "
         f"{args.hidden} x {args.layers} layers, {args.threads} thread(s), {reps} interleaved "
         f"repetitions, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'rollout':14}{'wall min':>10}{'wall med':>10}{'CPU min':>10}{'CPU med':>10}")
-    for name in wall:
-        w, c = wall[name], cpu[name]
-        print(f"{name:14}{min(w):10.3f}{statistics.median(w):10.3f}{min(c):10.3f}"
-              f"{statistics.median(c):10.3f}")  # fmt: skip
+    print_rollouts(wall, cpu, 3)
     ratio = statistics.median(cpu["generate"]) / statistics.median(cpu["lean loop"])
     print(f"generate / lean (median CPU): {ratio:.2f}x")
     print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
