@@ -1157,8 +1157,8 @@ class _Trainer:
 
         d = self.dist
         bs = self.cfg.eval_batch_size or 2 * self.cfg.batch_size
-        lengths = data.lengths  # a property that builds the list: once, not once per pair
-        order = sorted(range(len(data)), key=lambda i: -lengths[i])
+        pair_len = data.lengths  # a property that builds the list: once, not once per pair
+        order = sorted(range(len(data)), key=lambda i: -pair_len[i])
         mine = order[d.rank :: d.world]
         rc_mine: list[float] = []
         rr_mine: list[float] = []
