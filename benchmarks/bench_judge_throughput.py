@@ -167,8 +167,8 @@ if PS is not None:
         events["input all read, streamed (wall s since start)"] = time.time() - T0
     PS.chunks = timed_chunks
 save = R.RunLog.save
-def logged(self, d, *a, **k):
-    mark("run log: before"); r = save(self, d, *a, **k); mark("run log"); return r
+def logged(self, d):
+    mark("run log: before"); r = save(self, d); mark("run log"); return r
 R.RunLog.save = logged
 try:
     main(sys.argv[1:])

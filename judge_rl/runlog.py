@@ -28,7 +28,6 @@ from pydantic import (
 
 from judge_rl._env import environment
 from judge_rl._io import atomic_write_text
-from judge_rl._logparts import LogParts
 from judge_rl.errors import JudgeRLError
 from judge_rl.types import Battle, Comparison, JudgeFingerprint, Judgment, Score
 
@@ -450,15 +449,10 @@ class RunLog(BaseModel):
         if all(j.key != fp.key for j in self.judges):
             self.judges.append(fp)
 
-    def save(self, run_dir: str | os.PathLike[str], parts: LogParts | None = None) -> Path:
-        """Write ``run_dir/log.json`` atomically; returns its path.
-
-        ``parts``: the label section's comparisons and judgments already written out (a
-        :class:`LogParts` filled while they were judged); the file is the same bytes as
-        without it (items it does not hold are written here)."""
+    def save(self, run_dir: str | os.PathLike[str]) -> Path:
+        """Write ``run_dir/log.json`` atomically; returns its path."""
         path = Path(run_dir) / "log.json"
-        text = parts.dump(self) if parts is not None else None
-        atomic_write_text(path, text if text is not None else self.model_dump_json(indent=1))
+        atomic_write_text(path, self.model_dump_json(indent=1))
         return path
 
 

@@ -154,7 +154,6 @@ async def _run(args: argparse.Namespace) -> int:
 
     from rich.progress import TextColumn
 
-    from judge_rl._logparts import LogParts
     from judge_rl.commands._judge_options import judge_from_args, judge_overrides
     from judge_rl.console import console, err_console, progress
     from judge_rl.data import write_preferences
@@ -163,7 +162,6 @@ async def _run(args: argparse.Namespace) -> int:
     from judge_rl.judge.specs import shadowed_builtin, validate_spec
     from judge_rl.pipeline.label import (
         LabelProgress,
-        RecordParts,
         fingerprints,
         judge_comparisons,
         judge_streamed,
@@ -225,16 +223,6 @@ async def _run(args: argparse.Namespace) -> int:
             return 0
         total = max(est.units, 1) if est.units else len(comparisons)
 
-    # BUILD_IN_WINDOW: the run log's comparisons and judgments written out, and the records
-    # and their lines made, as they are judged (same bytes), so that little is left after the
-    # last answer; off: measured to cost more CPU than it saves after the window (see
-    # docs/backends.md, sixth round)
-    parts = LogParts() if BUILD_IN_WINDOW else None
-    made = (
-        RecordParts(drop_ties=cfg.drop_ties, lines=_jsonl(args.output))
-        if parts is not None
-        else None
-    )
     t0 = time.perf_counter()
     cols = (TextColumn("{task.fields[stats]}"),)
     with progress(*cols) as bar:
@@ -259,24 +247,11 @@ async def _run(args: argparse.Namespace) -> int:
         try:
             if stream is None:
                 judgments, _ = await judge_comparisons(
-                    cfg,
-                    comparisons,
-                    judge,
-                    cache=cache,
-                    on_progress=show,
-                    log_parts=parts,
-                    record_parts=made,
+                    cfg, comparisons, judge, cache=cache, on_progress=show
                 )
             else:
                 comparisons, judgments, _ = await judge_streamed(
-                    cfg,
-                    stream,
-                    judge,
-                    cache=cache,
-                    on_progress=show,
-                    on_read=read,
-                    log_parts=parts,
-                    record_parts=made,
+                    cfg, stream, judge, cache=cache, on_progress=show, on_read=read
                 )
         finally:
             await _close(judge)
@@ -286,14 +261,12 @@ async def _run(args: argparse.Namespace) -> int:
             closing = _close_cache_soon(cache)
         bar.update(task, completed=total)
     elapsed = time.perf_counter() - t0  # the judging window: the run log's timings.label
-    labels = make_labels(
-        cfg, comparisons, judgments, elapsed, judge=judge, budget=budget, made=made
-    )
+    labels = make_labels(cfg, comparisons, judgments, elapsed, judge=judge, budget=budget)
 
     from judge_rl.runlog import new_log, run_dir
 
     records = labels.records
-    out_path = write_preferences(records, args.output, lines=made.lines if made else None)
+    out_path = write_preferences(records, args.output)
     summary = labels.section.summary
     rdir = run_dir(args.run)
     log = new_log(
@@ -317,7 +290,7 @@ async def _run(args: argparse.Namespace) -> int:
     log.label = labels.section
     log.timings["label"] = elapsed
     log.cost["label"] = summary.cost
-    log_path = log.save(rdir, parts=parts)
+    log_path = log.save(rdir)
     console().print(_summary_table(fp.name, summary))
     console().print(f"wrote {len(records)} preferences to {out_path}; run log {log_path}")
     if summary.label_mass_calls and (summary.low_label_mass or 0) > summary.label_mass_calls / 2:
@@ -351,17 +324,6 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".parquet", ".csv")
-
-
-BUILD_IN_WINDOW = False
-"""Make the run log's items, the records and their ``.jsonl`` lines while judging (the same
-outputs). Off by default: on the 2-core benchmark machine the judging window is CPU-bound and
-this made the whole run use more CPU (8.0-8.5 s against 7.5-7.8 s for 10,000 judgments)."""
-
-
-def _jsonl(path: str) -> bool:
-    """Whether ``path`` is a ``.jsonl`` preference file (its lines can be made in advance)."""
-    return str(path).lower().endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))
 
 
 def check_output(path: str) -> None:

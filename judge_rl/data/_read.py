@@ -406,20 +406,7 @@ def _trl_row(rec: PreferenceRecord, *, provenance_as_text: bool) -> dict[str, An
     return row
 
 
-def preference_line(rec: PreferenceRecord) -> str:
-    """``rec``'s line in a ``.jsonl`` preference file (without the newline): what
-    :func:`write_preferences` writes for it."""
-    from judge_rl.data._rows import _JSONL_ROW
-
-    return _JSONL_ROW(_trl_row(rec, provenance_as_text=False))  # type: ignore[no-any-return]
-
-
-def write_preferences(
-    records: Iterable[PreferenceRecord],
-    path: PathLike,
-    *,
-    lines: Mapping[int, tuple[PreferenceRecord, str]] | None = None,
-) -> Path:
+def write_preferences(records: Iterable[PreferenceRecord], path: PathLike) -> Path:
     """Write records as TRL-ready rows (``prompt``, ``chosen``, ``rejected`` + extra columns:
     ``p_chosen``, ``margin``, ``origin``, ``prompt_id``, ``provenance``), atomically.
 
@@ -428,9 +415,6 @@ def write_preferences(
     DPOTrainer read the JSONL/Parquet output unchanged (``datasets.load_dataset("json"|"parquet")``);
     a ``margin`` column is used by RewardTrainer's loss when present, so when some records have a
     margin, those without one are written with margin 0 (the same loss).
-
-    ``lines``: records' ``.jsonl`` lines already made (``id(record) -> (record,``
-    :func:`preference_line` ``)``, e.g. while they were judged); the same bytes are written.
 
     Raises:
         DataError: for an unsupported extension or rows Parquet cannot hold in one column type
@@ -449,19 +433,6 @@ def write_preferences(
             "unsupported output extension (use .jsonl, .jsonl.gz, .json, .parquet or .csv)",
             file=str(p),
         )
-    if kind == "jsonl" and lines is not None and recs:
-        out = []
-        for r in recs:
-            got = lines.get(id(r))
-            out.append(got[1] if got is not None and got[0] is r else preference_line(r))
-        out.append("")  # a newline after the last row too, as jsonl_bytes
-        data = "\n".join(out).encode("utf-8")
-        if name.endswith(".gz"):
-            import gzip
-
-            data = gzip.compress(data, mtime=0)
-        atomic_write_bytes(p, data)
-        return p
     if kind == "jsonl":
         return write_jsonl((_trl_row(r, provenance_as_text=False) for r in recs), p)
     if kind == "json":

@@ -143,21 +143,6 @@ def run_log_models() -> None:
         Labels.model_rebuild()
 
 
-def run_log_models_soon() -> None:
-    """:func:`run_log_models` on a thread (below the event loop's priority, as the cache's
-    store thread)."""
-    if "LabelSection" in globals():
-        return
-
-    def work() -> None:
-        from judge_rl.judge.cache import _background
-
-        _background()
-        run_log_models()
-
-    threading.Thread(target=work, name="judge-rl-log-models", daemon=True).start()
-
-
 @dataclass
 class LabelInput:
     """What :func:`read_input` read."""
@@ -576,25 +561,19 @@ async def judge_comparisons(
     *,
     cache: Any = None,
     on_progress: Callable[[LabelProgress], None] | None = None,
-    log_parts: Any = None,
-    record_parts: RecordParts | None = None,
 ) -> tuple[list[Judgment], float]:
     """``(judgments, seconds)``: ``judge``'s verdicts on ``comparisons``, in their order.
 
     ``cache``: the judge's :class:`~judge_rl.judge.cache.JudgmentCache`, set to refresh when
     ``cfg.refresh``; ``on_progress``: called at most every :data:`PROGRESS_EVERY_S` seconds while
-    judging and once at the end (``final``); ``log_parts``: a
-    :class:`~judge_rl.runlog.LogParts` that the comparisons and the judgments are written out
-    to as they are judged (for :meth:`~judge_rl.runlog.RunLog.save`); ``record_parts``: a
-    :class:`RecordParts` making the preference records as they are judged (for
-    :func:`make_labels`). The judge is not closed.
+    judging and once at the end (``final``). The judge is not closed.
     """
     comps = list(comparisons)
 
     async def work() -> list[Judgment]:
         return list(await judge.compare(comps)) if comps else []
 
-    return await _tracked(cfg, cache, on_progress, work, log_parts, lambda: comps, record_parts)
+    return await _tracked(cfg, cache, on_progress, work)
 
 
 async def _tracked(
@@ -602,9 +581,6 @@ async def _tracked(
     cache: Any,
     on_progress: Callable[[LabelProgress], None] | None,
     work: Callable[[], Awaitable[list[Judgment]]],
-    log_parts: Any = None,
-    comparisons: Callable[[], list[Comparison]] | None = None,
-    record_parts: RecordParts | None = None,
 ) -> tuple[list[Judgment], float]:
     """Run ``work`` with the progress hook set (``on_progress`` as :func:`judge_comparisons`
     describes, once more at the end with ``final``) and the cache refreshing when
@@ -615,16 +591,11 @@ async def _tracked(
         cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
     t0 = time.perf_counter()
     state = LabelProgress()
-    parts = None
-    if log_parts is not None or record_parts is not None:
-        parts = _PartsWriter(log_parts, comparisons, record_parts)
-    token = progress_hook.set(_progress_hook(state, t0, on_progress, parts))
+    token = progress_hook.set(_progress_hook(state, t0, on_progress))
     try:
         judgments = await work()
     finally:
         progress_hook.reset(token)
-    if parts is not None:
-        parts.flush()
     elapsed = time.perf_counter() - t0
     if on_progress is not None:
         state.elapsed_s, state.final = elapsed, True
@@ -640,8 +611,6 @@ async def judge_streamed(
     cache: Any = None,
     on_progress: Callable[[LabelProgress], None] | None = None,
     on_read: Callable[[Any], None] | None = None,
-    log_parts: Any = None,
-    record_parts: RecordParts | None = None,
 ) -> tuple[list[Comparison], list[Judgment], float]:
     """``(comparisons, judgments, seconds)``: :func:`judge_comparisons` of the comparisons
     ``stream`` reads, judging from its first chunk on while the rest is read (the same
@@ -652,8 +621,7 @@ async def judge_streamed(
     :class:`~judge_rl.judge.budget.Estimate` that :func:`judge_rl.judge.estimate` gives for it
     (each chunk's cache lookup counted as it came). A bad row raises :class:`DataError` when it
     is reached: the judging stops, what finished is in the cache. A judge without
-    ``compare_stream`` gets the whole input once it is read. ``log_parts``, ``record_parts``:
-    see :func:`judge_comparisons`.
+    ``compare_stream`` gets the whole input once it is read.
     """
     from judge_rl.judge import estimate
 
@@ -668,66 +636,14 @@ async def judge_streamed(
         comps = stream.comparisons
         return list(await judge.compare(comps)) if comps else []
 
-    judgments, elapsed = await _tracked(
-        cfg, cache, on_progress, work, log_parts, lambda: stream.comparisons, record_parts
-    )
+    judgments, elapsed = await _tracked(cfg, cache, on_progress, work)
     return stream.comparisons, judgments, elapsed
-
-
-class _PartsWriter:
-    """Writes the run log's items out while a run is judged (the judgments as they finish and
-    the comparisons read so far, every :data:`PARTS_EVERY` judgments: one list dump each) and
-    makes their preference records."""
-
-    def __init__(
-        self,
-        parts: Any,
-        comparisons: Callable[[], list[Comparison]] | None,
-        records: RecordParts | None = None,
-    ) -> None:
-        self.parts = parts
-        self.records = records
-        self.comparisons = comparisons
-        self.pending: list[Judgment] = []
-        self.comps_done = 0
-        self.started = False
-
-    def judged(self, rec: Any) -> None:
-        if not self.started:  # the first answer: the first requests are out
-            self.started = True
-            run_log_models_soon()
-        if isinstance(rec, Judgment):
-            self.pending.append(rec)
-            if len(self.pending) >= PARTS_EVERY:
-                self.flush()
-
-    def flush(self) -> None:
-        if self.comparisons is not None:
-            comps = self.comparisons()
-            if len(comps) > self.comps_done:
-                new = comps[self.comps_done :]
-                if self.parts is not None:
-                    self.parts.add(new)
-                if self.records is not None:
-                    self.records.add_comparisons(new)
-                self.comps_done = len(comps)
-        if self.pending:
-            if self.parts is not None:
-                self.parts.add(self.pending)
-            if self.records is not None:
-                self.records.add(self.pending)
-            self.pending = []
-
-
-PARTS_EVERY = 64
-"""Judgments written out to the run log's parts at once (one list dump: ~2 ms)."""
 
 
 def _progress_hook(
     state: LabelProgress,
     t0: float,
     on_progress: Callable[[LabelProgress], None] | None,
-    parts: _PartsWriter | None = None,
 ) -> Callable[[str, Any], None]:
     """The judge layer's progress hook: counts into ``state``, calls ``on_progress`` at most
     every :data:`PROGRESS_EVERY_S` seconds."""
@@ -746,8 +662,6 @@ def _progress_hook(
             state.cost += float(getattr(rec, "cost", 0.0) or 0.0)
         if getattr(rec, "error", None):
             state.failed += 1
-        if parts is not None:
-            parts.judged(rec)
         if on_progress is not None:
             now = time.perf_counter()
             if now >= next_at:  # a bar redraws ~10 times a second: no need for more
@@ -799,13 +713,11 @@ def make_labels(
     *,
     judge: Any = None,
     budget: Any = None,
-    made: RecordParts | None = None,
 ) -> Labels:
     """:class:`Labels` of finished judgments: records (ties dropped when ``cfg.drop_ties``) and
-    the section with its summary. ``made``: records a :class:`RecordParts` made while the run
-    was judged (the same records)."""
+    the section with its summary."""
     run_log_models()
-    records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties, made=made)
+    records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties)
     summary = summarize(judgments, time_s)
     summary.written = len(records)
     summary.decided = sum(1 for r in records if not r.is_tie)
@@ -845,24 +757,16 @@ def _records(
     judgments: Sequence[Judgment],
     *,
     drop_ties: bool = False,
-    made: RecordParts | None = None,
 ) -> tuple[list[PreferenceRecord], int]:
     """:func:`to_records` and the number of ties among them; ``drop_ties``: the ties are
-    counted but never built (a third of the records for a judge that often says C).
-    ``made``: the records a :class:`RecordParts` made while the run was judged (used for the
-    same comparison and judgment objects; the rest are made here)."""
+    counted but never built (a third of the records for a judge that often says C)."""
     ties = 0
     kind = judgments[0].judge.kind if judgments else ""
     origin = _ORIGIN.get(kind, "judge")
     out = []
     keys = _FingerprintKeys()
-    got_of = made.pairs if made is not None and made.drop_ties == drop_ties else {}
     for c, j in zip(comparisons, judgments, strict=True):
-        got = got_of.get(id(j)) if got_of else None
-        if got is not None and got[0] is c and got[1] is j and got[2] == origin:
-            rec, tie = got[3], got[4]
-        else:
-            rec, tie = _record(c, j, keys, origin, drop_ties)
+        rec, tie = _record(c, j, keys, origin, drop_ties)
         ties += tie
         if rec is not None:
             out.append(rec)
@@ -935,40 +839,6 @@ def _record(
         provenance=prov,
     )
     return rec, tie
-
-
-class RecordParts:
-    """Preference records and their ``.jsonl`` lines made while a run is judged (each
-    judgment with the comparison of its id, as it finishes), so that after the last answer
-    :func:`make_labels` and :func:`~judge_rl.data.write_preferences` mostly look them up.
-    Matched by identity: a pair of objects the run did not end with is made afresh there."""
-
-    def __init__(self, *, drop_ties: bool = True, lines: bool = True) -> None:
-        self.drop_ties = drop_ties
-        self.pairs: dict[int, tuple[Comparison, Judgment, str, PreferenceRecord | None, bool]] = {}
-        self.lines: dict[int, tuple[PreferenceRecord, str]] | None = {} if lines else None
-        self._keys = _FingerprintKeys()
-        self._by_id: dict[str, Comparison] = {}
-
-    def add_comparisons(self, comparisons: Sequence[Comparison]) -> None:
-        by_id = self._by_id
-        for c in comparisons:
-            by_id.setdefault(c.id, c)
-
-    def add(self, judgments: Sequence[Judgment]) -> None:
-        """Make the records of ``judgments`` (those whose comparison was added)."""
-        from judge_rl.data._read import preference_line
-
-        by_id, pairs, lines = self._by_id, self.pairs, self.lines
-        for j in judgments:
-            c = by_id.get(j.comparison_id)
-            if c is None or id(j) in pairs:
-                continue
-            origin = _ORIGIN.get(j.judge.kind, "judge")
-            rec, tie = _record(c, j, self._keys, origin, self.drop_ties)
-            pairs[id(j)] = (c, j, origin, rec, tie)
-            if rec is not None and lines is not None:
-                lines[id(rec)] = (rec, preference_line(rec))
 
 
 def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:

@@ -77,10 +77,6 @@ KINDS: dict[str, StageKind] = {
     "tournament": StageKind(tour_mod.TournamentConfig, tour_mod.Ratings, ("ppo", "prompts")),
     "report": StageKind(report_mod.ReportConfig, ReportOut, (), ("ppo", "tournament", "audit")),
 }
-# The label stage's output names the run log's section models, which `judge-rl label` imports
-# lazily (after its first requests): complete it here, where the run log is imported anyway, so
-# that a resumed run can read a finished label stage back (tests/pipeline/test_run.py).
-label_mod.run_log_models()
 
 
 @dataclass
