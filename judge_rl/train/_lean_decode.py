@@ -40,7 +40,10 @@ modules run their base layer alone, in both paths. Anything else uses ``generate
 ``sample(..., group=K)`` is GRPO's shared-prefill rollout (judge_rl/train/grpo.py): each prompt
 but its last token is prefilled once, the cache repeated K times, and the last prompt token runs
 as the first one-token step of the (G*K) rows, which is what ``generate`` does when handed that
-repeated cache; tested to give the same tokens and random draws as that path.
+repeated cache; tested to give the same tokens and random draws as that path. With
+``last_in_prefill=True`` the whole prompt is prefilled once and its last logits repeated too:
+the arithmetic of the plain call on the repeated prompts (GRPO with a LoRA policy, whose other
+path is that plain call; ``test_grpo_lean.py``).
 """
 
 from __future__ import annotations
@@ -219,6 +222,7 @@ class LeanDecoder:
         eos: list[int],
         pad_id: int,
         group: int = 0,
+        last_in_prefill: bool = False,
     ) -> torch.Tensor:
         """Like ``generate``: (B, P + R') prompt and response ids, R' <= ``max_new_tokens``.
 
@@ -226,7 +230,14 @@ class LeanDecoder:
         (every row at least 2 real tokens); all but the last position are prefilled once, the
         cache is repeated K times, and the last prompt token is the first one-token step of the
         G*K rows (prompt i's samples are rows i*K .. i*K+K-1). Returns (G*K, P + R'), the tokens
-        ``generate`` samples when handed the repeated cache and the repeated prompts."""
+        ``generate`` samples when handed the repeated cache and the repeated prompts.
+
+        ``last_in_prefill=True`` (with ``group``): the whole prompt, last token included, is
+        prefilled once, and the cache and the last position's logits are repeated K times: the
+        arithmetic of the plain call on the K-times repeated prompts (``sample(ids.
+        repeat_interleave(K, 0), ...)``), row for row, where the prefill's result does not
+        depend on the batch size (tested); GRPO takes it for a LoRA policy, whose other path is
+        that plain call."""
         from judge_rl.train._last_mlp import last_mlp_only
 
         B, P = input_ids.shape
@@ -235,7 +246,8 @@ class LeanDecoder:
         am = attention_mask.long()
         pos = am.cumsum(-1) - 1  # (B, P) as generate: real tokens count from 0
         pos = pos.masked_fill(am == 0, 0)
-        n_pre = P - 1 if group else P
+        step_last = bool(group) and not last_in_prefill  # the last prompt token as a step
+        n_pre = P - 1 if step_last else P
         # the prefill's logits are read at the last position only (group: not at all)
         with last_mlp_only(1, self.model):
             out = self.model(
@@ -249,14 +261,16 @@ class LeanDecoder:
         logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)  # (B, V)
         del out
         if group:
-            cache.batch_repeat_interleave(group)  # (B*K, KV, P-1, D) per layer
+            cache.batch_repeat_interleave(group)  # (B*K, KV, n_pre, D) per layer
             input_ids = input_ids.repeat_interleave(group, 0)  # (B*K, P)
             am = am.repeat_interleave(group, 0)  # (B*K, P)
             pos = pos.repeat_interleave(group, 0)  # (B*K, P)
+            if not step_last:
+                logits = logits.repeat_interleave(group, 0)  # (B*K, V)
             B = B * group
         keep = torch.zeros(B, P + max_new_tokens, dtype=torch.bool, device=device)  # (B, S)
         keep[:, :P] = am.bool()
-        if group:  # the last prompt token: a one-token step over the repeated cache
+        if step_last:  # the last prompt token: a one-token step over the repeated cache
             logits = self._step(cache, input_ids[:, -1:], pos[:, -1:], keep[:, None, None, :P])
         eos_t = torch.tensor(eos, device=device)
         unfinished = torch.ones(B, dtype=torch.long, device=device)  # (B,)

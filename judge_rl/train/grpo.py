@@ -812,7 +812,12 @@ class GRPOTrainer:
         settings as :class:`~judge_rl.train.rollout.HFRolloutEngine`. Where the lean sampling
         loop applies (judge_rl/train/_lean_decode.py, ``sample(group=K)``) it does the same
         with less work per step: the same tokens and random draws for the same seed
-        (tests/train/test_grpo_lean.py)."""
+        (tests/train/test_grpo_lean.py).
+
+        A LoRA policy shares the prefill only through the lean loop, in its
+        ``last_in_prefill`` mode (the whole prompt prefilled once, the last position's logits
+        repeated with the cache): the arithmetic of the plain rollout on the repeated prompts,
+        which is what a LoRA policy runs where the lean loop does not apply (and ran before)."""
         import torch
         from transformers import DynamicCache
 
@@ -829,6 +834,9 @@ class GRPOTrainer:
         was_training = m.training
         m.eval()
         lean = lean_decoder(m, top_k=None if greedy else c.top_k, top_p=c.top_p)
+        if lean is None and self._peft:  # the plain rollout (HFRolloutEngine: generate)
+            m.train(was_training)
+            return self._rollout(items, [e for e in encoded for _ in range(K)], greedy=greedy)
         with torch.no_grad():
             if lean is not None:
                 out = lean.sample(
@@ -840,6 +848,7 @@ class GRPOTrainer:
                     eos=eng.eos,
                     pad_id=eng.pad_id,
                     group=K,
+                    last_in_prefill=self._peft,
                 )  # (G*K, P + R')
             else:
                 pos = (q_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)
@@ -884,7 +893,6 @@ class GRPOTrainer:
         return (
             self.config.shared_prompt
             and isinstance(self.engine, HFRolloutEngine)
-            and not self._peft
             and self.accelerator.num_processes == 1
             and min(len(e) for e in encoded) >= 2
         )

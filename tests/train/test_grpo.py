@@ -16,6 +16,7 @@ from judge_rl.train.grpo import GroupReward, GRPOConfig, GRPOTrainer
 from judge_rl.train.rewards import RewardQuery
 from judge_rl.types import PromptItem
 from tests.conftest import requires_embedded
+from tests.train.test_grpo_lean import group_and_plain
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
 
@@ -344,11 +345,6 @@ def test_shared_prefill_samples_what_the_plain_rollout_samples():
     cfg, model, tok, _ = toy(batch_size=4, group_size=3, max_new_tokens=10, mini_batch_size=0)
     prompts = [f"question {i} " + "x" * (i % 5) for i in range(8)]  # lengths differ: left padding
     tr = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
-    items, enc = tr.items[:4], tr._encoded[:4]
-    rep = [it for it in items for _ in range(3)]
-    torch.manual_seed(1)
-    a = tr._group_rollout(rep, enc, 3)
-    torch.manual_seed(1)
-    b = tr._rollout(rep, [e for e in enc for _ in range(3)])
+    a, b, _, _ = group_and_plain(tr, 3)
     assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
     assert torch.equal(a.query_ids, b.query_ids) and torch.equal(a.response_mask, b.response_mask)

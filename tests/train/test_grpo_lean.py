@@ -2,7 +2,12 @@
 (judge_rl/train/_lean_decode.py, ``sample(group=K)``) samples the same tokens, and draws the same
 random numbers, as its ``generate`` path (``JUDGE_RL_LEAN_DECODE=0``: prefill into a
 ``DynamicCache``, repeated K times, ``generate`` continues), for the same seed: sampled and
-greedy, left-padded prompts, multi-head and grouped-query attention, rows ending early."""
+greedy, left-padded prompts, multi-head and grouped-query attention, rows ending early.
+
+With a LoRA policy (``lora_r``) the group rollout runs the lean loop's ``last_in_prefill`` mode
+(the prompt prefilled once per group, not K times) and samples the tokens, and draws the random
+numbers, of the plain rollout on the repeated prompts, which a LoRA policy ran before (and runs
+where the lean loop does not apply)."""
 
 from __future__ import annotations
 
@@ -74,12 +79,128 @@ def test_group_rollout_rows_that_stop_early(monkeypatch):
     assert ref.response_ids.shape[1] < 40  # every row stopped before max_new_tokens
 
 
+def group_and_plain(tr, K, *, n=4, seed=1, greedy=False):
+    """(group rollout's batch, plain rollout's batch on the K-times repeated prompts, the random
+    numbers each leaves next) of ``tr``'s first ``n`` prompts, from the same seed."""
+    items, enc = tr.items[:n], tr._encoded[:n]
+    rep = [it for it in items for _ in range(K)]
+    torch.manual_seed(seed)
+    a = tr._group_rollout(rep, enc, K, greedy=greedy)
+    r_a = torch.rand(3)
+    torch.manual_seed(seed)
+    b = tr._rollout(rep, [e for e in enc for _ in range(K)], greedy=greedy)
+    r_b = torch.rand(3)
+    return a, b, r_a, r_b
+
+
 def test_group_rollout_equals_the_plain_rollout_through_the_lean_loop():
-    tr = trainer("gqa", K=3)
-    items, enc = tr.items[:4], tr._encoded[:4]
-    rep = [it for it in items for _ in range(3)]
-    torch.manual_seed(1)
-    a = tr._group_rollout(rep, enc, 3)
-    torch.manual_seed(1)
-    b = tr._rollout(rep, [e for e in enc for _ in range(3)])
+    a, b, _, _ = group_and_plain(trainer("gqa", K=3), 3)
     assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
+
+
+# -- a LoRA policy ------------------------------------------------------------------------------
+
+
+def lora_trainer(arch="gqa", *, K=3, temperature=1.0, max_new_tokens=20, **kw):
+    """A GRPO trainer with ``lora_r=4`` on a context-dependent tiny Llama, its ``lora_B`` set to
+    random non-zero values (peft starts them at zero, where the adapter would change nothing)."""
+    pytest.importorskip("peft")
+    tok = tiny_tokenizer()
+    model = llama(tok, kv_heads=4 if arch == "mha" else 2)
+    cfg = dict(steps=1, batch_size=4, group_size=K, max_new_tokens=max_new_tokens,
+               temperature=temperature, device="cpu", seed=0, lora_r=4)  # fmt: skip
+    cfg.update(kw)
+    tr = GRPOTrainer(GRPOConfig(**cfg), model, tok, "contains:a", PROMPTS)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in tr.policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return tr
+
+
+@pytest.mark.parametrize("arch", ["mha", "gqa"])
+@pytest.mark.parametrize(("greedy", "temperature"), [(False, 1.0), (False, 0.7), (True, 1.0)])
+def test_lora_group_rollout_same_tokens_as_the_plain_rollout(arch, greedy, temperature):
+    K = 3
+    tr = lora_trainer(arch, K=K, temperature=temperature)
+    assert tr._peft and min(map(len, tr._encoded[:4])) < max(map(len, tr._encoded[:4]))
+    for seed in range(3):
+        a, b, r_a, r_b = group_and_plain(tr, K, seed=seed, greedy=greedy)
+        assert torch.equal(a.response_ids, b.response_ids), seed
+        assert torch.equal(a.response_mask, b.response_mask) and a.texts == b.texts
+        assert torch.equal(a.query_ids, b.query_ids) and torch.equal(a.query_mask, b.query_mask)
+        assert torch.equal(r_a, r_b)  # the same random numbers drawn
+    with torch.no_grad(), tr.policy.disable_adapter():  # the adapters matter for these tokens
+        torch.manual_seed(seed)
+        base = tr._rollout(a.items, [e for e in tr._encoded[:4] for _ in range(K)], greedy=greedy)
+    assert not torch.equal(base.response_ids, a.response_ids)
+
+
+def test_lora_group_rollout_rows_that_stop_early():
+    tr = lora_trainer("gqa", K=2, max_new_tokens=40)
+    tr.engine.eos = list(range(10, len(tr.tokenizer), 2))  # about half the vocabulary ends
+    for seed in range(3):
+        a, b, r_a, r_b = group_and_plain(tr, 2, seed=seed)
+        assert torch.equal(a.response_ids, b.response_ids), seed
+        assert torch.equal(a.response_mask, b.response_mask) and torch.equal(r_a, r_b)
+    assert b.response_ids.shape[1] < 40  # every row stopped before max_new_tokens
+
+
+def prefill_shapes(tr):
+    """Records (rows, positions) of every gradient-free forward of the policy's Llama body (the
+    rollout's prefill runs there; the lean loop's decoding steps call its layers directly)."""
+    shapes = []
+
+    def hook(module, args, kwargs):
+        if not torch.is_grad_enabled():
+            shapes.append(tuple(kwargs["input_ids"].shape))
+
+    body = tr.policy.get_base_model().model
+    return shapes, body.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_lora_policy_prefills_each_prompt_once_per_group():
+    """One training step with a LoRA policy: the rollout's prefill runs on the G prompts, not on
+    their G*K copies (before, a LoRA policy always took the plain rollout)."""
+    G, K = 4, 3
+    tr = lora_trainer("gqa", K=K, beta=0.0, epochs=1)  # beta 0, one pass: no other no-grad pass
+    P = max(map(len, tr._encoded))
+    shapes, handle = prefill_shapes(tr)
+    tr.train_step()
+    handle.remove()
+    assert shapes and shapes[0][0] == G and shapes[0][1] <= P, shapes
+    assert sum(r * n for r, n in shapes if n <= P) <= G * P  # K times less prompt work
+
+    tr = lora_trainer("gqa", K=K, beta=0.0, epochs=1, shared_prompt=False)  # the plain rollout
+    shapes, handle = prefill_shapes(tr)
+    tr.train_step()
+    handle.remove()
+    assert shapes[0][0] == G * K
+
+
+def test_lora_training_steps_equal_with_and_without_the_shared_prefill():
+    """The same samples, so the same step statistics (LoRA runs the plain log-prob passes
+    either way)."""
+    runs = []
+    for shared in (True, False):
+        tr = lora_trainer("gqa", K=3, steps=3, beta=0.05, shared_prompt=shared)
+        runs.append(tr.train().steps)
+    for a, b in zip(*runs, strict=True):
+        for k in ("reward_mean", "kl", "loss", "entropy", "response_length"):
+            if k in a:
+                assert a[k] == b[k], (a["step"], k)
+
+
+def test_lora_group_rollout_without_the_lean_loop_is_the_plain_rollout(monkeypatch):
+    """Where the lean loop does not apply, a LoRA policy's group rollout is the plain rollout
+    (``generate`` on the repeated prompts), as before."""
+    tr = lora_trainer("gqa", K=3)
+    monkeypatch.setenv("JUDGE_RL_LEAN_DECODE", "0")
+    calls = []
+    real = tr.policy.generate
+    monkeypatch.setattr(tr.policy, "generate", lambda *a, **k: calls.append(k) or real(*a, **k))
+    a, b, r_a, r_b = group_and_plain(tr, 3)
+    assert calls and all("past_key_values" not in k for k in calls)  # no repeated cache
+    assert calls[0]["input_ids"].shape[0] == 12  # the repeated prompts
+    assert torch.equal(a.response_ids, b.response_ids) and torch.equal(r_a, r_b)

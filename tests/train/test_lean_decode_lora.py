@@ -142,3 +142,38 @@ def test_other_float_types_and_autocast_go_to_generate():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert lean_decoder(model, top_k=0, top_p=1.0) is None
     assert lean_decoder(model.to(torch.bfloat16), top_k=0, top_p=1.0) is None
+
+
+@pytest.mark.parametrize("adapter", [True, False])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_group_last_in_prefill_is_the_plain_call_on_the_repeated_prompts(adapter, temperature,
+                                                                          monkeypatch):  # fmt: skip
+    """``sample(group=K, last_in_prefill=True)`` (GRPO's group rollout for a LoRA policy) draws
+    from bit-identical probabilities, step for step, as the plain call on the K-times repeated
+    prompts (the LoRA path before), so the same tokens and random numbers."""
+    tok = tiny_tokenizer()
+    model = lora(base("gqa", tok)) if adapter else base("gqa", tok)
+    lean = lean_decoder(model, top_k=0, top_p=1.0)
+    q, qm = left_pad([encode_prompt(tok, p) for p in PROMPTS], tok.pad_token_id)
+    K, kw = 3, dict(max_new_tokens=16, greedy=False, temperature=temperature,
+                    eos=[tok.eos_token_id], pad_id=tok.pad_token_id)  # fmt: skip
+    real = torch.multinomial
+    runs: list[list[torch.Tensor]] = []
+
+    def recording(probs, *a, **k):
+        runs[-1].append(probs.clone())
+        return real(probs, *a, **k)
+
+    monkeypatch.setattr(torch, "multinomial", recording)
+    outs = []
+    for call in (
+        lambda: lean.sample(q, qm, group=K, last_in_prefill=True, **kw),
+        lambda: lean.sample(q.repeat_interleave(K, 0), qm.repeat_interleave(K, 0), **kw),
+    ):
+        runs.append([])
+        torch.manual_seed(0)
+        outs.append((call(), torch.rand(3)))
+    (a, r_a), (b, r_b) = outs
+    assert torch.equal(a, b) and torch.equal(r_a, r_b)
+    assert len(runs[0]) == len(runs[1]) > 1
+    assert all(torch.equal(x, y) for x, y in zip(*runs, strict=True))  # bit for bit
