@@ -36,9 +36,7 @@ def fingerprint(rng: random.Random) -> Any:
     from judge_rl.types import JudgeFingerprint
 
     params = PARAMS[0] if rng.random() < 0.7 else rng.choice(PARAMS)
-    fp = JudgeFingerprint(
-        name="judge", kind="pairwise", model="m", backend="openai", params=params
-    )
+    fp = JudgeFingerprint(name="judge", kind="pairwise", model="m", backend="openai", params=params)
     if rng.random() < 0.5:
         return JudgeFingerprint.model_validate_json(fp.model_dump_json())
     return fp
@@ -61,7 +59,7 @@ def comparisons_and_judgments(n: int = 90) -> tuple[list[Any], list[Any]]:
         comps.append(c)
         fp = shared if i % 3 == 0 else fingerprint(rng)
 
-        def call(first: str, winner: Any, p_a: Any = None, **kw: Any) -> Any:
+        def call(first: str, winner: Any, p_a: Any = None, i: int = i, **kw: Any) -> Any:
             extra: dict[str, Any] = {}
             if rng.random() < 0.3:
                 extra["label_mass"] = rng.choice([0.05, 0.5, 0.99])
@@ -88,39 +86,78 @@ def comparisons_and_judgments(n: int = 90) -> tuple[list[Any], list[Any]]:
             w = rng.choice(["a", "b"])
             p = rng.choice([None, 0.9, 0.2, 0.5])
             j = Judgment(
-                comparison_id=c.id, prompt_id=c.prompt_id, a_id=a.id, b_id=b.id, winner=w,
-                p_a=p, judge=fp, calls=[call(a.id, w, p)], **usage,
-            )  # fmt: skip
+                comparison_id=c.id,
+                prompt_id=c.prompt_id,
+                a_id=a.id,
+                b_id=b.id,
+                winner=w,
+                p_a=p,
+                judge=fp,
+                calls=[call(a.id, w, p)],
+                **usage,
+            )
         elif kind == 3:  # a tie
             j = Judgment(
-                comparison_id=c.id, prompt_id=c.prompt_id, a_id=a.id, b_id=b.id, winner="tie",
-                judge=fp, calls=[call(a.id, "tie")], **usage,
-            )  # fmt: skip
+                comparison_id=c.id,
+                prompt_id=c.prompt_id,
+                a_id=a.id,
+                b_id=b.id,
+                winner="tie",
+                judge=fp,
+                calls=[call(a.id, "tie")],
+                **usage,
+            )
         elif kind == 4:  # failures of several kinds
             err = rng.choice(["parse: no verdict", "timeout: 60s", "server: HTTP 500", None])
             j = Judgment(
-                comparison_id=c.id, prompt_id=c.prompt_id, a_id=a.id, b_id=b.id, judge=fp,
-                error=err, calls=[call(a.id, None, error=err)], **usage,
-            )  # fmt: skip
+                comparison_id=c.id,
+                prompt_id=c.prompt_id,
+                a_id=a.id,
+                b_id=b.id,
+                judge=fp,
+                error=err,
+                calls=[call(a.id, None, error=err)],
+                **usage,
+            )
         elif kind in (5, 6):  # both orders
             w1, w2 = rng.choice(["a", "b", "tie"]), rng.choice(["a", "b"])
             j = Judgment(
-                comparison_id=c.id, prompt_id=c.prompt_id, a_id=a.id, b_id=b.id, winner=w1,
-                judge=fp, order="both", consistent=w1 == w2,
-                calls=[call(a.id, w1), call(b.id, w2)], **usage,
-            )  # fmt: skip
+                comparison_id=c.id,
+                prompt_id=c.prompt_id,
+                a_id=a.id,
+                b_id=b.id,
+                winner=w1,
+                judge=fp,
+                order="both",
+                consistent=w1 == w2,
+                calls=[call(a.id, w1), call(b.id, w2)],
+                **usage,
+            )
         else:  # a jury of two members (its calls are its members')
             members = [
                 Judgment(
-                    comparison_id=c.id, prompt_id=c.prompt_id, a_id=a.id, b_id=b.id,
-                    winner=w, judge=fingerprint(rng), calls=[call(a.id, w)], **usage,
-                )  # fmt: skip
+                    comparison_id=c.id,
+                    prompt_id=c.prompt_id,
+                    a_id=a.id,
+                    b_id=b.id,
+                    winner=w,
+                    judge=fingerprint(rng),
+                    calls=[call(a.id, w)],
+                    **usage,
+                )
                 for w in (rng.choice(["a", "b"]), rng.choice(["a", "tie"]))
             ]
             j = Judgment(
-                comparison_id=c.id, prompt_id=c.prompt_id, a_id=a.id, b_id=b.id,
-                winner=members[0].winner, p_a=0.75, judge=fp, members=members, **usage,
-            )  # fmt: skip
+                comparison_id=c.id,
+                prompt_id=c.prompt_id,
+                a_id=a.id,
+                b_id=b.id,
+                winner=members[0].winner,
+                p_a=0.75,
+                judge=fp,
+                members=members,
+                **usage,
+            )
         judgs.append(j)
     return comps, judgs
 
@@ -144,9 +181,14 @@ def outputs(tmp: Path) -> dict[str, str]:
             path = write_preferences(labels.records, tmp / f"prefs-{tag}{ext}")
             out[f"prefs-{tag}{ext}"] = _sha(path.read_bytes())
         log = RunLog(
-            run="r", command="label", created="2026-12-02T00:00:00+00:00", config={"x": 1},
-            environment={"python": "3"}, timings={"label": 1.25}, cost={"label": 0.5},
-        )  # fmt: skip
+            run="r",
+            command="label",
+            created="2026-12-02T00:00:00+00:00",
+            config={"x": 1},
+            environment={"python": "3"},
+            timings={"label": 1.25},
+            cost={"label": 0.5},
+        )
         for f in [j.judge for j in judgs[:3]]:
             log.add_judge(f)
         labels.section.output = str(tmp / "prefs.jsonl").replace(str(tmp), "<tmp>")
