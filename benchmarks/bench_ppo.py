@@ -40,9 +40,13 @@ Part 7 (``--part grpo-rollout``, not in ``all``): GRPO's shared-prefill group ro
 (``GRPOTrainer._group_rollout``) on benchmarks/bench_grpo.py's policy and settings (hidden 256 x 4
 layers, 8 prompts x K=8, 16 new tokens), ``generate`` continuing from the repeated cache vs the
 lean loop (``sample(group=K)``), interleaved; CPU s per rollout and whether the tokens are the same.
+Part 8 (``--part grpo-lora-rollout``, not in ``all``): the same with a LoRA policy (r=8, ``lora_B``
+set to small random values): the plain rollout on the K-times repeated prompts (a LoRA policy's
+rollout before the lean loop's ``last_in_prefill`` mode) vs the group rollout (each prompt
+prefilled once), both through the lean loop, interleaved; CPU s and whether the tokens are the same.
 
     python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|demo-rollout|
-        grpo-rollout|all] [--threads 1]
+        grpo-rollout|grpo-lora-rollout|all] [--threads 1]
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TRL_REQ = ["trl==1.12.0"]
 BATCH, NEW_TOKENS, EPOCHS, KL, LR = 16, 32, 4, 0.05, 1e-5
+LORA_R = 8  # --part grpo-lora-rollout (evals/demo.yaml's rank)
 
 _PEER_TEMPLATE = r"""
 import json, sys, time
@@ -386,23 +391,27 @@ def print_memory(rows: list[dict], threads: int, demo: bool = False) -> None:
 # -- part 4: the two pieces of this round, each against what it replaced -----------------------
 
 
-def generate_vs_lean(rounds: int, rollout: Any) -> tuple[dict, dict, bool, list]:
+def generate_vs_lean(
+    rounds: int, rollout: Any, sides: dict[str, tuple[str, Any]] | None = None
+) -> tuple[dict, dict, bool, list]:
     """``rollout(r)`` with ``generate`` (``JUDGE_RL_LEAN_DECODE=0``) and with the lean loop in
     turn, ``rounds`` times, the same seed per round on both sides; the first round warms up.
     Returns wall and CPU seconds per side, whether every round sampled the same tokens, and the
-    lean loop's batches."""
+    second side's batches. ``sides`` ({name: (JUDGE_RL_LEAN_DECODE, rollout)}, two of them)
+    compares two other rollouts the same way."""
     import torch
 
-    wall: dict[str, list[float]] = {"generate": [], "lean loop": []}
-    cpu: dict[str, list[float]] = {"generate": [], "lean loop": []}
+    sides = sides or {"generate": ("0", rollout), "lean loop": ("1", rollout)}
+    wall: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
     same, batches = True, []
     for r in range(rounds):
         got = []
-        for name, flag in (("generate", "0"), ("lean loop", "1")):
+        for name, (flag, fn) in sides.items():
             os.environ["JUDGE_RL_LEAN_DECODE"] = flag
             torch.manual_seed(r)
             t, c = time.perf_counter(), time.process_time()
-            b = rollout(r)
+            b = fn(r)
             if r:
                 wall[name].append(time.perf_counter() - t)
                 cpu[name].append(time.process_time() - c)
@@ -564,6 +573,56 @@ def grpo_rollout(args: argparse.Namespace, reps: int = 8) -> None:
     ratio = statistics.median(cpu["generate"]) / statistics.median(cpu["lean loop"])
     print(f"generate / lean (median CPU): {ratio:.2f}x")
     print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
+
+
+def grpo_lora_rollout(args: argparse.Namespace, reps: int = 8) -> None:
+    """``--part grpo-lora-rollout``: see the module docstring; the first round warms up."""
+    import torch
+    from bench_grpo import NEW_TOKENS as G_NEW
+    from bench_grpo import PROMPTS_PER_STEP as G
+    from bench_grpo import K as GK
+    from bench_grpo import build as build_grpo
+
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train.grpo import GRPOConfig, GRPOTrainer
+
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-grpo-lora-") as tmp:
+        policy, prompts = build_grpo(Path(tmp), args.hidden, args.layers)
+        model, tok = load_causal_lm(str(policy)), load_tokenizer(str(policy))
+    cfg = GRPOConfig(steps=1, batch_size=G, group_size=GK, max_new_tokens=G_NEW, lora_r=LORA_R,
+                     temperature=1.0, chat_template=False, device="cpu", seed=0)  # fmt: skip
+    trainer = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # adapters as after some training (peft starts lora_B at zero)
+        for name, p in trainer.policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+
+    def batch(r: int) -> tuple[list, list]:
+        start = (r * G) % len(prompts)
+        idx = list(range(start, start + G))
+        items = [trainer.items[i] for i in idx for _ in range(GK)]
+        return items, [trainer._encoded[i] for i in idx]
+
+    def plain(r: int) -> Any:
+        items, enc = batch(r)
+        return trainer._rollout(items, [e for e in enc for _ in range(GK)])
+
+    def group(r: int) -> Any:
+        return trainer._group_rollout(*batch(r), GK)
+
+    sides = {"plain": ("1", plain), "group": ("1", group)}
+    wall, cpu, same, _ = generate_vs_lean(reps + 1, None, sides)
+    print(
+        f"GRPO rollout of a LoRA policy (r={LORA_R}; {G} prompts x K={GK}, {G_NEW} new tokens) on "
+        f"a policy of hidden {args.hidden} x {args.layers} layers, {args.threads} thread(s), "
+        f"{reps} interleaved repetitions, load average {os.getloadavg()[0]:.1f}; plain = the "
+        "prompts repeated K times (before), group = each prompt prefilled once"
+    )
+    print_rollouts(wall, cpu, 3)
+    ratio = statistics.median(cpu["plain"]) / statistics.median(cpu["group"])
+    print(f"plain / group (median CPU): {ratio:.2f}x")
+    print(f"the group rollout sampled the same tokens as the plain one (same seeds): {same}")
 
 
 def profile_part(args: argparse.Namespace, updates: int = 3) -> None:
@@ -728,6 +787,7 @@ def main() -> int:
             "profile",
             "demo-rollout",
             "grpo-rollout",
+            "grpo-lora-rollout",
             "all",
         ],  # fmt: skip
         default="all",
@@ -764,6 +824,8 @@ def main() -> int:
         demo_rollout(args)
     if args.part == "grpo-rollout":
         grpo_rollout(args)
+    if args.part == "grpo-lora-rollout":
+        grpo_lora_rollout(args)
     if args.part == "demo-memory":
         rows = memory_table(args.threads, list(DEMO_MEMORY_CONFIGS))
         print_memory(rows, args.threads, demo=True)
