@@ -14,7 +14,7 @@ Decoding a small model on CPU is bound by memory and per-call overhead, not arit
 
 The prefill is the model's own ``forward`` (into the in-place cache). Sampling is
 ``generate``'s: float32 logits of the last position, divided by the temperature when it is not 1,
-softmax, ``torch.multinomial`` (``argmax`` when greedy), finished rows continue with the pad
+top-k and top-p when set, softmax, ``torch.multinomial`` (``argmax`` when greedy), finished rows continue with the pad
 token, and the loop stops when every row has emitted an EOS or after ``max_new`` tokens.
 ``tests/train/test_lean_decode.py`` checks that the tokens equal ``generate``'s, sampled and greedy,
 left-padded, with multi-head and grouped-query attention; ``test_lean_decode_lora.py`` the same for
@@ -23,9 +23,11 @@ LoRA-wrapped models, ``test_grpo_lean.py`` for the group mode below. At the embe
 
 Only what is known to match is taken (:func:`lean_decoder`): a ``LlamaForCausalLM`` whose
 layers are ``LlamaDecoderLayer`` s (not FSDP or DeepSpeed wrapped), the SDPA attention, float32
-weights, on CPU, no autocast, every module in eval mode, full-distribution sampling (no
-top-k/top-p) and a generation config without other logits processors; anything else uses
-``generate``. ``JUDGE_RL_LEAN_DECODE=0`` turns it off.
+weights, on CPU, no autocast, every module in eval mode, and a generation config without logits
+processors other than temperature, top-k and top-p; anything else uses ``generate``.
+``JUDGE_RL_LEAN_DECODE=0`` turns it off. Top-k and top-p are ``generate``'s own warpers
+(transformers' ``TopKLogitsWarper`` and ``TopPLogitsWarper``, after the temperature, in
+``generate``'s order), tested against ``generate`` for several (k, p, temperature).
 
 A peft LoRA model (``PeftModelForCausalLM`` around such a Llama, as ``--lora-r`` builds it) is
 taken too: the steps call the same modules the model's forward calls, and those are peft's
@@ -223,8 +225,13 @@ class LeanDecoder:
         pad_id: int,
         group: int = 0,
         last_in_prefill: bool = False,
+        top_k: int | None = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
         """Like ``generate``: (B, P + R') prompt and response ids, R' <= ``max_new_tokens``.
+        Sampled (not ``greedy``), the logits go through ``generate``'s warpers in its order:
+        temperature (when not 1), top-k (when ``top_k`` is not 0 or None), top-p (when
+        ``top_p`` < 1), transformers' own classes, then softmax and ``torch.multinomial``.
 
         ``group=K`` (>= 1): GRPO's shared prefill. ``input_ids`` (G, P) are each prompt once
         (every row at least 2 real tokens); all but the last position are prefilled once, the
@@ -240,6 +247,7 @@ class LeanDecoder:
         that plain call."""
         from judge_rl.train._last_mlp import last_mlp_only
 
+        warpers = [] if greedy else _warpers(temperature, top_k, top_p)
         B, P = input_ids.shape
         device = input_ids.device
         cache: Any = grow_in_place_cache(self.model.config, P + max_new_tokens)
@@ -285,7 +293,9 @@ class LeanDecoder:
             if greedy:
                 nxt = torch.argmax(logits, dim=-1)  # (B,)
             else:
-                scores = logits / temperature if temperature != 1.0 else logits
+                scores = logits
+                for warp in warpers:  # generate's: temperature, top-k, top-p
+                    scores = warp(None, scores)  # (B, V)
                 probs = nn.functional.softmax(scores, dim=-1)  # (B, V)
                 nxt = torch.multinomial(probs, num_samples=1).squeeze(1)  # (B,)
             nxt = nxt * unfinished + pad_id * (1 - unfinished)
@@ -294,6 +304,26 @@ class LeanDecoder:
             if int(unfinished.max()) == 0:
                 break
         return torch.cat([input_ids, torch.stack(new, dim=1)], dim=1)  # (B, P + R')
+
+
+def _warpers(temperature: float, top_k: int | None, top_p: float | None) -> list[Any]:
+    """The logits warpers ``generate`` builds for sampling with these settings (and a generation
+    config without other warpers, :data:`_UNSUPPORTED_GEN`), in its order
+    (``GenerationMixin._get_logits_processor``; one beam: ``min_tokens_to_keep=1``)."""
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    out: list[Any] = []
+    if temperature is not None and temperature != 1.0:
+        out.append(TemperatureLogitsWarper(temperature))
+    if top_k is not None and top_k != 0:
+        out.append(TopKLogitsWarper(top_k=int(top_k), min_tokens_to_keep=1))
+    if top_p is not None and top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p=float(top_p), min_tokens_to_keep=1))
+    return out
 
 
 def _lora_base(model: Any) -> Any | None:
@@ -353,8 +383,8 @@ def lean_decoder(model: Any, *, top_k: int | None, top_p: float | None) -> LeanD
     tokens for it (see the module docstring), else ``None``."""
     if os.environ.get("JUDGE_RL_LEAN_DECODE", "1") == "0":
         return None
-    if (top_k or 0) != 0 or (top_p is not None and top_p < 1.0):
-        return None
+    if (top_k or 0) < 0 or (top_p is not None and not 0.0 < top_p <= 1.0):
+        return None  # generate raises its own error
     gens = [getattr(model, "generation_config", None)]
     adapter = None
     if type(model).__module__.startswith("peft"):

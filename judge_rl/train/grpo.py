@@ -849,6 +849,8 @@ class GRPOTrainer:
                     pad_id=eng.pad_id,
                     group=K,
                     last_in_prefill=self._peft,
+                    top_k=c.top_k,
+                    top_p=c.top_p,
                 )  # (G*K, P + R')
             else:
                 pos = (q_mask.cumsum(1) - 1).clamp(min=0)  # (G, P)

@@ -270,6 +270,8 @@ class HFRolloutEngine:
                     temperature=self.temperature,
                     eos=self.eos,
                     pad_id=self.pad_id,
+                    top_k=self.top_k,
+                    top_p=self.top_p,
                 )  # (B, P + R')
             else:
                 out = m.generate(

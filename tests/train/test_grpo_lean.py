@@ -69,6 +69,16 @@ def test_group_rollout_same_tokens_as_the_generate_path(arch, greedy, temperatur
         assert any(not torch.equal(g[i, 0], g[i, 1]) for i in range(4))
 
 
+@pytest.mark.parametrize("arch", ["mha", "gqa"])
+def test_group_rollout_with_top_k_top_p_same_tokens_as_the_generate_path(arch, monkeypatch):
+    tr = trainer(arch, K=3, temperature=0.7)
+    tr.config.top_k, tr.config.top_p = 10, 0.9
+    for seed in range(2):
+        ref, out, r_ref, r_out = both(tr, monkeypatch, K=3, seed=seed)
+        assert torch.equal(out.response_ids, ref.response_ids), seed
+        assert torch.equal(r_out, r_ref)
+
+
 def test_group_rollout_rows_that_stop_early(monkeypatch):
     tr = trainer("gqa", K=2, max_new_tokens=40)
     tr.engine.eos = list(range(10, len(tr.tokenizer), 2))  # about half the vocabulary ends
@@ -135,6 +145,21 @@ def test_lora_group_rollout_same_tokens_as_the_plain_rollout(arch, greedy, tempe
         torch.manual_seed(seed)
         base = tr._rollout(a.items, [e for e in tr._encoded[:4] for _ in range(K)], greedy=greedy)
     assert not torch.equal(base.response_ids, a.response_ids)
+
+
+def test_lora_group_rollout_with_top_k_top_p_same_tokens_as_the_plain_rollout(monkeypatch):
+    tr = lora_trainer("gqa", K=3, temperature=1.3, top_k=40, top_p=0.95)
+    calls = []
+    monkeypatch.setattr(tr.policy.get_base_model(), "generate", lambda *a, **k: calls.append(1) / 0)
+    for seed in range(2):
+        a, b, r_a, r_b = group_and_plain(tr, 3, seed=seed)
+        assert torch.equal(a.response_ids, b.response_ids) and torch.equal(r_a, r_b), seed
+    assert not calls  # both through the lean loop
+    monkeypatch.undo()
+    monkeypatch.setenv("JUDGE_RL_LEAN_DECODE", "0")  # generate, on the repeated prompts
+    torch.manual_seed(seed)
+    ref = tr._rollout(a.items, [e for e in tr._encoded[:4] for _ in range(3)])
+    assert torch.equal(ref.response_ids, a.response_ids)
 
 
 def test_lora_group_rollout_rows_that_stop_early():

@@ -36,12 +36,12 @@ def gqa_model(tok):
     return llama(tok, kv_heads=2)
 
 
-def both(model, tok, *, n_new, greedy, temperature=1.0, eos=None, seed=0):
+def both(model, tok, *, n_new, greedy, temperature=1.0, eos=None, seed=0, top_k=0, top_p=1.0):
     """(generate's ids, lean ids, generate's next random number, lean's)."""
     q, qm = left_pad([encode_prompt(tok, p) for p in PROMPTS], tok.pad_token_id)
     eos = eos or [tok.eos_token_id]
-    cfg = sampling_config(n_new, greedy, temperature, 0, 1.0, tok.pad_token_id, eos)
-    lean = lean_decoder(model, top_k=0, top_p=1.0)
+    cfg = sampling_config(n_new, greedy, temperature, top_k, top_p, tok.pad_token_id, eos)
+    lean = lean_decoder(model, top_k=top_k, top_p=top_p)
     assert lean is not None
     with torch.no_grad(), last_mlp_only(1, model):
         torch.manual_seed(seed)
@@ -49,7 +49,7 @@ def both(model, tok, *, n_new, greedy, temperature=1.0, eos=None, seed=0):
         r_ref = torch.rand(3)
         torch.manual_seed(seed)
         out = lean.sample(q, qm, max_new_tokens=n_new, greedy=greedy, temperature=temperature,
-                          eos=eos, pad_id=tok.pad_token_id)  # fmt: skip
+                          eos=eos, pad_id=tok.pad_token_id, top_k=top_k, top_p=top_p)  # fmt: skip
         r_out = torch.rand(3)
     return ref, out, r_ref, r_out
 
@@ -66,6 +66,45 @@ def test_same_tokens_as_generate(arch, greedy, temperature):
         assert torch.equal(r_out, r_ref)  # the same random numbers drawn
 
 
+# (top-k, top-p, temperature): each alone, both, with temperatures that move the nucleus
+TRUNCATED = [(5, 1.0, 1.0), (0, 0.8, 1.0), (10, 0.9, 0.7), (3, 0.5, 1.5), (1, 1.0, 1.0),
+             (40, 0.95, 1.3)]  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", ["mha", "gqa"])
+@pytest.mark.parametrize(("top_k", "top_p", "temperature"), TRUNCATED)
+def test_top_k_top_p_same_tokens_as_generate(arch, top_k, top_p, temperature):
+    tok = tiny_tokenizer()
+    model = llama(tok, kv_heads=4 if arch == "mha" else 2)
+    for seed in range(2):
+        ref, out, r_ref, r_out = both(model, tok, n_new=24, greedy=False, temperature=temperature,
+                                      seed=seed, top_k=top_k, top_p=top_p)  # fmt: skip
+        assert out.shape == ref.shape and torch.equal(out, ref), seed
+        assert torch.equal(r_out, r_ref)
+    full, _, _, _ = both(model, tok, n_new=24, greedy=False, temperature=temperature, seed=seed)
+    assert not torch.equal(full, ref)  # the truncation changed what was sampled
+
+
+def test_top_k_top_p_in_generate_order():
+    """Temperature, then top-k, then top-p (another order keeps other tokens here: the check
+    above would see it)."""
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    from judge_rl.train._lean_decode import _warpers
+
+    ws = _warpers(0.7, 10, 0.9)
+    assert [type(w) for w in ws] == [TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper]
+    assert _warpers(1.0, 0, 1.0) == [] and _warpers(1.0, None, None) == []
+    scores = torch.randn(2, 50, generator=torch.Generator().manual_seed(0))
+    p_first = TemperatureLogitsWarper(2.0)(None, TopPLogitsWarper(0.6)(None, scores))
+    in_order = TopPLogitsWarper(0.6)(None, TemperatureLogitsWarper(2.0)(None, scores))
+    assert not torch.equal(p_first.isinf(), in_order.isinf())  # other tokens kept
+
+
 def test_rows_that_stop_early_and_the_loop_that_stops_when_all_have():
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, hidden_size=32, num_layers=2)
@@ -78,10 +117,12 @@ def test_rows_that_stop_early_and_the_loop_that_stops_when_all_have():
     assert ref.shape[1] < width + 40  # every row stopped before max_new_tokens
 
 
-def test_engine_uses_it_and_matches_generate(monkeypatch):
+@pytest.mark.parametrize(("top_k", "top_p"), [(0, 1.0), (20, 0.9)])
+def test_engine_uses_it_and_matches_generate(top_k, top_p, monkeypatch):
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, hidden_size=32, num_layers=2)
-    eng = HFRolloutEngine(model, tok, max_new_tokens=16, temperature=1.0)
+    eng = HFRolloutEngine(model, tok, max_new_tokens=16, temperature=1.0, top_k=top_k,
+                          top_p=top_p)  # fmt: skip
     q, qm = left_pad([encode_prompt(tok, p) for p in PROMPTS], tok.pad_token_id)
     calls = []
     monkeypatch.setattr(model, "generate", lambda *a, **k: calls.append(1) or 1 / 0)
@@ -100,8 +141,12 @@ def test_falls_back_where_it_does_not_apply(monkeypatch):
     tok = tiny_tokenizer()
     model = tiny_causal_lm(tok, hidden_size=32, num_layers=1)
     assert lean_decoder(model, top_k=0, top_p=1.0) is not None
-    assert lean_decoder(model, top_k=5, top_p=1.0) is None  # truncated sampling
-    assert lean_decoder(model, top_k=0, top_p=0.9) is None
+    assert lean_decoder(model, top_k=5, top_p=0.9) is not None  # generate's warpers, tested
+    assert lean_decoder(model, top_k=-1, top_p=1.0) is None  # generate's own error
+    assert lean_decoder(model, top_k=0, top_p=0.0) is None
+    model.generation_config.min_p = 0.1  # another warper generate would add
+    assert lean_decoder(model, top_k=0, top_p=1.0) is None
+    model.generation_config.min_p = None
     model.generation_config.suppress_tokens = [3]  # a logits processor generate would add
     assert lean_decoder(model, top_k=0, top_p=1.0) is None
     model.generation_config.suppress_tokens = None

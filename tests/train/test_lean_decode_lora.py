@@ -55,6 +55,15 @@ def test_lora_model_same_tokens_as_generate(arch, greedy, temperature):
         assert torch.equal(r_out, r_ref)  # the same random numbers drawn
 
 
+def test_lora_model_top_k_top_p_same_tokens_as_generate():
+    tok = tiny_tokenizer()
+    model = lora(base("gqa", tok))
+    for seed in range(2):
+        ref, out, r_ref, r_out = both(model, tok, n_new=24, greedy=False, temperature=0.7,
+                                      seed=seed, top_k=10, top_p=0.9)  # fmt: skip
+        assert torch.equal(out, ref) and torch.equal(r_out, r_ref), seed
+
+
 def test_lora_tokens_differ_from_the_base_models():
     """The check above compares against generate on the LoRA model, not on its base."""
     tok = tiny_tokenizer()
