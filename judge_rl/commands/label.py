@@ -110,8 +110,32 @@ def run(args: argparse.Namespace) -> int:
 
     from judge_rl.pipeline.label import run_gc
 
-    with run_gc(keep_frozen=_exits_after()):
-        return asyncio.run(_run(args))
+    exits = _exits_after()
+    keep: list[Any] | None = _KEPT if exits else None
+    with run_gc(keep_frozen=exits):
+        rc = asyncio.run(_run(args, keep))
+        if keep:
+            _never_freed(keep)
+    return rc
+
+
+_KEPT: list[Any] = []
+"""What a run held (the comparisons, judgments, records and run log: ~200,000 objects for
+10,000 judgments), kept past the end of a process that exits when the command returns (see
+:func:`_never_freed`)."""
+
+
+def _never_freed(keep: list[Any]) -> None:
+    """Leave ``keep`` to the operating system: a process that exits when the command returns
+    would otherwise free every object of the run one by one (~60 ms of CPU for 10,000
+    judgments, when the run's locals go and again nothing to show for it). ``keep`` refers to
+    itself and is frozen, so neither the interpreter's teardown of modules nor its last
+    collection frees it; nothing in it has a finaliser (plain records: no files, sockets or
+    database handles), so no work is lost."""
+    import gc
+
+    keep.append(keep)
+    gc.freeze()
 
 
 def _exits_after() -> bool:
@@ -149,7 +173,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
+    """The command; ``keep``: a list that takes what the run held once it is done (see
+    :func:`run`)."""
     import time
 
     from rich.progress import TextColumn
@@ -320,6 +346,8 @@ async def _run(args: argparse.Namespace) -> int:
         elif getattr(args, "max_failures", None) is not None:
             line += f" (over --max-failures {max_failures})"
         err.print(f"[bold red]error:[/] {line}", highlight=False)
+    if keep is not None:
+        keep += [labels, comparisons, judgments, records, log, stream]
     return rc
 
 

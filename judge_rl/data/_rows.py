@@ -27,8 +27,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -498,14 +499,44 @@ def _jsonable(row: Any) -> Any:
     return row
 
 
-_JSONL_ROW = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_JSONL_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_JSONL_ROW = _JSONL_ENCODER.encode
 """``json.dumps(row, ensure_ascii=False, allow_nan=False)``, the encoder built once (``dumps``
 with arguments builds one per row)."""
 
 
+def _row_encoder() -> Callable[[Any], str]:
+    """:data:`_JSONL_ROW` for the rows of one file: the C encoder it builds for each row (with
+    its table of containers being written, against cycles) built once for them all, ~1.5 us a
+    row. The same text (the same C encoder, the same settings); a string row takes
+    ``JSONEncoder.encode``'s own path."""
+    if c_make_encoder is None:  # an interpreter without the C accelerator
+        return _JSONL_ROW
+    enc = _JSONL_ENCODER
+    c_encode = c_make_encoder(
+        {},  # markers: emptied again as each container is done (a row that fails ends the file)
+        enc.default,
+        encode_basestring,
+        enc.indent,
+        enc.key_separator,
+        enc.item_separator,
+        enc.sort_keys,
+        enc.skipkeys,
+        enc.allow_nan,
+    )
+
+    def one(row: Any) -> str:
+        if isinstance(row, str):
+            return _JSONL_ROW(row)
+        return "".join(c_encode(row, 0))
+
+    return one
+
+
 def jsonl_bytes(rows: Iterable[Any]) -> bytes:
     """Serialise rows (dicts or pydantic models) as JSONL bytes, UTF-8, one object per line."""
-    lines = [_JSONL_ROW(_jsonable(row)) for row in rows]
+    encode = _row_encoder()
+    lines = [encode(_jsonable(row)) for row in rows]
     if not lines:
         return b""
     lines.append("")  # a newline after the last row too

@@ -27,7 +27,6 @@ import contextlib
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -781,14 +780,16 @@ class _FingerprintKeys:
 
     def __init__(self) -> None:
         self.keys: dict[int, tuple[Any, str]] = {}
-        self.by_json: dict[str, str] = {}  # a fingerprint's JSON -> its key
+        self.by_json: dict[bytes, str] = {}  # a fingerprint's JSON -> its key
 
     def __call__(self, fp: Any) -> str:
         got = self.keys.get(id(fp))
         if got is None or got[0] is not fp:
             # judgments read back from the cache each carry their own copy of the fingerprint:
-            # one with the same JSON has the same key (its JSON costs a quarter of the hash)
-            text = fp.model_dump_json()
+            # one with the same JSON has the same key (its JSON costs a quarter of the hash).
+            # The JSON from the serializer itself: model_dump_json's wrapper (its arguments,
+            # the bytes decoded to text) took 40% of the time (~2 us a record).
+            text = type(fp).__pydantic_serializer__.to_json(fp)
             key = self.by_json.get(text)
             if key is None:
                 key = self.by_json[text] = fp.key
@@ -847,19 +848,46 @@ def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
     from judge_rl.judge.parse import LOW_LABEL_MASS
     from judge_rl.runlog import LabelSummary
 
-    verdicts = Counter(j.winner for j in judgments if j.ok)
-    failures = Counter(j.error_kind for j in judgments if not j.ok)
-    both = [j.consistent for j in judgments if j.consistent is not None]
-    calls = [call for j in judgments for call in _all_calls(j)]
-    masses = [c.label_mass for c in calls if c.label_mass is not None]
+    # One pass over the judgments and their calls (was ten: ~8 us a judgment). The sums add
+    # the same values in the same order from the same start (0), so the floats are the same.
+    verdicts: dict[Any, int] = {}
+    failures: dict[Any, int] = {}  # error kind -> count, in order of first appearance
+    checked = agreed = prompt_tokens = completion_tokens = made = cached = 0
+    cost: Any = 0
+    masses: list[float] = []
+    contradict = from_probs = 0
+    for j in judgments:
+        error, winner = j.error, j.winner
+        if error is None and winner is not None:  # Judgment.ok
+            verdicts[winner] = verdicts.get(winner, 0) + 1
+        else:
+            kind = None if error is None else error.split(":", 1)[0].strip()  # .error_kind
+            failures[kind] = failures.get(kind, 0) + 1
+        if j.consistent is not None:
+            checked += 1
+            agreed += j.consistent
+        prompt_tokens += j.prompt_tokens
+        completion_tokens += j.completion_tokens
+        for c in _all_calls(j) if j.members else j.calls:
+            if c.cached:
+                cached += 1
+            else:
+                made += 1
+                cost += c.cost
+            if c.label_mass is not None:
+                masses.append(c.label_mass)
+            note = c.note
+            if note is not None:
+                contradict += note == "probs_contradict"
+                from_probs += note == "verdict_from_probs"
     mass: dict[str, Any] = {}
     if masses:
         mass = {
             "label_mass_mean": sum(masses) / len(masses),
             "low_label_mass": sum(m < LOW_LABEL_MASS for m in masses),
             "label_mass_calls": len(masses),
-            "probs_contradict": sum(1 for c in calls if c.note == "probs_contradict"),
-            "verdict_from_probs": sum(1 for c in calls if c.note == "verdict_from_probs"),
+            "probs_contradict": contradict,
+            "verdict_from_probs": from_probs,
         }
     return LabelSummary(
         **mass,
@@ -868,14 +896,14 @@ def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
         ties=verdicts.get("tie", 0),
         failures={str(k): n for k, n in failures.items()},
         failed=sum(failures.values()),
-        position_consistency=(sum(both) / len(both)) if both else None,
-        position_checked=len(both),
-        prompt_tokens=sum(j.prompt_tokens for j in judgments),
-        completion_tokens=sum(j.completion_tokens for j in judgments),
-        cost=sum(c.cost for c in calls if not c.cached),
+        position_consistency=(agreed / checked) if checked else None,
+        position_checked=checked,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost=cost,
         time_s=time_s,
-        calls=sum(1 for c in calls if not c.cached),
-        cached=sum(1 for c in calls if c.cached),
+        calls=made,
+        cached=cached,
     )
 
 

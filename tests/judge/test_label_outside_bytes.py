@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 GOLDEN = Path(__file__).parent / "data" / "label_outside_bytes.json"
 
 PARAMS: list[dict[str, Any]] = [
@@ -233,3 +235,58 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as d:
         got = outputs(Path(d))
     Path(sys.argv[1]).write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n")
+
+
+def test_a_fingerprint_copys_key_skips_model_dump_json(monkeypatch):
+    """Judgments read back from the cache each carry their own copy of the fingerprint, whose
+    JSON finds its key: from the serializer itself, not through ``model_dump_json`` (whose
+    wrapper was 40% of it, ~2 us a record)."""
+    from judge_rl.pipeline.label import to_records
+    from judge_rl.types import JudgeFingerprint, Judgment
+
+    comps, _ = comparisons_and_judgments(40)
+    fp = JudgeFingerprint(name="j", params={"t": 0.0, "n": 32, "b": {"u": [1, "x"]}})
+    judgs = [
+        Judgment(
+            comparison_id=c.id,
+            prompt_id=c.prompt_id,
+            a_id=c.a.id,
+            b_id=c.b.id,
+            winner="a",
+            judge=JudgeFingerprint.model_validate_json(fp.model_dump_json()),
+        )
+        for c in comps
+    ]
+    dumped = []
+    dump = JudgeFingerprint.model_dump_json
+
+    def counting(self, *a, **k):
+        dumped.append(1)
+        return dump(self, *a, **k)
+
+    monkeypatch.setattr(JudgeFingerprint, "model_dump_json", counting)
+    recs = to_records(comps, judgs)
+    assert len(recs) == 40
+    assert {r.provenance["judge_key"] for r in recs} == {fp.key}
+    assert dumped == []
+
+
+def test_jsonl_rows_are_written_as_json_dumps_writes_them():
+    """One C encoder for a file's rows (was one built per row): the same text, the same
+    errors (NaN, a cycle), and a file after a failed one is written as ever."""
+    from judge_rl.data._rows import jsonl_bytes
+
+    rows: list[Any] = [
+        {"prompt": "é 🙂 \u2028 \x00", "chosen": [{"role": "user", "content": "x"}], "p": 0.5},
+        {"n": 10**30, "t": True, "none": None, "f": -0.0, "e": 1e-300, "nested": [[{}], []]},
+        "a string row",
+        [1, "two", {"3": 4.0}],
+    ]
+    want = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+    assert jsonl_bytes(rows) == want.encode("utf-8")
+    cyclic: dict[str, Any] = {"a": 1}
+    cyclic["self"] = cyclic
+    for bad, message in (({"x": float("nan")}, "Out of range float"), (cyclic, "Circular")):
+        with pytest.raises(ValueError, match=message):
+            jsonl_bytes([rows[0], bad])
+        assert jsonl_bytes(rows) == want.encode("utf-8")
