@@ -148,7 +148,10 @@ def run_ours(
     out: Path,
     shared_prefix: bool = True,
     attn: str = "auto",
+    compile_layers: bool = False,
 ) -> dict:
+    """``compile_layers``: ``torch.compile(dynamic=True)`` each decoder layer when training
+    starts (after the eager start-up check), for :func:`run_compile`."""
     import torch
 
     from judge_rl.data import read_preferences
@@ -184,9 +187,16 @@ def run_ours(
 
     marks: dict[str, tuple[float, float, int]] = {}
 
+    step_cpu: list[float] = []
+
     def hook(ev):  # type: ignore[no-untyped-def]
+        if ev.kind == "start" and compile_layers:
+            for layer in ev.model.model.layers:
+                layer.compile(dynamic=True)
         if ev.kind in ("start", "step"):
             key = "first" if ev.kind == "start" else "last"
+            if key == "last":
+                step_cpu.append(time.process_time() - marks["last" if step_cpu else "first"][1])
             marks[key] = (time.perf_counter(), time.process_time(), positions[0])
 
     modeling_llama.LlamaModel.forward = counting_forward  # type: ignore[method-assign]
@@ -206,6 +216,8 @@ def run_ours(
         "steps": res.steps,
         "final_loss": tail_loss(losses, res.steps),
         "mean_loss": sum(v for _, v in losses) / len(losses),
+        "step_cpu": step_cpu,
+        "losses": losses,
     }
 
 
@@ -235,12 +247,15 @@ args = RewardConfig(output_dir=out, num_train_epochs=1, per_device_train_batch_s
     learning_rate=1e-4, lr_scheduler_type="linear", warmup_steps=0, bf16=bf16, fp16=False,
     gradient_checkpointing=False, max_length=256, logging_steps=5, save_strategy="no",
     eval_strategy="no", report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
-    disable_tqdm=True, train_sampling_strategy=SAMPLING, length_column_name="length")
+    disable_tqdm=True, train_sampling_strategy=SAMPLING, length_column_name="length",
+    torch_compile=COMPILE)
 marks = {}
+step_cpu = []
 class Clock(TrainerCallback):
     def on_step_begin(self, args, state, control, **kw):
         marks.setdefault("first", (time.perf_counter(), time.process_time(), positions[0]))
     def on_step_end(self, args, state, control, **kw):
+        step_cpu.append(time.process_time() - marks.get("last", marks["first"])[1])
         marks["last"] = (time.perf_counter(), time.process_time(), positions[0])
 class Trainer(RewardTrainer):
     def _set_signature_columns_if_needed(self):
@@ -249,6 +264,7 @@ class Trainer(RewardTrainer):
             self._signature_columns = [*self._signature_columns, "length"]
 trainer = Trainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Clock()])
 trainer.train()
+children_cpu = sum(__import__("os").times()[2:4])  # compilers the training ran (torch.compile)
 # The window: first step's start to last step's end (same on both sides; no saving in it).
 wall = marks["last"][0] - marks["first"][0]
 cpu = marks["last"][1] - marks["first"][1]
@@ -256,19 +272,27 @@ losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in
 trainer.save_model(out + "/final")  # what a user's script does last (outside the window)
 print("RESULT " + json.dumps({"pairs_per_s": len(ds) / wall, "wall_s": wall, "cpu_s": cpu,
       "positions": marks["last"][2] - marks["first"][2], "pairs": len(ds),
-      "steps": trainer.state.global_step, "losses": losses,
-      "trl": __import__("trl").__version__}))
+      "steps": trainer.state.global_step, "losses": losses, "step_cpu": step_cpu,
+      "children_cpu": children_cpu, "trl": __import__("trl").__version__}))
 """
 
 
 def run_trl(
-    py: str, data: Path, model: Path, threads: int, bf16: bool, out: Path, sampling: str
+    py: str,
+    data: Path,
+    model: Path,
+    threads: int,
+    bf16: bool,
+    out: Path,
+    sampling: str,
+    compile_: bool = False,
 ) -> dict:
+    """TRL's script in its venv; ``compile_``: its ``torch_compile=True`` (whole model)."""
     sys.path.insert(0, str(HERE))
     from _peer import run_peer
 
-    script = out.parent / f"trl_peer_{sampling}.py"
-    script.write_text(PEER.replace("SAMPLING", repr(sampling)))
+    script = out.parent / f"trl_peer_{sampling}{'_compile' if compile_ else ''}.py"
+    script.write_text(PEER.replace("SAMPLING", repr(sampling)).replace("COMPILE", repr(compile_)))
     cpu0, t0 = _child_cpu(), time.perf_counter()
     text = run_peer(
         py, str(script), str(data), str(model), str(threads), "1" if bf16 else "0", str(out)
@@ -278,6 +302,7 @@ def run_trl(
     r = json.loads(line[len("RESULT ") :])
     r["process"] = process
     losses = [(int(s), float(v)) for s, v in r.pop("losses")]
+    r["losses"] = losses
     r["final_loss"] = tail_loss(losses, r["steps"])
     r["mean_loss"] = sum(v for _, v in losses) / len(losses)
     return r
@@ -384,6 +409,74 @@ def run_profile(data: Path, model: Path, threads: int, out: Path, rows: int = 25
     print(f"SPLIT everything else (elementwise, copies, autograd): {100 * (1 - done / total):.1f}%")
 
 
+def _compile_split(comp: list[float], eager: list[float]) -> tuple[float, float]:
+    """From the per-step CPU seconds of the same steps (same batches, same order) without and
+    with ``torch.compile``: (steady-state ratio compiled / eager, compile CPU seconds). The
+    steady ratio is the median of the per-step ratios (the few steps that compile are outliers a
+    median ignores); the compile time is the compiled run's total minus what its steps would
+    have cost at that steady ratio."""
+    import statistics
+
+    n = min(len(comp), len(eager))
+    steady = statistics.median(c / e for c, e in zip(comp[:n], eager[:n], strict=True))
+    return steady, sum(comp[:n]) - steady * sum(eager[:n])
+
+
+def run_compile(py: str, data: Path, model: Path, threads: int, root: Path) -> None:
+    """Eager against ``torch.compile`` on both sides, fp32, interleaved: TRL with its documented
+    switch (``torch_compile=True``: the whole model, inductor, shapes made dynamic after the
+    first recompile) and judge_rl with each decoder layer compiled (``dynamic=True``; the
+    trainer calls the backbone and the head itself, so the layers are what runs). Inductor
+    starts from an empty cache folder and compiles in-process (1 compile thread); the C++
+    compiler it runs is a child process, whose CPU is added. Prints the compile time apart from
+    the steady state."""
+    import torch._inductor.config as inductor_config
+
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"  # TRL's subprocess reads it
+    inductor_config.compile_threads = 1
+    runs: dict[str, dict] = {}
+    for name, compiled in (("eager", False), ("compiled", True)):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / f"inductor-{name}")  # cold
+        runs[f"trl {name}"] = run_trl(py, data, model, threads, False, root / f"trl-{name}",
+                                      "group_by_length", compile_=compiled)  # fmt: skip
+        child0 = _child_cpu()  # the C++ compiler inductor runs is a child process
+        runs[f"judge_rl {name}"] = run_ours(data, model, threads, False, root / f"ours-{name}",
+                                            compile_layers=compiled)  # fmt: skip
+        runs[f"judge_rl {name}"]["children_cpu"] = _child_cpu() - child0
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print()
+    print(
+        "torch.compile on CPU (inductor, cold cache, 1 compile thread), fp32, training window; "
+        "steady = median per-step CPU ratio compiled/eager over the same batches"
+    )
+    print(
+        f"{'side':10}{'eager CPU s':>12}{'compiled CPU s':>15}{'compile s':>10}"
+        f"{'steady':>8}{'tok/CPUs eager':>15}{'tok/CPUs steady':>16}{'max |dloss|':>12}"
+    )
+    summary: dict[str, dict[str, float]] = {}
+    for side in ("trl", "judge_rl"):
+        e, c = runs[f"{side} eager"], runs[f"{side} compiled"]
+        steady, comp_s = _compile_split(c["step_cpu"], e["step_cpu"])
+        comp_s += c["children_cpu"] - e["children_cpu"]  # + the C++ compiler's processes
+        c = {**c, "cpu_s": c["cpu_s"] + c["children_cpu"] - e["children_cpu"]}
+        dloss = max(abs(a[1] - b[1]) for a, b in zip(e["losses"], c["losses"], strict=False))
+        tok_e = e["positions"] / e["cpu_s"]
+        summary[side] = {"eager": e["cpu_s"], "compiled": c["cpu_s"], "steady": steady,
+                         "pairs": e["pairs"]}  # fmt: skip
+        print(
+            f"{side:10}{e['cpu_s']:12.1f}{c['cpu_s']:15.1f}{comp_s:10.1f}{steady:8.2f}"
+            f"{tok_e:15.0f}{tok_e / steady:16.0f}{dloss:12.2e}"
+        )
+    t, o = summary["trl"], summary["judge_rl"]
+    print(
+        f"RATIO reward_model_train_fp32_compile judge_rl/trl[group_by_length], pairs per CPU s: "
+        f"eager {t['eager'] / o['eager']:.2f}x; both compiled, steady state "
+        f"{t['eager'] * t['steady'] / (o['eager'] * o['steady']):.2f}x; both compiled, compile "
+        f"time included {t['compiled'] / o['compiled']:.2f}x; judge_rl eager vs TRL compiled "
+        f"steady {t['eager'] * t['steady'] / o['eager']:.2f}x"
+    )
+
+
 def _child_cpu() -> float:
     """CPU seconds (user + system) of the finished child processes so far."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -447,6 +540,12 @@ def main() -> int:
         help="with --ablation: only these variants beside 'all' (" + ", ".join(ABLATIONS[1:]) + ")",
     )
     ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="instead of the comparison: eager vs torch.compile on both sides (slow: minutes "
+        "of compiling)",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="instead of the comparison: torch.profiler over judge_rl's training steps",
@@ -498,6 +597,15 @@ def main() -> int:
             run_ablation(data, root / "model", threads, root, args.ablation, only)
         return 0
     py = args.peer_python or peer_python("trl", TRL_REQ, torch=True)
+    if args.compile:
+        with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
+            root = Path(tmp)
+            data = root / "pairs.jsonl"
+            write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
+            build_model(root / "model")
+            print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
+            run_compile(py, data, root / "model", threads, root)
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
         root = Path(tmp)
         data = root / "pairs.jsonl"
