@@ -31,7 +31,7 @@ def test_label_freezes_what_it_holds_and_restores_the_collector(tmp_path, monkey
     rc = main([*args, "--output", str(tmp_path / "o.jsonl"), "--run", str(tmp_path / "r")])
     capsys.readouterr()
     assert rc == 0
-    assert seen["threshold"] == 50_000 and seen["frozen"] > 1000
+    assert seen["threshold"] == 500_000 and seen["frozen"] > 1000
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 

@@ -51,3 +51,29 @@ def test_an_in_process_caller_keeps_nothing(tmp_path, capsys):
     assert _label(tmp_path, capsys) == 0
     assert label_cmd._KEPT == []
     assert gc.get_freeze_count() == 0
+
+
+def test_no_young_collection_scans_what_a_run_keeps():
+    """A run keeps its judgments to the end: each young collection scanned everything made
+    since the last one and found nearly nothing (405 objects of garbage in 10,000 judgments;
+    0.12-0.14 s of CPU at one collection every 50,000 allocations). 200,000 kept objects now
+    go through none; the interpreter's threshold comes back after the run."""
+    from judge_rl.pipeline.label import run_gc
+
+    young = []
+
+    def count(phase, info):
+        if phase == "start" and info["generation"] == 0:
+            young.append(1)
+
+    before = gc.get_threshold()
+    gc.callbacks.append(count)
+    try:
+        with run_gc():
+            kept = [{"i": i} for i in range(200_000)]
+            during = len(young)
+    finally:
+        gc.callbacks.remove(count)
+    assert len(kept) == 200_000
+    assert during == 0
+    assert gc.get_threshold() == before
