@@ -375,9 +375,11 @@ class LLMJudge:
         self.batch_size = max(1, int(getattr(backend, "batch_size", 1) or 1))
         """How many requests to hand the backend at once (the cache layer chunks by this)."""
         concurrency = int(getattr(backend, "concurrency", 0) or 0)
+        concurrency += int(getattr(backend, "queue_ahead", 0) or 0)
         self.max_in_flight = max(2, concurrency // self.batch_size) if concurrency else 2
-        """Chunks in flight: the backend's concurrency (API backends), or 2 (local models: one
-        batch runs while the next is prepared)."""
+        """Chunks in flight: the backend's concurrency plus the requests it wants queued ahead
+        (API backends: a freed slot is reused before its answer is parsed), or 2 (local
+        models: one batch runs while the next is prepared)."""
         self._completion_seen: list[int] = []
         self._prepared: dict[int, tuple[Comparison, ChatRequest]] = {}
         """Requests :meth:`estimate` rendered, by ``id`` of the comparison (kept with it, so
