@@ -81,8 +81,7 @@ def test_a_burst_of_answers_refills_every_freed_slot_before_parsing_any():
     backend = _backend(2)
     wire = _Wire(backend)
     reqs = [
-        ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], max_tokens=8)
-        for i in range(4)
+        ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], max_tokens=8) for i in range(4)
     ]
 
     async def go():
