@@ -29,6 +29,7 @@ def test_the_cli_process_keeps_the_run_for_the_os(tmp_path, monkeypatch, capsys)
     fake_main = types.ModuleType("__main__")
     fake_main.__spec__ = types.SimpleNamespace(name="judge_rl.__main__")  # type: ignore[assignment]
     monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    monkeypatch.setattr(label_cmd, "_KEPT", [])
     assert label_cmd._exits_after()
     try:
         assert _label(tmp_path, capsys) == 0
@@ -46,7 +47,8 @@ def test_the_cli_process_keeps_the_run_for_the_os(tmp_path, monkeypatch, capsys)
     assert json.loads((tmp_path / "r" / "log.json").read_text())["label"]["summary"]["n"] == 9
 
 
-def test_an_in_process_caller_keeps_nothing(tmp_path, capsys):
+def test_an_in_process_caller_keeps_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(label_cmd, "_KEPT", [])
     assert not label_cmd._exits_after()
     assert _label(tmp_path, capsys) == 0
     assert label_cmd._KEPT == []
