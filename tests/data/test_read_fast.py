@@ -133,3 +133,68 @@ def test_jsonl_bytes_as_json_dumps_wrote_them(monkeypatch):
     monkeypatch.setattr(json.JSONEncoder, "__init__", counting)
     jsonl_bytes(rows * 100)
     assert built == []  # one encoder for every row, built at import (was one per row)
+
+
+def _state(m):
+    """Everything a pydantic record holds: its fields (in order), the fields given, extras,
+    private attributes; of its candidates too."""
+    out = [type(m), list(m.__dict__.items()), m.__pydantic_fields_set__]
+    out += [m.__pydantic_extra__, m.__pydantic_private__]
+    for k in ("a", "b"):
+        if isinstance(getattr(m, k, None), Candidate):
+            out.append(_state(getattr(m, k)))
+    return out
+
+
+def test_plain_rows_build_what_the_validating_constructors_build(tmp_path):
+    """The plain path builds its records without running pydantic's validators (half its
+    CPU): the same instance state as the constructors give (fields in order, fields given,
+    no extras, no private attributes), and records that dump, copy and compare the same."""
+    path = _write(tmp_path / "pairs.jsonl", ROWS[:5])
+    fast = read_comparisons(path)
+    for c in fast:
+        a = Candidate(
+            id=c.a.id, prompt_id=c.prompt_id, prompt=c.prompt, response=c.a.response,
+            source=c.a.source,
+        )  # fmt: skip
+        b = Candidate(
+            id=c.b.id, prompt_id=c.prompt_id, prompt=c.prompt, response=c.b.response,
+            source=c.b.source,
+        )  # fmt: skip
+        slow = Comparison(
+            id=c.id, prompt_id=c.prompt_id, prompt=c.prompt, a=a, b=b, reference=None,
+            metadata=dict(c.metadata),
+        )  # fmt: skip
+        assert _state(c) == _state(slow)
+        assert c.model_dump_json() == slow.model_dump_json()
+        assert c.model_copy(update={"reference": "r"}) == slow.model_copy(update={"reference": "r"})
+        assert c.a.metadata is not c.b.metadata  # each its own default
+    # nothing in these models changes a value on the way in (the plain path relies on it)
+    for model in (Candidate, Comparison):
+        decorators = model.__pydantic_decorators__
+        assert not decorators.field_validators and not decorators.model_validators
+
+
+def test_plain_rows_run_no_validator(tmp_path, monkeypatch):
+    """~9 us of a plain row's ~25 went to validating values that were checked already."""
+    path = _write(tmp_path / "pairs.jsonl", ROWS[:5] * 10)
+    runs = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def validate_python(self, *a, **k):
+            runs.append(1)
+            return self.inner.validate_python(*a, **k)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    read_comparisons(path)  # warm: detection and imports
+    for model in (Candidate, Comparison):
+        monkeypatch.setattr(model, "__pydantic_validator__", Counting(model.__pydantic_validator__))
+    assert len(read_comparisons(path)) == 50
+    assert runs == []
+    Candidate(prompt_id="p", prompt="q", response="r")  # the counter counts
+    assert runs == [1]
