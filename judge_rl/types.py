@@ -36,12 +36,16 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+MIN_RAW_CHARS = 200
+"""The smallest cap :func:`max_raw_chars` returns (a shorter raw output is never clipped)."""
+
+
 def max_raw_chars() -> int:
     """Stored size cap of a judge's raw output (``JUDGE_RL_MAX_RAW_CHARS``, default 20,000)."""
     import os
 
     try:
-        return max(200, int(os.environ.get("JUDGE_RL_MAX_RAW_CHARS", "20000")))
+        return max(MIN_RAW_CHARS, int(os.environ.get("JUDGE_RL_MAX_RAW_CHARS", "20000")))
     except ValueError:
         return 20000
 
@@ -85,6 +89,7 @@ class _RawClipped(_Record):
         if (
             isinstance(data, dict)
             and isinstance(data.get("raw"), str)
+            and len(data["raw"]) > MIN_RAW_CHARS  # never clipped: no look at the environment
             and data.get("raw_chars") is None  # not clipped already (a record read back)
         ):
             text, n = clip_raw(data["raw"])
