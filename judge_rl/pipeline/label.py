@@ -832,16 +832,51 @@ def _record(
         prov["consistent"] = j.consistent
     if c.metadata.get("category"):
         prov["category"] = c.metadata["category"]
+    prompt, chosen_text, rejected_text = c.prompt, chosen.response, rejected.response
+    if (
+        type(prompt) is str
+        and type(chosen_text) is str
+        and type(rejected_text) is str
+        and type(c.prompt_id) is str
+        and type(p_chosen) is float
+    ):
+        # values the validating constructor keeps as they are (text, a float, an origin it
+        # accepts, a fresh dict): its instance state without running it (~3 us of ~5 a record)
+        rec = _new_record(PreferenceRecord)
+        _set_attr(
+            rec,
+            "__dict__",
+            {
+                "prompt": prompt,
+                "chosen": chosen_text,
+                "rejected": rejected_text,
+                "prompt_id": c.prompt_id,
+                "p_chosen": p_chosen,
+                "margin": None,
+                "origin": origin,
+                "provenance": prov,
+            },
+        )
+        _set_attr(rec, "__pydantic_fields_set__", {*_RECORD_FIELDS})
+        _set_attr(rec, "__pydantic_extra__", None)
+        _set_attr(rec, "__pydantic_private__", None)
+        return rec, tie
     rec = PreferenceRecord(
-        prompt=c.prompt,
-        chosen=chosen.response,
-        rejected=rejected.response,
+        prompt=prompt,
+        chosen=chosen_text,
+        rejected=rejected_text,
         prompt_id=c.prompt_id,
         p_chosen=p_chosen,
         origin=origin,  # type: ignore[arg-type]
         provenance=prov,
     )
     return rec, tie
+
+
+_set_attr = object.__setattr__
+_new_record = PreferenceRecord.__new__
+_RECORD_FIELDS = ("prompt", "chosen", "rejected", "prompt_id", "p_chosen", "origin", "provenance")
+"""The fields :func:`_record` gives a :class:`PreferenceRecord` (``margin``: its default)."""
 
 
 def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
