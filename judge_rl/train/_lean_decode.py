@@ -44,8 +44,9 @@ but its last token is prefilled once, the cache repeated K times, and the last p
 as the first one-token step of the (G*K) rows, which is what ``generate`` does when handed that
 repeated cache; tested to give the same tokens and random draws as that path. With
 ``last_in_prefill=True`` the whole prompt is prefilled once and its last logits repeated too:
-the arithmetic of the plain call on the repeated prompts (GRPO with a LoRA policy, whose other
-path is that plain call; ``test_grpo_lean.py``).
+the arithmetic of the plain call on the repeated prompts, bit for bit at one thread (GRPO with a
+LoRA policy, whose other path is that plain call; ``test_grpo_lean.py``,
+``test_lean_decode_lora.py``).
 """
 
 from __future__ import annotations
@@ -242,9 +243,9 @@ class LeanDecoder:
         ``last_in_prefill=True`` (with ``group``): the whole prompt, last token included, is
         prefilled once, and the cache and the last position's logits are repeated K times: the
         arithmetic of the plain call on the K-times repeated prompts (``sample(ids.
-        repeat_interleave(K, 0), ...)``), row for row, where the prefill's result does not
-        depend on the batch size (tested); GRPO takes it for a LoRA policy, whose other path is
-        that plain call."""
+        repeat_interleave(K, 0), ...)``), row for row, where a row's prefill does not depend on
+        the batch size (at one thread, tested; with more threads some batch shapes differ in the
+        last bits); GRPO takes it for a LoRA policy, whose other path is that plain call."""
         from judge_rl.train._last_mlp import last_mlp_only
 
         warpers = [] if greedy else _warpers(temperature, top_k, top_p)

@@ -816,8 +816,10 @@ class GRPOTrainer:
 
         A LoRA policy shares the prefill only through the lean loop, in its
         ``last_in_prefill`` mode (the whole prompt prefilled once, the last position's logits
-        repeated with the cache): the arithmetic of the plain rollout on the repeated prompts,
-        which is what a LoRA policy runs where the lean loop does not apply (and ran before)."""
+        repeated with the cache): the arithmetic of the plain rollout on the repeated prompts
+        (bit for bit at one thread; with more threads some batch shapes differ in the last
+        bits), which is what a LoRA policy runs where the lean loop does not apply (and ran
+        before)."""
         import torch
         from transformers import DynamicCache
 

@@ -11,6 +11,7 @@ import torch
 from judge_rl.models import tiny_causal_lm, tiny_tokenizer
 from judge_rl.train._lean_decode import lean_decoder
 from judge_rl.train.rollout import HFRolloutEngine, encode_prompt, left_pad
+from tests.conftest import requires_embedded
 from tests.train.test_lean_decode import PROMPTS, both, llama
 
 peft = pytest.importorskip("peft")
@@ -186,3 +187,44 @@ def test_group_last_in_prefill_is_the_plain_call_on_the_repeated_prompts(adapter
     assert torch.equal(a, b) and torch.equal(r_a, r_b)
     assert len(runs[0]) == len(runs[1]) > 1
     assert all(torch.equal(x, y) for x, y in zip(*runs, strict=True))  # bit for bit
+
+
+@pytest.mark.slow
+@requires_embedded
+def test_embedded_prefill_of_a_row_does_not_depend_on_the_batch_at_one_thread():
+    """``last_in_prefill`` is the plain call's arithmetic when a row's prefill does not depend on
+    how many rows run with it. At one thread the embedded model's prefill of G prompts,
+    repeated K times, equals bit for bit its prefill of the G*K repeated prompts (logits and
+    cache), plain and with LoRA. (At two threads some batch shapes, 5 prompts x 4 among them,
+    differ in the last bits: the threads split the rows differently.)"""
+    import copy
+
+    from judge_rl.models import load_causal_lm, load_tokenizer
+    from judge_rl.train._last_mlp import last_mlp_only
+    from judge_rl.train._lean_decode import grow_in_place_cache
+
+    tok, model = load_tokenizer("embedded"), load_causal_lm("embedded")
+    prompts = ["What is 12 + 7?", "Write a haiku about the sea, please.", "2+2=", "hi",
+               "Name three colours of the rainbow and why it has them."]  # fmt: skip
+    q, qm = left_pad([encode_prompt(tok, p) for p in prompts], tok.pad_token_id)
+    am = qm.long()
+    pos = (am.cumsum(-1) - 1).masked_fill(am == 0, 0)
+    K, P = 4, q.shape[1]
+
+    def prefill(lean, rep):
+        cache = grow_in_place_cache(lean.model.config, P + 1)
+        ids, mask, p = (t.repeat_interleave(rep, 0) for t in (q, am, pos))
+        with torch.no_grad(), last_mlp_only(1, lean.model):
+            out = lean.model(input_ids=ids, attention_mask=mask, position_ids=p, cache=cache,
+                             use_cache=True, logits_to_keep=1)  # fmt: skip
+        return out.logits[:, -1], cache
+
+    for m in (copy.deepcopy(model).eval(), lora(copy.deepcopy(model), seed=5)):
+        lean = lean_decoder(m, top_k=0, top_p=1.0)
+        assert lean is not None
+        once, c1 = prefill(lean, 1)
+        c1.batch_repeat_interleave(K)
+        rep, c2 = prefill(lean, K)
+        assert torch.equal(once.repeat_interleave(K, 0), rep)
+        for a, b in zip(c1.layers, c2.layers, strict=True):
+            assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
