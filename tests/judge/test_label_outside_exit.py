@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
+import threading
 import types
 
 import judge_rl.commands.label as label_cmd
@@ -79,3 +80,45 @@ def test_no_young_collection_scans_what_a_run_keeps():
     assert len(kept) == 200_000
     assert during == 0
     assert gc.get_threshold() == before
+
+
+def test_the_run_log_is_written_on_a_thread_while_the_table_is_drawn(tmp_path, monkeypatch, capsys):
+    """The run log's bytes are written and synced on a thread of its own (the summary table is
+    drawn meanwhile); the command waits for it before saying the log was written."""
+    import judge_rl._io as io_mod
+
+    real = io_mod.atomic_write_bytes
+    seen = []
+
+    def spy(path, data):
+        seen.append((str(path).endswith("log.json"), threading.current_thread().name))
+        real(path, data)
+
+    monkeypatch.setattr(io_mod, "atomic_write_bytes", spy)
+    assert _label(tmp_path, capsys) == 0
+    assert (True, "judge-rl-write") in seen
+    assert json.loads((tmp_path / "r" / "log.json").read_text())["label"]["summary"]["n"] == 9
+
+
+def test_a_failed_run_log_write_is_the_commands_error(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import judge_rl._io as io_mod
+
+    real = io_mod.atomic_write_bytes
+
+    def full(path, data):
+        if str(path).endswith("log.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(io_mod, "atomic_write_bytes", full)
+    inp = tmp_path / "pairs.jsonl"
+    inp.write_text(json.dumps({"prompt": "q", "response_a": "a", "response_b": "bb"}) + "\n")
+    args = ["label", "--judge", "mock-pairwise", "--input", str(inp), "--no-cache"]
+    rc = main([*args, "--output", str(tmp_path / "o.jsonl"), "--run", str(tmp_path / "r")])
+    out = capsys.readouterr()
+    assert rc == 2
+    assert "No space left on device" in out.err and "log.json" in out.err
+    assert "wrote" not in out.out
+    assert not (tmp_path / "r" / "log.json").exists()
