@@ -32,7 +32,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -359,120 +359,18 @@ def _checkpointing(model: Any) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def _read_only(model: Any, keep: torch.Tensor) -> Iterator[None]:
+def _read_only(model: Any, keep: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     """The last decoder layer's MLP on the ``keep`` rows only (:mod:`judge_rl.train._last_mlp`)
     for one forward pass, where nothing re-runs that pass later: no gradient, or no gradient
     checkpointing (autograd keeps what ran; a checkpointed backward re-runs the forward, so the
-    caller's block must then cover the backward: :meth:`_Trainer._read_block`). Also the fused
-    rotary embedding (:func:`fused_rope`), which gives the same bits either way."""
+    caller's block must then cover the backward: :meth:`_Trainer._read_block`)."""
     import torch
 
+    if torch.is_grad_enabled() and _checkpointing(model):
+        return contextlib.nullcontext()
     from judge_rl.train._last_mlp import last_mlp_only
 
-    with fused_rope(model):
-        if torch.is_grad_enabled() and _checkpointing(model):
-            yield
-        else:
-            with last_mlp_only(keep, model):
-                yield
-
-
-# ---------------------------------------------------------------------------------------------
-# The rotary embedding in one function (forward and backward), bit for bit transformers' own
-
-_ROPE_MODULES = ("transformers.models.llama.modeling_llama",)
-"""Model code whose ``apply_rotary_pos_emb`` (``q * cos + rotate_half(q) * sin``, the half-split
-layout) :func:`fused_rope` replaces while a forward runs. Others run unchanged."""
-_rope_fn: Any = None
-
-
-def _rope_function() -> Any:
-    """The autograd function of :func:`fused_rope` (built once: torch is imported lazily)."""
-    global _rope_fn
-    if _rope_fn is not None:
-        return _rope_fn
-    import torch
-
-    class FusedRope(torch.autograd.Function):
-        """``x * cos + rotate_half(x) * sin`` with ``rotate_half(x) = cat(-x2, x1)``, computed
-        as ``x * cos``, then ``-= x2 * sin1`` on the first half and ``+= x1 * sin2`` on the
-        second: the same products and sums as transformers' expression (``a + (-b)`` and
-        ``a - b`` round alike), without building ``rotate_half(x)`` (a negation, a ``cat``) in
-        the forward, or the backward's zero-filled slice gradients, negation and sums; the
-        backward is ``g * cos`` plus ``g * sin`` rotated back, the sums autograd forms."""
-
-        @staticmethod
-        def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> Any:
-            h = x.shape[-1] // 2
-            out = x * cos
-            out[..., :h] -= x[..., h:] * sin[..., :h]
-            out[..., h:] += x[..., :h] * sin[..., h:]
-            ctx.save_for_backward(cos, sin)
-            return out
-
-        @staticmethod
-        def backward(ctx: Any, g: torch.Tensor) -> Any:
-            cos, sin = ctx.saved_tensors
-            h = g.shape[-1] // 2
-            gs = g * sin  # the gradient of rotate_half(x)
-            dx = g * cos
-            dx[..., :h] += gs[..., h:]  # x1 went to the second half
-            dx[..., h:] -= gs[..., :h]  # -x2 went to the first half
-            return dx, None, None
-
-    _rope_fn = FusedRope
-    return FusedRope
-
-
-def _fused_apply_rotary_pos_emb(original: Any) -> Any:
-    def apply(q: Any, k: Any, cos: Any, sin: Any, unsqueeze_dim: int = 1) -> Any:
-        import torch
-
-        c, s = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
-        if (
-            q.shape[-1] % 2
-            or c.requires_grad
-            or s.requires_grad
-            or not (q.dtype == k.dtype == c.dtype == s.dtype)
-            or torch.broadcast_shapes(q.shape, c.shape, s.shape) != q.shape
-            or torch.broadcast_shapes(k.shape, c.shape, s.shape) != k.shape
-        ):
-            return original(q, k, cos, sin, unsqueeze_dim)
-        fn = _rope_function()
-        return fn.apply(q, c, s), fn.apply(k, c, s)
-
-    apply.__wrapped__ = original  # type: ignore[attr-defined]
-    return apply
-
-
-@contextlib.contextmanager
-def fused_rope(model: Any) -> Iterator[None]:
-    """While the block is open, a Llama model's attention applies the rotary embedding through
-    one autograd function (``FusedRope``) instead of transformers' expression: the same bits in
-    the forward and in the gradients, fewer passes over the queries and keys (the rotary was ~6%
-    of a reward-model step: ``benchmarks/bench_reward_model.py --ablation``). Only the model
-    code in :data:`_ROPE_MODULES` whose function is still transformers' own (not replaced by
-    another library) is touched; the module's name is swapped for the block and restored after,
-    so other Llama models in the process see it too, with identical results. Re-entrant."""
-    import sys
-
-    mod = sys.modules.get(type(model).__module__)
-    fn = getattr(mod, "apply_rotary_pos_emb", None)
-    if (
-        mod is None
-        or mod.__name__ not in _ROPE_MODULES
-        or fn is None
-        or getattr(fn, "__module__", None) != mod.__name__
-        or getattr(fn, "__name__", None) != "apply_rotary_pos_emb"
-    ):
-        yield  # another architecture, an already-fused block, or a replaced function
-        return
-    mod.apply_rotary_pos_emb = _fused_apply_rotary_pos_emb(fn)  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        mod.apply_rotary_pos_emb = fn  # type: ignore[attr-defined]
+    return last_mlp_only(keep, model)
 
 
 def sequence_rewards(
