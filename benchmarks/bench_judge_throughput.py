@@ -170,6 +170,16 @@ save = R.RunLog.save
 def logged(self, d):
     mark("run log: before"); r = save(self, d); mark("run log"); return r
 R.RunLog.save = logged
+import gc, types
+gc_t = [0.0, 0.0, 0]  # start of the current collection, CPU s in collections, collections
+def gc_timed(phase, info):
+    if phase == "start":
+        gc_t[0] = time.process_time()
+    else:
+        gc_t[1] += time.process_time() - gc_t[0]; gc_t[2] += 1
+gc.callbacks.append(gc_timed)
+# the command as `judge-rl` runs it (the command keeps its run for the OS only in its own process)
+sys.modules["__main__"].__spec__ = types.SimpleNamespace(name="judge_rl.__main__")
 try:
     main(sys.argv[1:])
 except SystemExit:
@@ -185,6 +195,7 @@ for name, c, w in marks[1:]:
     prev_c, prev_w = c, w
 for name, sec in inside.items():
     out[name] = [sec, None]
+out["  inside: garbage collection (%d collections)" % gc_t[2]] = [gc_t[1], None]
 ru = resource.getrusage(resource.RUSAGE_SELF)
 out["total (to the end of main; exit follows)"] = [ru.ru_utime + ru.ru_stime, time.time() - T0]
 for name, sec in events.items():
