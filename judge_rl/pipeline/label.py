@@ -233,6 +233,15 @@ go, during which the event loop handles no answer: ~1.5 ms for 16 (128 stalled i
 quarter of a 50 ms answer, at every turn of the loop while the input was read, and the first
 1.5 s of a 10,000-pair run reached ~60% of the endpoint's limit instead of ~95%)."""
 
+STREAM_YIELD = 1.0
+"""After each chunk (read, keyed, looked up, rendered), the event loop has this many times the
+chunk's time for answers and requests before the next chunk is read: reading the input takes
+at most half of the process's time while the first answers come in. Read as fast as the loop
+let it (a turn's worth of answers between two chunks), the input took ~45% of the CPU for its
+first seconds and the judgments/s of those seconds fell to 80-85% of the endpoint's limit; the
+header and the estimate line (printed once all is read) come about twice the reading's CPU time
+after the start instead (~2 s for 10,000 pairs), while judging goes on."""
+
 
 @dataclass
 class PairStream:
@@ -255,7 +264,8 @@ class PairStream:
     ) -> AsyncIterator[list[Comparison]]:
         """The comparisons, ``first`` (default :data:`STREAM_FIRST`) then ``size`` (default
         :data:`STREAM_CHUNK`) at a time, ``limit`` in all; between two chunks the event loop
-        handles what came in (answers, the next requests)."""
+        handles what came in (answers, the next requests) for :data:`STREAM_YIELD` times as
+        long as the chunk took."""
         import asyncio
         import itertools
 
@@ -264,14 +274,15 @@ class PairStream:
         rows = iter_comparisons(self.path, skip_invalid=self.skip_invalid)
         take = first or STREAM_FIRST
         while True:
+            t = time.perf_counter()
             if self.limit is not None:
                 take = min(take, max(0, self.limit) - len(self.comparisons))
             chunk = list(itertools.islice(rows, take)) if take > 0 else []
             if not chunk:
                 return
             self.comparisons.extend(chunk)
-            yield chunk
-            await asyncio.sleep(0)
+            yield chunk  # read here; keyed, looked up and rendered before this returns
+            await asyncio.sleep(STREAM_YIELD * (time.perf_counter() - t))
             take = size or STREAM_CHUNK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from judge_rl.pipeline.label import STREAM_FIRST, PairStream
 
@@ -45,3 +46,35 @@ def test_a_short_raw_output_is_stored_without_reading_the_cap_from_the_environme
     monkeypatch.setenv("JUDGE_RL_MAX_RAW_CHARS", "200")
     long = T.JudgeCall(first_id="c-1", winner="a", raw="y" * 201 + "[[A]]")
     assert long.raw_chars == 206 and long.raw.endswith("[[A]]")
+
+
+def test_between_two_chunks_the_loop_gets_as_long_as_the_chunk_took(tmp_path, monkeypatch):
+    """Reading a streamed input as fast as the loop let it (one chunk per turn) took ~45% of
+    the CPU for the run's first seconds, and the answers of those seconds waited. After each
+    chunk the reader now waits ``STREAM_YIELD`` times the chunk's own time (reading, keys,
+    lookups and renders, which run before the chunk's ``yield`` returns); before, it waited 0."""
+    import judge_rl.pipeline.label as PL
+
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"q{i}", "response_a": f"a{i}", "response_b": f"b{i}"} for i in range(100)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+        await real_sleep(0)
+
+    async def run() -> int:
+        n = 0
+        async for chunk in PairStream(str(path), "pairwise").chunks():
+            n += len(chunk)
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.004:  # the consumer's work on the chunk
+                pass
+        return n
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    assert asyncio.run(run()) == 100
+    assert len(waits) == 4 and PL.STREAM_YIELD >= 1.0  # 64, 16, 16, 4 rows
+    assert all(w >= 0.004 * PL.STREAM_YIELD for w in waits), waits
