@@ -12,6 +12,7 @@ from judge_rl.data import _read as R
 from judge_rl.data import read_comparisons
 from judge_rl.errors import DataError
 from judge_rl.types import Candidate, Comparison
+from tests._validator_count import count_validator_runs
 
 ROWS = [
     {"prompt": "What is 2+2?", "response_a": "4", "response_b": "5"},
@@ -178,22 +179,8 @@ def test_plain_rows_build_what_the_validating_constructors_build(tmp_path):
 def test_plain_rows_run_no_validator(tmp_path, monkeypatch):
     """~9 us of a plain row's ~25 went to validating values that were checked already."""
     path = _write(tmp_path / "pairs.jsonl", ROWS[:5] * 10)
-    runs = []
-
-    class Counting:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def validate_python(self, *a, **k):
-            runs.append(1)
-            return self.inner.validate_python(*a, **k)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
     read_comparisons(path)  # warm: detection and imports
-    for model in (Candidate, Comparison):
-        monkeypatch.setattr(model, "__pydantic_validator__", Counting(model.__pydantic_validator__))
+    runs = count_validator_runs(monkeypatch, Candidate, Comparison)
     assert len(read_comparisons(path)) == 50
     assert runs == []
     Candidate(prompt_id="p", prompt="q", response="r")  # the counter counts

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests._validator_count import count_validator_runs
+
 GOLDEN = Path(__file__).parent / "data" / "label_outside_bytes.json"
 
 PARAMS: list[dict[str, Any]] = [
@@ -309,24 +311,7 @@ def test_records_hold_what_the_validating_constructor_builds(monkeypatch):
         assert (again.__pydantic_extra__, again.__pydantic_private__) == (None, None)
     decorators = PreferenceRecord.__pydantic_decorators__
     assert not decorators.field_validators and not decorators.model_validators
-    runs = []
-
-    class Counting:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def validate_python(self, *a, **k):
-            runs.append(1)
-            return self.inner.validate_python(*a, **k)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-    monkeypatch.setattr(
-        PreferenceRecord,
-        "__pydantic_validator__",
-        Counting(PreferenceRecord.__pydantic_validator__),
-    )
+    runs = count_validator_runs(monkeypatch, PreferenceRecord)
     assert len(to_records(comps, judgs)) == len(recs)
     conversational = sum(1 for r in recs if not isinstance(r.prompt, str))
     assert 0 < conversational < len(recs) and len(runs) == conversational
