@@ -31,6 +31,7 @@ Two measurements per side:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -533,6 +535,22 @@ def _row(prec: str, side: str, r: dict) -> str:
     )
 
 
+@contextlib.contextmanager
+def _scratch(n: int) -> Iterator[tuple[Path, Path]]:
+    """A temporary folder with ``n`` synthetic pairs (``pairs.jsonl``) and the tiny model
+    (``model/``), for the --profile, --ablation and --compile runs: ``(folder, pairs file)``."""
+    from judge_rl.data import write_preferences
+    from judge_rl.types import PreferenceRecord
+
+    with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
+        root = Path(tmp)
+        data = root / "pairs.jsonl"
+        write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
+        build_model(root / "model")
+        print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
+        yield root, data
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=600)
@@ -594,21 +612,11 @@ def main() -> int:
     )
     threads = args.threads or auto_threads()
     if args.profile:
-        with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
-            root = Path(tmp)
-            data = root / "pairs.jsonl"
-            write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
-            build_model(root / "model")
-            print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
+        with _scratch(n) as (root, data):
             run_profile(data, root / "model", threads, root / "out")
         return 0
     if args.ablation:
-        with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
-            root = Path(tmp)
-            data = root / "pairs.jsonl"
-            write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
-            build_model(root / "model")
-            print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
+        with _scratch(n) as (root, data):
             only = [v.strip() for v in args.only.split(",") if v.strip()]
             bad = [v for v in only if v not in ABLATIONS]
             if bad:
@@ -617,12 +625,7 @@ def main() -> int:
         return 0
     py = args.peer_python or peer_python("trl", TRL_REQ, torch=True)
     if args.compile:
-        with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
-            root = Path(tmp)
-            data = root / "pairs.jsonl"
-            write_preferences([PreferenceRecord(**r) for r in make_pairs(n)], data)
-            build_model(root / "model")
-            print(f"{n} pairs, load average before: {os.getloadavg()[0]:.1f}", flush=True)
+        with _scratch(n) as (root, data):
             run_compile(py, data, root / "model", threads, root)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-rm-") as tmp:
