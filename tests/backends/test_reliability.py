@@ -211,10 +211,12 @@ def test_kill_9_then_rerun_finishes_without_re_requesting(tmp_path):
         # had received but not stored yet: a worker turns its finished chunk into a cache row
         # after sending its next request (judge/cache.py, for throughput), so each of the
         # ``concurrency`` slots may hold one such answer besides its request in flight (this
-        # test saw 5 at concurrency 4 on a loaded 2-core machine).
+        # test saw 5 at concurrency 4 on a loaded 2-core machine); and since the eighth session
+        # an answer whose slot went to a waiting request is parsed two loop turns later
+        # (backends/openai.py, SEND_FIRST_YIELDS): at most one burst of ``concurrency`` more.
         twice = [k for k, v in st.answered.items() if v > 1]
-        assert len(twice) <= 2 * concurrency, (len(twice), answered_at_kill)
-        assert sum(st.answered.values()) <= n + 2 * concurrency
+        assert len(twice) <= 3 * concurrency, (len(twice), answered_at_kill)
+        assert sum(st.answered.values()) <= n + 3 * concurrency
         assert st.auth == {f"Bearer {secret}"}  # the key is used...
     for path in tmp_path.rglob("*"):  # ...and never lands in the output, cache or run log
         if path.is_file():
