@@ -10,12 +10,10 @@ Version history:
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import os
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -452,32 +450,23 @@ class RunLog(BaseModel):
         if all(j.key != fp.key for j in self.judges):
             self.judges.append(fp)
 
-    def save(self, run_dir: str | os.PathLike[str]) -> Path:
-        """Write ``run_dir/log.json`` atomically; returns its path."""
+    def save(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        write: Callable[[Path, bytes], None] | None = None,
+    ) -> Path:
+        """Write ``run_dir/log.json`` atomically; returns its path.
+
+        ``write(path, bytes)``: who writes the serialized log (default
+        :func:`~judge_rl._io.atomic_write_bytes`, now); ``judge-rl label`` hands it to a thread
+        that writes and syncs the file while the command finishes."""
         path = Path(run_dir) / "log.json"
         # model_dump_json(indent=1)'s bytes as the serializer writes them, not decoded to text
         # and encoded back (twice the log's size copied: 18 MB for 10,000 judgments)
         data = self.__pydantic_serializer__.to_json(self, indent=1)
-        (_WRITE.get() or atomic_write_bytes)(path, data)
+        (write or atomic_write_bytes)(path, data)
         return path
-
-
-_WRITE: contextvars.ContextVar[Callable[[Path, bytes], None] | None] = contextvars.ContextVar(
-    "judge_rl_runlog_write", default=None
-)
-"""Who writes a saved log's bytes in this context (None: :func:`atomic_write_bytes`, now)."""
-
-
-@contextlib.contextmanager
-def _written_by(write: Callable[[Path, bytes], None]) -> Iterator[None]:
-    """Within the block, :meth:`RunLog.save` serializes the log and hands ``write(path,
-    bytes)`` the writing (``judge-rl label``: a thread that writes and syncs the file while
-    the command finishes; it waits for it before saying the log was written)."""
-    token = _WRITE.set(write)
-    try:
-        yield
-    finally:
-        _WRITE.reset(token)
 
 
 SECTIONS: tuple[str, ...] = tuple(

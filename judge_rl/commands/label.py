@@ -289,7 +289,7 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
     elapsed = time.perf_counter() - t0  # the judging window: the run log's timings.label
     labels = make_labels(cfg, comparisons, judgments, elapsed, judge=judge, budget=budget)
 
-    from judge_rl.runlog import _written_by, new_log, run_dir
+    from judge_rl.runlog import new_log, run_dir
 
     records = labels.records
     out_path = write_preferences(records, args.output)
@@ -316,11 +316,11 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
     log.label = labels.section
     log.timings["label"] = elapsed
     log.cost["label"] = summary.cost
-    writing = _WriteSoon()
-    with _written_by(writing):  # its bytes are written and synced while the table is drawn
-        log_path = log.save(rdir)
+    writing: list[Any] = []  # the log's bytes are written and synced while the table is drawn
+    log_path = log.save(rdir, write=lambda path, data: writing.append(_write_soon(path, data)))
     console().print(_summary_table(fp.name, summary))
-    writing.join()  # on disk before the line that says so
+    for w in writing:
+        w.join()  # on disk before the line that says so
     console().print(f"wrote {len(records)} preferences to {out_path}; run log {log_path}")
     if summary.label_mass_calls and (summary.low_label_mass or 0) > summary.label_mass_calls / 2:
         from judge_rl.judge.parse import LOW_LABEL_MASS
@@ -380,67 +380,56 @@ def _safe_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return over
 
 
-class _WriteSoon:
-    """``write(path, data)`` (:func:`judge_rl._io.atomic_write_bytes`) on a thread of its own:
-    the run log (18 MB for 10,000 judgments) is written and synced to disk while the command
-    draws its summary table and the cache closes; :meth:`join` waits for it and raises what it
-    raised (a full disk: the command's error, as before)."""
+class _Soon:
+    """``fn()`` started on a thread named ``name``; :meth:`join` waits for it and raises what
+    it raised, in the command's thread."""
 
-    def __init__(self) -> None:
-        self.thread: Any = None
-        self.error: BaseException | None = None
-
-    def __call__(self, path: Any, data: bytes) -> None:
+    def __init__(self, name: str, fn: Any) -> None:
         import threading
 
-        from judge_rl._io import atomic_write_bytes
+        self.error: BaseException | None = None
 
         def run() -> None:
             try:
-                atomic_write_bytes(path, data)
-            except BaseException as e:  # raised by join(), in the command's thread
+                fn()
+            except BaseException as e:
                 self.error = e
 
-        self.join()  # one write at a time, in order
-        self.thread = threading.Thread(target=run, name="judge-rl-write")
+        self.thread = threading.Thread(target=run, name=name)
         self.thread.start()
 
     def join(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
+        self.thread.join()
         if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+            raise self.error
 
 
-def _close_cache_soon(cache: Any) -> Any:
+def _write_soon(path: Any, data: bytes) -> _Soon:
+    """:func:`judge_rl._io.atomic_write_bytes` on a thread of its own: the run log (18 MB for
+    10,000 judgments) is written and synced to disk while the command draws its summary table
+    and the cache closes (a full disk: the command's error at ``join``, as before)."""
+
+    def write() -> None:
+        from judge_rl._io import atomic_write_bytes
+
+        atomic_write_bytes(path, data)
+
+    return _Soon("judge-rl-write", write)
+
+
+def _close_cache_soon(cache: Any) -> _Soon | None:
     """``cache.close()`` started on a thread; ``.join()`` on what this returns waits for it and
     raises what it raised. None without a cache."""
     if cache is None:
         return None
-    import threading
 
-    class Closing(threading.Thread):
-        error: BaseException | None = None
+    def close() -> None:
+        from judge_rl.judge.cache import _background
 
-        def run(self) -> None:
-            from judge_rl.judge.cache import _background
+        _background()  # the records and the run log first; this is mostly a sync to disk
+        cache.close()
 
-            _background()  # the records and the run log first; this is mostly a sync to disk
-            try:
-                cache.close()
-            except BaseException as e:  # raised by join(), in the command's thread
-                self.error = e
-
-        def join(self, timeout: float | None = None) -> None:
-            super().join(timeout)
-            if self.error is not None:
-                raise self.error
-
-    t = Closing(name="judge-rl-cache-close")
-    t.start()
-    return t
+    return _Soon("judge-rl-cache-close", close)
 
 
 async def _close(judge: Any) -> None:
