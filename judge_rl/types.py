@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,6 +34,9 @@ OrderPolicy = Literal["fixed", "random", "both"]
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 MIN_RAW_CHARS = 200
@@ -67,6 +70,24 @@ def clip_raw(text: str, limit: int | None = None) -> tuple[str, int | None]:
     return f"{text[:half]}\n…[clipped {len(text) - 2 * half} of {len(text)} chars]…\n" + text[
         -half:
     ], len(text)
+
+
+_SET = object.__setattr__
+
+
+def unvalidated(cls: type[_M], values: dict[str, Any], given: frozenset[str]) -> _M:
+    """``cls(**values)``'s instance, built without running the validator: for values the
+    validating constructor keeps as they are (checked by the caller) on a record with no
+    validator that changes a value. The state pydantic's validation gives: ``values`` holds
+    every field in field order (defaults included), ``given`` the fields passed, no extra
+    fields (``extra="forbid"``), no private attributes. About half the CPU of the constructor
+    (tests/data/test_read_fast.py, tests/judge/test_label_outside_bytes.py pin the state)."""
+    m = cls.__new__(cls)
+    _SET(m, "__dict__", values)
+    _SET(m, "__pydantic_fields_set__", set(given))
+    _SET(m, "__pydantic_extra__", None)
+    _SET(m, "__pydantic_private__", None)
+    return m
 
 
 _IS_NONE = functools.partial(operator.is_, None)

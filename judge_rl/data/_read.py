@@ -26,7 +26,14 @@ from judge_rl._io import atomic_write_bytes
 from judge_rl.data import _formats as F
 from judge_rl.data._rows import file_kind, iter_raw_rows, jsonl_bytes, type_name, write_jsonl
 from judge_rl.errors import DataError
-from judge_rl.types import Candidate, Comparison, PreferenceRecord, PromptItem, response_text
+from judge_rl.types import (
+    Candidate,
+    Comparison,
+    PreferenceRecord,
+    PromptItem,
+    response_text,
+    unvalidated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -326,10 +333,8 @@ def _plain_pair(row: dict[str, Any], file_label: str, line: int) -> Comparison |
     ca = _candidate(ida, pid, prompt, a, src_a)
     cb = _candidate(idb, pid, prompt, b, src_b)
     pair = "p-" + _hash_text(f"[{_json_text(pid)},{_json_text(ida)},{_json_text(idb)}]")
-    c = _new_comparison(Comparison)
-    _set_attr(
-        c,
-        "__dict__",
+    return unvalidated(
+        Comparison,
         {
             "id": pair,
             "prompt_id": pid,
@@ -339,31 +344,21 @@ def _plain_pair(row: dict[str, Any], file_label: str, line: int) -> Comparison |
             "reference": None,
             "metadata": {"file": file_label, "line": line, "format": "pairwise"},
         },
+        _COMPARISON_FIELDS,
     )
-    _set_attr(c, "__pydantic_fields_set__", {*_COMPARISON_FIELDS})
-    _set_attr(c, "__pydantic_extra__", None)
-    _set_attr(c, "__pydantic_private__", None)
-    return c  # type: ignore[no-any-return]
 
 
-# The instance state pydantic's validation (and ``BaseModel.model_construct``) gives a record:
-# its fields' values in field order, the fields given, no extra fields (``extra="forbid"``),
-# no private attributes. Candidate and Comparison have no validator that changes a value, and
-# their ``model_post_init`` only derives an id that is given here.
-_set_attr = object.__setattr__
-_new_candidate = Candidate.__new__
-_new_comparison = Comparison.__new__
-_CANDIDATE_FIELDS = ("id", "prompt_id", "prompt", "response", "source")
-_COMPARISON_FIELDS = ("id", "prompt_id", "prompt", "a", "b", "reference", "metadata")
+# Candidate and Comparison have no validator that changes a value, and their
+# ``model_post_init`` only derives an id that is given here (see :func:`unvalidated`).
+_CANDIDATE_FIELDS = frozenset(("id", "prompt_id", "prompt", "response", "source"))
+_COMPARISON_FIELDS = frozenset(("id", "prompt_id", "prompt", "a", "b", "reference", "metadata"))
 
 
 def _candidate(cid: str, pid: str, prompt: str, response: str, source: str) -> Candidate:
     """``Candidate(id=cid, prompt_id=pid, prompt=prompt, response=response, source=source)``
     for text values, without running the validator."""
-    m = _new_candidate(Candidate)
-    _set_attr(
-        m,
-        "__dict__",
+    return unvalidated(
+        Candidate,
         {
             "id": cid,
             "prompt_id": pid,
@@ -372,11 +367,8 @@ def _candidate(cid: str, pid: str, prompt: str, response: str, source: str) -> C
             "source": source,
             "metadata": {},
         },
+        _CANDIDATE_FIELDS,
     )
-    _set_attr(m, "__pydantic_fields_set__", {*_CANDIDATE_FIELDS})
-    _set_attr(m, "__pydantic_extra__", None)
-    _set_attr(m, "__pydantic_private__", None)
-    return m  # type: ignore[no-any-return]
 
 
 def _verdict(p_a: float) -> str:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from judge_rl.errors import ConfigError
-from judge_rl.types import Candidate, Comparison, Judgment, PreferenceRecord
+from judge_rl.types import Candidate, Comparison, Judgment, PreferenceRecord, unvalidated
 
 if TYPE_CHECKING:  # imported by run_log_models(): once a run's first requests are out
     from judge_rl.runlog import LabelSection, LabelSummary
@@ -853,10 +853,8 @@ def _record(
     ):
         # values the validating constructor keeps as they are (text, a float, an origin it
         # accepts, a fresh dict): its instance state without running it (~3 us of ~5 a record)
-        rec = _new_record(PreferenceRecord)
-        _set_attr(
-            rec,
-            "__dict__",
+        rec = unvalidated(
+            PreferenceRecord,
             {
                 "prompt": prompt,
                 "chosen": chosen_text,
@@ -867,10 +865,8 @@ def _record(
                 "origin": origin,
                 "provenance": prov,
             },
+            _RECORD_FIELDS,
         )
-        _set_attr(rec, "__pydantic_fields_set__", {*_RECORD_FIELDS})
-        _set_attr(rec, "__pydantic_extra__", None)
-        _set_attr(rec, "__pydantic_private__", None)
         return rec, tie
     rec = PreferenceRecord(
         prompt=prompt,
@@ -884,9 +880,9 @@ def _record(
     return rec, tie
 
 
-_set_attr = object.__setattr__
-_new_record = PreferenceRecord.__new__
-_RECORD_FIELDS = ("prompt", "chosen", "rejected", "prompt_id", "p_chosen", "origin", "provenance")
+_RECORD_FIELDS = frozenset(
+    ("prompt", "chosen", "rejected", "prompt_id", "p_chosen", "origin", "provenance")
+)
 """The fields :func:`_record` gives a :class:`PreferenceRecord` (``margin``: its default)."""
 
 
