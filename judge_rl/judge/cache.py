@@ -911,7 +911,10 @@ class CachedJudge:
             # chunk: ~10% of the judge path's CPU for one-comparison chunks).
             queue: collections.deque[str] = collections.deque()
             ended = False
-            more = asyncio.Event()
+            # Workers with nothing to do wait on a future each; new keys wake one worker per
+            # chunk they make (an Event woke every idle worker for each chunk the reader
+            # added, ~10 loop callbacks per judgment while a streamed input was read).
+            idle: collections.deque[asyncio.Future[None]] = collections.deque()
             status: dict[str, str] = {}
             busy_keys: list[str] = []
             # Finished rows are stored a few chunks at a time (one transaction per
@@ -1014,15 +1017,22 @@ class CachedJudge:
                 if drain_at is None:
                     drain_at = loop.call_soon(drain_soon)
 
+            def wake(k: int) -> None:
+                while k > 0 and idle:
+                    waiter = idle.popleft()
+                    if not waiter.done():  # a cancelled worker's is done
+                        waiter.set_result(None)
+                        k -= 1
+
             async def feed() -> None:
                 nonlocal ended
                 try:
                     async for keys in todo_in:
                         queue.extend(keys)
-                        more.set()
+                        wake(-(-len(keys) // size))
                 finally:
                     ended = True
-                    more.set()
+                    wake(len(idle))
 
             async def worker() -> None:
                 # one shared queue: each chunk to one worker, in order
@@ -1032,8 +1042,9 @@ class CachedJudge:
                     elif ended:
                         return
                     else:
-                        more.clear()
-                        await more.wait()
+                        waiter = loop.create_future()
+                        idle.append(waiter)
+                        await waiter
 
             workers = self.max_in_flight if n is None else min(self.max_in_flight, -(-n // size))
             tasks = [asyncio.ensure_future(feed())]

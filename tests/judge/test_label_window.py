@@ -78,3 +78,49 @@ def test_between_two_chunks_the_loop_gets_as_long_as_the_chunk_took(tmp_path, mo
     assert asyncio.run(run()) == 100
     assert len(waits) == 4 and PL.STREAM_YIELD >= 1.0  # 64, 16, 16, 4 rows
     assert all(w >= 0.004 * PL.STREAM_YIELD for w in waits), waits
+
+
+def test_keys_from_the_reader_wake_one_idle_worker_per_chunk_not_all_of_them():
+    """While a streamed input is read, the cache layer's workers (one per request in flight
+    plus those queued ahead: 128 for 64 in flight) are mostly idle, waiting for keys. Each
+    chunk the reader added set one Event that woke every idle worker; all but the few that got
+    a key went back to sleep: ~12 loop callbacks per judgment, in the run's first seconds when
+    the loop has the least time to spare. Now each chunk of keys wakes one worker per key."""
+    from judge_rl.backends.mock import MockBackend
+    from judge_rl.judge import CachedJudge, LLMJudge
+    from judge_rl.types import Candidate, Comparison
+
+    def comp(i: int) -> Comparison:
+        p = f"q{i}"
+        a = Candidate(prompt_id=p, prompt=p, response=f"a{i}", source="m1")
+        b = Candidate(prompt_id=p, prompt=p, response=f"b{i}", source="m2")
+        return Comparison(prompt_id=p, prompt=p, a=a, b=b)
+
+    comps = [comp(i) for i in range(320)]
+    template = "Q: {{ prompt }}\nA: {{ response_a }}\nB: {{ response_b }}\nEnd with [[A]] or [[B]]."
+
+    async def run() -> tuple[int, int]:
+        inner = LLMJudge(MockBackend(), template)
+        inner.max_in_flight = 128
+        judge = CachedJudge(inner, None)
+        loop = asyncio.get_running_loop()
+        calls = [0]
+        call_soon = loop.call_soon
+
+        def counted(*a, **k):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            return call_soon(*a, **k)
+
+        loop.call_soon = counted  # type: ignore[method-assign]
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for i in range(0, len(comps), 16):
+                yield comps[i : i + 16]
+                await asyncio.sleep(0.003)  # the reader's pause: every worker is idle
+
+        got = await judge.compare_stream(chunks())
+        return len(got), calls[0]
+
+    n, callbacks = asyncio.run(run())
+    assert n == 320
+    assert callbacks / n < 7, callbacks / n  # 11.9 before
