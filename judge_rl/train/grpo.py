@@ -626,11 +626,16 @@ class GRPOTrainer:
         self, model: Any, batch: _Batch, rows: Any, *, want_logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """log π(response tokens) (b, R), and the response logits (b, R, V) when asked."""
-        if self._shared is None:
-            self._shared = self._check_shared(batch)
-        if self._shared:
+        if self._use_shared(batch):
             return self._shared_logprobs(model, batch, rows, want_logits=want_logits)
         return self._plain_logprobs(model, batch, rows, want_logits=want_logits)
+
+    def _use_shared(self, batch: _Batch) -> bool:
+        """Do the log-probability passes share the prompt? Decided (:meth:`_check_shared`) at
+        the first pass, outside any ``disable_adapter()`` block."""
+        if self._shared is None:
+            self._shared = self._check_shared(batch)
+        return self._shared
 
     def _shared_logprobs(
         self, model: Any, batch: _Batch, rows: Any, *, want_logits: bool = False
@@ -639,15 +644,29 @@ class GRPOTrainer:
         prompt's hidden states do not depend on what follows, so the prompts run once
         (``(U, P)``), their keys/values are gathered for each sample, and only the responses run
         per sample (``(b, R)``), attending to their own prompt through a 4D mask. The first
-        response token is predicted from the prompt's last hidden state."""
+        response token is predicted from the prompt's last hidden state.
+
+        A peft LoRA policy runs through the model it wraps (``get_base_model()``), whose
+        Linear layers peft replaced in place by LoRA layers: the same modules its own forward
+        calls, with the adapter on or, inside ``disable_adapter()``, off. With gradients, the
+        prompts' keys and values keep their graph through the gathered cache, so the LoRA
+        weights of the key/value projections get the prompt positions' gradient, summed over the
+        K samples as the plain forward sums it over the K repeated rows. Other peft models
+        (other methods, several adapters, DoRA, ...) raise here: the plain forward runs."""
         import torch
         from transformers import DynamicCache
 
         from judge_rl.train._last_mlp import read_rows_block
+        from judge_rl.train._lean_decode import _lora_base
         from judge_rl.train.ppo import logprobs_from_logits
 
         dev = self.device
         model = self.accelerator.unwrap_model(model)
+        if type(model).__module__.startswith("peft"):
+            base = _lora_base(model)
+            if base is None:
+                raise ValueError(f"{type(model).__name__} is not a plain LoRA model")
+            model = base
         idx = torch.arange(batch.query_ids.shape[0])[rows]  # (b,)
         q_ids, q_mask = batch.query_ids[idx], batch.query_mask[idx]  # (b, P)
         uniq: dict[tuple[int, ...], int] = {}
@@ -701,30 +720,33 @@ class GRPOTrainer:
         return lp, (logits if want_logits else None)
 
     def _check_shared(self, batch: _Batch) -> bool:
-        """Does the shared-prompt forward give the plain forward's log-probabilities here?"""
+        """Does the shared-prompt forward give the plain forward's log-probabilities here? A
+        LoRA policy is checked with its adapter on and, when the base model is the reference,
+        off (``disable_adapter()``)."""
+        import contextlib
+
         import torch
 
         c = self.config
-        if (
-            not c.shared_prompt
-            or self._peft
-            or c.gradient_checkpointing
-            or self.accelerator.num_processes > 1
-        ):
+        if not c.shared_prompt or c.gradient_checkpointing or self.accelerator.num_processes > 1:
             return False
         rows = slice(0, min(4, batch.query_ids.shape[0]))
         m = batch.response_mask[rows].to(self.device).float()
-        try:
-            with torch.no_grad():
-                got = self._shared_logprobs(self.model, batch, rows)[0] * m
-                want = self._plain_logprobs(self.model, batch, rows)[0] * m
-        except Exception as e:  # an architecture without cache / 4D-mask support
-            log.info("shared-prompt forward unavailable for this model (%s)", e)
-            return False
-        ok = bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
-        if not ok:
-            log.info("shared-prompt forward disagrees with the plain one; using the plain one")
-        return ok
+        modes: list[Any] = [contextlib.nullcontext]
+        if self._peft and self.ref_policy is None:
+            modes.append(self.policy.disable_adapter)
+        for mode in modes:
+            try:
+                with torch.no_grad(), mode():
+                    got = self._shared_logprobs(self.model, batch, rows)[0] * m
+                    want = self._plain_logprobs(self.model, batch, rows)[0] * m
+            except Exception as e:  # an architecture without cache / 4D-mask support
+                log.info("shared-prompt forward unavailable for this model (%s)", e)
+                return False
+            if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
+                log.info("shared-prompt forward disagrees with the plain one; using the plain one")
+                return False
+        return True
 
     def _plain_logprobs(
         self, model: Any, batch: _Batch, rows: Any, *, want_logits: bool = False
@@ -757,6 +779,7 @@ class GRPOTrainer:
     def _ref_logprobs(self, batch: _Batch, rows: Any) -> torch.Tensor:
         if self.ref_policy is not None:
             return self._logprobs(self.ref_policy, batch, rows)[0]
+        self._use_shared(batch)  # decided with the adapter on, before it is switched off
         with self.policy.disable_adapter():  # peft: the reference is the base model
             return self._logprobs(self.policy, batch, rows)[0]
 

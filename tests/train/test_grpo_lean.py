@@ -172,17 +172,46 @@ def test_lora_group_rollout_rows_that_stop_early():
     assert b.response_ids.shape[1] < 40  # every row stopped before max_new_tokens
 
 
-def prefill_shapes(tr):
-    """Records (rows, positions) of every gradient-free forward of the policy's Llama body (the
-    rollout's prefill runs there; the lean loop's decoding steps call its layers directly)."""
-    shapes = []
+def body_shapes(tr, *, during=None, skip=()):
+    """Records (rows, positions, gradients on) of every forward of the policy's Llama body while
+    one of the trainer's methods named in ``during`` runs (any time when None) and none named in
+    ``skip`` does (the rollout's prefill runs there, the lean loop's decoding steps call its
+    layers directly; the log-probability passes run it). Returns the list and an undo."""
+    shapes, state = [], {"in": 0, "out": 0}
 
     def hook(module, args, kwargs):
-        if not torch.is_grad_enabled():
-            shapes.append(tuple(kwargs["input_ids"].shape))
+        if (during is None or state["in"]) and not state["out"]:
+            shapes.append((*kwargs["input_ids"].shape, torch.is_grad_enabled()))
 
-    body = tr.policy.get_base_model().model
-    return shapes, body.register_forward_pre_hook(hook, with_kwargs=True)
+    def wrap(name, key):
+        real = getattr(tr, name)
+
+        def inner(*a, **k):
+            state[key] += 1
+            try:
+                return real(*a, **k)
+            finally:
+                state[key] -= 1
+
+        setattr(tr, name, inner)
+
+    for name in during or ():
+        wrap(name, "in")
+    for name in skip:
+        wrap(name, "out")
+    handle = tr.policy.get_base_model().model.register_forward_pre_hook(hook, with_kwargs=True)
+
+    def undo():
+        handle.remove()
+        for name in (*(during or ()), *skip):
+            delattr(tr, name)
+
+    return shapes, undo
+
+
+def prefill_shapes(tr):
+    """(rows, positions) of the policy body's forwards in the rollouts, and an undo."""
+    return body_shapes(tr, during=("_group_rollout", "_rollout"))
 
 
 def test_lora_policy_prefills_each_prompt_once_per_group():
@@ -191,25 +220,26 @@ def test_lora_policy_prefills_each_prompt_once_per_group():
     G, K = 4, 3
     tr = lora_trainer("gqa", K=K, beta=0.0, epochs=1)  # beta 0, one pass: no other no-grad pass
     P = max(map(len, tr._encoded))
-    shapes, handle = prefill_shapes(tr)
+    shapes, undo = prefill_shapes(tr)
     tr.train_step()
-    handle.remove()
+    undo()
     assert shapes and shapes[0][0] == G and shapes[0][1] <= P, shapes
-    assert sum(r * n for r, n in shapes if n <= P) <= G * P  # K times less prompt work
+    assert sum(r * n for r, n, _ in shapes if n <= P) <= G * P  # K times less prompt work
 
     tr = lora_trainer("gqa", K=K, beta=0.0, epochs=1, shared_prompt=False)  # the plain rollout
-    shapes, handle = prefill_shapes(tr)
+    shapes, undo = prefill_shapes(tr)
     tr.train_step()
-    handle.remove()
+    undo()
     assert shapes[0][0] == G * K
 
 
 def test_lora_training_steps_equal_with_and_without_the_shared_prefill():
-    """The same samples, so the same step statistics (LoRA runs the plain log-prob passes
-    either way)."""
+    """The same samples, so the same step statistics (the plain log-prob passes on both sides:
+    the shared ones are tests/train/test_grpo_lora_logprobs.py's)."""
     runs = []
     for shared in (True, False):
         tr = lora_trainer("gqa", K=3, steps=3, beta=0.05, shared_prompt=shared)
+        tr._shared = False
         runs.append(tr.train().steps)
     for a, b in zip(*runs, strict=True):
         for k in ("reward_mean", "kl", "loss", "entropy", "response_length"):
