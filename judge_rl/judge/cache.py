@@ -213,6 +213,9 @@ class JudgmentCache:
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._read_conn: sqlite3.Connection | None = None
+        """Lookups' own connection (see :meth:`_reader`)."""
         self.hits = 0
         self.writes = 0
         self.transactions = 0
@@ -233,6 +236,18 @@ class JudgmentCache:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conn = conn
         return self._conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """The lookups' connection (call with ``_read_lock`` held). A WAL reader does not wait
+        for a writer, so a lookup does not wait, with the event loop, for the store thread's
+        transaction to end: on one connection and one lock it did (~0.13 s of a 10,000-pair
+        ``judge-rl label`` run, up to 6 ms at a time)."""
+        if self._read_conn is None:
+            if self._conn is None:
+                with self._lock:
+                    self._db()  # the tables first
+            self._read_conn = self._open()
+        return self._read_conn
 
     def _open(self, *, create: bool = False) -> sqlite3.Connection:
         """A new connection (WAL, ``synchronous=NORMAL``); ``create``: the tables too."""
@@ -262,6 +277,10 @@ class JudgmentCache:
         ck = self._checkpointer
         if ck is not None:
             ck.join()
+        with self._read_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()  # the last connection to close checkpoints what is left
@@ -281,8 +300,8 @@ class JudgmentCache:
         out: dict[str, str] = {}
         if self.refresh:
             return out
-        with self._lock:
-            db = self._db()
+        with self._read_lock:
+            db = self._reader()
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
@@ -299,8 +318,8 @@ class JudgmentCache:
         out: dict[str, str] = {}
         if self.refresh or not gens:
             return out
-        with self._lock:
-            db = self._db()
+        with self._read_lock:
+            db = self._reader()
             for i in range(0, len(gens), 400):
                 chunk = gens[i : i + 400]
                 marks = ",".join("?" * len(chunk))
