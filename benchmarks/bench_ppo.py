@@ -44,9 +44,15 @@ Part 8 (``--part grpo-lora-rollout``, not in ``all``): the same with a LoRA poli
 set to small random values): the plain rollout on the K-times repeated prompts (a LoRA policy's
 rollout before the lean loop's ``last_in_prefill`` mode) vs the group rollout (each prompt
 prefilled once), both through the lean loop, interleaved; CPU s and whether the tokens are the same.
+Part 9 (``--part grpo-lora-step``, not in ``all``): whole GRPO steps with that LoRA policy and
+benchmarks/bench_grpo.py's settings (one update per batch, beta 0.04: the reference pass under
+``disable_adapter()`` and the training forward+backward), two trainers from the same weights, step
+by step interleaved: the log-probability passes on the K-times repeated prompts (``plain``, what a
+LoRA policy ran before) vs each prompt once per group (``shared``); both roll out through the
+group rollout. CPU s per step and whether the two sampled the same tokens.
 
     python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|demo-rollout|
-        grpo-rollout|grpo-lora-rollout|all] [--threads 1]
+        grpo-rollout|grpo-lora-rollout|grpo-lora-step|all] [--threads 1]
 """
 
 from __future__ import annotations
@@ -422,9 +428,9 @@ def generate_vs_lean(
     return wall, cpu, same, batches
 
 
-def print_rollouts(wall: dict, cpu: dict, digits: int) -> None:
+def print_rollouts(wall: dict, cpu: dict, digits: int, what: str = "rollout") -> None:
     """The table of :func:`generate_vs_lean`'s timings: min and median, wall and CPU."""
-    print(f"{'rollout':14}{'wall min':>10}{'wall med':>10}{'CPU min':>10}{'CPU med':>10}")
+    print(f"{what:14}{'wall min':>10}{'wall med':>10}{'CPU min':>10}{'CPU med':>10}")
     for name in wall:
         w, c = wall[name], cpu[name]
         cells = (min(w), statistics.median(w), min(c), statistics.median(c))
@@ -575,9 +581,12 @@ def grpo_rollout(args: argparse.Namespace, reps: int = 8) -> None:
     print(f"lean loop sampled the same tokens as generate (same seeds): {same}")
 
 
-def grpo_lora_rollout(args: argparse.Namespace, reps: int = 8) -> None:
-    """``--part grpo-lora-rollout``: see the module docstring; the first round warms up."""
+def grpo_lora_trainer(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """A GRPO trainer with benchmarks/bench_grpo.py's policy (``--hidden`` x ``--layers``) and
+    settings, LoRA r=LORA_R, ``lora_B`` set to small random values (as after some training;
+    peft starts them at zero); and its prompts. The same weights and adapters at every call."""
     import torch
+    from bench_grpo import BETA, LR
     from bench_grpo import NEW_TOKENS as G_NEW
     from bench_grpo import PROMPTS_PER_STEP as G
     from bench_grpo import K as GK
@@ -590,13 +599,25 @@ def grpo_lora_rollout(args: argparse.Namespace, reps: int = 8) -> None:
         policy, prompts = build_grpo(Path(tmp), args.hidden, args.layers)
         model, tok = load_causal_lm(str(policy)), load_tokenizer(str(policy))
     cfg = GRPOConfig(steps=1, batch_size=G, group_size=GK, max_new_tokens=G_NEW, lora_r=LORA_R,
-                     temperature=1.0, chat_template=False, device="cpu", seed=0)  # fmt: skip
+                     epochs=1, lr=LR, beta=BETA, algorithm="grpo", loss_agg="token",
+                     cliprange=0.2, temperature=1.0, chat_template=False, device="cpu",
+                     seed=0)  # fmt: skip
     trainer = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # adapters as after some training (peft starts lora_B at zero)
+    with torch.no_grad():
         for name, p in trainer.policy.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return trainer, prompts
+
+
+def grpo_lora_rollout(args: argparse.Namespace, reps: int = 8) -> None:
+    """``--part grpo-lora-rollout``: see the module docstring; the first round warms up."""
+    from bench_grpo import NEW_TOKENS as G_NEW
+    from bench_grpo import PROMPTS_PER_STEP as G
+    from bench_grpo import K as GK
+
+    trainer, prompts = grpo_lora_trainer(args)
 
     def batch(r: int) -> tuple[list, list]:
         start = (r * G) % len(prompts)
@@ -623,6 +644,46 @@ def grpo_lora_rollout(args: argparse.Namespace, reps: int = 8) -> None:
     ratio = statistics.median(cpu["plain"]) / statistics.median(cpu["group"])
     print(f"plain / group (median CPU): {ratio:.2f}x")
     print(f"the group rollout sampled the same tokens as the plain one (same seeds): {same}")
+
+
+def grpo_lora_step(args: argparse.Namespace, reps: int = 8) -> None:
+    """``--part grpo-lora-step``: see the module docstring; the first round warms up."""
+    from bench_grpo import NEW_TOKENS as G_NEW
+    from bench_grpo import PROMPTS_PER_STEP as G
+    from bench_grpo import K as GK
+
+    trainers = {"plain": grpo_lora_trainer(args)[0], "shared": grpo_lora_trainer(args)[0]}
+    trainers["plain"]._shared = False  # the log-prob passes a LoRA policy ran before
+    split: dict[str, list[tuple[float, float]]] = {name: [] for name in trainers}
+
+    def stepper(name: str) -> Any:
+        def step(r: int) -> Any:
+            st = trainers[name].train_step()
+            if r:
+                split[name].append((st["time_generate"], st["time_train"]))
+            return trainers[name]._last_batch
+
+        return step
+
+    sides = {name: ("1", stepper(name)) for name in trainers}
+    wall, cpu, same, _ = generate_vs_lean(reps + 1, None, sides)
+    shared = trainers["shared"]._shared
+    print(
+        f"GRPO steps of a LoRA policy (r={LORA_R}; {G} prompts x K={GK}, {G_NEW} new tokens, "
+        f"beta {trainers['plain'].config.beta}, one update per batch) on a policy of hidden "
+        f"{args.hidden} x {args.layers} layers, {args.threads} thread(s), {reps} interleaved "
+        f"steps per side, load average {os.getloadavg()[0]:.1f}; plain = log-prob passes on the "
+        f"prompts repeated K times (before), shared = each prompt once per group (in use: {shared})"
+    )
+    print_rollouts(wall, cpu, 3, what="step")
+    for name, rows in split.items():
+        gen, train = (statistics.median(v) for v in zip(*rows, strict=True))
+        print(
+            f"{name}: median wall s/step generate {gen:.3f}, log-prob passes + update {train:.3f}"
+        )
+    ratio = statistics.median(cpu["plain"]) / statistics.median(cpu["shared"])
+    print(f"plain / shared (median CPU per step): {ratio:.2f}x")
+    print(f"both sides sampled the same tokens at every step (same seeds): {same}")
 
 
 def profile_part(args: argparse.Namespace, updates: int = 3) -> None:
@@ -788,6 +849,7 @@ def main() -> int:
             "demo-rollout",
             "grpo-rollout",
             "grpo-lora-rollout",
+            "grpo-lora-step",
             "all",
         ],  # fmt: skip
         default="all",
@@ -826,6 +888,8 @@ def main() -> int:
         grpo_rollout(args)
     if args.part == "grpo-lora-rollout":
         grpo_lora_rollout(args)
+    if args.part == "grpo-lora-step":
+        grpo_lora_step(args)
     if args.part == "demo-memory":
         rows = memory_table(args.threads, list(DEMO_MEMORY_CONFIGS))
         print_memory(rows, args.threads, demo=True)
