@@ -8,12 +8,14 @@ disagrees or fails, the plain one runs, as before."""
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
 
 from judge_rl.models import tiny_tokenizer
 from judge_rl.train.grpo import GRPOConfig, GRPOTrainer
+from tests.conftest import requires_embedded
 from tests.train.test_grpo_lean import PROMPTS, body_shapes, lora_trainer
 from tests.train.test_lean_decode import llama
 
@@ -167,3 +169,41 @@ def test_other_peft_models_take_the_plain_forward():
     with pytest.raises(ValueError, match="not a plain LoRA model"):
         tr._shared_logprobs(tr.model, batch, slice(0, 4))
     assert tr._check_shared(batch) is False
+
+
+@requires_embedded
+@pytest.mark.slow
+def test_embedded_model_lora_takes_the_shared_forward(embedded):
+    """SmolLM2-135M with LoRA r=8 (``lora_B`` small and random): the first-use check passes, and
+    the shared log-probabilities (adapter on and off) and LoRA gradients equal the plain ones."""
+    model, tok = embedded
+    prompts = [f"What is {i} + {3 * i % 7}? Answer with just the number." for i in range(4)]
+    cfg = GRPOConfig(steps=1, batch_size=2, group_size=K, max_new_tokens=12, lora_r=8, beta=0.04,
+                     device="cpu", seed=0)  # fmt: skip
+    tr = GRPOTrainer(cfg, copy.deepcopy(model), tok, "contains:1", prompts)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in tr.policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    torch.manual_seed(0)
+    batch = tr._group_rollout([it for it in tr.items[:2] for _ in range(K)], tr._encoded[:2], K)
+    assert tr._check_shared(batch) is True
+    rows = torch.tensor([0, 1, 3, 4, 5])
+    m = batch.response_mask[rows].float()
+    with torch.no_grad():
+        for mode in (contextlib.nullcontext, tr.policy.disable_adapter):
+            with mode():
+                shared = tr._shared_logprobs(tr.model, batch, rows)[0] * m
+                plain = tr._plain_logprobs(tr.model, batch, rows)[0] * m
+            torch.testing.assert_close(shared, plain, **TOL)
+    grads = {}
+    for name, fn in (("shared", tr._shared_logprobs), ("plain", tr._plain_logprobs)):
+        tr.optimizer.zero_grad(set_to_none=True)
+        (fn(tr.model, batch, rows)[0] * m).sum().backward()
+        grads[name] = {
+            n: p.grad.clone() for n, p in tr.policy.named_parameters() if p.requires_grad
+        }
+    for n, want in grads["plain"].items():
+        scale = float(want.abs().max())
+        torch.testing.assert_close(grads["shared"][n], want, atol=1e-4 * scale, rtol=1e-3, msg=n)
