@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -75,7 +76,7 @@ def clip_raw(text: str, limit: int | None = None) -> tuple[str, int | None]:
 _SET = object.__setattr__
 
 
-def unvalidated(cls: type[_M], values: dict[str, Any], given: frozenset[str]) -> _M:
+def unvalidated(cls: type[_M], values: dict[str, Any], given: Iterable[str]) -> _M:
     """``cls(**values)``'s instance, built without running the validator: for values the
     validating constructor keeps as they are (checked by the caller) on a record with no
     validator that changes a value. The state pydantic's validation gives: ``values`` holds
@@ -353,6 +354,130 @@ class Battle(_Record):
 
 
 Judgment.model_rebuild()
+
+
+# --- building the judge layer's records without their validators -----------------------------
+# A prompted judge builds a JudgeCall and a Judgment per call from values it made itself (ids of
+# validated comparisons, its own fingerprint, a backend's counts). Validating them again is most
+# of their cost (~7-10 us each). ``_fast_call``/``_fast_judgment`` give the instance the
+# validating constructor gives (same values, same fields set) when every value is of the exact
+# type validation keeps unchanged, and call the constructor otherwise (a 0 where a float goes,
+# a bool where an int goes, a str subclass, an unknown key...: converted or refused as before).
+# tests/judge/test_judge_cpu_records.py pins the state against the constructor.
+
+_NONE = type(None)
+_STR, _INT, _FLOAT, _BOOL = (frozenset({t}) for t in (str, int, float, bool))
+_STR_OR_NONE, _INT_OR_NONE, _FLOAT_OR_NONE = (frozenset({t, _NONE}) for t in (str, int, float))
+_CALL_TYPES: dict[str, frozenset[type]] = {
+    "raw_chars": _INT_OR_NONE,
+    "first_id": _STR,
+    "winner": _STR_OR_NONE,  # and one of a, b, tie
+    "p_a": _FLOAT_OR_NONE,
+    "raw": _STR,
+    "error": _STR_OR_NONE,
+    "prompt_tokens": _INT,
+    "completion_tokens": _INT,
+    "cost": _FLOAT,
+    "latency_s": _FLOAT,
+    "cached": _BOOL,
+    "label_mass": _FLOAT_OR_NONE,
+    "note": _STR_OR_NONE,
+    "attempts": _INT_OR_NONE,
+    "retries": _INT_OR_NONE,
+    "timeouts": _INT_OR_NONE,
+    "attempt_latency_s": frozenset({list, _NONE}),  # of floats
+}
+_VERDICTS = frozenset({"a", "b", "tie", None})
+_CALL_DEFAULTS = {name: f.default for name, f in JudgeCall.model_fields.items()}
+
+
+def _kept(kw: dict[str, Any], types: dict[str, frozenset[type]]) -> bool:
+    """Whether validation keeps every value of ``kw`` as it is: known keys, exact types (a
+    Literal's value checked by the caller)."""
+    try:
+        for key, value in kw.items():
+            if type(value) not in types[key]:
+                return False
+    except KeyError:  # an unknown key: the constructor's error
+        return False
+    return True
+
+
+def _fast_call(kw: dict[str, Any]) -> JudgeCall:
+    """``JudgeCall(**kw)``: the same instance, without the validator where it would keep
+    every value as it is (the raw output clipped as the validator clips it)."""
+    lat = kw.get("attempt_latency_s")
+    if (
+        not _kept(kw, _CALL_TYPES)
+        or kw.get("winner") not in _VERDICTS
+        or "first_id" not in kw
+        or "raw_chars" in kw
+        or (lat and any(type(x) is not float for x in lat))
+    ):
+        return JudgeCall(**kw)
+    values = dict(_CALL_DEFAULTS)
+    values.update(kw)
+    given: Any = kw.keys()
+    raw = values["raw"]
+    if len(raw) > MIN_RAW_CHARS:  # _RawClipped._clip_raw
+        text, n = clip_raw(raw)
+        if n is not None:
+            values["raw"], values["raw_chars"] = text, n
+            given = {*given, "raw_chars"}
+    if lat is not None:
+        values["attempt_latency_s"] = list(lat)  # validation's own list
+    return unvalidated(JudgeCall, values, given)
+
+
+_JUDGMENT_TYPES: dict[str, frozenset[type]] = {
+    "comparison_id": _STR,
+    "prompt_id": _STR,
+    "a_id": _STR,
+    "b_id": _STR,
+    "winner": _STR_OR_NONE,  # and one of a, b, tie
+    "p_a": _FLOAT_OR_NONE,
+    "judge": frozenset({JudgeFingerprint}),
+    "order": _STR,  # and one of fixed, random, both
+    "calls": frozenset({list}),  # of JudgeCall
+    "consistent": frozenset({bool, _NONE}),
+    "members": frozenset({list}),  # of Judgment
+    "error": _STR_OR_NONE,
+    "prompt_tokens": _INT,
+    "completion_tokens": _INT,
+    "cost": _FLOAT,
+    "latency_s": _FLOAT,
+}
+_ORDERS = frozenset({"fixed", "random", "both"})
+_FACTORY = object()
+_JUDGMENT_DEFAULTS: dict[str, Any] = {
+    name: _FACTORY if f.default_factory is not None else f.default
+    for name, f in Judgment.model_fields.items()
+}
+
+
+def _fast_judgment(kw: dict[str, Any]) -> Judgment:
+    """``Judgment(**kw)``: the same instance, without the validator where it would keep every
+    value as it is (its calls and members already records of their own class)."""
+    if (
+        not _kept(kw, _JUDGMENT_TYPES)
+        or kw.get("winner") not in _VERDICTS
+        or kw.get("order", "fixed") not in _ORDERS
+        or not ("comparison_id" in kw and "a_id" in kw and "b_id" in kw and "judge" in kw)
+    ):
+        return Judgment(**kw)
+    values = dict(_JUDGMENT_DEFAULTS)  # field order
+    values.update(kw)
+    for name, cls in (("calls", JudgeCall), ("members", Judgment)):
+        records = values[name]
+        if records is _FACTORY:
+            values[name] = []
+            continue
+        for rec in records:
+            if type(rec) is not cls:
+                return Judgment(**kw)
+        values[name] = list(records)  # validation's own list
+    return unvalidated(Judgment, values, kw.keys())
+
 
 __all__ = [
     "Battle",

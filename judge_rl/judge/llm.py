@@ -60,6 +60,8 @@ from judge_rl.types import (
     Judgment,
     Message,
     Score,
+    _fast_call,
+    _fast_judgment,
     prompt_text,
     response_text,
 )
@@ -108,6 +110,7 @@ HARDENED_NOTICE = (
 """Appended to the system message of a judge with ``hardened: true``."""
 
 PAIR_LABELS = ["A", "B", "C"]
+_WINNER = {"A": "a", "B": "b", "tie": "tie"}
 YESNO_LABELS = ["Yes", "No"]
 
 
@@ -230,12 +233,35 @@ def _compile_template(text: str, kind: str, *, file: str, mode: str) -> Any:
             setting=missing[0],
         )
     template = env.from_string(text)
+    template.judge_rl_concat = _concat_plan(ast)  # type: ignore[attr-defined]
     # Jinja keeps a template's globals as a ChainMap (the template's over the environment's),
     # which every render copies and iterates in Python: a third of a short render's CPU (issue
     # 19 item 2). This environment is private and never changes after this point, so a plain
     # dict of the same names renders the same.
     template.globals = dict(template.globals)
     return template
+
+
+def _concat_plan(ast: Any) -> tuple[tuple[str, str | None], ...] | None:
+    """A template that is only text and ``{{ name }}`` outputs, as ``(text, None)`` and
+    ``("", name)`` pieces (None for any other template). Jinja compiles such a template to
+    yielding each text and ``str(value)`` of each variable, joined: :meth:`LLMJudge._render`
+    joins the same pieces without building a Jinja context per call (a name the call does not
+    supply goes to Jinja, which raises as before)."""
+    from jinja2 import nodes
+
+    plan: list[tuple[str, str | None]] = []
+    for node in ast.body:
+        if type(node) is not nodes.Output:
+            return None
+        for child in node.nodes:
+            if type(child) is nodes.TemplateData:
+                plan.append((child.data, None))
+            elif type(child) is nodes.Name and child.ctx == "load":
+                plan.append(("", child.name))
+            else:
+                return None
+    return tuple(plan)
 
 
 MAX_PREPARED_CHARS = 50_000_000
@@ -475,21 +501,23 @@ class LLMJudge:
             assert req is not None and res is not None
             call = self._pair_call(c, res)
             out.append(
-                Judgment(
-                    comparison_id=c.id,
-                    prompt_id=c.prompt_id,
-                    a_id=c.a.id,
-                    b_id=c.b.id,
-                    winner=call.winner,
-                    p_a=call.p_a,
-                    judge=self._fp,
-                    order="fixed",
-                    calls=[call],
-                    error=call.error,
-                    prompt_tokens=call.prompt_tokens,
-                    completion_tokens=call.completion_tokens,
-                    cost=call.cost,
-                    latency_s=call.latency_s,
+                _fast_judgment(
+                    {
+                        "comparison_id": c.id,
+                        "prompt_id": c.prompt_id,
+                        "a_id": c.a.id,
+                        "b_id": c.b.id,
+                        "winner": call.winner,
+                        "p_a": call.p_a,
+                        "judge": self._fp,
+                        "order": "fixed",
+                        "calls": [call],
+                        "error": call.error,
+                        "prompt_tokens": call.prompt_tokens,
+                        "completion_tokens": call.completion_tokens,
+                        "cost": call.cost,
+                        "latency_s": call.latency_s,
+                    }
                 )
             )
         return out
@@ -597,6 +625,18 @@ class LLMJudge:
         return fence(label, text) if self.hardened else text
 
     def _render(self, **variables: Any) -> str:
+        plan = getattr(self.template, "judge_rl_concat", None)
+        if plan is not None:
+            parts = []
+            for text, name in plan:
+                if name is None:
+                    parts.append(text)
+                elif name in variables:
+                    parts.append(str(variables[name]))
+                else:
+                    break  # not supplied: Jinja's StrictUndefined error below
+            else:
+                return "".join(parts)
         from jinja2 import UndefinedError
         from jinja2.exceptions import SecurityError
 
@@ -922,10 +962,12 @@ class LLMJudge:
     def _pair_call(self, c: Comparison, res: ChatResult) -> JudgeCall:
         usage = {**_usage(res), **_transport(res)}
         if res.error is not None:
-            return JudgeCall(first_id=c.a.id, error=res.error, raw=res.text or "", **usage)
+            return _fast_call(
+                {"first_id": c.a.id, "error": res.error, "raw": res.text or "", **usage}
+            )
         raw = res.text
         if raw is None:
-            return JudgeCall(first_id=c.a.id, error="empty: no text in the reply", **usage)
+            return _fast_call({"first_id": c.a.id, "error": "empty: no text in the reply", **usage})
         p_first: float | None = None
         by_probs = None
         if res.label_probs:
@@ -950,7 +992,9 @@ class LLMJudge:
                     and mass is not None
                     and mass >= LOW_LABEL_MASS
                 ):
-                    return JudgeCall(first_id=c.a.id, error=f"parse: {e}", raw=raw, **usage)
+                    return _fast_call(
+                        {"first_id": c.a.id, "error": f"parse: {e}", "raw": raw, **usage}
+                    )
                 # No verdict written (a reply in words, "Answer: the second"), but the
                 # backend read the labels at the verdict position with enough mass: the
                 # most likely label is the verdict. Never used over a written verdict.
@@ -972,15 +1016,16 @@ class LLMJudge:
         ):
             note = "low_mass"
         assert verdict is not None
-        winner = {"A": "a", "B": "b", "tie": "tie"}[verdict]
-        return JudgeCall(
-            first_id=c.a.id,
-            winner=winner,  # type: ignore[arg-type]
-            p_a=p_first,
-            raw=raw,
-            label_mass=mass,
-            note=note,
-            **usage,
+        return _fast_call(
+            {
+                "first_id": c.a.id,
+                "winner": _WINNER[verdict],
+                "p_a": p_first,
+                "raw": raw,
+                "label_mass": mass,
+                "note": note,
+                **usage,
+            }
         )
 
     def reparse(self, rec: Judgment | Score) -> Judgment | Score | None:

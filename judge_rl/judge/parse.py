@@ -95,6 +95,9 @@ class VerdictRule:
         return self.rule == "auto" or self.rule == form
 
 
+_AUTO = VerdictRule()
+
+
 def verdict_rule(value: Any) -> VerdictRule:
     """A :class:`VerdictRule` from a spec's ``verdict:`` value (None: ``auto``).
 
@@ -155,6 +158,22 @@ _VERDICT_WORDS: dict[str, ShownVerdict] = {
 
 def _verdict_word(value: Any) -> ShownVerdict | None:
     """Map ``"A"``, ``"Response B"``, ``"assistant a"``, ``"tie"``, ``1`` … to a verdict."""
+    if type(value) is str:  # what a reply's verdict was written as: a few forms, seen again
+        hit = _WORDS_SEEN.get(value, _UNSEEN)
+        if hit is _UNSEEN:
+            hit = _word_of(value)
+            if len(_WORDS_SEEN) >= 4096:
+                _WORDS_SEEN.clear()
+            _WORDS_SEEN[value] = hit
+        return hit  # type: ignore[return-value]
+    return _word_of(value)
+
+
+_UNSEEN = object()
+_WORDS_SEEN: dict[str, ShownVerdict | None] = {}
+
+
+def _word_of(value: Any) -> ShownVerdict | None:
     if isinstance(value, bool) or value is None:
         return None
     s = str(value).strip().strip("[]()*.\"'` ").lower()
@@ -310,7 +329,7 @@ def _check_echo(text: str, last_line: tuple[int, str] | None = None) -> None:
     """A reply ending in a header like ``[Response B]`` repeats the template; it is no verdict.
     ``last_line``: :func:`_last_line` of ``text`` when the caller has it."""
     _, last = last_line or _last_line(text)
-    if _HEADER.match(last):
+    if "[" in last and _HEADER.match(last):
         raise ParseError(f"template echo: the reply ends with the header {last.strip('*_# ')}")
 
 
@@ -354,6 +373,8 @@ def _show(v: ShownVerdict | str) -> str:
 def _settle(found: list[tuple[int, Any, str]], what: str) -> Any:
     """One value from the standalone verdicts found (line, value, shown form); disagreement and
     invalid markers are errors."""
+    if len(found) == 1 and found[0][1] is not None:
+        return found[0][1]
     bad = [f for f in found if f[1] is None]
     if bad:
         shown = ", ".join(dict.fromkeys(f[2] for f in found))
@@ -409,54 +430,79 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
     >>> v, text[:at]
     ('B', 'B is correct.\\n**Verdict: [[')
     """
-    rule = rule or VerdictRule()
-    last_line = _last_line(text)
+    rule = rule or _AUTO
+    kind = rule.rule
+    auto = kind == "auto"
+    # One pass over the lines (was: a list of them, then a pass per form). The verdicts found
+    # are listed in the order the passes gave them (pattern, markers, labels: each in line
+    # order), which the error messages and the verdict slot depend on.
+    raw_lines = text.splitlines(keepends=True)
+    last_line = (0, "")  # _last_line(text): a line's break characters are all whitespace
+    for i in range(len(raw_lines) - 1, -1, -1):
+        stripped = raw_lines[i].strip()
+        if stripped:
+            last_line = (i + 1, stripped)
+            break
     _check_echo(text, last_line)
-    found: list[tuple[int, ShownVerdict | None, str]] = []
+    rx = re.compile(str(rule.pattern)) if kind == "pattern" else None
+    brackets = auto or kind == "brackets"
+    labels = auto or kind == "label"
+    by_pattern: list[tuple[int, ShownVerdict | None, str]] = []
+    by_marker: list[tuple[int, ShownVerdict | None, str]] = []
+    by_label: list[tuple[int, ShownVerdict | None, str]] = []
     where: dict[int, int] = {}
-    lines = _lines_at(text)
-    markers: dict[int, re.Match[str] | None] = {}  # _MARKER_LINE of each line, once
-    if rule.rule == "pattern":
-        rx = re.compile(str(rule.pattern))
-        for no, line, off in lines:
-            m = rx.fullmatch(line)
+    kept = 0  # lines that may hold a verdict (_lines_at)
+    last_kept = (0, 0)  # (line number, offset) of the last of them
+    in_fence = False
+    pos = 0
+    for no, line in enumerate(raw_lines, 1):
+        start = pos
+        pos += len(line)
+        s = line.strip()
+        if s.startswith("```"):
+            in_fence = not in_fence
+            continue
+        if in_fence or not s or s[0] == ">":
+            continue
+        kept += 1
+        off = start + len(line) - len(line.lstrip())
+        last_kept = (no, off)
+        if rx is not None:
+            m = rx.fullmatch(s)
             if m:
                 v = _verdict_word(m.group(1))
-                found.append((no, v, _show(v) if v else m.group(1)))
+                by_pattern.append((no, v, _show(v) if v else m.group(1)))
                 where[no] = off + m.start(1)
-    if rule.uses("brackets"):
-        for no, line, off in lines:
-            m = markers[no] = _MARKER_LINE.match(line)
-            if m:
-                v = _verdict_word(m.group(1)) if _LETTER_LINE.match(m.group(1)) else None
-                found.append((no, v, _show(v) if v else f"[[{m.group(1)}]]"))
-                where[no] = off + m.start(1)
-    if rule.uses("label"):
-        for no, line, off in lines:
-            if (markers[no] if no in markers else _MARKER_LINE.match(line)) is not None:
-                continue
-            m = _LABEL_LINE.match(line)
+        marker = _MARKER_LINE.match(s) if (brackets or labels) and "[[" in s else None
+        if brackets and marker:
+            g = marker.group(1)
+            v = _verdict_word(g) if _LETTER_LINE.match(g) else None
+            by_marker.append((no, v, _show(v) if v else f"[[{g}]]"))
+            where[no] = off + marker.start(1)
+        if labels and marker is None:
+            m = _LABEL_LINE.match(s)
             if m:
                 v = _verdict_word(m.group(1))
-                found.append((no, v, _show(v) if v else m.group(1)))
+                by_label.append((no, v, _show(v) if v else m.group(1)))
                 where[no] = off + m.start(1)
-    if rule.uses("letter") or rule.rule == "auto":
-        last_at = lines[-1] if lines else (0, "", 0)
+    found = by_pattern + by_marker + by_label
+    if auto or kind == "letter":
         no, last = last_line
-        m = _LETTER_LINE.match(last) if (rule.rule == "auto" or len(lines) <= 1) else None
+        m = _LETTER_LINE.match(last) if (auto or kept <= 1) else None
         if m and not any(f[0] == no for f in found):
             v = _verdict_word(m.group(1))
             found.append((no, v, _show(v) if v else last))
-            if last_at[0] == no:
-                where[no] = last_at[2] + m.start(1)
-        if rule.rule == "auto" and not m:
+            if last_kept[0] == no:
+                where[no] = last_kept[1] + m.start(1)
+        if auto and not m:
             mb = _BETTER_LINE.match(last)
             if mb and not any(f[0] == no for f in found):
                 v = _verdict_word(mb.group(1))
                 found.append((no, v, _show(v) if v else last))
-                if last_at[0] == no:
-                    where[no] = last_at[2] + mb.start(1)
-    if rule.uses("json"):
+                if last_kept[0] == no:
+                    where[no] = last_kept[1] + mb.start(1)
+    # the final JSON object ends the reply: its last non-blank line ends with } or a fence
+    if (auto or kind == "json") and last_line[1].endswith(("}", "```")):
         obj = _final_json_object(text)
         if obj is not None:
             v = _json_verdict(obj, rule.field)
