@@ -477,6 +477,8 @@ class LLMJudge:
             return await compare_by_scores(
                 self.score, comparisons, self._fp, tie_margin=self.tie_margin
             )
+        if len(comparisons) == 1 and not self.label_probs:  # the cache layer's chunks of one
+            return [await self._compare_one(comparisons[0])]
         requests: list[ChatRequest | None] = []
         pre_errors: list[str | None] = []
         prepared = self._prepared
@@ -499,28 +501,42 @@ class LLMJudge:
                 out.append(failed(c, self._fp, err))
                 continue
             assert req is not None and res is not None
-            call = self._pair_call(c, res)
-            out.append(
-                _fast_judgment(
-                    {
-                        "comparison_id": c.id,
-                        "prompt_id": c.prompt_id,
-                        "a_id": c.a.id,
-                        "b_id": c.b.id,
-                        "winner": call.winner,
-                        "p_a": call.p_a,
-                        "judge": self._fp,
-                        "order": "fixed",
-                        "calls": [call],
-                        "error": call.error,
-                        "prompt_tokens": call.prompt_tokens,
-                        "completion_tokens": call.completion_tokens,
-                        "cost": call.cost,
-                        "latency_s": call.latency_s,
-                    }
-                )
-            )
+            out.append(self._pair_judgment(c, res))
         return out
+
+    async def _compare_one(self, c: Comparison) -> Judgment:
+        """:meth:`compare` of one comparison (no label probabilities): the same judgment
+        without the lists of a batch."""
+        prepared = self._prepared
+        hit = prepared.pop(id(c), None) if prepared else None
+        try:
+            req = hit[1] if hit is not None and hit[0] is c else self._pair_request(c)
+        except _InputError as e:
+            return failed(c, self._fp, f"input: {e}")
+        res = (await self._send([req]))[0]
+        assert res is not None
+        return self._pair_judgment(c, res)
+
+    def _pair_judgment(self, c: Comparison, res: ChatResult) -> Judgment:
+        call = self._pair_call(c, res)
+        return _fast_judgment(
+            {
+                "comparison_id": c.id,
+                "prompt_id": c.prompt_id,
+                "a_id": c.a.id,
+                "b_id": c.b.id,
+                "winner": call.winner,
+                "p_a": call.p_a,
+                "judge": self._fp,
+                "order": "fixed",
+                "calls": [call],
+                "error": call.error,
+                "prompt_tokens": call.prompt_tokens,
+                "completion_tokens": call.completion_tokens,
+                "cost": call.cost,
+                "latency_s": call.latency_s,
+            }
+        )
 
     async def score(self, candidates: Sequence[Candidate]) -> list[Score]:
         """Score each candidate (pointwise and rubric kinds)."""
@@ -654,13 +670,24 @@ class LLMJudge:
     def _pair_request(self, c: Comparison) -> ChatRequest:
         if self.kind == "reference" and not c.reference:
             raise _InputError("comparison has no reference answer (a reference judge needs one)")
-        first, second = response_text(c.a.response), response_text(c.b.response)
-        variables: dict[str, Any] = {
-            "prompt": self._show("USER PROMPT", prompt_text(c.prompt)),
-            "response_a": self._show("RESPONSE A", first),
-            "response_b": self._show("RESPONSE B", second),
-            "reference": c.reference,
-        }
+        first, second = c.a.response, c.b.response
+        if type(first) is not str or type(second) is not str:
+            first, second = response_text(first), response_text(second)
+        prompt = c.prompt if type(c.prompt) is str else prompt_text(c.prompt)
+        if self.hardened:
+            variables: dict[str, Any] = {
+                "prompt": fence("USER PROMPT", prompt),
+                "response_a": fence("RESPONSE A", first),
+                "response_b": fence("RESPONSE B", second),
+                "reference": c.reference,
+            }
+        else:
+            variables = {
+                "prompt": prompt,
+                "response_a": first,
+                "response_b": second,
+                "reference": c.reference,
+            }
         if self.turn is not None:
             questions = self._questions(c.a, c.b)
             turns_a, turns_b = self._answers(c.a), self._answers(c.b)
@@ -681,7 +708,7 @@ class LLMJudge:
         meta: dict[str, Any] = {
             "judge": {
                 "task": "pairwise",
-                "prompt": prompt_text(c.prompt),
+                "prompt": prompt,
                 "responses": [first, second],
                 "reference": c.reference,
             }
@@ -692,8 +719,11 @@ class LLMJudge:
         if ask and self.label_position == "start" and self.label_prefix:
             meta["label_prefix"] = self.label_prefix
         return ChatRequest(
-            messages=self._messages(self._render(**variables)),
-            **self._decoding(),
+            self._messages(self._render(**variables)),
+            self.max_tokens,  # self._decoding(), by position
+            self.temperature,
+            self.top_p,
+            seed=self.seed,
             label_probs=PAIR_LABELS if ask else None,
             metadata=meta,
             response_format=self._verdict_schema(),
@@ -906,6 +936,12 @@ class LLMJudge:
 
     async def _send(self, requests: Sequence[ChatRequest | None]) -> list[ChatResult | None]:
         """Send the requests that are not None, within the budget; results in the same places."""
+        one = requests[0] if len(requests) == 1 else None
+        if one is not None and self.budget is None:  # no bookkeeping lists for one request
+            t0 = time.perf_counter()
+            res = (await self.backend.chat([one]))[0]
+            self._took(res, time.perf_counter() - t0)
+            return [res]
         out: list[ChatResult | None] = [None] * len(requests)
         todo: list[int] = []
         reserved: dict[int, float] = {}
@@ -937,12 +973,7 @@ class LLMJudge:
             raise
         wall = time.perf_counter() - t0
         for i, res in zip(todo, results, strict=True):
-            if res.cost == 0.0 and self.prices and (res.prompt_tokens or res.completion_tokens):
-                res.cost = price_of(res.prompt_tokens, res.completion_tokens, self.prices)
-            if not res.latency_s:
-                res.latency_s = wall
-            if res.error is None and res.completion_tokens:
-                self._completion_seen.append(res.completion_tokens)
+            self._took(res, wall)
             if self.budget is not None:
                 if res.prompt_tokens and self.prices:  # a denser tokenizer: reserve more
                     need = res.prompt_tokens / max(1, _reserve_tokens(requests[i]))  # type: ignore[arg-type]
@@ -956,6 +987,16 @@ class LLMJudge:
                 )
             out[i] = res
         return out
+
+    def _took(self, res: ChatResult, wall: float) -> None:
+        """A result's cost at this judge's prices (when the backend gave none), its latency
+        (the call's wall time when the backend gave none) and its completion length."""
+        if res.cost == 0.0 and self.prices and (res.prompt_tokens or res.completion_tokens):
+            res.cost = price_of(res.prompt_tokens, res.completion_tokens, self.prices)
+        if not res.latency_s:
+            res.latency_s = wall
+        if res.error is None and res.completion_tokens:
+            self._completion_seen.append(res.completion_tokens)
 
     # --- parsing ------------------------------------------------------------------------------
 

@@ -452,7 +452,7 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
     by_label: list[tuple[int, ShownVerdict | None, str]] = []
     where: dict[int, int] = {}
     kept = 0  # lines that may hold a verdict (_lines_at)
-    last_kept = (0, 0)  # (line number, offset) of the last of them
+    last_kept: tuple[int, int, str] = (0, 0, "")  # (line number, start, line) of the last
     in_fence = False
     pos = 0
     for no, line in enumerate(raw_lines, 1):
@@ -465,26 +465,25 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
         if in_fence or not s or s[0] == ">":
             continue
         kept += 1
-        off = start + len(line) - len(line.lstrip())
-        last_kept = (no, off)
+        last_kept = (no, start, line)  # where s starts in text: _offset(start, line)
         if rx is not None:
             m = rx.fullmatch(s)
             if m:
                 v = _verdict_word(m.group(1))
                 by_pattern.append((no, v, _show(v) if v else m.group(1)))
-                where[no] = off + m.start(1)
+                where[no] = _offset(start, line) + m.start(1)
         marker = _MARKER_LINE.match(s) if (brackets or labels) and "[[" in s else None
         if brackets and marker:
             g = marker.group(1)
             v = _verdict_word(g) if _LETTER_LINE.match(g) else None
             by_marker.append((no, v, _show(v) if v else f"[[{g}]]"))
-            where[no] = off + marker.start(1)
+            where[no] = _offset(start, line) + marker.start(1)
         if labels and marker is None:
             m = _LABEL_LINE.match(s)
             if m:
                 v = _verdict_word(m.group(1))
                 by_label.append((no, v, _show(v) if v else m.group(1)))
-                where[no] = off + m.start(1)
+                where[no] = _offset(start, line) + m.start(1)
     found = by_pattern + by_marker + by_label
     if auto or kind == "letter":
         no, last = last_line
@@ -493,14 +492,14 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
             v = _verdict_word(m.group(1))
             found.append((no, v, _show(v) if v else last))
             if last_kept[0] == no:
-                where[no] = last_kept[1] + m.start(1)
+                where[no] = _offset(last_kept[1], last_kept[2]) + m.start(1)
         if auto and not m:
             mb = _BETTER_LINE.match(last)
             if mb and not any(f[0] == no for f in found):
                 v = _verdict_word(mb.group(1))
                 found.append((no, v, _show(v) if v else last))
                 if last_kept[0] == no:
-                    where[no] = last_kept[1] + mb.start(1)
+                    where[no] = _offset(last_kept[1], last_kept[2]) + mb.start(1)
     # the final JSON object ends the reply: its last non-blank line ends with } or a fence
     if (auto or kind == "json") and last_line[1].endswith(("}", "```")):
         obj = _final_json_object(text)
@@ -512,6 +511,11 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
         raise ParseError(f"no verdict found in {_snippet(text)}")
     verdict = _settle(found, "verdict A, B or C")
     return verdict, where.get(found[-1][0])
+
+
+def _offset(start: int, line: str) -> int:
+    """Where ``line.strip()`` starts in the text, ``line`` starting at ``start``."""
+    return start + len(line) - len(line.lstrip())
 
 
 def _json_verdict(obj: dict[str, Any], field: str | None) -> ShownVerdict | None:

@@ -192,6 +192,9 @@ def _pair_case(order: str, n: int = 60, **kw: Any) -> Any:
     template = kw.pop("template", TEMPLATE)
     turns = kw.pop("turns", False)
     backend = ScriptedBackend(PAIR_REPLIES, transport=kw.pop("transport", True))
+    batch = kw.pop("batch", None)
+    if batch:
+        backend.batch_size = batch  # type: ignore[attr-defined]
     if kw.pop("prefill", False):
         backend.supports_prefill = True  # type: ignore[attr-defined]
     judge = _wrapped(_llm(backend, template, **kw), order, inconsistent=inconsistent)
@@ -259,6 +262,7 @@ CASES: dict[str, Any] = {
     "fixed": lambda: _pair_case("fixed"),
     "random": lambda: _pair_case("random"),
     "both_tie": lambda: _pair_case("both"),
+    "batched": lambda: _pair_case("both", batch=8),
     "both_average": lambda: _pair_case("both", inconsistent="average"),
     "plain_results": lambda: _pair_case("both", transport=False),
     "hardened_system": lambda: _pair_case("random", hardened=True, system="Be fair."),
@@ -298,6 +302,7 @@ def digest(name: str) -> str:
 GOLDEN: dict[str, str] = {
     "both_average": "c5b27cab24ee2f06f86462d98f8147b782bab6f826a94e8151ab90805dd4e421",
     "both_tie": "222380b3055d5ed16bf45557d64d56357fb60b237b40d691b62a5fca3861f169",
+    "batched": "222380b3055d5ed16bf45557d64d56357fb60b237b40d691b62a5fca3861f169",
     "fixed": "f63f8b8203cfc4d027d32e62c69f3a3a8672e35b58feacd81ef02e29c0f03847",
     "hardened_system": "07304a759211224e932fdeadbb4e7b60b795a112ada671f161dc56b4287cd6d4",
     "jury": "8f0cf8d94dd455dbc0cdf6ba8448b7d8f2f33860b3d55b19a6bebc5fc32a69c0",
