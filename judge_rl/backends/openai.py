@@ -152,6 +152,12 @@ class _Endpoint:
         return "half_open" if now >= self.open_until else "open"
 
 
+QUICK_STEP = 3
+"""How many more requests in flight an answer under ``timeout_s``/32 allows during the slow
+start (the limit quadruples per round trip: 2 -> 64 in 3 round trips instead of 5, ~0.1 s of a
+50 ms endpoint's throughput at the start of every run)."""
+
+
 class _Limit:
     """Adaptive concurrency of one endpoint (requests in flight at most).
 
@@ -161,7 +167,8 @@ class _Limit:
     timeout:
 
     * slow start from ``start``: each quick answer (latency at most ``timeout/8``) adds one
-      (the limit doubles per round trip); once answers are slower, after a warm-up window,
+      (the limit doubles per round trip), a very quick one (at most ``timeout/32``) adds
+      :data:`QUICK_STEP` (it quadruples); once answers are slower, after a warm-up window,
       the limit doubles after each window of ``value`` successes only while the throughput
       rose by half or more; when doubling gained under 25% it steps back (the server's
       observed parallelism) and stays;
@@ -207,8 +214,10 @@ class _Limit:
             self.min_lat = latency
         if self.phase == "slow_start" and latency <= self.timeout_s / 8:
             # A quick answer: one more in flight (doubles per round trip; even a server that
-            # runs one request at a time stays under timeout/4 after the round trip).
-            self.value += 1
+            # runs one request at a time stays under timeout/4 after the round trip), three
+            # more under timeout/32 (quadruples: such a server stays under timeout/8).
+            before = self.value
+            self.value += QUICK_STEP if latency <= self.timeout_s / 32 else 1
             if self.value >= self.maximum:
                 self.value = self.maximum
                 self.phase = "steady"
@@ -217,7 +226,7 @@ class _Limit:
                 self.prev_value = self.value
                 self.prev_rate = self.win_n / max(1e-6, now - self.win_t0)
                 self.win_n, self.win_lat, self.win_t0 = 0, 0.0, now
-            return 1
+            return self.value - before
         if self.win_n < self.value:
             return 0
         rate = self.win_n / max(1e-6, now - self.win_t0)

@@ -532,3 +532,25 @@ def test_a_stale_waiter_entry_does_not_block_later_requests():
 
         [res] = asyncio.run(go())
         assert res.error is None
+
+
+def test_the_slow_start_quadruples_per_round_trip_when_answers_are_far_under_the_timeout():
+    """From 2 to 64 in flight took 5 round trips (one more per quick answer: doubling), ~0.2 s
+    of a 50 ms endpoint's throughput at the start of every run. An answer under timeout/32
+    now adds three (quadrupling: 3 round trips), which keeps a one-slot server under
+    timeout/8 after the round trip; answers between timeout/32 and timeout/8 still add one."""
+    from judge_rl.backends.openai import _Limit
+
+    def round_trips(latency: float) -> int:
+        lim = _Limit(start=2, maximum=64, adaptive=True, timeout_s=60.0)
+        lim.on_send(0.0)
+        trips, now = 0, 0.0
+        while lim.value < 64 and trips < 20:
+            trips += 1
+            now += latency
+            for _ in range(lim.value):  # every request in flight answers once per round trip
+                lim.on_success(now, latency)
+        return trips
+
+    assert round_trips(0.05) == 3  # 2 -> 8 -> 32 -> 64 (5 before)
+    assert round_trips(3.0) == 5  # over timeout/32: doubling, as before
