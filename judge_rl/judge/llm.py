@@ -477,8 +477,26 @@ class LLMJudge:
             return await compare_by_scores(
                 self.score, comparisons, self._fp, tie_margin=self.tie_margin
             )
-        if len(comparisons) == 1 and not self.label_probs:  # the cache layer's chunks of one
-            return [await self._compare_one(comparisons[0])]
+        if len(comparisons) == 1 and not self.label_probs:
+            # The cache layer's chunks of one: the same judgment without a batch's lists, and
+            # without a budget no coroutine between this one and the backend's (each would be
+            # stepped through at every wake-up of the call).
+            c = comparisons[0]
+            prepared = self._prepared
+            hit = prepared.pop(id(c), None) if prepared else None
+            try:
+                sent = hit[1] if hit is not None and hit[0] is c else self._pair_request(c)
+            except _InputError as e:
+                return [failed(c, self._fp, f"input: {e}")]
+            if self.budget is None:
+                t0 = time.perf_counter()
+                got = (await self.backend.chat([sent]))[0]
+                self._took(got, time.perf_counter() - t0)
+            else:
+                sent_one = (await self._send([sent]))[0]
+                assert sent_one is not None
+                got = sent_one
+            return [self._pair_judgment(c, got)]
         requests: list[ChatRequest | None] = []
         pre_errors: list[str | None] = []
         prepared = self._prepared
@@ -503,19 +521,6 @@ class LLMJudge:
             assert req is not None and res is not None
             out.append(self._pair_judgment(c, res))
         return out
-
-    async def _compare_one(self, c: Comparison) -> Judgment:
-        """:meth:`compare` of one comparison (no label probabilities): the same judgment
-        without the lists of a batch."""
-        prepared = self._prepared
-        hit = prepared.pop(id(c), None) if prepared else None
-        try:
-            req = hit[1] if hit is not None and hit[0] is c else self._pair_request(c)
-        except _InputError as e:
-            return failed(c, self._fp, f"input: {e}")
-        res = (await self._send([req]))[0]
-        assert res is not None
-        return self._pair_judgment(c, res)
 
     def _pair_judgment(self, c: Comparison, res: ChatResult) -> Judgment:
         call = self._pair_call(c, res)
