@@ -184,11 +184,14 @@ def combine_orders(first: Judgment, second: Judgment, inconsistent: str = "tie")
         "cost": first.cost + second.cost,
         "latency_s": first.latency_s + second.latency_s,
     }
-    base = first.model_copy(update={"order": "both", "calls": calls, "members": [], **usage})
+    base: dict[str, Any] = {"order": "both", "calls": calls, "members": [], **usage}
+    # one copy with both updates: what a copy of the copy gives (model_copy updates the copied
+    # __dict__ and adds the keys to the fields set, in order)
     bad = first if not first.ok else (second if not second.ok else None)
     if bad is not None:
-        return base.model_copy(
+        return first.model_copy(
             update={
+                **base,
                 "winner": None,
                 "p_a": None,
                 "consistent": None,
@@ -198,7 +201,7 @@ def combine_orders(first: Judgment, second: Judgment, inconsistent: str = "tie")
     winner, p_a, consistent = combine_verdicts(
         first.winner, second.winner, first.p_a, second.p_a, inconsistent
     )
-    return base.model_copy(update={"winner": winner, "p_a": p_a, "consistent": consistent})
+    return first.model_copy(update={**base, "winner": winner, "p_a": p_a, "consistent": consistent})
 
 
 def combine_verdicts(
