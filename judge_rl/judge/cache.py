@@ -331,6 +331,36 @@ class JudgmentCache:
                     out[g if g in chunk else k] = v
         return out
 
+    def get_with_generations(
+        self, keys: Sequence[str], gens: Sequence[str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """:meth:`get_many` of ``keys`` and :meth:`get_generations` of ``gens`` in one statement
+        (a streamed run looks up every chunk of 16 comparisons both ways: two statements cost
+        ~0.5 ms a chunk). The second dict may also answer a gen whose key the first has."""
+        found: dict[str, str] = {}
+        older: dict[str, str] = {}
+        keys = list(dict.fromkeys(keys))
+        gens = list(dict.fromkeys(gens))
+        if self.refresh or not keys:
+            return found, older
+        if len(keys) + 2 * len(gens) > 900:  # SQLite's variable limit: two statements
+            return self.get_many(keys), self.get_generations(gens)
+        want, gen_set = set(keys), set(gens)
+        marks = ",".join("?" * len(keys))
+        gmarks = ",".join("?" * len(gens))
+        with self._read_lock:
+            db = self._reader()
+            for k, g, v in db.execute(
+                f"SELECT key, gen, value FROM judgments WHERE key IN ({marks}) "
+                f"OR gen IN ({gmarks}) OR key IN ({gmarks}) ORDER BY created",
+                [*keys, *gens, *gens],
+            ):
+                if k in want:
+                    found[k] = v
+                # as get_generations: the newest row whose gen (or, before gens, key) it is
+                older[g if g in gen_set else k] = v
+        return found, older
+
     def put_many(self, items: Sequence[tuple[str, ...]]) -> None:
         """Store ``(key, judge_key, kind, value)`` rows (first writer wins) and drop their claims."""
         self.store(items, ())
@@ -788,13 +818,16 @@ class CachedJudge:
         gen_of: dict[str, str],
         kind: str,
         finish: Any,
+        older: dict[str, str] | None = None,
     ) -> list[str]:
         """Answer pending keys from rows of an older parser/judging version by re-reading their
-        stored raw output (the judge's ``reparse``); returns the keys still to judge."""
+        stored raw output (the judge's ``reparse``); returns the keys still to judge.
+        ``older``: those rows by generation key when the caller has looked them up."""
         reparse = getattr(self.inner, "reparse", None)
         if reparse is None or not gen_of or not pending:
             return pending
-        older = cache.get_generations(gen_of[k] for k in pending if gen_of.get(k))
+        if older is None:
+            older = cache.get_generations(gen_of[k] for k in pending if gen_of.get(k))
         if not older:
             return pending
         rows: list[tuple[str, ...]] = []
@@ -903,13 +936,22 @@ class CachedJudge:
                 if on_batch is not None:
                     on_batch([item_of[k] for k in new], 0)
                 return new
-            found = cache.get_many(new) if new else {}
+            older: dict[str, str] | None = None
+            if not new:
+                found: dict[str, str] = {}
+            elif gen_of and getattr(self.inner, "reparse", None) is not None:
+                # this chunk's rows and older versions' rows in one statement
+                found, older = cache.get_with_generations(
+                    new, [gen_of[k] for k in new if gen_of.get(k)]
+                )
+            else:
+                found = cache.get_many(new)
             for k, v in found.items():
                 hit(k, v)
             todo = [k for k in new if k not in found]
             if on_batch is not None:
                 on_batch([item_of[k] for k in todo], len(found))
-            return self._reparse_older(cache, todo, gen_of, kind, finish)
+            return self._reparse_older(cache, todo, gen_of, kind, finish, older)
 
         async def todo_batches() -> AsyncIterator[list[str]]:
             async for keys, items, gens in batches:

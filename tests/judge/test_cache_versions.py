@@ -138,3 +138,77 @@ def test_issue15_8_refresh_flag_exists(cmd):
         + (["--input", "i", "--output", "o.jsonl"] if cmd == "label" else ["--human", "h"])
     )
     assert args.refresh is True
+
+
+def test_one_statement_answers_what_get_many_and_get_generations_answer(cache_path):
+    """A streamed run looks up each chunk's keys and, for the misses, older versions' rows:
+    two statements a chunk (~0.5 ms). ``get_with_generations`` is one, with the same answers
+    for the keys it finds and the generations of those it does not: current rows, rows of an
+    older version (by ``gen``, the newest wins), rows from before generation keys (key = gen)."""
+    import random
+
+    rng = random.Random(7)
+    cache = JudgmentCache(cache_path)
+    rows = []
+    for i in range(300):
+        kind = rng.choice(["current", "older", "older2", "legacy", "none"])
+        key, gen = f"k{i}", f"g{i}"
+        if kind == "current":
+            rows.append((key, "j", "judgment", f"cur{i}", gen))
+        elif kind in ("older", "older2"):
+            rows.append((f"old{i}", "j", "judgment", f"old{i}", gen))
+            if kind == "older2":  # a newer old version, stored later
+                rows.append((f"old{i}b", "j", "judgment", f"oldb{i}", gen))
+        elif kind == "legacy":
+            rows.append((gen, "j", "judgment", f"leg{i}", ""))
+    for r in rows:  # one at a time: "created" orders them
+        cache.put_many([r])
+    keys = [f"k{i}" for i in range(300)]
+    gens = [f"g{i}" for i in range(300)]
+    for lo, hi in ((0, 16), (16, 48), (100, 116), (250, 300)):
+        found, older = cache.get_with_generations(keys[lo:hi], gens[lo:hi])
+        assert found == cache.get_many(keys[lo:hi])
+        misses = [g for k, g in zip(keys[lo:hi], gens[lo:hi], strict=True) if k not in found]
+        want_older = cache.get_generations(misses)
+        assert {g: older[g] for g in misses if g in older} == want_older
+
+    statements: list[str] = []
+    cache.get_many(["warm"])  # the lookups' connection, opened
+    cache._read_conn.set_trace_callback(statements.append)  # type: ignore[union-attr]
+    cache.get_with_generations(keys[:16], gens[:16])
+    assert len(statements) == 1, statements
+    cache.close()
+
+
+def test_a_streamed_chunk_is_looked_up_in_one_statement(make_comp, cache_path):
+    """Each chunk of a streamed compare ran get_many, then get_generations for its misses."""
+    cache = JudgmentCache(cache_path)
+    judge = CachedJudge(LLMJudge(Counting(), TEMPLATE), cache)
+    comps = [make_comp(f"q{i}", f"a{i}", f"b{i}") for i in range(48)]
+    cache.get_many(["warm"])
+    traces: list[list[str]] = []
+    for name in ("_conn", "_read_conn"):  # every connection the cache has open
+        conn = getattr(cache, name, None)
+        if conn is not None:
+            traces.append([])
+            conn.set_trace_callback(traces[-1].append)
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for i in range(0, 48, 16):
+            yield comps[i : i + 16]
+
+    got = asyncio.run(judge.compare_stream(chunks()))
+    assert len(got) == 48 and all(j.winner == "b" for j in got)
+    lookups = 0
+    for trace in traces:  # reads of judgments outside a transaction (claims and stores)
+        in_txn = False
+        for sql in trace:
+            word = sql.split(None, 1)[0].upper()
+            if word == "BEGIN":
+                in_txn = True
+            elif word in ("COMMIT", "ROLLBACK"):
+                in_txn = False
+            elif word == "SELECT" and "FROM judgments" in sql and not in_txn:
+                lookups += 1
+    assert lookups == 3, lookups  # one per chunk; 6 before
+    cache.close()
