@@ -489,11 +489,16 @@ class DPOTrainer:
     def _seq_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed response log-probabilities (2n,) and token counts (2n,) under the policy:
         chosen rows then rejected rows."""
-        if self._shared is None:
-            self._shared = self._check_shared()
-        if self._shared:
+        if self._use_shared():
             return self._shared_logps(rows)
         return self._plain_logps(rows)
+
+    def _use_shared(self) -> bool:
+        """Do the log-probability passes share the prompt? Decided (:meth:`_check_shared`) at
+        the first pass, outside any ``disable_adapter()`` block."""
+        if self._shared is None:
+            self._shared = self._check_shared()
+        return self._shared
 
     def _plain_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         from judge_rl.train._last_mlp import read_rows_block
@@ -522,12 +527,31 @@ class DPOTrainer:
         prompt's hidden states do not depend on what follows, so the prompts run once
         (``(n, P)``, right-padded), their keys/values are repeated for the two sides, and only the
         responses run twice (``(2n, R)``), attending to their pair's real prompt tokens through a
-        4D mask. The first response token is predicted from the prompt's last hidden state."""
+        4D mask. The first response token is predicted from the prompt's last hidden state.
+
+        A peft LoRA policy runs through the model it wraps (``get_base_model()``; on peft's
+        wrapper ``base_model_prefix`` names the whole ``LlamaForCausalLM``, not its body), whose
+        Linear layers peft replaced in place by LoRA layers: the same modules its own forward
+        calls, with the adapter on or, inside ``disable_adapter()``, off. With gradients, the
+        prompts' keys and values keep their graph through the repeated cache, so the LoRA
+        weights of the key/value projections get the prompt positions' gradient from both
+        responses, as the plain forward sums it over the prompt's two rows. Other peft models
+        (other methods, several adapters, DoRA, ...) raise here: the plain forward runs
+        (:func:`judge_rl.train._lean_decode._lora_base`, as GRPO)."""
         import torch
         from transformers import DynamicCache
 
         from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train.ppo import logprobs_from_logits
+
+        model = self.policy
+        if type(model).__module__.startswith("peft"):
+            from judge_rl.train._lean_decode import _lora_base
+
+            base = _lora_base(model)
+            if base is None:
+                raise ValueError(f"{type(model).__name__} is not a plain LoRA model")
+            model = base
 
         pad = int(self.tokenizer.pad_token_id)
         dev = self.device
@@ -550,7 +574,6 @@ class DPOTrainer:
         causal = torch.ones(ts, ts, dtype=torch.bool).tril()[None].expand(2 * n, -1, -1)
         mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (2n, 1, R, P+R)
         positions = plen2[:, None] + torch.arange(ts)[None, :]  # (2n, R)
-        model = self.policy
         body = getattr(model, model.base_model_prefix)
         head = model.get_output_embeddings()
         if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
@@ -584,23 +607,31 @@ class DPOTrainer:
         return torch.cat([sums[0::2], sums[1::2]]), torch.cat([cnt[0::2], cnt[1::2]])
 
     def _check_shared(self) -> bool:
-        """Does the shared-prompt forward give the plain forward's log-probabilities here?"""
+        """Does the shared-prompt forward give the plain forward's log-probabilities here? A
+        LoRA policy is checked with its adapter on and off (``disable_adapter()``: the
+        reference pass)."""
+        import contextlib
+
         import torch
 
-        if not self.config.shared_prompt or self._peft or self.config.gradient_checkpointing:
+        if not self.config.shared_prompt or self.config.gradient_checkpointing:
             return False
         rows = list(range(min(4, len(self.pairs))))
-        try:
-            with torch.no_grad():
-                got, gn = self._shared_logps(rows)
-                want, wn = self._plain_logps(rows)
-        except Exception as e:  # an architecture without cache / 4D-mask support
-            log.info("shared-prompt forward unavailable for this model (%s)", e)
-            return False
-        ok = bool(torch.equal(gn, wn)) and bool(torch.allclose(got, want, atol=1e-3, rtol=1e-4))
-        if not ok:
-            log.info("shared-prompt forward disagrees with the plain one; using the plain one")
-        return ok
+        modes: list[Any] = [contextlib.nullcontext]
+        if self._peft:
+            modes.append(self.policy.disable_adapter)
+        for mode in modes:
+            try:
+                with torch.no_grad(), mode():
+                    got, gn = self._shared_logps(rows)
+                    want, wn = self._plain_logps(rows)
+            except Exception as e:  # an architecture without cache / 4D-mask support
+                log.info("shared-prompt forward unavailable for this model (%s)", e)
+                return False
+            if not (torch.equal(gn, wn) and torch.allclose(got, want, atol=1e-3, rtol=1e-4)):
+                log.info("shared-prompt forward disagrees with the plain one; using the plain one")
+                return False
+        return True
 
     def _cache_key(self) -> str:
         c = self.config
@@ -633,6 +664,7 @@ class DPOTrainer:
         out = torch.zeros(len(self.pairs), 4, dtype=torch.float64)  # (N, 4)
         N, bs = len(self.pairs), c.ref_batch_size
         order = sorted(range(N), key=lambda i: len(self.pairs.chosen[i]))  # less padding
+        self._use_shared()  # decided with the adapter on, before it is switched off
         ctx = self.policy.disable_adapter() if self._peft else _null()
         with torch.no_grad(), ctx:
             for s in range(0, N, bs):
