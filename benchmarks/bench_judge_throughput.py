@@ -41,6 +41,7 @@ import asyncio
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -333,12 +334,20 @@ def write_pairs(path: Path, n: int) -> Path:
     return path
 
 
-def run_cli(spec: Path, pairs: Path, tmp: Path, tag: str) -> dict[str, float] | str:
-    """``judge-rl label`` in a fresh process with default settings (cache on, fresh file)."""
+def run_cli(
+    spec: Path, pairs: Path, tmp: Path, tag: str, tty: bool = False
+) -> dict[str, float] | str:
+    """``judge-rl label`` in a fresh process with default settings (cache on, fresh file).
+    ``tty``: on a terminal (a pseudo-terminal from util-linux ``script``), where the progress
+    bar is drawn while the run goes on, as a user at a terminal sees it."""
     out, run, cache = tmp / f"labels-{tag}.jsonl", tmp / f"run-{tag}", tmp / f"cache-{tag}.sqlite"
     cmd = [sys.executable, "-m", "judge_rl", "label", "--judge", str(spec), "--input", str(pairs)]
     cmd += ["--output", str(out), "--run", str(run), "--cache", str(cache)]
+    if tty:
+        cmd = ["script", "-qfec", shlex.join(cmd), "/dev/null"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    if tty:
+        env.update(COLUMNS="100", LINES="30")
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package runs from bytecode
     env.pop("JUDGE_RL_NO_PROGRESS", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -361,25 +370,27 @@ def run_cli(spec: Path, pairs: Path, tmp: Path, tag: str) -> dict[str, float] | 
 
 
 def bench_cli(
-    url: str, n: int, concurrency: int, tmp: Path, small: int = 20, runs: int = 1
+    url: str, n: int, concurrency: int, tmp: Path, small: int = 20, runs: int = 1, tty: bool = False
 ) -> dict[str, Any] | str:
     """``judge-rl label`` in a fresh process, from the pairs file to the preferences file:
     wall time process start to exit; ``window_s``: the judging time its run log records;
     ``startup_cpu_s`` and ``cpu_per_judgment_s`` from a second run on ``small`` pairs.
     ``runs`` > 1: the full run that many times (each in a fresh cache); the figures are the
-    median run's (by wall time), ``runs`` lists every run's."""
+    median run's (by wall time), ``runs`` lists every run's. ``tty``: every run on a
+    terminal (:func:`run_cli`)."""
     spec = write_spec(tmp / "cli-judge", url, concurrency)
     few = write_pairs(tmp / "pairs-small.jsonl", small)
-    warm = run_cli(spec, few, tmp, "warm-up")  # compiles the bytecode, as an install does
+    t = "-tty" if tty else ""
+    warm = run_cli(spec, few, tmp, f"warm-up{t}", tty)  # compiles the bytecode, as installs do
     if isinstance(warm, str):
         return warm
-    short = run_cli(spec, few, tmp, "small")
+    short = run_cli(spec, few, tmp, f"small{t}", tty)
     if isinstance(short, str):
         return short
     pairs = write_pairs(tmp / "pairs.jsonl", n)
     done: list[dict[str, float]] = []
     for k in range(max(1, runs)):
-        one = run_cli(spec, pairs, tmp, f"full-{k}")
+        one = run_cli(spec, pairs, tmp, f"full-{k}{t}", tty)
         if isinstance(one, str):
             return one
         one["load"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -464,6 +475,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="full runs of the CLI row (each listed; the table shows the median by wall time)",
     )
+    ap.add_argument(
+        "--tty",
+        action="store_true",
+        help="also run the CLI row on a terminal (util-linux `script`): the progress bar drawn",
+    )
     ap.add_argument("--skip-peer", action="store_true", help="time judge_rl only")
     ap.add_argument("--skip-library", action="store_true", help="time the CLI (and peer) only")
     ap.add_argument(
@@ -501,6 +517,15 @@ def main(argv: list[str] | None = None) -> int:
                 args.n,
                 args.n * args.cli_runs + 2 * args.small,
             )
+            if args.tty:
+                timed(
+                    "judge-rl label, tty",
+                    lambda u, n, c, t: bench_cli(
+                        u, n, c, t, small=args.small, runs=args.cli_runs, tty=True
+                    ),
+                    args.n,
+                    args.n * args.cli_runs + 2 * args.small,
+                )
             if args.phases and isinstance(rows.get("judge-rl label CLI"), dict):
                 phases = bench_phases(tmp)
             if not args.skip_library:
@@ -595,6 +620,11 @@ def main(argv: list[str] | None = None) -> int:
         f"RATIO judge_rl_label_cli_vs_limit {cli_rate / limit:.2f} "
         "(end to end, process start to exit; target >= 0.80)"
     )
+    if "judge-rl label, tty" in rates:
+        print(
+            f"RATIO judge_rl_label_cli_tty_vs_limit {rates['judge-rl label, tty'] / limit:.2f} "
+            "(on a terminal, the progress bar drawn)"
+        )
     window = rates.get("judge-rl label CLI window", 0.0)
     print(f"RATIO judge_rl_label_window_vs_limit {window / limit:.2f}")
     if not args.skip_library:
