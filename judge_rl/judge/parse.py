@@ -158,7 +158,7 @@ _VERDICT_WORDS: dict[str, ShownVerdict] = {
 
 def _verdict_word(value: Any) -> ShownVerdict | None:
     """Map ``"A"``, ``"Response B"``, ``"assistant a"``, ``"tie"``, ``1`` … to a verdict."""
-    if type(value) is str:  # what a reply's verdict was written as: a few forms, seen again
+    if type(value) is str and len(value) <= 64:  # a verdict as written: a few forms, seen again
         hit = _WORDS_SEEN.get(value, _UNSEEN)
         if hit is _UNSEEN:
             hit = _word_of(value)

@@ -140,6 +140,19 @@ def test_parsers_read_what_the_code_before_read(name):
     assert digest(name) == GOLDEN[name]
 
 
+def test_remembered_verdict_words_are_short_and_bounded():
+    from judge_rl.judge import parse
+
+    parse._WORDS_SEEN.clear()
+    long_value = "Response A " * 1000
+    assert parse._verdict_word(long_value) is None  # read, not remembered
+    assert long_value not in parse._WORDS_SEEN
+    for i in range(5000):
+        parse._verdict_word(f"answer {i}")
+    assert 0 < len(parse._WORDS_SEEN) <= 4096
+    assert parse._verdict_word("Response B") == "B" and parse._verdict_word(" tie ") == "tie"
+
+
 if __name__ == "__main__":
     sys.stdout.write("GOLDEN: dict[str, str] = {\n")
     for rule_name in sorted(RULES):
