@@ -17,7 +17,18 @@ imports, loading and the final save included) against TRL's whole default script
 pairs/s and train tokens/s, the loss at steps 1, 16 and 32 side by side, then ``RATIO`` lines
 (judge_rl ÷ TRL) and the final-loss difference (the issue asks for < 0.01).
 
+``--lora R`` (no TRL run): judge_rl's DPO with a LoRA policy of rank R on the same policy, pairs
+and settings (``lora_B`` set to small random values, as after some training; peft starts them at
+zero), two trainers from the same weights interleaved: ``plain`` runs every prompt twice, once
+with each response (what a LoRA policy ran before the ninth session), ``shared`` each pair's
+prompt once (the default). The reference pass (adapter off, all pairs) alternates side by side
+``--lora-reps`` times, then whole training steps (``train()`` one step at a time) alternate step
+by step ``--lora-steps`` times, after one warm-up round of each (which holds the first-use
+check); CPU s per reference pass and per step (medians), the ratio, the positions each step's
+forward runs on with gradients, and the largest loss and log-probability differences.
+
     python benchmarks/bench_dpo.py [--threads 1] [--pairs 256] [--hidden 256 --layers 4]
+    python benchmarks/bench_dpo.py --lora 8 [--lora-steps 12] [--lora-reps 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -102,9 +114,10 @@ def planted_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
     return out
 
 
-def run_ours(policy: Path, pairs: list[dict[str, str]], shared_prompt: bool = True) -> dict:
-    from _peer import count_train_positions
-
+def our_trainer(
+    policy: Path, pairs: list[dict[str, str]], shared_prompt: bool = True, lora_r: int = 0
+) -> Any:
+    """judge_rl's DPOTrainer on ``policy`` with the benchmark's settings (TRL's, above)."""
     from judge_rl.models import load_causal_lm, load_tokenizer
     from judge_rl.train.dpo import DPOConfig, DPOTrainer
     from judge_rl.types import PreferenceRecord
@@ -123,10 +136,17 @@ def run_ours(policy: Path, pairs: list[dict[str, str]], shared_prompt: bool = Tr
         max_prompt_length=2048,
         max_grad_norm=1.0,
         shared_prompt=shared_prompt,
+        lora_r=lora_r,
         device="cpu",
         seed=0,
     )
-    tr = DPOTrainer(cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), records)
+    return DPOTrainer(cfg, load_causal_lm(str(policy)), load_tokenizer(str(policy)), records)
+
+
+def run_ours(policy: Path, pairs: list[dict[str, str]], shared_prompt: bool = True) -> dict:
+    from _peer import count_train_positions
+
+    tr = our_trainer(policy, pairs, shared_prompt)
     positions = count_train_positions(tr.policy.model)
     t0, c0 = time.perf_counter(), time.process_time()
     section = tr.train()
@@ -140,12 +160,105 @@ def run_ours(policy: Path, pairs: list[dict[str, str]], shared_prompt: bool = Tr
     }
 
 
+def lora_part(args: argparse.Namespace, pairs: list[dict[str, str]]) -> None:
+    """``--lora R``: see the module docstring."""
+    import torch
+    from _peer import count_train_positions
+
+    from judge_rl.models import save_tiny_model
+
+    with tempfile.TemporaryDirectory(prefix="bench-dpo-lora-") as tmp:
+        policy = save_tiny_model(
+            Path(tmp) / "policy", hidden_size=args.hidden, num_layers=args.layers, seed=0
+        )
+        sides = {name: our_trainer(policy, pairs, lora_r=args.lora) for name in ("plain", "shared")}
+    sides["plain"]._shared = False  # every prompt twice: what a LoRA policy ran before
+    positions = {}
+    for tr in sides.values():
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, p in tr.policy.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    for name, tr in sides.items():
+        positions[name] = count_train_positions(tr.policy.get_base_model().model)
+    cpu: dict[str, dict[str, list[float]]] = {"ref": {}, "step": {}}
+
+    def timed(part: str, name: str, fn: Any, keep: bool) -> None:
+        c0 = time.process_time()
+        fn()
+        if keep:
+            cpu[part].setdefault(name, []).append(time.process_time() - c0)
+
+    def ref_pass(tr: Any) -> Any:
+        def run() -> None:
+            tr.ref = None  # recomputed (no output folder: no cache on disk)
+            tr.reference_logps()
+
+        return run
+
+    def one_step(tr: Any) -> Any:
+        def run() -> None:
+            tr.config.max_steps = tr.step + 1  # train() runs one more step and returns
+            tr.train()
+
+        return run
+
+    for r in range(args.lora_reps + 1):  # round 0 warms up (and holds the first-use check)
+        for name, tr in sides.items():
+            timed("ref", name, ref_pass(tr), keep=r > 0)
+    ref_diff = float((sides["plain"].ref - sides["shared"].ref).abs().max())
+    tokens = {}
+    for r in range(args.lora_steps + 1):
+        for name, tr in sides.items():
+            before = positions[name][0]
+            timed("step", name, one_step(tr), keep=r > 0)
+            tokens[name] = positions[name][0] - before
+    losses = {name: [st["loss"] for st in tr.section.steps] for name, tr in sides.items()}
+    loss_diff = max(abs(a - b) for a, b in zip(*losses.values(), strict=True))
+    print(
+        f"DPO with LoRA r={args.lora} (lora_B small random) on a tiny Llama (hidden {args.hidden}, "
+        f"{args.layers} layers), {len(pairs)} pairs, batch {BATCH}, fp32, CPU, {args.threads} "
+        f"thread(s), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; plain = "
+        f"every prompt twice (before), shared = each pair's prompt once (in use: "
+        f"{sides['shared']._shared})"
+    )
+    for part, what, reps in (
+        ("ref", "reference pass (all pairs, adapter off)", args.lora_reps),
+        ("step", "training step", args.lora_steps),
+    ):
+        med = {name: statistics.median(v) for name, v in cpu[part].items()}
+        spread = {name: (min(v), max(v)) for name, v in cpu[part].items()}
+        print(
+            f"{what}, median CPU s over {reps} interleaved: "
+            + ", ".join(f"{n} {med[n]:.3f} ({spread[n][0]:.3f}-{spread[n][1]:.3f})" for n in med)
+            + f"; plain / shared {med['plain'] / med['shared']:.2f}x"
+        )
+    print(
+        f"positions the body runs on with gradients in the last step: plain {tokens['plain']}, "
+        f"shared {tokens['shared']}"
+    )
+    print(
+        f"largest |difference|: reference log-probs {ref_diff:.2e}, step losses {loss_diff:.2e} "
+        f"over {len(losses['plain'])} steps"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pairs", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256, help="policy width [256]")
     ap.add_argument("--layers", type=int, default=4, help="policy layers [4]")
+    ap.add_argument(
+        "--lora",
+        type=int,
+        default=0,
+        metavar="R",
+        help="LoRA rank: time plain vs shared-prompt LoRA DPO instead of TRL [0: off]",
+    )
+    ap.add_argument("--lora-steps", type=int, default=12, help="timed steps per side [12]")
+    ap.add_argument("--lora-reps", type=int, default=3, help="timed reference passes per side [3]")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
@@ -160,6 +273,9 @@ def main() -> int:
     hf_logging.disable_progress_bar()
     from judge_rl.models import save_tiny_model
 
+    if args.lora:
+        lora_part(args, planted_pairs(args.pairs))
+        return 0
     py = peer_python("trl", TRL_REQ, torch=True)
     pairs = planted_pairs(args.pairs)
     with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
