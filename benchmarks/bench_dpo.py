@@ -122,7 +122,10 @@ def our_trainer(
     from judge_rl.train.dpo import DPOConfig, DPOTrainer
     from judge_rl.types import PreferenceRecord
 
-    records = [PreferenceRecord(**p) for p in pairs]
+    records = [
+        PreferenceRecord(prompt=p["prompt"], chosen=p["chosen"], rejected=p["rejected"])
+        for p in pairs
+    ]
     cfg = DPOConfig(
         loss="sigmoid",
         beta=BETA,
