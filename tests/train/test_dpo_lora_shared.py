@@ -8,12 +8,14 @@ disagrees or fails, the plain one runs, as before."""
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
 
 from judge_rl.models import tiny_tokenizer
 from judge_rl.train.dpo import DPOTrainer
+from tests.conftest import requires_embedded
 from tests.train.test_dpo import cfg, planted
 from tests.train.test_grpo_lean import body_shapes
 from tests.train.test_lean_decode import llama
@@ -194,3 +196,41 @@ def test_other_peft_models_take_the_plain_forward():
     with pytest.raises(ValueError, match="not a plain LoRA model"):
         tr._shared_logps([0, 1])
     assert tr._check_shared() is False
+
+
+@requires_embedded
+@pytest.mark.slow
+def test_embedded_model_lora_takes_the_shared_forward(embedded):
+    """SmolLM2-135M (GQA, 30 layers, chat template) with LoRA r=8 (``lora_B`` small and random):
+    the first-use check passes, and the shared log-probabilities (adapter on and off) and the
+    LoRA gradients of a DPO loss equal the plain ones."""
+    model, tok = embedded
+    settings = dict(lora_r=8, max_steps=1, batch_size=2, eval_fraction=0.0, shuffle=False,
+                    max_length=96, max_prompt_length=48)  # fmt: skip
+    tr = DPOTrainer(cfg(**settings), copy.deepcopy(model), tok, planted(4))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in tr.policy.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    assert tr._check_shared() is True
+    rows = [2, 0, 3]
+    with torch.no_grad():
+        for mode in (contextlib.nullcontext, tr.policy.disable_adapter):
+            with mode():
+                shared, sn = tr._shared_logps(rows)
+                plain, pn = tr._plain_logps(rows)
+            assert torch.equal(sn, pn)
+            torch.testing.assert_close(shared, plain, **TOL)
+    tr.reference_logps()
+    grads = {}
+    for shared in (True, False):
+        tr._shared = shared
+        tr.optimizer.zero_grad(set_to_none=True)
+        tr._pair_losses(rows)[0].mean().backward()
+        grads[shared] = {
+            n: p.grad.clone() for n, p in tr.policy.named_parameters() if p.requires_grad
+        }
+    for n, want in grads[False].items():
+        scale = float(want.abs().max())
+        torch.testing.assert_close(grads[True][n], want, atol=1e-4 * scale, rtol=1e-3, msg=n)
