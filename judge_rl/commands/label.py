@@ -17,6 +17,7 @@ judging, records, summary) and renders what they return with rich; it decides th
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -116,7 +117,34 @@ def run(args: argparse.Namespace) -> int:
         rc = asyncio.run(_run(args, keep))
         if keep:
             _never_freed(keep)
+    if exits:
+        _end_process(rc)
     return rc
+
+
+def _end_process(rc: int) -> None:
+    """End the ``judge-rl`` process now with status ``rc``, as the interpreter would once the
+    command returns (its ``atexit`` handlers run, stdout and stderr flushed) but without its
+    finalization (~20 ms of CPU after a 10,000-judgment run: 56 -> 35 ms from the last
+    ``atexit`` handler to the process gone, the rest is the kernel's); the run's own files are
+    closed and synced by now. Returns, and the interpreter ends as usual, in a process not
+    started as the command itself (:func:`_started_as_command`: a caller that only names its
+    ``__main__`` like it, as a benchmark may, goes on after the command) or where a thread
+    that is not a daemon still runs."""
+    import atexit
+    import os
+    import sys
+    import threading
+
+    if not _started_as_command():
+        return
+    main = threading.main_thread()
+    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    sys.stdout.flush()  # a reader gone (BrokenPipeError): the CLI's handler, as ever
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 _KEPT: list[Any] = []
@@ -150,6 +178,22 @@ def _exits_after() -> bool:
     if spec is not None and getattr(spec, "name", None) == "judge_rl.__main__":
         return True
     return os.path.basename(str(getattr(main, "__file__", "") or "")) == "judge-rl"
+
+
+def _started_as_command() -> bool:
+    """Whether this process was started as ``judge-rl`` or ``python -m judge_rl``: its
+    ``sys.argv[0]`` is the ``judge-rl`` script, or the file its ``__main__`` module runs."""
+    import os
+    import sys
+
+    arg0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(arg0) == "judge-rl":
+        return True
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    origin = getattr(spec, "origin", None)
+    if getattr(spec, "name", None) != "judge_rl.__main__" or not origin or not arg0:
+        return False
+    return os.path.realpath(arg0) == os.path.realpath(origin)
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -292,9 +336,12 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
     from judge_rl.runlog import new_log, run_dir
 
     records = labels.records
-    out_path = write_preferences(records, args.output)
     summary = labels.section.summary
-    rdir = run_dir(args.run)
+    try:
+        rdir = run_dir(args.run)
+    except BaseException:
+        write_preferences(records, args.output)  # written as before the run folder's error
+        raise
     log = new_log(
         "label",
         rdir.name,
@@ -312,15 +359,30 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
     )
     for f in fingerprints(judge):
         log.add_judge(f)
-    labels.section.output = log_text(out_path)
+    labels.section.output = log_text(Path(args.output))  # the path write_preferences returns
     log.label = labels.section
     log.timings["label"] = elapsed
     log.cost["label"] = summary.cost
-    writing: list[Any] = []  # the log's bytes are written and synced while the table is drawn
-    log_path = log.save(rdir, write=lambda path, data: writing.append(_write_soon(path, data)))
-    console().print(_summary_table(fp.name, summary))
-    for w in writing:
-        w.join()  # on disk before the line that says so
+    # The run log first: its bytes (18 MB for 10,000 judgments) are written and synced on a
+    # thread while the preference file is made, and take their place once that file is on
+    # disk (as before, no run log names a preference file that was not written); the
+    # preference file's own bytes are written and synced while the table is drawn.
+    pending: list[_PendingWrite] = []
+    log_path = log.save(rdir, write=lambda path, data: pending.append(_PendingWrite(path, data)))
+    try:
+        writing: list[_Soon] = []
+        out_path = write_preferences(
+            records, args.output, write=lambda path, data: writing.append(_write_soon(path, data))
+        )
+        console().print(_summary_table(fp.name, summary))
+        for w in writing:
+            w.join()
+    except BaseException:
+        for p in pending:
+            p.abort()
+        raise
+    for p in pending:
+        p.commit()  # on disk before the line that says so
     console().print(f"wrote {len(records)} preferences to {out_path}; run log {log_path}")
     if summary.label_mass_calls and (summary.low_label_mass or 0) > summary.label_mass_calls / 2:
         from judge_rl.judge.parse import LOW_LABEL_MASS
@@ -415,6 +477,32 @@ def _write_soon(path: Any, data: bytes) -> _Soon:
         atomic_write_bytes(path, data)
 
     return _Soon("judge-rl-write", write)
+
+
+class _PendingWrite:
+    """``data`` for ``path``, written and synced to disk now on a thread (``judge-rl-write``)
+    to a hidden file beside it (:func:`_write_soon`); :meth:`commit` waits for it and renames
+    it into place (atomic, as :func:`~judge_rl._io.atomic_write_bytes`) or raises the write's
+    error; :meth:`abort` waits and removes it."""
+
+    def __init__(self, path: Any, data: bytes) -> None:
+        self.path = Path(path)
+        self.staged = self.path.with_name(f".{self.path.name}.pending")
+        self.soon = _write_soon(self.staged, data)
+
+    def commit(self) -> None:
+        import os
+
+        self.soon.join()
+        os.replace(self.staged, self.path)
+
+    def abort(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):  # the error being raised is the caller's
+            self.soon.join()
+        with contextlib.suppress(FileNotFoundError):
+            self.staged.unlink()
 
 
 def _close_cache_soon(cache: Any) -> _Soon | None:

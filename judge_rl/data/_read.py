@@ -445,9 +445,16 @@ def _trl_row(rec: PreferenceRecord, *, provenance_as_text: bool) -> dict[str, An
     return row
 
 
-def write_preferences(records: Iterable[PreferenceRecord], path: PathLike) -> Path:
+def write_preferences(
+    records: Iterable[PreferenceRecord],
+    path: PathLike,
+    *,
+    write: Callable[[Path, bytes], None] | None = None,
+) -> Path:
     """Write records as TRL-ready rows (``prompt``, ``chosen``, ``rejected`` + extra columns:
     ``p_chosen``, ``margin``, ``origin``, ``prompt_id``, ``provenance``), atomically.
+    ``write(path, bytes)``: who writes the file's bytes once they are made (default
+    :func:`~judge_rl._io.atomic_write_bytes`, now; ``judge-rl label`` hands them to a thread).
 
     The format follows the extension: ``.jsonl`` (``.gz`` compresses), ``.json`` (an array),
     ``.parquet``, ``.csv`` (message lists and provenance as JSON text). TRL's RewardTrainer and
@@ -472,23 +479,24 @@ def write_preferences(records: Iterable[PreferenceRecord], path: PathLike) -> Pa
             "unsupported output extension (use .jsonl, .jsonl.gz, .json, .parquet or .csv)",
             file=str(p),
         )
+    put = write or atomic_write_bytes
     if kind == "jsonl":
-        return write_jsonl((_trl_row(r, provenance_as_text=False) for r in recs), p)
+        return write_jsonl((_trl_row(r, provenance_as_text=False) for r in recs), p, write=put)
     if kind == "json":
         rows = [_trl_row(r, provenance_as_text=False) for r in recs]
-        atomic_write_bytes(
-            p, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
-        )
+        put(p, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
         return p
     rows = [_trl_row(r, provenance_as_text=True) for r in recs]
     if kind == "parquet":
-        _write_parquet(rows, p)
+        _write_parquet(rows, p, put)
         return p
-    _write_csv(rows, p, "\t" if kind == "tsv" else ",")
+    _write_csv(rows, p, "\t" if kind == "tsv" else ",", put)
     return p
 
 
-def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+def _write_parquet(
+    rows: list[dict[str, Any]], path: Path, write: Callable[[Path, bytes], None]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -510,10 +518,12 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
         ) from None
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    write(path, buf.getvalue())
 
 
-def _write_csv(rows: list[dict[str, Any]], path: Path, delimiter: str) -> None:
+def _write_csv(
+    rows: list[dict[str, Any]], path: Path, delimiter: str, write: Callable[[Path, bytes], None]
+) -> None:
     cols: list[str] = []
     for r in rows:
         for k in r:
@@ -525,7 +535,7 @@ def _write_csv(rows: list[dict[str, Any]], path: Path, delimiter: str) -> None:
     w.writerow(cols)
     for r in rows:
         w.writerow(["" if r.get(c) is None else _cell(r.get(c)) for c in cols])
-    atomic_write_bytes(path, out.getvalue().encode("utf-8"))
+    write(path, out.getvalue().encode("utf-8"))
 
 
 def _cell(v: Any) -> str:

@@ -543,8 +543,16 @@ def jsonl_bytes(rows: Iterable[Any]) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
-def write_jsonl(rows: Iterable[Any], path: str | os.PathLike[str]) -> Path:
+def write_jsonl(
+    rows: Iterable[Any],
+    path: str | os.PathLike[str],
+    *,
+    write: Callable[[Path, bytes], None] | None = None,
+) -> Path:
     """Write rows (dicts or pydantic models) as JSONL, atomically (``.gz`` compresses).
+
+    ``write(path, bytes)``: who writes the file's bytes (default
+    :func:`~judge_rl._io.atomic_write_bytes`, now).
 
     Returns:
         The path written.
@@ -553,5 +561,5 @@ def write_jsonl(rows: Iterable[Any], path: str | os.PathLike[str]) -> Path:
     data = jsonl_bytes(rows)
     if p.name.lower().endswith(".gz"):
         data = gzip.compress(data, mtime=0)
-    atomic_write_bytes(p, data)
+    (write or atomic_write_bytes)(p, data)
     return p
