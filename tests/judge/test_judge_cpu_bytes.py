@@ -258,6 +258,25 @@ def _budget_case() -> Any:
     ]
 
 
+def _calls_budget_case() -> Any:
+    from judge_rl.judge.budget import Budget
+
+    budget = Budget(max_calls=25)  # no prices: reservations of 0, refused after 25 calls
+    return _pair_case("fixed", n=40, budget=budget) + [
+        [budget.calls, budget.refused, budget.prompt_tokens, budget.completion_tokens]
+    ]
+
+
+def _open_budget_case() -> Any:
+    from judge_rl.judge.budget import Budget
+
+    budget = Budget()  # what judge-rl label always passes: no limit, counts only
+    prices = {"input": 0.5, "output": 1.5}
+    return _pair_case("both", n=30, prices=prices, budget=budget) + [
+        [budget.calls, budget.refused, round(budget.cost, 12), budget.prompt_tokens]
+    ]
+
+
 CASES: dict[str, Any] = {
     "fixed": lambda: _pair_case("fixed"),
     "random": lambda: _pair_case("random"),
@@ -276,6 +295,8 @@ CASES: dict[str, Any] = {
     "reference": lambda: _pair_case("both", kind="reference", template=REF_TEMPLATE),
     "multi_turn": lambda: _pair_case("both", template=TURN_TEMPLATE, turn=2, turns=True),
     "priced_budget": _budget_case,
+    "calls_budget": _calls_budget_case,
+    "open_budget": _open_budget_case,
     "jury": _jury_case,
     "pointwise": lambda: _point_case("pointwise", template=POINT_TEMPLATE, scale=(1, 10)),
     "pointwise_probs": lambda: _point_case(
@@ -300,6 +321,8 @@ def digest(name: str) -> str:
 
 
 GOLDEN: dict[str, str] = {
+    "calls_budget": "4f83fa9196acb742cf19b9ae965d6143ab65461792ce930c23f15d17a945fde1",
+    "open_budget": "d736d04538aaa9b4af8ae655d526624d1f5fe3d251e6d7af5f6957fd6a420c3f",
     "both_average": "c5b27cab24ee2f06f86462d98f8147b782bab6f826a94e8151ab90805dd4e421",
     "both_tie": "222380b3055d5ed16bf45557d64d56357fb60b237b40d691b62a5fca3861f169",
     "batched": "222380b3055d5ed16bf45557d64d56357fb60b237b40d691b62a5fca3861f169",
