@@ -478,9 +478,7 @@ class LLMJudge:
                 self.score, comparisons, self._fp, tie_margin=self.tie_margin
             )
         if len(comparisons) == 1 and not self.label_probs:
-            # The cache layer's chunks of one: the same judgment without a batch's lists, and
-            # without a budget no coroutine between this one and the backend's (each would be
-            # stepped through at every wake-up of the call).
+            # The cache layer's chunks of one: the same judgment without a batch's lists.
             c = comparisons[0]
             prepared = self._prepared
             hit = prepared.pop(id(c), None) if prepared else None
@@ -488,14 +486,26 @@ class LLMJudge:
                 sent = hit[1] if hit is not None and hit[0] is c else self._pair_request(c)
             except _InputError as e:
                 return [failed(c, self._fp, f"input: {e}")]
-            if self.budget is None:
-                t0 = time.perf_counter()
+            # what _send does for one request, here: no coroutine between this one and the
+            # backend's (each would be stepped through at every wake-up of the call)
+            budget = self.budget
+            held = 0.0
+            if budget is not None:
+                reserved = self._reserve(sent)
+                if reserved is None:
+                    refused = ChatResult(error=f"budget: {budget.reason()}")
+                    return [self._pair_judgment(c, refused)]
+                held = reserved
+            t0 = time.perf_counter()
+            try:
                 got = (await self.backend.chat([sent]))[0]
-                self._took(got, time.perf_counter() - t0)
-            else:
-                sent_one = (await self._send([sent]))[0]
-                assert sent_one is not None
-                got = sent_one
+            except BaseException:
+                if budget is not None:  # the backend raised: the reservation back uncharged
+                    budget.release(held, worst_case=True)
+                raise
+            self._took(got, time.perf_counter() - t0)
+            if budget is not None:
+                self._charge(sent, got, held)
             return [self._pair_judgment(c, got)]
         requests: list[ChatRequest | None] = []
         pre_errors: list[str | None] = []
@@ -954,14 +964,8 @@ class LLMJudge:
             if req is None:
                 continue
             if self.budget is not None:
-                # the call's worst case (prompt + max_tokens): the cap holds however many calls
-                # are in flight and however long their completions turn out (0 without prices:
-                # no need to count the prompt's tokens)
-                est = 0.0
-                if self.prices:
-                    prompt = _reserve_tokens(req) * self._prompt_ratio
-                    est = worst_case_cost(prompt, max(1, req.max_tokens), self.prices)
-                if not self.budget.reserve(est, worst_case=True):
+                est = self._reserve(req)
+                if est is None:
                     out[i] = ChatResult(error=f"budget: {self.budget.reason()}")
                     continue
                 reserved[i] = est
@@ -980,18 +984,31 @@ class LLMJudge:
         for i, res in zip(todo, results, strict=True):
             self._took(res, wall)
             if self.budget is not None:
-                if res.prompt_tokens and self.prices:  # a denser tokenizer: reserve more
-                    need = res.prompt_tokens / max(1, _reserve_tokens(requests[i]))  # type: ignore[arg-type]
-                    self._prompt_ratio = max(self._prompt_ratio, need)
-                self.budget.settle(
-                    reserved[i],
-                    res.cost,
-                    res.prompt_tokens,
-                    res.completion_tokens,
-                    worst_case=True,
-                )
+                self._charge(requests[i], res, reserved[i])  # type: ignore[arg-type]
             out[i] = res
         return out
+
+    def _reserve(self, req: ChatRequest) -> float | None:
+        """Reserve ``req``'s worst case (prompt + max_tokens) in the budget: the amount held, or
+        None when the budget refuses the call. The cap holds however many calls are in flight
+        and however long their completions turn out (0 without prices: no need to count the
+        prompt's tokens)."""
+        assert self.budget is not None
+        est = 0.0
+        if self.prices:
+            prompt = _reserve_tokens(req) * self._prompt_ratio
+            est = worst_case_cost(prompt, max(1, req.max_tokens), self.prices)
+        return est if self.budget.reserve(est, worst_case=True) else None
+
+    def _charge(self, req: ChatRequest, res: ChatResult, held: float) -> None:
+        """Settle ``req``'s reservation ``held`` at the result's actual cost."""
+        assert self.budget is not None
+        if res.prompt_tokens and self.prices:  # a denser tokenizer: reserve more
+            need = res.prompt_tokens / max(1, _reserve_tokens(req))
+            self._prompt_ratio = max(self._prompt_ratio, need)
+        self.budget.settle(
+            held, res.cost, res.prompt_tokens, res.completion_tokens, worst_case=True
+        )
 
     def _took(self, res: ChatResult, wall: float) -> None:
         """A result's cost at this judge's prices (when the backend gave none), its latency

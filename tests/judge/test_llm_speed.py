@@ -136,3 +136,35 @@ def test_chunks_go_to_a_fixed_pool_of_workers_in_order(make_comp):
     assert [j.comparison_id for j in out] == [c.id for c in comps] and all(j.ok for j in out)
     assert seen == [c.id for c in comps]  # taken in order
     assert peak["in_flight"] == 8 and peak["tasks"] == 8 + 1  # workers + compare, none per chunk
+
+
+class _Raising:
+    name, model = "openai", "m"
+
+    async def chat(self, requests):
+        raise RuntimeError("transport broke")
+
+    async def aclose(self):
+        pass
+
+
+def test_a_failed_call_gives_its_reservation_back(make_comp):
+    """One comparison is sent inside ``compare`` (no ``_send``), many through ``_send``: either
+    way a backend that raises leaves nothing reserved and nothing charged."""
+    import pytest
+
+    from judge_rl.judge.budget import Budget
+
+    comps = [make_comp(f"a{i}", f"b{i}", prompt=f"p{i}", i=i) for i in range(3)]
+    for chunk in (comps[:1], comps):
+        budget = Budget(max_cost=1.0)
+        judge = LLMJudge(
+            _Raising(),
+            "{{ prompt }} {{ response_a }} {{ response_b }}",
+            prices={"input": 1.0, "output": 1.0},
+            budget=budget,
+        )
+        with pytest.raises(RuntimeError, match="transport broke"):
+            asyncio.run(judge.compare(chunk))
+        assert budget._reserved_calls == 0 and budget._reserved_cost == pytest.approx(0.0)
+        assert budget.calls == 0 and budget.cost == 0.0
