@@ -401,7 +401,8 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
         closing.join()
     budget.check()  # exit 2 with a clear message when the budget stopped the run
     fails = FailureSummary(total=len(labels.judgments))
-    fails.extend(j.error_kind or "error" for j in labels.judgments if not j.ok)
+    if summary.failed:  # the judgments that are not ok, as summarize counted them
+        fails.extend(j.error_kind or "error" for j in labels.judgments if not j.ok)
     rc = fails.exit_code(max_failures, written=len(records))
     if rc:
         line = fails.line("comparisons") if fails.failed else "no comparison failed"
