@@ -168,8 +168,8 @@ if PS is not None:
         events["input all read, streamed (wall s since start)"] = time.time() - T0
     PS.chunks = timed_chunks
 save = R.RunLog.save
-def logged(self, d):
-    mark("run log: before"); r = save(self, d); mark("run log"); return r
+def logged(self, d, **kw):
+    mark("run log: before"); r = save(self, d, **kw); mark("run log"); return r
 R.RunLog.save = logged
 import gc, types
 gc_t = [0.0, 0.0, 0]  # start of the current collection, CPU s in collections, collections

@@ -1,0 +1,129 @@
+"""`judge-rl label` from two (or more) versions of the code, alternated, against one endpoint.
+
+A change to the label command moves its end-to-end rate by a point or two, less than a busy
+2-core machine moves it between two runs. This benchmark puts the versions side by side in one
+run: each version is a git revision (extracted with ``git archive`` into a temporary folder) or
+a folder holding a copy of the tree; one endpoint (``judge_rl.backends._fakeserver --lean``,
+50 ms, 64 in flight, as ``bench_judge_throughput.py``) serves them all; each version runs once
+to compile its bytecode, then ``--runs`` times, the order reversed every round, each in a fresh
+judgment cache. Per run it prints the end-to-end rate (process start to exit, from the pairs
+file on disk) and the judging window's (from the run log), both as a share of the endpoint's
+limit, the time outside the window (wall minus window), the process's CPU and the load
+average; then each version's medians.
+
+Run it under real-time priority on a shared machine so other work does not preempt the runs:
+``chrt -f 10 python benchmarks/ab_label.py HEAD~3 HEAD --runs 4`` (never while a test
+suite runs: it starves it). Not a ``bench_*`` script: ``make bench`` does not run it (it
+compares versions of judge_rl, not judge_rl with a peer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench_judge_throughput as B  # noqa: E402
+
+
+def tree(version: str, tmp: Path, k: int) -> Path:
+    """A folder holding ``version``'s code: the folder itself, or the git revision extracted."""
+    if Path(version).is_dir():
+        return Path(version).resolve()
+    out = tmp / f"tree-{k}"
+    out.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", version], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out
+
+
+def run_once(code: Path, spec: Path, pairs: Path, tmp: Path, tag: str) -> dict[str, float]:
+    """``python -m judge_rl label`` from ``code`` (default settings, a fresh cache)."""
+    out, run, cache = tmp / f"labels-{tag}.jsonl", tmp / f"run-{tag}", tmp / f"cache-{tag}.sqlite"
+    cmd = [sys.executable, "-m", "judge_rl", "label", "--judge", str(spec), "--input", str(pairs)]
+    cmd += ["--output", str(out), "--run", str(run), "--cache", str(cache)]
+    env = dict(os.environ, PYTHONPATH=str(code), PYTHONPYCACHEPREFIX=str(tmp / f"pyc-{code.name}"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package runs from bytecode
+    env.pop("JUDGE_RL_NO_PROGRESS", None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code, timeout=1800)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"{code}: label exited {r.returncode}: {r.stderr[-1000:]}")
+    window = float(json.loads((run / "log.json").read_text())["timings"]["label"])
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"wall": wall, "window": window, "cpu": cpu}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("versions", nargs="+", help="git revisions or folders with a copy of the tree")
+    ap.add_argument("--n", type=int, default=10_000, help="pairs per run")
+    ap.add_argument("--runs", type=int, default=4, help="timed runs of each version")
+    ap.add_argument("--latency", type=float, default=0.05, help="endpoint latency (s)")
+    ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    args = ap.parse_args(argv)
+    limit = args.concurrency / args.latency
+    ideal = args.n / limit
+    print(f"uptime at start: {B.uptime()}")
+    with tempfile.TemporaryDirectory(prefix="bench-label-ab-") as name:
+        tmp = Path(name)
+        codes = [tree(v, tmp, k) for k, v in enumerate(args.versions)]
+        proc, url = B.start_server(args.latency)
+        try:
+            spec = B.write_spec(tmp / "judge", url, args.concurrency)
+            pairs = B.write_pairs(tmp / "pairs.jsonl", args.n)
+            for k, code in enumerate(codes):
+                run_once(code, spec, pairs, tmp, f"warm-{k}")  # bytecode, as installs have
+            got: dict[int, list[dict[str, float]]] = {k: [] for k in range(len(codes))}
+            for r in range(args.runs):
+                order = list(range(len(codes)))
+                for k in order if r % 2 == 0 else order[::-1]:
+                    one = run_once(codes[k], spec, pairs, tmp, f"{r}-{k}")
+                    got[k].append(one)
+                    print(
+                        f"{args.versions[k]:<24} end to end {ideal / one['wall']:6.1%}  "
+                        f"window {ideal / one['window']:6.1%}  outside "
+                        f"{one['wall'] - one['window']:.2f} s  CPU {one['cpu']:.2f} s  "
+                        f"load {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(10)
+    print(f"uptime at end:   {B.uptime()}")
+    print(
+        f"{args.n} pairs, {args.latency * 1000:.0f} ms endpoint, {args.concurrency} in flight "
+        f"(limit {limit:,.0f}/s); medians of {args.runs} runs each:"
+    )
+    for k, version in enumerate(args.versions):
+        runs = got[k]
+        wall = statistics.median(x["wall"] for x in runs)
+        window = statistics.median(x["window"] for x in runs)
+        outside = statistics.median(x["wall"] - x["window"] for x in runs)
+        cpu = statistics.median(x["cpu"] for x in runs)
+        print(
+            f"{version:<24} end to end {ideal / wall:6.1%}  window {ideal / window:6.1%}  "
+            f"outside {outside:.2f} s  CPU {cpu:.2f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
