@@ -17,7 +17,8 @@ from judge_rl.models import tiny_tokenizer
 from judge_rl.train.dpo import DPOTrainer
 from tests.conftest import requires_embedded
 from tests.train.test_dpo import cfg, planted
-from tests.train.test_grpo_lean import body_shapes
+from tests.train.test_grpo_lean import body_shapes, randomise_lora_b
+from tests.train.test_grpo_lora_logprobs import dora_policy, spoil
 from tests.train.test_lean_decode import llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
@@ -38,11 +39,7 @@ def lora_dpo(arch="gqa", *, policy=None, **kw):
                     lr=1e-2)  # fmt: skip
     settings.update(kw)
     tr = DPOTrainer(cfg(**settings), model, tok, planted(N))
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for name, p in tr.policy.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    randomise_lora_b(tr.policy)
     return tr
 
 
@@ -153,26 +150,10 @@ def test_lora_training_with_shared_logps_equals_the_plain_training():
 # -- the fallback: where the shared forward disagrees or fails, the plain one runs ---------------
 
 
-def spoil(tr, monkeypatch, *, call, how):
-    """``_shared_logps`` wrong (``how="off"``: shifted by 0.1, beyond the tolerance on sums of
-    ~40 log-probabilities) or raising (``"raise"``) at its ``call``-th call (1: the first-use
-    check with the adapter on, 2: with it off)."""
-    real, n = tr._shared_logps, [0]
-
-    def spoiled(*a, **k):
-        n[0] += 1
-        lp, cnt = real(*a, **k)
-        if n[0] == call and how == "raise":
-            raise RuntimeError("no 4D mask here")
-        return (lp + 0.1 if n[0] == call else lp), cnt
-
-    monkeypatch.setattr(tr, "_shared_logps", spoiled)
-
-
 @pytest.mark.parametrize(("call", "how"), [(1, "off"), (2, "off"), (1, "raise"), (2, "raise")])
 def test_lora_check_falls_back_to_the_plain_forward(call, how, monkeypatch):
     tr = lora_dpo("gqa")
-    spoil(tr, monkeypatch, call=call, how=how)
+    spoil(tr, monkeypatch, call=call, how=how, name="_shared_logps", shift=0.1)
     shapes = train_shapes(tr)
     assert tr._shared is False
     assert shapes == plain_shapes(tr)
@@ -186,13 +167,7 @@ def test_lora_check_is_off_with_gradient_checkpointing():
 def test_other_peft_models_take_the_plain_forward():
     """A peft model other than plain LoRA (here DoRA, given as the policy): the shared forward
     refuses it, and the check says no."""
-    peft = pytest.importorskip("peft")
-    tok = tiny_tokenizer()
-    model = peft.get_peft_model(
-        llama(tok, kv_heads=2),
-        peft.LoraConfig(r=4, target_modules="all-linear", use_dora=True, task_type="CAUSAL_LM"),
-    )
-    tr = lora_dpo("gqa", policy=model, lora_r=0)
+    tr = lora_dpo("gqa", policy=dora_policy(tiny_tokenizer()), lora_r=0)
     with pytest.raises(ValueError, match="not a plain LoRA model"):
         tr._shared_logps([0, 1])
     assert tr._check_shared() is False

@@ -121,12 +121,18 @@ def lora_trainer(arch="gqa", *, K=3, temperature=1.0, max_new_tokens=20, **kw):
                temperature=temperature, device="cpu", seed=0, lora_r=4)  # fmt: skip
     cfg.update(kw)
     tr = GRPOTrainer(GRPOConfig(**cfg), model, tok, "contains:a", PROMPTS)
+    randomise_lora_b(tr.policy)
+    return tr
+
+
+def randomise_lora_b(policy):
+    """Set a peft policy's ``lora_B`` to seeded random values (peft starts them at zero, where
+    the adapter would change nothing)."""
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for name, p in tr.policy.named_parameters():
+        for name, p in policy.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return tr
 
 
 @pytest.mark.parametrize("arch", ["mha", "gqa"])

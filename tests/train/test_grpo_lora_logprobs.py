@@ -125,19 +125,21 @@ def test_lora_training_steps_with_shared_logprobs_equal_the_plain_ones():
 # -- the fallback: where the shared forward disagrees or fails, the plain one runs ---------------
 
 
-def spoil(tr, monkeypatch, *, call, how):
-    """``_shared_logprobs`` wrong (``how="off"``: shifted by 0.01) or raising (``"raise"``) at
-    its ``call``-th call (1: the first-use check with the adapter on, 2: with it off)."""
-    real, n = tr._shared_logprobs, [0]
+def spoil(tr, monkeypatch, *, call, how, name="_shared_logprobs", shift=0.01):
+    """The trainer's shared-prompt forward ``name`` wrong (``how="off"``: its log-probabilities
+    shifted by ``shift``, beyond the check's tolerance; DPO compares sums of ~40 of them, so
+    its tests shift by 0.1) or raising (``"raise"``) at its ``call``-th call (1: the first-use
+    check with the adapter on, 2: with it off)."""
+    real, n = getattr(tr, name), [0]
 
     def spoiled(*a, **k):
         n[0] += 1
-        lp, logits = real(*a, **k)
+        lp, *rest = real(*a, **k)
         if n[0] == call and how == "raise":
             raise RuntimeError("no 4D mask here")
-        return (lp + 0.01 if n[0] == call else lp), logits
+        return (lp + shift if n[0] == call else lp, *rest)
 
-    monkeypatch.setattr(tr, "_shared_logprobs", spoiled)
+    monkeypatch.setattr(tr, name, spoiled)
 
 
 @pytest.mark.parametrize(("call", "how"), [(1, "off"), (2, "off"), (1, "raise"), (2, "raise")])
@@ -154,15 +156,20 @@ def test_lora_check_is_off_with_gradient_checkpointing():
     assert tr._check_shared(a_batch(tr)) is False
 
 
-def test_other_peft_models_take_the_plain_forward():
-    """A peft model other than plain LoRA (here DoRA, given as the policy): the shared forward
-    refuses it, and the check says no."""
+def dora_policy(tok):
+    """A tiny Llama (GQA) wrapped by peft with DoRA: a peft model other than plain LoRA."""
     peft = pytest.importorskip("peft")
-    tok = tiny_tokenizer()
-    model = peft.get_peft_model(
+    return peft.get_peft_model(
         llama(tok, kv_heads=2),
         peft.LoraConfig(r=4, target_modules="all-linear", use_dora=True, task_type="CAUSAL_LM"),
     )
+
+
+def test_other_peft_models_take_the_plain_forward():
+    """A peft model other than plain LoRA (here DoRA, given as the policy): the shared forward
+    refuses it, and the check says no."""
+    tok = tiny_tokenizer()
+    model = dora_policy(tok)
     cfg = GRPOConfig(steps=1, batch_size=G, group_size=K, max_new_tokens=8, device="cpu", seed=0)
     tr = GRPOTrainer(cfg, model, tok, "contains:a", PROMPTS)
     batch = a_batch(tr)
