@@ -294,12 +294,13 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return [(no, s) for no, s, _ in _lines_at(text)]
 
 
-def _lines_at(text: str) -> list[tuple[int, str, int]]:
-    """:func:`_lines` plus the character offset in ``text`` where each stripped line starts."""
+def _lines_at(text: str, raw: list[str] | None = None) -> list[tuple[int, str, int]]:
+    """:func:`_lines` plus the character offset in ``text`` where each stripped line starts.
+    ``raw``: ``text.splitlines(keepends=True)`` when the caller has it."""
     out: list[tuple[int, str, int]] = []
     in_fence = False
     pos = 0
-    for no, line in enumerate(text.splitlines(keepends=True), 1):
+    for no, line in enumerate(text.splitlines(keepends=True) if raw is None else raw, 1):
         start = pos
         pos += len(line)
         s = line.strip()
@@ -312,9 +313,11 @@ def _lines_at(text: str) -> list[tuple[int, str, int]]:
     return out
 
 
-def _last_line(text: str) -> tuple[int, str]:
-    """``(line number, stripped text)`` of the last line that is not blank, or ``(0, "")``."""
-    lines = text.splitlines()
+def _last_line(text: str, raw: list[str] | None = None) -> tuple[int, str]:
+    """``(line number, stripped text)`` of the last line that is not blank, or ``(0, "")``.
+    ``raw``: ``text.splitlines(keepends=True)`` when the caller has it (a line's break
+    characters are whitespace, so its stripped text is the same)."""
+    lines = text.splitlines() if raw is None else raw
     for i in range(len(lines) - 1, -1, -1):
         s = lines[i].strip()
         if s:
@@ -437,12 +440,7 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
     # are listed in the order the passes gave them (pattern, markers, labels: each in line
     # order), which the error messages and the verdict slot depend on.
     raw_lines = text.splitlines(keepends=True)
-    last_line = (0, "")  # _last_line(text): a line's break characters are all whitespace
-    for i in range(len(raw_lines) - 1, -1, -1):
-        stripped = raw_lines[i].strip()
-        if stripped:
-            last_line = (i + 1, stripped)
-            break
+    last_line = _last_line(text, raw_lines)
     _check_echo(text, last_line)
     rx = re.compile(str(rule.pattern)) if kind == "pattern" else None
     brackets = auto or kind == "brackets"
@@ -451,55 +449,43 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
     by_marker: list[tuple[int, ShownVerdict | None, str]] = []
     by_label: list[tuple[int, ShownVerdict | None, str]] = []
     where: dict[int, int] = {}
-    kept = 0  # lines that may hold a verdict (_lines_at)
-    last_kept: tuple[int, int, str] = (0, 0, "")  # (line number, start, line) of the last
-    in_fence = False
-    pos = 0
-    for no, line in enumerate(raw_lines, 1):
-        start = pos
-        pos += len(line)
-        s = line.strip()
-        if s.startswith("```"):
-            in_fence = not in_fence
-            continue
-        if in_fence or not s or s[0] == ">":
-            continue
-        kept += 1
-        last_kept = (no, start, line)  # where s starts in text: _offset(start, line)
+    lines = _lines_at(text, raw_lines)
+    for no, s, off in lines:
         if rx is not None:
             m = rx.fullmatch(s)
             if m:
                 v = _verdict_word(m.group(1))
                 by_pattern.append((no, v, _show(v) if v else m.group(1)))
-                where[no] = _offset(start, line) + m.start(1)
+                where[no] = off + m.start(1)
         marker = _MARKER_LINE.match(s) if (brackets or labels) and "[[" in s else None
         if brackets and marker:
             g = marker.group(1)
             v = _verdict_word(g) if _LETTER_LINE.match(g) else None
             by_marker.append((no, v, _show(v) if v else f"[[{g}]]"))
-            where[no] = _offset(start, line) + marker.start(1)
+            where[no] = off + marker.start(1)
         if labels and marker is None:
             m = _LABEL_LINE.match(s)
             if m:
                 v = _verdict_word(m.group(1))
                 by_label.append((no, v, _show(v) if v else m.group(1)))
-                where[no] = _offset(start, line) + m.start(1)
+                where[no] = off + m.start(1)
     found = by_pattern + by_marker + by_label
     if auto or kind == "letter":
+        last_at = lines[-1] if lines else (0, "", 0)
         no, last = last_line
-        m = _LETTER_LINE.match(last) if (auto or kept <= 1) else None
+        m = _LETTER_LINE.match(last) if (auto or len(lines) <= 1) else None
         if m and not any(f[0] == no for f in found):
             v = _verdict_word(m.group(1))
             found.append((no, v, _show(v) if v else last))
-            if last_kept[0] == no:
-                where[no] = _offset(last_kept[1], last_kept[2]) + m.start(1)
+            if last_at[0] == no:
+                where[no] = last_at[2] + m.start(1)
         if auto and not m:
             mb = _BETTER_LINE.match(last)
             if mb and not any(f[0] == no for f in found):
                 v = _verdict_word(mb.group(1))
                 found.append((no, v, _show(v) if v else last))
-                if last_kept[0] == no:
-                    where[no] = _offset(last_kept[1], last_kept[2]) + mb.start(1)
+                if last_at[0] == no:
+                    where[no] = last_at[2] + mb.start(1)
     # the final JSON object ends the reply: its last non-blank line ends with } or a fence
     if (auto or kind == "json") and last_line[1].endswith(("}", "```")):
         obj = _final_json_object(text)
@@ -511,11 +497,6 @@ def locate_pairwise(text: str, rule: VerdictRule | None = None) -> tuple[ShownVe
         raise ParseError(f"no verdict found in {_snippet(text)}")
     verdict = _settle(found, "verdict A, B or C")
     return verdict, where.get(found[-1][0])
-
-
-def _offset(start: int, line: str) -> int:
-    """Where ``line.strip()`` starts in the text, ``line`` starting at ``start``."""
-    return start + len(line) - len(line.lstrip())
 
 
 def _json_verdict(obj: dict[str, Any], field: str | None) -> ShownVerdict | None:
