@@ -486,27 +486,7 @@ class LLMJudge:
                 sent = hit[1] if hit is not None and hit[0] is c else self._pair_request(c)
             except _InputError as e:
                 return [failed(c, self._fp, f"input: {e}")]
-            # what _send does for one request, here: no coroutine between this one and the
-            # backend's (each would be stepped through at every wake-up of the call)
-            budget = self.budget
-            held = 0.0
-            if budget is not None:
-                reserved = self._reserve(sent)
-                if reserved is None:
-                    refused = ChatResult(error=f"budget: {budget.reason()}")
-                    return [self._pair_judgment(c, refused)]
-                held = reserved
-            t0 = time.perf_counter()
-            try:
-                got = (await self.backend.chat([sent]))[0]
-            except BaseException:
-                if budget is not None:  # the backend raised: the reservation back uncharged
-                    budget.release(held, worst_case=True)
-                raise
-            self._took(got, time.perf_counter() - t0)
-            if budget is not None:
-                self._charge(sent, got, held)
-            return [self._pair_judgment(c, got)]
+            return [self._pair_judgment(c, await self._send_one(sent))]
         requests: list[ChatRequest | None] = []
         pre_errors: list[str | None] = []
         prepared = self._prepared
@@ -951,12 +931,8 @@ class LLMJudge:
 
     async def _send(self, requests: Sequence[ChatRequest | None]) -> list[ChatResult | None]:
         """Send the requests that are not None, within the budget; results in the same places."""
-        one = requests[0] if len(requests) == 1 else None
-        if one is not None and self.budget is None:  # no bookkeeping lists for one request
-            t0 = time.perf_counter()
-            res = (await self.backend.chat([one]))[0]
-            self._took(res, time.perf_counter() - t0)
-            return [res]
+        if len(requests) == 1 and requests[0] is not None:  # no bookkeeping lists for one
+            return [await self._send_one(requests[0])]
         out: list[ChatResult | None] = [None] * len(requests)
         todo: list[int] = []
         reserved: dict[int, float] = {}
@@ -987,6 +963,28 @@ class LLMJudge:
                 self._charge(requests[i], res, reserved[i])  # type: ignore[arg-type]
             out[i] = res
         return out
+
+    async def _send_one(self, req: ChatRequest) -> ChatResult:
+        """:meth:`_send` of one request: within the budget (a refused call's result is the
+        budget's error; a backend that raises gets the reservation back uncharged)."""
+        budget = self.budget
+        held = 0.0
+        if budget is not None:
+            reserved = self._reserve(req)
+            if reserved is None:
+                return ChatResult(error=f"budget: {budget.reason()}")
+            held = reserved
+        t0 = time.perf_counter()
+        try:
+            res = (await self.backend.chat([req]))[0]
+        except BaseException:
+            if budget is not None:
+                budget.release(held, worst_case=True)
+            raise
+        self._took(res, time.perf_counter() - t0)
+        if budget is not None:
+            self._charge(req, res, held)
+        return res
 
     def _reserve(self, req: ChatRequest) -> float | None:
         """Reserve ``req``'s worst case (prompt + max_tokens) in the budget: the amount held, or
