@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -1368,6 +1369,10 @@ def _client_class(fast: bool) -> Any:
 
 def _proxied(url: str) -> bool:
     """Whether the environment routes ``url`` through a proxy."""
+    if sys.platform not in ("darwin", "win32") and not any(
+        k[-6:].lower() == "_proxy" for k in os.environ
+    ):  # where urllib reads only the environment and it names no proxy: ~5 ms of import less
+        return False
     import urllib.request
 
     parts = urlsplit(url)

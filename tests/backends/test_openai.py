@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 
@@ -302,6 +303,7 @@ def test_the_direct_path_never_imports_the_sdk():
         "assert res[0].error is None and res[0].texts, res\n"
         "clients = ('openai', 'httpx', 'httpx2', 'aiohttp')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in clients))\n"
+        "print('urllib.request' in sys.modules)\n"  # no proxy named: not asked (~5 ms)
     )
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     with start_in_thread() as srv:
@@ -309,7 +311,21 @@ def test_the_direct_path_never_imports_the_sdk():
             [sys.executable, "-c", code, srv.url], capture_output=True, text=True, env=env
         )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == "[]"
+    assert r.stdout.split() == ["[]", "False"]
+
+
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "http_proxy", "Http_Proxy"])
+def test_a_proxy_in_the_environment_is_still_seen(monkeypatch, name):
+    from judge_rl.backends.openai import _proxied
+
+    for k in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(k)
+    assert not _proxied("http://judge.example:8000/v1")
+    monkeypatch.setenv(name, "http://proxy.example:3128")
+    assert _proxied("http://judge.example:8000/v1")
+    assert not _proxied("https://judge.example/v1")  # no https_proxy
+    monkeypatch.setenv("no_proxy", "judge.example")
+    assert not _proxied("http://judge.example:8000/v1")
 
 
 # --- endpoint pool and real-server behaviour (issue 15 item 6, issue 16 item 6) --------------
