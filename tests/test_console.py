@@ -49,3 +49,15 @@ def test_a_bar_on_a_terminal_is_redrawn_a_few_times_a_second(monkeypatch):
     builds, out = _bar_builds(monkeypatch, term, 1.0)
     assert 3 <= builds <= 1.0 * C.REFRESH_PER_S + 3, builds  # 11-13 before
     assert C.REFRESH_PER_S <= 5 and "judging" in out
+
+
+def test_colon_words_are_printed_as_written(monkeypatch, capsys):
+    """A judge or file named like an emoji code (``run:robot:1``) is printed as it is named,
+    not with rich's emoji in it."""
+    monkeypatch.setattr(C, "_console", None)
+    C.console().print("judge :robot: on data:smile:.jsonl", markup=False)
+    C.console().print("[bold]x[/] :thumbs_up:")
+    assert capsys.readouterr().out.splitlines() == [
+        "judge :robot: on data:smile:.jsonl",
+        "x :thumbs_up:",
+    ]
