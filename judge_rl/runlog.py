@@ -469,18 +469,72 @@ class RunLog(BaseModel):
         run_dir: str | os.PathLike[str],
         *,
         write: Callable[[Path, bytes], None] | None = None,
+        label_items: tuple[list[bytes], list[bytes]] | None = None,
     ) -> Path:
         """Write ``run_dir/log.json`` atomically; returns its path.
 
         ``write(path, bytes)``: who writes the serialized log (default
         :func:`~judge_rl._io.atomic_write_bytes`, now); ``judge-rl label`` hands it to a thread
-        that writes and syncs the file while the command finishes."""
+        that writes and syncs the file while the command finishes.
+        ``label_items``: the label section's comparisons and judgments already serialized, one
+        ``bytes`` each in the section's order, as they sit in the log
+        (:func:`judge_rl.pipeline.label.log_item_json`: ``judge-rl label`` makes them while it
+        judges); the rest of the log is serialized here and they are put in their place (the
+        same bytes). Ignored unless there is one for each of the section's items."""
         path = Path(run_dir) / "log.json"
-        # model_dump_json(indent=1)'s bytes as the serializer writes them, not decoded to text
-        # and encoded back (twice the log's size copied: 18 MB for 10,000 judgments)
-        data = self.__pydantic_serializer__.to_json(self, indent=1)
+        data = self._spliced(label_items) if label_items is not None else None
+        if data is None:
+            # model_dump_json(indent=1)'s bytes as the serializer writes them, not decoded to
+            # text and encoded back (twice the log's size copied: 18 MB for 10,000 judgments)
+            data = self.__pydantic_serializer__.to_json(self, indent=1)
         (write or atomic_write_bytes)(path, data)
         return path
+
+    def _spliced(self, items: tuple[list[bytes], list[bytes]]) -> bytes | None:
+        """The log's bytes with the label section's lists taken from ``items`` (see
+        :meth:`save`): the log serialized with those two lists empty (a few kB), and each
+        ``[]`` replaced by the list as the serializer writes it at that depth (indent 1: the
+        items at depth 3). None where ``items`` does not fit the section."""
+        section = self.label
+        comparisons, judgments = items
+        if section is None or (len(comparisons), len(judgments)) != (
+            len(section.comparisons),
+            len(section.judgments),
+        ):
+            return None
+        bare = self.model_copy(
+            update={"label": section.model_copy(update={"comparisons": [], "judgments": []})}
+        )
+        data = bare.__pydantic_serializer__.to_json(bare, indent=1)
+        # a raw newline is only ever structure in JSON (text escapes it), so a top-level key
+        # is a newline and one space before it: this is the label section's opening
+        at = data.find(_LABEL_OPENING)
+        if at < 0 or data.find(_LABEL_OPENING, at + 1) >= 0:
+            return None
+        return b"".join(
+            (
+                data[:at],
+                b'\n "label": {\n  "comparisons": ',
+                _json_list(comparisons),
+                b',\n  "judgments": ',
+                _json_list(judgments),
+                b",\n",
+                data[at + len(_LABEL_OPENING) :],
+            )
+        )
+
+
+_LABEL_OPENING = b'\n "label": {\n  "comparisons": [],\n  "judgments": [],\n'
+"""The start of a run log's label section with no comparisons and no judgments, serialized
+with indent 1 (:meth:`RunLog._spliced`)."""
+
+
+def _json_list(items: list[bytes]) -> bytes:
+    """A list of serialized items at depth 3 of an indent-1 log, as the serializer writes it:
+    ``[]``, or each item on its own line three spaces in, the ``]`` two."""
+    if not items:
+        return b"[]"
+    return b"[\n   " + b",\n   ".join(items) + b"\n  ]"
 
 
 SECTIONS: tuple[str, ...] = tuple(

@@ -293,6 +293,16 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
             return 0
         total = max(est.units, 1) if est.units else len(comparisons)
 
+    # each judgment's record, summary share, preference-file line and run-log JSON are made
+    # as it finishes, while the loop waits on the network: after the last answer, joins
+    from judge_rl.pipeline.label import LabelBuilder
+
+    built = LabelBuilder(
+        cfg,
+        comparisons if stream is None else stream.comparisons,
+        judge=judge,
+        lines=_jsonl_output(args.output),
+    )
     t0 = time.perf_counter()
     cols = (TextColumn("{task.fields[stats]}"),)
     with progress(*cols) as bar:
@@ -317,11 +327,11 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
         try:
             if stream is None:
                 judgments, _ = await judge_comparisons(
-                    cfg, comparisons, judge, cache=cache, on_progress=show
+                    cfg, comparisons, judge, cache=cache, on_progress=show, built=built
                 )
             else:
                 comparisons, judgments, _ = await judge_streamed(
-                    cfg, stream, judge, cache=cache, on_progress=show, on_read=read
+                    cfg, stream, judge, cache=cache, on_progress=show, on_read=read, built=built
                 )
         finally:
             await _close(judge)
@@ -331,7 +341,9 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
             closing = _close_cache_soon(cache)
         bar.update(task, completed=total)
     elapsed = time.perf_counter() - t0  # the judging window: the run log's timings.label
-    labels = make_labels(cfg, comparisons, judgments, elapsed, judge=judge, budget=budget)
+    labels = make_labels(
+        cfg, comparisons, judgments, elapsed, judge=judge, budget=budget, built=built
+    )
 
     from judge_rl.runlog import new_log, run_dir
 
@@ -340,7 +352,8 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
     try:
         rdir = run_dir(args.run)
     except BaseException:
-        write_preferences(records, args.output)  # written as before the run folder's error
+        # written as before the run folder's error
+        write_preferences(records, args.output, lines=built.lines())
         raise
     log = new_log(
         "label",
@@ -368,11 +381,18 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
     # disk (as before, no run log names a preference file that was not written); the
     # preference file's own bytes are written and synced while the table is drawn.
     pending: list[_PendingWrite] = []
-    log_path = log.save(rdir, write=lambda path, data: pending.append(_PendingWrite(path, data)))
+    log_path = log.save(
+        rdir,
+        write=lambda path, data: pending.append(_PendingWrite(path, data)),
+        label_items=built.log_items(),
+    )
     try:
         writing: list[_Soon] = []
         out_path = write_preferences(
-            records, args.output, write=lambda path, data: writing.append(_write_soon(path, data))
+            records,
+            args.output,
+            write=lambda path, data: writing.append(_write_soon(path, data)),
+            lines=built.lines(),
         )
         console().print(_summary_table(fp.name, summary))
         for w in writing:
@@ -413,8 +433,16 @@ async def _run(args: argparse.Namespace, keep: list[Any] | None = None) -> int:
             line += f" (over --max-failures {max_failures})"
         err.print(f"[bold red]error:[/] {line}", highlight=False)
     if keep is not None:
-        keep += [labels, comparisons, judgments, records, log, stream]
+        keep += [labels, comparisons, judgments, records, log, stream, built]
     return rc
+
+
+def _jsonl_output(path: str) -> bool:
+    """Whether ``write_preferences`` writes ``path`` as JSONL (its lines are then made while
+    judging)."""
+    from judge_rl.data._rows import file_kind
+
+    return file_kind(path) == "jsonl"
 
 
 OUTPUT_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".parquet", ".csv")

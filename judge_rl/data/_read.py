@@ -24,7 +24,15 @@ from typing import Any
 
 from judge_rl._io import atomic_write_bytes
 from judge_rl.data import _formats as F
-from judge_rl.data._rows import file_kind, iter_raw_rows, jsonl_bytes, type_name, write_jsonl
+from judge_rl.data._rows import (
+    file_kind,
+    iter_raw_rows,
+    jsonl_bytes,
+    jsonl_line_encoder,
+    type_name,
+    write_jsonl,
+    write_jsonl_lines,
+)
 from judge_rl.errors import DataError
 from judge_rl.types import (
     Candidate,
@@ -445,16 +453,33 @@ def _trl_row(rec: PreferenceRecord, *, provenance_as_text: bool) -> dict[str, An
     return row
 
 
+def preference_line_encoder() -> Callable[[PreferenceRecord], bytes]:
+    """A function giving one record's line of a JSONL preference file (UTF-8, without its
+    newline), as :func:`write_preferences` writes it (for its ``lines``): ``judge-rl label``
+    encodes each record as its judgment finishes. Raises as :func:`write_preferences` would
+    for a record that cannot be written."""
+    line = jsonl_line_encoder()
+
+    def one(rec: PreferenceRecord) -> bytes:
+        return line(_trl_row(rec, provenance_as_text=False))
+
+    return one
+
+
 def write_preferences(
     records: Iterable[PreferenceRecord],
     path: PathLike,
     *,
     write: Callable[[Path, bytes], None] | None = None,
+    lines: list[bytes] | None = None,
 ) -> Path:
     """Write records as TRL-ready rows (``prompt``, ``chosen``, ``rejected`` + extra columns:
     ``p_chosen``, ``margin``, ``origin``, ``prompt_id``, ``provenance``), atomically.
     ``write(path, bytes)``: who writes the file's bytes once they are made (default
     :func:`~judge_rl._io.atomic_write_bytes`, now; ``judge-rl label`` hands them to a thread).
+    ``lines``: each record's JSONL line, in order, as :func:`preference_line_encoder` made
+    it from these very records (``judge-rl label`` makes them while it judges); a JSONL file
+    is then those lines joined (the same bytes), other formats ignore them.
 
     The format follows the extension: ``.jsonl`` (``.gz`` compresses), ``.json`` (an array),
     ``.parquet``, ``.csv`` (message lists and provenance as JSON text). TRL's RewardTrainer and
@@ -468,7 +493,9 @@ def write_preferences(
     """
     p = Path(path)
     recs = list(records)
+    margined = False
     if any(r.margin is not None for r in recs) and any(r.margin is None for r in recs):
+        margined = True  # ``lines`` were made from the records before this
         # TRL's RewardTrainer collates ``margin`` for every row when the column exists (a None
         # fails); margin 0 is exactly the plain Bradley-Terry loss, -log sigmoid(r_c - r_r).
         recs = [r if r.margin is not None else r.model_copy(update={"margin": 0.0}) for r in recs]
@@ -481,6 +508,8 @@ def write_preferences(
         )
     put = write or atomic_write_bytes
     if kind == "jsonl":
+        if lines is not None and not margined and len(lines) == len(recs):
+            return write_jsonl_lines(lines, p, write=put)
         return write_jsonl((_trl_row(r, provenance_as_text=False) for r in recs), p, write=put)
     if kind == "json":
         rows = [_trl_row(r, provenance_as_text=False) for r in recs]
@@ -868,6 +897,7 @@ def write_prompts(items: Iterable[PromptItem], path: PathLike) -> Path:
 Reader = Callable[..., Any]
 __all__ = [
     "ReadResult",
+    "preference_line_encoder",
     "builtin_prompt_sets",
     "detect_format",
     "read_candidates",

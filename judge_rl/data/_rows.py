@@ -543,6 +543,36 @@ def jsonl_bytes(rows: Iterable[Any]) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
+def jsonl_line_encoder() -> Callable[[Any], bytes]:
+    """A function giving one row's line (UTF-8, without its newline) as :func:`jsonl_bytes`
+    writes it: :func:`jsonl_join` of the lines of a file's rows is :func:`jsonl_bytes` of the
+    rows, byte for byte (``judge-rl label`` encodes each record as its judgment finishes). A
+    row that cannot be written raises as :func:`jsonl_bytes` would (the same error; the
+    encoder stays usable)."""
+    state = [_row_encoder()]
+
+    def line(row: Any) -> bytes:
+        try:
+            return state[0](_jsonable(row)).encode("utf-8")
+        except BaseException:
+            state[0] = _row_encoder()  # its table of containers may hold the failed row's
+            raise
+
+    return line
+
+
+def jsonl_join(lines: list[bytes]) -> bytes:
+    """A JSONL file's bytes from its rows' lines (:func:`jsonl_line_encoder`): one newline
+    after each; no bytes for no rows."""
+    if not lines:
+        return b""
+    lines.append(b"")
+    try:
+        return b"\n".join(lines)
+    finally:
+        lines.pop()
+
+
 def write_jsonl(
     rows: Iterable[Any],
     path: str | os.PathLike[str],
@@ -557,8 +587,24 @@ def write_jsonl(
     Returns:
         The path written.
     """
+    return _write_jsonl_bytes(jsonl_bytes(rows), path, write)
+
+
+def write_jsonl_lines(
+    lines: list[bytes],
+    path: str | os.PathLike[str],
+    *,
+    write: Callable[[Path, bytes], None] | None = None,
+) -> Path:
+    """:func:`write_jsonl` of rows already encoded, one line each
+    (:func:`jsonl_line_encoder`): the same bytes."""
+    return _write_jsonl_bytes(jsonl_join(lines), path, write)
+
+
+def _write_jsonl_bytes(
+    data: bytes, path: str | os.PathLike[str], write: Callable[[Path, bytes], None] | None
+) -> Path:
     p = Path(path)
-    data = jsonl_bytes(rows)
     if p.name.lower().endswith(".gz"):
         data = gzip.compress(data, mtime=0)
     (write or atomic_write_bytes)(p, data)

@@ -24,6 +24,7 @@ Nothing here parses arguments, prints or exits.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import threading
 import time
@@ -573,19 +574,22 @@ async def judge_comparisons(
     *,
     cache: Any = None,
     on_progress: Callable[[LabelProgress], None] | None = None,
+    built: LabelBuilder | None = None,
 ) -> tuple[list[Judgment], float]:
     """``(judgments, seconds)``: ``judge``'s verdicts on ``comparisons``, in their order.
 
     ``cache``: the judge's :class:`~judge_rl.judge.cache.JudgmentCache`, set to refresh when
     ``cfg.refresh``; ``on_progress``: called at most every :data:`PROGRESS_EVERY_S` seconds while
-    judging and once at the end (``final``). The judge is not closed.
+    judging and once at the end (``final``); ``built``: a :class:`LabelBuilder` of
+    ``comparisons`` (this very list, when it is a list) given each judgment as it finishes. The
+    judge is not closed.
     """
-    comps = list(comparisons)
+    comps = comparisons if type(comparisons) is list else list(comparisons)
 
     async def work() -> list[Judgment]:
         return list(await judge.compare(comps)) if comps else []
 
-    return await _tracked(cfg, cache, on_progress, work)
+    return await _tracked(cfg, cache, on_progress, work, built)
 
 
 async def _tracked(
@@ -593,6 +597,7 @@ async def _tracked(
     cache: Any,
     on_progress: Callable[[LabelProgress], None] | None,
     work: Callable[[], Awaitable[list[Judgment]]],
+    built: LabelBuilder | None = None,
 ) -> tuple[list[Judgment], float]:
     """Run ``work`` with the progress hook set (``on_progress`` as :func:`judge_comparisons`
     describes, once more at the end with ``final``) and the cache refreshing when
@@ -603,7 +608,7 @@ async def _tracked(
         cache.refresh = True  # every lookup misses; fresh answers replace the stored ones
     t0 = time.perf_counter()
     state = LabelProgress()
-    token = progress_hook.set(_progress_hook(state, t0, on_progress))
+    token = progress_hook.set(_progress_hook(state, t0, on_progress, built))
     try:
         judgments = await work()
     finally:
@@ -623,6 +628,7 @@ async def judge_streamed(
     cache: Any = None,
     on_progress: Callable[[LabelProgress], None] | None = None,
     on_read: Callable[[Any], None] | None = None,
+    built: LabelBuilder | None = None,
 ) -> tuple[list[Comparison], list[Judgment], float]:
     """``(comparisons, judgments, seconds)``: :func:`judge_comparisons` of the comparisons
     ``stream`` reads, judging from its first chunk on while the rest is read (the same
@@ -633,7 +639,8 @@ async def judge_streamed(
     :class:`~judge_rl.judge.budget.Estimate` that :func:`judge_rl.judge.estimate` gives for it
     (each chunk's cache lookup counted as it came). A bad row raises :class:`DataError` when it
     is reached: the judging stops, what finished is in the cache. A judge without
-    ``compare_stream`` gets the whole input once it is read.
+    ``compare_stream`` gets the whole input once it is read. ``built``: a
+    :class:`LabelBuilder` of ``stream.comparisons`` given each judgment as it finishes.
     """
     from judge_rl.judge import estimate
 
@@ -648,7 +655,7 @@ async def judge_streamed(
         comps = stream.comparisons
         return list(await judge.compare(comps)) if comps else []
 
-    judgments, elapsed = await _tracked(cfg, cache, on_progress, work)
+    judgments, elapsed = await _tracked(cfg, cache, on_progress, work, built)
     return stream.comparisons, judgments, elapsed
 
 
@@ -656,14 +663,18 @@ def _progress_hook(
     state: LabelProgress,
     t0: float,
     on_progress: Callable[[LabelProgress], None] | None,
+    built: LabelBuilder | None = None,
 ) -> Callable[[str, Any], None]:
     """The judge layer's progress hook: counts into ``state``, calls ``on_progress`` at most
-    every :data:`PROGRESS_EVERY_S` seconds."""
+    every :data:`PROGRESS_EVERY_S` seconds, hands each judgment to ``built``."""
     next_at = 0.0
+    add = built.add if built is not None else None
 
     def hook(event: str, rec: Any) -> None:
         nonlocal next_at
         state.done += 1
+        if add is not None:
+            add(rec)
         calls = getattr(rec, "calls", None)
         # a Judgment has calls and no ``cached`` field (getattr's default on a pydantic model goes
         # through __getattr__ raising AttributeError: ~7 us a judgment); a Score has ``cached``
@@ -725,12 +736,22 @@ def make_labels(
     *,
     judge: Any = None,
     budget: Any = None,
+    built: LabelBuilder | None = None,
 ) -> Labels:
     """:class:`Labels` of finished judgments: records (ties dropped when ``cfg.drop_ties``) and
-    the section with its summary."""
+    the section with its summary.
+
+    ``built``: the :class:`LabelBuilder` the judging fed (``built=`` of
+    :func:`judge_comparisons` / :func:`judge_streamed`): the records and the summary shares it
+    made as the judgments finished are taken from it (the same records and summary); it is
+    then ready for ``write_preferences``' ``lines`` and ``RunLog.save``'s ``label_items``."""
     run_log_models()
-    records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties)
-    summary = summarize(judgments, time_s)
+    if built is not None:
+        records, ties, parts = built.finish(comparisons, judgments)
+        summary = _summary_of_parts(parts, time_s)
+    else:
+        records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties)
+        summary = summarize(judgments, time_s)
     summary.written = len(records)
     summary.decided = sum(1 for r in records if not r.is_tie)
     summary.ties_dropped = ties if cfg.drop_ties else 0
@@ -889,9 +910,6 @@ _RECORD_FIELDS = frozenset(
 def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
     """Counts of finished judgments: verdicts, failures by kind, position consistency, tokens,
     cost, calls made and served from the cache, label-token mass (judges that read it)."""
-    from judge_rl.judge.parse import LOW_LABEL_MASS
-    from judge_rl.runlog import LabelSummary
-
     # One pass over the judgments and their calls (was ten: ~8 us a judgment). The sums add
     # the same values in the same order from the same start (0), so the floats are the same.
     verdicts: dict[Any, int] = {}
@@ -924,6 +942,45 @@ def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
             if note is not None:
                 contradict += note == "probs_contradict"
                 from_probs += note == "verdict_from_probs"
+    return _label_summary(
+        len(judgments),
+        verdicts,
+        failures,
+        checked,
+        agreed,
+        prompt_tokens,
+        completion_tokens,
+        made,
+        cached,
+        cost,
+        masses,
+        contradict,
+        from_probs,
+        time_s,
+    )
+
+
+def _label_summary(
+    n: int,
+    verdicts: dict[Any, int],
+    failures: dict[Any, int],
+    checked: int,
+    agreed: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    made: int,
+    cached: int,
+    cost: Any,
+    masses: list[float],
+    contradict: int,
+    from_probs: int,
+    time_s: float,
+) -> LabelSummary:
+    """The :class:`LabelSummary` of :func:`summarize`'s counts (and of
+    :meth:`LabelBuilder.labels`')."""
+    from judge_rl.judge.parse import LOW_LABEL_MASS
+    from judge_rl.runlog import LabelSummary
+
     mass: dict[str, Any] = {}
     if masses:
         mass = {
@@ -935,7 +992,7 @@ def summarize(judgments: Sequence[Judgment], time_s: float) -> LabelSummary:
         }
     return LabelSummary(
         **mass,
-        n=len(judgments),
+        n=n,
         verdicts={k: verdicts.get(k, 0) for k in ("a", "b", "tie")},
         ties=verdicts.get("tie", 0),
         failures={str(k): n for k, n in failures.items()},
@@ -955,6 +1012,327 @@ def _all_calls(j: Any) -> list[Any]:
     if j.members:
         return [c for m in j.members for c in _all_calls(m)]
     return list(j.calls)
+
+
+# --- the outputs made while judging --------------------------------------------------------------
+
+
+def log_item_json(item: Any) -> bytes:
+    """A label section's comparison or judgment as :meth:`~judge_rl.runlog.RunLog.save` writes
+    it inside the run log (its ``label_items``): the item's JSON with indent 1, each line after
+    the first three spaces further in (depth 3; a raw newline is only ever structure in JSON).
+    """
+    return type(item).__pydantic_serializer__.to_json(item, indent=1).replace(b"\n", b"\n   ")
+
+
+_SummaryPart = tuple[Any, Any, Any, int, int, int, int, list[Any], list[float], int, int]
+"""One judgment's share of :func:`summarize`: ``(verdict or None, error kind or None, consistent,
+prompt tokens, completion tokens, calls made, calls cached, the made calls' costs in order,
+label masses in order, probs_contradict notes, verdict_from_probs notes)``."""
+
+_FAILED = object()
+"""A summary part's verdict for a judgment that is not ok (its error kind may be None)."""
+
+
+def _summary_part(j: Judgment) -> _SummaryPart:
+    """``j``'s share of :func:`summarize` (:data:`_SummaryPart`), its calls read in the order
+    :func:`summarize` reads them."""
+    error, winner = j.error, j.winner
+    kind = None
+    verdict: Any
+    if error is None and winner is not None:  # Judgment.ok
+        verdict = winner
+    else:
+        verdict = _FAILED
+        kind = None if error is None else error.split(":", 1)[0].strip()  # .error_kind
+    made = cached = contradict = from_probs = 0
+    costs: list[Any] = []
+    masses: list[float] = []
+    for c in _all_calls(j) if j.members else j.calls:
+        if c.cached:
+            cached += 1
+        else:
+            made += 1
+            costs.append(c.cost)
+        if c.label_mass is not None:
+            masses.append(c.label_mass)
+        note = c.note
+        if note is not None:
+            contradict += note == "probs_contradict"
+            from_probs += note == "verdict_from_probs"
+    return (
+        verdict,
+        kind,
+        j.consistent,
+        j.prompt_tokens,
+        j.completion_tokens,
+        made,
+        cached,
+        costs,
+        masses,
+        contradict,
+        from_probs,
+    )
+
+
+def _summary_of_parts(parts: Sequence[_SummaryPart], time_s: float) -> LabelSummary:
+    """:func:`summarize` of the judgments whose :func:`_summary_part` s these are, in order:
+    the same counts, and the same floats (the costs added one by one in the same order, from
+    the same start)."""
+    verdicts: dict[Any, int] = {}
+    failures: dict[Any, int] = {}
+    checked = agreed = prompt_tokens = completion_tokens = made = cached = 0
+    contradict = from_probs = 0
+    cost: Any = 0
+    masses: list[float] = []
+    failed = _FAILED
+    for verdict, kind, consistent, pt, ct, m, ca, costs, ms, pc, vp in parts:
+        if verdict is failed:
+            failures[kind] = failures.get(kind, 0) + 1
+        else:
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+        if consistent is not None:
+            checked += 1
+            agreed += consistent
+        prompt_tokens += pt
+        completion_tokens += ct
+        made += m
+        cached += ca
+        for x in costs:
+            cost += x
+        if ms:
+            masses += ms
+        contradict += pc
+        from_probs += vp
+    return _label_summary(
+        len(parts),
+        verdicts,
+        failures,
+        checked,
+        agreed,
+        prompt_tokens,
+        completion_tokens,
+        made,
+        cached,
+        cost,
+        masses,
+        contradict,
+        from_probs,
+        time_s,
+    )
+
+
+class LabelBuilder:
+    """What ``judge-rl label`` writes after its last answer, made from each judgment as it
+    finishes, inside the judging window (the event loop waits on the network a third of it):
+    its preference record and summary share (:func:`make_labels`' ``built``), its line of a
+    JSONL preference file (:meth:`lines`, for :func:`~judge_rl.data.write_preferences`) and
+    the comparison's and the judgment's JSON as they sit in the run log (:meth:`log_items`, for
+    :meth:`~judge_rl.runlog.RunLog.save`). After the last answer only joins remain.
+
+    :func:`judge_comparisons` / :func:`judge_streamed` (``built=``) hand it each judgment as
+    the judge layer reports it; it finds the comparison it was made for in ``comparisons``
+    (the list being judged: a stream's grows as it is read) by id. At the end
+    (:meth:`finish`) each position's outputs are kept only if they were made from exactly that
+    position's comparison and judgment objects (the judge layer may hand back another object:
+    an ``order: both`` judgment combined from two, a judgment re-bound to a duplicate's ids);
+    the others are made then, by the same code. The outputs are pure functions of those
+    objects, so the bytes are the ones :func:`make_labels`, ``write_preferences`` and
+    ``RunLog.save`` make from the finished lists.
+
+    ``judge``: the judge the run calls: a judgment is taken as it finishes only if it is of
+    that judge (its fingerprint's name: not a jury member's) in the order it labels with (its
+    ``order``: the judgment of one order that an ``order: both`` or ``random`` judge turns into
+    another object is left for the end, as is everything of a judge whose reports are not
+    its judgments). ``lines``: make each record's JSONL line (the output is a JSONL file).
+    Nothing here raises
+    into the judge layer: an item whose outputs cannot be made is made again at the end, where
+    the error is raised where it was before (the records in :func:`make_labels`; a line or a
+    log item that cannot be written: :meth:`lines` / :meth:`log_items` give None, and the
+    writer's own path raises it).
+    """
+
+    def __init__(
+        self,
+        cfg: LabelConfig,
+        comparisons: list[Comparison],
+        *,
+        judge: Any = None,
+        lines: bool = False,
+    ) -> None:
+        from judge_rl.data._read import preference_line_encoder
+
+        self.cfg = cfg
+        self.judge = judge
+        fp = getattr(judge, "fingerprint", None) if judge is not None else None
+        self._name: str | None = getattr(fp, "name", None)
+        order = getattr(judge, "order", None)
+        self._order: str | None = order if isinstance(order, str) else None
+        self.drop_ties = cfg.drop_ties
+        self.comparisons = comparisons
+        self._line = preference_line_encoder() if lines else None
+        self._keys = _FingerprintKeys()
+        self._origin: str | None = None
+        self._indexed = 0
+        self._open: dict[str, list[int]] = {}
+        """Comparison id -> the positions of that id not given a judgment yet, in order."""
+        # per position of ``comparisons``: the judgment its outputs were made from (None: not
+        # yet), its record (None: a failure or a dropped tie), whether it is a tie, its JSONL
+        # line, the comparison's and the judgment's JSON in the run log, its summary share
+        self._judgment: list[Judgment | None] = []
+        self._record: list[PreferenceRecord | None] = []
+        self._tie: list[bool] = []
+        self._row: list[bytes | None] = []
+        self._cjson: list[bytes | None] = []
+        self._jjson: list[bytes | None] = []
+        self._part: list[_SummaryPart | None] = []
+        self.early = 0
+        """Judgments whose outputs were made as they finished."""
+        self.late = 0
+        """Positions whose outputs :meth:`finish` made (their judgment came as another object,
+        or not at all)."""
+        self._finished: tuple[list[Comparison], list[Judgment]] | None = None
+        self._lines: list[bytes] | None = None
+        self._items: tuple[list[bytes], list[bytes]] | None = None
+
+    # --- while judging
+
+    def add(self, rec: Any) -> None:
+        """A judgment the judge layer finished (its progress report): its outputs, now."""
+        if type(rec) is not Judgment or self._finished is not None:
+            return
+        if (self._order is not None and rec.order != self._order) or (
+            self._name is not None and rec.judge.name != self._name
+        ):
+            return  # not what the judge hands back: made at the end
+        try:
+            i = self._position(rec)
+            if i is not None and self._make(i, self.comparisons[i], rec, early=True):
+                self.early += 1
+        except Exception:  # made again at the end, where an error is raised where it was
+            return
+
+    def _index(self) -> None:
+        comps, opened = self.comparisons, self._open
+        start, end = self._indexed, len(comps)
+        for i in range(start, end):
+            cid = comps[i].id
+            at = opened.get(cid)
+            if at is None:
+                opened[cid] = [i]
+            else:
+                at.append(i)
+        grow = [None] * (end - start)
+        for col in (self._judgment, self._record, self._row, self._cjson, self._jjson):
+            col.extend(grow)  # type: ignore[attr-defined]
+        self._part.extend(grow)
+        self._tie.extend([False] * (end - start))
+        self._indexed = end
+
+    def _position(self, rec: Judgment) -> int | None:
+        """The first position not given a judgment yet whose comparison ``rec`` is bound to
+        (the ids the cache layer's ``_bound`` compares), or None."""
+        cid = rec.comparison_id
+        at = self._open.get(cid)
+        if at is None:
+            self._index()
+            at = self._open.get(cid)
+            if at is None:
+                return None
+        comps = self.comparisons
+        for k, i in enumerate(at):
+            c = comps[i]
+            if (c.a.id, c.b.id, c.prompt_id) == (rec.a_id, rec.b_id, rec.prompt_id):
+                del at[k]
+                if not at:
+                    del self._open[cid]
+                return i
+        return None
+
+    def _make(self, i: int, c: Comparison, j: Judgment, *, early: bool) -> bool:
+        """Position ``i``'s outputs from ``c`` and ``j``; False (nothing kept) where ``early``
+        and they cannot all be made, or the judges' kinds would give another origin."""
+        if self._origin is None:
+            self._origin = _ORIGIN.get(j.judge.kind, "judge")
+        elif early and _ORIGIN.get(j.judge.kind, "judge") != self._origin:
+            return False
+        rec, tie = _record(c, j, self._keys, self._origin, self.drop_ties)
+        part = _summary_part(j)
+        row = cjson = jjson = None
+        if self._line is not None and rec is not None:
+            try:
+                row = self._line(rec)
+            except Exception:
+                if early:
+                    return False
+        if type(c) is Comparison and type(j) is Judgment:
+            try:
+                cjson, jjson = log_item_json(c), log_item_json(j)
+            except Exception:
+                if early:
+                    return False
+        self._record[i], self._tie[i], self._part[i] = rec, tie, part
+        self._row[i], self._cjson[i], self._jjson[i] = row, cjson, jjson
+        self._judgment[i] = j
+        return True
+
+    # --- after the last answer
+
+    def finish(
+        self, comparisons: list[Comparison], judgments: list[Judgment]
+    ) -> tuple[list[PreferenceRecord], int, list[_SummaryPart]]:
+        """``(records, ties, summary parts)`` of the finished run, as :func:`_records` and
+        :func:`summarize` see ``comparisons`` and ``judgments``; the positions whose outputs
+        were not made from exactly these objects are made now."""
+        if len(comparisons) != len(judgments):
+            raise ValueError(
+                f"{len(comparisons)} comparisons but {len(judgments)} judgments"
+            )  # zip(strict=True) in _records
+        n = len(comparisons)
+        mine = self.comparisons
+        if comparisons is not mine and not (
+            len(mine) == n and all(map(operator.is_, mine, comparisons))
+        ):
+            self._reset(comparisons)  # not the comparisons it was given: all made now
+        self.comparisons = comparisons
+        self._index()
+        origin = _ORIGIN.get(judgments[0].judge.kind, "judge") if judgments else None
+        if origin != self._origin and self.early:
+            self._reset(comparisons)
+            self._index()
+        self._origin = origin
+        made = self._judgment
+        if not all(map(operator.is_, made, judgments)):
+            for i, (c, j) in enumerate(zip(comparisons, judgments, strict=True)):
+                if made[i] is not j:
+                    self._make(i, c, j, early=False)
+                    self.late += 1
+        self._finished = (comparisons, judgments)
+        records = [r for r in self._record if r is not None]
+        if self._line is not None:
+            lines = [x for x, r in zip(self._row, self._record, strict=True) if r is not None]
+            self._lines = None if None in lines else lines  # type: ignore[assignment]
+        cjson, jjson = self._cjson, self._jjson
+        if None not in cjson and None not in jjson:
+            self._items = (cjson, jjson)  # type: ignore[assignment]
+        return records, sum(self._tie), self._part  # type: ignore[return-value]
+
+    def _reset(self, comparisons: list[Comparison]) -> None:
+        """Nothing made yet, for ``comparisons``."""
+        self.__init__(  # type: ignore[misc]
+            self.cfg, comparisons, judge=self.judge, lines=self._line is not None
+        )
+
+    def lines(self) -> list[bytes] | None:
+        """The records' JSONL lines, in order (``write_preferences``' ``lines``), once
+        :meth:`finish` ran; None where a line could not be made (the writer makes them)."""
+        return self._lines
+
+    def log_items(self) -> tuple[list[bytes], list[bytes]] | None:
+        """The comparisons' and the judgments' JSON as they sit in the run log
+        (``RunLog.save``'s ``label_items``), once :meth:`finish` ran; None where one could not
+        be made."""
+        return self._items
 
 
 def fingerprints(judge: Any) -> list[Any]:
@@ -1064,6 +1442,7 @@ __all__ = [
     "LabelConfig",
     "LabelInput",
     "LabelProgress",
+    "LabelBuilder",
     "Labels",
     "PairStream",
     "Selected",
@@ -1073,6 +1452,7 @@ __all__ = [
     "judge_streamed",
     "label",
     "label_comparisons",
+    "log_item_json",
     "log_text",
     "make_labels",
     "open_stream",
