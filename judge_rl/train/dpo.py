@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -386,12 +385,18 @@ class DPOTrainer:
                 ),
             )
             self._peft = True
-        if c.gradient_checkpointing and hasattr(policy, "gradient_checkpointing_enable"):
-            policy.gradient_checkpointing_enable()
-            if hasattr(policy, "enable_input_require_grads"):
-                policy.enable_input_require_grads()
         self.policy = policy.to(self.device)
         self.policy.eval()  # no dropout: the reference pass and training see the same model
+        self._grad_ckpt = False
+        if c.gradient_checkpointing:
+            from judge_rl.train._ppo_models import enable_gradient_checkpointing
+
+            # non-reentrant, the checkpointed layers alone in training mode (as PPO's): before,
+            # the eval() above left every layer in eval mode, where transformers does not
+            # checkpoint, so nothing was recomputed and no memory saved
+            self._grad_ckpt = enable_gradient_checkpointing(policy)
+            if not self._grad_ckpt:
+                log.warning("%s does not support gradient checkpointing", type(policy).__name__)
         from judge_rl.train._ppo_models import accepts_logits_to_keep
 
         self._keep = accepts_logits_to_keep(self.policy)
@@ -500,10 +505,22 @@ class DPOTrainer:
             self._shared = self._check_shared()
         return self._shared
 
+    def _checkpointing_mode(self) -> None:
+        """Under gradient checkpointing, with gradients on: the policy's checkpointed layers in
+        training mode (transformers checkpoints a layer only then;
+        :func:`~judge_rl.train._ppo_models.checkpointing_train_mode`)."""
+        import torch
+
+        if self._grad_ckpt and torch.is_grad_enabled():
+            from judge_rl.train._ppo_models import checkpointing_train_mode
+
+            checkpointing_train_mode(self.policy)
+
     def _plain_logps(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train.ppo import logprobs_from_logits
 
+        self._checkpointing_mode()
         ids, am, pos, r_ids, r_mask = (t.to(self.device) for t in self._batch_tensors(rows))
         R = r_ids.shape[1]
         kw: dict[str, Any] = {
@@ -539,9 +556,8 @@ class DPOTrainer:
         (other methods, several adapters, DoRA, ...) raise here: the plain forward runs
         (:func:`judge_rl.train._lean_decode._lora_base`, as GRPO)."""
         import torch
-        from transformers import DynamicCache
 
-        from judge_rl.train._last_mlp import read_rows_block
+        from judge_rl.train._shared_prompt import shared_prompt_logits
         from judge_rl.train.ppo import logprobs_from_logits
 
         model = self.policy
@@ -552,7 +568,7 @@ class DPOTrainer:
             if base is None:
                 raise ValueError(f"{type(model).__name__} is not a plain LoRA model")
             model = base
-
+        self._checkpointing_mode()
         pad = int(self.tokenizer.pad_token_id)
         dev = self.device
         n = len(rows)
@@ -569,38 +585,9 @@ class DPOTrainer:
             suffix[k, : len(r)] = torch.tensor(r, dtype=torch.long)
         plen = torch.tensor([len(p) for p in prompts])  # (n,)
         slen = torch.tensor([len(r) for r in resps])  # (2n,)
-        plen2 = plen.repeat_interleave(2)  # (2n,)
-        key_prefix = (torch.arange(tp)[None, None, :] < plen2[:, None, None]).expand(-1, ts, -1)
-        causal = torch.ones(ts, ts, dtype=torch.bool).tril()[None].expand(2 * n, -1, -1)
-        mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (2n, 1, R, P+R)
-        positions = plen2[:, None] + torch.arange(ts)[None, :]  # (2n, R)
-        body = getattr(model, model.base_model_prefix)
-        head = model.get_output_embeddings()
-        if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
-            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
-        cache = DynamicCache()
-        # transformers >= 5.2x names the argument `cache` (`past_key_values` is deprecated)
-        ckw = (
-            "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
-        )
-        read = torch.zeros(n, tp, dtype=torch.bool)  # (n, P): each prompt's last token
-        read[torch.arange(n), plen - 1] = True
+        own = torch.arange(n).repeat_interleave(2)  # (2n,): each response's pair
         with self._autocast():
-            with read_rows_block(read.to(dev), body):  # the cache needs no last-layer MLP output
-                hp = body(
-                    input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
-                ).last_hidden_state  # (n, P, H)
-            h_last = hp[torch.arange(n, device=dev), plen.to(dev) - 1]  # (n, H)
-            cache.batch_repeat_interleave(2)  # (2n, heads, P, d)
-            hs = body(
-                input_ids=suffix.to(dev),
-                attention_mask=mask.to(dev),
-                position_ids=positions.to(dev),
-                use_cache=True,
-                **{ckw: cache},
-            ).last_hidden_state  # (2n, R, H)
-            pred = torch.cat([h_last.repeat_interleave(2, 0)[:, None], hs[:, :-1]], 1)  # (2n,R,H)
-            logits = head(pred)  # (2n, R, V)
+            logits = shared_prompt_logits(model, prefix, plen, own, suffix, dev)  # (2n, R, V)
         lp = logprobs_from_logits(logits.float(), suffix.to(dev))  # (2n, R)
         m = (torch.arange(ts)[None, :] < slen[:, None]).to(dev, lp.dtype)  # (2n, R)
         sums, cnt = (lp * m).sum(1), m.sum(1)  # (2n,)
@@ -614,8 +601,13 @@ class DPOTrainer:
 
         import torch
 
-        if not self.config.shared_prompt or self.config.gradient_checkpointing:
+        if not self.config.shared_prompt:
             return False
+        if self._grad_ckpt:
+            from judge_rl.train._shared_prompt import shares_under_checkpointing
+
+            if not shares_under_checkpointing():
+                return False
         rows = list(range(min(4, len(self.pairs))))
         modes: list[Any] = [contextlib.nullcontext]
         if self._peft:

@@ -30,7 +30,6 @@ the reports read) and checkpoint layout (model folders, resumable).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import math
@@ -474,12 +473,18 @@ class GRPOTrainer:
 
             ref_policy = frozen_copy(policy)
         self.ref_policy = ref_policy.to(self.device) if ref_policy is not None else None
-        if c.gradient_checkpointing and hasattr(policy, "gradient_checkpointing_enable"):
-            policy.gradient_checkpointing_enable()
-            if hasattr(policy, "enable_input_require_grads"):
-                policy.enable_input_require_grads()
         policy.to(self.device)
         policy.eval()  # no dropout: sampling and update log-probabilities must agree
+        self._grad_ckpt = False
+        if c.gradient_checkpointing:
+            from judge_rl.train._ppo_models import enable_gradient_checkpointing
+
+            # non-reentrant, the checkpointed layers alone in training mode (as PPO's): before,
+            # the eval() above left every layer in eval mode, where transformers does not
+            # checkpoint, so nothing was recomputed and no memory saved
+            self._grad_ckpt = enable_gradient_checkpointing(policy)
+            if not self._grad_ckpt:
+                log.warning("%s does not support gradient checkpointing", type(policy).__name__)
         params = [p for p in policy.parameters() if p.requires_grad]
         # on CPU the fused kernel, as PPO's (`bench_ppo.py --part parts`)
         fused = True if self.device.type == "cpu" else None
@@ -654,10 +659,9 @@ class GRPOTrainer:
         K samples as the plain forward sums it over the K repeated rows. Other peft models
         (other methods, several adapters, DoRA, ...) raise here: the plain forward runs."""
         import torch
-        from transformers import DynamicCache
 
-        from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train._lean_decode import _lora_base
+        from judge_rl.train._shared_prompt import shared_prompt_logits
         from judge_rl.train.ppo import logprobs_from_logits
 
         dev = self.device
@@ -667,6 +671,7 @@ class GRPOTrainer:
             if base is None:
                 raise ValueError(f"{type(model).__name__} is not a plain LoRA model")
             model = base
+        self._checkpointing_mode()
         idx = torch.arange(batch.query_ids.shape[0])[rows]  # (b,)
         q_ids, q_mask = batch.query_ids[idx], batch.query_mask[idx]  # (b, P)
         uniq: dict[tuple[int, ...], int] = {}
@@ -683,41 +688,22 @@ class GRPOTrainer:
         plen = torch.tensor([len(p) for p in prompts])  # (U,)
         own = torch.tensor(owner)  # (b,)
         suffix = batch.response_ids[idx]  # (b, R)
-        R = suffix.shape[1]
-        pl = plen[own]  # (b,)
-        key_prefix = (torch.arange(tp)[None, None, :] < pl[:, None, None]).expand(-1, R, -1)
-        causal = torch.ones(R, R, dtype=torch.bool).tril()[None].expand(len(owner), -1, -1)
-        mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (b, 1, R, P+R)
-        if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
-            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
-        positions = pl[:, None] + torch.arange(R)[None, :]  # (b, R)
-        body = getattr(model, model.base_model_prefix)
-        head = model.get_output_embeddings()
-        ckw = (
-            "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
-        )
-        cache = DynamicCache()
-        read = torch.zeros(len(prompts), tp, dtype=torch.bool)  # (U, P): each prompt's last token
-        read[torch.arange(len(prompts)), plen - 1] = True
         with self._autocast():
-            with read_rows_block(read.to(dev), body):  # the cache needs no last-layer MLP output
-                hp = body(
-                    input_ids=prefix.to(dev), use_cache=True, **{ckw: cache}
-                ).last_hidden_state  # (U, P, H)
-            h_last = hp[torch.arange(len(prompts), device=dev), plen.to(dev) - 1]  # (U, H)
-            cache.reorder_cache(own.to(dev))  # type: ignore[arg-type] # (b, heads, P, d): each sample's own prompt
-            hs = body(
-                input_ids=suffix.to(dev),
-                attention_mask=mask.to(dev),
-                position_ids=positions.to(dev),
-                use_cache=True,
-                **{ckw: cache},
-            ).last_hidden_state  # (b, R, H)
-            pred = torch.cat([h_last[own.to(dev)][:, None], hs[:, :-1]], 1)  # (b, R, H)
-            logits = head(pred)  # (b, R, V)
+            logits = shared_prompt_logits(model, prefix, plen, own, suffix, dev)  # (b, R, V)
         logits = logits.float() / self.config.temperature
         lp = logprobs_from_logits(logits, suffix.to(dev))  # (b, R)
         return lp, (logits if want_logits else None)
+
+    def _checkpointing_mode(self) -> None:
+        """Under gradient checkpointing, with gradients on: the policy's checkpointed layers in
+        training mode (transformers checkpoints a layer only then, and the rollouts put every
+        module in eval mode; :func:`~judge_rl.train._ppo_models.checkpointing_train_mode`)."""
+        import torch
+
+        if self._grad_ckpt and torch.is_grad_enabled():
+            from judge_rl.train._ppo_models import checkpointing_train_mode
+
+            checkpointing_train_mode(self.model)
 
     def _check_shared(self, batch: _Batch) -> bool:
         """Does the shared-prompt forward give the plain forward's log-probabilities here? A
@@ -728,8 +714,13 @@ class GRPOTrainer:
         import torch
 
         c = self.config
-        if not c.shared_prompt or c.gradient_checkpointing or self.accelerator.num_processes > 1:
+        if not c.shared_prompt or self.accelerator.num_processes > 1:
             return False
+        if self._grad_ckpt:
+            from judge_rl.train._shared_prompt import shares_under_checkpointing
+
+            if not shares_under_checkpointing():
+                return False
         rows = slice(0, min(4, batch.query_ids.shape[0]))
         m = batch.response_mask[rows].to(self.device).float()
         modes: list[Any] = [contextlib.nullcontext]
@@ -756,6 +747,7 @@ class GRPOTrainer:
         from judge_rl.train._last_mlp import read_rows_block
         from judge_rl.train.ppo import logprobs_from_logits
 
+        self._checkpointing_mode()
         R = batch.response_ids.shape[1]
         ids = torch.cat([batch.query_ids[rows], batch.response_ids[rows]], 1).to(self.device)
         am = torch.cat([batch.query_mask[rows], batch.response_mask[rows]], 1).to(self.device)

@@ -18,7 +18,12 @@ from judge_rl.train.dpo import DPOTrainer
 from tests.conftest import requires_embedded
 from tests.train.test_dpo import cfg, planted
 from tests.train.test_grpo_lean import body_shapes, randomise_lora_b
-from tests.train.test_grpo_lora_logprobs import dora_policy, spoil
+from tests.train.test_grpo_lora_logprobs import (
+    checkpointing_off,
+    count_recomputes,
+    dora_policy,
+    spoil,
+)
 from tests.train.test_lean_decode import llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/train/conftest.py
@@ -159,15 +164,86 @@ def test_lora_check_falls_back_to_the_plain_forward(call, how, monkeypatch):
     assert shapes == plain_shapes(tr)
 
 
-def test_lora_check_is_off_with_gradient_checkpointing():
+# -- gradient checkpointing: the shared forward recomputes its layers as the plain one does -------
+
+
+def test_lora_passes_share_the_prompt_under_gradient_checkpointing():
+    """With ``gradient_checkpointing`` the reference pass and the training forward still run each
+    prompt once per pair (before: the plain forward on the 2n prompt+response rows), and the
+    step's backward recomputes each layer twice (the prompts, then the responses), once on the
+    plain forward; before, the policy's layers stayed in eval mode and nothing was recomputed
+    (checkpointing was off in effect)."""
     tr = lora_dpo("gqa", gradient_checkpointing=True)
-    assert tr._check_shared() is False
+    n = count_recomputes(tr.policy)
+    shapes = train_shapes(tr)
+    assert tr._shared is True
+    (P, R, _), (Ps, Rs, _) = widths(tr, range(N)), widths(tr, range(B))
+    assert shapes == [(N, P, False), (2 * N, R, False), (B, Ps, True), (2 * B, Rs, True)]
+    assert n["backward"] == 2
+
+    tr = lora_dpo("gqa", gradient_checkpointing=True, shared_prompt=False)
+    n = count_recomputes(tr.policy)
+    shapes = train_shapes(tr)
+    assert tr._shared is False
+    assert shapes == plain_shapes(tr)
+    assert n["backward"] == 1
 
 
-def test_other_peft_models_take_the_plain_forward():
+@pytest.mark.parametrize(("arch", "lora"), [("mha", True), ("gqa", True), ("gqa", False)])
+def test_checkpointed_shared_gradient_equals_the_plain_gradient(arch, lora):
+    """``.grad`` of every trainable parameter (LoRA's; or all, without LoRA) after one backward
+    of the DPO loss through the shared forward under gradient checkpointing equals the plain
+    forward's without checkpointing, against the same reference; the layers were recomputed."""
+    tr = lora_dpo(arch, gradient_checkpointing=True, **({} if lora else {"lora_r": 0}))
+    tr.reference_logps()
+    rows = [2, 9, 4, 0, 6]
+    n = count_recomputes(tr.policy)
+    grads, losses = {}, {}
+    for shared in (True, False):
+        tr._shared = shared
+        with contextlib.ExitStack() as stack:
+            if not shared:  # the plain forward with checkpointing off: the reference
+                stack.enter_context(checkpointing_off(tr.policy))
+            tr.optimizer.zero_grad(set_to_none=True)
+            loss, _ = tr._pair_losses(rows)
+            before = n["backward"]
+            loss.mean().backward()
+            assert n["backward"] - before == (2 if shared else 0), shared
+        losses[shared] = loss.detach()
+        grads[shared] = {
+            k: p.grad.clone() for k, p in tr.policy.named_parameters() if p.requires_grad
+        }
+    torch.testing.assert_close(losses[True], losses[False], **TOL)
+    assert grads[True].keys() == grads[False].keys()
+    for k, want in grads[False].items():
+        scale = float(want.abs().max())
+        assert scale > 0, k
+        torch.testing.assert_close(grads[True][k], want, atol=1e-5 * scale, rtol=1e-4, msg=k)
+
+
+def test_checkpointed_shared_training_equals_the_plain_training():
+    """Three steps from the same weights: shared forward with gradient checkpointing against
+    the plain forward without it."""
+    runs = {}
+    for shared in (True, False):
+        tr = lora_dpo("gqa", max_steps=3, gradient_checkpointing=shared)
+        if not shared:
+            tr._shared = False
+        runs[shared] = (tr.train().steps, tr.reference_logps())
+        assert tr._shared is shared
+    (a, ref_a), (b, ref_b) = runs[True], runs[False]
+    torch.testing.assert_close(ref_a, ref_b, atol=1e-3, rtol=1e-4)
+    for x, y in zip(a, b, strict=True):
+        for k in ("loss", "margin", "reward_chosen", "reward_rejected", "logp_chosen"):
+            assert x[k] == pytest.approx(y[k], rel=1e-3, abs=1e-4), (x["step"], k)
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_other_peft_models_take_the_plain_forward(ckpt):
     """A peft model other than plain LoRA (here DoRA, given as the policy): the shared forward
-    refuses it, and the check says no."""
-    tr = lora_dpo("gqa", policy=dora_policy(tiny_tokenizer()), lora_r=0)
+    refuses it, and the check says no (with gradient checkpointing too)."""
+    tr = lora_dpo("gqa", policy=dora_policy(tiny_tokenizer()), lora_r=0,
+                  gradient_checkpointing=ckpt)  # fmt: skip
     with pytest.raises(ValueError, match="not a plain LoRA model"):
         tr._shared_logps([0, 1])
     assert tr._check_shared() is False

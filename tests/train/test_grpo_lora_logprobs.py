@@ -151,9 +151,117 @@ def test_lora_check_falls_back_to_the_plain_forward(call, how, monkeypatch):
     assert shapes == [(G * K, P + R, False)] * 2 + [(G * K, P + R, True)] * 2
 
 
-def test_lora_check_is_off_with_gradient_checkpointing():
-    tr = lora_trainer("gqa", K=K, beta=0.05, gradient_checkpointing=True)
-    assert tr._check_shared(a_batch(tr)) is False
+# -- gradient checkpointing: the shared forward recomputes its layers as the plain one does -------
+
+
+def count_recomputes(policy):
+    """Counts the calls of the first decoder layer's MLP made inside a backward (a checkpointed
+    layer re-runs its forward there; without checkpointing nothing runs in the backward)."""
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    mlp = base.model.layers[0].mlp
+    real, n = mlp.forward, {"backward": 0, "forward": 0}
+
+    def forward(*a, **k):
+        n["backward" if torch._C._current_graph_task_id() != -1 else "forward"] += 1
+        return real(*a, **k)
+
+    mlp.forward = forward
+    return n
+
+
+def plain_trainer(arch="gqa", **kw):
+    """A GRPO trainer on the tiny Llama without LoRA (full fine-tuning)."""
+    tok = tiny_tokenizer()
+    settings = dict(steps=1, batch_size=G, group_size=K, max_new_tokens=20, device="cpu", seed=0)
+    settings.update(kw)
+    model = llama(tok, kv_heads=4 if arch == "mha" else 2)
+    return GRPOTrainer(GRPOConfig(**settings), model, tok, "contains:a", PROMPTS)
+
+
+def test_lora_passes_share_the_prompt_under_gradient_checkpointing():
+    """With ``gradient_checkpointing`` the log-probability passes still run each prompt once per
+    group (before: the plain forward on the G*K prompt+response rows), and the backward
+    recomputes each layer: twice per training forward (the prompts, then the responses), once
+    on the plain forward; before, the policy's layers stayed in eval mode and nothing was
+    recomputed (checkpointing was off in effect)."""
+    tr = lora_trainer("gqa", K=K, beta=0.05, epochs=2, gradient_checkpointing=True)
+    n = count_recomputes(tr.policy)
+    shapes, P, R = logprob_pass_shapes(tr)
+    assert tr._shared is True
+    per_pass = [(G, P), (G * K, R)]
+    assert shapes == [(*s, False) for s in per_pass * 2] + [(*s, True) for s in per_pass * 2]
+    assert n["backward"] == 2 * 2  # 2 training forwards (epochs), prompts and responses each
+
+    tr = lora_trainer("gqa", K=K, beta=0.05, epochs=2, gradient_checkpointing=True,
+                      shared_prompt=False)  # fmt: skip
+    n = count_recomputes(tr.policy)
+    shapes, P, R = logprob_pass_shapes(tr)
+    assert tr._shared is False
+    assert shapes == [(G * K, P + R, False)] * 2 + [(G * K, P + R, True)] * 2
+    assert n["backward"] == 2  # 2 training forwards, one recompute each
+
+
+@pytest.mark.parametrize(("arch", "lora"), [("mha", True), ("gqa", True), ("gqa", False)])
+def test_checkpointed_shared_gradient_equals_the_plain_gradient(arch, lora):
+    """``.grad`` of every trainable parameter (LoRA's; or all, without LoRA) after one
+    backward through the shared forward under gradient checkpointing equals the plain forward's
+    without checkpointing; the layers were recomputed in that backward."""
+    tr = lora_trainer(arch, K=K, gradient_checkpointing=True) if lora else plain_trainer(
+        arch, gradient_checkpointing=True)  # fmt: skip
+    batch = a_batch(tr, seed=1)
+    rows = torch.tensor([11, 0, 1, 5, 6, 7, 2])
+    m = batch.response_mask[rows].float()
+    w = torch.randn(m.shape, generator=torch.Generator().manual_seed(2))  # (b, R)
+    n = count_recomputes(tr.policy)
+    grads = {}
+    for name in ("shared", "plain"):
+        with contextlib.ExitStack() as stack:
+            if name == "plain":  # the plain forward with checkpointing off: the reference
+                stack.enter_context(checkpointing_off(tr.policy))
+            tr.optimizer.zero_grad(set_to_none=True)
+            fn = tr._shared_logprobs if name == "shared" else tr._plain_logprobs
+            lp, logits = fn(tr.model, batch, rows, want_logits=True)
+            before = n["backward"]
+            (lp * m * w).sum().backward()
+            recomputed = n["backward"] - before
+        assert recomputed == (2 if name == "shared" else 0), name
+        grads[name] = {
+            k: p.grad.clone() for k, p in tr.policy.named_parameters() if p.requires_grad
+        }
+    assert grads["shared"].keys() == grads["plain"].keys()
+    for k, want in grads["plain"].items():
+        scale = float(want.abs().max())
+        assert scale > 0, k
+        torch.testing.assert_close(grads["shared"][k], want, atol=1e-5 * scale, rtol=1e-4, msg=k)
+
+
+@contextlib.contextmanager
+def checkpointing_off(policy):
+    """The policy's layers without checkpointing while the block runs (eval mode)."""
+    layers = [m for m in policy.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    for m in layers:
+        m.gradient_checkpointing = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.gradient_checkpointing = True
+
+
+def test_checkpointed_shared_training_steps_equal_the_plain_ones():
+    """Three steps (old-policy, reference and training passes; two epochs of two minibatches):
+    shared forward with gradient checkpointing against the plain forward without it."""
+    runs = {}
+    for shared in (True, False):
+        tr = lora_trainer("gqa", K=K, steps=3, beta=0.05, epochs=2, mini_batch_size=6,
+                          gradient_checkpointing=shared)  # fmt: skip
+        if not shared:
+            tr._shared = False
+        runs[shared] = tr.train().steps
+        assert tr._shared is shared
+    for a, b in zip(runs[True], runs[False], strict=True):
+        for k in ("reward_mean", "kl", "kl_k3", "loss", "entropy", "clip_frac", "approx_kl"):
+            assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-4), (a["step"], k)
 
 
 def dora_policy(tok):
@@ -165,12 +273,14 @@ def dora_policy(tok):
     )
 
 
-def test_other_peft_models_take_the_plain_forward():
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_other_peft_models_take_the_plain_forward(ckpt):
     """A peft model other than plain LoRA (here DoRA, given as the policy): the shared forward
-    refuses it, and the check says no."""
+    refuses it, and the check says no (with gradient checkpointing too)."""
     tok = tiny_tokenizer()
     model = dora_policy(tok)
-    cfg = GRPOConfig(steps=1, batch_size=G, group_size=K, max_new_tokens=8, device="cpu", seed=0)
+    cfg = GRPOConfig(steps=1, batch_size=G, group_size=K, max_new_tokens=8, device="cpu", seed=0,
+                     gradient_checkpointing=ckpt)  # fmt: skip
     tr = GRPOTrainer(cfg, model, tok, "contains:a", PROMPTS)
     batch = a_batch(tr)
     with pytest.raises(ValueError, match="not a plain LoRA model"):

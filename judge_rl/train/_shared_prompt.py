@@ -1,0 +1,213 @@
+"""The shared-prompt forward of GRPO's and DPO's log-probability passes: each distinct prompt
+runs once, and only the responses run once per sample (GRPO: the K samples of a group; DPO: the
+chosen and the rejected response of a pair).
+
+In a causal LM a prompt's hidden states do not depend on what follows, so the prompts run once
+(``(U, P)``, right-padded), and the responses (``(b, R)``) attend to their own prompt's keys and
+values through a 4D mask; the first response token is predicted from the prompt's last hidden
+state. With gradients, the prompts' keys and values keep their graph, so the key/value
+projections get the prompt positions' gradient summed over the samples that read them, as the
+plain forward sums it over the repeated prompt rows.
+
+The prompts' keys and values go from the first pass to the second through two caches whose
+layers hold no state that a second run of a layer could change (:class:`_PromptKV` records the
+first keys and values it is given, and hands any later ones back unchanged; :class:`_ResponseKV`
+returns the prompt's gathered for each sample, followed by the responses' own). That is what
+makes the two passes safe under gradient checkpointing, where the backward runs each layer's
+forward again: transformers drops the cache of a checkpointed layer (a cache written twice
+would be wrong), so while :func:`shared_prompt_logits` runs, a checkpointed layer is
+checkpointed here instead (:func:`_checkpoint_with_cache`: ``torch.utils.checkpoint``,
+non-reentrant, the cache passed through), and the backward recomputes it as transformers would.
+Non-reentrant always: a reentrant checkpoint runs its forward without gradients, which would cut
+the prompts' keys and values from the graph.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _cache_layer_classes() -> tuple[type, type]:
+    from transformers.cache_utils import DynamicLayer
+
+    class _PromptKV(DynamicLayer):  # type: ignore[misc, valid-type]
+        """The prompt pass's layer: keeps the first keys/values it sees; a recomputation's
+        are returned as they come, as the first were (nothing cached before them)."""
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.device = key_states.device
+                self.keys, self.values = key_states, value_states  # (U, kvH, P, D)
+                self.is_initialized = True
+            return key_states, value_states
+
+    class _ResponseKV(DynamicLayer):  # type: ignore[misc, valid-type]
+        """The response pass's layer: each sample's prompt keys/values (gathered from the
+        prompt pass's layer by ``own``), then the responses' own; keeps nothing."""
+
+        def __init__(self, prompt: Any, own: torch.Tensor):
+            super().__init__()
+            self.prompt, self.own = prompt, own
+            self.is_initialized = True
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            k = torch.cat([self.prompt.keys[self.own], key_states], dim=-2)  # (b, kvH, P+R, D)
+            v = torch.cat([self.prompt.values[self.own], value_states], dim=-2)
+            return k, v
+
+        def get_seq_length(self, *args: Any, **kwargs: Any) -> int:
+            return int(self.prompt.keys.shape[-2])
+
+    return _PromptKV, _ResponseKV
+
+
+_CLASSES: tuple[type, type] | None = None
+
+
+def _caches(n_layers: int, own: torch.Tensor) -> tuple[Any, Any]:
+    """(the prompt pass's cache, the response pass's cache) for a body of ``n_layers``."""
+    global _CLASSES
+    if _CLASSES is None:
+        _CLASSES = _cache_layer_classes()
+    prompt_cls, response_cls = _CLASSES
+    from transformers import DynamicCache
+
+    prompt, response = DynamicCache(), DynamicCache()
+    prompt.layer_class_to_replicate = response.layer_class_to_replicate = None
+    prompt.layers = [prompt_cls() for _ in range(n_layers)]
+    response.layers = [response_cls(layer, own) for layer in prompt.layers]
+    return prompt, response
+
+
+def _layer_class() -> type | None:
+    try:  # transformers >= 4.5x: a layer checkpoints itself (older: the model's layer loop does)
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:
+        return None
+    return GradientCheckpointingLayer
+
+
+def checkpointing_layers(body: nn.Module) -> list[nn.Module]:
+    """The layers of ``body`` that checkpoint their forward now (transformers' rule: flagged,
+    in training mode, gradients on)."""
+    if not torch.is_grad_enabled():
+        return []
+    cls = _layer_class()
+    out = [
+        m
+        for m in body.modules()
+        if getattr(m, "gradient_checkpointing", False) is True and m.training
+    ]
+    if out and cls is None:
+        raise ValueError("this transformers checkpoints in the model's layer loop")
+    return [m for m in out if cls is not None and isinstance(m, cls)]
+
+
+def shares_under_checkpointing() -> bool:
+    """Can :func:`shared_prompt_logits` run under gradient checkpointing with this
+    transformers? (Its layers checkpoint themselves.)"""
+    return _layer_class() is not None
+
+
+@contextmanager
+def _checkpoint_with_cache(layers: list[nn.Module]) -> Iterator[None]:
+    """While the block runs, each of ``layers`` checkpoints its forward itself, with its cache
+    (``torch.utils.checkpoint``, non-reentrant) instead of transformers' checkpoint, which
+    would drop the cache; their flag is off meanwhile and in the backward's recomputation."""
+    from torch.utils.checkpoint import checkpoint
+
+    saved: list[tuple[Any, Any]] = []
+
+    def install(layer: Any) -> None:
+        inner = layer.forward  # the bound forward (or an instance-level one, kept)
+
+        def run(*a: Any, **k: Any) -> Any:
+            flag = layer.gradient_checkpointing
+            layer.gradient_checkpointing = False  # the backward's recomputation: no nesting
+            try:
+                return inner(*a, **k)
+            finally:
+                layer.gradient_checkpointing = flag
+
+        def forward(*a: Any, **k: Any) -> Any:
+            return checkpoint(run, *a, use_reentrant=False, **k)
+
+        saved.append((layer, vars(layer).get("forward")))
+        layer.forward = forward  # type: ignore[method-assign]
+        layer.gradient_checkpointing = False
+
+    try:
+        for layer in layers:
+            install(layer)
+        yield
+    finally:
+        for layer, own_forward in saved:
+            layer.gradient_checkpointing = True
+            if own_forward is None:
+                del layer.forward
+            else:
+                layer.forward = own_forward  # type: ignore[method-assign]
+
+
+def shared_prompt_logits(
+    model: Any,
+    prefix: torch.Tensor,
+    plen: torch.Tensor,
+    own: torch.Tensor,
+    suffix: torch.Tensor,
+    device: torch.device,
+) -> torch.Tensor:
+    """The logits (b, R, V) that predict ``suffix`` (b, R), right-padded responses, each after
+    its prompt ``prefix[own[i]]``: ``prefix`` (U, P) right-padded prompts of lengths ``plen``
+    (U,), ``own`` (b,) each response's prompt. ``model`` is a transformers causal LM (a peft
+    LoRA model's ``get_base_model()``). Run it inside the caller's autocast."""
+    from judge_rl.train._last_mlp import read_rows_block
+
+    U, tp = prefix.shape
+    b, R = suffix.shape
+    pl = plen[own]  # (b,)
+    key_prefix = (torch.arange(tp)[None, None, :] < pl[:, None, None]).expand(-1, R, -1)
+    causal = torch.ones(R, R, dtype=torch.bool).tril()[None].expand(b, -1, -1)
+    mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (b, 1, R, P+R)
+    if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
+        mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+    positions = pl[:, None] + torch.arange(R)[None, :]  # (b, R)
+    body = getattr(model, model.base_model_prefix)
+    head = model.get_output_embeddings()
+    # transformers >= 5.2x names the argument `cache` (`past_key_values` is deprecated)
+    ckw = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+    n_layers = len(getattr(body, "layers", ())) or int(model.config.num_hidden_layers)
+    own_d = own.to(device)
+    prompt_cache, response_cache = _caches(n_layers, own_d)
+    read = torch.zeros(U, tp, dtype=torch.bool)  # (U, P): each prompt's last token
+    read[torch.arange(U), plen - 1] = True
+    # decided before the layers' checkpoint flags are switched off below
+    rows_block = read_rows_block(read.to(device), body)  # no last-layer MLP output for the cache
+    with _checkpoint_with_cache(checkpointing_layers(body)):
+        with rows_block:
+            hp = body(
+                input_ids=prefix.to(device), use_cache=True, **{ckw: prompt_cache}
+            ).last_hidden_state  # (U, P, H)
+        h_last = hp[torch.arange(U, device=device), plen.to(device) - 1]  # (U, H)
+        hs = body(
+            input_ids=suffix.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+            **{ckw: response_cache},
+        ).last_hidden_state  # (b, R, H)
+    pred = torch.cat([h_last[own_d][:, None], hs[:, :-1]], 1)  # (b, R, H)
+    return head(pred)  # (b, R, V)
+
+
+__all__ = ["checkpointing_layers", "shared_prompt_logits"]
