@@ -173,8 +173,9 @@ def test_one_statement_answers_what_get_many_and_get_generations_answer(cache_pa
         assert {g: older[g] for g in misses if g in older} == want_older
 
     statements: list[str] = []
-    cache.get_many(["warm"])  # the lookups' connection, opened
-    cache._read_conn.set_trace_callback(statements.append)  # type: ignore[union-attr]
+    with cache._read_lock:  # both connections a lookup may read through
+        cache._reader().set_trace_callback(statements.append)
+    cache._db().set_trace_callback(statements.append)
     cache.get_with_generations(keys[:16], gens[:16])
     assert len(statements) == 1, statements
     cache.close()
