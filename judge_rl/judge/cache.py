@@ -1037,10 +1037,11 @@ class CachedJudge:
                     chunk, recs = finished.popleft()
                     for k, rec in zip(chunk, recs, strict=True):
                         if cache is not None:
-                            if self._cacheable(rec):
-                                rows.append(
-                                    (k, judge_key, kind, rec.model_dump_json(), gen_of.get(k, ""))
-                                )
+                            if rec.error is None or self._cacheable(rec):
+                                # model_dump_json's bytes, without its keyword handling
+                                # (~3 us of ~14 a judgment)
+                                value = type(rec).__pydantic_serializer__.to_json(rec).decode()
+                                rows.append((k, judge_key, kind, value, gen_of.get(k, "")))
                             else:
                                 released.append(k)
                         finish(k, rec, False)
