@@ -25,7 +25,7 @@ the prompts' keys and values from the graph.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -210,4 +210,30 @@ def shared_prompt_logits(
     return head(pred)  # (b, R, V)
 
 
-__all__ = ["checkpointing_layers", "shared_prompt_logits"]
+def through_ddp(wrapped: Any, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``fn()``, run as the forward of ``wrapped`` when it is a ``DistributedDataParallel``
+    (several processes) and gradients are on, else directly. The shared forward calls the
+    wrapped model's own modules, not its forward; DDP averages the gradients over the
+    processes only for a backward that follows a forward through DDP (``prepare_for_backward``,
+    buffer broadcast), so the wrapped module's ``forward`` is ``fn`` for one DDP call."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not isinstance(wrapped, DistributedDataParallel) or not torch.is_grad_enabled():
+        return fn()
+    inner = wrapped.module
+    own_forward = vars(inner).get("forward")  # e.g. accelerate's mixed-precision wrapper
+
+    def forward(*a: Any, **k: Any) -> torch.Tensor:
+        return fn()
+
+    inner.forward = forward
+    try:
+        return wrapped()  # type: ignore[no-any-return]
+    finally:
+        if own_forward is None:
+            del inner.forward
+        else:
+            inner.forward = own_forward
+
+
+__all__ = ["checkpointing_layers", "shared_prompt_logits", "through_ddp"]

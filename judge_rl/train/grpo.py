@@ -661,11 +661,11 @@ class GRPOTrainer:
         import torch
 
         from judge_rl.train._lean_decode import _lora_base
-        from judge_rl.train._shared_prompt import shared_prompt_logits
+        from judge_rl.train._shared_prompt import shared_prompt_logits, through_ddp
         from judge_rl.train.ppo import logprobs_from_logits
 
         dev = self.device
-        model = self.accelerator.unwrap_model(model)
+        wrapped, model = model, self.accelerator.unwrap_model(model)
         if type(model).__module__.startswith("peft"):
             base = _lora_base(model)
             if base is None:
@@ -688,8 +688,12 @@ class GRPOTrainer:
         plen = torch.tensor([len(p) for p in prompts])  # (U,)
         own = torch.tensor(owner)  # (b,)
         suffix = batch.response_ids[idx]  # (b, R)
-        with self._autocast():
-            logits = shared_prompt_logits(model, prefix, plen, own, suffix, dev)  # (b, R, V)
+
+        def run() -> torch.Tensor:
+            with self._autocast():
+                return shared_prompt_logits(model, prefix, plen, own, suffix, dev)  # (b, R, V)
+
+        logits = through_ddp(wrapped, run)
         logits = logits.float() / self.config.temperature
         lp = logprobs_from_logits(logits, suffix.to(dev))  # (b, R)
         return lp, (logits if want_logits else None)
@@ -714,7 +718,7 @@ class GRPOTrainer:
         import torch
 
         c = self.config
-        if not c.shared_prompt or self.accelerator.num_processes > 1:
+        if not c.shared_prompt:
             return False
         if self._grad_ckpt:
             from judge_rl.train._shared_prompt import shares_under_checkpointing
