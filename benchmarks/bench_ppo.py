@@ -49,10 +49,13 @@ benchmarks/bench_grpo.py's settings (one update per batch, beta 0.04: the refere
 ``disable_adapter()`` and the training forward+backward), two trainers from the same weights, step
 by step interleaved: the log-probability passes on the K-times repeated prompts (``plain``, what a
 LoRA policy ran before) vs each prompt once per group (``shared``); both roll out through the
-group rollout. CPU s per step and whether the two sampled the same tokens.
+group rollout. CPU s per step and whether the two sampled the same tokens. With
+``--gradient-checkpointing`` both trainers checkpoint their layers (the shared side recomputes the
+prompts once per group, the plain side on every repeated row); the layer recomputations counted
+in the backward are printed.
 
     python benchmarks/bench_ppo.py [--part trl|memory|demo-memory|parts|profile|demo-rollout|
-        grpo-rollout|grpo-lora-rollout|grpo-lora-step|all] [--threads 1]
+        grpo-rollout|grpo-lora-rollout|grpo-lora-step|all] [--threads 1] [--gradient-checkpointing]
 """
 
 from __future__ import annotations
@@ -601,7 +604,7 @@ def grpo_lora_trainer(args: argparse.Namespace) -> tuple[Any, list[str]]:
     cfg = GRPOConfig(steps=1, batch_size=G, group_size=GK, max_new_tokens=G_NEW, lora_r=LORA_R,
                      epochs=1, lr=LR, beta=BETA, algorithm="grpo", loss_agg="token",
                      cliprange=0.2, temperature=1.0, chat_template=False, device="cpu",
-                     seed=0)  # fmt: skip
+                     seed=0, gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
     trainer = GRPOTrainer(cfg, model, tok, "contains:a", prompts)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -646,6 +649,23 @@ def grpo_lora_rollout(args: argparse.Namespace, reps: int = 8) -> None:
     print(f"the group rollout sampled the same tokens as the plain one (same seeds): {same}")
 
 
+def backward_calls(policy: Any) -> dict[str, int]:
+    """A counter of the calls of the first decoder layer's MLP made inside a backward (a
+    checkpointed layer's forward re-runs there); filled as the policy trains."""
+    import torch
+
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    mlp = base.model.layers[0].mlp
+    real, n = mlp.forward, {"n": 0}
+
+    def forward(*a: Any, **k: Any) -> Any:
+        n["n"] += torch._C._current_graph_task_id() != -1
+        return real(*a, **k)
+
+    mlp.forward = forward
+    return n
+
+
 def grpo_lora_step(args: argparse.Namespace, reps: int = 8) -> None:
     """``--part grpo-lora-step``: see the module docstring; the first round warms up."""
     from bench_grpo import NEW_TOKENS as G_NEW
@@ -666,14 +686,20 @@ def grpo_lora_step(args: argparse.Namespace, reps: int = 8) -> None:
         return step
 
     sides = {name: ("1", stepper(name)) for name in trainers}
+    recomputed = {name: backward_calls(tr.policy) for name, tr in trainers.items()}
     wall, cpu, same, _ = generate_vs_lean(reps + 1, None, sides)
     shared = trainers["shared"]._shared
+    ckpt = ", gradient checkpointing" if args.gradient_checkpointing else ""
     print(
         f"GRPO steps of a LoRA policy (r={LORA_R}; {G} prompts x K={GK}, {G_NEW} new tokens, "
-        f"beta {trainers['plain'].config.beta}, one update per batch) on a policy of hidden "
+        f"beta {trainers['plain'].config.beta}, one update per batch{ckpt}) on a policy of hidden "
         f"{args.hidden} x {args.layers} layers, {args.threads} thread(s), {reps} interleaved "
         f"steps per side, load average {os.getloadavg()[0]:.1f}; plain = log-prob passes on the "
         f"prompts repeated K times (before), shared = each prompt once per group (in use: {shared})"
+    )
+    print(
+        "layer 0 forwards recomputed in the backward per step (checkpointing at work when > 0): "
+        + ", ".join(f"{k} {v['n'] / (reps + 1):g}" for k, v in recomputed.items())
     )
     print_rollouts(wall, cpu, 3, what="step")
     for name, rows in split.items():
@@ -858,6 +884,11 @@ def main() -> int:
     ap.add_argument("--updates", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="grpo-lora-step: both trainers with gradient_checkpointing",
+    )
     ap.add_argument("--one-memory", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))

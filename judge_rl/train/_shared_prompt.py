@@ -97,20 +97,21 @@ def _layer_class() -> type | None:
     return GradientCheckpointingLayer
 
 
-def checkpointing_layers(body: nn.Module) -> list[nn.Module]:
-    """The layers of ``body`` that checkpoint their forward now (transformers' rule: flagged,
-    in training mode, gradients on)."""
+def _checkpointing_modules(body: nn.Module) -> tuple[list[Any], list[Any]]:
+    """(the layers of ``body`` that checkpoint their forward now, every module flagged): by
+    transformers' rule a module checkpoints when flagged, in training mode, gradients on; the
+    model's own flag only turns ``use_cache`` off."""
     if not torch.is_grad_enabled():
-        return []
+        return [], []
     cls = _layer_class()
-    out = [
+    flagged = [
         m
         for m in body.modules()
         if getattr(m, "gradient_checkpointing", False) is True and m.training
     ]
-    if out and cls is None:
+    if flagged and cls is None:
         raise ValueError("this transformers checkpoints in the model's layer loop")
-    return [m for m in out if cls is not None and isinstance(m, cls)]
+    return [m for m in flagged if cls is not None and isinstance(m, cls)], flagged
 
 
 def shares_under_checkpointing() -> bool:
@@ -120,12 +121,14 @@ def shares_under_checkpointing() -> bool:
 
 
 @contextmanager
-def _checkpoint_with_cache(layers: list[nn.Module]) -> Iterator[None]:
-    """While the block runs, each of ``layers`` checkpoints its forward itself, with its cache
-    (``torch.utils.checkpoint``, non-reentrant) instead of transformers' checkpoint, which
-    would drop the cache; their flag is off meanwhile and in the backward's recomputation."""
+def _checkpoint_with_cache(body: nn.Module) -> Iterator[None]:
+    """While the block runs, each layer of ``body`` that checkpoints checkpoints its forward
+    itself, with its cache (``torch.utils.checkpoint``, non-reentrant) instead of transformers'
+    checkpoint, which would drop the cache; the flags are off meanwhile (the model's too: it
+    would turn ``use_cache`` off) and a layer's is off in the backward's recomputation."""
     from torch.utils.checkpoint import checkpoint
 
+    layers, flagged = _checkpointing_modules(body)
     saved: list[tuple[Any, Any]] = []
 
     def install(layer: Any) -> None:
@@ -144,15 +147,19 @@ def _checkpoint_with_cache(layers: list[nn.Module]) -> Iterator[None]:
 
         saved.append((layer, vars(layer).get("forward")))
         layer.forward = forward  # type: ignore[method-assign]
-        layer.gradient_checkpointing = False
 
+    off: list[Any] = []
     try:
+        for m in flagged:
+            off.append(m)
+            m.gradient_checkpointing = False
         for layer in layers:
             install(layer)
         yield
     finally:
+        for m in off:
+            m.gradient_checkpointing = True
         for layer, own_forward in saved:
-            layer.gradient_checkpointing = True
             if own_forward is None:
                 del layer.forward
             else:
@@ -193,7 +200,7 @@ def shared_prompt_logits(
     read[torch.arange(U), plen - 1] = True
     # decided before the layers' checkpoint flags are switched off below
     rows_block = read_rows_block(read.to(device), body)  # no last-layer MLP output for the cache
-    with _checkpoint_with_cache(checkpointing_layers(body)):
+    with _checkpoint_with_cache(body):
         with rows_block:
             hp = body(
                 input_ids=prefix.to(device), use_cache=True, **{ckw: prompt_cache}
@@ -236,4 +243,4 @@ def through_ddp(wrapped: Any, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
             inner.forward = own_forward
 
 
-__all__ = ["checkpointing_layers", "shared_prompt_logits", "through_ddp"]
+__all__ = ["shared_prompt_logits", "shares_under_checkpointing", "through_ddp"]

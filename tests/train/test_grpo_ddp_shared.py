@@ -22,9 +22,7 @@ ROWS = [11, 0, 1, 5, 6, 7, 2]
 
 
 def _grads(tr):
-    return torch.cat(
-        [p.grad.detach().flatten() for p in tr.policy.parameters() if p.requires_grad]
-    )
+    return torch.cat([p.grad.detach().flatten() for p in tr.policy.parameters() if p.requires_grad])
 
 
 def _params(tr):
