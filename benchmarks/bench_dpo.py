@@ -25,10 +25,13 @@ prompt once (the default). The reference pass (adapter off, all pairs) alternate
 ``--lora-reps`` times, then whole training steps (``train()`` one step at a time) alternate step
 by step ``--lora-steps`` times, after one warm-up round of each (which holds the first-use
 check); CPU s per reference pass and per step (medians), the ratio, the positions each step's
-forward runs on with gradients, and the largest loss and log-probability differences.
+forward runs on with gradients, and the largest loss and log-probability differences. With
+``--gradient-checkpointing`` both trainers checkpoint their layers; the layer recomputations in
+the last step's backward are printed.
 
     python benchmarks/bench_dpo.py [--threads 1] [--pairs 256] [--hidden 256 --layers 4]
     python benchmarks/bench_dpo.py --lora 8 [--lora-steps 12] [--lora-reps 3] [--threads 1]
+        [--gradient-checkpointing]
 """
 
 from __future__ import annotations
@@ -115,7 +118,11 @@ def planted_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
 
 
 def our_trainer(
-    policy: Path, pairs: list[dict[str, str]], shared_prompt: bool = True, lora_r: int = 0
+    policy: Path,
+    pairs: list[dict[str, str]],
+    shared_prompt: bool = True,
+    lora_r: int = 0,
+    gradient_checkpointing: bool = False,
 ) -> Any:
     """judge_rl's DPOTrainer on ``policy`` with the benchmark's settings (TRL's, above)."""
     from judge_rl.models import load_causal_lm, load_tokenizer
@@ -140,6 +147,7 @@ def our_trainer(
         max_grad_norm=1.0,
         shared_prompt=shared_prompt,
         lora_r=lora_r,
+        gradient_checkpointing=gradient_checkpointing,
         device="cpu",
         seed=0,
     )
@@ -163,6 +171,21 @@ def run_ours(policy: Path, pairs: list[dict[str, str]], shared_prompt: bool = Tr
     }
 
 
+def backward_calls(module: Any) -> dict[str, int]:
+    """A counter of ``module``'s forward calls made inside a backward (a checkpointed layer's
+    forward re-runs there)."""
+    import torch
+
+    real, n = module.forward, {"n": 0}
+
+    def forward(*a: Any, **k: Any) -> Any:
+        n["n"] += torch._C._current_graph_task_id() != -1
+        return real(*a, **k)
+
+    module.forward = forward
+    return n
+
+
 def lora_part(args: argparse.Namespace, pairs: list[dict[str, str]]) -> None:
     """``--lora R``: see the module docstring."""
     import torch
@@ -174,7 +197,12 @@ def lora_part(args: argparse.Namespace, pairs: list[dict[str, str]]) -> None:
         policy = save_tiny_model(
             Path(tmp) / "policy", hidden_size=args.hidden, num_layers=args.layers, seed=0
         )
-        sides = {name: our_trainer(policy, pairs, lora_r=args.lora) for name in ("plain", "shared")}
+        sides = {
+            name: our_trainer(
+                policy, pairs, lora_r=args.lora, gradient_checkpointing=args.gradient_checkpointing
+            )
+            for name in ("plain", "shared")
+        }
     sides["plain"]._shared = False  # every prompt twice: what a LoRA policy ran before
     positions = {}
     for tr in sides.values():
@@ -183,8 +211,10 @@ def lora_part(args: argparse.Namespace, pairs: list[dict[str, str]]) -> None:
             for name, p in tr.policy.named_parameters():
                 if "lora_B" in name:
                     p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    recomputed = {}
     for name, tr in sides.items():
         positions[name] = count_train_positions(tr.policy.get_base_model().model)
+        recomputed[name] = backward_calls(tr.policy.get_base_model().model.layers[0].mlp)
     cpu: dict[str, dict[str, list[float]]] = {"ref": {}, "step": {}}
 
     def timed(part: str, name: str, fn: Any, keep: bool) -> None:
@@ -211,12 +241,13 @@ def lora_part(args: argparse.Namespace, pairs: list[dict[str, str]]) -> None:
         for name, tr in sides.items():
             timed("ref", name, ref_pass(tr), keep=r > 0)
     ref_diff = float((sides["plain"].ref - sides["shared"].ref).abs().max())
-    tokens = {}
+    tokens, redone = {}, {}
     for r in range(args.lora_steps + 1):
         for name, tr in sides.items():
-            before = positions[name][0]
+            before, before_re = positions[name][0], recomputed[name]["n"]
             timed("step", name, one_step(tr), keep=r > 0)
             tokens[name] = positions[name][0] - before
+            redone[name] = recomputed[name]["n"] - before_re
     losses = {name: [st["loss"] for st in tr.section.steps] for name, tr in sides.items()}
     loss_diff = max(abs(a - b) for a, b in zip(*losses.values(), strict=True))
     print(
@@ -225,6 +256,7 @@ def lora_part(args: argparse.Namespace, pairs: list[dict[str, str]]) -> None:
         f"thread(s), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; plain = "
         f"every prompt twice (before), shared = each pair's prompt once (in use: "
         f"{sides['shared']._shared})"
+        + ("; gradient checkpointing" if args.gradient_checkpointing else "")
     )
     for part, what, reps in (
         ("ref", "reference pass (all pairs, adapter off)", args.lora_reps),
@@ -239,7 +271,8 @@ def lora_part(args: argparse.Namespace, pairs: list[dict[str, str]]) -> None:
         )
     print(
         f"positions the body runs on with gradients in the last step: plain {tokens['plain']}, "
-        f"shared {tokens['shared']}"
+        f"shared {tokens['shared']}; layer 0 forwards recomputed in its backward (checkpointing "
+        f"at work when > 0): plain {redone['plain']}, shared {redone['shared']}"
     )
     print(
         f"largest |difference|: reference log-probs {ref_diff:.2e}, step losses {loss_diff:.2e} "
@@ -261,6 +294,11 @@ def main() -> int:
         help="LoRA rank: time plain vs shared-prompt LoRA DPO instead of TRL [0: off]",
     )
     ap.add_argument("--lora-steps", type=int, default=12, help="timed steps per side [12]")
+    ap.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="--lora: both trainers with gradient_checkpointing",
+    )
     ap.add_argument("--lora-reps", type=int, default=3, help="timed reference passes per side [3]")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
