@@ -14,6 +14,7 @@ dicts come from :func:`_list` / :func:`_dict` (pydantic reads a default factory'
 the builtins' take ~0.3 ms each, parsed from text). Together ~20% of the import's work.
 """
 
+import itertools
 import json
 import os
 import typing
@@ -511,17 +512,12 @@ class RunLog(BaseModel):
         at = data.find(_LABEL_OPENING)
         if at < 0 or data.find(_LABEL_OPENING, at + 1) >= 0:
             return None
-        return b"".join(
-            (
-                data[:at],
-                b'\n "label": {\n  "comparisons": ',
-                _json_list(comparisons),
-                b',\n  "judgments": ',
-                _json_list(judgments),
-                b",\n",
-                data[at + len(_LABEL_OPENING) :],
-            )
-        )
+        parts = [data[:at], b'\n "label": {\n  "comparisons": ']
+        _json_list(comparisons, parts)
+        parts.append(b',\n  "judgments": ')
+        _json_list(judgments, parts)
+        parts += (b",\n", data[at + len(_LABEL_OPENING) :])
+        return b"".join(parts)  # the log's one copy of the items (18 MB for 10,000)
 
 
 _LABEL_OPENING = b'\n "label": {\n  "comparisons": [],\n  "judgments": [],\n'
@@ -529,12 +525,16 @@ _LABEL_OPENING = b'\n "label": {\n  "comparisons": [],\n  "judgments": [],\n'
 with indent 1 (:meth:`RunLog._spliced`)."""
 
 
-def _json_list(items: list[bytes]) -> bytes:
-    """A list of serialized items at depth 3 of an indent-1 log, as the serializer writes it:
-    ``[]``, or each item on its own line three spaces in, the ``]`` two."""
+def _json_list(items: list[bytes], parts: list[bytes]) -> None:
+    """A list of serialized items at depth 3 of an indent-1 log as the serializer writes it,
+    appended to ``parts`` in pieces (joined once, with the rest of the log): ``[]``, or each
+    item on its own line three spaces in, the ``]`` two."""
     if not items:
-        return b"[]"
-    return b"[\n   " + b",\n   ".join(items) + b"\n  ]"
+        parts.append(b"[]")
+        return
+    parts.append(b"[\n   ")
+    parts += itertools.chain.from_iterable(zip(items, itertools.repeat(b",\n   ")))
+    parts[-1] = b"\n  ]"  # the last item's separator
 
 
 SECTIONS: tuple[str, ...] = tuple(
