@@ -251,13 +251,17 @@ def test_other_peft_models_take_the_plain_forward(ckpt):
 
 @requires_embedded
 @pytest.mark.slow
-def test_embedded_model_lora_takes_the_shared_forward(embedded):
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_embedded_model_lora_takes_the_shared_forward(embedded, ckpt):
     """SmolLM2-135M (GQA, 30 layers, chat template) with LoRA r=8 (``lora_B`` small and random):
     the first-use check passes, and the shared log-probabilities (adapter on and off) and the
-    LoRA gradients of a DPO loss equal the plain ones."""
+    LoRA gradients of a DPO loss equal the plain ones; with ``ckpt`` the shared backward
+    recomputes the layers under gradient checkpointing and its gradients equal the plain
+    forward's without it."""
     model, tok = embedded
     settings = dict(lora_r=8, max_steps=1, batch_size=2, eval_fraction=0.0, shuffle=False,
-                    max_length=96, max_prompt_length=48)  # fmt: skip
+                    max_length=96, max_prompt_length=48,
+                    gradient_checkpointing=ckpt)  # fmt: skip
     tr = DPOTrainer(cfg(**settings), copy.deepcopy(model), tok, planted(4))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -275,10 +279,16 @@ def test_embedded_model_lora_takes_the_shared_forward(embedded):
             torch.testing.assert_close(shared, plain, **TOL)
     tr.reference_logps()
     grads = {}
+    count = count_recomputes(tr.policy)
     for shared in (True, False):
         tr._shared = shared
-        tr.optimizer.zero_grad(set_to_none=True)
-        tr._pair_losses(rows)[0].mean().backward()
+        with contextlib.ExitStack() as stack:
+            if not shared and ckpt:
+                stack.enter_context(checkpointing_off(tr.policy))
+            tr.optimizer.zero_grad(set_to_none=True)
+            before = count["backward"]
+            tr._pair_losses(rows)[0].mean().backward()
+        assert count["backward"] - before == (2 if ckpt and shared else 0)
         grads[shared] = {
             n: p.grad.clone() for n, p in tr.policy.named_parameters() if p.requires_grad
         }

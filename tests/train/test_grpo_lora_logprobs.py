@@ -290,13 +290,16 @@ def test_other_peft_models_take_the_plain_forward(ckpt):
 
 @requires_embedded
 @pytest.mark.slow
-def test_embedded_model_lora_takes_the_shared_forward(embedded):
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_embedded_model_lora_takes_the_shared_forward(embedded, ckpt):
     """SmolLM2-135M with LoRA r=8 (``lora_B`` small and random): the first-use check passes, and
-    the shared log-probabilities (adapter on and off) and LoRA gradients equal the plain ones."""
+    the shared log-probabilities (adapter on and off) and LoRA gradients equal the plain ones;
+    with ``ckpt`` the shared backward recomputes the layers under gradient checkpointing and its
+    gradients equal the plain forward's without it."""
     model, tok = embedded
     prompts = [f"What is {i} + {3 * i % 7}? Answer with just the number." for i in range(4)]
     cfg = GRPOConfig(steps=1, batch_size=2, group_size=K, max_new_tokens=12, lora_r=8, beta=0.04,
-                     device="cpu", seed=0)  # fmt: skip
+                     device="cpu", seed=0, gradient_checkpointing=ckpt)  # fmt: skip
     tr = GRPOTrainer(cfg, copy.deepcopy(model), tok, "contains:1", prompts)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -315,9 +318,15 @@ def test_embedded_model_lora_takes_the_shared_forward(embedded):
                 plain = tr._plain_logprobs(tr.model, batch, rows)[0] * m
             torch.testing.assert_close(shared, plain, **TOL)
     grads = {}
+    count = count_recomputes(tr.policy)
     for name, fn in (("shared", tr._shared_logprobs), ("plain", tr._plain_logprobs)):
-        tr.optimizer.zero_grad(set_to_none=True)
-        (fn(tr.model, batch, rows)[0] * m).sum().backward()
+        with contextlib.ExitStack() as stack:
+            if name == "plain" and ckpt:
+                stack.enter_context(checkpointing_off(tr.policy))
+            tr.optimizer.zero_grad(set_to_none=True)
+            before = count["backward"]
+            (fn(tr.model, batch, rows)[0] * m).sum().backward()
+        assert count["backward"] - before == (2 if ckpt and name == "shared" else 0)
         grads[name] = {
             n: p.grad.clone() for n, p in tr.policy.named_parameters() if p.requires_grad
         }
