@@ -128,46 +128,10 @@ def test_a_run_stores_model_dump_json_bytes_without_calling_it(tmp_path, make_co
     cache.close()
 
 
-def test_a_claim_waits_for_a_busy_writer_with_the_event_loop_running(tmp_path, make_comp):
-    """A worker whose claim finds the writer's connection held (by the store thread's
-    transaction) waits for it asynchronously: the event loop goes on with answers and requests
-    meanwhile. It had waited in ``claim`` itself, the whole loop with it."""
+def test_the_writer_connection_caches_enough_pages_for_the_key_indexes(tmp_path):
+    """Lookups read through the writer's connection: its page cache holds the two key indexes of
+    a large cache file (32 MiB: ~8,000 pages); SQLite's default of 2 MiB held ~500 pages, fewer
+    than those of 50,000 rows, and a run read the same index pages again and again."""
     cache = JudgmentCache(tmp_path / "c.sqlite")
-    cache._db()
-    comps = [make_comp(f"q{i}", f"a{i}", f"b{i}") for i in range(20)]
-    held, released = threading.Event(), threading.Event()
-    by_loop: list[bool] = []
-
-    def store_in_progress() -> None:
-        with cache._lock:
-            held.set()
-            by_loop.append(released.wait(3))  # False: nothing ran on the loop meanwhile
-
-    t = threading.Thread(target=store_in_progress)
-    t.start()
-    assert held.wait(30)
-    inner = _Instant()
-
-    async def main() -> list[Judgment]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not released.is_set():
-                await asyncio.sleep(0.001)
-                ticks += 1
-                if ticks >= 5:  # the loop ran 5 times while the writer was held
-                    released.set()
-
-        tick = asyncio.ensure_future(ticker())
-        got = await CachedJudge(inner, cache).compare(comps)
-        await tick
-        return got
-
-    got = asyncio.run(main())
-    t.join()
-    assert by_loop == [True]
-    assert inner.calls == 20 and [j.winner for j in got] == ["b"] * 20
-    assert len(cache) == 20
-    assert cache._db().execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    assert cache._db().execute("PRAGMA cache_size").fetchone()[0] == -32_768
     cache.close()
