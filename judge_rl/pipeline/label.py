@@ -23,6 +23,7 @@ Nothing here parses arguments, prints or exits.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import operator
 import os
@@ -1122,6 +1123,11 @@ def _summary_of_parts(parts: Sequence[_SummaryPart], time_s: float) -> LabelSumm
     )
 
 
+IDLE_SLICE = int(os.environ.get("JUDGE_RL_IDLE_SLICE", "4"))
+"""Judgments a :class:`LabelBuilder` handles in one turn of the event loop that has nothing
+else ready (0: each as it is reported)."""
+
+
 class LabelBuilder:
     """What ``judge-rl label`` writes after its last answer, made from each judgment as it
     finishes, inside the judging window (the event loop waits on the network a third of it):
@@ -1131,12 +1137,16 @@ class LabelBuilder:
     :meth:`~judge_rl.runlog.RunLog.save`). After the last answer only joins remain.
 
     :func:`judge_comparisons` / :func:`judge_streamed` (``built=``) hand it each judgment as
-    the judge layer reports it; it finds the comparison it was made for in ``comparisons``
-    (the list being judged: a stream's grows as it is read) by id. At the end
-    (:meth:`finish`) each position's outputs are kept only if they were made from exactly that
-    position's comparison and judgment objects (the judge layer may hand back another object:
-    an ``order: both`` judgment combined from two, a judgment re-bound to a duplicate's ids);
-    the others are made then, by the same code. The outputs are pure functions of those
+    the judge layer reports it; on a running event loop the judgment is queued and its outputs
+    made in a turn of the loop where nothing else is ready, :data:`IDLE_SLICE` at a time
+    (answers are read and requests sent first: made as each was reported, the same work held
+    the answers behind it back and the window's rate fell ~0.8 points; see docs/judges.md).
+    It finds the comparison a judgment was made for in ``comparisons`` (the list being judged:
+    a stream's grows as it is read) by id. At the end (:meth:`finish`) each position's outputs
+    are kept only if they were made from exactly that position's comparison and judgment
+    objects (the judge layer may hand back another object: an ``order: both`` judgment
+    combined from two, a judgment re-bound to a duplicate's ids); the others (and those still
+    queued) are made then, by the same code. The outputs are pure functions of those
     objects, so the bytes are the ones :func:`make_labels`, ``write_preferences`` and
     ``RunLog.save`` make from the finished lists.
 
@@ -1145,11 +1155,10 @@ class LabelBuilder:
     ``order``: the judgment of one order that an ``order: both`` or ``random`` judge turns into
     another object is left for the end, as is everything of a judge whose reports are not
     its judgments). ``lines``: make each record's JSONL line (the output is a JSONL file).
-    Nothing here raises
-    into the judge layer: an item whose outputs cannot be made is made again at the end, where
-    the error is raised where it was before (the records in :func:`make_labels`; a line or a
-    log item that cannot be written: :meth:`lines` / :meth:`log_items` give None, and the
-    writer's own path raises it).
+    Nothing here raises into the judge layer: an item whose outputs cannot be made is made
+    again at the end, where the error is raised where it was before (the records in
+    :func:`make_labels`; a line or a log item that cannot be written: :meth:`lines` /
+    :meth:`log_items` give None, and the writer's own path raises it).
     """
 
     def __init__(
@@ -1192,6 +1201,10 @@ class LabelBuilder:
         """Positions whose outputs :meth:`finish` made (their judgment came as another object,
         or not at all)."""
         self._finished: tuple[list[Comparison], list[Judgment]] | None = None
+        self._queue: collections.deque[Judgment] = collections.deque()
+        self._scheduled = False
+        self._loop: Any = None
+        self._ready: Any = None
         self._lines: list[bytes] | None = None
         self._items: tuple[list[bytes], list[bytes]] | None = None
 
@@ -1205,6 +1218,43 @@ class LabelBuilder:
             self._name is not None and rec.judge.name != self._name
         ):
             return  # not what the judge hands back: made at the end
+        if not IDLE_SLICE:
+            self._one(rec)
+            return
+        self._queue.append(rec)
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                import asyncio
+
+                try:
+                    self._loop = asyncio.get_running_loop()
+                except RuntimeError:  # no loop (a caller's own): now
+                    self._scheduled = False
+                    self._one(self._queue.pop())
+                    return
+                self._ready = getattr(self._loop, "_ready", None)
+            self._loop.call_soon(self._work)
+
+    def _work(self) -> None:
+        """Up to :data:`IDLE_SLICE` queued judgments, when the event loop has nothing else
+        ready to run (answers to read, requests to send come first); the rest later."""
+        queue, ready = self._queue, self._ready
+        if ready:
+            self._loop.call_soon(self._work)  # behind what is ready
+            return
+        for _ in range(IDLE_SLICE):
+            if not queue:
+                break
+            self._one(queue.popleft())
+        if queue:
+            self._loop.call_soon(self._work)
+        else:
+            self._scheduled = False
+
+    def _one(self, rec: Judgment) -> None:
+        if self._finished is not None:
+            return
         try:
             i = self._position(rec)
             if i is not None and self._make(i, self.comparisons[i], rec, early=True):

@@ -262,3 +262,45 @@ def test_text_neither_writer_can_encode_fails_where_it_failed(tmp_path: Path) ->
     for items in (None, built.log_items()):
         with pytest.raises(PydanticSerializationError):
             _log(labels.section).save(tmp_path / "r", label_items=items)
+
+
+def test_on_the_event_loop_the_builder_waits_for_a_turn_with_nothing_else_ready() -> None:
+    """Judgments reported while the event loop runs are queued and made in turns of the loop
+    where nothing else is ready (answers and requests first), IDLE_SLICE at a time."""
+    import asyncio
+
+    from judge_rl.pipeline.label import IDLE_SLICE, LabelBuilder, LabelConfig, make_labels
+
+    comps, judgs = comparisons_and_judgments(40)
+    cfg = LabelConfig()
+
+    async def run() -> tuple[Any, list[int]]:
+        built = LabelBuilder(cfg, comps)
+        loop = asyncio.get_running_loop()
+        seen: list[int] = []
+        busy = [30]
+
+        def other() -> None:  # something else ready at every turn, for 30 turns
+            seen.append(built.early)
+            busy[0] -= 1
+            if busy[0]:
+                loop.call_soon(other)
+
+        loop.call_soon(other)
+        for j in judgs:
+            built.add(j)
+        assert built.early == 0  # queued, not made in the reporter's turn
+        while busy[0]:
+            await asyncio.sleep(0)
+        for _ in range(len(judgs)):
+            await asyncio.sleep(0.001)  # the loop idles: the builder's turns
+        return built, seen
+
+    built, seen = asyncio.run(run())
+    assert IDLE_SLICE > 0 and set(seen) == {0}  # nothing made while something else was ready
+    assert built.early == len(judgs)
+    want = make_labels(cfg, comps, judgs, 1.0)
+    assert make_labels(cfg, comps, judgs, 1.0, built=built).model_dump_json() == (
+        want.model_dump_json()
+    )
+    assert built.late == 0

@@ -144,12 +144,14 @@ _LATENCY = re.compile(rb'("latency_s": )[0-9.e-]+')
 
 
 def test_after_the_last_answer_nothing_is_built_per_judgment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, write_spec: Any
 ) -> None:
-    """2,000 pairs, fixed order: once the judging is over (``make_labels`` is the first call
-    after it), no record is built, no summary pass runs, no row of the preference file is
-    encoded, and the run log's serializer writes what is not the label lists (a few kB of the
-    ~0.9 MB log). Before this round all of it happened after the last answer."""
+    """2,000 pairs, fixed order, an endpoint that answers after 50 ms (the event loop waits on
+    it, as on a real one): once the judging is over (``make_labels`` is the first call after
+    it), no summary pass runs, at most a tenth of the records are built and rows encoded (in
+    practice the last few answers', 3-15 here), and the run log's serializer writes what is
+    not the label lists (a few kB of the ~0.9 MB log). Before this round all of it happened
+    after the last answer (2,000 records, 1 summary pass, the log's 4,000 items)."""
     import judge_rl.data._read as DR
     from judge_rl.cli import main
     from judge_rl.runlog import RunLog
@@ -198,11 +200,19 @@ def test_after_the_last_answer_nothing_is_built_per_judgment(
     inp = tmp_path / "pairs.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "prefs.jsonl"
-    args = ["label", "--judge", "mock-pairwise", "--order", "fixed", "--no-cache"]
+    judge = write_spec(
+        "slow",
+        "version: 1\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\n"
+        "order: fixed\nbackend_options: {latency_s: 0.05}\n",
+    )
+    args = ["label", "--judge", judge, "--no-cache"]
     rc = main([*args, "--input", str(inp), "--output", str(out), "--run", str(tmp_path / "r")])
     capsys.readouterr()
     assert rc == 0 and after[0]
     log = (tmp_path / "r" / "log.json").read_bytes()
     assert len(log) > 500_000 and len(out.read_bytes().splitlines()) > 1000
-    assert counts == {"record": 0, "summarize": 0, "row": 0}
+    # the builder works when the event loop has nothing else to do: the last few answers'
+    # outputs may be left for the end (a handful; all 2,000 and a summary pass before)
+    assert counts["summarize"] == 0
+    assert counts["record"] <= 200 and counts["row"] <= 200, counts
     assert serialized and sum(serialized) < 20_000  # the log without its 4,000 items
