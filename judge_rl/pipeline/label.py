@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import itertools
 import operator
 import os
 import threading
@@ -748,13 +750,15 @@ def make_labels(
     then ready for ``write_preferences``' ``lines`` and ``RunLog.save``'s ``label_items``."""
     run_log_models()
     if built is not None:
-        records, ties, parts = built.finish(comparisons, judgments)
-        summary = _summary_of_parts(parts, time_s)
+        records, ties = built.finish(comparisons, judgments)
+        summary = built.summary(time_s)
+        decided = built.decided()
     else:
         records, ties = _records(comparisons, judgments, drop_ties=cfg.drop_ties)
         summary = summarize(judgments, time_s)
+        decided = sum(1 for r in records if not r.is_tie)
     summary.written = len(records)
-    summary.decided = sum(1 for r in records if not r.is_tie)
+    summary.decided = decided
     summary.ties_dropped = ties if cfg.drop_ties else 0
     if budget is not None:
         summary.budget_refused = budget.refused
@@ -1076,52 +1080,8 @@ def _summary_part(j: Judgment) -> _SummaryPart:
     )
 
 
-def _summary_of_parts(parts: Sequence[_SummaryPart], time_s: float) -> LabelSummary:
-    """:func:`summarize` of the judgments whose :func:`_summary_part` s these are, in order:
-    the same counts, and the same floats (the costs added one by one in the same order, from
-    the same start)."""
-    verdicts: dict[Any, int] = {}
-    failures: dict[Any, int] = {}
-    checked = agreed = prompt_tokens = completion_tokens = made = cached = 0
-    contradict = from_probs = 0
-    cost: Any = 0
-    masses: list[float] = []
-    failed = _FAILED
-    for verdict, kind, consistent, pt, ct, m, ca, costs, ms, pc, vp in parts:
-        if verdict is failed:
-            failures[kind] = failures.get(kind, 0) + 1
-        else:
-            verdicts[verdict] = verdicts.get(verdict, 0) + 1
-        if consistent is not None:
-            checked += 1
-            agreed += consistent
-        prompt_tokens += pt
-        completion_tokens += ct
-        made += m
-        cached += ca
-        for x in costs:
-            cost += x
-        if ms:
-            masses += ms
-        contradict += pc
-        from_probs += vp
-    return _label_summary(
-        len(parts),
-        verdicts,
-        failures,
-        checked,
-        agreed,
-        prompt_tokens,
-        completion_tokens,
-        made,
-        cached,
-        cost,
-        masses,
-        contradict,
-        from_probs,
-        time_s,
-    )
-
+_COSTS = operator.itemgetter(7)
+_MASSES = operator.itemgetter(8)
 
 IDLE_SLICE = int(os.environ.get("JUDGE_RL_IDLE_SLICE", "4"))
 """Judgments a :class:`LabelBuilder` handles in one turn of the event loop that has nothing
@@ -1201,6 +1161,10 @@ class LabelBuilder:
         """Positions whose outputs :meth:`finish` made (their judgment came as another object,
         or not at all)."""
         self._finished: tuple[list[Comparison], list[Judgment]] | None = None
+        self._verdicts: dict[Any, int] = {}
+        self._totals = [0] * 9
+        """Of the positions made: failed, checked, agreed, prompt tokens, completion tokens,
+        calls made, calls cached, probs_contradict and verdict_from_probs notes."""
         self._queue: collections.deque[Judgment] = collections.deque()
         self._scheduled = False
         self._loop: Any = None
@@ -1321,19 +1285,43 @@ class LabelBuilder:
             except Exception:
                 if early:
                     return False
+        old = self._part[i]
+        if old is not None:
+            self._count(old, -1)
+        self._count(part, 1)
         self._record[i], self._tie[i], self._part[i] = rec, tie, part
         self._row[i], self._cjson[i], self._jjson[i] = row, cjson, jjson
         self._judgment[i] = j
         return True
 
+    def _count(self, part: _SummaryPart, k: int) -> None:
+        """Add (``k`` 1) or take away (-1) a position's summary share from the totals (the
+        counts: integers, in any order; the floats are summed in order by :meth:`summary`)."""
+        verdict, _, consistent, pt, ct, made, cached, _, _, pc, vp = part
+        totals = self._totals
+        if verdict is _FAILED:
+            totals[0] += k
+        else:
+            self._verdicts[verdict] = self._verdicts.get(verdict, 0) + k
+        if consistent is not None:
+            totals[1] += k
+            totals[2] += k * consistent
+        totals[3] += k * pt
+        totals[4] += k * ct
+        totals[5] += k * made
+        totals[6] += k * cached
+        totals[7] += k * pc
+        totals[8] += k * vp
+
     # --- after the last answer
 
     def finish(
         self, comparisons: list[Comparison], judgments: list[Judgment]
-    ) -> tuple[list[PreferenceRecord], int, list[_SummaryPart]]:
-        """``(records, ties, summary parts)`` of the finished run, as :func:`_records` and
-        :func:`summarize` see ``comparisons`` and ``judgments``; the positions whose outputs
-        were not made from exactly these objects are made now."""
+    ) -> tuple[list[PreferenceRecord], int]:
+        """``(records, ties)`` of the finished run, as :func:`_records` gives them for
+        ``comparisons`` and ``judgments``; the positions whose outputs were not made from
+        exactly these objects are made now. Then :meth:`summary`, :meth:`decided`,
+        :meth:`lines` and :meth:`log_items` give the rest."""
         if len(comparisons) != len(judgments):
             raise ValueError(
                 f"{len(comparisons)} comparisons but {len(judgments)} judgments"
@@ -1365,7 +1353,44 @@ class LabelBuilder:
         cjson, jjson = self._cjson, self._jjson
         if None not in cjson and None not in jjson:
             self._items = (cjson, jjson)  # type: ignore[assignment]
-        return records, sum(self._tie), self._part  # type: ignore[return-value]
+        return records, sum(self._tie)
+
+    def summary(self, time_s: float) -> LabelSummary:
+        """:func:`summarize` of the judgments :meth:`finish` was given, from the totals kept
+        as each position was made: the same counts, the failures by kind in order of first
+        appearance, the costs and label masses in the judgments' order (the same floats)."""
+        parts: list[_SummaryPart] = self._part  # type: ignore[assignment]
+        failed, checked, agreed, pt, ct, made, cached, pc, vp = self._totals
+        failures: dict[Any, int] = {}
+        if failed:
+            for part in parts:
+                if part[0] is _FAILED:
+                    failures[part[1]] = failures.get(part[1], 0) + 1
+        cost = functools.reduce(
+            operator.add, itertools.chain.from_iterable(map(_COSTS, parts)), 0
+        )  # cost += x, one by one, from 0: summarize's sum
+        masses = list(itertools.chain.from_iterable(map(_MASSES, parts)))
+        return _label_summary(
+            len(parts),
+            self._verdicts,
+            failures,
+            checked,
+            agreed,
+            pt,
+            ct,
+            made,
+            cached,
+            cost,
+            masses,
+            pc,
+            vp,
+            time_s,
+        )
+
+    def decided(self) -> int:
+        """Records that are not ties, once :meth:`finish` ran."""
+        ties = sum(t for t, r in zip(self._tie, self._record, strict=True) if r is not None)
+        return sum(r is not None for r in self._record) - ties
 
     def _reset(self, comparisons: list[Comparison]) -> None:
         """Nothing made yet, for ``comparisons``."""
