@@ -147,12 +147,17 @@ def _key_hash(parts: list[Any]) -> str:
 _VERSIONS_JSON: tuple[dict[str, Any], str] | None = None
 
 
-def _versioned(gen: str) -> str:
-    """``content_hash([gen, KEY_VERSIONS], n=32)``, the versions' JSON written once."""
+def _versions_json() -> str:
+    """:data:`KEY_VERSIONS` as canonical JSON, written once (again if it changes)."""
     global _VERSIONS_JSON
     if _VERSIONS_JSON is None or _VERSIONS_JSON[0] != KEY_VERSIONS:
         _VERSIONS_JSON = (dict(KEY_VERSIONS), canonical_json(KEY_VERSIONS))
-    text = "[" + _json_text(gen) + "," + _VERSIONS_JSON[1] + "]"
+    return _VERSIONS_JSON[1]
+
+
+def _versioned(gen: str) -> str:
+    """``content_hash([gen, KEY_VERSIONS], n=32)``, the versions' JSON written once."""
+    text = "[" + _json_text(gen) + "," + _versions_json() + "]"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
@@ -160,9 +165,13 @@ CHECKPOINT_ROWS = 2_000
 """Rows stored (and claims dropped) between two checkpoints of the WAL (~1 KB a row: about
 SQLite's own default of 1,000 pages)."""
 
-STORE_EVERY = 4
-"""Finished chunks are stored ``max_in_flight // STORE_EVERY`` at a time (one transaction),
-so an interrupted run loses at most the calls in flight and a quarter as many finished ones."""
+STORE_EVERY = 1
+"""Finished chunks are stored ``max_in_flight // STORE_EVERY`` at a time (one transaction; and
+none waits longer than :data:`STORE_AFTER_S`), so a killed run loses at most the calls in
+flight and as many finished ones (at most 50 ms of answers; an interrupted one stores all it
+finished). A quarter of the flight at a time (16 of 64) cost the store thread ~20% more CPU:
+each transaction writes every page it touched, the table's last pages and the two key
+indexes' upper pages in each (issue 19 item 2)."""
 
 ROWS_PER_STATEMENT = 128
 """Rows written by one ``INSERT`` (6 values each: under SQLite's oldest limit of 999)."""
@@ -184,10 +193,39 @@ MAX_ESTIMATED = 1_000_000
 
 
 def _compare_keys(fp: JudgeFingerprint, comps: Sequence[Comparison]) -> tuple[list[str], list[str]]:
-    """``(keys, generation keys)`` of ``comps``, the fingerprint hashed once."""
+    """``(keys, generation keys)`` of ``comps``, the fingerprint hashed once: what
+    :func:`compare_key` and :func:`compare_gen_key` give (tested), written in one loop for the
+    comparisons whose texts are all ``str`` (the reference may be None) and the judge not
+    multi-turn, without their calls, lists and joins per comparison (~2 us of ~7 a comparison,
+    on the event loop of a streamed ``judge-rl label``)."""
     fk = fp.key
-    gens = [compare_gen_key(fp, c, fp_key=fk) for c in comps]
-    return [compare_key(fp, c, gen=g) for c, g in zip(comps, gens, strict=True)], gens
+    if fp.params.get("turn"):
+        gens = [compare_gen_key(fp, c, fp_key=fk) for c in comps]
+        return [compare_key(fp, c, gen=g) for c, g in zip(comps, gens, strict=True)], gens
+    enc, sha = _json_text, hashlib.sha256
+    head = '["compare",' + enc(fk) + ","  # _key_hash's text of the parts, as one string
+    tail = '",' + _versions_json() + "]"  # _versioned's: a generation key is hex, no escapes
+    keys: list[str] = []
+    gens = []
+    for c in comps:
+        p, a, b, r = c.prompt, c.a.response, c.b.response, c.reference
+        if type(p) is str and type(a) is str and type(b) is str:
+            if r is None:
+                text = head + enc(p) + "," + enc(a) + "," + enc(b) + ",null]"
+            elif type(r) is str:
+                text = head + enc(p) + "," + enc(a) + "," + enc(b) + "," + enc(r) + "]"
+            else:
+                text = ""
+        else:
+            text = ""
+        g = (
+            sha(text.encode("utf-8")).hexdigest()[:32]
+            if text
+            else compare_gen_key(fp, c, fp_key=fk)
+        )
+        gens.append(g)
+        keys.append(sha(('["' + g + tail).encode("utf-8")).hexdigest()[:32])
+    return keys, gens
 
 
 def _score_keys(fp: JudgeFingerprint, cands: Sequence[Candidate]) -> tuple[list[str], list[str]]:
@@ -403,24 +441,29 @@ class JudgmentCache:
         if not drop:
             return
         now = time.time()
+        verb = "INSERT OR REPLACE" if self.refresh else "INSERT OR IGNORE"
+        # one statement per ROWS_PER_STATEMENT rows, the rows in order (what ``executemany``
+        # did row by row): each statement lets go of the interpreter lock once while SQLite
+        # works, not once per row (issue 19 item 2). Built before the transaction: the store
+        # thread waits for the interpreter lock between statements while the loop runs, and
+        # holds the writer all the while (lookups go to the reader, claims wait)
+        inserts: list[tuple[str, list[Any]]] = []
+        for i in range(0, len(items), ROWS_PER_STATEMENT):
+            part = items[i : i + ROWS_PER_STATEMENT]
+            values: list[Any] = []
+            for it in part:
+                values += (it[0], it[1], it[2], it[3], now, it[4] if len(it) > 4 else None)
+            sql = (
+                f"{verb} INTO judgments(key, judge, kind, value, created, gen) VALUES "
+                + ",".join(["(?, ?, ?, ?, ?, ?)"] * len(part))
+            )
+            inserts.append((sql, values))
         db.execute("BEGIN IMMEDIATE")
         try:
-            if items:
+            if inserts:
                 before = db.total_changes
-                verb = "INSERT OR REPLACE" if self.refresh else "INSERT OR IGNORE"
-                # one statement per ROWS_PER_STATEMENT rows, the rows in order (what
-                # ``executemany`` did row by row): each statement lets go of the interpreter
-                # lock once while SQLite works, not once per row (issue 19 item 2)
-                for i in range(0, len(items), ROWS_PER_STATEMENT):
-                    part = items[i : i + ROWS_PER_STATEMENT]
-                    values: list[Any] = []
-                    for it in part:
-                        values += (it[0], it[1], it[2], it[3], now, it[4] if len(it) > 4 else None)
-                    db.execute(
-                        f"{verb} INTO judgments(key, judge, kind, value, created, gen) VALUES "
-                        + ",".join(["(?, ?, ?, ?, ?, ?)"] * len(part)),
-                        values,
-                    )
+                for sql, values in inserts:
+                    db.execute(sql, values)
                 self.writes += db.total_changes - before
             self._drop_claims(db, drop)
             db.execute("COMMIT")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from judge_rl.judge.cache import CachedJudge, JudgmentCache
+from judge_rl.judge.cache import CachedJudge, JudgmentCache, compare_gen_key, compare_key
 from judge_rl.types import JudgeCall, JudgeFingerprint, Judgment
 
 
@@ -135,3 +135,45 @@ def test_the_writer_connection_caches_enough_pages_for_the_key_indexes(tmp_path)
     cache = JudgmentCache(tmp_path / "c.sqlite")
     assert cache._db().execute("PRAGMA cache_size").fetchone()[0] == -32_768
     cache.close()
+
+
+def test_a_chunks_keys_are_compare_key_and_compare_gen_key_in_one_loop(monkeypatch, make_comp):
+    """The keys a streamed run hashes per chunk (``_compare_keys``) are each comparison's
+    :func:`compare_key` and :func:`compare_gen_key`, written in one loop without a call of
+    ``_key_hash`` per comparison; a multi-turn judge (turns in the key) takes the general path."""
+    from judge_rl.judge import cache as cache_mod
+
+    texts = ["plain", 'quote " and \\ back', "é ü 漢字 🙂", "line\nbreak\ttab\x00nul", ""]
+    comps = [
+        make_comp(a, b, prompt=p, i=i, reference=r)
+        for i, (p, a, b, r) in enumerate(
+            (p, a, b, r)
+            for p in texts[:3]
+            for a in texts
+            for b in texts[2:]
+            for r in (None, "ref", texts[3])
+        )
+    ]
+    fp = JudgeFingerprint(name="k", kind="pairwise", params={"temperature": 0.0})
+    want = ([compare_key(fp, c) for c in comps], [compare_gen_key(fp, c) for c in comps])
+    calls = {"n": 0}
+    real = cache_mod._key_hash
+
+    def counted(parts):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return real(parts)
+
+    monkeypatch.setattr(cache_mod, "_key_hash", counted)
+    assert cache_mod._compare_keys(fp, comps) == want
+    assert calls["n"] == 0
+    turns = JudgeFingerprint(name="k", kind="pairwise", params={"turn": 2})
+    multi = [
+        c.model_copy(update={"a": c.a.model_copy(update={"metadata": {"turns": ["t"]}})})
+        for c in comps[:5]
+    ]
+    monkeypatch.setattr(cache_mod, "KEY_VERSIONS", {"parser": "x", "judging": "y"})
+    assert cache_mod._compare_keys(turns, multi) == (
+        [compare_key(turns, c) for c in multi],
+        [compare_gen_key(turns, c) for c in multi],
+    )
+    assert calls["n"] > 0
