@@ -1080,6 +1080,12 @@ def _summary_part(j: Judgment) -> _SummaryPart:
     )
 
 
+MODELS_AFTER = 512
+"""Judgments a :class:`LabelBuilder` makes before it imports the run log's models
+(:func:`run_log_models`: ~30-50 ms of one turn of the event loop, once) in a turn with nothing
+else ready and nothing queued: long after the first requests went out, and no longer after
+the last answer (where :func:`make_labels` needs them)."""
+
 _COSTS = operator.itemgetter(7)
 _MASSES = operator.itemgetter(8)
 
@@ -1213,8 +1219,10 @@ class LabelBuilder:
             self._one(queue.popleft())
         if queue:
             self._loop.call_soon(self._work)
-        else:
-            self._scheduled = False
+            return
+        self._scheduled = False
+        if self.early >= MODELS_AFTER and "LabelSection" not in globals():
+            run_log_models()  # once, in an idle turn, instead of after the last answer
 
     def _one(self, rec: Judgment) -> None:
         if self._finished is not None:

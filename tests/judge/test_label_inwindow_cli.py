@@ -216,3 +216,53 @@ def test_after_the_last_answer_nothing_is_built_per_judgment(
     assert counts["summarize"] == 0
     assert counts["record"] <= 200 and counts["row"] <= 200, counts
     assert serialized and sum(serialized) < 20_000  # the log without its 4,000 items
+
+
+MODELS_AT_END = r"""
+import sys
+import judge_rl.pipeline.label as PL
+from judge_rl.cli import main
+make = PL.make_labels
+seen = []
+def make_labels(*a, **k):
+    seen.append("judge_rl.runlog" in sys.modules)
+    return make(*a, **k)
+PL.make_labels = make_labels
+rc = main(sys.argv[1:])
+print("MODELS", rc, seen)
+"""
+
+
+def test_the_run_log_models_are_imported_in_the_window(tmp_path: Path, write_spec: Any) -> None:
+    """A fresh ``judge-rl label`` process (1,000 pairs, a 50 ms mock endpoint) has imported
+    ``judge_rl.runlog`` when its last answer is in: the builder does it in an idle turn of
+    the event loop once it made ``MODELS_AFTER`` judgments (before, ``make_labels`` imported
+    it after the last answer, ~30-50 ms)."""
+    import os
+    import subprocess
+    import sys
+
+    judge = write_spec(
+        "slow",
+        "version: 1\nkind: pairwise\nbackend: mock\nmodel: m\ntemplate: prompt.j2\n"
+        "order: fixed\nbackend_options: {latency_s: 0.05}\n",
+    )
+    inp = tmp_path / "pairs.jsonl"
+    rows = [
+        {"prompt": f"q{i}", "response_a": "a" * (i % 5 + 1), "response_b": "bbb"}
+        for i in range(1000)
+    ]
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["label", "--judge", judge, "--input", str(inp), "--output", str(tmp_path / "p.jsonl")]
+    args += ["--run", str(tmp_path / "r"), "--no-cache"]
+    env = dict(os.environ, JUDGE_RL_NO_PROGRESS="1", HF_HUB_OFFLINE="1")
+    r = subprocess.run(
+        [sys.executable, "-c", MODELS_AT_END, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    line = [x for x in r.stdout.splitlines() if x.startswith("MODELS")]
+    assert line, r.stderr[-2000:]
+    assert line[0] == "MODELS 0 [True]"
