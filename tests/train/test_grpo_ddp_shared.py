@@ -84,3 +84,49 @@ def test_ddp_shared_prompt_gradients_are_averaged_over_the_processes(tmp_path):
     assert a["steps_shared_True"] is True and a["steps_shared_False"] is False
     assert torch.equal(a["params_True"], b["params_True"])  # the ranks stayed in sync
     torch.testing.assert_close(a["params_True"], a["params_False"], atol=1e-5, rtol=1e-4)
+
+
+def test_shared_training_forward_runs_through_ddp():
+    """One process, the policy wrapped by DDP (gloo, world of 1) as accelerate wraps it for
+    several: the shared forward with gradients is one call of DDP's forward (what makes DDP
+    average the gradients: the slow test above checks the averaging), without gradients none;
+    its gradients equal the plain forward's through DDP."""
+    pytest.importorskip("peft")
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from tests.train.test_grpo_lean import lora_trainer
+    from tests.train.test_grpo_lora_logprobs import a_batch
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
+    )
+    try:
+        tr = lora_trainer("gqa", K=K, gradient_checkpointing=True)
+        batch = a_batch(tr)
+        wrapped = DDP(tr.model)
+        calls = []
+        real = DDP.forward
+
+        def forward(self, *a, **k):
+            calls.append(torch.is_grad_enabled())
+            return real(self, *a, **k)
+
+        rows = torch.tensor(ROWS)
+        m = batch.response_mask[rows].float()
+        grads = {}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(DDP, "forward", forward)
+            with torch.no_grad():
+                tr._shared_logprobs(wrapped, batch, rows)
+            assert calls == []
+            for name in ("shared", "plain"):
+                tr.optimizer.zero_grad(set_to_none=True)
+                fn = tr._shared_logprobs if name == "shared" else tr._plain_logprobs
+                (fn(wrapped, batch, rows)[0] * m).sum().backward()
+                grads[name] = _grads(tr)
+        assert calls == [True, True]  # one DDP forward per pass, the shared one included
+        scale = float(grads["plain"].abs().max())
+        torch.testing.assert_close(grads["shared"], grads["plain"], atol=1e-5 * scale, rtol=1e-4)
+    finally:
+        dist.destroy_process_group()
