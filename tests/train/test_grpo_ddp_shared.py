@@ -5,6 +5,8 @@ DDP call, :func:`judge_rl.train._shared_prompt.through_ddp`), so the LoRA gradie
 over the processes as the plain forward's are; training steps keep the ranks in sync. Under
 gradient checkpointing, as users with LoRA run it. Before, with several processes the plain
 forward ran (the shared one called the unwrapped modules, whose backward DDP does not average).
+The two-process test is ``slow``; the default suite has a one-process guard (DDP's forward is
+called by the shared pass).
 """
 
 from __future__ import annotations
