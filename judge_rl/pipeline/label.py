@@ -1081,7 +1081,7 @@ def _summary_part(j: Judgment) -> _SummaryPart:
 
 
 MODELS_AFTER = 512
-"""Judgments a :class:`LabelBuilder` makes before it imports the run log's models
+"""Judgments reported to a :class:`LabelBuilder` before it imports the run log's models
 (:func:`run_log_models`: ~30-50 ms of one turn of the event loop, once) in a turn with nothing
 else ready and nothing queued: long after the first requests went out, and no longer after
 the last answer (where :func:`make_labels` needs them)."""
@@ -1172,6 +1172,9 @@ class LabelBuilder:
         """Of the positions made: failed, checked, agreed, prompt tokens, completion tokens,
         calls made, calls cached, probs_contradict and verdict_from_probs notes."""
         self._queue: collections.deque[Judgment] = collections.deque()
+        self._cnext = 0
+        """The next position whose comparison's run-log JSON is made in an idle turn."""
+        self._reports = 0
         self._scheduled = False
         self._loop: Any = None
         self._ready: Any = None
@@ -1181,17 +1184,23 @@ class LabelBuilder:
     # --- while judging
 
     def add(self, rec: Any) -> None:
-        """A judgment the judge layer finished (its progress report): its outputs, now."""
-        if type(rec) is not Judgment or self._finished is not None:
+        """A judgment the judge layer finished (its progress report): its outputs, now (on a
+        running event loop: queued for a turn with nothing else ready)."""
+        if self._finished is not None:
             return
-        if (self._order is not None and rec.order != self._order) or (
-            self._name is not None and rec.judge.name != self._name
-        ):
-            return  # not what the judge hands back: made at the end
+        self._reports += 1
+        take = type(rec) is Judgment and not (
+            (self._order is not None and rec.order != self._order)
+            or (self._name is not None and rec.judge.name != self._name)
+        )  # else not what the judge hands back: its outputs are made at the end
         if not IDLE_SLICE:
-            self._one(rec)
+            if take:
+                self._one(rec)
             return
-        self._queue.append(rec)
+        if take:
+            self._queue.append(rec)
+        elif self._cnext >= len(self.comparisons):
+            return
         if not self._scheduled:
             self._scheduled = True
             if self._loop is None:
@@ -1201,28 +1210,53 @@ class LabelBuilder:
                     self._loop = asyncio.get_running_loop()
                 except RuntimeError:  # no loop (a caller's own): now
                     self._scheduled = False
-                    self._one(self._queue.pop())
+                    if take:
+                        self._one(self._queue.pop())
                     return
                 self._ready = getattr(self._loop, "_ready", None)
             self._loop.call_soon(self._work)
 
     def _work(self) -> None:
-        """Up to :data:`IDLE_SLICE` queued judgments, when the event loop has nothing else
-        ready to run (answers to read, requests to send come first); the rest later."""
+        """Up to :data:`IDLE_SLICE` queued judgments (then, with none queued, twice as many
+        comparisons' run-log JSON, which needs no judgment: also for a judge whose judgments
+        are all made at the end), when the event loop has nothing else ready to run (answers
+        to read, requests to send come first); the rest in a later turn."""
         queue, ready = self._queue, self._ready
         if ready:
             self._loop.call_soon(self._work)  # behind what is ready
             return
-        for _ in range(IDLE_SLICE):
-            if not queue:
-                break
+        n = IDLE_SLICE
+        while n and queue:
             self._one(queue.popleft())
-        if queue:
+            n -= 1
+        if n:
+            self._comparisons_json(2 * n)
+        if queue or self._cnext < len(self.comparisons):
             self._loop.call_soon(self._work)
             return
         self._scheduled = False
-        if self.early >= MODELS_AFTER and "LabelSection" not in globals():
+        if self._reports >= MODELS_AFTER and "LabelSection" not in globals():
             run_log_models()  # once, in an idle turn, instead of after the last answer
+
+    @property
+    def comparisons_made(self) -> int:
+        """Comparisons whose run-log JSON is made (in idle turns or with their judgment)."""
+        return sum(x is not None for x in self._cjson)
+
+    def _comparisons_json(self, k: int) -> None:
+        """The run-log JSON of the next ``k`` comparisons read (in their order)."""
+        comps = self.comparisons
+        if self._indexed < len(comps):
+            self._index()
+        i, end = self._cnext, min(len(comps), self._cnext + k)
+        cjson = self._cjson
+        while i < end:
+            c = comps[i]
+            if cjson[i] is None and type(c) is Comparison:
+                with contextlib.suppress(Exception):  # made again at the end
+                    cjson[i] = log_item_json(c)
+            i += 1
+        self._cnext = end
 
     def _one(self, rec: Judgment) -> None:
         if self._finished is not None:
@@ -1288,8 +1322,9 @@ class LabelBuilder:
                 if early:
                     return False
         if type(c) is Comparison and type(j) is Judgment:
-            try:
-                cjson, jjson = log_item_json(c), log_item_json(j)
+            try:  # the comparison's may be made already (it needs no judgment)
+                cjson = self._cjson[i] or log_item_json(c)
+                jjson = log_item_json(j)
             except Exception:
                 if early:
                     return False

@@ -304,3 +304,39 @@ def test_on_the_event_loop_the_builder_waits_for_a_turn_with_nothing_else_ready(
         want.model_dump_json()
     )
     assert built.late == 0
+
+
+def test_comparisons_are_written_out_for_a_judge_whose_judgments_come_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """An ``order: both`` judge hands back judgments it combines after the last answer: the
+    builder takes none of the one-order judgments reported to it, but makes every
+    comparison's run-log JSON in idle turns all the same (it needs no judgment); the outputs
+    are those of the path without a builder."""
+    import asyncio
+    import types
+
+    from judge_rl.pipeline.label import LabelBuilder, LabelConfig, make_labels
+
+    comps, judgs = comparisons_and_judgments(60)
+    cfg = LabelConfig()
+    both = types.SimpleNamespace(fingerprint=judgs[0].judge, order="both")
+    one_order = [j.model_copy(update={"order": "fixed"}) for j in judgs]
+
+    async def run() -> Any:
+        built = LabelBuilder(cfg, comps, judge=both)
+        for j in one_order:
+            built.add(j)
+            await asyncio.sleep(0.001)
+        return built
+
+    built = asyncio.run(run())
+    assert built.early == 0 and built.comparisons_made == len(comps)
+    got = make_labels(cfg, comps, judgs, 1.0, built=built)
+    assert built.late == len(comps)
+    assert got.model_dump_json() == make_labels(cfg, comps, judgs, 1.0).model_dump_json()
+    items = built.log_items()
+    assert items is not None
+    want = _log(make_labels(cfg, comps, judgs, 1.0).section).save(tmp_path / "old")
+    spliced = _log(got.section).save(tmp_path / "new", label_items=items)
+    assert spliced.read_bytes() == want.read_bytes()
