@@ -40,7 +40,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from json.encoder import encode_basestring as _json_text  # what json.dumps uses for text
 from pathlib import Path
 from typing import Any
@@ -184,9 +184,17 @@ STORE_AFTER_S = 0.05
 
 WRITER_CACHE_KIB = 32_768
 """Page cache of the writer's connection, which lookups read through
-(:meth:`JudgmentCache._lookup`): SQLite's default of 2 MiB holds ~500 of a file's pages, fewer
+(:meth:`JudgmentCache._read`): SQLite's default of 2 MiB holds ~500 of a file's pages, fewer
 than the two key indexes of a cache of 50,000 rows, so a run's lookups read the same index
 pages again and again. Pages are allocated as they are read."""
+
+_LOOKUP_SQL: dict[tuple[int, int], str] = {}
+""":meth:`JudgmentCache.get_with_generations`' statement by numbers of keys and gens."""
+
+
+def _created(row: tuple[Any, ...]) -> Any:
+    return row[3]
+
 
 MAX_ESTIMATED = 1_000_000
 """Most comparisons whose keys :meth:`CachedJudge.estimate` keeps for the compare that follows."""
@@ -283,7 +291,7 @@ class JudgmentCache:
         return self._conn
 
     def _reader(self) -> sqlite3.Connection:
-        """The lookups' connection while the writer's is busy (:meth:`_lookup`; call with
+        """The lookups' connection while the writer's is busy (:meth:`_read`; call with
         ``_read_lock`` held). A WAL reader does not wait
         for a writer, so a lookup does not wait, with the event loop, for the store thread's
         transaction to end: on one connection and one lock it did (~0.13 s of a 10,000-pair
@@ -295,10 +303,10 @@ class JudgmentCache:
             self._read_conn = self._open()
         return self._read_conn
 
-    @contextlib.contextmanager
-    def _lookup(self) -> Iterator[sqlite3.Connection]:
-        """The connection a lookup reads through: the writer's when no store or claim holds it
-        (never waiting for it), else the reader's (:meth:`_reader`). A connection's page cache
+    def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """The rows of a lookup's ``sql``, read through the writer's connection when no store or
+        claim holds it (never waiting for it), else the reader's (:meth:`_reader`). A
+        connection's page cache
         is thrown away whenever it starts a read and another connection has written since:
         the reader's was at nearly every lookup of a run (the store thread commits ~80 times a
         second), and every page of the index searches was read again (``pread``, ``malloc``);
@@ -308,12 +316,11 @@ class JudgmentCache:
         issue 19 item 2)."""
         if self._lock.acquire(blocking=False):
             try:
-                yield self._db()
+                return self._db().execute(sql, args).fetchall()
             finally:
                 self._lock.release()
-            return
         with self._read_lock:
-            yield self._reader()
+            return self._reader().execute(sql, args).fetchall()
 
     def _open(self, *, create: bool = False) -> sqlite3.Connection:
         """A new connection (WAL, ``synchronous=NORMAL``); ``create``: the tables too."""
@@ -366,14 +373,13 @@ class JudgmentCache:
         out: dict[str, str] = {}
         if self.refresh:
             return out
-        with self._lookup() as db:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for k, v in db.execute(
-                    f"SELECT key, value FROM judgments WHERE key IN ({marks})", chunk
-                ):
-                    out[k] = v
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for k, v in self._read(
+                f"SELECT key, value FROM judgments WHERE key IN ({marks})", chunk
+            ):
+                out[k] = v
         return out
 
     def get_generations(self, gens: Iterable[str]) -> dict[str, str]:
@@ -383,16 +389,15 @@ class JudgmentCache:
         out: dict[str, str] = {}
         if self.refresh or not gens:
             return out
-        with self._lookup() as db:
-            for i in range(0, len(gens), 400):
-                chunk = gens[i : i + 400]
-                marks = ",".join("?" * len(chunk))
-                for k, g, v in db.execute(
-                    f"SELECT key, gen, value FROM judgments WHERE gen IN ({marks}) "
-                    f"OR key IN ({marks}) ORDER BY created",
-                    chunk + chunk,
-                ):
-                    out[g if g in chunk else k] = v
+        for i in range(0, len(gens), 400):
+            chunk = gens[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            for k, g, v in self._read(
+                f"SELECT key, gen, value FROM judgments WHERE gen IN ({marks}) "
+                f"OR key IN ({marks}) ORDER BY created",
+                chunk + chunk,
+            ):
+                out[g if g in chunk else k] = v
         return out
 
     def get_with_generations(
@@ -409,19 +414,26 @@ class JudgmentCache:
             return found, older
         if len(keys) + 2 * len(gens) > 900:  # SQLite's variable limit: two statements
             return self.get_many(keys), self.get_generations(gens)
+        sql = _LOOKUP_SQL.get((len(keys), len(gens)))
+        if sql is None:
+            marks, gmarks = ",".join("?" * len(keys)), ",".join("?" * len(gens))
+            # no ORDER BY: SQLite opened a temporary b-tree to sort even no rows (~16 us of
+            # ~70 a lookup); the rows found, if any, are put in that order here
+            sql = (
+                f"SELECT key, gen, value, created FROM judgments WHERE key IN ({marks}) "
+                f"OR gen IN ({gmarks}) OR key IN ({gmarks})"
+            )
+            _LOOKUP_SQL[(len(keys), len(gens))] = sql
+        rows = self._read(sql, [*keys, *gens, *gens])
+        if not rows:
+            return found, older
+        rows.sort(key=_created)
         want, gen_set = set(keys), set(gens)
-        marks = ",".join("?" * len(keys))
-        gmarks = ",".join("?" * len(gens))
-        with self._lookup() as db:
-            for k, g, v in db.execute(
-                f"SELECT key, gen, value FROM judgments WHERE key IN ({marks}) "
-                f"OR gen IN ({gmarks}) OR key IN ({gmarks}) ORDER BY created",
-                [*keys, *gens, *gens],
-            ):
-                if k in want:
-                    found[k] = v
-                # as get_generations: the newest row whose gen (or, before gens, key) it is
-                older[g if g in gen_set else k] = v
+        for k, g, v, _ in rows:
+            if k in want:
+                found[k] = v
+            # as get_generations: the newest row whose gen (or, before gens, key) it is
+            older[g if g in gen_set else k] = v
         return found, older
 
     def put_many(self, items: Sequence[tuple[str, ...]]) -> None:
