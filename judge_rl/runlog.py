@@ -470,7 +470,7 @@ class RunLog(BaseModel):
         run_dir: str | os.PathLike[str],
         *,
         write: Callable[[Path, bytes], None] | None = None,
-        label_items: tuple[list[bytes], list[bytes]] | None = None,
+        label_items: tuple[list[bytes] | None, list[bytes] | None] | None = None,
     ) -> Path:
         """Write ``run_dir/log.json`` atomically; returns its path.
 
@@ -480,8 +480,9 @@ class RunLog(BaseModel):
         ``label_items``: the label section's comparisons and judgments already serialized, one
         ``bytes`` each in the section's order, as they sit in the log
         (:func:`judge_rl.pipeline.label.log_item_json`: ``judge-rl label`` makes them while it
-        judges); the rest of the log is serialized here and they are put in their place (the
-        same bytes). Ignored unless there is one for each of the section's items."""
+        judges; either may be None: serialized here); the rest of the log is serialized here
+        and they are put in their place (the same bytes). Ignored unless there is one for each
+        of the section's items."""
         path = Path(run_dir) / "log.json"
         data = self._spliced(label_items) if label_items is not None else None
         if data is None:
@@ -491,38 +492,58 @@ class RunLog(BaseModel):
         (write or atomic_write_bytes)(path, data)
         return path
 
-    def _spliced(self, items: tuple[list[bytes], list[bytes]]) -> bytes | None:
+    def _spliced(self, items: tuple[list[bytes] | None, list[bytes] | None]) -> bytes | None:
         """The log's bytes with the label section's lists taken from ``items`` (see
-        :meth:`save`): the log serialized with those two lists empty (a few kB), and each
-        ``[]`` replaced by the list as the serializer writes it at that depth (indent 1: the
-        items at depth 3). None where ``items`` does not fit the section."""
+        :meth:`save`; a list given as None is serialized here with the rest): the log
+        serialized with the given lists empty, and each such ``[]`` replaced by the list as
+        the serializer writes it at that depth (indent 1: the items at depth 3). None where
+        ``items`` does not fit the section."""
         section = self.label
         comparisons, judgments = items
-        if section is None or (len(comparisons), len(judgments)) != (
-            len(section.comparisons),
-            len(section.judgments),
-        ):
+        if section is None or (comparisons is None and judgments is None):
             return None
-        bare = self.model_copy(
-            update={"label": section.model_copy(update={"comparisons": [], "judgments": []})}
-        )
+        empty: dict[str, Any] = {}
+        for name, given, have in (
+            ("comparisons", comparisons, section.comparisons),
+            ("judgments", judgments, section.judgments),
+        ):
+            if given is not None:
+                if len(given) != len(have):
+                    return None
+                empty[name] = []
+        bare = self.model_copy(update={"label": section.model_copy(update=empty)})
         data = bare.__pydantic_serializer__.to_json(bare, indent=1)
         # a raw newline is only ever structure in JSON (text escapes it), so a top-level key
-        # is a newline and one space before it: this is the label section's opening
+        # is a newline and one space before it, and the label section's own keys two spaces
+        # (its items' lines have three or more): this is the label section's opening
         at = data.find(_LABEL_OPENING)
         if at < 0 or data.find(_LABEL_OPENING, at + 1) >= 0:
             return None
-        parts = [data[:at], b'\n "label": {\n  "comparisons": ']
-        _json_list(comparisons, parts)
-        parts.append(b',\n  "judgments": ')
-        _json_list(judgments, parts)
-        parts += (b",\n", data[at + len(_LABEL_OPENING) :])
+        pos = at + len(_LABEL_OPENING)
+        parts = [data[:pos]]
+        if comparisons is not None:
+            if data[pos : pos + 2] != b"[]":
+                return None
+            _json_list(comparisons, parts)
+            pos += 2
+        if judgments is not None:
+            key = data.find(_JUDGMENTS_KEY, pos)
+            end = key + len(_JUDGMENTS_KEY)
+            if key < 0 or data[end : end + 2] != b"[]":
+                return None
+            parts.append(data[pos:end])
+            _json_list(judgments, parts)
+            pos = end + 2
+        parts.append(data[pos:])
         return b"".join(parts)  # the log's one copy of the items (18 MB for 10,000)
 
 
-_LABEL_OPENING = b'\n "label": {\n  "comparisons": [],\n  "judgments": [],\n'
-"""The start of a run log's label section with no comparisons and no judgments, serialized
-with indent 1 (:meth:`RunLog._spliced`)."""
+_LABEL_OPENING = b'\n "label": {\n  "comparisons": '
+"""The start of a run log's label section, serialized with indent 1, up to its comparisons
+(:meth:`RunLog._spliced`)."""
+
+_JUDGMENTS_KEY = b',\n  "judgments": '
+"""The label section's judgments key (the first such line after the section's opening)."""
 
 
 def _json_list(items: list[bytes], parts: list[bytes]) -> None:

@@ -1179,7 +1179,9 @@ class LabelBuilder:
         self._loop: Any = None
         self._ready: Any = None
         self._lines: list[bytes] | None = None
-        self._items: tuple[list[bytes], list[bytes]] | None = None
+        self._items: tuple[list[bytes] | None, list[bytes] | None] | None = None
+        self._bulk: tuple[list[PreferenceRecord], int] | None = None
+        """``finish``'s records and ties where most positions were left for the end."""
 
     # --- while judging
 
@@ -1383,25 +1385,46 @@ class LabelBuilder:
             self._index()
         self._origin = origin
         made = self._judgment
-        if not all(map(operator.is_, made, judgments)):
-            for i, (c, j) in enumerate(zip(comparisons, judgments, strict=True)):
-                if made[i] is not j:
-                    self._make(i, c, j, early=False)
-                    self.late += 1
         self._finished = (comparisons, judgments)
+        cjson, jjson = self._cjson, self._jjson
+        if not all(map(operator.is_, made, judgments)):
+            todo = [i for i, j in enumerate(judgments) if made[i] is not j]
+            self.late = len(todo)
+            if 2 * len(todo) > n:
+                # most positions would be made now one by one (a judge whose judgments are
+                # made after the last answer: order both or random, a jury): the lists as
+                # before, whole, keeping only the comparisons' run-log JSON made while judging
+                self._bulk = _records(comparisons, judgments, drop_ties=self.drop_ties)
+                missing = [i for i, x in enumerate(cjson) if x is None]
+                if 2 * len(missing) <= n:
+                    self._comparisons_json_at(missing)
+                if None not in cjson:
+                    self._items = (cjson, None)  # type: ignore[assignment]
+                return self._bulk
+            for i in todo:
+                self._make(i, comparisons[i], judgments[i], early=False)
         records = [r for r in self._record if r is not None]
         if self._line is not None:
             lines = [x for x, r in zip(self._row, self._record, strict=True) if r is not None]
             self._lines = None if None in lines else lines  # type: ignore[assignment]
-        cjson, jjson = self._cjson, self._jjson
         if None not in cjson and None not in jjson:
             self._items = (cjson, jjson)  # type: ignore[assignment]
         return records, sum(self._tie)
+
+    def _comparisons_json_at(self, positions: list[int]) -> None:
+        comps, cjson = self.comparisons, self._cjson
+        for i in positions:
+            c = comps[i]
+            if type(c) is Comparison:
+                with contextlib.suppress(Exception):  # None: the log serialized whole
+                    cjson[i] = log_item_json(c)
 
     def summary(self, time_s: float) -> LabelSummary:
         """:func:`summarize` of the judgments :meth:`finish` was given, from the totals kept
         as each position was made: the same counts, the failures by kind in order of first
         appearance, the costs and label masses in the judgments' order (the same floats)."""
+        if self._bulk is not None and self._finished is not None:
+            return summarize(self._finished[1], time_s)
         parts: list[_SummaryPart] = self._part  # type: ignore[assignment]
         failed, checked, agreed, pt, ct, made, cached, pc, vp = self._totals
         failures: dict[Any, int] = {}
@@ -1432,6 +1455,8 @@ class LabelBuilder:
 
     def decided(self) -> int:
         """Records that are not ties, once :meth:`finish` ran."""
+        if self._bulk is not None:
+            return sum(1 for r in self._bulk[0] if not r.is_tie)
         ties = sum(t for t, r in zip(self._tie, self._record, strict=True) if r is not None)
         return sum(r is not None for r in self._record) - ties
 
@@ -1446,7 +1471,7 @@ class LabelBuilder:
         :meth:`finish` ran; None where a line could not be made (the writer makes them)."""
         return self._lines
 
-    def log_items(self) -> tuple[list[bytes], list[bytes]] | None:
+    def log_items(self) -> tuple[list[bytes] | None, list[bytes] | None] | None:
         """The comparisons' and the judgments' JSON as they sit in the run log
         (``RunLog.save``'s ``label_items``), once :meth:`finish` ran; None where one could not
         be made."""
