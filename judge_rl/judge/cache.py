@@ -188,8 +188,9 @@ WRITER_CACHE_KIB = 32_768
 than the two key indexes of a cache of 50,000 rows, so a run's lookups read the same index
 pages again and again. Pages are allocated as they are read."""
 
-_LOOKUP_SQL: dict[tuple[int, int], str] = {}
-""":meth:`JudgmentCache.get_with_generations`' statement by numbers of keys and gens."""
+_LOOKUP_SQL: dict[tuple[int, int, bool], str] = {}
+""":meth:`JudgmentCache.get_with_generations`' statement by numbers of keys and gens, with or
+without the search for rows without a generation key."""
 
 
 def _created(row: tuple[Any, ...]) -> Any:
@@ -276,6 +277,8 @@ class JudgmentCache:
         """WAL checkpoints started on a thread of their own (see :meth:`_store_on`)."""
         self._since_checkpoint = 0
         self._checkpointer: threading.Thread | None = None
+        self._legacy: bool | None = None
+        """Rows without a generation key in the file (:meth:`_legacy_rows`), once asked."""
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -414,17 +417,18 @@ class JudgmentCache:
             return found, older
         if len(keys) + 2 * len(gens) > 900:  # SQLite's variable limit: two statements
             return self.get_many(keys), self.get_generations(gens)
-        sql = _LOOKUP_SQL.get((len(keys), len(gens)))
+        legacy = self._legacy_rows()
+        sql = _LOOKUP_SQL.get((len(keys), len(gens), legacy))
         if sql is None:
             marks, gmarks = ",".join("?" * len(keys)), ",".join("?" * len(gens))
             # no ORDER BY: SQLite opened a temporary b-tree to sort even no rows (~16 us of
             # ~70 a lookup); the rows found, if any, are put in that order here
             sql = (
                 f"SELECT key, gen, value, created FROM judgments WHERE key IN ({marks}) "
-                f"OR gen IN ({gmarks}) OR key IN ({gmarks})"
+                f"OR gen IN ({gmarks})" + (f" OR key IN ({gmarks})" if legacy else "")
             )
-            _LOOKUP_SQL[(len(keys), len(gens))] = sql
-        rows = self._read(sql, [*keys, *gens, *gens])
+            _LOOKUP_SQL[(len(keys), len(gens), legacy)] = sql
+        rows = self._read(sql, [*keys, *gens, *gens] if legacy else [*keys, *gens])
         if not rows:
             return found, older
         rows.sort(key=_created)
@@ -435,6 +439,19 @@ class JudgmentCache:
             # as get_generations: the newest row whose gen (or, before gens, key) it is
             older[g if g in gen_set else k] = v
         return found, older
+
+    def _legacy_rows(self) -> bool:
+        """Whether the file holds rows without a generation key (written before generation keys
+        existed, or by :meth:`put_many` without one), asked once: where it holds none, a
+        chunk's lookup leaves out their search (``key IN`` the generation keys), a third of
+        its index searches. A row of that kind stored later by another process (an older
+        version of judge_rl) is then not re-parsed by this one: its comparison is judged
+        again."""
+        if self._legacy is None:
+            self._legacy = bool(
+                self._read("SELECT 1 FROM judgments WHERE gen IS NULL OR gen = '' LIMIT 1", ())
+            )
+        return self._legacy
 
     def put_many(self, items: Sequence[tuple[str, ...]]) -> None:
         """Store ``(key, judge_key, kind, value)`` rows (first writer wins) and drop their claims."""
@@ -454,6 +471,8 @@ class JudgmentCache:
             return
         now = time.time()
         verb = "INSERT OR REPLACE" if self.refresh else "INSERT OR IGNORE"
+        if self._legacy is False and any(len(it) < 5 or not it[4] for it in items):
+            self._legacy = True  # a row without a generation key: lookups search for it too
         # one statement per ROWS_PER_STATEMENT rows, the rows in order (what ``executemany``
         # did row by row): each statement lets go of the interpreter lock once while SQLite
         # works, not once per row (issue 19 item 2). Built before the transaction: the store

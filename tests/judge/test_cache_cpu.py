@@ -21,7 +21,8 @@ def _traced(cache: JudgmentCache) -> tuple[list[str], list[str]]:
 
 
 def _selects(trace: list[str]) -> list[str]:
-    return [s for s in trace if s.lstrip().upper().startswith("SELECT")]
+    """The lookups' statements (not the once-per-file question whether rows lack a gen)."""
+    return [s for s in trace if s.lstrip().upper().startswith("SELECT") and "gen IS NULL" not in s]
 
 
 def test_a_lookup_reads_through_the_writer_connection_when_no_store_holds_it(tmp_path):
@@ -196,3 +197,21 @@ def test_a_chunks_lookup_sorts_in_python_only_the_rows_it_found(tmp_path):
     (first, second) = _selects(writer + reader)
     assert "ORDER BY" not in first.upper() and "ORDER BY" not in second.upper()
     cache.close()
+
+
+def test_a_chunks_lookup_searches_keys_as_generation_keys_only_where_such_rows_exist(tmp_path):
+    """Rows written before generation keys existed are found by their key being a generation
+    key (a third of a lookup's index searches); a file without rows lacking a generation key
+    is not searched for them, until such a row is stored."""
+    cache = JudgmentCache(tmp_path / "c.sqlite")
+    cache.store([("k1", "j", "judgment", "v1", "g1")], ())
+    writer, reader = _traced(cache)
+    assert cache.get_with_generations(["k2"], ["g2"]) == ({}, {})
+    cache.put_many([("g2", "j", "judgment", "legacy")])  # no generation key: keyed by it
+    assert cache.get_with_generations(["k2"], ["g2"]) == ({}, {"g2": "legacy"})
+    lookups = [s for s in _selects(writer + reader) if "created" in s]
+    assert [s.count(" IN (") for s in lookups] == [2, 3]
+    cache.close()
+    again = JudgmentCache(tmp_path / "c.sqlite")  # a file with such a row, opened anew
+    assert again.get_with_generations(["k3", "k2"], ["g3", "g2"]) == ({}, {"g2": "legacy"})
+    again.close()
