@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -166,6 +166,53 @@ def _checkpoint_with_cache(body: nn.Module) -> Iterator[None]:
                 layer.forward = own_forward  # type: ignore[method-assign]
 
 
+def shared_prefix_hidden(
+    model: Any,
+    prefix: torch.Tensor,
+    own: torch.Tensor,
+    suffix: torch.Tensor,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    *,
+    prefix_block: AbstractContextManager[Any] | None = None,
+    suffix_block: AbstractContextManager[Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The body's final hidden states of ``prefix`` (U, P) and of ``suffix`` (b, S), each
+    suffix row after its prefix row ``own[i]`` (b,): ``mask`` (b, 1, S, P+S) bool, True = may
+    attend (its prefix's real tokens, its own causal part), ``positions`` (b, S) its position
+    ids; all on the model's device. Returns ``(hp (U, P, H), hs (b, S, H))``. The prefix's
+    keys/values keep their graph (each prefix position's gradient summed over the suffixes that
+    read it) and pass between the two calls through caches a recomputation cannot change, so
+    this is exact under gradient checkpointing too (see the module docstring).
+
+    ``model`` is a transformers model with a ``base_model_prefix`` body (a causal LM, a
+    sequence classifier; a peft LoRA model's ``get_base_model()``). ``prefix_block`` and
+    ``suffix_block`` are entered around the respective body call (e.g. the last layer's rows
+    block); a block that changes what a checkpointed layer computes must be decided before this
+    call and cover the backward too. Run it inside the caller's autocast."""
+    body = getattr(model, model.base_model_prefix)
+    # transformers >= 5.2x names the argument `cache` (`past_key_values` is deprecated)
+    ckw = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+    n_layers = len(getattr(body, "layers", ())) or int(model.config.num_hidden_layers)
+    prompt_cache, response_cache = _caches(n_layers, own)
+    if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
+        mask = torch.zeros(mask.shape, device=mask.device).masked_fill(
+            ~mask, torch.finfo(torch.float32).min
+        )  # the additive form for eager attention
+    with _checkpoint_with_cache(body):
+        with prefix_block or nullcontext():
+            hp = body(input_ids=prefix, use_cache=True, **{ckw: prompt_cache}).last_hidden_state
+        with suffix_block or nullcontext():
+            hs = body(
+                input_ids=suffix,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{ckw: response_cache},
+            ).last_hidden_state
+    return hp, hs
+
+
 def shared_prompt_logits(
     model: Any,
     prefix: torch.Tensor,
@@ -186,33 +233,24 @@ def shared_prompt_logits(
     key_prefix = (torch.arange(tp)[None, None, :] < pl[:, None, None]).expand(-1, R, -1)
     causal = torch.ones(R, R, dtype=torch.bool).tril()[None].expand(b, -1, -1)
     mask = torch.cat([key_prefix, causal], dim=-1)[:, None]  # (b, 1, R, P+R)
-    if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
-        mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
     positions = pl[:, None] + torch.arange(R)[None, :]  # (b, R)
     body = getattr(model, model.base_model_prefix)
     head = model.get_output_embeddings()
-    # transformers >= 5.2x names the argument `cache` (`past_key_values` is deprecated)
-    ckw = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
-    n_layers = len(getattr(body, "layers", ())) or int(model.config.num_hidden_layers)
     own_d = own.to(device)
-    prompt_cache, response_cache = _caches(n_layers, own_d)
     read = torch.zeros(U, tp, dtype=torch.bool)  # (U, P): each prompt's last token
     read[torch.arange(U), plen - 1] = True
-    # decided before the layers' checkpoint flags are switched off below
+    # decided before the layers' checkpoint flags are switched off
     rows_block = read_rows_block(read.to(device), body)  # no last-layer MLP output for the cache
-    with _checkpoint_with_cache(body):
-        with rows_block:
-            hp = body(
-                input_ids=prefix.to(device), use_cache=True, **{ckw: prompt_cache}
-            ).last_hidden_state  # (U, P, H)
-        h_last = hp[torch.arange(U, device=device), plen.to(device) - 1]  # (U, H)
-        hs = body(
-            input_ids=suffix.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            **{ckw: response_cache},
-        ).last_hidden_state  # (b, R, H)
+    hp, hs = shared_prefix_hidden(
+        model,
+        prefix.to(device),
+        own_d,
+        suffix.to(device),
+        mask.to(device),
+        positions.to(device),
+        prefix_block=rows_block,
+    )  # (U, P, H), (b, R, H)
+    h_last = hp[torch.arange(U, device=device), plen.to(device) - 1]  # (U, H)
     pred = torch.cat([h_last[own_d][:, None], hs[:, :-1]], 1)  # (b, R, H)
     return head(pred)  # (b, R, V)
 
@@ -243,4 +281,9 @@ def through_ddp(wrapped: Any, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
             inner.forward = own_forward
 
 
-__all__ = ["shared_prompt_logits", "shares_under_checkpointing", "through_ddp"]
+__all__ = [
+    "shared_prefix_hidden",
+    "shared_prompt_logits",
+    "shares_under_checkpointing",
+    "through_ddp",
+]

@@ -32,7 +32,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -373,6 +373,28 @@ def _read_only(model: Any, keep: torch.Tensor) -> contextlib.AbstractContextMana
     return last_mlp_only(keep, model)
 
 
+@contextlib.contextmanager
+def _rows_by_shape(model: Any, *keeps: torch.Tensor) -> Iterator[None]:
+    """:func:`judge_rl.train._last_mlp.last_mlp_only` for several forwards at once, each with
+    its own read rows: the last layer's row-wise modules run on the rows of the ``keeps``
+    (bool, distinct shapes) whose shape is their input's (any other input: every row). For a
+    block around a checkpointed forward AND its backward (the recomputation sees the same
+    modules as the forward did). Modules already inside a block are left alone."""
+    from judge_rl.train._last_mlp import _rows_forward, row_wise_modules
+
+    mods = [m for m in row_wise_modules(model) if "forward" not in vars(m)]
+    try:
+        for mod in mods:
+            fwd = mod.forward
+            for keep in keeps:
+                fwd = _rows_forward(fwd, keep.bool())  # a shape of another keep: passed on
+            mod.forward = fwd
+        yield
+    finally:
+        for mod in mods:
+            vars(mod).pop("forward", None)
+
+
 def sequence_rewards(
     model: PreTrainedModel, input_ids: torch.Tensor, lengths: torch.Tensor
 ) -> torch.Tensor:
@@ -411,35 +433,37 @@ def shared_prefix_rewards(
     prefix once. Returns ``(r_chosen (B,), r_rejected (B,))`` float32.
 
     In a causal LM the hidden states of a shared prefix do not depend on what follows, so the
-    prefix runs once (``(B, Tp)``), its keys/values are repeated for the two sides, and only the
+    prefix runs once (``(B, Tp)``), its keys/values are gathered for the two sides, and only the
     suffixes run twice (``(2B, Ts)``), attending to their pair's real prefix tokens through
     ``mask``. Gradients flow through the cached keys/values. Inputs come from
     :func:`judge_rl.train.rm_data.shared_prefix_tensors`. The last decoder layer's MLP runs
     only at each suffix's last real token (none of the prefix's rows: only its keys and values
     are read).
+
+    Under gradient checkpointing (a model in training mode, gradients on) the two passes go
+    through :func:`judge_rl.train._shared_prompt.shared_prefix_hidden`: each checkpointed layer
+    is checkpointed with its cache, the backward recomputes it, and the rewards and gradients
+    are the plain layout's. The rows restriction must then cover the backward
+    (:meth:`_Trainer._read_block`); here it is skipped (:func:`_read_only`).
     """
     import torch
-    from transformers import DynamicCache
 
-    backbone = getattr(model, model.base_model_prefix)
-    cache = DynamicCache()
+    from judge_rl.train._shared_prompt import shared_prefix_hidden
+
     # Only the prefix's keys/values are read: its last-layer MLP output is not (no row kept).
+    # Both blocks are decided here, before the shared forward switches the checkpoint flags off.
     none = torch.zeros(prefix.shape, dtype=torch.bool, device=prefix.device)  # (B, Tp)
-    with _read_only(model, none):
-        backbone(input_ids=prefix, use_cache=True, past_key_values=cache)  # (B, Tp) -> K/V
-    cache.batch_repeat_interleave(2)  # (2B, heads, Tp, d): rows 2i, 2i+1 share pair i's prefix
-    if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
-        mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(
-            ~mask, torch.finfo(torch.float32).min
-        )  # additive form for eager attention
-    with _read_only(model, read_positions(suffix_len, suffix.shape[1])):
-        hidden = backbone(
-            input_ids=suffix,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-        ).last_hidden_state  # (2B, Ts, H)
+    own = torch.arange(prefix.shape[0], device=prefix.device).repeat_interleave(2)  # (2B,)
+    _, hidden = shared_prefix_hidden(
+        model,
+        prefix,
+        own,  # rows 2i, 2i+1 (pair i's chosen and rejected suffix) read pair i's prefix
+        suffix,
+        mask,
+        positions,
+        prefix_block=_read_only(model, none),
+        suffix_block=_read_only(model, read_positions(suffix_len, suffix.shape[1])),
+    )  # (2B, Ts, H)
     last = hidden[torch.arange(suffix.shape[0], device=hidden.device), suffix_len - 1]  # (2B, H)
     head: Any = model.score
     r = head(last).squeeze(-1).float()  # (2B,)
@@ -971,8 +995,11 @@ class _Trainer:
 
         if not self.cfg.shared_prefix:
             return False
-        if _checkpointing(self.model):
-            # a checkpointed layer runs without its cache in training: no prefix keys/values
+        from judge_rl.train._shared_prompt import shares_under_checkpointing
+
+        if _checkpointing(self.model) and not shares_under_checkpointing():
+            # this transformers checkpoints in the model's layer loop, which drops the layers'
+            # cache in training: no prefix keys/values for the suffixes
             log.info("gradient checkpointing on: the plain layout (no shared-prefix forward)")
             return False
         from judge_rl.train.rm_data import common_prefix_len
@@ -1033,13 +1060,17 @@ class _Trainer:
         the forward functions skip those rows themselves (:func:`_read_only`)."""
         if not _checkpointing(self.model):
             return contextlib.nullcontext()
-        from judge_rl.train._last_mlp import last_mlp_only
+        import torch
 
         if "prefix" in batch:
+            # the prefix pass reads no row (its keys/values only), the suffix pass the last
+            # real tokens; the two passes' inputs differ in shape: (B, Tp) and (2B, Ts)
+            none = torch.zeros(batch["prefix"].shape, dtype=torch.bool, device=self.device)
             keep = read_positions(batch["suffix_len"], batch["suffix"].shape[1])
-        else:
-            keep = read_positions(batch["lengths"], batch["ids"].shape[1])
-        return last_mlp_only(keep, self.model)
+            return _rows_by_shape(self.model, none, keep)
+        from judge_rl.train._last_mlp import last_mlp_only
+
+        return last_mlp_only(read_positions(batch["lengths"], batch["ids"].shape[1]), self.model)
 
     def train_step(self) -> dict[str, float]:
         import torch

@@ -16,7 +16,7 @@ import rm_helpers  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
-from judge_rl.train import _last_mlp  # noqa: E402
+from judge_rl.train import _last_mlp, reward_model  # noqa: E402
 from judge_rl.train.reward_model import (  # noqa: E402
     RewardModelConfig,
     RewardModelScorer,
@@ -66,6 +66,7 @@ def _train(tmp: Path, recs, *, shared: bool, checkpointing: bool, skip: bool, mo
     with monkeypatch.context() as mp:
         if not skip:
             mp.setattr(_last_mlp, "last_mlp_only", _no_skip)
+            mp.setattr(reward_model, "_rows_by_shape", _no_skip)  # the checkpointed shared block
         res = train_reward_model(cfg, records=recs, model=model, tokenizer=tok)
     return res, model, seen
 
@@ -85,9 +86,9 @@ def test_training_skips_unread_rows_and_learns_the_same(
         tmp_path / "skip", recs, shared=shared, checkpointing=checkpointing, skip=True,
         monkeypatch=monkeypatch,
     )  # fmt: skip
-    # A checkpointing model re-runs layers without their cache: plain layout (the shared-prefix
-    # forward crashed there: its suffix pass found no prefix keys/values).
-    assert res.section.model_extra["shared_prefix"] is (shared and not checkpointing)
+    # A checkpointing model shares the prompt too (its layers checkpointed with their cache:
+    # tests/train/test_rm_shared_ckpt.py).
+    assert res.section.model_extra["shared_prefix"] is shared
     # Same losses step by step, same held-out rewards, same weights after 3 AdamW steps.
     assert [r["loss"] for r in res.section.train] == pytest.approx(
         [r["loss"] for r in ref.section.train], rel=1e-5, abs=1e-6
@@ -100,13 +101,14 @@ def test_training_skips_unread_rows_and_learns_the_same(
     assert ref_seen and all(len(s) == 3 for s in ref_seen)
     # ...and with it, only the read rows: two per pair (chosen's and rejected's last token) in
     # training, the recomputation of a checkpointed backward included, and in evaluation; a
-    # shared prompt's pass keeps no row (only its keys/values are read).
+    # shared prompt's pass keeps no row (only its keys/values are read), in the checkpointed
+    # recomputation too.
     assert not [s for s in seen if len(s) == 3]
     rows = [s[0] for s in seen]
     assert set(rows) <= {0, 2 * BATCH, 2 * 6}  # 6 held-out pairs: one evaluation batch
     assert rows.count(2 * 6) == 1
     passes = 3 * (2 if checkpointing else 1)  # steps x (forward + recomputation)
-    if shared and not checkpointing:
+    if shared:
         # + the start-up check of the shared-prefix forward against the plain one (4 pairs)
         assert rows.count(2 * BATCH) == passes + 2 and rows.count(0) == passes + 1
     else:
