@@ -146,6 +146,10 @@ class RewardModelConfig:
     setting decides)."""
     dtype: str = "float32"
     """Master weights: bf16-stored checkpoints are upcast (``auto`` keeps the stored dtype)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward instead of keeping them (less
+    memory, about a third more compute; transformers' non-reentrant checkpointing). The shared
+    prompt is still run once per pair (its layers are checkpointed with their cache)."""
     save_optimizer: bool = False
     """Keep the optimiser's state in the final checkpoint (only needed to train on past the
     end; intermediate checkpoints always keep it, for resuming). Off: a finished 135M model's
@@ -811,6 +815,14 @@ class _Trainer:
         # fp32 master weights (a bf16-stored backbone is upcast), the score head included
         self.precision.to_master(model)
         self.model: Any = model.to(self.device)  # type: ignore[arg-type]
+        if cfg.gradient_checkpointing:
+            from judge_rl.train._ppo_models import enable_gradient_checkpointing
+
+            if not enable_gradient_checkpointing(self.model):
+                raise ConfigError(
+                    f"{type(self.model).__name__} does not support gradient checkpointing",
+                    setting="gradient_checkpointing",
+                )
         self.tok = tokenizer
         _set_attention(self.model, cfg.attn if cfg.attn != "auto" else "sdpa")
 

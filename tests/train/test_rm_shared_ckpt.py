@@ -25,6 +25,7 @@ from judge_rl.train.reward_model import (  # noqa: E402
     _Trainer,
     sequence_rewards,
     shared_prefix_rewards,
+    train_reward_model,
 )
 from judge_rl.train.rm_data import (  # noqa: E402
     common_prefix_len,
@@ -204,3 +205,19 @@ def test_transformers_without_self_checkpointing_layers_falls_back(tmp_path, mon
     assert tr.shared_ok is False
     tr = trainer(tmp_path / "b", model, tok, recs)
     assert tr.shared_ok is True
+
+
+def test_config_turns_checkpointing_on_and_shares(tmp_path):
+    """``RewardModelConfig(gradient_checkpointing=True)``: the model checkpoints (non-reentrant),
+    the backward recomputes, and the run still uses the shared-prefix layout."""
+    recs = rm_helpers.planted_records(12, seed=5)
+    model, tok = rm_model("gqa")
+    assert not model.is_gradient_checkpointing
+    n = count_recomputes(model)
+    cfg = RewardModelConfig(output=str(tmp_path), batch_size=B, max_steps=2, eval_split=0.0,
+                            eval_every=0, save_every=0, bf16="off", threads=1, seed=0,
+                            gradient_checkpointing=True)  # fmt: skip
+    res = train_reward_model(cfg, records=recs, model=model, tokenizer=tok)
+    assert model.is_gradient_checkpointing
+    assert res.section.model_extra["shared_prefix"] is True
+    assert n["backward"] == 2 * 2
