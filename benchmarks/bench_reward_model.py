@@ -26,6 +26,9 @@ Two measurements per side:
     python benchmarks/bench_reward_model.py            # 600 pairs, fp32 (about 4 min)
     python benchmarks/bench_reward_model.py --precision both --pairs 2000   # + bf16, longer
     python benchmarks/bench_reward_model.py --quick    # 200 pairs, fp32 (a smoke run)
+    python benchmarks/bench_reward_model.py --pairs 200 --gradient-checkpointing
+        # both trainers checkpoint (judge_rl's gradient_checkpointing, TRL's RewardConfig
+        # gradient_checkpointing=True, its default); prints the layer recomputations per step
 """
 
 from __future__ import annotations
@@ -151,6 +154,7 @@ def run_ours(
     shared_prefix: bool = True,
     attn: str = "auto",
     compile_layers: bool = False,
+    gradient_checkpointing: bool = False,
 ) -> dict:
     """``compile_layers``: ``torch.compile(dynamic=True)`` each decoder layer when training
     starts (after the eager start-up check), for :func:`run_compile`."""
@@ -176,6 +180,7 @@ def run_ours(
         seed=0,
         shared_prefix=shared_prefix,
         attn=attn,
+        gradient_checkpointing=gradient_checkpointing,
     )
     from transformers.models.llama import modeling_llama
 
@@ -186,6 +191,16 @@ def run_ours(
         if torch.is_grad_enabled() and input_ids is not None:
             positions[0] += input_ids.numel()  # positions run, padding included
         return fwd(self, input_ids, *a, **k)
+
+    # a layer's MLP called inside a backward: that layer recomputed (the MLP's class, not the
+    # layer's: transformers wraps the layer's forward in its checkpointing)
+    recomputed = [0]
+    layer_fwd = modeling_llama.LlamaMLP.forward
+
+    def counting_layer(self, *a, **k):  # type: ignore[no-untyped-def]
+        if torch._C._current_graph_task_id() != -1:  # inside a backward: a recomputation
+            recomputed[0] += 1
+        return layer_fwd(self, *a, **k)
 
     marks: dict[str, tuple[float, float, int]] = {}
 
@@ -202,10 +217,12 @@ def run_ours(
             marks[key] = (time.perf_counter(), time.process_time(), positions[0])
 
     modeling_llama.LlamaModel.forward = counting_forward  # type: ignore[method-assign]
+    modeling_llama.LlamaMLP.forward = counting_layer  # type: ignore[method-assign]
     try:
         res = train_reward_model(cfg, records=recs, hooks=[hook])
     finally:
         modeling_llama.LlamaModel.forward = fwd  # type: ignore[method-assign]
+        modeling_llama.LlamaMLP.forward = layer_fwd  # type: ignore[method-assign]
     # The window: first step's start to last step's end, as TRL's (the final save is outside).
     wall = marks["last"][0] - marks["first"][0]
     losses = [(int(r["step"]), r["loss"]) for r in res.section.train]
@@ -220,6 +237,8 @@ def run_ours(
         "mean_loss": sum(v for _, v in losses) / len(losses),
         "step_cpu": step_cpu,
         "losses": losses,
+        "recomputed": recomputed[0],
+        "shared_prefix": res.section.model_extra["shared_prefix"],
     }
 
 
@@ -245,9 +264,16 @@ def counting_forward(self, input_ids=None, *a, **k):
         positions[0] += input_ids.numel()  # positions the model runs, padding included
     return _fwd(self, input_ids, *a, **k)
 modeling_llama.LlamaModel.forward = counting_forward
+recomputed = [0]
+_layer_fwd = modeling_llama.LlamaMLP.forward  # not the layer's: transformers wraps it
+def counting_layer(self, *a, **k):
+    if torch._C._current_graph_task_id() != -1:  # inside a backward: a recomputation
+        recomputed[0] += 1
+    return _layer_fwd(self, *a, **k)
+modeling_llama.LlamaMLP.forward = counting_layer
 args = RewardConfig(output_dir=out, num_train_epochs=1, per_device_train_batch_size=8,
     learning_rate=1e-4, lr_scheduler_type="linear", warmup_steps=0, bf16=bf16, fp16=False,
-    gradient_checkpointing=False, max_length=256, logging_steps=5, save_strategy="no",
+    gradient_checkpointing=GRADCKPT, max_length=256, logging_steps=5, save_strategy="no",
     eval_strategy="no", report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0,
     disable_tqdm=True, train_sampling_strategy=SAMPLING, length_column_name="length",
     torch_compile=COMPILE)
@@ -275,7 +301,8 @@ trainer.save_model(out + "/final")  # what a user's script does last (outside th
 print("RESULT " + json.dumps({"pairs_per_s": len(ds) / wall, "wall_s": wall, "cpu_s": cpu,
       "positions": marks["last"][2] - marks["first"][2], "pairs": len(ds),
       "steps": trainer.state.global_step, "losses": losses, "step_cpu": step_cpu,
-      "children_cpu": children_cpu, "trl": __import__("trl").__version__}))
+      "children_cpu": children_cpu, "trl": __import__("trl").__version__,
+      "recomputed": recomputed[0]}))
 """
 
 
@@ -288,13 +315,19 @@ def run_trl(
     out: Path,
     sampling: str,
     compile_: bool = False,
+    gradient_checkpointing: bool = False,
 ) -> dict:
-    """TRL's script in its venv; ``compile_``: its ``torch_compile=True`` (whole model)."""
+    """TRL's script in its venv; ``compile_``: its ``torch_compile=True`` (whole model);
+    ``gradient_checkpointing``: RewardConfig's (its default, True)."""
     sys.path.insert(0, str(HERE))
     from _peer import run_peer
 
     script = out.parent / f"trl_peer_{sampling}{'_compile' if compile_ else ''}.py"
-    script.write_text(PEER.replace("SAMPLING", repr(sampling)).replace("COMPILE", repr(compile_)))
+    script.write_text(
+        PEER.replace("SAMPLING", repr(sampling))
+        .replace("COMPILE", repr(compile_))
+        .replace("GRADCKPT", repr(gradient_checkpointing))
+    )
     cpu0, t0 = _child_cpu(), time.perf_counter()
     text = run_peer(
         py, str(script), str(data), str(model), str(threads), "1" if bf16 else "0", str(out)
@@ -588,6 +621,13 @@ def main() -> int:
         help="instead of the comparison: torch.profiler over judge_rl's training steps",
     )
     ap.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="both trainers checkpoint the layers' activations (judge_rl's "
+        "gradient_checkpointing, TRL's RewardConfig gradient_checkpointing=True); the command "
+        "runs are left out (train-rm has no option for it)",
+    )
+    ap.add_argument(
         "--peer-python", default=None, help="a python with trl installed (default: .bench-venvs)"
     )
     args = ap.parse_args()
@@ -642,17 +682,22 @@ def main() -> int:
         )
         results: dict[str, dict[str, dict]] = {}
         commands: dict[str, dict] = {}
+        ckpt = args.gradient_checkpointing
+        tag_ckpt = "_gradckpt" if ckpt else ""
+        if ckpt:
+            print("gradient checkpointing on both sides", flush=True)
         for prec in precisions:
             bf16 = prec == "bf16"
             results[prec] = {}
             # TRL first, then ours: neither gets a warmer machine by position every time.
             for sampling in samplings:
-                r = run_trl(
-                    py, data, model, threads, bf16, root / f"trl-{prec}-{sampling}", sampling
-                )
+                r = run_trl(py, data, model, threads, bf16, root / f"trl-{prec}-{sampling}",
+                            sampling, gradient_checkpointing=ckpt)  # fmt: skip
                 results[prec][f"trl {r['trl']} {sampling}"] = r
-            results[prec]["judge_rl"] = run_ours(data, model, threads, bf16, root / f"ours-{prec}")
-            commands[prec] = run_cli(data, model, threads, bf16, root / f"cli-{prec}", n)
+            results[prec]["judge_rl"] = run_ours(data, model, threads, bf16, root / f"ours-{prec}",
+                                                 gradient_checkpointing=ckpt)  # fmt: skip
+            if not ckpt:
+                commands[prec] = run_cli(data, model, threads, bf16, root / f"cli-{prec}", n)
         print(f"load average after: {os.getloadavg()[0]:.1f} (shared machine: timings are noisy)")
         print()
         print(
@@ -690,11 +735,23 @@ def main() -> int:
                 speed_cpu = (ours["positions"] / ours["cpu_s"]) / (trl["positions"] / trl["cpu_s"])
                 dl = ours["mean_loss"] - trl["mean_loss"]
                 print(
-                    f"RATIO reward_model_train_{prec}_pairs_per_s judge_rl/trl[{tag}] = "
+                    f"RATIO reward_model_train_{prec}{tag_ckpt}_pairs_per_s judge_rl/trl[{tag}] = "
                     f"{ratio:.2f}x wall, {cpu:.2f}x CPU time = {work:.2f}x less token work "
                     f"(positions per pair) x {speed:.2f}x tokens/s ({speed_cpu:.2f}x tokens per "
                     f"CPU s); mean loss diff {dl:+.3f}"
                 )
+        for prec, sides in results.items():
+            for side, r in sides.items():
+                steps = max(1, r["steps"])
+                print(
+                    f"recomputed {prec} {side}: {r['recomputed'] / steps:.1f} decoder-layer "
+                    f"calls per step in the backward ({r['recomputed']} in {steps} steps); "
+                    f"{r['positions'] / r['pairs']:.1f} positions per pair"
+                    + (f"; shared prefix: {r['shared_prefix']}" if side == "judge_rl" else "")
+                )
+        if not commands:
+            print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+            return 0
         print()
         print(
             "command, end to end (process start to exit: imports, reading the pairs file, "
