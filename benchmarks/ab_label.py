@@ -9,7 +9,9 @@ to compile its bytecode, then ``--runs`` times, the order reversed every round, 
 judgment cache. Per run it prints the end-to-end rate (process start to exit, from the pairs
 file on disk) and the judging window's (from the run log), both as a share of the endpoint's
 limit, the time outside the window (wall minus window), the process's CPU and the load
-average; then each version's medians.
+average; then each version's medians. ``--warm-rows N`` runs every version beside a long-lived
+cache instead of a fresh one: N other pairs are judged once (by the first version) into a cache
+file, and each timed run gets a copy of it.
 
 Run it under real-time priority on a shared machine so other work does not preempt the runs:
 ``chrt -f 10 python benchmarks/ab_label.py HEAD~3 HEAD --runs 4`` (never while a test
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,9 +53,35 @@ def tree(version: str, tmp: Path, k: int) -> Path:
     return out
 
 
-def run_once(code: Path, spec: Path, pairs: Path, tmp: Path, tag: str) -> dict[str, float]:
-    """``python -m judge_rl label`` from ``code`` (default settings, a fresh cache)."""
+def warm_pairs(path: Path, n: int) -> Path:
+    """``n`` pairs none of the timed runs judges (their rows fill a long-lived cache)."""
+    with path.open("w") as f:
+        for i in range(n):
+            row = {
+                "prompt": f"an earlier question {i}",
+                "response_a": f"an earlier first answer {i}",
+                "response_b": f"an earlier second answer {i}",
+            }
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def copy_cache(base: Path, to: Path) -> None:
+    """``base`` and its write-ahead files, if any, as ``to``."""
+    for suffix in ("", "-wal", "-shm"):
+        src = base.with_name(base.name + suffix)
+        if src.exists():
+            shutil.copyfile(src, to.with_name(to.name + suffix))
+
+
+def run_once(
+    code: Path, spec: Path, pairs: Path, tmp: Path, tag: str, base: Path | None = None
+) -> dict[str, float]:
+    """``python -m judge_rl label`` from ``code`` (default settings, a fresh cache, or a copy of
+    ``base``'s)."""
     out, run, cache = tmp / f"labels-{tag}.jsonl", tmp / f"run-{tag}", tmp / f"cache-{tag}.sqlite"
+    if base is not None:
+        copy_cache(base, cache)
     cmd = [sys.executable, "-m", "judge_rl", "label", "--judge", str(spec), "--input", str(pairs)]
     cmd += ["--output", str(out), "--run", str(run), "--cache", str(cache)]
     env = dict(os.environ, PYTHONPATH=str(code), PYTHONPYCACHEPREFIX=str(tmp / f"pyc-{code.name}"))
@@ -77,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=4, help="timed runs of each version")
     ap.add_argument("--latency", type=float, default=0.05, help="endpoint latency (s)")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    ap.add_argument(
+        "--warm-rows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run beside a cache already holding N other judgments (default: a fresh cache)",
+    )
     args = ap.parse_args(argv)
     limit = args.concurrency / args.latency
     ideal = args.n / limit
@@ -88,13 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             spec = B.write_spec(tmp / "judge", url, args.concurrency)
             pairs = B.write_pairs(tmp / "pairs.jsonl", args.n)
+            base = None
+            if args.warm_rows:
+                earlier = warm_pairs(tmp / "earlier.jsonl", args.warm_rows)
+                run_once(codes[0], spec, earlier, tmp, "base")  # writes cache-base.sqlite
+                base = tmp / "cache-base.sqlite"
             for k, code in enumerate(codes):
-                run_once(code, spec, pairs, tmp, f"warm-{k}")  # bytecode, as installs have
+                run_once(code, spec, pairs, tmp, f"warm-{k}", base)  # bytecode, as installs have
             got: dict[int, list[dict[str, float]]] = {k: [] for k in range(len(codes))}
             for r in range(args.runs):
                 order = list(range(len(codes)))
                 for k in order if r % 2 == 0 else order[::-1]:
-                    one = run_once(codes[k], spec, pairs, tmp, f"{r}-{k}")
+                    one = run_once(codes[k], spec, pairs, tmp, f"{r}-{k}", base)
                     got[k].append(one)
                     print(
                         f"{args.versions[k]:<24} end to end {ideal / one['wall']:6.1%}  "
@@ -108,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             proc.stdin.close()
             proc.wait(10)
     print(f"uptime at end:   {B.uptime()}")
+    beside = f"beside {args.warm_rows:,} cached rows" if args.warm_rows else "a fresh cache"
     print(
         f"{args.n} pairs, {args.latency * 1000:.0f} ms endpoint, {args.concurrency} in flight "
-        f"(limit {limit:,.0f}/s); medians of {args.runs} runs each:"
+        f"(limit {limit:,.0f}/s), {beside}; medians of {args.runs} runs each:"
     )
     for k, version in enumerate(args.versions):
         runs = got[k]
