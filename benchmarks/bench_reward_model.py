@@ -353,10 +353,18 @@ ABLATIONS = (
 
 
 def run_ablation(
-    data: Path, model: Path, threads: int, out: Path, reps: int, only: list[str] | None = None
+    data: Path,
+    model: Path,
+    threads: int,
+    out: Path,
+    reps: int,
+    only: list[str] | None = None,
+    gradient_checkpointing: bool = False,
 ) -> None:
     """judge_rl's library path with each speed lever turned off in turn (fp32), interleaved in
-    one process; pairs per CPU second (best of ``reps``) tells them apart on a busy machine."""
+    one process; pairs per CPU second (best of ``reps``) tells them apart on a busy machine.
+    ``gradient_checkpointing``: every variant checkpoints ("no shared prefix" is then what a
+    checkpointing run did before the shared prefix worked under checkpointing)."""
     import contextlib
 
     import torch
@@ -379,7 +387,8 @@ def run_ablation(
             try:
                 r = run_ours(data, model, threads, False, out / f"abl-{rep}-{ABLATIONS.index(v)}",
                              shared_prefix=v != "no shared prefix",
-                             attn="eager" if v == "eager attention" else "auto")  # fmt: skip
+                             attn="eager" if v == "eager attention" else "auto",
+                             gradient_checkpointing=gradient_checkpointing)  # fmt: skip
             finally:
                 _last_mlp.last_mlp_only, torch.optim.AdamW = skip, adamw  # type: ignore[misc]
             if v not in best or r["cpu_s"] < best[v]["cpu_s"]:
@@ -387,6 +396,7 @@ def run_ablation(
     print()
     print(
         f"ablation: judge_rl's library window, fp32, {threads} thread(s), best of {reps} "
+        f"{'(gradient checkpointing) ' if gradient_checkpointing else ''}"
         f"interleaved runs by CPU time; load average now {os.getloadavg()[0]:.1f}"
     )
     print(f"{'variant':22}{'pairs/CPUs':>11}{'tok/CPUs':>10}{'tok/pair':>10}{'vs all':>8}")
@@ -625,7 +635,7 @@ def main() -> int:
         action="store_true",
         help="both trainers checkpoint the layers' activations (judge_rl's "
         "gradient_checkpointing, TRL's RewardConfig gradient_checkpointing=True); the command "
-        "runs are left out (train-rm has no option for it)",
+        "runs are left out (train-rm has no option for it); with --ablation: every variant",
     )
     ap.add_argument(
         "--peer-python", default=None, help="a python with trl installed (default: .bench-venvs)"
@@ -661,7 +671,8 @@ def main() -> int:
             bad = [v for v in only if v not in ABLATIONS]
             if bad:
                 ap.error(f"--only: unknown variant(s) {bad}; choose from {list(ABLATIONS[1:])}")
-            run_ablation(data, root / "model", threads, root, args.ablation, only)
+            run_ablation(data, root / "model", threads, root, args.ablation, only,
+                         gradient_checkpointing=args.gradient_checkpointing)  # fmt: skip
         return 0
     py = args.peer_python or peer_python("trl", TRL_REQ, torch=True)
     if args.compile:
