@@ -53,19 +53,6 @@ def tree(version: str, tmp: Path, k: int) -> Path:
     return out
 
 
-def warm_pairs(path: Path, n: int) -> Path:
-    """``n`` pairs none of the timed runs judges (their rows fill a long-lived cache)."""
-    with path.open("w") as f:
-        for i in range(n):
-            row = {
-                "prompt": f"an earlier question {i}",
-                "response_a": f"an earlier first answer {i}",
-                "response_b": f"an earlier second answer {i}",
-            }
-            f.write(json.dumps(row) + "\n")
-    return path
-
-
 def copy_cache(base: Path, to: Path) -> None:
     """``base`` and its write-ahead files, if any, as ``to``."""
     for suffix in ("", "-wal", "-shm"):
@@ -126,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             pairs = B.write_pairs(tmp / "pairs.jsonl", args.n)
             base = None
             if args.warm_rows:
-                earlier = warm_pairs(tmp / "earlier.jsonl", args.warm_rows)
+                earlier = B.write_pairs(tmp / "earlier.jsonl", args.warm_rows, prefix="earlier ")
                 run_once(codes[0], spec, earlier, tmp, "base")  # writes cache-base.sqlite
                 base = tmp / "cache-base.sqlite"
             for k, code in enumerate(codes):

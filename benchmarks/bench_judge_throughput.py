@@ -322,13 +322,14 @@ def bench_judge(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, floa
     return {"n": n, "ok": ok, "wall_s": wall, "cpu_s": cpu}
 
 
-def write_pairs(path: Path, n: int) -> Path:
+def write_pairs(path: Path, n: int, prefix: str = "") -> Path:
+    """``n`` pairs; ``prefix`` starts every text (other pairs than the ones without it)."""
     with path.open("w") as f:
         for i in range(n):
             row = {
-                "prompt": f"question-{i}",
-                "response_a": f"first answer {i}",
-                "response_b": f"second answer {i}",
+                "prompt": f"{prefix}question-{i}",
+                "response_a": f"{prefix}first answer {i}",
+                "response_b": f"{prefix}second answer {i}",
             }
             f.write(json.dumps(row) + "\n")
     return path
