@@ -1,6 +1,9 @@
-"""The shared-prompt forward of GRPO's and DPO's log-probability passes: each distinct prompt
-runs once, and only the responses run once per sample (GRPO: the K samples of a group; DPO: the
-chosen and the rejected response of a pair).
+"""The shared-prompt forward of GRPO's and DPO's log-probability passes (and of the reward
+model's shared-prefix rewards): each distinct prompt runs once, and only the responses run once
+per sample (GRPO: the K samples of a group; DPO and the reward model: the chosen and the rejected
+response of a pair). :func:`shared_prefix_hidden` is the two body passes for any layout (its
+caller's mask and position ids; the reward model reads each suffix's last real token);
+:func:`shared_prompt_logits` is the causal LM's logits on top of it.
 
 In a causal LM a prompt's hidden states do not depend on what follows, so the prompts run once
 (``(U, P)``, right-padded), and the responses (``(b, R)``) attend to their own prompt's keys and

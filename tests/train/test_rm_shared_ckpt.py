@@ -33,6 +33,7 @@ from judge_rl.train.rm_data import (  # noqa: E402
     shared_prefix_tensors,
     tokenize_pairs,
 )
+from tests.conftest import requires_embedded  # noqa: E402
 from tests.train.test_grpo_lora_logprobs import count_recomputes  # noqa: E402
 
 pytestmark = [
@@ -221,3 +222,39 @@ def test_config_turns_checkpointing_on_and_shares(tmp_path):
     assert model.is_gradient_checkpointing
     assert res.section.model_extra["shared_prefix"] is True
     assert n["backward"] == 2 * 2
+
+
+@requires_embedded
+@pytest.mark.slow
+def test_embedded_backbone_shares_under_checkpointing(tmp_path):
+    """SmolLM2-135M with a fresh scalar head (GQA, 30 layers): the first-use check passes with
+    gradient checkpointing on, and the shared forward's rewards and gradients (first and last
+    layers' key/value and MLP weights, the head) equal the plain layout's without it."""
+    from judge_rl.train.reward_model import load_reward_model
+
+    ref, tok = load_reward_model("embedded", seed=0)
+    recs = rm_helpers.planted_records(3, seed=2)  # prompts of different lengths
+    pairs = tokenize_pairs(recs, tok, max_length=256)
+    c, r = pairs.chosen, pairs.rejected
+    model = checkpointing(copy.deepcopy(ref))
+    ref.train()
+    ids, lengths = pad_right(c + r, tok.pad_token_id)
+    plain = sequence_rewards(ref, ids, lengths)
+    (plain[:3] - plain[3:]).pow(2).sum().backward()
+    n = count_recomputes(model)
+    prefix, _, suffix, slen, mask, pos = shared_prefix_tensors(c, r, tok.pad_token_id)
+    sc, sr = shared_prefix_rewards(model, prefix, suffix, slen, mask, pos)
+    torch.testing.assert_close(torch.cat([sc, sr]), plain.detach(), atol=1e-4, rtol=1e-4)
+    (sc - sr).pow(2).sum().backward()
+    assert n["backward"] == 2
+    last = len(model.model.layers) - 1
+    names = [f"model.layers.{i}.{m}.weight" for i in (0, last)
+             for m in ("self_attn.k_proj", "self_attn.v_proj", "mlp.down_proj")] + ["score.weight"]  # fmt: skip
+    got, want = dict(model.named_parameters()), dict(ref.named_parameters())
+    for name in names:
+        scale = float(want[name].grad.abs().max())
+        assert scale > 0, name
+        torch.testing.assert_close(got[name].grad, want[name].grad, atol=1e-4 * scale,
+                                   rtol=1e-3, msg=lambda m, n=name: f"{n}: {m}")  # fmt: skip
+    tr = trainer(tmp_path, model, tok, rm_helpers.planted_records(12, seed=5))
+    assert tr.shared_ok is True and model.is_gradient_checkpointing
