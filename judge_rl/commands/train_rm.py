@@ -123,6 +123,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="store_false",
         help="run chosen and rejected in full even where they share a prefix",
     )
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute each layer's activations in the backward (less memory, more compute; "
+        "the shared prompt is still run once per pair)",
+    )
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if present)")
     p.add_argument(
         "--mixed-precision",
@@ -172,6 +178,7 @@ def _config(args: argparse.Namespace) -> Any:
         threads=args.threads,
         attn=args.attn,
         shared_prefix=args.shared_prefix,
+        gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
         device=args.device,
         mixed_precision=args.mixed_precision,
         dtype=args.dtype,

@@ -214,3 +214,19 @@ def test_epoch_batches_built_once_per_epoch(monkeypatch, tmp_path):
     want = train("rebuilt")
     for k in want:
         assert torch.equal(got[k], want[k]), k
+
+
+def test_the_gradient_checkpointing_flag_reaches_the_config(tmp_path):
+    """``--gradient-checkpointing`` sets ``RewardModelConfig.gradient_checkpointing`` (the shared
+    prompt still runs once per pair under it: tests/train/test_rm_shared_ckpt.py)."""
+    import argparse
+
+    from judge_rl.commands import train_rm
+
+    ap = argparse.ArgumentParser()
+    train_rm.add_parser(ap.add_subparsers())
+    argv = _argv(tmp_path / "pairs.jsonl", tmp_path / "model", tmp_path / "out")
+    assert train_rm._config(
+        ap.parse_args([*argv, "--gradient-checkpointing"])
+    ).gradient_checkpointing
+    assert not train_rm._config(ap.parse_args(argv)).gradient_checkpointing
