@@ -18,7 +18,7 @@ _err: Console | None = None
 def _kwargs(stream: Any) -> dict[str, Any]:
     no_color = bool(os.environ.get("NO_COLOR")) or not getattr(stream, "isatty", lambda: False)()
     # emoji=False: ":name:" in a judge name, a path or a model's text is printed as written
-    # (rich would print an emoji for e.g. ":robot:", and loading its table costs ~3 ms)
+    # (rich would print an emoji for e.g. ":robot:", after loading its 3,608-entry table)
     kw: dict[str, Any] = {"file": stream, "no_color": no_color, "highlight": False, "emoji": False}
     if no_color:
         kw["color_system"] = None
