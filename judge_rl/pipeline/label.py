@@ -1089,7 +1089,7 @@ the last answer (where :func:`make_labels` needs them)."""
 _COSTS = operator.itemgetter(7)
 _MASSES = operator.itemgetter(8)
 
-IDLE_SLICE = int(os.environ.get("JUDGE_RL_IDLE_SLICE", "4"))
+IDLE_SLICE = 4
 """Judgments a :class:`LabelBuilder` handles in one turn of the event loop that has nothing
 else ready (0: each as it is reported)."""
 
