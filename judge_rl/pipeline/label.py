@@ -1215,6 +1215,8 @@ class LabelBuilder:
                     if take:
                         self._one(self._queue.pop())
                     return
+                # asyncio's queue of callbacks ready to run (private: an event loop without
+                # it, e.g. uvloop, makes each judgment's outputs at the next turn instead)
                 self._ready = getattr(self._loop, "_ready", None)
             self._loop.call_soon(self._work)
 
