@@ -47,7 +47,9 @@ def test_a_bar_on_a_terminal_is_redrawn_a_few_times_a_second(monkeypatch):
     """On a terminal each redraw costs ~2.6 ms of CPU; 4 a second keep the bar live."""
     term = Console(file=io.StringIO(), width=100, force_terminal=True)
     builds, out = _bar_builds(monkeypatch, term, 1.0)
-    assert 3 <= builds <= 1.0 * C.REFRESH_PER_S + 3, builds  # 11-13 before
+    # start, add_task and stop, plus the redraws: 4-5 a second (the loop may run a little over
+    # its second on a busy machine: 8 seen in CI); rich's default of 10 a second gave 11-13
+    assert 3 <= builds <= 1.0 * C.REFRESH_PER_S + 5, builds
     assert C.REFRESH_PER_S <= 5 and "judging" in out
 
 
