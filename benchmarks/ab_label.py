@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=float, default=0.05, help="endpoint latency (s)")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     ap.add_argument(
+        "--order",
+        default="fixed",
+        choices=["fixed", "random", "both"],
+        help="the judge's order (both: two calls per pair; the shipped judges' default)",
+    )
+    ap.add_argument(
         "--warm-rows",
         type=int,
         default=0,
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run beside a cache already holding N other judgments (default: a fresh cache)",
     )
     args = ap.parse_args(argv)
-    limit = args.concurrency / args.latency
+    limit = args.concurrency / args.latency / (2 if args.order == "both" else 1)
     ideal = args.n / limit
     print(f"uptime at start: {B.uptime()}")
     with tempfile.TemporaryDirectory(prefix="bench-label-ab-") as name:
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         codes = [tree(v, tmp, k) for k, v in enumerate(args.versions)]
         proc, url = B.start_server(args.latency)
         try:
-            spec = B.write_spec(tmp / "judge", url, args.concurrency)
+            spec = B.write_spec(tmp / "judge", url, args.concurrency, args.order)
             pairs = B.write_pairs(tmp / "pairs.jsonl", args.n)
             base = None
             if args.warm_rows:
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     beside = f"beside {args.warm_rows:,} cached rows" if args.warm_rows else "a fresh cache"
     print(
         f"{args.n} pairs, {args.latency * 1000:.0f} ms endpoint, {args.concurrency} in flight "
-        f"(limit {limit:,.0f}/s), {beside}; medians of {args.runs} runs each:"
+        f"(limit {limit:,.0f} pairs/s, order {args.order}), {beside}; medians of {args.runs} runs "
+        "each:"
     )
     for k, version in enumerate(args.versions):
         runs = got[k]

@@ -278,7 +278,7 @@ TEMPLATE = (
 )
 
 
-def write_spec(folder: Path, url: str, concurrency: int) -> Path:
+def write_spec(folder: Path, url: str, concurrency: int, order: str = "fixed") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "prompt.j2").write_text(TEMPLATE)
     spec = {
@@ -290,7 +290,7 @@ def write_spec(folder: Path, url: str, concurrency: int) -> Path:
         "concurrency": concurrency,
         "template": "prompt.j2",
         "max_tokens": 32,
-        "order": "fixed",
+        "order": order,
     }
     (folder / "judge.yaml").write_text(json.dumps(spec))
     return folder / "judge.yaml"
