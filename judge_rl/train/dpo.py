@@ -392,8 +392,8 @@ class DPOTrainer:
             from judge_rl.train._ppo_models import enable_gradient_checkpointing
 
             # non-reentrant, the checkpointed layers alone in training mode (as PPO's): before,
-            # the eval() above left every layer in eval mode, where transformers does not
-            # checkpoint, so nothing was recomputed and no memory saved
+            # switching the policy to eval mode above left every layer there, where
+            # transformers does not checkpoint, so nothing was recomputed and no memory saved
             self._grad_ckpt = enable_gradient_checkpointing(policy)
             if not self._grad_ckpt:
                 log.warning("%s does not support gradient checkpointing", type(policy).__name__)
