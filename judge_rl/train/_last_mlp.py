@@ -98,12 +98,16 @@ def _rows_forward(inner: Callable[..., Any], rows: torch.Tensor) -> Callable[...
 
 
 @contextmanager
-def last_mlp_only(keep: int | torch.Tensor | None, *models: nn.Module | None) -> Iterator[None]:
+def last_mlp_only(
+    keep: int | torch.Tensor | tuple[torch.Tensor, ...] | None, *models: nn.Module | None
+) -> Iterator[None]:
     """Inside the block, the last decoder layer's row-wise work (:func:`row_wise_modules`: its
     MLP, query and output projections) of each model runs only where ``keep`` says: the last
     ``keep`` positions (an int, as ``logits_to_keep``) or the positions where a (B, T) bool
-    tensor is True. ``None``, 0 or a model of another layout: unchanged. Re-entrant (an inner
-    block on the same model changes nothing)."""
+    tensor is True; several such tensors of distinct shapes (a tuple) cover several forwards
+    in one block, each input taking the tensor of its own shape (the reward model's prefix and
+    suffix passes, and their recomputation under checkpointing). ``None``, 0 or a model of
+    another layout: unchanged. Re-entrant (an inner block on the same model changes nothing)."""
     with ExitStack() as stack:
         if keep is not None and not (isinstance(keep, int) and keep <= 0):
             seen: set[int] = set()
@@ -116,7 +120,9 @@ def last_mlp_only(keep: int | torch.Tensor | None, *models: nn.Module | None) ->
                     if isinstance(keep, int):
                         mod.forward = _tail_forward(inner, keep)  # type: ignore[method-assign]
                     else:
-                        mod.forward = _rows_forward(inner, keep.bool())  # type: ignore[method-assign]
+                        for rows in keep if isinstance(keep, tuple) else (keep,):
+                            inner = _rows_forward(inner, rows.bool())  # another shape: passed on
+                        mod.forward = inner  # type: ignore[method-assign]
                     stack.callback(vars(mod).pop, "forward", None)
         yield
 

@@ -32,7 +32,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -375,28 +375,6 @@ def _read_only(model: Any, keep: torch.Tensor) -> contextlib.AbstractContextMana
     from judge_rl.train._last_mlp import last_mlp_only
 
     return last_mlp_only(keep, model)
-
-
-@contextlib.contextmanager
-def _rows_by_shape(model: Any, *keeps: torch.Tensor) -> Iterator[None]:
-    """:func:`judge_rl.train._last_mlp.last_mlp_only` for several forwards at once, each with
-    its own read rows: the last layer's row-wise modules run on the rows of the ``keeps``
-    (bool, distinct shapes) whose shape is their input's (any other input: every row). For a
-    block around a checkpointed forward AND its backward (the recomputation sees the same
-    modules as the forward did). Modules already inside a block are left alone."""
-    from judge_rl.train._last_mlp import _rows_forward, row_wise_modules
-
-    mods = [m for m in row_wise_modules(model) if "forward" not in vars(m)]
-    try:
-        for mod in mods:
-            fwd = mod.forward
-            for keep in keeps:
-                fwd = _rows_forward(fwd, keep.bool())  # a shape of another keep: passed on
-            mod.forward = fwd
-        yield
-    finally:
-        for mod in mods:
-            vars(mod).pop("forward", None)
 
 
 def sequence_rewards(
@@ -1074,14 +1052,14 @@ class _Trainer:
             return contextlib.nullcontext()
         import torch
 
+        from judge_rl.train._last_mlp import last_mlp_only
+
         if "prefix" in batch:
             # the prefix pass reads no row (its keys/values only), the suffix pass the last
             # real tokens; the two passes' inputs differ in shape: (B, Tp) and (2B, Ts)
             none = torch.zeros(batch["prefix"].shape, dtype=torch.bool, device=self.device)
             keep = read_positions(batch["suffix_len"], batch["suffix"].shape[1])
-            return _rows_by_shape(self.model, none, keep)
-        from judge_rl.train._last_mlp import last_mlp_only
-
+            return last_mlp_only((none, keep), self.model)
         return last_mlp_only(read_positions(batch["lengths"], batch["ids"].shape[1]), self.model)
 
     def train_step(self) -> dict[str, float]:

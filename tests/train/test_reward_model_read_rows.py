@@ -16,7 +16,7 @@ import rm_helpers  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
-from judge_rl.train import _last_mlp, reward_model  # noqa: E402
+from judge_rl.train import _last_mlp  # noqa: E402
 from judge_rl.train.reward_model import (  # noqa: E402
     RewardModelConfig,
     RewardModelScorer,
@@ -65,8 +65,7 @@ def _train(tmp: Path, recs, *, shared: bool, checkpointing: bool, skip: bool, mo
     )
     with monkeypatch.context() as mp:
         if not skip:
-            mp.setattr(_last_mlp, "last_mlp_only", _no_skip)
-            mp.setattr(reward_model, "_rows_by_shape", _no_skip)  # the checkpointed shared block
+            mp.setattr(_last_mlp, "last_mlp_only", _no_skip)  # the checkpointed blocks too
         res = train_reward_model(cfg, records=recs, model=model, tokenizer=tok)
     return res, model, seen
 
