@@ -22,15 +22,11 @@ compares versions of judge_rl, not judge_rl with a peer).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,37 +49,15 @@ def tree(version: str, tmp: Path, k: int) -> Path:
     return out
 
 
-def copy_cache(base: Path, to: Path) -> None:
-    """``base`` and its write-ahead files, if any, as ``to``."""
-    for suffix in ("", "-wal", "-shm"):
-        src = base.with_name(base.name + suffix)
-        if src.exists():
-            shutil.copyfile(src, to.with_name(to.name + suffix))
-
-
 def run_once(
     code: Path, spec: Path, pairs: Path, tmp: Path, tag: str, base: Path | None = None
 ) -> dict[str, float]:
-    """``python -m judge_rl label`` from ``code`` (default settings, a fresh cache, or a copy of
-    ``base``'s)."""
-    out, run, cache = tmp / f"labels-{tag}.jsonl", tmp / f"run-{tag}", tmp / f"cache-{tag}.sqlite"
-    if base is not None:
-        copy_cache(base, cache)
-    cmd = [sys.executable, "-m", "judge_rl", "label", "--judge", str(spec), "--input", str(pairs)]
-    cmd += ["--output", str(out), "--run", str(run), "--cache", str(cache)]
-    env = dict(os.environ, PYTHONPATH=str(code), PYTHONPYCACHEPREFIX=str(tmp / f"pyc-{code.name}"))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package runs from bytecode
-    env.pop("JUDGE_RL_NO_PROGRESS", None)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code, timeout=1800)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise SystemExit(f"{code}: label exited {r.returncode}: {r.stderr[-1000:]}")
-    window = float(json.loads((run / "log.json").read_text())["timings"]["label"])
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return {"wall": wall, "window": window, "cpu": cpu}
+    """``python -m judge_rl label`` from ``code`` (:func:`bench_judge_throughput.run_cli`: a
+    fresh cache, or a copy of ``base``'s); stops the benchmark if the command failed."""
+    got = B.run_cli(spec, pairs, tmp, tag, code=code, base=base)
+    if isinstance(got, str):
+        raise SystemExit(f"{code}: {got}")
+    return {"wall": got["wall_s"], "window": got["window_s"], "cpu": got["cpu_s"]}
 
 
 def main(argv: list[str] | None = None) -> int:

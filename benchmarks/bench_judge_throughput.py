@@ -42,6 +42,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -336,24 +337,38 @@ def write_pairs(path: Path, n: int, prefix: str = "") -> Path:
 
 
 def run_cli(
-    spec: Path, pairs: Path, tmp: Path, tag: str, tty: bool = False
+    spec: Path,
+    pairs: Path,
+    tmp: Path,
+    tag: str,
+    tty: bool = False,
+    code: Path = ROOT,
+    base: Path | None = None,
 ) -> dict[str, float] | str:
     """``judge-rl label`` in a fresh process with default settings (cache on, fresh file).
     ``tty``: on a terminal (a pseudo-terminal from util-linux ``script``), where the progress
-    bar is drawn while the run goes on, as a user at a terminal sees it."""
+    bar is drawn while the run goes on, as a user at a terminal sees it. ``code``: the folder
+    whose ``judge_rl`` runs (``benchmarks/ab_label.py``: a version of it); ``base``: a cache
+    file whose copy the run starts from instead of a fresh one."""
     out, run, cache = tmp / f"labels-{tag}.jsonl", tmp / f"run-{tag}", tmp / f"cache-{tag}.sqlite"
+    if base is not None:
+        for suffix in ("", "-wal", "-shm"):  # the file and its write-ahead files, if any
+            src = base.with_name(base.name + suffix)
+            if src.exists():
+                shutil.copyfile(src, cache.with_name(cache.name + suffix))
     cmd = [sys.executable, "-m", "judge_rl", "label", "--judge", str(spec), "--input", str(pairs)]
     cmd += ["--output", str(out), "--run", str(run), "--cache", str(cache)]
     if tty:
         cmd = ["script", "-qfec", shlex.join(cmd), "/dev/null"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    pyc = tmp / ("pycache" if code == ROOT else f"pyc-{code.name}")
+    env = dict(os.environ, PYTHONPATH=str(code), PYTHONPYCACHEPREFIX=str(pyc))
     if tty:
         env.update(COLUMNS="100", LINES="30")
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package runs from bytecode
     env.pop("JUDGE_RL_NO_PROGRESS", None)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code, timeout=1800)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
